@@ -1,0 +1,3 @@
+//! Throughput benchmark: the same workload on raft-rs (peer baseline) and on our core.
+pub mod raftrs;
+pub mod workload;

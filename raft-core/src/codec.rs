@@ -1,0 +1,203 @@
+//! The wire format: bincode 2 (varint integers) over [`Message`], as pure functions.
+//!
+//! This is the only module that names bincode, so the encoding can be swapped
+//! in one place. Decoding borrows from the input: no allocation is made for a
+//! length field before the bytes it announces are known to be present, so a
+//! hostile frame cannot make the decoder allocate more than about its own size.
+
+use crate::message::Message;
+use alloc::vec::Vec;
+use core::fmt;
+use serde::{Deserialize, Serialize};
+
+/// Largest input [`decode`] accepts. Transports should use a smaller limit.
+pub const MAX_DECODE_BYTES: usize = 64 << 20;
+
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard()
+        .with_little_endian()
+        .with_variable_int_encoding()
+        .with_limit::<MAX_DECODE_BYTES>()
+}
+
+/// Why bytes could not be decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The input is larger than [`MAX_DECODE_BYTES`].
+    TooLarge {
+        /// Its length.
+        len: usize,
+    },
+    /// The bytes are not a valid encoding (truncated, unknown tag, bad length...).
+    Malformed(alloc::string::String),
+    /// A valid value was followed by unread bytes.
+    TrailingBytes {
+        /// How many.
+        extra: usize,
+    },
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeError::TooLarge { len } => write!(f, "input of {len} bytes exceeds {MAX_DECODE_BYTES}"),
+            DecodeError::Malformed(why) => write!(f, "malformed input: {why}"),
+            DecodeError::TrailingBytes { extra } => write!(f, "{extra} unexpected bytes after the value"),
+        }
+    }
+}
+
+impl core::error::Error for DecodeError {}
+
+/// Why a value could not be encoded (only possible for values over the size limit).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncodeError(alloc::string::String);
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot encode: {}", self.0)
+    }
+}
+
+impl core::error::Error for EncodeError {}
+
+/// Encodes any serde value with the project's wire configuration.
+pub fn encode_value<T: Serialize>(value: &T) -> Result<Vec<u8>, EncodeError> {
+    bincode::serde::encode_to_vec(value, config()).map_err(|e| EncodeError(alloc::format!("{e}")))
+}
+
+/// Decodes a whole buffer into one value; trailing bytes are an error.
+pub fn decode_value<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, DecodeError> {
+    if bytes.len() > MAX_DECODE_BYTES {
+        return Err(DecodeError::TooLarge { len: bytes.len() });
+    }
+    let (value, used) = bincode::serde::borrow_decode_from_slice(bytes, config())
+        .map_err(|e| DecodeError::Malformed(alloc::format!("{e}")))?;
+    if used != bytes.len() {
+        return Err(DecodeError::TrailingBytes { extra: bytes.len() - used });
+    }
+    Ok(value)
+}
+
+/// Encodes a message. Its length never exceeds the bound the core used to size it
+/// (see `Config::max_message_bytes`).
+pub fn encode_message(msg: &Message) -> Vec<u8> {
+    // Messages hold only integers, enums and byte strings: encoding cannot fail
+    // below the decode limit, and the core never builds a message above it.
+    encode_value(msg).unwrap_or_default()
+}
+
+/// Decodes one message from exactly `bytes`. Never panics; any defect is an error.
+pub fn decode_message(bytes: &[u8]) -> Result<Message, DecodeError> {
+    decode_value(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{AppendResponse, Body};
+    use crate::types::{Bytes, Entry, LogIndex, Payload, Term};
+    use alloc::vec;
+
+    fn sample() -> Vec<Message> {
+        vec![
+            Message { term: Term(3), body: Body::RequestVote { last_log_index: LogIndex(9), last_log_term: Term(2) } },
+            Message { term: Term(3), body: Body::RequestVoteResponse { granted: true } },
+            Message {
+                term: Term(u64::MAX),
+                body: Body::AppendEntries {
+                    prev_log_index: LogIndex(u64::MAX),
+                    prev_log_term: Term(1),
+                    entries: vec![
+                        Entry { term: Term(2), index: LogIndex(5), payload: Payload::Noop },
+                        Entry { term: Term(2), index: LogIndex(6), payload: Payload::Command(Bytes::from(&[7u8; 300])) },
+                    ],
+                    leader_commit: LogIndex(4),
+                },
+            },
+            Message { term: Term(1), body: Body::AppendEntriesResponse(AppendResponse::Success { match_index: LogIndex(8) }) },
+            Message {
+                term: Term(1),
+                body: Body::AppendEntriesResponse(AppendResponse::Reject {
+                    prev_log_index: LogIndex(8),
+                    last_log_index: LogIndex(3),
+                    conflict_term: None,
+                    conflict_index: LogIndex(4),
+                }),
+            },
+        ]
+    }
+
+    #[test]
+    fn round_trip() {
+        for m in sample() {
+            let bytes = encode_message(&m);
+            assert_eq!(decode_message(&bytes), Ok(m));
+        }
+    }
+
+    #[test]
+    fn every_truncation_and_trailing_byte_is_an_error() {
+        for m in sample() {
+            let bytes = encode_message(&m);
+            for cut in 0..bytes.len() {
+                assert!(decode_message(&bytes[..cut]).is_err(), "cut at {cut} of {m:?}");
+            }
+            let mut longer = bytes.clone();
+            longer.push(0);
+            assert_eq!(decode_message(&longer), Err(DecodeError::TrailingBytes { extra: 1 }));
+        }
+    }
+
+    #[test]
+    fn huge_length_prefix_does_not_allocate_or_panic() {
+        // AppendEntries whose entry vector claims u64::MAX elements, then a
+        // command whose byte length claims ~2^63.
+        // (bincode varint: 0xFD announces a little-endian u64.)
+        let mut bytes = vec![1u8, 2, 0, 0, 0xFD];
+        bytes.extend_from_slice(&[0xFF; 8]);
+        assert!(matches!(decode_message(&bytes), Err(DecodeError::Malformed(_))));
+        let m = Message {
+            term: Term(1),
+            body: Body::AppendEntries {
+                prev_log_index: LogIndex(0),
+                prev_log_term: Term(0),
+                entries: vec![Entry { term: Term(1), index: LogIndex(1), payload: Payload::Command(Bytes::from(&[1u8; 4])) }],
+                leader_commit: LogIndex(0),
+            },
+        };
+        let mut bytes = encode_message(&m);
+        // Layout ends with: length prefix, 4 payload bytes, leader_commit (1 byte).
+        let at = bytes.len() - 6;
+        assert_eq!(bytes[at], 4);
+        bytes.truncate(at);
+        bytes.extend_from_slice(&[0xFD, 0, 0, 0, 0, 0, 0, 0, 0x40]); // u64 length 2^62
+        assert!(decode_message(&bytes).is_err());
+    }
+
+    #[test]
+    fn size_bound_covers_encoding() {
+        for len in [0usize, 1, 127, 128, 300, 70_000] {
+            let e = Entry { term: Term(u64::MAX), index: LogIndex(u64::MAX), payload: Payload::Command(Bytes::from(vec![0u8; len])) };
+            let m = Message {
+                term: Term(u64::MAX),
+                body: Body::AppendEntries {
+                    prev_log_index: LogIndex(u64::MAX),
+                    prev_log_term: Term(u64::MAX),
+                    entries: vec![e.clone(), e.clone()],
+                    leader_commit: LogIndex(u64::MAX),
+                },
+            };
+            let bound = crate::config::APPEND_OVERHEAD_BYTES + 2 * e.size_bound();
+            assert!(encode_message(&m).len() <= bound, "len {len}");
+        }
+    }
+
+    quickcheck::quickcheck! {
+        fn arbitrary_bytes_never_panic(bytes: Vec<u8>) -> bool {
+            let _ = decode_message(&bytes);
+            true
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! Node configuration and its validation.
+
+use crate::time::Duration;
+use crate::types::{ENTRY_OVERHEAD_BYTES, NodeId};
+use alloc::vec::Vec;
+use core::fmt;
+
+/// Bytes of an AppendEntries message besides its entries (bincode varint bound).
+pub const APPEND_OVERHEAD_BYTES: usize = 64;
+
+/// Everything a node needs to know before it starts. Build with [`Config::new`],
+/// adjust the public fields, then [`Config::validate`] (also done by `Node::new`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// This node.
+    pub id: NodeId,
+    /// Every voting member, this node included.
+    pub members: Vec<NodeId>,
+    /// How often an idle leader sends heartbeats. Default 110 ms.
+    pub heartbeat_interval: Duration,
+    /// Lower bound of the randomized election timeout. Default 300 ms.
+    pub election_timeout_min: Duration,
+    /// Upper bound (exclusive) of the randomized election timeout. Default 600 ms.
+    /// A fresh timeout is drawn uniformly from `[min, max)` for every wait.
+    pub election_timeout_max: Duration,
+    /// Seed of the node's PRNG (election timeouts). Give each node its own seed.
+    pub seed: u64,
+    /// Upper bound on one message's encoded size; every AppendEntries fits in it.
+    /// Default 1 MiB.
+    pub max_message_bytes: usize,
+    /// Largest command `propose` accepts. Must leave room for the message framing
+    /// within `max_message_bytes`. Default 512 KiB.
+    pub max_entry_bytes: usize,
+    /// Pipelined AppendEntries messages allowed in flight per follower. Default 64.
+    pub max_inflight_messages: usize,
+    /// Bytes of entries allowed in flight per follower. Default 8 MiB.
+    pub max_inflight_bytes: usize,
+}
+
+impl Config {
+    /// A configuration with the project defaults (heartbeat 110 ms, election
+    /// timeout in [300 ms, 600 ms)) and `seed` derived from `id`.
+    pub fn new(id: NodeId, members: impl IntoIterator<Item = NodeId>) -> Config {
+        Config {
+            id,
+            members: members.into_iter().collect(),
+            heartbeat_interval: Duration::from_millis(110),
+            election_timeout_min: Duration::from_millis(300),
+            election_timeout_max: Duration::from_millis(600),
+            seed: id.0.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ 0x5EED,
+            max_message_bytes: 1 << 20,
+            max_entry_bytes: 512 << 10,
+            max_inflight_messages: 64,
+            max_inflight_bytes: 8 << 20,
+        }
+    }
+
+    /// Checks every rule; the error names the first one broken.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.members.is_empty() {
+            return Err(ConfigError::NoMembers);
+        }
+        for (i, m) in self.members.iter().enumerate() {
+            if self.members[..i].contains(m) {
+                return Err(ConfigError::DuplicateMember(*m));
+            }
+        }
+        if !self.members.contains(&self.id) {
+            return Err(ConfigError::SelfNotMember(self.id));
+        }
+        if self.heartbeat_interval == Duration::ZERO {
+            return Err(ConfigError::ZeroHeartbeat);
+        }
+        if self.election_timeout_max <= self.election_timeout_min {
+            return Err(ConfigError::EmptyElectionTimeoutRange {
+                min: self.election_timeout_min,
+                max: self.election_timeout_max,
+            });
+        }
+        if self.heartbeat_interval >= self.election_timeout_min {
+            return Err(ConfigError::HeartbeatNotBelowElectionTimeout {
+                heartbeat: self.heartbeat_interval,
+                election_min: self.election_timeout_min,
+            });
+        }
+        if self.max_entry_bytes == 0 {
+            return Err(ConfigError::ZeroMaxEntryBytes);
+        }
+        let needed = self
+            .max_entry_bytes
+            .saturating_add(ENTRY_OVERHEAD_BYTES + APPEND_OVERHEAD_BYTES);
+        if self.max_message_bytes < needed {
+            return Err(ConfigError::MessageTooSmallForEntry {
+                max_message_bytes: self.max_message_bytes,
+                needed,
+            });
+        }
+        if self.max_inflight_messages == 0 {
+            return Err(ConfigError::ZeroInflightMessages);
+        }
+        if self.max_inflight_bytes < self.max_message_bytes {
+            return Err(ConfigError::InflightBytesBelowMessage {
+                max_inflight_bytes: self.max_inflight_bytes,
+                max_message_bytes: self.max_message_bytes,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Why a [`Config`] was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// `members` is empty.
+    NoMembers,
+    /// A member is listed twice.
+    DuplicateMember(NodeId),
+    /// `id` is not in `members`.
+    SelfNotMember(NodeId),
+    /// `heartbeat_interval` is zero.
+    ZeroHeartbeat,
+    /// `election_timeout_max <= election_timeout_min`.
+    EmptyElectionTimeoutRange {
+        /// The configured minimum.
+        min: Duration,
+        /// The configured maximum.
+        max: Duration,
+    },
+    /// A heartbeat must come well before a follower's election timeout (paper §5.6).
+    HeartbeatNotBelowElectionTimeout {
+        /// The configured heartbeat interval.
+        heartbeat: Duration,
+        /// The configured election timeout minimum.
+        election_min: Duration,
+    },
+    /// `max_entry_bytes` is zero.
+    ZeroMaxEntryBytes,
+    /// A message must hold at least one maximal entry plus framing.
+    MessageTooSmallForEntry {
+        /// The configured message limit.
+        max_message_bytes: usize,
+        /// What one maximal entry needs.
+        needed: usize,
+    },
+    /// `max_inflight_messages` is zero.
+    ZeroInflightMessages,
+    /// The in-flight byte window must hold at least one full message.
+    InflightBytesBelowMessage {
+        /// The configured window.
+        max_inflight_bytes: usize,
+        /// The configured message limit.
+        max_message_bytes: usize,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::NoMembers => write!(f, "the member list is empty"),
+            ConfigError::DuplicateMember(id) => write!(f, "member {id} is listed more than once"),
+            ConfigError::SelfNotMember(id) => write!(f, "this node ({id}) is not in the member list"),
+            ConfigError::ZeroHeartbeat => write!(f, "the heartbeat interval is zero"),
+            ConfigError::EmptyElectionTimeoutRange { min, max } => write!(
+                f,
+                "election timeout range is empty: max {} ms must exceed min {} ms",
+                max.as_millis(),
+                min.as_millis()
+            ),
+            ConfigError::HeartbeatNotBelowElectionTimeout { heartbeat, election_min } => write!(
+                f,
+                "heartbeat interval {} ms must be below the election timeout minimum {} ms",
+                heartbeat.as_millis(),
+                election_min.as_millis()
+            ),
+            ConfigError::ZeroMaxEntryBytes => write!(f, "max_entry_bytes is zero"),
+            ConfigError::MessageTooSmallForEntry { max_message_bytes, needed } => write!(
+                f,
+                "max_message_bytes {max_message_bytes} cannot hold one maximal entry ({needed} bytes needed)"
+            ),
+            ConfigError::ZeroInflightMessages => write!(f, "max_inflight_messages is zero"),
+            ConfigError::InflightBytesBelowMessage { max_inflight_bytes, max_message_bytes } => write!(
+                f,
+                "max_inflight_bytes {max_inflight_bytes} is below max_message_bytes {max_message_bytes}"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(v: &[u64]) -> Vec<NodeId> {
+        v.iter().copied().map(NodeId).collect()
+    }
+
+    #[test]
+    fn defaults_are_the_seed_projects_and_valid() {
+        let c = Config::new(NodeId(1), ids(&[1, 2, 3]));
+        assert_eq!(c.heartbeat_interval, Duration::from_millis(110));
+        assert_eq!(c.election_timeout_min, Duration::from_millis(300));
+        assert_eq!(c.election_timeout_max, Duration::from_millis(600));
+        assert_eq!(c.validate(), Ok(()));
+        assert_ne!(c.seed, Config::new(NodeId(2), ids(&[1, 2, 3])).seed);
+    }
+
+    #[test]
+    fn each_rule_is_enforced() {
+        let ok = Config::new(NodeId(1), ids(&[1, 2, 3]));
+        let check = |f: &dyn Fn(&mut Config), want: ConfigError| {
+            let mut c = ok.clone();
+            f(&mut c);
+            assert_eq!(c.validate(), Err(want.clone()));
+            assert!(!alloc::format!("{want}").is_empty());
+        };
+        check(&|c| c.members.clear(), ConfigError::NoMembers);
+        check(&|c| c.members.push(NodeId(2)), ConfigError::DuplicateMember(NodeId(2)));
+        check(&|c| c.id = NodeId(9), ConfigError::SelfNotMember(NodeId(9)));
+        check(&|c| c.heartbeat_interval = Duration::ZERO, ConfigError::ZeroHeartbeat);
+        check(
+            &|c| c.election_timeout_max = c.election_timeout_min,
+            ConfigError::EmptyElectionTimeoutRange {
+                min: Duration::from_millis(300),
+                max: Duration::from_millis(300),
+            },
+        );
+        check(
+            &|c| c.heartbeat_interval = Duration::from_millis(300),
+            ConfigError::HeartbeatNotBelowElectionTimeout {
+                heartbeat: Duration::from_millis(300),
+                election_min: Duration::from_millis(300),
+            },
+        );
+        check(&|c| c.max_entry_bytes = 0, ConfigError::ZeroMaxEntryBytes);
+        check(
+            &|c| c.max_message_bytes = c.max_entry_bytes,
+            ConfigError::MessageTooSmallForEntry {
+                max_message_bytes: 512 << 10,
+                needed: (512 << 10) + ENTRY_OVERHEAD_BYTES + APPEND_OVERHEAD_BYTES,
+            },
+        );
+        check(&|c| c.max_inflight_messages = 0, ConfigError::ZeroInflightMessages);
+        check(
+            &|c| c.max_inflight_bytes = 1,
+            ConfigError::InflightBytesBelowMessage { max_inflight_bytes: 1, max_message_bytes: 1 << 20 },
+        );
+    }
+
+    #[test]
+    fn single_node_cluster_is_valid() {
+        assert_eq!(Config::new(NodeId(7), ids(&[7])).validate(), Ok(()));
+    }
+}

@@ -1,0 +1,207 @@
+//! Bookkeeping for asynchronous durability: the write being gathered during
+//! one step, writes issued but not yet durable, and messages held until the
+//! writes they depend on are durable.
+
+use crate::output::{Outgoing, PersistToken, Write};
+use crate::types::{Entry, HardState, LogIndex};
+use alloc::collections::VecDeque;
+
+/// Marks a held message as waiting for the write currently being gathered.
+const CURRENT: u64 = u64::MAX;
+
+#[derive(Debug, Default)]
+pub(super) struct Durability {
+    /// Gathered during the current step; issued as one Persist at flush.
+    pending: Write,
+    /// Last token issued (0: none yet).
+    issued: u64,
+    /// Last token reported durable.
+    durable: u64,
+    /// Issued, not yet durable: (token, last log index after that write).
+    in_flight: VecDeque<(u64, LogIndex)>,
+    /// Highest log index known durable, counting only entries still in the log.
+    durable_index: LogIndex,
+    /// Messages waiting for a token to be durable.
+    held: VecDeque<(u64, Outgoing)>,
+}
+
+impl Durability {
+    pub(super) fn new(durable_index: LogIndex) -> Durability {
+        Durability { durable_index, ..Durability::default() }
+    }
+
+    pub(super) fn durable_index(&self) -> LogIndex {
+        self.durable_index
+    }
+
+    pub(super) fn set_hard_state(&mut self, hs: HardState) {
+        self.pending.hard_state = Some(hs);
+    }
+
+    /// Records that the in-memory log dropped every entry from `index` on.
+    pub(super) fn truncate_from(&mut self, index: LogIndex) {
+        let first_pending = self.pending.entries.first().map(|e| e.index);
+        match first_pending {
+            Some(first) if index >= first => {
+                self.pending.entries.truncate((index.0 - first.0) as usize);
+            }
+            _ => {
+                self.pending.entries.clear();
+                let t = self.pending.truncate_from.map_or(index, |t| t.min(index));
+                self.pending.truncate_from = Some(t);
+            }
+        }
+        // Entries at >= index are gone from memory; their durability no longer counts.
+        let keep = index.prev();
+        self.durable_index = self.durable_index.min(keep);
+        for w in &mut self.in_flight {
+            w.1 = w.1.min(keep);
+        }
+    }
+
+    pub(super) fn append(&mut self, entry: Entry) {
+        self.pending.entries.push(entry);
+    }
+
+    /// Holds `msg` until everything written so far, including this step's
+    /// write, is durable.
+    pub(super) fn hold(&mut self, msg: Outgoing) {
+        self.held.push_back((CURRENT, msg));
+    }
+
+    /// Ends a step: issues the gathered write (if any) with the log's last
+    /// index after it, and binds held messages to the right token.
+    pub(super) fn issue(&mut self, last_index: LogIndex) -> Option<(PersistToken, Write)> {
+        let out = if self.pending.is_empty() {
+            None
+        } else {
+            self.issued += 1;
+            self.in_flight.push_back((self.issued, last_index));
+            Some((PersistToken(self.issued), core::mem::take(&mut self.pending)))
+        };
+        for h in &mut self.held {
+            if h.0 == CURRENT {
+                h.0 = self.issued;
+            }
+        }
+        out
+    }
+
+    /// Reports writes up to `token` durable. Returns false for a token never
+    /// issued or already reported (ignored).
+    pub(super) fn persisted(&mut self, token: PersistToken) -> bool {
+        if token.0 <= self.durable || token.0 > self.issued {
+            return false;
+        }
+        self.durable = token.0;
+        while let Some(&(t, idx)) = self.in_flight.front() {
+            if t > token.0 {
+                break;
+            }
+            self.durable_index = idx;
+            self.in_flight.pop_front();
+        }
+        true
+    }
+
+    /// Removes and yields the held messages whose writes are now durable.
+    pub(super) fn release(&mut self, mut send: impl FnMut(Outgoing)) {
+        let durable = self.durable;
+        let mut i = 0;
+        while i < self.held.len() {
+            if self.held[i].0 <= durable {
+                if let Some((_, m)) = self.held.remove(i) {
+                    send(m);
+                }
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Drops every held message (the role they belonged to ended, or they are stale).
+    #[cfg(test)]
+    pub(super) fn held_len(&self) -> usize {
+        self.held.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{Body, Message};
+    use crate::types::{NodeId, Payload, Term};
+
+    fn entry(i: u64, t: u64) -> Entry {
+        Entry { term: Term(t), index: LogIndex(i), payload: Payload::Noop }
+    }
+
+    fn msg() -> Outgoing {
+        Outgoing { to: NodeId(2), message: Message { term: Term(1), body: Body::RequestVoteResponse { granted: true } } }
+    }
+
+    #[test]
+    fn held_message_waits_for_its_write() {
+        let mut d = Durability::new(LogIndex(0));
+        d.set_hard_state(HardState { term: Term(1), voted_for: Some(NodeId(2)) });
+        d.hold(msg());
+        let (tok, w) = d.issue(LogIndex(0)).unwrap();
+        assert!(w.hard_state.is_some());
+        let mut sent = 0;
+        d.release(|_| sent += 1);
+        assert_eq!(sent, 0, "not durable yet");
+        assert!(d.persisted(tok));
+        assert!(!d.persisted(tok), "reported twice");
+        assert!(!d.persisted(PersistToken(9)), "never issued");
+        d.release(|_| sent += 1);
+        assert_eq!(sent, 1);
+        assert_eq!(d.held_len(), 0);
+    }
+
+    #[test]
+    fn message_held_without_new_write_waits_for_earlier_writes() {
+        let mut d = Durability::new(LogIndex(0));
+        d.append(entry(1, 1));
+        let (t1, _) = d.issue(LogIndex(1)).unwrap();
+        d.hold(msg());
+        assert!(d.issue(LogIndex(1)).is_none());
+        let mut sent = 0;
+        d.release(|_| sent += 1);
+        assert_eq!(sent, 0);
+        d.persisted(t1);
+        d.release(|_| sent += 1);
+        assert_eq!(sent, 1);
+        assert_eq!(d.durable_index(), LogIndex(1));
+    }
+
+    #[test]
+    fn truncation_caps_durable_index_of_in_flight_and_pending_writes() {
+        let mut d = Durability::new(LogIndex(2));
+        for i in 3..=6 {
+            d.append(entry(i, 1));
+        }
+        let (t1, _) = d.issue(LogIndex(6)).unwrap();
+        d.append(entry(7, 1));
+        d.truncate_from(LogIndex(5)); // pending 7 dropped, in-flight capped at 4
+        d.append(entry(5, 2));
+        let (t2, w2) = d.issue(LogIndex(5)).unwrap();
+        assert_eq!(w2.truncate_from, Some(LogIndex(5)));
+        assert_eq!(w2.entries.len(), 1);
+        d.persisted(t1);
+        assert_eq!(d.durable_index(), LogIndex(4));
+        d.persisted(t2);
+        assert_eq!(d.durable_index(), LogIndex(5));
+    }
+
+    #[test]
+    fn truncation_inside_pending_entries_only_trims_them() {
+        let mut d = Durability::new(LogIndex(0));
+        for i in 1..=4 {
+            d.append(entry(i, 1));
+        }
+        d.truncate_from(LogIndex(3));
+        let (_, w) = d.issue(LogIndex(2)).unwrap();
+        assert_eq!(w.truncate_from, None);
+        assert_eq!(w.entries.len(), 2);
+    }
+}

@@ -1,0 +1,294 @@
+//! [`Node`]: one Raft member as a deterministic state machine.
+
+mod durability;
+mod election;
+mod replication;
+
+use crate::config::Config;
+use crate::log::Log;
+use crate::message::{Body, Message};
+use crate::output::{Event, Outgoing, Output, PersistToken, Role};
+use crate::progress::Progress;
+use crate::quorum::Majority;
+use crate::restore::{NewNodeError, ProposeError, Restored};
+use crate::rng::Rng;
+use crate::time::{Duration, Instant};
+use crate::types::{Bytes, Entry, HardState, LogIndex, NodeId, Payload, Term};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::vec::Vec;
+use durability::Durability;
+
+/// Most entries handed out in one [`Output::Apply`].
+const APPLY_BATCH: usize = 4096;
+
+#[derive(Debug)]
+enum RoleState {
+    Follower,
+    Candidate { votes: BTreeMap<NodeId, bool> },
+    Leader { progress: BTreeMap<NodeId, Progress>, dirty: BTreeSet<NodeId> },
+}
+
+/// One Raft member. It performs no I/O: feed it inputs with the `handle_*`
+/// methods and [`Node::propose`], then drain [`Node::poll_output`] until it
+/// returns `None` and sleep until [`Node::poll_timeout`].
+///
+/// Every method is deterministic in its inputs, the config and the restored
+/// state; none panics on any message content.
+#[derive(Debug)]
+pub struct Node {
+    config: Config,
+    voters: Majority,
+    peers: Vec<NodeId>,
+    rng: Rng,
+    hard: HardState,
+    role: RoleState,
+    leader: Option<NodeId>,
+    log: Log,
+    commit: LogIndex,
+    applied: LogIndex,
+    election_deadline: Instant,
+    heartbeat_deadline: Instant,
+    durability: Durability,
+    out: VecDeque<Output>,
+    reported: Option<(Role, Term, Option<NodeId>)>,
+}
+
+impl Node {
+    /// Starts a node from `restored` (use [`Restored::fresh`] the first time).
+    /// It starts as a follower and waits one randomized election timeout.
+    pub fn new(config: Config, restored: Restored, now: Instant) -> Result<Node, NewNodeError> {
+        config.validate()?;
+        restored.validate()?;
+        let Restored { mut hard_state, entries, last_applied, .. } = restored;
+        let log = Log::from_entries(entries);
+        // A crash between storing entries and storing the hard state of the
+        // same write can leave entries of a term the hard state has not seen.
+        // Adopting that term without a vote is safe: no message that depended
+        // on the lost vote was ever sent (they wait for the whole write).
+        if log.last_term() > hard_state.term {
+            hard_state = HardState { term: log.last_term(), voted_for: None };
+        }
+        let voters = Majority::new(config.members.iter().copied());
+        let peers = voters.voters().iter().copied().filter(|&p| p != config.id).collect();
+        let mut node = Node {
+            rng: Rng::new(config.seed),
+            voters,
+            peers,
+            hard: hard_state,
+            role: RoleState::Follower,
+            leader: None,
+            durability: Durability::new(log.last_index()),
+            log,
+            commit: last_applied,
+            applied: last_applied,
+            election_deadline: now,
+            heartbeat_deadline: now,
+            out: VecDeque::new(),
+            reported: None,
+            config,
+        };
+        node.reset_election_timer(now);
+        Ok(node)
+    }
+
+    // ---- inputs ----
+
+    /// A message from `from` arrived. Messages from non-members or from this
+    /// node itself, and malformed or inconsistent messages, are ignored.
+    pub fn handle_message(&mut self, now: Instant, from: NodeId, msg: Message) {
+        if from == self.config.id || !self.voters.contains(from) {
+            return;
+        }
+        // Term rules common to every role (paper §5.1).
+        if msg.term > self.hard.term {
+            let leader = matches!(msg.body, Body::AppendEntries { .. }).then_some(from);
+            self.become_follower(now, msg.term, leader);
+        } else if msg.term < self.hard.term {
+            self.answer_stale(from, &msg.body);
+            return;
+        }
+        match msg.body {
+            Body::RequestVote { last_log_index, last_log_term } => {
+                self.handle_request_vote(now, from, last_log_index, last_log_term);
+            }
+            Body::RequestVoteResponse { granted } => self.handle_vote_response(now, from, granted),
+            Body::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit } => {
+                self.handle_append(now, from, prev_log_index, prev_log_term, entries, leader_commit);
+            }
+            Body::AppendEntriesResponse(resp) => self.handle_append_response(from, resp),
+        }
+    }
+
+    /// Time has reached `now`. Fires whichever timer is due; a call before
+    /// [`Node::poll_timeout`] is a no-op.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match self.role {
+            RoleState::Leader { .. } => {
+                if now >= self.heartbeat_deadline {
+                    self.heartbeat_deadline = now + self.config.heartbeat_interval;
+                    self.broadcast_heartbeat();
+                }
+            }
+            RoleState::Follower | RoleState::Candidate { .. } => {
+                if now >= self.election_deadline {
+                    self.start_election(now);
+                }
+            }
+        }
+    }
+
+    /// The write with `token`, and every earlier one, is durable. Unknown or
+    /// repeated tokens are ignored.
+    pub fn handle_persisted(&mut self, _now: Instant, token: PersistToken) {
+        if self.durability.persisted(token) {
+            self.maybe_commit();
+        }
+    }
+
+    /// Appends `command` to the log if this node is the leader, and returns
+    /// the index it will have if committed. A later [`Output::Apply`] of that
+    /// index with a different term means the command was lost to a leader change.
+    pub fn propose(&mut self, _now: Instant, command: impl Into<Bytes>) -> Result<LogIndex, ProposeError> {
+        let command = command.into();
+        if !matches!(self.role, RoleState::Leader { .. }) {
+            return Err(ProposeError::NotLeader { leader_hint: self.leader });
+        }
+        if command.len() > self.config.max_entry_bytes {
+            return Err(ProposeError::TooLarge { size: command.len(), max: self.config.max_entry_bytes });
+        }
+        Ok(self.append_as_leader(Payload::Command(command)))
+    }
+
+    // ---- outputs ----
+
+    /// The next thing for the host to do, or `None` when there is nothing
+    /// left. Call until `None` after every input.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        if self.out.is_empty() {
+            self.flush();
+        }
+        self.out.pop_front()
+    }
+
+    /// When [`Node::handle_timeout`] must next be called. Always exact: the
+    /// earliest election or heartbeat deadline, never a polling tick.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        Some(match self.role {
+            RoleState::Leader { .. } => self.heartbeat_deadline,
+            _ => self.election_deadline,
+        })
+    }
+
+    // ---- read-only view ----
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.config.id
+    }
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    /// The current term.
+    pub fn term(&self) -> Term {
+        self.hard.term
+    }
+    /// The current role.
+    pub fn role(&self) -> Role {
+        match self.role {
+            RoleState::Follower => Role::Follower,
+            RoleState::Candidate { .. } => Role::Candidate,
+            RoleState::Leader { .. } => Role::Leader,
+        }
+    }
+    /// The leader of the current term, if known.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader
+    }
+    /// Whom this node voted for in the current term.
+    pub fn voted_for(&self) -> Option<NodeId> {
+        self.hard.voted_for
+    }
+    /// The highest index known to be committed.
+    pub fn commit_index(&self) -> LogIndex {
+        self.commit
+    }
+    /// The highest index handed out in an [`Output::Apply`] (or restored as applied).
+    pub fn last_applied(&self) -> LogIndex {
+        self.applied
+    }
+    /// The index of the last entry in the log (durable or not).
+    pub fn last_log_index(&self) -> LogIndex {
+        self.log.last_index()
+    }
+    /// The term of the last entry in the log.
+    pub fn last_log_term(&self) -> Term {
+        self.log.last_term()
+    }
+    /// The highest index known durable on this node.
+    pub fn durable_index(&self) -> LogIndex {
+        self.durability.durable_index()
+    }
+    /// The term of the entry at `index`, if the log holds it (index 0 has term 0).
+    pub fn log_term(&self, index: LogIndex) -> Option<Term> {
+        self.log.term_at(index)
+    }
+    /// The entry at `index`, if the log holds it.
+    pub fn log_entry(&self, index: LogIndex) -> Option<&Entry> {
+        self.log.entry(index)
+    }
+
+    // ---- internals shared by the role modules ----
+
+    fn reset_election_timer(&mut self, now: Instant) {
+        let (lo, hi) = (self.config.election_timeout_min, self.config.election_timeout_max);
+        let wait = self.rng.range(lo.as_micros(), hi.as_micros());
+        self.election_deadline = now + Duration::from_micros(wait);
+    }
+
+    fn set_hard_state(&mut self, hs: HardState) {
+        if hs != self.hard {
+            self.hard = hs;
+            self.durability.set_hard_state(hs);
+        }
+    }
+
+    /// Sends a message that depends on nothing durable beyond the term.
+    fn send(&mut self, to: NodeId, body: Body) {
+        let message = Message { term: self.hard.term, body };
+        self.out.push_back(Output::Send(Outgoing { to, message }));
+    }
+
+    /// Sends a message once everything written so far is durable.
+    fn send_after_persist(&mut self, to: NodeId, body: Body) {
+        let message = Message { term: self.hard.term, body };
+        self.durability.hold(Outgoing { to, message });
+    }
+
+    /// Ends a step: issues the gathered write, sends what the leader can,
+    /// releases held messages, delivers committed entries, reports changes.
+    fn flush(&mut self) {
+        if let Some((token, write)) = self.durability.issue(self.log.last_index()) {
+            self.out.push_back(Output::Persist(crate::output::Persist { token, write }));
+        }
+        self.send_dirty_appends();
+        let out = &mut self.out;
+        self.durability.release(|m| out.push_back(Output::Send(m)));
+        let applicable = self.commit.min(self.durability.durable_index());
+        if applicable > self.applied {
+            let entries = self.log.range(self.applied, applicable, APPLY_BATCH);
+            if let Some(last) = entries.last() {
+                self.applied = last.index;
+                self.out.push_back(Output::Apply(entries));
+            }
+        }
+        let now = (self.role(), self.hard.term, self.leader);
+        if self.reported != Some(now) {
+            self.reported = Some(now);
+            let (role, term, leader) = now;
+            self.out.push_back(Output::Event(Event::RoleChanged { role, term, leader }));
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! Log replication and commitment (paper §5.3, §5.4.2).
+
+use super::{Node, RoleState};
+use crate::config::APPEND_OVERHEAD_BYTES;
+use crate::message::{AppendResponse, Body};
+use crate::progress::Mode;
+use crate::time::Instant;
+use crate::types::{Entry, LogIndex, NodeId, Payload, Term};
+use alloc::vec::Vec;
+
+impl Node {
+    /// Leader only: appends an entry of the current term and schedules
+    /// replication to every follower at the next flush.
+    pub(super) fn append_as_leader(&mut self, payload: Payload) -> LogIndex {
+        let entry = Entry { term: self.hard.term, index: self.log.last_index().next(), payload };
+        let index = entry.index;
+        self.log.push(entry.clone());
+        self.durability.append(entry);
+        if let RoleState::Leader { dirty, .. } = &mut self.role {
+            dirty.extend(self.peers.iter().copied());
+        }
+        // A single-node cluster commits once its own write is durable.
+        index
+    }
+
+    /// Leader only, at each heartbeat: probes are retried, stalled windows
+    /// reprobed, and every other follower gets an empty AppendEntries.
+    pub(super) fn broadcast_heartbeat(&mut self) {
+        let RoleState::Leader { progress, dirty } = &mut self.role else {
+            return;
+        };
+        let mut beats = Vec::new();
+        for (&peer, p) in progress.iter_mut() {
+            if p.tick() || matches!(p.mode, Mode::Probe { .. }) {
+                dirty.insert(peer);
+            } else {
+                beats.push((peer, p.matched));
+            }
+        }
+        for (peer, matched) in beats {
+            let prev_log_term = self.log.term_at(matched).unwrap_or_default();
+            let body = Body::AppendEntries {
+                prev_log_index: matched,
+                prev_log_term,
+                entries: Vec::new(),
+                leader_commit: self.commit.min(matched),
+            };
+            self.send(peer, body);
+        }
+    }
+
+    /// Sends AppendEntries to every follower marked dirty, as far as each
+    /// follower's flow-control window allows.
+    pub(super) fn send_dirty_appends(&mut self) {
+        let RoleState::Leader { dirty, .. } = &mut self.role else {
+            return;
+        };
+        if dirty.is_empty() {
+            return;
+        }
+        let peers = core::mem::take(dirty);
+        for peer in peers {
+            self.send_appends_to(peer);
+        }
+    }
+
+    fn send_appends_to(&mut self, peer: NodeId) {
+        let budget = self.config.max_message_bytes - APPEND_OVERHEAD_BYTES;
+        let (max_msgs, max_bytes) = (self.config.max_inflight_messages, self.config.max_inflight_bytes);
+        loop {
+            let RoleState::Leader { progress, .. } = &mut self.role else {
+                return;
+            };
+            let Some(p) = progress.get_mut(&peer) else {
+                return;
+            };
+            if !p.can_send(max_msgs, max_bytes) {
+                return;
+            }
+            let probing = matches!(p.mode, Mode::Probe { .. });
+            let prev_log_index = p.next.prev();
+            let Some(prev_log_term) = self.log.term_at(prev_log_index) else {
+                return;
+            };
+            let (entries, bytes) = self.log.slice_bounded(p.next, budget);
+            if entries.is_empty() && !probing {
+                return;
+            }
+            let last = LogIndex(prev_log_index.0 + entries.len() as u64);
+            p.sent(last, bytes);
+            let body = Body::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit: self.commit };
+            self.send(peer, body);
+            if probing {
+                return;
+            }
+        }
+    }
+
+    /// A follower's answer (§5.3). Stale answers are recognised and dropped;
+    /// a rejection moves `next` back by the follower's conflict hint.
+    pub(super) fn handle_append_response(&mut self, from: NodeId, resp: AppendResponse) {
+        let last_index = self.log.last_index();
+        let RoleState::Leader { progress, dirty } = &mut self.role else {
+            return;
+        };
+        let Some(p) = progress.get_mut(&from) else {
+            return;
+        };
+        match resp {
+            AppendResponse::Success { match_index } => {
+                if match_index > last_index {
+                    return; // claims entries this leader never had: ignore.
+                }
+                let moved = p.acked(match_index);
+                dirty.insert(from);
+                if moved {
+                    self.maybe_commit();
+                }
+            }
+            AppendResponse::Reject { prev_log_index, last_log_index, conflict_term, conflict_index } => {
+                let current = match p.mode {
+                    Mode::Probe { .. } => prev_log_index.next() == p.next,
+                    Mode::Replicate => prev_log_index > p.matched,
+                };
+                if !current {
+                    return;
+                }
+                let hinted = match conflict_term {
+                    Some(t) => self.log.last_index_of_term(t).map_or(conflict_index, LogIndex::next),
+                    None => conflict_index,
+                };
+                // Strictly below the rejected position, never below what matched.
+                let next = hinted.min(prev_log_index).min(last_log_index.next()).max(LogIndex(1));
+                p.probe_from(next);
+                dirty.insert(from);
+            }
+        }
+    }
+
+    /// Advances the commit index to the highest entry of the current term
+    /// stored durably on a majority, counting this leader only once its own
+    /// write is durable (§5.3, §5.4.2: never by counting older-term entries).
+    pub(super) fn maybe_commit(&mut self) {
+        let RoleState::Leader { progress, .. } = &self.role else {
+            return;
+        };
+        let me = self.config.id;
+        let own = self.durability.durable_index();
+        let idx = self.voters.committed_index(|id| if id == me { own } else { progress.get(&id).map_or(LogIndex(0), |p| p.matched) });
+        if idx > self.commit && self.log.term_at(idx) == Some(self.hard.term) {
+            self.commit = idx;
+        }
+    }
+
+    /// AppendEntries from the leader of the current term (§5.3): consistency
+    /// check, conflict truncation, append, commit. The success answer is held
+    /// until the appended entries are durable.
+    pub(super) fn handle_append(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        prev_log_index: LogIndex,
+        prev_log_term: Term,
+        entries: Vec<Entry>,
+        leader_commit: LogIndex,
+    ) {
+        if matches!(self.role, RoleState::Leader { .. }) {
+            return; // Two leaders in one term cannot happen; a forged message is ignored.
+        }
+        if !matches!(self.role, RoleState::Follower) {
+            self.role = RoleState::Follower; // a candidate yields to the leader of its term
+        }
+        self.leader = Some(from);
+        self.reset_election_timer(now);
+        if !well_formed(self.hard.term, prev_log_index, prev_log_term, &entries) {
+            return;
+        }
+        let last = self.log.last_index();
+        if prev_log_index > last {
+            let reject = AppendResponse::Reject {
+                prev_log_index,
+                last_log_index: last,
+                conflict_term: None,
+                conflict_index: last.next(),
+            };
+            self.send_after_persist(from, Body::AppendEntriesResponse(reject));
+            return;
+        }
+        match self.log.term_at(prev_log_index) {
+            Some(t) if t == prev_log_term => {}
+            Some(t) => {
+                let reject = AppendResponse::Reject {
+                    prev_log_index,
+                    last_log_index: last,
+                    conflict_term: Some(t),
+                    conflict_index: self.log.first_index_of_term_at(prev_log_index),
+                };
+                self.send_after_persist(from, Body::AppendEntriesResponse(reject));
+                return;
+            }
+            None => return, // below the log's base: cannot check, ignore.
+        }
+        // Skip entries already present; find the first new or conflicting one.
+        let skip = entries.iter().take_while(|e| self.log.term_at(e.index) == Some(e.term)).count();
+        if let Some(first) = entries.get(skip) {
+            if first.index <= self.log.last_index() {
+                if first.index <= self.commit {
+                    return; // would overwrite a committed entry: inconsistent leader, ignore.
+                }
+                self.log.truncate_from(first.index);
+                self.durability.truncate_from(first.index);
+            }
+        }
+        let match_index = LogIndex(prev_log_index.0 + entries.len() as u64);
+        for e in entries.into_iter().skip(skip) {
+            self.log.push(e.clone());
+            self.durability.append(e);
+        }
+        let new_commit = leader_commit.min(match_index);
+        if new_commit > self.commit {
+            self.commit = new_commit;
+        }
+        let ok = AppendResponse::Success { match_index };
+        self.send_after_persist(from, Body::AppendEntriesResponse(ok));
+    }
+}
+
+/// Entries must be contiguous from `prev + 1` with non-decreasing terms no
+/// later than the message's term.
+fn well_formed(term: Term, prev_index: LogIndex, prev_term: Term, entries: &[Entry]) -> bool {
+    if prev_term > term || prev_index.0.checked_add(entries.len() as u64).is_none() {
+        return false;
+    }
+    let mut last_term = prev_term;
+    for (k, e) in entries.iter().enumerate() {
+        if e.index.0 != prev_index.0 + 1 + k as u64 || e.term < last_term || e.term > term {
+            return false;
+        }
+        last_term = e.term;
+    }
+    true
+}
+
+#[cfg(test)]
+#[path = "replication_tests.rs"]
+mod tests;

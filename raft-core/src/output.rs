@@ -1,0 +1,115 @@
+//! What the core asks its host to do. Drain with `Node::poll_output` after every input.
+
+use crate::message::Message;
+use crate::types::{Entry, HardState, LogIndex, NodeId, Term};
+use alloc::vec::Vec;
+
+/// Identifies one [`Persist`] request. Tokens increase with every request.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PersistToken(pub(crate) u64);
+
+impl PersistToken {
+    /// The token's sequence number (for logs).
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// One output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Output {
+    /// Make a write durable, then report it with `Node::handle_persisted`.
+    Persist(Persist),
+    /// Transmit a message now. See [`Outgoing`] for why no send ever waits.
+    Send(Outgoing),
+    /// Apply committed entries to the state machine, in order.
+    ///
+    /// Every committed index is delivered exactly once per node lifetime, in
+    /// increasing order without gaps, starting after the `last_applied` index
+    /// given at start-up, and only once the entries are durable locally.
+    /// `Payload::Noop` entries are included so that index accounting stays
+    /// simple; the host skips them.
+    Apply(Vec<Entry>),
+    /// Something a host may want to show or react to.
+    Event(Event),
+}
+
+/// A durable write. **The ordering rule lives here:**
+///
+/// 1. Perform writes in the order they are emitted (they may be batched: one
+///    fsync for several is fine). Within one write, store `hard_state` first,
+///    then remove every entry at index `>= truncate_from`, then append `entries`.
+/// 2. When a write and all earlier ones are durable, call
+///    `Node::handle_persisted(now, token)` (once for the newest is enough).
+/// 3. The core withholds every message whose correctness depends on a write
+///    (vote grants, vote requests, acknowledgements of entries) until that
+///    write is reported durable. So a host never delays a [`Output::Send`];
+///    it may send in parallel with writing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Persist {
+    /// Report this token once the write is durable.
+    pub token: PersistToken,
+    /// What to write.
+    pub write: Write,
+}
+
+/// The contents of a [`Persist`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Write {
+    /// Replace the stored term and vote, if set.
+    pub hard_state: Option<HardState>,
+    /// Delete every stored entry at this index or later, if set.
+    pub truncate_from: Option<LogIndex>,
+    /// Then append these, contiguous, starting at the end of the stored log.
+    pub entries: Vec<Entry>,
+}
+
+impl Write {
+    /// True if there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.hard_state.is_none() && self.truncate_from.is_none() && self.entries.is_empty()
+    }
+}
+
+/// A message to transmit to `to`.
+///
+/// Safe to send the moment it is polled: the core emits it only after every
+/// write it depends on has been reported durable. Messages may be dropped,
+/// duplicated or reordered by the network; Raft tolerates all three.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outgoing {
+    /// The recipient.
+    pub to: NodeId,
+    /// The message.
+    pub message: Message,
+}
+
+/// A node's role (paper §5.1).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Role {
+    /// Follows a leader and votes.
+    Follower,
+    /// Asking for votes in its term.
+    Candidate,
+    /// Elected for its term.
+    Leader,
+}
+
+/// Notable changes, for hosts and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// The node's role, term or known leader changed. Emitted once per change,
+    /// after the step that caused it.
+    RoleChanged {
+        /// The new role.
+        role: Role,
+        /// The current term.
+        term: Term,
+        /// The leader of `term`, if known.
+        leader: Option<NodeId>,
+    },
+}

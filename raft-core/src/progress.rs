@@ -1,0 +1,195 @@
+//! What the leader knows about each follower's log, and the flow control
+//! that bounds what it sends (paper §5.3; etcd's probe/replicate states).
+
+use crate::types::LogIndex;
+use alloc::collections::VecDeque;
+
+/// How the leader is sending to one follower.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// The follower's log position is unknown: one AppendEntries at a time,
+    /// resent each heartbeat until one is answered.
+    Probe {
+        /// A probe is outstanding; wait for its answer or the next heartbeat.
+        paused: bool,
+    },
+    /// The follower is known to match up to `matched`: pipeline messages
+    /// optimistically, bounded by the in-flight window.
+    Replicate,
+}
+
+/// The leader's view of one follower.
+#[derive(Clone, Debug)]
+pub(crate) struct Progress {
+    /// Highest index known to be durably replicated on the follower.
+    pub(crate) matched: LogIndex,
+    /// Next index to send.
+    pub(crate) next: LogIndex,
+    pub(crate) mode: Mode,
+    /// Pipelined messages not yet acknowledged: (last index, bytes).
+    inflight: VecDeque<(LogIndex, usize)>,
+    inflight_bytes: usize,
+    /// `matched` moved since the last heartbeat tick.
+    progressed_since_tick: bool,
+    /// Messages were in flight at the last heartbeat tick.
+    window_at_tick: bool,
+}
+
+impl Progress {
+    pub(crate) fn new(next: LogIndex) -> Progress {
+        Progress {
+            matched: LogIndex(0),
+            next,
+            mode: Mode::Probe { paused: false },
+            inflight: VecDeque::new(),
+            inflight_bytes: 0,
+            progressed_since_tick: false,
+            window_at_tick: false,
+        }
+    }
+
+    /// True if a message may be sent now under the window (count and bytes).
+    pub(crate) fn can_send(&self, max_msgs: usize, max_bytes: usize) -> bool {
+        match self.mode {
+            Mode::Probe { paused } => !paused,
+            Mode::Replicate => self.inflight.len() < max_msgs && self.inflight_bytes < max_bytes,
+        }
+    }
+
+    /// Records that entries up to `last` (`bytes` of them) were sent.
+    pub(crate) fn sent(&mut self, last: LogIndex, bytes: usize) {
+        match self.mode {
+            Mode::Probe { .. } => self.mode = Mode::Probe { paused: true },
+            Mode::Replicate => {
+                if last >= self.next {
+                    self.inflight.push_back((last, bytes));
+                    self.inflight_bytes += bytes;
+                    self.next = last.next();
+                }
+            }
+        }
+    }
+
+    /// A success acknowledgement up to `index`. Returns true if `matched` moved.
+    pub(crate) fn acked(&mut self, index: LogIndex) -> bool {
+        let moved = index > self.matched;
+        if moved {
+            self.matched = index;
+            self.progressed_since_tick = true;
+        }
+        if self.next <= self.matched {
+            self.next = self.matched.next();
+        }
+        while let Some(&(last, bytes)) = self.inflight.front() {
+            if last > self.matched {
+                break;
+            }
+            self.inflight.pop_front();
+            self.inflight_bytes -= bytes;
+        }
+        if let Mode::Probe { .. } = self.mode {
+            // The probe was answered: the follower's position is known.
+            self.mode = Mode::Replicate;
+            self.next = self.matched.next();
+            self.clear_inflight();
+        }
+        moved
+    }
+
+    /// Falls back to probing from `next` (after a rejection or suspected loss).
+    pub(crate) fn probe_from(&mut self, next: LogIndex) {
+        self.mode = Mode::Probe { paused: false };
+        self.next = next.max(self.matched.next());
+        self.clear_inflight();
+    }
+
+    /// Called at each heartbeat tick. Unpauses a probe; in replicate mode, a
+    /// window that made no progress for a whole heartbeat interval is presumed
+    /// lost and the follower is probed again from `matched + 1`.
+    /// Returns true if the peer needs an AppendEntries now.
+    pub(crate) fn tick(&mut self) -> bool {
+        let stalled = self.window_at_tick && !self.progressed_since_tick && !self.inflight.is_empty();
+        self.progressed_since_tick = false;
+        self.window_at_tick = !self.inflight.is_empty();
+        match self.mode {
+            Mode::Probe { .. } => {
+                self.mode = Mode::Probe { paused: false };
+                true
+            }
+            Mode::Replicate if stalled => {
+                let next = self.matched.next();
+                self.probe_from(next);
+                self.window_at_tick = false;
+                true
+            }
+            Mode::Replicate => false,
+        }
+    }
+
+    fn clear_inflight(&mut self) {
+        self.inflight.clear();
+        self.inflight_bytes = 0;
+    }
+
+    #[cfg(test)]
+    pub(crate) fn inflight_len(&self) -> usize {
+        self.inflight.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_sends_one_then_waits_for_answer_or_tick() {
+        let mut p = Progress::new(LogIndex(10));
+        assert!(p.can_send(4, 100));
+        p.sent(LogIndex(12), 10);
+        assert!(!p.can_send(4, 100));
+        assert_eq!(p.next, LogIndex(10), "probe does not advance next optimistically");
+        assert!(p.tick());
+        assert!(p.can_send(4, 100));
+    }
+
+    #[test]
+    fn ack_switches_to_replicate_and_window_bounds_count_and_bytes() {
+        let mut p = Progress::new(LogIndex(1));
+        p.sent(LogIndex(3), 30);
+        assert!(p.acked(LogIndex(3)));
+        assert_eq!(p.mode, Mode::Replicate);
+        assert_eq!(p.next, LogIndex(4));
+        p.sent(LogIndex(5), 40);
+        p.sent(LogIndex(7), 40);
+        assert!(!p.can_send(2, 1000), "count window full");
+        assert!(!p.can_send(10, 80), "byte window full");
+        assert!(p.can_send(10, 81));
+        assert_eq!(p.next, LogIndex(8));
+        assert!(p.acked(LogIndex(5)));
+        assert_eq!(p.inflight_len(), 1);
+        assert!(p.can_send(2, 1000));
+        assert!(!p.acked(LogIndex(4)), "stale ack does not move match");
+        assert_eq!(p.matched, LogIndex(5));
+    }
+
+    #[test]
+    fn stalled_window_falls_back_to_probe_after_a_silent_tick() {
+        let mut p = Progress::new(LogIndex(1));
+        p.acked(LogIndex(0));
+        assert_eq!(p.mode, Mode::Replicate);
+        p.sent(LogIndex(4), 10);
+        assert!(!p.tick(), "the window opened less than an interval ago");
+        // No ack during a whole interval: presumed lost.
+        assert!(p.tick());
+        assert_eq!(p.mode, Mode::Probe { paused: false });
+        assert_eq!(p.next, LogIndex(1));
+    }
+
+    #[test]
+    fn probe_from_never_goes_below_match() {
+        let mut p = Progress::new(LogIndex(1));
+        p.acked(LogIndex(6));
+        p.probe_from(LogIndex(2));
+        assert_eq!(p.next, LogIndex(7));
+    }
+}

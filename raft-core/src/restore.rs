@@ -1,0 +1,164 @@
+//! What a node starts from: the state its host made durable, and errors.
+
+use crate::config::ConfigError;
+use crate::types::{Entry, HardState, LogIndex, Term};
+use alloc::vec::Vec;
+use core::fmt;
+
+/// The durable state a node restarts from: exactly what the host stored from
+/// [`crate::Write`]s, plus how far the host's state machine has applied.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Restored {
+    /// The stored term and vote.
+    pub hard_state: HardState,
+    /// The stored log, from index 1, contiguous.
+    pub entries: Vec<Entry>,
+    /// The state machine already reflects every entry up to here (0 for an
+    /// in-memory state machine). Those entries are not delivered again.
+    pub last_applied: LogIndex,
+}
+
+impl Restored {
+    /// A brand-new node: term 0, no vote, empty log.
+    pub fn fresh() -> Restored {
+        Restored::default()
+    }
+
+    /// A node restarting from stored state.
+    pub fn new(hard_state: HardState, entries: Vec<Entry>) -> Restored {
+        Restored { hard_state, entries, last_applied: LogIndex(0) }
+    }
+
+    /// Sets how far the host's state machine has already applied.
+    pub fn with_last_applied(mut self, index: LogIndex) -> Restored {
+        self.last_applied = index;
+        self
+    }
+
+    /// Checks the stored log's shape.
+    pub(crate) fn validate(&self) -> Result<(), RestoreError> {
+        let mut prev_term = Term(0);
+        for (i, e) in self.entries.iter().enumerate() {
+            let want = LogIndex(i as u64 + 1);
+            if e.index != want {
+                return Err(RestoreError::NotContiguous { expected: want, found: e.index });
+            }
+            if e.term < prev_term {
+                return Err(RestoreError::TermDecreases { index: e.index });
+            }
+            prev_term = e.term;
+        }
+        let last = LogIndex(self.entries.len() as u64);
+        if self.last_applied > last {
+            return Err(RestoreError::AppliedBeyondLog { last_applied: self.last_applied, last_index: last });
+        }
+        Ok(())
+    }
+}
+
+/// Why restored state was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RestoreError {
+    /// Entry indexes must run 1, 2, 3...
+    NotContiguous {
+        /// The index that should have come next.
+        expected: LogIndex,
+        /// The index found.
+        found: LogIndex,
+    },
+    /// Entry terms must never decrease along the log.
+    TermDecreases {
+        /// Where the term went down.
+        index: LogIndex,
+    },
+    /// The state machine claims entries the log does not hold.
+    AppliedBeyondLog {
+        /// The claimed applied index.
+        last_applied: LogIndex,
+        /// The stored log's last index.
+        last_index: LogIndex,
+    },
+}
+
+impl fmt::Display for RestoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RestoreError::NotContiguous { expected, found } => {
+                write!(f, "stored log is not contiguous: expected index {expected}, found {found}")
+            }
+            RestoreError::TermDecreases { index } => write!(f, "stored log's term decreases at index {index}"),
+            RestoreError::AppliedBeyondLog { last_applied, last_index } => write!(
+                f,
+                "state machine applied up to {last_applied} but the stored log ends at {last_index}"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for RestoreError {}
+
+/// Why `Node::new` failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NewNodeError {
+    /// The configuration is invalid.
+    Config(ConfigError),
+    /// The restored state is inconsistent.
+    Restore(RestoreError),
+}
+
+impl fmt::Display for NewNodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NewNodeError::Config(e) => write!(f, "invalid config: {e}"),
+            NewNodeError::Restore(e) => write!(f, "invalid restored state: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for NewNodeError {}
+
+impl From<ConfigError> for NewNodeError {
+    fn from(e: ConfigError) -> Self {
+        NewNodeError::Config(e)
+    }
+}
+
+impl From<RestoreError> for NewNodeError {
+    fn from(e: RestoreError) -> Self {
+        NewNodeError::Restore(e)
+    }
+}
+
+/// Why `Node::propose` refused a command. Nothing was appended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProposeError {
+    /// Only the leader accepts proposals. `leader_hint` is the leader this
+    /// node knows of for its current term, if any.
+    NotLeader {
+        /// Where to retry.
+        leader_hint: Option<crate::types::NodeId>,
+    },
+    /// The command exceeds `Config::max_entry_bytes`.
+    TooLarge {
+        /// The command's size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+impl fmt::Display for ProposeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProposeError::NotLeader { leader_hint: Some(l) } => write!(f, "not the leader; try node {l}"),
+            ProposeError::NotLeader { leader_hint: None } => write!(f, "not the leader; leader unknown"),
+            ProposeError::TooLarge { size, max } => write!(f, "command of {size} bytes exceeds the {max}-byte limit"),
+        }
+    }
+}
+
+impl core::error::Error for ProposeError {}

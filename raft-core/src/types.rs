@@ -1,0 +1,187 @@
+//! Identifiers and log entries.
+
+use alloc::sync::Arc;
+use core::fmt;
+use serde::{Deserialize, Serialize};
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Copy, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        pub struct $name(pub u64);
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!($prefix, "{}"), self.0)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A cluster member's identity. Any `u64`; unique within a cluster.
+    NodeId,
+    "n"
+);
+id_type!(
+    /// A Raft term (paper §5.1). Term 0 is the initial term; no leader is elected in it.
+    Term,
+    "t"
+);
+id_type!(
+    /// A position in the replicated log. The first entry has index 1; index 0 means "none".
+    LogIndex,
+    "i"
+);
+
+impl Term {
+    pub(crate) fn next(self) -> Term {
+        Term(self.0.saturating_add(1))
+    }
+}
+
+impl LogIndex {
+    pub(crate) fn next(self) -> LogIndex {
+        LogIndex(self.0.saturating_add(1))
+    }
+    pub(crate) fn prev(self) -> LogIndex {
+        LogIndex(self.0.saturating_sub(1))
+    }
+}
+
+/// An immutable, cheaply cloned byte string (a command or a snapshot chunk).
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct Bytes(Arc<[u8]>);
+
+impl Bytes {
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl core::ops::Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl From<alloc::vec::Vec<u8>> for Bytes {
+    fn from(v: alloc::vec::Vec<u8>) -> Bytes {
+        Bytes(v.into())
+    }
+}
+
+impl From<&[u8]> for Bytes {
+    fn from(v: &[u8]) -> Bytes {
+        Bytes(v.into())
+    }
+}
+
+impl<const N: usize> From<&[u8; N]> for Bytes {
+    fn from(v: &[u8; N]) -> Bytes {
+        Bytes(v[..].into())
+    }
+}
+
+impl From<&str> for Bytes {
+    fn from(v: &str) -> Bytes {
+        Bytes(v.as_bytes().into())
+    }
+}
+
+impl fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match core::str::from_utf8(&self.0) {
+            Ok(s) if s.len() <= 32 => write!(f, "{s:?}"),
+            _ => write!(f, "<{} bytes>", self.0.len()),
+        }
+    }
+}
+
+impl Serialize for Bytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Bytes;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
+                Ok(Bytes::from(v))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: alloc::vec::Vec<u8>) -> Result<Bytes, E> {
+                Ok(Bytes::from(v))
+            }
+        }
+        d.deserialize_bytes(V)
+    }
+}
+
+/// What an entry carries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Payload {
+    /// Appended by every new leader at the start of its term (paper §8); the host skips it.
+    Noop,
+    /// A command proposed by a client, opaque to the core.
+    Command(Bytes),
+}
+
+/// One log entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The term of the leader that created it.
+    pub term: Term,
+    /// Its position in the log.
+    pub index: LogIndex,
+    /// What it carries.
+    pub payload: Payload,
+}
+
+/// Encoded size bound of an entry without its payload bytes (bincode varints:
+/// term, index and length prefix at most 9 bytes each, plus the variant tag).
+pub const ENTRY_OVERHEAD_BYTES: usize = 32;
+
+impl Entry {
+    /// An upper bound on this entry's encoded size, computed without encoding.
+    pub fn size_bound(&self) -> usize {
+        ENTRY_OVERHEAD_BYTES
+            + match &self.payload {
+                Payload::Noop => 0,
+                Payload::Command(b) => b.len(),
+            }
+    }
+}
+
+/// The part of a node's state that must survive a crash besides the log (paper Figure 2).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HardState {
+    /// The latest term this node has seen.
+    pub term: Term,
+    /// The candidate this node voted for in `term`, if any.
+    pub voted_for: Option<NodeId>,
+}

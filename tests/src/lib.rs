@@ -1,0 +1,2 @@
+//! Simulator and test support for raft-core.
+pub mod linearizability;

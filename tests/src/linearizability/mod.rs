@@ -1,0 +1,1127 @@
+//! Linearizability checker for key-value histories.
+//!
+//! A [`History`] records the operations that clients issued against a
+//! replicated key-value store: when each one was called, and either when it
+//! returned (with its output) or that its outcome is unknown. [`History::check`]
+//! decides whether some sequential execution of an atomic key-value store
+//! explains everything that was observed, respecting real time: if operation
+//! `a` returned before operation `b` was called, `a` must take effect before
+//! `b`.
+//!
+//! # What the checker promises
+//!
+//! * **Sound**: it never rejects a linearizable history. Every
+//!   [`LinearizabilityError::NotLinearizable`] is backed by an exhaustive
+//!   search that found no linearization.
+//! * **Complete within the budget**: if the search for a key finishes within
+//!   its state budget, the answer for that key is exact, so every
+//!   non-linearizable history is rejected. If the budget runs out first, the
+//!   result is [`CheckOutcome::Inconclusive`] (or
+//!   [`LinearizabilityError::Inconclusive`] from [`History::check`]), never a
+//!   guess and never an endless loop.
+//!
+//! # Unknown outcomes
+//!
+//! An operation whose client gave up ([`History::timed_out`]), or that had
+//! not completed when the history was checked, has an
+//! [`Outcome::Unknown`] outcome. It may have taken effect at any single point
+//! after its call, or never: its return time is treated as +infinity and any
+//! output is accepted for it. A history is linearizable if every *returned*
+//! operation can be linearized, together with any subset of the unknown ones.
+//!
+//! # Timing
+//!
+//! Times are plain `u64`s in any monotonic unit shared by all clients.
+//! Intervals are closed: an operation called at the very instant another one
+//! returned counts as concurrent with it. Operations may be recorded in any
+//! order.
+//!
+//! # Algorithm
+//!
+//! Every operation touches exactly one key, and a key-value store is
+//! linearizable iff each key's sub-history is (locality), so the history is
+//! split by key. Each key is then checked with the Wing & Gong search as
+//! improved by Lowe: a depth-first search that repeatedly linearizes a
+//! *minimal* pending operation (one called no later than the earliest return
+//! among the returned operations not yet linearized), applies it to a model
+//! register, and backtracks when a returned operation can no longer be
+//! placed. Visited (linearized set, register value) configurations are
+//! memoized, which keeps the search close to linear for histories that are
+//! mostly sequential with bounded concurrency.
+//!
+//! When a key fails, the checker also looks for the shortest failing prefix
+//! of that key's history (by time) to make the report small: see
+//! [`Violation`].
+//!
+//! # Example
+//!
+//! ```
+//! use raft_tests::linearizability::{History, KvOp, KvOutput};
+//!
+//! let mut h = History::new();
+//! let put = h.call(1, KvOp::put("x", "1"), 0);
+//! let get = h.call(2, KvOp::get("x"), 1);
+//! h.returned(put, KvOutput::Put, 5);
+//! h.returned(get, KvOutput::get(Some("1")), 6);
+//! assert!(h.check().is_ok());
+//! ```
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
+
+#[cfg(test)]
+mod tests;
+
+/// Default per-key state budget used by [`History::check`].
+///
+/// Each explored state costs a few dozen bytes plus one bit per operation
+/// that lies between the oldest operation not yet linearized and the newest
+/// linearized one, so this bounds memory to well under a gigabyte.
+pub const DEFAULT_MAX_STATES: usize = 2_000_000;
+
+/// An operation on the key-value store.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum KvOp {
+    /// Unconditionally set `key` to `value`.
+    Put {
+        /// The key written.
+        key: String,
+        /// The value written.
+        value: String,
+    },
+    /// Read `key`.
+    Get {
+        /// The key read.
+        key: String,
+    },
+    /// Remove `key`.
+    Delete {
+        /// The key removed.
+        key: String,
+    },
+    /// Set `key` to `new` iff its current value is `expected` (`None`: absent).
+    Cas {
+        /// The key.
+        key: String,
+        /// The value the key must have for the swap to happen.
+        expected: Option<String>,
+        /// The value written when the swap happens.
+        new: String,
+    },
+}
+
+impl KvOp {
+    /// `Put { key, value }`.
+    pub fn put(key: impl Into<String>, value: impl Into<String>) -> Self {
+        KvOp::Put {
+            key: key.into(),
+            value: value.into(),
+        }
+    }
+
+    /// `Get { key }`.
+    pub fn get(key: impl Into<String>) -> Self {
+        KvOp::Get { key: key.into() }
+    }
+
+    /// `Delete { key }`.
+    pub fn delete(key: impl Into<String>) -> Self {
+        KvOp::Delete { key: key.into() }
+    }
+
+    /// `Cas { key, expected, new }`.
+    pub fn cas(key: impl Into<String>, expected: Option<&str>, new: impl Into<String>) -> Self {
+        KvOp::Cas {
+            key: key.into(),
+            expected: expected.map(str::to_owned),
+            new: new.into(),
+        }
+    }
+
+    /// The single key this operation touches.
+    pub fn key(&self) -> &str {
+        match self {
+            KvOp::Put { key, .. }
+            | KvOp::Get { key }
+            | KvOp::Delete { key }
+            | KvOp::Cas { key, .. } => key,
+        }
+    }
+
+    /// Whether `output` is the right kind of output for this operation.
+    pub fn accepts(&self, output: &KvOutput) -> bool {
+        matches!(
+            (self, output),
+            (KvOp::Put { .. }, KvOutput::Put)
+                | (KvOp::Get { .. }, KvOutput::Get(_))
+                | (KvOp::Delete { .. }, KvOutput::Delete { .. })
+                | (KvOp::Cas { .. }, KvOutput::Cas { .. })
+        )
+    }
+}
+
+impl fmt::Display for KvOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KvOp::Put { key, value } => write!(f, "put({key:?}, {value:?})"),
+            KvOp::Get { key } => write!(f, "get({key:?})"),
+            KvOp::Delete { key } => write!(f, "delete({key:?})"),
+            KvOp::Cas { key, expected, new } => {
+                write!(f, "cas({key:?}, expected {}, new {new:?})", OptValue(expected))
+            }
+        }
+    }
+}
+
+/// The output of a [`KvOp`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum KvOutput {
+    /// Output of [`KvOp::Put`].
+    Put,
+    /// Output of [`KvOp::Get`]: the value read, `None` if the key was absent.
+    Get(Option<String>),
+    /// Output of [`KvOp::Delete`].
+    Delete {
+        /// Whether the key was present before the delete.
+        existed: bool,
+    },
+    /// Output of [`KvOp::Cas`].
+    Cas {
+        /// Whether the value matched `expected` and was replaced.
+        swapped: bool,
+        /// The key's value after the operation (`new` if swapped, otherwise
+        /// the unchanged current value).
+        current: Option<String>,
+    },
+}
+
+impl KvOutput {
+    /// `Get(value)`.
+    pub fn get(value: Option<&str>) -> Self {
+        KvOutput::Get(value.map(str::to_owned))
+    }
+
+    /// `Delete { existed }`.
+    pub fn delete(existed: bool) -> Self {
+        KvOutput::Delete { existed }
+    }
+
+    /// `Cas { swapped, current }`.
+    pub fn cas(swapped: bool, current: Option<&str>) -> Self {
+        KvOutput::Cas {
+            swapped,
+            current: current.map(str::to_owned),
+        }
+    }
+}
+
+impl fmt::Display for KvOutput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KvOutput::Put => f.write_str("ok"),
+            KvOutput::Get(v) => write!(f, "{}", OptValue(v)),
+            KvOutput::Delete { existed } => write!(f, "existed={existed}"),
+            KvOutput::Cas { swapped, current } => {
+                write!(f, "swapped={swapped}, current={}", OptValue(current))
+            }
+        }
+    }
+}
+
+/// Displays `Some(v)` as `"v"` and `None` as `absent`.
+struct OptValue<'a>(&'a Option<String>);
+
+impl fmt::Display for OptValue<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(v) => write!(f, "{v:?}"),
+            None => f.write_str("absent"),
+        }
+    }
+}
+
+/// How an operation ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The client received `output` at time `at`.
+    Returned {
+        /// Return time.
+        at: u64,
+        /// The output the client received.
+        output: KvOutput,
+    },
+    /// The client never learnt the result (timed out, or still pending when
+    /// the history was checked). The operation may have taken effect at any
+    /// time after its call, or never.
+    Unknown,
+}
+
+/// One recorded operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Operation {
+    /// The client that issued the operation.
+    pub client: u64,
+    /// The operation.
+    pub op: KvOp,
+    /// Call (invocation) time.
+    pub call: u64,
+    /// Return time and output, or unknown.
+    pub outcome: Outcome,
+}
+
+impl Operation {
+    /// The return time, `None` if the outcome is unknown.
+    pub fn return_time(&self) -> Option<u64> {
+        match self.outcome {
+            Outcome::Returned { at, .. } => Some(at),
+            Outcome::Unknown => None,
+        }
+    }
+}
+
+/// Identifies an operation in a [`History`]: its index in recording order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OpId(usize);
+
+impl OpId {
+    /// Position of the operation in [`History::operations`].
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
+
+impl fmt::Display for OpId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// A concurrent history of key-value operations.
+#[derive(Clone, Debug, Default)]
+pub struct History {
+    ops: Vec<Operation>,
+}
+
+impl History {
+    /// An empty history.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records that `client` invoked `op` at time `at`. Until
+    /// [`returned`](Self::returned) is called for it, its outcome is unknown.
+    pub fn call(&mut self, client: u64, op: KvOp, at: u64) -> OpId {
+        self.ops.push(Operation {
+            client,
+            op,
+            call: at,
+            outcome: Outcome::Unknown,
+        });
+        OpId(self.ops.len() - 1)
+    }
+
+    /// Records that operation `id` returned `output` at time `at`.
+    ///
+    /// May follow [`timed_out`](Self::timed_out) (a late reply still tells
+    /// what happened).
+    ///
+    /// # Panics
+    ///
+    /// If the operation already returned, if `at` is before its call time, or
+    /// if `output` is not the kind of output its operation produces. These
+    /// are bugs in the code recording the history.
+    pub fn returned(&mut self, id: OpId, output: KvOutput, at: u64) {
+        let op = &mut self.ops[id.0];
+        assert!(
+            op.outcome == Outcome::Unknown,
+            "operation {id} ({}) returned twice",
+            op.op
+        );
+        assert!(
+            at >= op.call,
+            "operation {id} ({}) returned at {at}, before its call at {}",
+            op.op,
+            op.call
+        );
+        assert!(
+            op.op.accepts(&output),
+            "operation {id} ({}) cannot return {output:?}",
+            op.op
+        );
+        op.outcome = Outcome::Returned { at, output };
+    }
+
+    /// Records that the client of operation `id` gave up waiting: its outcome
+    /// is [`Outcome::Unknown`]. (Operations that are still pending when the
+    /// history is checked are treated the same way, so this call only
+    /// documents intent and catches harness bugs.)
+    ///
+    /// # Panics
+    ///
+    /// If the operation already returned.
+    pub fn timed_out(&mut self, id: OpId) {
+        let op = &self.ops[id.0];
+        assert!(
+            op.outcome == Outcome::Unknown,
+            "operation {id} ({}) timed out after it returned",
+            op.op
+        );
+    }
+
+    /// Records a complete operation: `call` then `returned`.
+    pub fn record(
+        &mut self,
+        client: u64,
+        op: KvOp,
+        call_at: u64,
+        output: KvOutput,
+        return_at: u64,
+    ) -> OpId {
+        let id = self.call(client, op, call_at);
+        self.returned(id, output, return_at);
+        id
+    }
+
+    /// All recorded operations, indexed by [`OpId::index`].
+    pub fn operations(&self) -> &[Operation] {
+        &self.ops
+    }
+
+    /// The operation with the given id.
+    pub fn operation(&self, id: OpId) -> &Operation {
+        &self.ops[id.0]
+    }
+
+    /// Number of recorded operations.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Whether no operation was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Checks the history with a budget of [`DEFAULT_MAX_STATES`] states per
+    /// key. Running out of budget is reported as
+    /// [`LinearizabilityError::Inconclusive`].
+    pub fn check(&self) -> Result<(), LinearizabilityError> {
+        budget_result(self.check_with_budget(DEFAULT_MAX_STATES), DEFAULT_MAX_STATES)
+    }
+
+    /// Checks the history, exploring at most `max_states` search states per
+    /// key (so the work is bounded by roughly `keys * max_states * ops`).
+    ///
+    /// Returns `Err` as soon as one key is proven non-linearizable (keys are
+    /// checked in sorted order), otherwise `Ok(Linearizable)` or
+    /// `Ok(Inconclusive)` listing the keys whose budget ran out.
+    pub fn check_with_budget(&self, max_states: usize) -> Result<CheckOutcome, Violation> {
+        let mut by_key: BTreeMap<&str, Vec<OpId>> = BTreeMap::new();
+        for (i, op) in self.ops.iter().enumerate() {
+            by_key.entry(op.op.key()).or_default().push(OpId(i));
+        }
+        let mut inconclusive = Vec::new();
+        for (key, ids) in by_key {
+            let compiled = CompiledKey::new(self, key, ids);
+            match search(&compiled.prefix(None), max_states, false) {
+                SearchResult::Linearizable => {}
+                SearchResult::Inconclusive => inconclusive.push(key.to_owned()),
+                SearchResult::NotLinearizable(_) => {
+                    return Err(compiled.violation(max_states));
+                }
+            }
+        }
+        if inconclusive.is_empty() {
+            Ok(CheckOutcome::Linearizable)
+        } else {
+            Ok(CheckOutcome::Inconclusive { keys: inconclusive })
+        }
+    }
+}
+
+fn budget_result(
+    result: Result<CheckOutcome, Violation>,
+    max_states: usize,
+) -> Result<(), LinearizabilityError> {
+    match result {
+        Ok(CheckOutcome::Linearizable) => Ok(()),
+        Ok(CheckOutcome::Inconclusive { keys }) => {
+            Err(LinearizabilityError::Inconclusive { keys, max_states })
+        }
+        Err(violation) => Err(LinearizabilityError::NotLinearizable(Box::new(violation))),
+    }
+}
+
+/// Result of [`History::check_with_budget`] when no violation was found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CheckOutcome {
+    /// Every key's sub-history is linearizable.
+    Linearizable,
+    /// The search budget ran out for these keys (sorted); all other keys are
+    /// linearizable.
+    Inconclusive {
+        /// Keys whose check did not finish.
+        keys: Vec<String>,
+    },
+}
+
+/// Error returned by [`History::check`].
+#[derive(Clone, Debug)]
+pub enum LinearizabilityError {
+    /// A key's sub-history is not linearizable.
+    NotLinearizable(Box<Violation>),
+    /// The search budget ran out before an answer was found.
+    Inconclusive {
+        /// Keys whose check did not finish; every other key is linearizable.
+        keys: Vec<String>,
+        /// The per-key budget that was exhausted.
+        max_states: usize,
+    },
+}
+
+impl fmt::Display for LinearizabilityError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LinearizabilityError::NotLinearizable(v) => v.fmt(f),
+            LinearizabilityError::Inconclusive { keys, max_states } => write!(
+                f,
+                "linearizability check inconclusive: the search budget of {max_states} states \
+                 per key ran out for key(s) {keys:?} (no violation was found; the history is \
+                 too concurrent to check exhaustively, use History::check_with_budget to \
+                 allow more)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for LinearizabilityError {}
+
+/// A proven linearizability violation on one key.
+///
+/// `ops` is the shortest prefix (by time) of the key's sub-history that is
+/// already non-linearizable: every operation on the key called at or before
+/// `cut`, where operations that returned after `cut` count as pending
+/// (unknown outcome). Any linearization of the whole history would yield one
+/// of this prefix, so the prefix alone proves the violation, and the last
+/// returned operation in it is involved.
+#[derive(Clone, Debug)]
+pub struct Violation {
+    /// The key whose sub-history is not linearizable.
+    pub key: String,
+    /// The failing prefix, in call-time order, with the outcomes as recorded.
+    pub ops: Vec<(OpId, Operation)>,
+    /// End of the failing prefix; outcomes returned after it were ignored.
+    pub cut: u64,
+    /// Number of operations on the key in the whole history.
+    pub ops_on_key: usize,
+    /// The longest partial linearization the search found for the prefix.
+    pub longest_partial: Option<PartialLinearization>,
+}
+
+/// The deepest point the search reached: `order` was applied successfully,
+/// then `blocked_by` returned before it could be linearized and no
+/// alternative worked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartialLinearization {
+    /// Operations applied, in linearization order.
+    pub order: Vec<OpId>,
+    /// The key's value after applying `order`.
+    pub value: Option<String>,
+    /// A returned operation that could not be placed after `order`.
+    pub blocked_by: Option<OpId>,
+}
+
+impl Violation {
+    /// Operations worth printing: everything for short prefixes, otherwise
+    /// the tail of the prefix plus the operations the search got stuck on.
+    fn shown(&self) -> Vec<bool> {
+        const SHOW_ALL: usize = 40;
+        const TAIL: usize = 20;
+        let n = self.ops.len();
+        if n <= SHOW_ALL {
+            return vec![true; n];
+        }
+        let mut shown = vec![false; n];
+        for s in &mut shown[n - TAIL..] {
+            *s = true;
+        }
+        let pos: HashMap<OpId, usize> = self
+            .ops
+            .iter()
+            .enumerate()
+            .map(|(i, (id, _))| (*id, i))
+            .collect();
+        if let Some(p) = &self.longest_partial {
+            for id in p.order.iter().rev().take(5) {
+                shown[pos[id]] = true;
+            }
+            if let Some(blocked) = p.blocked_by {
+                let b = pos[&blocked];
+                shown[b] = true;
+                // The most recent writers of the value the blocked op observed.
+                let observed = match &self.ops[b].1.outcome {
+                    Outcome::Returned {
+                        output: KvOutput::Get(Some(v)) | KvOutput::Cas { current: Some(v), .. },
+                        ..
+                    } => Some(v),
+                    _ => None,
+                };
+                if let Some(v) = observed {
+                    let writers = self.ops.iter().enumerate().filter(|(_, (_, o))| {
+                        matches!(&o.op, KvOp::Put { value: w, .. } | KvOp::Cas { new: w, .. } if w == v)
+                    });
+                    for (i, _) in writers.collect::<Vec<_>>().into_iter().rev().take(3) {
+                        shown[i] = true;
+                    }
+                }
+            }
+        }
+        shown
+    }
+
+    fn fmt_op(&self, f: &mut fmt::Formatter<'_>, id: OpId, op: &Operation) -> fmt::Result {
+        write!(f, "  {id} client {}: {}", op.client, op.op)?;
+        match &op.outcome {
+            Outcome::Returned { at, output } => {
+                write!(f, " -> {output}  [call {}, return {at}", op.call)?;
+                if *at > self.cut {
+                    f.write_str(", after the cut: treated as pending")?;
+                }
+                f.write_str("]")?;
+            }
+            Outcome::Unknown => {
+                write!(f, " -> ?  [call {}, no return: outcome unknown]", op.call)?;
+            }
+        }
+        if self.longest_partial.as_ref().and_then(|p| p.blocked_by) == Some(id) {
+            f.write_str("  <-- could not be linearized")?;
+        }
+        writeln!(f)
+    }
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "history is not linearizable on key {:?}", self.key)?;
+        writeln!(
+            f,
+            "smallest failing sub-history found: the {} operation(s) on this key called at or \
+             before time {} (out of {} on the key); outcomes returned after {} are treated as \
+             unknown",
+            self.ops.len(),
+            self.cut,
+            self.ops_on_key,
+            self.cut
+        )?;
+        if let Some(p) = &self.longest_partial {
+            write!(
+                f,
+                "longest partial linearization: {} operation(s), leaving the key {}",
+                p.order.len(),
+                match &p.value {
+                    Some(v) => format!("= {v:?}"),
+                    None => "absent".to_owned(),
+                }
+            )?;
+            if !p.order.is_empty() {
+                let tail: Vec<String> =
+                    p.order.iter().rev().take(5).rev().map(ToString::to_string).collect();
+                let more = if p.order.len() > 5 { "..., " } else { "" };
+                write!(f, " (order: {more}{})", tail.join(", "))?;
+            }
+            if let Some(b) = p.blocked_by {
+                write!(f, "; then {b} returned and could not be placed")?;
+            }
+            writeln!(f)?;
+        }
+        writeln!(f, "operations (by call time):")?;
+        let shown = self.shown();
+        let mut omitted = 0;
+        for ((id, op), show) in self.ops.iter().zip(shown) {
+            if !show {
+                omitted += 1;
+                continue;
+            }
+            if omitted > 0 {
+                writeln!(f, "  ... {omitted} operation(s) omitted ...")?;
+                omitted = 0;
+            }
+            self.fmt_op(f, *id, op)?;
+        }
+        if omitted > 0 {
+            writeln!(f, "  ... {omitted} operation(s) omitted ...")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Violation {}
+
+// ---------------------------------------------------------------------------
+// Per-key model with interned values.
+
+/// Interned value of one key.
+type Val = u32;
+/// Model state: the key's value, `None` when absent.
+type State = Option<Val>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MOp {
+    Put(Val),
+    Get,
+    Delete,
+    Cas { expected: Option<Val>, new: Val },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MOut {
+    Put,
+    Get(State),
+    Delete(bool),
+    Cas { swapped: bool, current: State },
+}
+
+/// Applies `op` to `state`; returns the new state if the produced output
+/// matches `expected` (`None` accepts any output).
+fn step(state: State, op: MOp, expected: Option<MOut>) -> Option<State> {
+    let (next, out) = match op {
+        MOp::Put(v) => (Some(v), MOut::Put),
+        MOp::Get => (state, MOut::Get(state)),
+        MOp::Delete => (None, MOut::Delete(state.is_some())),
+        MOp::Cas { expected, new } => {
+            let swapped = state == expected;
+            let next = if swapped { Some(new) } else { state };
+            (
+                next,
+                MOut::Cas {
+                    swapped,
+                    current: next,
+                },
+            )
+        }
+    };
+    match expected {
+        Some(e) if e != out => None,
+        _ => Some(next),
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct KeyOp {
+    /// Index into `CompiledKey::entries`.
+    src: usize,
+    call: u64,
+    /// `None`: unknown outcome (return at +infinity, any output).
+    ret: Option<u64>,
+    op: MOp,
+    out: Option<MOut>,
+}
+
+
+/// Interns one key's values as small integers.
+#[derive(Debug, Default)]
+struct Interner<'h> {
+    ids: HashMap<&'h str, Val>,
+    values: Vec<&'h str>,
+}
+
+impl<'h> Interner<'h> {
+    fn id(&mut self, s: &'h str) -> Val {
+        *self.ids.entry(s).or_insert_with(|| {
+            self.values.push(s);
+            Val::try_from(self.values.len() - 1).expect("more than 2^32 distinct values")
+        })
+    }
+
+    fn opt(&mut self, s: &'h Option<String>) -> State {
+        s.as_deref().map(|s| self.id(s))
+    }
+}
+
+/// One key's sub-history, with values interned.
+#[derive(Debug)]
+struct CompiledKey<'h> {
+    key: &'h str,
+    /// The key's operations sorted by (call time, id).
+    entries: Vec<(OpId, &'h Operation)>,
+    /// Parallel to `entries`.
+    ops: Vec<KeyOp>,
+    /// Interned value -> string.
+    values: Vec<&'h str>,
+}
+
+impl<'h> CompiledKey<'h> {
+    fn new(history: &'h History, key: &'h str, ids: Vec<OpId>) -> Self {
+        let mut entries: Vec<(OpId, &'h Operation)> =
+            ids.into_iter().map(|id| (id, &history.ops[id.0])).collect();
+        entries.sort_by_key(|&(id, op)| (op.call, id));
+        let mut names = Interner::default();
+        let ops = entries
+            .iter()
+            .enumerate()
+            .map(|(src, &(_, op))| {
+                let mop = match &op.op {
+                    KvOp::Put { value, .. } => MOp::Put(names.id(value)),
+                    KvOp::Get { .. } => MOp::Get,
+                    KvOp::Delete { .. } => MOp::Delete,
+                    KvOp::Cas { expected, new, .. } => MOp::Cas {
+                        expected: names.opt(expected),
+                        new: names.id(new),
+                    },
+                };
+                let (ret, out) = match &op.outcome {
+                    Outcome::Returned { at, output } => {
+                        let out = match output {
+                            KvOutput::Put => MOut::Put,
+                            KvOutput::Get(v) => MOut::Get(names.opt(v)),
+                            KvOutput::Delete { existed } => MOut::Delete(*existed),
+                            KvOutput::Cas { swapped, current } => MOut::Cas {
+                                swapped: *swapped,
+                                current: names.opt(current),
+                            },
+                        };
+                        (Some(*at), Some(out))
+                    }
+                    Outcome::Unknown => (None, None),
+                };
+                KeyOp {
+                    src,
+                    call: op.call,
+                    ret,
+                    op: mop,
+                    out,
+                }
+            })
+            .collect();
+        CompiledKey {
+            key,
+            entries,
+            ops,
+            values: names.values,
+        }
+    }
+
+    /// The operations called at or before `cut` (all if `None`), with
+    /// outcomes returned after `cut` turned into unknown ones. Unknown reads
+    /// are dropped: they never constrain anything.
+    fn prefix(&self, cut: Option<u64>) -> Vec<KeyOp> {
+        self.ops
+            .iter()
+            .filter(|o| cut.is_none_or(|c| o.call <= c))
+            .map(|&o| match (cut, o.ret) {
+                (Some(c), Some(r)) if r > c => KeyOp {
+                    ret: None,
+                    out: None,
+                    ..o
+                },
+                _ => o,
+            })
+            .filter(|o| o.ret.is_some() || o.op != MOp::Get)
+            .collect()
+    }
+
+    /// Builds the report for a key whose full sub-history failed.
+    ///
+    /// Prefix failure is monotone in the cut (a linearization of a longer
+    /// prefix restricts to one of a shorter prefix), and only a return can
+    /// make a prefix fail, so binary search over return times finds the
+    /// shortest failing prefix. Probes that run out of budget count as
+    /// passing, which only makes the reported prefix longer.
+    fn violation(&self, max_states: usize) -> Violation {
+        let mut rets: Vec<u64> = self.ops.iter().filter_map(|o| o.ret).collect();
+        rets.sort_unstable();
+        rets.dedup();
+        let fails = |cut: u64| {
+            matches!(
+                search(&self.prefix(Some(cut)), max_states, false),
+                SearchResult::NotLinearizable(_)
+            )
+        };
+        let cut = if rets.is_empty() {
+            u64::MAX
+        } else {
+            let (mut lo, mut hi) = (0, rets.len() - 1);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if fails(rets[mid]) {
+                    hi = mid;
+                } else {
+                    lo = mid + 1;
+                }
+            }
+            rets[hi]
+        };
+        let prefix = self.prefix(Some(cut));
+        let to_id = |i: usize| self.entries[prefix[i].src].0;
+        let longest_partial = match search(&prefix, max_states, true) {
+            SearchResult::NotLinearizable(Some(deepest)) => Some(PartialLinearization {
+                order: deepest.order.iter().map(|&i| to_id(i)).collect(),
+                value: deepest.state.map(|v| self.values[v as usize].to_owned()),
+                blocked_by: deepest.blocked_by.map(to_id),
+            }),
+            _ => None,
+        };
+        Violation {
+            key: self.key.to_owned(),
+            ops: self
+                .entries
+                .iter()
+                .filter(|(_, op)| op.call <= cut)
+                .map(|&(id, op)| (id, op.clone()))
+                .collect(),
+            cut,
+            ops_on_key: self.entries.len(),
+            longest_partial,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The search.
+
+#[derive(Debug)]
+enum SearchResult {
+    Linearizable,
+    /// With the deepest point reached, when diagnostics were requested.
+    NotLinearizable(Option<Deepest>),
+    Inconclusive,
+}
+
+/// Deepest point of a failed search (indices into the searched ops).
+#[derive(Debug)]
+struct Deepest {
+    order: Vec<usize>,
+    state: State,
+    blocked_by: Option<usize>,
+}
+
+/// A memoized search configuration: the linearized set, stored as the index
+/// of its first word that is not all ones plus the words from there to the
+/// last non-zero one (so a mostly-sequential search stores only the few
+/// words around its frontier), and the register value.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Config {
+    lo: u32,
+    words: Box<[u64]>,
+    state: State,
+}
+
+/// Bitset of linearized operations, tracking the non-trivial word range.
+#[derive(Debug)]
+struct LinearizedSet {
+    words: Vec<u64>,
+    /// Index of the first word that is not all ones.
+    lo: usize,
+    /// One past the last non-zero word.
+    hi: usize,
+}
+
+impl LinearizedSet {
+    fn new(n: usize) -> Self {
+        LinearizedSet {
+            words: vec![0; n.div_ceil(64)],
+            lo: 0,
+            hi: 0,
+        }
+    }
+
+    fn insert(&mut self, i: usize) {
+        let w = i / 64;
+        self.words[w] |= 1 << (i % 64);
+        while self.lo < self.words.len() && self.words[self.lo] == u64::MAX {
+            self.lo += 1;
+        }
+        self.hi = self.hi.max(w + 1);
+    }
+
+    fn remove(&mut self, i: usize) {
+        let w = i / 64;
+        self.words[w] &= !(1 << (i % 64));
+        self.lo = self.lo.min(w);
+        while self.hi > 0 && self.words[self.hi - 1] == 0 {
+            self.hi -= 1;
+        }
+    }
+
+    fn config(&self, state: State) -> Config {
+        let hi = self.hi.max(self.lo);
+        Config {
+            lo: u32::try_from(self.lo).expect("history too long"),
+            words: self.words[self.lo..hi].into(),
+            state,
+        }
+    }
+}
+
+/// Doubly linked list of call/return events in time order. Node `2 * i` is
+/// the call of op `i`, node `2 * i + 1` its return (absent for unknown
+/// outcomes), node `2 * n` the sentinel. Removal and reinsertion follow the
+/// "dancing links" discipline, so reinsertions must undo removals in LIFO
+/// order.
+#[derive(Debug)]
+struct EventList {
+    next: Vec<usize>,
+    prev: Vec<usize>,
+}
+
+impl EventList {
+    fn new(ops: &[KeyOp]) -> Self {
+        let head = 2 * ops.len();
+        // (time, is_return, node): calls sort before returns at equal times,
+        // making closed intervals that touch count as concurrent.
+        let mut events: Vec<(u64, bool, usize)> = Vec::with_capacity(2 * ops.len());
+        for (i, op) in ops.iter().enumerate() {
+            events.push((op.call, false, 2 * i));
+            if let Some(ret) = op.ret {
+                events.push((ret, true, 2 * i + 1));
+            }
+        }
+        events.sort_unstable();
+        let mut list = EventList {
+            next: vec![head; head + 1],
+            prev: vec![head; head + 1],
+        };
+        let mut last = head;
+        for &(_, _, node) in &events {
+            list.next[last] = node;
+            list.prev[node] = last;
+            last = node;
+        }
+        list.next[last] = head;
+        list.prev[head] = last;
+        list
+    }
+
+    fn unlink(&mut self, x: usize) {
+        let (p, n) = (self.prev[x], self.next[x]);
+        self.next[p] = n;
+        self.prev[n] = p;
+    }
+
+    fn relink(&mut self, x: usize) {
+        let (p, n) = (self.prev[x], self.next[x]);
+        self.next[p] = x;
+        self.prev[n] = x;
+    }
+}
+
+/// Searches for a linearization of one key's operations (sorted by call
+/// time), exploring at most `max_states` configurations.
+fn search(ops: &[KeyOp], max_states: usize, diagnose: bool) -> SearchResult {
+    let head = 2 * ops.len();
+    let mut list = EventList::new(ops);
+    let mut linearized = LinearizedSet::new(ops.len());
+    let mut seen: HashSet<Config, BuildHasherDefault<FxHasher>> = HashSet::default();
+    // (op linearized, state before it)
+    let mut stack: Vec<(usize, State)> = Vec::new();
+    let mut state: State = None;
+    let mut unplaced_returned = ops.iter().filter(|o| o.ret.is_some()).count();
+    let mut deepest: Option<Deepest> = None;
+    let mut entry = list.next[head];
+    loop {
+        if unplaced_returned == 0 {
+            return SearchResult::Linearizable;
+        }
+        if entry != head && entry % 2 == 0 {
+            // The call of a minimal op: every op whose call precedes the
+            // first remaining return is a candidate.
+            let i = entry / 2;
+            let op = &ops[i];
+            if let Some(next_state) = step(state, op.op, op.out) {
+                linearized.insert(i);
+                if seen.insert(linearized.config(next_state)) {
+                    if seen.len() > max_states {
+                        return SearchResult::Inconclusive;
+                    }
+                    stack.push((i, state));
+                    state = next_state;
+                    list.unlink(2 * i);
+                    if op.ret.is_some() {
+                        list.unlink(2 * i + 1);
+                        unplaced_returned -= 1;
+                    }
+                    entry = list.next[head];
+                    continue;
+                }
+                linearized.remove(i);
+            }
+            entry = list.next[entry];
+        } else {
+            // The return of an op that is not linearized yet (or, defensively,
+            // the end of the list): nothing later can be placed, backtrack.
+            if diagnose && deepest.as_ref().is_none_or(|d| stack.len() > d.order.len()) {
+                deepest = Some(Deepest {
+                    order: stack.iter().map(|&(i, _)| i).collect(),
+                    state,
+                    blocked_by: (entry != head).then_some(entry / 2),
+                });
+            }
+            let Some((i, previous)) = stack.pop() else {
+                return SearchResult::NotLinearizable(deepest);
+            };
+            state = previous;
+            linearized.remove(i);
+            if ops[i].ret.is_some() {
+                list.relink(2 * i + 1);
+                unplaced_returned += 1;
+            }
+            list.relink(2 * i);
+            entry = list.next[2 * i];
+        }
+    }
+}
+
+/// A small, fast, non-cryptographic hasher (multiply-rotate with a final
+/// mix) for the memo table; inputs are not adversarial.
+#[derive(Clone, Copy, Debug, Default)]
+struct FxHasher {
+    hash: u64,
+}
+
+impl FxHasher {
+    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+    fn add(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(Self::SEED);
+    }
+}
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            self.add(u64::from_le_bytes(chunk.try_into().expect("8-byte chunk")));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut buf = [0u8; 8];
+            buf[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(buf) ^ ((rest.len() as u64) << 56));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        // splitmix64 finalizer, so every output bit depends on every input.
+        let mut z = self.hash;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
