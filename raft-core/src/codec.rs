@@ -14,10 +14,7 @@ use serde::{Deserialize, Serialize};
 pub const MAX_DECODE_BYTES: usize = 64 << 20;
 
 fn config() -> impl bincode::config::Config {
-    bincode::config::standard()
-        .with_little_endian()
-        .with_variable_int_encoding()
-        .with_limit::<MAX_DECODE_BYTES>()
+    bincode::config::standard().with_little_endian().with_variable_int_encoding().with_limit::<MAX_DECODE_BYTES>()
 }
 
 /// Why bytes could not be decoded.
@@ -111,12 +108,19 @@ mod tests {
                     prev_log_term: Term(1),
                     entries: vec![
                         Entry { term: Term(2), index: LogIndex(5), payload: Payload::Noop },
-                        Entry { term: Term(2), index: LogIndex(6), payload: Payload::Command(Bytes::from(&[7u8; 300])) },
+                        Entry {
+                            term: Term(2),
+                            index: LogIndex(6),
+                            payload: Payload::Command(Bytes::from(&[7u8; 300])),
+                        },
                     ],
                     leader_commit: LogIndex(4),
                 },
             },
-            Message { term: Term(1), body: Body::AppendEntriesResponse(AppendResponse::Success { match_index: LogIndex(8) }) },
+            Message {
+                term: Term(1),
+                body: Body::AppendEntriesResponse(AppendResponse::Success { match_index: LogIndex(8) }),
+            },
             Message {
                 term: Term(1),
                 body: Body::AppendEntriesResponse(AppendResponse::Reject {
@@ -163,7 +167,11 @@ mod tests {
             body: Body::AppendEntries {
                 prev_log_index: LogIndex(0),
                 prev_log_term: Term(0),
-                entries: vec![Entry { term: Term(1), index: LogIndex(1), payload: Payload::Command(Bytes::from(&[1u8; 4])) }],
+                entries: vec![Entry {
+                    term: Term(1),
+                    index: LogIndex(1),
+                    payload: Payload::Command(Bytes::from(&[1u8; 4])),
+                }],
                 leader_commit: LogIndex(0),
             },
         };
@@ -179,7 +187,11 @@ mod tests {
     #[test]
     fn size_bound_covers_encoding() {
         for len in [0usize, 1, 127, 128, 300, 70_000] {
-            let e = Entry { term: Term(u64::MAX), index: LogIndex(u64::MAX), payload: Payload::Command(Bytes::from(vec![0u8; len])) };
+            let e = Entry {
+                term: Term(u64::MAX),
+                index: LogIndex(u64::MAX),
+                payload: Payload::Command(Bytes::from(vec![0u8; len])),
+            };
             let m = Message {
                 term: Term(u64::MAX),
                 body: Body::AppendEntries {

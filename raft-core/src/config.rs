@@ -87,14 +87,9 @@ impl Config {
         if self.max_entry_bytes == 0 {
             return Err(ConfigError::ZeroMaxEntryBytes);
         }
-        let needed = self
-            .max_entry_bytes
-            .saturating_add(ENTRY_OVERHEAD_BYTES + APPEND_OVERHEAD_BYTES);
+        let needed = self.max_entry_bytes.saturating_add(ENTRY_OVERHEAD_BYTES + APPEND_OVERHEAD_BYTES);
         if self.max_message_bytes < needed {
-            return Err(ConfigError::MessageTooSmallForEntry {
-                max_message_bytes: self.max_message_bytes,
-                needed,
-            });
+            return Err(ConfigError::MessageTooSmallForEntry { max_message_bytes: self.max_message_bytes, needed });
         }
         if self.max_inflight_messages == 0 {
             return Err(ConfigError::ZeroInflightMessages);
@@ -175,15 +170,13 @@ impl fmt::Display for ConfigError {
                 election_min.as_millis()
             ),
             ConfigError::ZeroMaxEntryBytes => write!(f, "max_entry_bytes is zero"),
-            ConfigError::MessageTooSmallForEntry { max_message_bytes, needed } => write!(
-                f,
-                "max_message_bytes {max_message_bytes} cannot hold one maximal entry ({needed} bytes needed)"
-            ),
+            ConfigError::MessageTooSmallForEntry { max_message_bytes, needed } => {
+                write!(f, "max_message_bytes {max_message_bytes} cannot hold one maximal entry ({needed} bytes needed)")
+            }
             ConfigError::ZeroInflightMessages => write!(f, "max_inflight_messages is zero"),
-            ConfigError::InflightBytesBelowMessage { max_inflight_bytes, max_message_bytes } => write!(
-                f,
-                "max_inflight_bytes {max_inflight_bytes} is below max_message_bytes {max_message_bytes}"
-            ),
+            ConfigError::InflightBytesBelowMessage { max_inflight_bytes, max_message_bytes } => {
+                write!(f, "max_inflight_bytes {max_inflight_bytes} is below max_message_bytes {max_message_bytes}")
+            }
         }
     }
 }
@@ -223,10 +216,7 @@ mod tests {
         check(&|c| c.heartbeat_interval = Duration::ZERO, ConfigError::ZeroHeartbeat);
         check(
             &|c| c.election_timeout_max = c.election_timeout_min,
-            ConfigError::EmptyElectionTimeoutRange {
-                min: Duration::from_millis(300),
-                max: Duration::from_millis(300),
-            },
+            ConfigError::EmptyElectionTimeoutRange { min: Duration::from_millis(300), max: Duration::from_millis(300) },
         );
         check(
             &|c| c.heartbeat_interval = Duration::from_millis(300),

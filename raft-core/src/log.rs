@@ -175,7 +175,8 @@ mod tests {
 
     #[test]
     fn bounded_slices_take_at_least_one_entry() {
-        let big = |i| Entry { term: Term(1), index: LogIndex(i), payload: Payload::Command(Bytes::from(vec![0u8; 100])) };
+        let big =
+            |i| Entry { term: Term(1), index: LogIndex(i), payload: Payload::Command(Bytes::from(vec![0u8; 100])) };
         let l = Log::from_entries(vec![big(1), big(2), big(3)]);
         let (one, bytes) = l.slice_bounded(LogIndex(1), 10);
         assert_eq!(one.len(), 1);

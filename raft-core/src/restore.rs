@@ -89,10 +89,9 @@ impl fmt::Display for RestoreError {
                 write!(f, "stored log is not contiguous: expected index {expected}, found {found}")
             }
             RestoreError::TermDecreases { index } => write!(f, "stored log's term decreases at index {index}"),
-            RestoreError::AppliedBeyondLog { last_applied, last_index } => write!(
-                f,
-                "state machine applied up to {last_applied} but the stored log ends at {last_index}"
-            ),
+            RestoreError::AppliedBeyondLog { last_applied, last_index } => {
+                write!(f, "state machine applied up to {last_applied} but the stored log ends at {last_index}")
+            }
         }
     }
 }

@@ -137,7 +137,10 @@ mod tests {
     }
 
     fn msg() -> Outgoing {
-        Outgoing { to: NodeId(2), message: Message { term: Term(1), body: Body::RequestVoteResponse { granted: true } } }
+        Outgoing {
+            to: NodeId(2),
+            message: Message { term: Term(1), body: Body::RequestVoteResponse { granted: true } },
+        }
     }
 
     #[test]

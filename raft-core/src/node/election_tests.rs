@@ -1,0 +1,218 @@
+//! One test per election rule, citing the Raft paper (Ongaro & Ousterhout, 2014).
+
+use super::super::test_harness::{Harness, granted, vote_req};
+use crate::message::Body;
+use crate::output::Event;
+use crate::time::Duration;
+use crate::types::{HardState, NodeId, Term};
+use crate::{Config, Role};
+
+#[test]
+fn follower_waits_a_randomized_timeout_in_range_and_early_calls_are_no_ops() {
+    // §5.2: election timeouts are chosen randomly from a fixed interval.
+    let mut h = Harness::new(1, 3);
+    let deadline = h.node.poll_timeout().unwrap();
+    let wait = deadline.as_micros();
+    assert!((300_000..600_000).contains(&wait), "{wait}");
+    h.now = crate::Instant::from_micros(wait - 1);
+    h.node.handle_timeout(h.now);
+    h.drain();
+    assert_eq!(h.node.role(), Role::Follower);
+    assert!(h.writes.is_empty() && h.sent.is_empty());
+    assert_eq!(h.node.poll_timeout(), Some(deadline), "a spurious call keeps the deadline");
+}
+
+#[test]
+fn timeouts_are_redrawn_for_every_election() {
+    let mut h = Harness::new(1, 3);
+    let mut waits = alloc::vec::Vec::new();
+    for _ in 0..6 {
+        let before = h.now;
+        h.fire_timeout();
+        waits.push((h.node.poll_timeout().unwrap() - h.now).as_micros());
+        assert!(h.now > before);
+    }
+    waits.sort_unstable();
+    waits.dedup();
+    assert!(waits.len() > 3, "timeouts repeat: {waits:?}");
+}
+
+#[test]
+fn candidate_increments_term_votes_for_itself_and_asks_only_after_persisting() {
+    // §5.2 + Figure 2 ("persist before responding"): the term and self-vote are
+    // durable before any RequestVote leaves.
+    let mut h = Harness::new(1, 3);
+    h.fire_timeout();
+    assert_eq!(h.node.role(), Role::Candidate);
+    assert_eq!(h.node.term(), Term(1));
+    assert_eq!(h.node.voted_for(), Some(NodeId(1)));
+    assert_eq!(h.writes[0].hard_state, Some(HardState { term: Term(1), voted_for: Some(NodeId(1)) }));
+    assert!(h.sent.is_empty(), "RequestVote sent before the vote was durable");
+    h.persist();
+    let sent = h.take_sent();
+    assert_eq!(sent.len(), 2);
+    assert!(sent.iter().all(|o| o.message.term == Term(1) && matches!(o.message.body, Body::RequestVote { .. })));
+}
+
+#[test]
+fn majority_of_votes_makes_a_leader_that_appends_a_noop_and_sends_appends() {
+    // §5.2: a candidate wins with votes from a majority; §8: no-op at term start.
+    let mut h = Harness::new(1, 5);
+    h.fire_timeout();
+    h.persist();
+    h.take_sent();
+    h.recv(2, 1, Body::RequestVoteResponse { granted: true });
+    assert_eq!(h.node.role(), Role::Candidate, "2 of 5 is not a majority");
+    h.recv(3, 1, Body::RequestVoteResponse { granted: false });
+    h.recv(3, 1, Body::RequestVoteResponse { granted: true }); // duplicate from 3 changes its answer, still one vote
+    h.recv(4, 1, Body::RequestVoteResponse { granted: true });
+    assert_eq!(h.node.role(), Role::Leader);
+    assert_eq!(h.node.leader(), Some(NodeId(1)));
+    assert_eq!(h.node.last_log_index().0, 1);
+    let appends = h.take_sent();
+    assert_eq!(appends.iter().filter(|o| matches!(o.message.body, Body::AppendEntries { .. })).count(), 4);
+    assert!(h.events.contains(&Event::RoleChanged { role: Role::Leader, term: Term(1), leader: Some(NodeId(1)) }));
+}
+
+#[test]
+fn one_vote_per_term_first_come_first_served() {
+    // §5.2: each server votes for at most one candidate in a term.
+    let mut h = Harness::new(1, 3);
+    h.recv(2, 1, vote_req(0, 0));
+    h.persist();
+    assert_eq!(granted(&h.take_sent(), 2), Some(true));
+    h.recv(3, 1, vote_req(5, 1));
+    h.persist();
+    assert_eq!(granted(&h.take_sent(), 3), Some(false), "second candidate in the same term");
+    h.recv(2, 1, vote_req(0, 0));
+    h.persist();
+    assert_eq!(granted(&h.take_sent(), 2), Some(true), "a retried request from the same candidate");
+}
+
+#[test]
+fn vote_reply_waits_until_the_vote_is_durable() {
+    let mut h = Harness::new(1, 3);
+    h.recv(2, 4, vote_req(0, 0));
+    assert!(h.sent.is_empty());
+    assert_eq!(h.writes.last().unwrap().hard_state, Some(HardState { term: Term(4), voted_for: Some(NodeId(2)) }));
+    h.persist();
+    assert_eq!(granted(&h.sent, 2), Some(true));
+}
+
+#[test]
+fn vote_refused_to_a_candidate_with_a_less_up_to_date_log() {
+    // §5.4.1: compare last terms, then lengths.
+    let mut h = Harness::new(1, 3);
+    h.elect();
+    h.node.propose(h.now, "x").unwrap();
+    h.persist();
+    // Node 1's log: [t1 noop, t1 "x"]. It steps down on term 5 but refuses.
+    h.recv(2, 5, vote_req(1, 1));
+    h.persist();
+    assert_eq!(h.node.role(), Role::Follower);
+    assert_eq!(granted(&h.take_sent(), 2), Some(false));
+    // Same last term and as long: granted.
+    h.recv(3, 5, vote_req(2, 1));
+    h.persist();
+    assert_eq!(granted(&h.take_sent(), 3), Some(true));
+}
+
+#[test]
+fn any_message_with_a_higher_term_makes_a_leader_step_down_and_forget_its_vote() {
+    // §5.1: if a server learns of a larger term it becomes follower.
+    let mut h = Harness::new(1, 3);
+    h.elect();
+    h.recv(3, 7, Body::RequestVoteResponse { granted: false });
+    assert_eq!(h.node.role(), Role::Follower);
+    assert_eq!(h.node.term(), Term(7));
+    assert_eq!(h.node.voted_for(), None);
+    assert_eq!(h.node.leader(), None);
+    assert_eq!(h.writes.last().unwrap().hard_state, Some(HardState { term: Term(7), voted_for: None }));
+}
+
+#[test]
+fn stale_term_requests_are_refused_with_the_current_term() {
+    // §5.1: a request with a stale term is rejected; the reply teaches the sender the term.
+    let mut h = Harness::new(1, 3);
+    h.recv(2, 3, vote_req(0, 0));
+    h.persist();
+    h.take_sent();
+    h.recv(3, 2, vote_req(9, 2));
+    h.persist();
+    let sent = h.take_sent();
+    assert_eq!(granted(&sent, 3), Some(false));
+    assert_eq!(sent[0].message.term, Term(3));
+    assert_eq!(h.node.voted_for(), Some(NodeId(2)));
+}
+
+#[test]
+fn candidate_yields_to_a_leader_of_its_own_term() {
+    // §5.2: a candidate that receives AppendEntries from a leader of its term becomes follower.
+    let mut h = Harness::new(1, 3);
+    h.fire_timeout();
+    h.persist();
+    h.recv(
+        2,
+        1,
+        Body::AppendEntries {
+            prev_log_index: crate::LogIndex(0),
+            prev_log_term: Term(0),
+            entries: alloc::vec::Vec::new(),
+            leader_commit: crate::LogIndex(0),
+        },
+    );
+    assert_eq!(h.node.role(), Role::Follower);
+    assert_eq!(h.node.leader(), Some(NodeId(2)));
+    assert_eq!(h.node.term(), Term(1));
+}
+
+#[test]
+fn leader_heartbeats_exactly_every_interval_and_never_times_out() {
+    // §5.2: leaders send periodic heartbeats (empty AppendEntries).
+    let mut h = Harness::new(1, 3);
+    h.elect();
+    h.take_sent();
+    let start = h.now;
+    for k in 1..=5u64 {
+        let at = h.node.poll_timeout().unwrap();
+        assert_eq!(at, start + Duration::from_millis(110 * k));
+        h.fire_timeout();
+        let beats = h.take_sent();
+        assert_eq!(beats.len(), 2, "one message per follower per interval");
+        assert_eq!(h.node.role(), Role::Leader);
+    }
+}
+
+#[test]
+fn messages_from_non_members_or_self_are_ignored() {
+    let mut h = Harness::new(1, 3);
+    h.recv(9, 50, vote_req(0, 0));
+    h.recv(1, 50, vote_req(0, 0));
+    h.persist();
+    assert_eq!(h.node.term(), Term(0));
+    assert!(h.sent.is_empty());
+}
+
+#[test]
+fn a_single_node_cluster_elects_itself_and_commits_alone() {
+    let mut h = Harness::with(Config::new(NodeId(4), [NodeId(4)]), crate::Restored::fresh());
+    h.fire_timeout();
+    assert_eq!(h.node.role(), Role::Leader);
+    let i = h.node.propose(h.now, "a").unwrap();
+    h.drain();
+    assert!(h.node.commit_index() < i, "must not commit before its own write is durable");
+    h.persist();
+    assert_eq!(h.node.commit_index(), i);
+    assert_eq!(h.applied.len(), 2);
+}
+
+#[test]
+fn restart_keeps_term_and_vote_so_no_second_vote_in_a_term() {
+    // Figure 2: currentTerm and votedFor are persistent state.
+    let restored =
+        crate::Restored::new(HardState { term: Term(3), voted_for: Some(NodeId(2)) }, alloc::vec::Vec::new());
+    let mut h = Harness::with(Config::new(NodeId(1), super::super::test_harness::ids(3)), restored);
+    h.recv(3, 3, vote_req(0, 0));
+    h.persist();
+    assert_eq!(granted(&h.sent, 3), Some(false));
+}

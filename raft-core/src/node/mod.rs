@@ -3,6 +3,8 @@
 mod durability;
 mod election;
 mod replication;
+#[cfg(test)]
+pub(crate) mod test_harness;
 
 use crate::config::Config;
 use crate::log::Log;

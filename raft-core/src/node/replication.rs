@@ -146,7 +146,9 @@ impl Node {
         };
         let me = self.config.id;
         let own = self.durability.durable_index();
-        let idx = self.voters.committed_index(|id| if id == me { own } else { progress.get(&id).map_or(LogIndex(0), |p| p.matched) });
+        let idx = self
+            .voters
+            .committed_index(|id| if id == me { own } else { progress.get(&id).map_or(LogIndex(0), |p| p.matched) });
         if idx > self.commit && self.log.term_at(idx) == Some(self.hard.term) {
             self.commit = idx;
         }
@@ -202,14 +204,12 @@ impl Node {
         }
         // Skip entries already present; find the first new or conflicting one.
         let skip = entries.iter().take_while(|e| self.log.term_at(e.index) == Some(e.term)).count();
-        if let Some(first) = entries.get(skip) {
-            if first.index <= self.log.last_index() {
-                if first.index <= self.commit {
-                    return; // would overwrite a committed entry: inconsistent leader, ignore.
-                }
-                self.log.truncate_from(first.index);
-                self.durability.truncate_from(first.index);
+        if let Some(first) = entries.get(skip).filter(|e| e.index <= self.log.last_index()) {
+            if first.index <= self.commit {
+                return; // would overwrite a committed entry: inconsistent leader, ignore.
             }
+            self.log.truncate_from(first.index);
+            self.durability.truncate_from(first.index);
         }
         let match_index = LogIndex(prev_log_index.0 + entries.len() as u64);
         for e in entries.into_iter().skip(skip) {

@@ -1,0 +1,289 @@
+//! One test per replication rule (paper §5.3, §5.4), plus hostile input.
+
+use super::super::test_harness::{Harness, ids};
+use crate::message::{AppendResponse, Body};
+use crate::output::Outgoing;
+use crate::types::{Bytes, Entry, HardState, LogIndex, NodeId, Payload, Term};
+use crate::{Config, ProposeError, Restored, Role};
+use alloc::vec;
+use alloc::vec::Vec;
+
+fn e(index: u64, term: u64) -> Entry {
+    Entry {
+        term: Term(term),
+        index: LogIndex(index),
+        payload: Payload::Command(Bytes::from(alloc::format!("c{index}").as_str())),
+    }
+}
+
+fn append(prev: (u64, u64), entries: Vec<Entry>, commit: u64) -> Body {
+    Body::AppendEntries {
+        prev_log_index: LogIndex(prev.0),
+        prev_log_term: Term(prev.1),
+        entries,
+        leader_commit: LogIndex(commit),
+    }
+}
+
+fn responses(sent: &[Outgoing]) -> Vec<AppendResponse> {
+    sent.iter()
+        .filter_map(|o| match &o.message.body {
+            Body::AppendEntriesResponse(r) => Some(r.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn follower_with(terms: &[u64], current: u64) -> Harness {
+    node_with(1, terms, current)
+}
+
+fn node_with(id: u64, terms: &[u64], current: u64) -> Harness {
+    let entries = terms.iter().enumerate().map(|(i, &t)| e(i as u64 + 1, t)).collect();
+    let hs = HardState { term: Term(current), voted_for: None };
+    Harness::with(Config::new(NodeId(id), ids(3)), Restored::new(hs, entries))
+}
+
+#[test]
+fn follower_acks_only_after_entries_are_durable_and_commits_min_of_leader_commit_and_last_new() {
+    // §5.3 and Figure 2 (AppendEntries receiver rule 5).
+    let mut h = follower_with(&[], 1);
+    h.recv(2, 1, append((0, 0), vec![e(1, 1), e(2, 1)], 9));
+    assert!(h.sent.is_empty(), "ack before durable");
+    assert_eq!(h.writes.last().unwrap().entries.len(), 2);
+    assert_eq!(h.node.commit_index(), LogIndex(2));
+    assert!(h.applied.is_empty(), "applied before durable");
+    h.persist();
+    assert_eq!(responses(&h.sent), vec![AppendResponse::Success { match_index: LogIndex(2) }]);
+    assert_eq!(h.applied.len(), 2);
+}
+
+#[test]
+fn short_log_rejects_with_its_length_as_the_hint() {
+    let mut h = follower_with(&[1, 1], 2);
+    h.recv(2, 2, append((5, 2), vec![e(6, 2)], 0));
+    h.persist();
+    assert_eq!(
+        responses(&h.sent),
+        vec![AppendResponse::Reject {
+            prev_log_index: LogIndex(5),
+            last_log_index: LogIndex(2),
+            conflict_term: None,
+            conflict_index: LogIndex(3),
+        }]
+    );
+}
+
+#[test]
+fn term_mismatch_rejects_with_conflict_term_and_its_first_index() {
+    let mut h = follower_with(&[1, 2, 2, 2], 3);
+    h.recv(2, 3, append((4, 3), vec![], 0));
+    h.persist();
+    assert_eq!(
+        responses(&h.sent),
+        vec![AppendResponse::Reject {
+            prev_log_index: LogIndex(4),
+            last_log_index: LogIndex(4),
+            conflict_term: Some(Term(2)),
+            conflict_index: LogIndex(2),
+        }]
+    );
+}
+
+#[test]
+fn conflicting_suffix_is_truncated_and_replaced() {
+    // Figure 2, receiver rule 3: delete the existing entry and all that follow it.
+    let mut h = follower_with(&[1, 1, 2, 2], 3);
+    h.recv(2, 3, append((2, 1), vec![e(3, 3)], 0));
+    let w = h.writes.last().unwrap();
+    assert_eq!(w.truncate_from, Some(LogIndex(3)));
+    assert_eq!(w.entries, vec![e(3, 3)]);
+    assert_eq!(h.node.last_log_index(), LogIndex(3));
+    assert_eq!(h.node.log_term(LogIndex(3)), Some(Term(3)));
+}
+
+#[test]
+fn a_stale_shorter_append_never_truncates_matching_entries() {
+    // Receiver rule 3 only deletes on conflict: a reordered older message is harmless.
+    let mut h = follower_with(&[1, 1, 1], 1);
+    h.recv(2, 1, append((0, 0), vec![e(1, 1)], 0));
+    assert_eq!(h.node.last_log_index(), LogIndex(3));
+    h.persist();
+    assert_eq!(responses(&h.sent), vec![AppendResponse::Success { match_index: LogIndex(1) }]);
+}
+
+#[test]
+fn leader_commits_only_entries_of_its_own_term_by_counting_replicas() {
+    // §5.4.2 / Figure 8: an old-term entry is committed only indirectly.
+    let mut h = follower_with(&[1], 1);
+    h.elect(); // term 2; log [t1, t2 noop]
+    assert_eq!(h.node.term(), Term(2));
+    h.recv(2, 2, Body::AppendEntriesResponse(AppendResponse::Success { match_index: LogIndex(1) }));
+    assert_eq!(h.node.commit_index(), LogIndex(0), "term-1 entry must not commit by counting");
+    h.recv(2, 2, Body::AppendEntriesResponse(AppendResponse::Success { match_index: LogIndex(2) }));
+    assert_eq!(h.node.commit_index(), LogIndex(2));
+}
+
+#[test]
+fn leader_counts_itself_only_once_its_own_write_is_durable() {
+    let mut h = Harness::new(1, 3);
+    h.elect();
+    let i = h.node.propose(h.now, "v").unwrap();
+    h.drain(); // leader's write issued, not durable
+    h.recv(2, 1, Body::AppendEntriesResponse(AppendResponse::Success { match_index: i }));
+    assert!(h.node.commit_index() < i, "one follower + a non-durable leader is not 2 of 3");
+    h.recv(3, 1, Body::AppendEntriesResponse(AppendResponse::Success { match_index: i }));
+    assert_eq!(h.node.commit_index(), i, "two durable followers are 2 of 3 without the leader");
+    assert!(h.applied.iter().all(|e| e.index < i), "the leader applies only what it holds durably");
+    h.persist();
+    assert_eq!(h.applied.last().unwrap().index, i);
+    let mut h = Harness::new(1, 5);
+    h.elect();
+    let i = h.node.propose(h.now, "v").unwrap();
+    h.drain();
+    h.recv(2, 1, Body::AppendEntriesResponse(AppendResponse::Success { match_index: i }));
+    h.recv(3, 1, Body::AppendEntriesResponse(AppendResponse::Success { match_index: i }));
+    assert!(h.node.commit_index() < i, "2 followers + non-durable leader is not 3 of 5");
+    h.persist();
+    assert_eq!(h.node.commit_index(), i);
+}
+
+#[test]
+fn fast_backtracking_skips_a_whole_term_per_round_trip() {
+    // Leader log [1,1,1,1,1] + its term-3 no-op; follower log [1,1,2,2,2] (term 2
+    // never reached the leader). The first probe (prev 5) is rejected with
+    // conflict term 2 starting at 3: the next probe goes straight to prev 2.
+    let mut h = follower_with(&[1, 1, 1, 1, 1], 2);
+    h.elect();
+    assert_eq!(h.node.term(), Term(3));
+    let is_append_to_2 = |o: &Outgoing| o.to == NodeId(2) && matches!(o.message.body, Body::AppendEntries { .. });
+    let first = h.take_sent().into_iter().find(is_append_to_2).unwrap();
+    assert!(matches!(first.message.body, Body::AppendEntries { prev_log_index: LogIndex(5), .. }));
+    let mut f = node_with(2, &[1, 1, 2, 2, 2], 2);
+    f.node.handle_message(h.now, NodeId(1), first.message);
+    f.persist();
+    let reply = f.take_sent().pop().unwrap();
+    h.recv(2, 3, reply.message.body);
+    let second = h.take_sent().into_iter().find(is_append_to_2).unwrap();
+    assert!(matches!(second.message.body, Body::AppendEntries { prev_log_index: LogIndex(2), .. }));
+    f.node.handle_message(h.now, NodeId(1), second.message);
+    f.persist();
+    assert_eq!(responses(&f.sent), vec![AppendResponse::Success { match_index: LogIndex(6) }]);
+    assert_eq!(f.node.log_term(LogIndex(5)), Some(Term(1)));
+    assert_eq!(f.node.log_term(LogIndex(6)), Some(Term(3)));
+}
+
+#[test]
+fn stale_rejections_are_ignored() {
+    let mut h = Harness::new(1, 3);
+    h.elect();
+    h.recv(2, 1, Body::AppendEntriesResponse(AppendResponse::Success { match_index: LogIndex(1) }));
+    h.take_sent();
+    // A reject for a prev index at or below match is from an older exchange.
+    h.recv(
+        2,
+        1,
+        Body::AppendEntriesResponse(AppendResponse::Reject {
+            prev_log_index: LogIndex(0),
+            last_log_index: LogIndex(0),
+            conflict_term: None,
+            conflict_index: LogIndex(1),
+        }),
+    );
+    assert!(h.take_sent().is_empty());
+}
+
+#[test]
+fn hostile_messages_are_ignored_without_panicking() {
+    let mut h = follower_with(&[1, 1], 1);
+    // Commit 1 legitimately.
+    h.recv(2, 1, append((2, 1), vec![], 1));
+    h.persist();
+    let before = (h.node.last_log_index(), h.node.commit_index());
+    // Non-contiguous entries.
+    h.recv(2, 1, append((2, 1), vec![e(4, 1)], 1));
+    // Entry term above the message term.
+    h.recv(2, 1, append((2, 1), vec![e(3, 5)], 1));
+    // Index overflow.
+    h.recv(2, 1, append((u64::MAX, 1), vec![e(1, 1)], u64::MAX));
+    // Overwrites a committed entry with another term.
+    h.recv(2, 1, append((0, 0), vec![e(1, 0)], 0));
+    assert_eq!((h.node.last_log_index(), h.node.commit_index()), before);
+    // prev far beyond the log: answered with a reject, commit capped by what matches.
+    h.recv(2, 1, append((1 << 60, 1), vec![], u64::MAX));
+    assert_eq!(h.node.commit_index(), LogIndex(1));
+    // Leader side: a success claiming entries the leader never had.
+    let mut l = Harness::new(1, 3);
+    l.elect();
+    l.recv(2, 1, Body::AppendEntriesResponse(AppendResponse::Success { match_index: LogIndex(1 << 40) }));
+    assert_eq!(l.node.commit_index(), LogIndex(0));
+}
+
+#[test]
+fn propose_errors_are_clear() {
+    let mut h = Harness::new(1, 3);
+    assert_eq!(h.node.propose(h.now, "x"), Err(ProposeError::NotLeader { leader_hint: None }));
+    h.recv(2, 1, append((0, 0), vec![], 0));
+    assert_eq!(h.node.propose(h.now, "x"), Err(ProposeError::NotLeader { leader_hint: Some(NodeId(2)) }));
+    let mut c = Config::new(NodeId(1), ids(1));
+    c.max_entry_bytes = 10;
+    c.max_message_bytes = 200;
+    c.max_inflight_bytes = 200;
+    let mut l = Harness::with(c, Restored::fresh());
+    l.fire_timeout();
+    assert_eq!(l.node.propose(l.now, &[0u8; 11]), Err(ProposeError::TooLarge { size: 11, max: 10 }));
+    assert!(l.node.propose(l.now, &[0u8; 10]).is_ok());
+}
+
+#[test]
+fn proposals_between_polls_are_batched_and_messages_respect_the_size_limit() {
+    let mut c = Config::new(NodeId(1), ids(3));
+    c.max_entry_bytes = 1000;
+    c.max_message_bytes = 4000;
+    c.max_inflight_bytes = 1 << 20;
+    let mut h = Harness::with(c, Restored::fresh());
+    h.elect();
+    h.recv(2, 1, Body::AppendEntriesResponse(AppendResponse::Success { match_index: LogIndex(1) }));
+    h.take_sent();
+    // 90 entries of 42 bytes (bound) fit one 4000-byte message.
+    for _ in 0..90 {
+        h.node.propose(h.now, &[7u8; 10]).unwrap();
+    }
+    h.drain();
+    let to2: Vec<_> = h.sent.iter().filter(|o| o.to == NodeId(2)).collect();
+    assert_eq!(to2.len(), 1, "90 small proposals fit one message");
+    for _ in 0..20 {
+        h.node.propose(h.now, &[7u8; 1000]).unwrap();
+    }
+    h.take_sent();
+    h.drain();
+    let to2: Vec<_> = h.sent.iter().filter(|o| o.to == NodeId(2)).collect();
+    assert!(to2.len() >= 6, "20 KB cannot fit in fewer than 6 messages of 4 KB");
+    for o in to2 {
+        assert!(crate::codec::encode_message(&o.message).len() <= 4000);
+    }
+    // Node 3 never answered its probe: it gets nothing more until the next heartbeat.
+    assert_eq!(h.sent.iter().filter(|o| o.to == NodeId(3)).count(), 0);
+}
+
+#[test]
+fn inflight_window_bounds_messages_per_follower() {
+    let mut c = Config::new(NodeId(1), ids(3));
+    c.max_inflight_messages = 3;
+    c.max_entry_bytes = 100;
+    c.max_message_bytes = 300;
+    c.max_inflight_bytes = 1 << 20;
+    let mut h = Harness::with(c, Restored::fresh());
+    h.elect();
+    h.recv(2, 1, Body::AppendEntriesResponse(AppendResponse::Success { match_index: LogIndex(1) }));
+    h.take_sent();
+    for _ in 0..30 {
+        h.node.propose(h.now, &[1u8; 100]).unwrap();
+    }
+    h.drain();
+    assert_eq!(h.take_sent().iter().filter(|o| o.to == NodeId(2)).count(), 3);
+    // One entry per message (132-byte bound, 236-byte budget); acking 2..=3 frees two slots.
+    h.recv(2, 1, Body::AppendEntriesResponse(AppendResponse::Success { match_index: LogIndex(3) }));
+    assert_eq!(h.take_sent().iter().filter(|o| o.to == NodeId(2)).count(), 2);
+    assert_eq!(h.node.role(), Role::Leader);
+}

@@ -1,0 +1,108 @@
+//! A tiny manual driver for unit tests of single rules: it records outputs
+//! and lets the test decide when writes become durable.
+
+use crate::message::{Body, Message};
+use crate::output::{Event, Outgoing, Output, PersistToken, Write};
+use crate::restore::Restored;
+use crate::time::Instant;
+use crate::types::{Entry, LogIndex, NodeId, Term};
+use crate::{Config, Node};
+use alloc::vec::Vec;
+
+pub(crate) fn ids(n: u64) -> Vec<NodeId> {
+    (1..=n).map(NodeId).collect()
+}
+
+#[derive(Debug)]
+pub(crate) struct Harness {
+    pub(crate) node: Node,
+    pub(crate) now: Instant,
+    pub(crate) writes: Vec<Write>,
+    pub(crate) sent: Vec<Outgoing>,
+    pub(crate) applied: Vec<Entry>,
+    pub(crate) events: Vec<Event>,
+    last_token: Option<PersistToken>,
+}
+
+impl Harness {
+    pub(crate) fn new(id: u64, n: u64) -> Harness {
+        Harness::with(Config::new(NodeId(id), ids(n)), Restored::fresh())
+    }
+
+    pub(crate) fn with(config: Config, restored: Restored) -> Harness {
+        let node = Node::new(config, restored, Instant::ZERO).unwrap();
+        Harness {
+            node,
+            now: Instant::ZERO,
+            writes: Vec::new(),
+            sent: Vec::new(),
+            applied: Vec::new(),
+            events: Vec::new(),
+            last_token: None,
+        }
+    }
+
+    /// Drains outputs without making anything durable.
+    pub(crate) fn drain(&mut self) {
+        while let Some(o) = self.node.poll_output() {
+            match o {
+                Output::Persist(p) => {
+                    self.writes.push(p.write);
+                    self.last_token = Some(p.token);
+                }
+                Output::Send(m) => self.sent.push(m),
+                Output::Apply(e) => self.applied.extend(e),
+                Output::Event(e) => self.events.push(e),
+            }
+        }
+    }
+
+    /// Reports every write so far durable, then drains.
+    pub(crate) fn persist(&mut self) {
+        self.drain();
+        if let Some(t) = self.last_token {
+            self.node.handle_persisted(self.now, t);
+        }
+        self.drain();
+    }
+
+    pub(crate) fn take_sent(&mut self) -> Vec<Outgoing> {
+        core::mem::take(&mut self.sent)
+    }
+
+    pub(crate) fn fire_timeout(&mut self) {
+        self.now = self.node.poll_timeout().unwrap();
+        self.node.handle_timeout(self.now);
+        self.drain();
+    }
+
+    pub(crate) fn recv(&mut self, from: u64, term: u64, body: Body) {
+        self.node.handle_message(self.now, NodeId(from), Message { term: Term(term), body });
+        self.drain();
+    }
+
+    /// Makes this node leader of term 1 in a cluster where nodes 2.. grant.
+    pub(crate) fn elect(&mut self) {
+        self.fire_timeout();
+        self.persist();
+        let term = self.node.term().0;
+        for peer in 2..=self.node.config().members.len() as u64 {
+            if peer != self.node.id().0 {
+                self.recv(peer, term, Body::RequestVoteResponse { granted: true });
+            }
+        }
+        self.persist();
+        assert_eq!(self.node.role(), crate::Role::Leader);
+    }
+}
+
+pub(crate) fn vote_req(last_index: u64, last_term: u64) -> Body {
+    Body::RequestVote { last_log_index: LogIndex(last_index), last_log_term: Term(last_term) }
+}
+
+pub(crate) fn granted(sent: &[Outgoing], to: u64) -> Option<bool> {
+    sent.iter().find_map(|o| match o.message.body {
+        Body::RequestVoteResponse { granted } if o.to == NodeId(to) => Some(granted),
+        _ => None,
+    })
+}
