@@ -36,6 +36,14 @@ pub struct Config {
     pub max_inflight_messages: usize,
     /// Bytes of entries allowed in flight per follower. Default 8 MiB.
     pub max_inflight_bytes: usize,
+    /// Ask the host for a snapshot (`Event::SnapshotWanted`) once this many
+    /// entries were applied since the last one. `None`: never by count. Default 10,000.
+    pub snapshot_after_entries: Option<u64>,
+    /// Ask the host for a snapshot once the in-memory log holds this many
+    /// bytes (by `Entry::size_bound`). `None`: never by size. Default 64 MiB.
+    pub snapshot_after_log_bytes: Option<usize>,
+    /// Largest snapshot a follower accepts from a leader. Default 1 GiB.
+    pub max_snapshot_bytes: u64,
 }
 
 impl Config {
@@ -53,6 +61,9 @@ impl Config {
             max_entry_bytes: 512 << 10,
             max_inflight_messages: 64,
             max_inflight_bytes: 8 << 20,
+            snapshot_after_entries: Some(10_000),
+            snapshot_after_log_bytes: Some(64 << 20),
+            max_snapshot_bytes: 1 << 30,
         }
     }
 
@@ -100,6 +111,9 @@ impl Config {
                 max_message_bytes: self.max_message_bytes,
             });
         }
+        if self.snapshot_after_entries == Some(0) || self.snapshot_after_log_bytes == Some(0) {
+            return Err(ConfigError::ZeroSnapshotThreshold);
+        }
         Ok(())
     }
 }
@@ -141,6 +155,8 @@ pub enum ConfigError {
     },
     /// `max_inflight_messages` is zero.
     ZeroInflightMessages,
+    /// A snapshot threshold of zero would ask for a snapshot after every entry.
+    ZeroSnapshotThreshold,
     /// The in-flight byte window must hold at least one full message.
     InflightBytesBelowMessage {
         /// The configured window.
@@ -174,6 +190,9 @@ impl fmt::Display for ConfigError {
                 write!(f, "max_message_bytes {max_message_bytes} cannot hold one maximal entry ({needed} bytes needed)")
             }
             ConfigError::ZeroInflightMessages => write!(f, "max_inflight_messages is zero"),
+            ConfigError::ZeroSnapshotThreshold => {
+                write!(f, "a snapshot threshold is zero (use None to disable it)")
+            }
             ConfigError::InflightBytesBelowMessage { max_inflight_bytes, max_message_bytes } => {
                 write!(f, "max_inflight_bytes {max_inflight_bytes} is below max_message_bytes {max_message_bytes}")
             }
@@ -234,6 +253,7 @@ mod tests {
             },
         );
         check(&|c| c.max_inflight_messages = 0, ConfigError::ZeroInflightMessages);
+        check(&|c| c.snapshot_after_entries = Some(0), ConfigError::ZeroSnapshotThreshold);
         check(
             &|c| c.max_inflight_bytes = 1,
             ConfigError::InflightBytesBelowMessage { max_inflight_bytes: 1, max_message_bytes: 1 << 20 },

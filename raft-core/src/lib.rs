@@ -80,8 +80,10 @@ pub use config::{APPEND_OVERHEAD_BYTES, Config, ConfigError};
 pub use message::{AppendResponse, Body, Message};
 pub use node::Node;
 pub use output::{Event, Outgoing, Output, Persist, PersistToken, Role, Write};
-pub use restore::{NewNodeError, ProposeError, RestoreError, Restored};
+pub use restore::{CompactError, NewNodeError, ProposeError, RestoreError, Restored};
 #[cfg(feature = "std")]
 pub use time::StdClock;
 pub use time::{Duration, Instant};
-pub use types::{Bytes, ENTRY_OVERHEAD_BYTES, Entry, HardState, LogIndex, NodeId, Payload, Term};
+pub use types::{
+    Bytes, ENTRY_OVERHEAD_BYTES, Entry, HardState, LogIndex, NodeId, Payload, Snapshot, SnapshotMeta, Term,
+};

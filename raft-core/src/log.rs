@@ -12,13 +12,54 @@ pub(crate) struct Log {
     base_index: LogIndex,
     base_term: Term,
     entries: Vec<Entry>,
+    /// Sum of `size_bound` over `entries`.
+    bytes: usize,
 }
 
 impl Log {
-    /// A log from restored entries, which the caller has checked to be
-    /// contiguous from index 1.
+    /// A log from entries contiguous from index 1.
+    #[cfg(test)]
     pub(crate) fn from_entries(entries: Vec<Entry>) -> Log {
-        Log { base_index: LogIndex(0), base_term: Term(0), entries }
+        Log::with_base(LogIndex(0), Term(0), entries)
+    }
+
+    /// A log whose entries follow `(base_index, base_term)`, contiguous.
+    pub(crate) fn with_base(base_index: LogIndex, base_term: Term, entries: Vec<Entry>) -> Log {
+        let bytes = entries.iter().map(Entry::size_bound).sum();
+        Log { base_index, base_term, entries, bytes }
+    }
+
+    /// The last index covered by the snapshot (0: none).
+    pub(crate) fn base_index(&self) -> LogIndex {
+        self.base_index
+    }
+
+    /// Bytes held, by `Entry::size_bound`.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Entries held in memory.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Drops every entry up to and including `index`, which becomes the base.
+    /// If the log does not hold `index` with `term`, everything is dropped.
+    pub(crate) fn compact_to(&mut self, index: LogIndex, term: Term) {
+        if index <= self.base_index {
+            return;
+        }
+        if self.term_at(index) == Some(term) {
+            let n = (index.0 - self.base_index.0) as usize;
+            self.bytes -= self.entries[..n].iter().map(Entry::size_bound).sum::<usize>();
+            self.entries.drain(..n);
+        } else {
+            self.entries.clear();
+            self.bytes = 0;
+        }
+        self.base_index = index;
+        self.base_term = term;
     }
 
     pub(crate) fn last_index(&self) -> LogIndex {
@@ -84,6 +125,7 @@ impl Log {
     /// Removes every entry at or after `index`.
     pub(crate) fn truncate_from(&mut self, index: LogIndex) {
         if let Some(p) = self.pos(index) {
+            self.bytes -= self.entries[p..].iter().map(Entry::size_bound).sum::<usize>();
             self.entries.truncate(p);
         }
     }
@@ -91,6 +133,7 @@ impl Log {
     /// Appends an entry whose index is `last_index() + 1`.
     pub(crate) fn push(&mut self, entry: Entry) {
         debug_assert_eq!(entry.index, self.last_index().next());
+        self.bytes += entry.size_bound();
         self.entries.push(entry);
     }
 
@@ -185,6 +228,22 @@ mod tests {
         assert!(l.slice_bounded(LogIndex(4), 1000).0.is_empty());
         assert_eq!(l.range(LogIndex(0), LogIndex(9), 2).len(), 2);
         assert!(l.range(LogIndex(3), LogIndex(9), 2).is_empty());
+    }
+
+    #[test]
+    fn compaction_keeps_the_suffix_or_drops_a_conflicting_log() {
+        let mut l = log_of_terms(&[1, 1, 2, 2]);
+        let per = l.bytes() / 4;
+        l.compact_to(LogIndex(2), Term(1));
+        assert_eq!((l.base_index(), l.len(), l.bytes()), (LogIndex(2), 2, 2 * per));
+        assert_eq!(l.term_at(LogIndex(2)), Some(Term(1)));
+        assert_eq!(l.term_at(LogIndex(1)), None);
+        assert_eq!(l.first_index_of_term_at(LogIndex(4)), LogIndex(3));
+        assert_eq!(l.last_index_of_term(Term(1)), Some(LogIndex(2)));
+        l.compact_to(LogIndex(1), Term(1)); // older: no-op
+        assert_eq!(l.base_index(), LogIndex(2));
+        l.compact_to(LogIndex(6), Term(5)); // beyond and unknown: drop all
+        assert_eq!((l.last_index(), l.last_term(), l.len(), l.bytes()), (LogIndex(6), Term(5), 0, 0));
     }
 
     #[test]

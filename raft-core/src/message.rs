@@ -1,6 +1,6 @@
 //! Messages between nodes (paper Figure 2), as values. [`crate::codec`] turns them into bytes.
 
-use crate::types::{Entry, LogIndex, Term};
+use crate::types::{Bytes, Entry, LogIndex, Term};
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
@@ -45,6 +45,30 @@ pub enum Body {
     },
     /// The answer to `AppendEntries`.
     AppendEntriesResponse(AppendResponse),
+    /// One chunk of the leader's snapshot, for a follower whose next entry
+    /// the leader has compacted away (paper §7). Chunks are sent in order, one
+    /// at a time; the follower can ask to resume at any offset.
+    InstallSnapshot {
+        /// The last index the snapshot covers.
+        index: LogIndex,
+        /// The term of that entry.
+        snapshot_term: Term,
+        /// Where `data` starts within the snapshot.
+        offset: u64,
+        /// The snapshot's total size in bytes.
+        total_len: u64,
+        /// The chunk.
+        data: Bytes,
+    },
+    /// The answer to `InstallSnapshot`.
+    InstallSnapshotResponse {
+        /// The `index` of the snapshot being answered.
+        index: LogIndex,
+        /// The offset the follower wants next (0: start over).
+        next_offset: u64,
+        /// The follower has the whole snapshot durably (or is already past it).
+        done: bool,
+    },
 }
 
 /// A follower's answer to `AppendEntries`.
@@ -80,6 +104,8 @@ impl Body {
             Body::RequestVoteResponse { .. } => "RequestVoteResponse",
             Body::AppendEntries { .. } => "AppendEntries",
             Body::AppendEntriesResponse(_) => "AppendEntriesResponse",
+            Body::InstallSnapshot { .. } => "InstallSnapshot",
+            Body::InstallSnapshotResponse { .. } => "InstallSnapshotResponse",
         }
     }
 }

@@ -1,7 +1,7 @@
 //! What the core asks its host to do. Drain with `Node::poll_output` after every input.
 
 use crate::message::Message;
-use crate::types::{Entry, HardState, LogIndex, NodeId, Term};
+use crate::types::{Entry, HardState, LogIndex, NodeId, Snapshot, Term};
 use alloc::vec::Vec;
 
 /// Identifies one [`Persist`] request. Tokens increase with every request.
@@ -31,6 +31,10 @@ pub enum Output {
     /// `Payload::Noop` entries are included so that index accounting stays
     /// simple; the host skips them.
     Apply(Vec<Entry>),
+    /// Replace the state machine's state with this snapshot. Emitted once the
+    /// snapshot is durable, before any [`Output::Apply`] of a later index; the
+    /// next `Apply` continues at `snapshot.meta.index + 1`.
+    RestoreSnapshot(Snapshot),
     /// Something a host may want to show or react to.
     Event(Event),
 }
@@ -38,8 +42,9 @@ pub enum Output {
 /// A durable write. **The ordering rule lives here:**
 ///
 /// 1. Perform writes in the order they are emitted (they may be batched: one
-///    fsync for several is fine). Within one write, store `hard_state` first,
-///    then remove every entry at index `>= truncate_from`, then append `entries`.
+///    fsync for several is fine). Within one write: store `hard_state`; store
+///    `snapshot` (atomically) and discard every stored entry it covers; remove
+///    every entry at index `>= truncate_from`; append `entries`.
 /// 2. When a write and all earlier ones are durable, call
 ///    `Node::handle_persisted(now, token)` (once for the newest is enough).
 /// 3. The core withholds every message whose correctness depends on a write
@@ -60,6 +65,9 @@ pub struct Persist {
 pub struct Write {
     /// Replace the stored term and vote, if set.
     pub hard_state: Option<HardState>,
+    /// Store this snapshot, replacing any older one, and discard every stored
+    /// entry at or below its index.
+    pub snapshot: Option<Snapshot>,
     /// Delete every stored entry at this index or later, if set.
     pub truncate_from: Option<LogIndex>,
     /// Then append these, contiguous, starting at the end of the stored log.
@@ -69,7 +77,7 @@ pub struct Write {
 impl Write {
     /// True if there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.hard_state.is_none() && self.truncate_from.is_none() && self.entries.is_empty()
+        self.hard_state.is_none() && self.snapshot.is_none() && self.truncate_from.is_none() && self.entries.is_empty()
     }
 }
 
@@ -111,5 +119,13 @@ pub enum Event {
         term: Term,
         /// The leader of `term`, if known.
         leader: Option<NodeId>,
+    },
+    /// The snapshot policy in the config says the log has grown enough: take
+    /// a snapshot of the state machine at `applied` (or any later applied
+    /// index) and hand it to `Node::compact`. Emitted once per policy
+    /// threshold crossing; ignoring it only costs memory.
+    SnapshotWanted {
+        /// The last index delivered to the state machine.
+        applied: LogIndex,
     },
 }

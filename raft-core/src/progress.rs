@@ -16,6 +16,16 @@ pub(crate) enum Mode {
     /// The follower is known to match up to `matched`: pipeline messages
     /// optimistically, bounded by the in-flight window.
     Replicate,
+    /// The follower needs entries the leader compacted: send the snapshot at
+    /// `index` chunk by chunk, one chunk in flight, resent each heartbeat.
+    Snapshot {
+        /// The snapshot being sent.
+        index: LogIndex,
+        /// Where the next chunk starts.
+        offset: u64,
+        /// A chunk is outstanding.
+        paused: bool,
+    },
 }
 
 /// The leader's view of one follower.
@@ -51,15 +61,15 @@ impl Progress {
     /// True if a message may be sent now under the window (count and bytes).
     pub(crate) fn can_send(&self, max_msgs: usize, max_bytes: usize) -> bool {
         match self.mode {
-            Mode::Probe { paused } => !paused,
+            Mode::Probe { paused } | Mode::Snapshot { paused, .. } => !paused,
             Mode::Replicate => self.inflight.len() < max_msgs && self.inflight_bytes < max_bytes,
         }
     }
 
     /// Records that entries up to `last` (`bytes` of them) were sent.
     pub(crate) fn sent(&mut self, last: LogIndex, bytes: usize) {
-        match self.mode {
-            Mode::Probe { .. } => self.mode = Mode::Probe { paused: true },
+        match &mut self.mode {
+            Mode::Probe { paused } | Mode::Snapshot { paused, .. } => *paused = true,
             Mode::Replicate => {
                 if last >= self.next {
                     self.inflight.push_back((last, bytes));
@@ -88,6 +98,8 @@ impl Progress {
             self.inflight_bytes -= bytes;
         }
         if let Mode::Probe { .. } = self.mode {
+            // (An ack while sending a snapshot changes nothing but `matched`:
+            // the snapshot answer decides.)
             // The probe was answered: the follower's position is known.
             self.mode = Mode::Replicate;
             self.next = self.matched.next();
@@ -116,6 +128,10 @@ impl Progress {
                 self.mode = Mode::Probe { paused: false };
                 true
             }
+            Mode::Snapshot { index, offset, .. } => {
+                self.mode = Mode::Snapshot { index, offset, paused: false };
+                true
+            }
             Mode::Replicate if stalled => {
                 let next = self.matched.next();
                 self.probe_from(next);
@@ -124,6 +140,34 @@ impl Progress {
             }
             Mode::Replicate => false,
         }
+    }
+
+    /// Starts (or restarts) sending the snapshot at `index` from offset 0.
+    pub(crate) fn start_snapshot(&mut self, index: LogIndex) {
+        self.mode = Mode::Snapshot { index, offset: 0, paused: false };
+        self.clear_inflight();
+    }
+
+    /// The follower answered a chunk of the snapshot at `index`. Returns true
+    /// if the follower now holds it (then it is probed right after it).
+    pub(crate) fn snapshot_answered(&mut self, index: LogIndex, next_offset: u64, done: bool) -> bool {
+        let Mode::Snapshot { index: sending, .. } = self.mode else {
+            return false;
+        };
+        if sending != index {
+            return false; // an answer about an older snapshot
+        }
+        if done {
+            if index > self.matched {
+                self.matched = index;
+                self.progressed_since_tick = true;
+            }
+            self.mode = Mode::Probe { paused: false };
+            self.next = self.matched.next();
+            return true;
+        }
+        self.mode = Mode::Snapshot { index, offset: next_offset, paused: false };
+        false
     }
 
     fn clear_inflight(&mut self) {
@@ -183,6 +227,22 @@ mod tests {
         assert!(p.tick());
         assert_eq!(p.mode, Mode::Probe { paused: false });
         assert_eq!(p.next, LogIndex(1));
+    }
+
+    #[test]
+    fn snapshot_chunks_resume_and_finish_into_probe() {
+        let mut p = Progress::new(LogIndex(1));
+        p.start_snapshot(LogIndex(50));
+        assert!(p.can_send(1, 1));
+        p.sent(LogIndex(50), 0);
+        assert!(!p.can_send(1, 1), "one chunk at a time");
+        assert!(!p.snapshot_answered(LogIndex(40), 0, true), "answer about another snapshot");
+        assert!(!p.snapshot_answered(LogIndex(50), 4096, false));
+        assert_eq!(p.mode, Mode::Snapshot { index: LogIndex(50), offset: 4096, paused: false });
+        p.sent(LogIndex(50), 0);
+        assert!(p.tick(), "a lost chunk is resent at the next heartbeat");
+        assert!(p.snapshot_answered(LogIndex(50), 8192, true));
+        assert_eq!((p.matched, p.next, p.mode), (LogIndex(50), LogIndex(51), Mode::Probe { paused: false }));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! What a node starts from: the state its host made durable, and errors.
 
 use crate::config::ConfigError;
-use crate::types::{Entry, HardState, LogIndex, Term};
+use crate::types::{Entry, HardState, LogIndex, Snapshot};
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -12,7 +12,9 @@ use core::fmt;
 pub struct Restored {
     /// The stored term and vote.
     pub hard_state: HardState,
-    /// The stored log, from index 1, contiguous.
+    /// The stored snapshot, if any.
+    pub snapshot: Option<Snapshot>,
+    /// The stored log: contiguous, from the index after the snapshot (or 1).
     pub entries: Vec<Entry>,
     /// The state machine already reflects every entry up to here (0 for an
     /// in-memory state machine). Those entries are not delivered again.
@@ -27,7 +29,15 @@ impl Restored {
 
     /// A node restarting from stored state.
     pub fn new(hard_state: HardState, entries: Vec<Entry>) -> Restored {
-        Restored { hard_state, entries, last_applied: LogIndex(0) }
+        Restored { hard_state, snapshot: None, entries, last_applied: LogIndex(0) }
+    }
+
+    /// Sets the stored snapshot; `entries` must then start right after it.
+    /// If the state machine has not applied up to the snapshot, the node first
+    /// emits `Output::RestoreSnapshot` with it.
+    pub fn with_snapshot(mut self, snapshot: Snapshot) -> Restored {
+        self.snapshot = Some(snapshot);
+        self
     }
 
     /// Sets how far the host's state machine has already applied.
@@ -38,9 +48,10 @@ impl Restored {
 
     /// Checks the stored log's shape.
     pub(crate) fn validate(&self) -> Result<(), RestoreError> {
-        let mut prev_term = Term(0);
+        let base = self.snapshot.as_ref().map(|s| s.meta).unwrap_or_default();
+        let mut prev_term = base.term;
         for (i, e) in self.entries.iter().enumerate() {
-            let want = LogIndex(i as u64 + 1);
+            let want = LogIndex(base.index.0.saturating_add(i as u64 + 1));
             if e.index != want {
                 return Err(RestoreError::NotContiguous { expected: want, found: e.index });
             }
@@ -49,7 +60,7 @@ impl Restored {
             }
             prev_term = e.term;
         }
-        let last = LogIndex(self.entries.len() as u64);
+        let last = LogIndex(base.index.0.saturating_add(self.entries.len() as u64));
         if self.last_applied > last {
             return Err(RestoreError::AppliedBeyondLog { last_applied: self.last_applied, last_index: last });
         }
@@ -161,3 +172,38 @@ impl fmt::Display for ProposeError {
 }
 
 impl core::error::Error for ProposeError {}
+
+/// Why `Node::compact` refused a snapshot. Nothing changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CompactError {
+    /// The index was never delivered to the state machine.
+    NotApplied {
+        /// The requested index.
+        index: LogIndex,
+        /// The last delivered index.
+        applied: LogIndex,
+    },
+    /// A snapshot at or past this index already exists.
+    NotNewer {
+        /// The requested index.
+        index: LogIndex,
+        /// The current snapshot's index.
+        snapshot_index: LogIndex,
+    },
+}
+
+impl fmt::Display for CompactError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CompactError::NotApplied { index, applied } => {
+                write!(f, "cannot snapshot at {index}: only {applied} has been applied")
+            }
+            CompactError::NotNewer { index, snapshot_index } => {
+                write!(f, "cannot snapshot at {index}: a snapshot at {snapshot_index} exists")
+            }
+        }
+    }
+}
+
+impl core::error::Error for CompactError {}

@@ -185,3 +185,22 @@ pub struct HardState {
     /// The candidate this node voted for in `term`, if any.
     pub voted_for: Option<NodeId>,
 }
+
+/// Where a snapshot ends: the last log entry it covers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotMeta {
+    /// The index of the last entry the snapshot covers.
+    pub index: LogIndex,
+    /// The term of that entry.
+    pub term: Term,
+}
+
+/// A state-machine snapshot: everything up to `meta.index`, as opaque bytes
+/// produced by the host's state machine.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// What it covers.
+    pub meta: SnapshotMeta,
+    /// The state machine's serialized state.
+    pub data: Bytes,
+}

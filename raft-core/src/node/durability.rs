@@ -3,7 +3,7 @@
 //! writes they depend on are durable.
 
 use crate::output::{Outgoing, PersistToken, Write};
-use crate::types::{Entry, HardState, LogIndex};
+use crate::types::{Entry, HardState, LogIndex, Snapshot};
 use alloc::collections::VecDeque;
 
 /// Marks a held message as waiting for the write currently being gathered.
@@ -36,6 +36,13 @@ impl Durability {
 
     pub(super) fn set_hard_state(&mut self, hs: HardState) {
         self.pending.hard_state = Some(hs);
+    }
+
+    /// Adds a snapshot to the current write (a newer one replaces it).
+    pub(super) fn set_snapshot(&mut self, snapshot: Snapshot) {
+        let covered = snapshot.meta.index;
+        self.pending.entries.retain(|e| e.index > covered);
+        self.pending.snapshot = Some(snapshot);
     }
 
     /// Records that the in-memory log dropped every entry from `index` on.

@@ -33,7 +33,13 @@ impl Node {
                 };
                 self.send_after_persist(from, Body::AppendEntriesResponse(reject));
             }
-            Body::RequestVoteResponse { .. } | Body::AppendEntriesResponse(_) => {}
+            Body::InstallSnapshot { index, .. } => {
+                let body = Body::InstallSnapshotResponse { index: *index, next_offset: 0, done: false };
+                self.send_after_persist(from, body);
+            }
+            Body::RequestVoteResponse { .. }
+            | Body::AppendEntriesResponse(_)
+            | Body::InstallSnapshotResponse { .. } => {}
         }
     }
 

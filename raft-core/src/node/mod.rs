@@ -3,6 +3,7 @@
 mod durability;
 mod election;
 mod replication;
+mod snapshot;
 #[cfg(test)]
 pub(crate) mod test_harness;
 
@@ -15,7 +16,7 @@ use crate::quorum::Majority;
 use crate::restore::{NewNodeError, ProposeError, Restored};
 use crate::rng::Rng;
 use crate::time::{Duration, Instant};
-use crate::types::{Bytes, Entry, HardState, LogIndex, NodeId, Payload, Term};
+use crate::types::{Bytes, Entry, HardState, LogIndex, NodeId, Payload, Snapshot, Term};
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
 use durability::Durability;
@@ -53,6 +54,14 @@ pub struct Node {
     durability: Durability,
     out: VecDeque<Output>,
     reported: Option<(Role, Term, Option<NodeId>)>,
+    /// The latest snapshot (taken or installed).
+    snapshot: Option<Snapshot>,
+    /// A snapshot being received.
+    incoming: Option<snapshot::Incoming>,
+    /// A snapshot the state machine must restore once it is durable.
+    pending_restore: Option<Snapshot>,
+    /// `Event::SnapshotWanted` was emitted and not yet answered by `compact`.
+    snapshot_wanted: bool,
 }
 
 impl Node {
@@ -61,8 +70,10 @@ impl Node {
     pub fn new(config: Config, restored: Restored, now: Instant) -> Result<Node, NewNodeError> {
         config.validate()?;
         restored.validate()?;
-        let Restored { mut hard_state, entries, last_applied, .. } = restored;
-        let log = Log::from_entries(entries);
+        let Restored { mut hard_state, snapshot, entries, last_applied, .. } = restored;
+        let base = snapshot.as_ref().map(|s| s.meta).unwrap_or_default();
+        let log = Log::with_base(base.index, base.term, entries);
+        let pending_restore = snapshot.clone().filter(|s| s.meta.index > last_applied);
         // A crash between storing entries and storing the hard state of the
         // same write can leave entries of a term the hard state has not seen.
         // Adopting that term without a vote is safe: no message that depended
@@ -81,12 +92,16 @@ impl Node {
             leader: None,
             durability: Durability::new(log.last_index()),
             log,
-            commit: last_applied,
+            commit: last_applied.max(base.index),
             applied: last_applied,
             election_deadline: now,
             heartbeat_deadline: now,
             out: VecDeque::new(),
             reported: None,
+            snapshot,
+            incoming: None,
+            pending_restore,
+            snapshot_wanted: false,
             config,
         };
         node.reset_election_timer(now);
@@ -118,6 +133,12 @@ impl Node {
                 self.handle_append(now, from, prev_log_index, prev_log_term, entries, leader_commit);
             }
             Body::AppendEntriesResponse(resp) => self.handle_append_response(from, resp),
+            Body::InstallSnapshot { index, snapshot_term, offset, total_len, data } => {
+                self.handle_install_snapshot(now, from, index, snapshot_term, offset, total_len, data);
+            }
+            Body::InstallSnapshotResponse { index, next_offset, done } => {
+                self.handle_snapshot_response(from, index, next_offset, done);
+            }
         }
     }
 
@@ -237,6 +258,14 @@ impl Node {
     pub fn log_term(&self, index: LogIndex) -> Option<Term> {
         self.log.term_at(index)
     }
+    /// How many entries the in-memory log holds (bounded by the snapshot policy).
+    pub fn log_len(&self) -> usize {
+        self.log.len()
+    }
+    /// Bytes the in-memory log holds, by [`Entry::size_bound`].
+    pub fn log_bytes(&self) -> usize {
+        self.log.bytes()
+    }
     /// The entry at `index`, if the log holds it.
     pub fn log_entry(&self, index: LogIndex) -> Option<&Entry> {
         self.log.entry(index)
@@ -269,6 +298,48 @@ impl Node {
         self.durability.hold(Outgoing { to, message });
     }
 
+    /// Restores a pending snapshot once durable, then applies committed,
+    /// locally durable entries; asks for a snapshot when the policy says so.
+    fn deliver_committed(&mut self) {
+        let durable = self.durability.durable_index();
+        if let Some(s) = self.pending_restore.take_if(|s| s.meta.index <= durable) {
+            self.applied = self.applied.max(s.meta.index);
+            self.out.push_back(Output::RestoreSnapshot(s));
+        }
+        if self.pending_restore.is_some() {
+            return;
+        }
+        let applicable = self.commit.min(durable);
+        if applicable > self.applied {
+            let entries = self.log.range(self.applied, applicable, APPLY_BATCH);
+            if let Some(last) = entries.last() {
+                self.applied = last.index;
+                self.out.push_back(Output::Apply(entries));
+            }
+        }
+        let since = self.applied.0.saturating_sub(self.log.base_index().0);
+        let by_count = self.config.snapshot_after_entries.is_some_and(|n| since >= n);
+        let by_bytes = self.config.snapshot_after_log_bytes.is_some_and(|b| self.log.bytes() >= b);
+        if !self.snapshot_wanted && since > 0 && (by_count || by_bytes) {
+            self.snapshot_wanted = true;
+            let applied = self.applied;
+            self.out.push_back(Output::Event(Event::SnapshotWanted { applied }));
+        }
+    }
+
+    /// Accepts `from` as the leader of the current term (a candidate yields,
+    /// §5.2) and restarts the election timer. False if this node leads the
+    /// term itself: two leaders in one term cannot happen, so the message is forged.
+    fn accept_leader(&mut self, now: Instant, from: NodeId) -> bool {
+        if matches!(self.role, RoleState::Leader { .. }) {
+            return false;
+        }
+        self.role = RoleState::Follower;
+        self.leader = Some(from);
+        self.reset_election_timer(now);
+        true
+    }
+
     /// Ends a step: issues the gathered write, sends what the leader can,
     /// releases held messages, delivers committed entries, reports changes.
     fn flush(&mut self) {
@@ -278,14 +349,7 @@ impl Node {
         self.send_dirty_appends();
         let out = &mut self.out;
         self.durability.release(|m| out.push_back(Output::Send(m)));
-        let applicable = self.commit.min(self.durability.durable_index());
-        if applicable > self.applied {
-            let entries = self.log.range(self.applied, applicable, APPLY_BATCH);
-            if let Some(last) = entries.last() {
-                self.applied = last.index;
-                self.out.push_back(Output::Apply(entries));
-            }
-        }
+        self.deliver_committed();
         let now = (self.role(), self.hard.term, self.leader);
         if self.reported != Some(now) {
             self.reported = Some(now);

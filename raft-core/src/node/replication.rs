@@ -79,8 +79,13 @@ impl Node {
             }
             let probing = matches!(p.mode, Mode::Probe { .. });
             let prev_log_index = p.next.prev();
-            let Some(prev_log_term) = self.log.term_at(prev_log_index) else {
-                return;
+            let prev_log_term = match self.log.term_at(prev_log_index) {
+                Some(t) if !matches!(p.mode, Mode::Snapshot { .. }) => t,
+                _ => {
+                    // Compacted away (or already streaming): send the snapshot.
+                    self.send_snapshot_chunk(peer);
+                    return;
+                }
             };
             let (entries, bytes) = self.log.slice_bounded(p.next, budget);
             if entries.is_empty() && !probing {
@@ -121,6 +126,7 @@ impl Node {
                 let current = match p.mode {
                     Mode::Probe { .. } => prev_log_index.next() == p.next,
                     Mode::Replicate => prev_log_index > p.matched,
+                    Mode::Snapshot { .. } => false,
                 };
                 if !current {
                     return;
@@ -166,14 +172,9 @@ impl Node {
         entries: Vec<Entry>,
         leader_commit: LogIndex,
     ) {
-        if matches!(self.role, RoleState::Leader { .. }) {
-            return; // Two leaders in one term cannot happen; a forged message is ignored.
+        if !self.accept_leader(now, from) {
+            return;
         }
-        if !matches!(self.role, RoleState::Follower) {
-            self.role = RoleState::Follower; // a candidate yields to the leader of its term
-        }
-        self.leader = Some(from);
-        self.reset_election_timer(now);
         if !well_formed(self.hard.term, prev_log_index, prev_log_term, &entries) {
             return;
         }
@@ -200,7 +201,13 @@ impl Node {
                 self.send_after_persist(from, Body::AppendEntriesResponse(reject));
                 return;
             }
-            None => return, // below the log's base: cannot check, ignore.
+            None => {
+                // Below our snapshot: everything up to it is committed, so it
+                // matches the leader's log; say so and let the leader move on.
+                let ok = AppendResponse::Success { match_index: self.log.base_index() };
+                self.send_after_persist(from, Body::AppendEntriesResponse(ok));
+                return;
+            }
         }
         // Skip entries already present; find the first new or conflicting one.
         let skip = entries.iter().take_while(|e| self.log.term_at(e.index) == Some(e.term)).count();

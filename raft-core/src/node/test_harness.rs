@@ -5,7 +5,7 @@ use crate::message::{Body, Message};
 use crate::output::{Event, Outgoing, Output, PersistToken, Write};
 use crate::restore::Restored;
 use crate::time::Instant;
-use crate::types::{Entry, LogIndex, NodeId, Term};
+use crate::types::{Entry, LogIndex, NodeId, Snapshot, Term};
 use crate::{Config, Node};
 use alloc::vec::Vec;
 
@@ -21,6 +21,7 @@ pub(crate) struct Harness {
     pub(crate) sent: Vec<Outgoing>,
     pub(crate) applied: Vec<Entry>,
     pub(crate) events: Vec<Event>,
+    pub(crate) restored: Vec<Snapshot>,
     last_token: Option<PersistToken>,
 }
 
@@ -38,6 +39,7 @@ impl Harness {
             sent: Vec::new(),
             applied: Vec::new(),
             events: Vec::new(),
+            restored: Vec::new(),
             last_token: None,
         }
     }
@@ -53,6 +55,11 @@ impl Harness {
                 Output::Send(m) => self.sent.push(m),
                 Output::Apply(e) => self.applied.extend(e),
                 Output::Event(e) => self.events.push(e),
+                Output::RestoreSnapshot(s) => {
+                    assert!(self.applied.last().is_none_or(|e| e.index <= s.meta.index));
+                    self.restored.push(s);
+                }
+                other => panic!("unexpected output {other:?}"),
             }
         }
     }
@@ -105,4 +112,31 @@ pub(crate) fn granted(sent: &[Outgoing], to: u64) -> Option<bool> {
         Body::RequestVoteResponse { granted } if o.to == NodeId(to) => Some(granted),
         _ => None,
     })
+}
+
+/// Delivers every message between `a` and `b` (others are dropped), making
+/// writes durable at once, until both are quiet. Returns messages delivered.
+pub(crate) fn exchange(a: &mut Harness, b: &mut Harness, mut filter: impl FnMut(&Outgoing) -> bool) -> usize {
+    let mut delivered = 0;
+    let (ida, idb) = (a.node.id(), b.node.id());
+    loop {
+        a.persist();
+        b.persist();
+        let (from_a, from_b) = (a.take_sent(), b.take_sent());
+        if from_a.iter().chain(&from_b).all(|o| o.to != idb && o.to != ida) {
+            return delivered;
+        }
+        for o in from_a.into_iter().filter(|o| o.to == idb) {
+            if filter(&o) {
+                delivered += 1;
+                b.node.handle_message(b.now, ida, o.message);
+            }
+        }
+        for o in from_b.into_iter().filter(|o| o.to == ida) {
+            if filter(&o) {
+                delivered += 1;
+                a.node.handle_message(a.now, idb, o.message);
+            }
+        }
+    }
 }

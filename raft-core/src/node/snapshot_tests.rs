@@ -1,0 +1,231 @@
+//! Snapshots: compaction, the policy, InstallSnapshot in chunks, restart (paper §7).
+
+use super::super::test_harness::{Harness, exchange, ids};
+use crate::message::Body;
+use crate::output::Event;
+use crate::types::{Bytes, HardState, LogIndex, NodeId, Snapshot, SnapshotMeta, Term};
+use crate::{CompactError, Config, Restored, Role};
+use alloc::vec;
+use alloc::vec::Vec;
+
+fn small_config(id: u64) -> Config {
+    let mut c = Config::new(NodeId(id), ids(3));
+    c.max_entry_bytes = 100;
+    c.max_message_bytes = 300;
+    c.max_inflight_bytes = 4096;
+    c.snapshot_after_entries = Some(5);
+    c
+}
+
+/// A leader (node 1) with `n` committed commands, applied, none replicated to node 2.
+fn leader_with(n: usize) -> Harness {
+    let mut h = Harness::with(small_config(1), Restored::fresh());
+    h.elect();
+    for i in 0..n {
+        h.node.propose(h.now, alloc::format!("cmd{i}").as_str()).unwrap();
+    }
+    h.persist();
+    // Node 3 acknowledges everything: leader + 3 is a majority.
+    let last = h.node.last_log_index();
+    h.recv(3, 1, Body::AppendEntriesResponse(crate::AppendResponse::Success { match_index: last }));
+    h.persist();
+    assert_eq!(h.node.commit_index(), last);
+    h
+}
+
+#[test]
+fn compact_checks_its_index_and_drops_covered_entries() {
+    let mut h = leader_with(8);
+    let applied = h.node.last_applied();
+    assert_eq!(applied, LogIndex(9));
+    assert_eq!(
+        h.node.compact(h.now, LogIndex(10), "s"),
+        Err(CompactError::NotApplied { index: LogIndex(10), applied })
+    );
+    h.node.compact(h.now, LogIndex(6), "state@6").unwrap();
+    assert_eq!(h.node.snapshot_index(), LogIndex(6));
+    assert_eq!(h.node.log_len(), 3);
+    assert_eq!(h.node.log_term(LogIndex(6)), Some(Term(1)));
+    assert_eq!(h.node.log_term(LogIndex(5)), None);
+    assert_eq!(
+        h.node.compact(h.now, LogIndex(6), "again"),
+        Err(CompactError::NotNewer { index: LogIndex(6), snapshot_index: LogIndex(6) })
+    );
+    h.drain();
+    let w = h.writes.last().unwrap();
+    assert_eq!(w.snapshot.as_ref().map(|s| s.meta), Some(SnapshotMeta { index: LogIndex(6), term: Term(1) }));
+}
+
+#[test]
+fn policy_asks_once_per_threshold_until_compacted() {
+    let h = leader_with(8);
+    let wanted: Vec<_> = h.events.iter().filter(|e| matches!(e, Event::SnapshotWanted { .. })).collect();
+    assert_eq!(wanted.len(), 1, "{:?}", h.events);
+    let mut h = h;
+    let applied = h.node.last_applied();
+    h.node.compact(h.now, applied, "s").unwrap();
+    h.events.clear();
+    for _ in 0..5 {
+        h.node.propose(h.now, "x").unwrap();
+    }
+    h.persist();
+    let last = h.node.last_log_index();
+    h.recv(3, 1, Body::AppendEntriesResponse(crate::AppendResponse::Success { match_index: last }));
+    h.persist();
+    assert!(h.events.iter().any(|e| matches!(e, Event::SnapshotWanted { applied } if *applied == last)));
+}
+
+#[test]
+fn lagging_follower_gets_the_snapshot_in_chunks_then_entries() {
+    let mut l = leader_with(8);
+    let big = Bytes::from(vec![7u8; 1000]); // ~5 chunks of 236 bytes
+    l.node.compact(l.now, LogIndex(7), big.clone()).unwrap();
+    let mut f = Harness::with(small_config(2), Restored::fresh());
+    let mut chunks = Vec::new();
+    exchange(&mut l, &mut f, |o| {
+        if let Body::InstallSnapshot { offset, data, .. } = &o.message.body {
+            chunks.push((*offset, data.len()));
+        }
+        true
+    });
+    // The first probe fails (log compacted), then 5 chunks in order.
+    assert_eq!(chunks.len(), 5, "{chunks:?}");
+    assert!(chunks.windows(2).all(|w| w[0].0 + w[0].1 as u64 == w[1].0));
+    assert_eq!(f.restored.len(), 1);
+    assert_eq!(f.restored[0].data, big);
+    assert_eq!(f.node.snapshot_index(), LogIndex(7));
+    // Entries after the snapshot follow, and apply continues at 8.
+    assert_eq!(f.node.last_log_index(), l.node.last_log_index());
+    l.fire_timeout(); // heartbeat carries the commit index
+    exchange(&mut l, &mut f, |_| true);
+    assert_eq!(f.applied.first().map(|e| e.index), Some(LogIndex(8)));
+    assert_eq!(f.node.last_applied(), LogIndex(9));
+}
+
+#[test]
+fn a_lost_chunk_is_resent_and_a_gap_is_refused() {
+    let mut l = leader_with(8);
+    l.node.compact(l.now, LogIndex(7), vec![1u8; 700]).unwrap();
+    let mut f = Harness::with(small_config(2), Restored::fresh());
+    let mut dropped = false;
+    exchange(&mut l, &mut f, |o| {
+        let drop_it = !dropped && matches!(&o.message.body, Body::InstallSnapshot { offset, .. } if *offset > 0);
+        dropped |= drop_it;
+        !drop_it
+    });
+    assert!(dropped);
+    assert!(f.restored.is_empty(), "stalled until the next heartbeat");
+    l.fire_timeout();
+    exchange(&mut l, &mut f, |_| true);
+    assert_eq!(f.restored.len(), 1);
+    assert_eq!(f.restored[0].data.len(), 700);
+    // A chunk at the wrong offset is answered with the offset wanted.
+    let mut g = Harness::with(small_config(2), Restored::fresh());
+    let chunk = |offset| Body::InstallSnapshot {
+        index: LogIndex(7),
+        snapshot_term: Term(1),
+        offset,
+        total_len: 700,
+        data: Bytes::from(vec![1u8; 100]),
+    };
+    g.recv(1, 1, chunk(0));
+    g.recv(1, 1, chunk(300));
+    let answers: Vec<_> = g.take_sent().into_iter().map(|o| o.message.body).collect();
+    assert_eq!(
+        answers,
+        vec![
+            Body::InstallSnapshotResponse { index: LogIndex(7), next_offset: 100, done: false },
+            Body::InstallSnapshotResponse { index: LogIndex(7), next_offset: 100, done: false },
+        ]
+    );
+}
+
+#[test]
+fn restore_waits_for_durability_and_precedes_later_applies() {
+    let mut f = Harness::with(small_config(2), Restored::fresh());
+    let data = Bytes::from("state");
+    f.node.handle_message(
+        f.now,
+        NodeId(1),
+        crate::Message {
+            term: Term(2),
+            body: Body::InstallSnapshot {
+                index: LogIndex(4),
+                snapshot_term: Term(2),
+                offset: 0,
+                total_len: 5,
+                data: data.clone(),
+            },
+        },
+    );
+    f.drain();
+    assert!(f.restored.is_empty() && f.sent.is_empty(), "nothing before the snapshot is durable");
+    assert_eq!(f.writes.last().unwrap().snapshot.as_ref().map(|s| s.meta.index), Some(LogIndex(4)));
+    f.persist();
+    assert_eq!(f.restored.len(), 1);
+    assert_eq!(f.node.commit_index(), LogIndex(4));
+    assert_eq!(f.node.last_applied(), LogIndex(4));
+    assert!(matches!(f.sent[0].message.body, Body::InstallSnapshotResponse { done: true, .. }));
+}
+
+#[test]
+fn a_snapshot_the_follower_is_past_is_acknowledged_without_install() {
+    let mut l = leader_with(3);
+    let mut f = Harness::with(small_config(2), Restored::fresh());
+    exchange(&mut l, &mut f, |_| true);
+    l.fire_timeout();
+    exchange(&mut l, &mut f, |_| true);
+    assert_eq!(f.node.commit_index(), LogIndex(4));
+    f.recv(
+        1,
+        1,
+        Body::InstallSnapshot {
+            index: LogIndex(3),
+            snapshot_term: Term(1),
+            offset: 0,
+            total_len: 1,
+            data: Bytes::from("x"),
+        },
+    );
+    f.persist();
+    assert!(f.restored.is_empty());
+    assert_eq!(f.node.snapshot_index(), LogIndex(0));
+    assert_eq!(f.node.last_log_index(), LogIndex(4));
+}
+
+#[test]
+fn restart_from_a_snapshot_restores_first_then_applies_the_rest() {
+    let snap = Snapshot { meta: SnapshotMeta { index: LogIndex(10), term: Term(2) }, data: Bytes::from("sm@10") };
+    let entries = vec![crate::Entry { term: Term(3), index: LogIndex(11), payload: crate::Payload::Noop }];
+    let hs = HardState { term: Term(3), voted_for: Some(NodeId(1)) };
+    let restored = Restored::new(hs, entries).with_snapshot(snap.clone());
+    let mut h = Harness::with(Config::new(NodeId(1), [NodeId(1)]), restored);
+    h.drain();
+    assert_eq!(h.restored, vec![snap.clone()]);
+    assert_eq!(h.node.commit_index(), LogIndex(10));
+    h.fire_timeout();
+    h.persist();
+    assert_eq!(h.node.role(), Role::Leader);
+    let idx: Vec<_> = h.applied.iter().map(|e| e.index.0).collect();
+    assert_eq!(idx, vec![11, 12]);
+    // A host whose state machine already reflects the snapshot is not asked to restore.
+    let restored = Restored::new(hs, vec![]).with_snapshot(snap).with_last_applied(LogIndex(10));
+    let mut h = Harness::with(Config::new(NodeId(1), [NodeId(1)]), restored);
+    h.drain();
+    assert!(h.restored.is_empty());
+}
+
+#[test]
+fn restored_entries_must_follow_the_snapshot() {
+    let snap = Snapshot { meta: SnapshotMeta { index: LogIndex(10), term: Term(2) }, data: Bytes::from("x") };
+    let entries = vec![crate::Entry { term: Term(3), index: LogIndex(12), payload: crate::Payload::Noop }];
+    let restored = Restored::new(HardState::default(), entries).with_snapshot(snap);
+    let err = crate::Node::new(Config::new(NodeId(1), [NodeId(1)]), restored, crate::Instant::ZERO).unwrap_err();
+    assert_eq!(
+        err,
+        crate::NewNodeError::Restore(crate::RestoreError::NotContiguous {
+            expected: LogIndex(11),
+            found: LogIndex(12)
+        })
+    );
+}
