@@ -96,12 +96,7 @@ fn send(inboxes: &mut [VecDeque<Message>], msgs: Vec<Message>) {
 
 /// Applies committed entries to the node's state machine; on the leader, also records the
 /// commands' latency.
-fn apply(
-    sm: &mut Applier,
-    entries: Vec<Entry>,
-    payload_bytes: usize,
-    latency: Option<&mut LatencyTracker>,
-) {
+fn apply(sm: &mut Applier, entries: Vec<Entry>, payload_bytes: usize, latency: Option<&mut LatencyTracker>) {
     if entries.is_empty() {
         return;
     }
@@ -126,19 +121,11 @@ impl Cluster {
         let nodes = (1..=NODES)
             .map(|id| {
                 let storage = MemStorage::new_with_conf_state((voters.clone(), Vec::<u64>::new()));
-                let raw = RawNode::new(&config(id), storage, &logger)
-                    .expect("raft-rs rejected the configuration");
-                Node {
-                    raw,
-                    sm: Applier::default(),
-                }
+                let raw = RawNode::new(&config(id), storage, &logger).expect("raft-rs rejected the configuration");
+                Node { raw, sm: Applier::default() }
             })
             .collect();
-        Self {
-            nodes,
-            inboxes: (1..=NODES).map(|_| VecDeque::new()).collect(),
-            payload_bytes,
-        }
+        Self { nodes, inboxes: (1..=NODES).map(|_| VecDeque::new()).collect(), payload_bytes }
     }
 
     fn leader(&mut self) -> &mut RawNode<MemStorage> {
@@ -158,11 +145,7 @@ impl Cluster {
             }
             busy = true;
             let is_leader = node.raw.raft.id == LEADER;
-            let lat = if is_leader {
-                latency.as_deref_mut()
-            } else {
-                None
-            };
+            let lat = if is_leader { latency.as_deref_mut() } else { None };
             Self::handle_ready(node, &mut self.inboxes, self.payload_bytes, lat);
         }
         busy
@@ -177,16 +160,8 @@ impl Cluster {
         let mut rd = node.raw.ready();
         // A leader may send before persisting (raft thesis 10.2.1).
         send(inboxes, rd.take_messages());
-        assert!(
-            rd.snapshot().is_empty(),
-            "no snapshots are expected in this workload"
-        );
-        apply(
-            &mut node.sm,
-            rd.take_committed_entries(),
-            payload_bytes,
-            latency.as_deref_mut(),
-        );
+        assert!(rd.snapshot().is_empty(), "no snapshots are expected in this workload");
+        apply(&mut node.sm, rd.take_committed_entries(), payload_bytes, latency.as_deref_mut());
         // Durable at once: persist entries and hard state now.
         {
             let store = node.raw.mut_store();
@@ -204,12 +179,7 @@ impl Cluster {
             node.raw.mut_store().wl().mut_hard_state().commit = commit;
         }
         send(inboxes, light.take_messages());
-        apply(
-            &mut node.sm,
-            light.take_committed_entries(),
-            payload_bytes,
-            latency,
-        );
+        apply(&mut node.sm, light.take_committed_entries(), payload_bytes, latency);
         node.raw.advance_apply();
     }
 
@@ -221,17 +191,11 @@ impl Cluster {
             rounds += 1;
             assert!(rounds < 1_000, "election did not settle");
         }
-        assert_eq!(
-            self.leader().raft.state,
-            StateRole::Leader,
-            "node {LEADER} did not become leader"
-        );
+        assert_eq!(self.leader().raft.state, StateRole::Leader, "node {LEADER} did not become leader");
     }
 
     fn all_applied(&self, proposals: u64) -> bool {
-        self.nodes
-            .iter()
-            .all(|n| n.sm.applied_commands == proposals)
+        self.nodes.iter().all(|n| n.sm.applied_commands == proposals)
     }
 }
 
@@ -267,23 +231,14 @@ pub fn run_raftrs(workload: &Workload) -> Report {
         if cluster.all_applied(target) {
             break;
         }
-        assert!(
-            busy || next_batch < batches,
-            "raft-rs stalled before applying every command"
-        );
+        assert!(busy || next_batch < batches, "raft-rs stalled before applying every command");
     }
     let elapsed = start.elapsed();
 
     assert_eq!(cluster.leader().raft.state, StateRole::Leader);
     let appliers: Vec<Applier> = cluster.nodes.iter().map(|n| n.sm.clone()).collect();
     let applied = verify(NAME, workload, &appliers);
-    Report::new(
-        NAME,
-        workload.proposals,
-        elapsed,
-        applied,
-        latency.mean_us(),
-    )
+    Report::new(NAME, workload.proposals, elapsed, applied, latency.mean_us())
 }
 
 #[cfg(test)]
@@ -292,11 +247,7 @@ mod tests {
 
     #[test]
     fn small_batched_run_applies_everything_everywhere() {
-        let workload = Workload {
-            proposals: 1_000,
-            batch: 7,
-            payload_bytes: 16,
-        };
+        let workload = Workload { proposals: 1_000, batch: 7, payload_bytes: 16 };
         let report = run_raftrs(&workload);
         assert_eq!(report.proposals, 1_000);
         // Every command plus the leader's empty entry, on each of the 3 nodes.
@@ -307,11 +258,7 @@ mod tests {
     #[test]
     fn batch_of_one_and_oversized_batch() {
         for batch in [1, 5_000] {
-            let workload = Workload {
-                proposals: 300,
-                batch,
-                payload_bytes: 8,
-            };
+            let workload = Workload { proposals: 300, batch, payload_bytes: 8 };
             assert_eq!(run_raftrs(&workload).applied_entries_all_nodes, 3 * 301);
         }
     }

@@ -26,18 +26,10 @@ impl Workload {
     pub const MIN_PAYLOAD: usize = 8;
 
     /// The throughput-bound variant: large batches.
-    pub const THROUGHPUT: Self = Self {
-        proposals: 200_000,
-        batch: 256,
-        payload_bytes: 128,
-    };
+    pub const THROUGHPUT: Self = Self { proposals: 200_000, batch: 256, payload_bytes: 128 };
 
     /// The latency-bound variant: one command per round.
-    pub const LATENCY: Self = Self {
-        proposals: 20_000,
-        batch: 1,
-        payload_bytes: 128,
-    };
+    pub const LATENCY: Self = Self { proposals: 20_000, batch: 1, payload_bytes: 128 };
 
     /// Checks that the workload can be run.
     pub fn validate(&self) -> Result<(), String> {
@@ -98,19 +90,8 @@ impl Report {
         mean_latency_us: Option<f64>,
     ) -> Self {
         let secs = elapsed.as_secs_f64();
-        let committed_per_sec = if secs > 0.0 {
-            proposals as f64 / secs
-        } else {
-            f64::INFINITY
-        };
-        Self {
-            name,
-            proposals,
-            elapsed,
-            committed_per_sec,
-            applied_entries_all_nodes,
-            mean_latency_us,
-        }
+        let committed_per_sec = if secs > 0.0 { proposals as f64 / secs } else { f64::INFINITY };
+        Self { name, proposals, elapsed, committed_per_sec, applied_entries_all_nodes, mean_latency_us }
     }
 }
 
@@ -141,11 +122,7 @@ pub struct Applier {
 
 impl Applier {
     fn step_index(&mut self, index: u64) {
-        assert_eq!(
-            index,
-            self.last_index + 1,
-            "entries must be applied in log order without gaps"
-        );
+        assert_eq!(index, self.last_index + 1, "entries must be applied in log order without gaps");
         self.last_index = index;
         self.applied_entries += 1;
     }
@@ -167,10 +144,7 @@ impl Applier {
         let mut seq = [0; 8];
         seq.copy_from_slice(&data[..8]);
         let seq = u64::from_le_bytes(seq);
-        assert_eq!(
-            seq, self.applied_commands,
-            "commands must be applied in proposal order, once each"
-        );
+        assert_eq!(seq, self.applied_commands, "commands must be applied in proposal order, once each");
         self.applied_commands += 1;
         self.fold(index);
         self.fold(seq);
@@ -233,12 +207,7 @@ pub fn verify(name: &str, workload: &Workload, nodes: &[Applier]) -> u64 {
             node.applied_commands,
             workload.proposals
         );
-        assert_eq!(
-            node,
-            first,
-            "{name}: node {} applied something different from node 1",
-            i + 1
-        );
+        assert_eq!(node, first, "{name}: node {} applied something different from node 1", i + 1);
     }
     nodes.iter().map(|n| n.applied_entries).sum()
 }

@@ -35,6 +35,9 @@ pub(crate) struct Progress {
     pub(crate) matched: LogIndex,
     /// Next index to send.
     pub(crate) next: LogIndex,
+    /// The highest commit index this follower can have learned from us
+    /// (`min(leader_commit, last index in the message)` of what we sent).
+    pub(crate) commit_told: LogIndex,
     pub(crate) mode: Mode,
     /// Pipelined messages not yet acknowledged: (last index, bytes).
     inflight: VecDeque<(LogIndex, usize)>,
@@ -50,6 +53,7 @@ impl Progress {
         Progress {
             matched: LogIndex(0),
             next,
+            commit_told: LogIndex(0),
             mode: Mode::Probe { paused: false },
             inflight: VecDeque::new(),
             inflight_bytes: 0,

@@ -54,9 +54,20 @@ impl Majority {
         if self.voters.is_empty() {
             return LogIndex(u64::MAX);
         }
+        const SMALL: usize = 8;
+        let q = self.quorum();
+        if self.voters.len() <= SMALL {
+            let mut buf = [LogIndex(0); SMALL];
+            let v = &mut buf[..self.voters.len()];
+            for (slot, &id) in v.iter_mut().zip(&self.voters) {
+                *slot = acked(id);
+            }
+            v.sort_unstable_by(|a, b| b.cmp(a));
+            return v[q - 1];
+        }
         let mut v: Vec<LogIndex> = self.voters.iter().map(|&id| acked(id)).collect();
         v.sort_unstable_by(|a, b| b.cmp(a));
-        v[self.quorum() - 1]
+        v[q - 1]
     }
 
     /// The outcome given each voter's answer (`None`: not answered yet).

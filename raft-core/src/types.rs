@@ -57,7 +57,7 @@ impl LogIndex {
 
 /// An immutable, cheaply cloned byte string (a command or a snapshot chunk).
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
-pub struct Bytes(Arc<[u8]>);
+pub struct Bytes(Arc<alloc::vec::Vec<u8>>);
 
 impl Bytes {
     /// Length in bytes.
@@ -85,25 +85,25 @@ impl core::ops::Deref for Bytes {
 
 impl From<alloc::vec::Vec<u8>> for Bytes {
     fn from(v: alloc::vec::Vec<u8>) -> Bytes {
-        Bytes(v.into())
+        Bytes(Arc::new(v))
     }
 }
 
 impl From<&[u8]> for Bytes {
     fn from(v: &[u8]) -> Bytes {
-        Bytes(v.into())
+        Bytes(Arc::new(v.to_vec()))
     }
 }
 
 impl<const N: usize> From<&[u8; N]> for Bytes {
     fn from(v: &[u8; N]) -> Bytes {
-        Bytes(v[..].into())
+        Bytes(Arc::new(v.to_vec()))
     }
 }
 
 impl From<&str> for Bytes {
     fn from(v: &str) -> Bytes {
-        Bytes(v.as_bytes().into())
+        Bytes(Arc::new(v.as_bytes().to_vec()))
     }
 }
 

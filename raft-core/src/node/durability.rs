@@ -66,6 +66,14 @@ impl Durability {
         }
     }
 
+    pub(super) fn append_all(&mut self, mut entries: alloc::vec::Vec<Entry>) {
+        if self.pending.entries.is_empty() {
+            self.pending.entries = entries;
+        } else {
+            self.pending.entries.append(&mut entries);
+        }
+    }
+
     pub(super) fn append(&mut self, entry: Entry) {
         self.pending.entries.push(entry);
     }
@@ -113,15 +121,10 @@ impl Durability {
 
     /// Removes and yields the held messages whose writes are now durable.
     pub(super) fn release(&mut self, mut send: impl FnMut(Outgoing)) {
-        let durable = self.durable;
-        let mut i = 0;
-        while i < self.held.len() {
-            if self.held[i].0 <= durable {
-                if let Some((_, m)) = self.held.remove(i) {
-                    send(m);
-                }
-            } else {
-                i += 1;
+        // Tokens never decrease from front to back (CURRENT ones are the newest).
+        while self.held.front().is_some_and(|h| h.0 <= self.durable) {
+            if let Some((_, m)) = self.held.pop_front() {
+                send(m);
             }
         }
     }

@@ -6,7 +6,7 @@ use crate::progress::Progress;
 use crate::quorum::VoteResult;
 use crate::time::Instant;
 use crate::types::{HardState, LogIndex, NodeId, Payload, Term};
-use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::collections::BTreeMap;
 
 impl Node {
     /// Adopts `term` (if newer, forgetting the vote) and follows `leader`.
@@ -103,7 +103,7 @@ impl Node {
     fn become_leader(&mut self, now: Instant) {
         let next = self.log.last_index().next();
         let progress = self.peers.iter().map(|&p| (p, Progress::new(next))).collect();
-        self.role = RoleState::Leader { progress, dirty: BTreeSet::new() };
+        self.role = RoleState::Leader { progress, dirty: super::PeerSet::default() };
         self.leader = Some(self.config.id);
         self.heartbeat_deadline = now + self.config.heartbeat_interval;
         self.append_as_leader(Payload::Noop);

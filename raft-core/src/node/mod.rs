@@ -17,7 +17,7 @@ use crate::restore::{NewNodeError, ProposeError, Restored};
 use crate::rng::Rng;
 use crate::time::{Duration, Instant};
 use crate::types::{Bytes, Entry, HardState, LogIndex, NodeId, Payload, Snapshot, Term};
-use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 use durability::Durability;
 
@@ -28,7 +28,30 @@ const APPLY_BATCH: usize = 4096;
 enum RoleState {
     Follower,
     Candidate { votes: BTreeMap<NodeId, bool> },
-    Leader { progress: BTreeMap<NodeId, Progress>, dirty: BTreeSet<NodeId> },
+    Leader { progress: BTreeMap<NodeId, Progress>, dirty: PeerSet },
+}
+
+/// A small sorted set of peers that keeps its allocation when emptied.
+#[derive(Debug, Default)]
+pub(crate) struct PeerSet(Vec<NodeId>);
+
+impl PeerSet {
+    pub(crate) fn insert(&mut self, id: NodeId) {
+        if let Err(at) = self.0.binary_search(&id) {
+            self.0.insert(at, id);
+        }
+    }
+    pub(crate) fn extend(&mut self, ids: impl IntoIterator<Item = NodeId>) {
+        for id in ids {
+            self.insert(id);
+        }
+    }
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// One Raft member. It performs no I/O: feed it inputs with the `handle_*`

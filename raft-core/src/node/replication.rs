@@ -16,7 +16,9 @@ impl Node {
         let index = entry.index;
         self.log.push(entry.clone());
         self.durability.append(entry);
-        if let RoleState::Leader { dirty, .. } = &mut self.role {
+        if let RoleState::Leader { dirty, .. } = &mut self.role
+            && dirty.len() < self.peers.len()
+        {
             dirty.extend(self.peers.iter().copied());
         }
         // A single-node cluster commits once its own write is durable.
@@ -38,15 +40,25 @@ impl Node {
             }
         }
         for (peer, matched) in beats {
-            let prev_log_term = self.log.term_at(matched).unwrap_or_default();
-            let body = Body::AppendEntries {
-                prev_log_index: matched,
-                prev_log_term,
-                entries: Vec::new(),
-                leader_commit: self.commit.min(matched),
-            };
-            self.send(peer, body);
+            self.send_commit_only(peer, matched);
         }
+    }
+
+    /// An empty AppendEntries anchored at what the follower is known to hold,
+    /// so it always passes the consistency check: a heartbeat, or news that
+    /// the commit index moved.
+    fn send_commit_only(&mut self, peer: NodeId, matched: LogIndex) {
+        let Some(prev_log_term) = self.log.term_at(matched) else {
+            return; // compacted past it: the next tick sends the snapshot instead
+        };
+        let leader_commit = self.commit.min(matched);
+        if let RoleState::Leader { progress, .. } = &mut self.role
+            && let Some(p) = progress.get_mut(&peer)
+        {
+            p.commit_told = p.commit_told.max(leader_commit);
+        }
+        let body = Body::AppendEntries { prev_log_index: matched, prev_log_term, entries: Vec::new(), leader_commit };
+        self.send(peer, body);
     }
 
     /// Sends AppendEntries to every follower marked dirty, as far as each
@@ -58,9 +70,15 @@ impl Node {
         if dirty.is_empty() {
             return;
         }
-        let peers = core::mem::take(dirty);
-        for peer in peers {
+        let mut peers = core::mem::take(dirty);
+        for &peer in &peers.0 {
             self.send_appends_to(peer);
+        }
+        peers.0.clear();
+        if let RoleState::Leader { dirty, .. } = &mut self.role
+            && dirty.is_empty()
+        {
+            *dirty = peers; // keep the allocation
         }
     }
 
@@ -89,10 +107,16 @@ impl Node {
             };
             let (entries, bytes) = self.log.slice_bounded(p.next, budget);
             if entries.is_empty() && !probing {
+                // Nothing new to send; tell the follower if the commit index moved.
+                let matched = p.matched;
+                if self.commit.min(matched) > p.commit_told {
+                    self.send_commit_only(peer, matched);
+                }
                 return;
             }
             let last = LogIndex(prev_log_index.0 + entries.len() as u64);
             p.sent(last, bytes);
+            p.commit_told = p.commit_told.max(self.commit.min(last));
             let body = Body::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit: self.commit };
             self.send(peer, body);
             if probing {
@@ -157,6 +181,10 @@ impl Node {
             .committed_index(|id| if id == me { own } else { progress.get(&id).map_or(LogIndex(0), |p| p.matched) });
         if idx > self.commit && self.log.term_at(idx) == Some(self.hard.term) {
             self.commit = idx;
+            // Followers learn it at the next flush, not a heartbeat later.
+            if let RoleState::Leader { dirty, .. } = &mut self.role {
+                dirty.extend(self.peers.iter().copied());
+            }
         }
     }
 
@@ -219,10 +247,10 @@ impl Node {
             self.durability.truncate_from(first.index);
         }
         let match_index = LogIndex(prev_log_index.0 + entries.len() as u64);
-        for e in entries.into_iter().skip(skip) {
-            self.log.push(e.clone());
-            self.durability.append(e);
-        }
+        let mut entries = entries;
+        let new = if skip == 0 { entries } else { entries.split_off(skip) };
+        self.log.extend_from_slice(&new);
+        self.durability.append_all(new);
         let new_commit = leader_commit.min(match_index);
         if new_commit > self.commit {
             self.commit = new_commit;

@@ -287,3 +287,30 @@ fn inflight_window_bounds_messages_per_follower() {
     assert_eq!(h.take_sent().iter().filter(|o| o.to == NodeId(2)).count(), 2);
     assert_eq!(h.node.role(), Role::Leader);
 }
+
+#[test]
+fn followers_learn_a_new_commit_index_at_once_not_a_heartbeat_later() {
+    let mut h = Harness::new(1, 3);
+    h.elect();
+    for peer in [2, 3] {
+        h.recv(peer, 1, Body::AppendEntriesResponse(AppendResponse::Success { match_index: LogIndex(1) }));
+    }
+    h.take_sent();
+    let i = h.node.propose(h.now, "v").unwrap();
+    h.persist();
+    h.take_sent(); // the entry itself, carrying commit 1
+    h.recv(2, 1, Body::AppendEntriesResponse(AppendResponse::Success { match_index: i }));
+    assert_eq!(h.node.commit_index(), i);
+    let news: Vec<_> = h.take_sent();
+    let to2 = news.iter().find(|o| o.to == NodeId(2)).expect("node 2 is told");
+    assert!(matches!(
+        to2.message.body,
+        Body::AppendEntries { prev_log_index, leader_commit, ref entries, .. }
+            if prev_log_index == i && leader_commit == i && entries.is_empty()
+    ));
+    // Node 3 has not acknowledged i: it can only learn commit 1, which it already knows.
+    assert!(news.iter().all(|o| o.to != NodeId(3)), "{news:?}");
+    // Nothing more to say: no repeated notice.
+    h.persist();
+    assert!(h.take_sent().is_empty());
+}
