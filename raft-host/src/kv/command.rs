@@ -1,0 +1,156 @@
+//! What clients ask of the key-value store, what they get back, and how a
+//! command is stored in a log entry.
+
+use raft_core::LogIndex;
+use raft_core::codec::{self, DecodeError};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// One operation on the replicated map.
+///
+/// Encoded by variant position: new variants are only ever appended, so logs
+/// written by an older build stay readable.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum KvOp {
+    /// Set `key` to `value`, replacing any previous value.
+    Put {
+        /// The key.
+        key: String,
+        /// The new value.
+        value: String,
+    },
+    /// Read `key`. Going through the log makes the read linearizable.
+    Get {
+        /// The key.
+        key: String,
+    },
+    /// Remove `key` if present.
+    Delete {
+        /// The key.
+        key: String,
+    },
+    /// Compare-and-swap: set `key` to `new` only if its current value equals
+    /// `expected` (`None`: only if the key is absent).
+    Cas {
+        /// The key.
+        key: String,
+        /// The value the key must hold for the swap to happen.
+        expected: Option<String>,
+        /// The value to store if it does.
+        new: String,
+    },
+}
+
+/// The result of one [`KvOp`], identical on every replica.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum KvOutput {
+    /// The put was applied.
+    Put,
+    /// The value of the key when the read was applied.
+    Get(Option<String>),
+    /// The delete was applied; `existed` says whether the key was present.
+    Delete {
+        /// True if the key held a value that is now gone.
+        existed: bool,
+    },
+    /// The compare-and-swap was applied.
+    Cas {
+        /// True if the key held `expected` and now holds `new`.
+        swapped: bool,
+        /// The key's value after the operation: `new` if swapped, otherwise
+        /// the unchanged value that did not match.
+        current: Option<String>,
+    },
+}
+
+/// A client's request as stored in the log.
+///
+/// # Sessions (exactly-once)
+///
+/// A client numbers its commands `seq` = 1, 2, 3... and has at most one
+/// outstanding at a time; it retries the same `(client, seq)` until it gets an
+/// answer, then moves on to a higher `seq`. The store remembers, per client,
+/// the last applied `seq` and its output, so that a command that reaches the
+/// log twice (a retry after a lost answer or a leader change) runs only once:
+///
+/// * `seq` greater than the last applied one: executed (gaps are allowed: a
+///   client that gave up on a command may move on);
+/// * `seq` equal to it: not executed again; the cached output is returned;
+/// * `seq` lower (or 0): not executed; [`KvError::Stale`](crate::kv::KvError::Stale).
+///
+/// Client ids must be unique among live clients (e.g. random 64-bit values).
+/// A retry must carry the same `op`; the store does not compare them.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct KvCommand {
+    /// The client's id.
+    pub client: u64,
+    /// The client's sequence number for this command, from 1.
+    pub seq: u64,
+    /// What to do.
+    pub op: KvOp,
+}
+
+/// Why a command produced no [`KvOutput`]. Like outputs, errors are the same
+/// on every replica, and the state changes (or not) identically.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KvError {
+    /// The client already moved past `seq`; the command was not executed and
+    /// its original output is no longer kept.
+    Stale {
+        /// The client.
+        client: u64,
+        /// The command's sequence number.
+        seq: u64,
+        /// The client's last applied sequence number.
+        last_seq: u64,
+    },
+    /// The entry's bytes are not a [`KvCommand`]. The entry counts as applied
+    /// and changed nothing.
+    Malformed {
+        /// The entry's index.
+        index: LogIndex,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// The index was at or below the store's last applied index; nothing was
+    /// done. Only a misbehaving host causes this.
+    AlreadyApplied {
+        /// The index given.
+        index: LogIndex,
+        /// The store's last applied index.
+        last_applied: LogIndex,
+    },
+}
+
+impl fmt::Display for KvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KvError::Stale { client, seq, last_seq } => {
+                write!(f, "stale command: client {client} seq {seq} is below its last applied seq {last_seq}")
+            }
+            KvError::Malformed { index, reason } => write!(f, "entry {index} is not a key-value command: {reason}"),
+            KvError::AlreadyApplied { index, last_applied } => {
+                write!(f, "entry {index} is at or below the last applied index {last_applied}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for KvError {}
+
+/// Encodes a command as the bytes of a `Payload::Command`.
+pub fn encode_command(cmd: &KvCommand) -> Vec<u8> {
+    // Encoding only fails for values that serde cannot describe with a known
+    // length; a command (integers, strings, an enum) always can. Should it
+    // ever fail, the empty payload decodes as `Malformed` on every replica.
+    codec::encode_value(cmd).unwrap_or_default()
+}
+
+/// Decodes the bytes of a `Payload::Command`. Never panics; any defect,
+/// including trailing bytes, is an error.
+pub fn decode_command(bytes: &[u8]) -> Result<KvCommand, DecodeError> {
+    codec::decode_value(bytes)
+}

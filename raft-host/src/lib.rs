@@ -1,0 +1,52 @@
+//! The I/O half every raft adapter shares.
+//!
+//! `raft-core` decides; the hosts (raft-tokio, raft-smol, raft-udp, the
+//! simulator) act. What every host needs besides its runtime lives here:
+//!
+//! * [`storage`]: [`DiskLog`], a crash-safe durable log with the hard state
+//!   and snapshot beside it, for `Output::Persist`;
+//! * [`kv`]: [`KvStore`], the replicated key-value state machine with
+//!   exactly-once client sessions, for `Output::Apply`;
+//! * [`StateMachine`]: the interface between committed entries and an
+//!   application.
+//!
+//! # Durability promise
+//!
+//! After [`DiskLog::sync`] returns `Ok`, every write given to
+//! [`DiskLog::write`] before it survives a crash, power loss or `kill -9`, so
+//! a host may then call `Node::handle_persisted`. At start-up a torn tail (a
+//! last record cut short or damaged by the crash, with nothing valid after
+//! it) is cut off; anything else that is damaged stops start-up with
+//! [`StorageError::Corrupt`] naming the file and byte offset, rather than
+//! silently losing acknowledged data. The promise assumes the file system
+//! honours `fsync`/`fdatasync` and does not persist later appended bytes of a
+//! file without the earlier ones.
+//!
+//! ```
+//! use raft_core::{Entry, LogIndex, NodeId, Payload, Term, Write};
+//! use raft_host::{DiskLog, NodeMeta};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let me = NodeMeta::new(NodeId(1), 7);
+//! let (mut log, recovered) = DiskLog::open(dir.path(), me).unwrap();
+//! assert!(recovered.entries.is_empty());
+//!
+//! let mut write = Write::default();
+//! write.entries.push(Entry { term: Term(1), index: LogIndex(1), payload: Payload::Noop });
+//! log.write(&write).unwrap();
+//! log.sync().unwrap(); // now durable: report the Persist's token to the node
+//! drop(log);
+//!
+//! let (_log, recovered) = DiskLog::open(dir.path(), me).unwrap();
+//! assert_eq!(recovered.entries.len(), 1);
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod kv;
+mod state_machine;
+pub mod storage;
+
+pub use kv::{KvCommand, KvError, KvOp, KvOutput, KvStore};
+pub use state_machine::StateMachine;
+pub use storage::{DiskLog, DiskLogOptions, NodeMeta, Recovered, StorageError};

@@ -1,0 +1,120 @@
+//! What can go wrong with the disk log, each case naming the path involved.
+
+use raft_core::NodeId;
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// Why opening, writing or syncing a [`DiskLog`](super::DiskLog) failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// An operating-system call failed. After a failed `sync` the log is
+    /// unusable (see [`StorageError::Failed`]).
+    Io {
+        /// What was being done ("fsync", "rename", ...).
+        op: &'static str,
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// Stored data is damaged in a way a crash cannot explain; start-up
+    /// stops so that nothing acknowledged is silently lost.
+    Corrupt {
+        /// The damaged file.
+        file: PathBuf,
+        /// Byte offset of the damage within `file`.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The data directory belongs to another node.
+    WrongNode {
+        /// The data directory.
+        dir: PathBuf,
+        /// The node id the caller runs as.
+        expected: NodeId,
+        /// The node id recorded in the directory.
+        found: NodeId,
+    },
+    /// The data directory belongs to another cluster.
+    WrongCluster {
+        /// The data directory.
+        dir: PathBuf,
+        /// The cluster id the caller runs in.
+        expected: u64,
+        /// The cluster id recorded in the directory.
+        found: u64,
+    },
+    /// Another `DiskLog` (in this or another process) has the directory open.
+    Locked {
+        /// The data directory.
+        dir: PathBuf,
+    },
+    /// The write breaks the `raft_core::Write` contract (entries not
+    /// contiguous with the log, terms decreasing, a record too large...).
+    /// Nothing of it was buffered; the log is unchanged and still usable.
+    InvalidWrite {
+        /// The data directory.
+        dir: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An earlier `sync` failed, so what reached the disk is unknown; the
+    /// log refuses further work. Reopen it (recovery decides what survived).
+    Failed {
+        /// The data directory.
+        dir: PathBuf,
+    },
+}
+
+impl StorageError {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> StorageError {
+        let path = path.into();
+        move |source| StorageError::Io { op, path, source }
+    }
+
+    pub(crate) fn corrupt(file: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> StorageError {
+        StorageError::Corrupt { file: file.into(), offset, reason: reason.into() }
+    }
+}
+
+impl fmt::Display for StorageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StorageError::Io { op, path, source } => write!(f, "{op} {}: {source}", path.display()),
+            StorageError::Corrupt { file, offset, reason } => {
+                write!(f, "corrupt raft data in {} at byte {offset}: {reason}", file.display())
+            }
+            StorageError::WrongNode { dir, expected, found } => write!(
+                f,
+                "data directory {} belongs to node {found}, not node {expected}; give it its own data directory or an empty one",
+                dir.display()
+            ),
+            StorageError::WrongCluster { dir, expected, found } => write!(
+                f,
+                "data directory {} belongs to cluster {found}, not cluster {expected}; give it its own data directory or an empty one",
+                dir.display()
+            ),
+            StorageError::Locked { dir } => {
+                write!(f, "data directory {} is already in use by another raft log", dir.display())
+            }
+            StorageError::InvalidWrite { dir, reason } => {
+                write!(f, "refused a write to the raft log in {}: {reason}", dir.display())
+            }
+            StorageError::Failed { dir } => {
+                write!(f, "the raft log in {} failed an earlier sync; reopen it to recover", dir.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for StorageError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StorageError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,406 @@
+//! A crash-safe Raft log on disk: [`DiskLog`].
+//!
+//! # Directory layout
+//!
+//! | file | contents | written |
+//! | --- | --- | --- |
+//! | `LOCK` | empty; held locked while a `DiskLog` is open | at open |
+//! | `meta` | [`NodeMeta`] (node and cluster id) | once, atomically, at creation |
+//! | `hardstate` | the term and vote | atomically (temp file, fsync, rename, fsync dir) |
+//! | `snapshot` | the latest snapshot: index, term, data | atomically |
+//! | `log-<first_index:020>.seg` | append-only records | appended; fdatasync at `sync` |
+//!
+//! `meta` and `hardstate` are `magic | version: u32 | len: u32 | crc32: u32 |
+//! payload` (codec encoding). A segment is a 24-byte header (magic, version,
+//! first index, CRC) then records framed `len: u32 LE | crc32: u32 LE |
+//! payload`, the payload a codec-encoded `Append(entry)`, `Truncate { from }`
+//! or `Snapshot { index, term }`. Truncation is logical: a record, replayed
+//! in order at start-up. A segment is named after the index the log's next
+//! entry had when it was started, and a new one is started once the current
+//! one would pass [`DiskLogOptions::segment_bytes`] (a soft limit: after a
+//! truncation below a segment's first index, the log stays in that segment
+//! until it grows past it again, so that names keep increasing).
+//!
+//! The snapshot file is replaced before the `Snapshot` record is appended;
+//! recovery applies a snapshot file newer than the last such record. Whole
+//! segments are never removed yet: compaction (deleting the segments whose
+//! every entry a snapshot covers) is future work; until then the disk keeps
+//! the full history while memory holds only the entries after the snapshot.
+
+mod error;
+mod files;
+mod hard_state;
+mod meta;
+mod record;
+mod recover;
+mod segment;
+mod shape;
+mod snapshot_file;
+#[cfg(test)]
+mod tests;
+
+pub use error::StorageError;
+pub use meta::NodeMeta;
+
+use record::Change;
+use segment::SegmentWriter;
+use shape::Shape;
+use std::fmt;
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+
+use raft_core::{Entry, HardState, LogIndex, Restored, Snapshot, Write};
+
+const LOCK_FILE: &str = "LOCK";
+
+/// Tuning for a [`DiskLog`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DiskLogOptions {
+    /// Start a new segment file once the current one would exceed this many
+    /// bytes (a segment always takes at least one record). Default 64 MiB.
+    pub segment_bytes: u64,
+}
+
+impl Default for DiskLogOptions {
+    fn default() -> Self {
+        DiskLogOptions { segment_bytes: 64 << 20 }
+    }
+}
+
+impl DiskLogOptions {
+    /// Sets [`segment_bytes`](Self::segment_bytes).
+    pub fn segment_bytes(mut self, bytes: u64) -> Self {
+        self.segment_bytes = bytes;
+        self
+    }
+}
+
+/// The durable state read back by [`DiskLog::open`]: exactly what was
+/// acknowledged by completed [`DiskLog::sync`] calls, possibly plus later
+/// writes that happened to reach the disk before a crash.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Recovered {
+    /// The stored term and vote (default if never stored).
+    pub hard_state: HardState,
+    /// The stored snapshot, if any.
+    pub snapshot: Option<Snapshot>,
+    /// The stored entries after the snapshot (from index 1 without one),
+    /// contiguous, terms never decreasing.
+    pub entries: Vec<Entry>,
+}
+
+impl Recovered {
+    /// What `raft_core::Node::new` starts from; set how far the host's state
+    /// machine has applied with `Restored::with_last_applied`.
+    pub fn into_restored(self) -> Restored {
+        let restored = Restored::new(self.hard_state, self.entries);
+        match self.snapshot {
+            Some(s) => restored.with_snapshot(s),
+            None => restored,
+        }
+    }
+}
+
+/// One encoded record waiting for [`DiskLog::sync`].
+struct Pending {
+    frame: Vec<u8>,
+    /// The log's next index just before this record (names a segment it starts).
+    next_before: u64,
+}
+
+/// A crash-safe, append-only Raft log in one directory, with the hard state
+/// and the latest snapshot beside it.
+///
+/// # Use
+///
+/// For each `raft_core::Persist` in order: [`write`](Self::write) its
+/// `write`; then one [`sync`](Self::sync) for all of them (group commit);
+/// then `Node::handle_persisted` with the last token.
+///
+/// # Durability promise
+///
+/// Once `sync` returns `Ok`, every write given before it survives a crash,
+/// power loss or `kill -9`: [`open`](Self::open) returns it. A crash during a
+/// `sync` (or before it) leaves a state that is the last synced state plus
+/// some prefix of the later log records, with the later hard state and
+/// snapshot possibly already in place (they are written first, see
+/// [`sync`](Self::sync)); nothing acknowledged is lost. This assumes the
+/// file system honours fsync and never persists later appended bytes of a
+/// file without the earlier ones.
+///
+/// # Recovery rules
+///
+/// * A **torn tail** is cut off: in the last segment, bytes after the last
+///   valid record that contain no valid record (a partial record, a bad
+///   checksum in the last record, a zeroed or garbage tail). A last segment
+///   whose own header is torn is removed (it held nothing synced).
+/// * Anything else stops start-up with [`StorageError::Corrupt`] naming the
+///   file and offset: a bad record followed by a valid one (so flipping bits
+///   in a middle record is corruption, in the last record a torn tail), a
+///   damaged non-last segment, a record with a good checksum that does not
+///   decode or does not fit the log (indexes not contiguous, terms going
+///   down), a missing segment, a damaged `meta`, `hardstate` or `snapshot`.
+/// * A leftover `*.tmp` from an interrupted atomic write is removed; the file
+///   it was replacing is intact.
+/// * A snapshot file newer than the log's last `Snapshot` record (the crash
+///   came between the two) is applied to the log, and its record appended.
+///
+/// A bit flip in the last record (disk damage, not a crash) looks exactly
+/// like a torn write, so it is cut off too, losing that one entry although
+/// it was acknowledged; Raft's other replicas still hold it.
+///
+/// Recovery never panics on file contents and allocates no more than a
+/// file's real size.
+pub struct DiskLog {
+    dir: PathBuf,
+    meta: NodeMeta,
+    options: DiskLogOptions,
+    /// Held locked for as long as the log is open.
+    _lock: File,
+    /// The log including writes not yet synced.
+    shape: Shape,
+    current: Option<SegmentWriter>,
+    pending: Vec<Pending>,
+    pending_hard_state: Option<HardState>,
+    pending_snapshot: Option<Snapshot>,
+    failed: bool,
+}
+
+impl fmt::Debug for DiskLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DiskLog")
+            .field("dir", &self.dir)
+            .field("meta", &self.meta)
+            .field("snapshot_index", &self.shape.base().index)
+            .field("last_index", &self.last_index())
+            .field("pending_records", &self.pending.len())
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DiskLog {
+    /// Opens (creating if needed) the log in `dir` with default options. See
+    /// [`open_with`](Self::open_with).
+    pub fn open(dir: impl AsRef<Path>, expected: NodeMeta) -> Result<(DiskLog, Recovered), StorageError> {
+        DiskLog::open_with(dir, expected, DiskLogOptions::default())
+    }
+
+    /// Opens the log in `dir`, creating the directory and stamping it with
+    /// `expected` if it holds no log yet, and returns what survived.
+    ///
+    /// Fails with [`StorageError::WrongNode`] / [`StorageError::WrongCluster`]
+    /// if the directory is stamped for another node or cluster,
+    /// [`StorageError::Locked`] if another `DiskLog` has it open, and
+    /// [`StorageError::Corrupt`] per the recovery rules (see [`DiskLog`]).
+    /// Cutting a torn tail is made durable before this returns.
+    pub fn open_with(
+        dir: impl AsRef<Path>,
+        expected: NodeMeta,
+        options: DiskLogOptions,
+    ) -> Result<(DiskLog, Recovered), StorageError> {
+        let dir = dir.as_ref().to_path_buf();
+        fs::create_dir_all(&dir).map_err(StorageError::io("create directory", &dir))?;
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            files::sync_dir(parent)?;
+        }
+        let lock = lock(&dir)?;
+        match meta::read(&dir)? {
+            Some(found) => meta::check(&dir, &expected, &found)?,
+            None if recover::has_data(&dir)? => {
+                let why = "missing, but the directory holds raft data; refusing to guess whose it is";
+                return Err(StorageError::corrupt(dir.join("meta"), 0, why));
+            }
+            None => meta::write(&dir, &expected)?,
+        }
+        let rec = recover::recover(&dir)?;
+        let current = match rec.last_segment {
+            Some((path, first, len)) => Some(SegmentWriter::open(path, first, len)?),
+            None => None,
+        };
+        let mut log = DiskLog {
+            dir,
+            meta: expected,
+            options,
+            _lock: lock,
+            shape: rec.shape,
+            current,
+            pending: Vec::new(),
+            pending_hard_state: None,
+            pending_snapshot: None,
+            failed: false,
+        };
+        if let Some((meta, next_before)) = rec.adopted {
+            // Record the adopted snapshot in the log, so that the records
+            // appended from now on replay onto the same log.
+            let frame = record::frame(Change::Snapshot(meta)).ok_or_else(|| {
+                StorageError::corrupt(log.dir.join("snapshot"), 0, "snapshot record cannot be encoded")
+            })?;
+            log.pending.push(Pending { frame, next_before });
+            log.sync()?;
+        }
+        let recovered = Recovered { hard_state: rec.hard_state, snapshot: rec.snapshot, entries: rec.entries };
+        Ok((log, recovered))
+    }
+
+    /// Queues one write, following the `raft_core::Write` order: hard state,
+    /// snapshot, truncation, entries. Nothing reaches the disk before
+    /// [`sync`](Self::sync).
+    ///
+    /// The snapshot (if newer than the stored one) keeps the entries after
+    /// it when the log holds its last entry with its term, and drops every
+    /// entry otherwise. A truncation removes entries at or after
+    /// `truncate_from` (those the snapshot covers are gone already). Entries
+    /// must then continue the log with non-decreasing terms.
+    ///
+    /// A write that breaks these rules, or holds an entry whose record would
+    /// exceed the codec's size limit, is refused with
+    /// [`StorageError::InvalidWrite`] and changes nothing.
+    pub fn write(&mut self, write: &Write) -> Result<(), StorageError> {
+        self.check_usable()?;
+        let invalid = |reason: String| StorageError::InvalidWrite { dir: self.dir.clone(), reason };
+        let plan = self.shape.plan(write).map_err(invalid)?;
+        let changes: Vec<Change<'_>> = plan
+            .snapshot
+            .map(Change::Snapshot)
+            .into_iter()
+            .chain(plan.truncate_from.map(Change::Truncate))
+            .chain(write.entries.iter().map(Change::Append))
+            .collect();
+        let mut frames = Vec::with_capacity(changes.len());
+        for change in &changes {
+            let frame = record::frame(*change).ok_or_else(|| invalid(format!("{change:?} is too large to store")))?;
+            frames.push(frame);
+        }
+        for (change, frame) in changes.into_iter().zip(frames) {
+            let next_before = self.shape.next_index();
+            match change {
+                Change::Snapshot(meta) => {
+                    self.shape.compact(meta);
+                }
+                Change::Truncate(from) => self.shape.truncate(from),
+                Change::Append(e) => self.shape.push(e.term),
+            }
+            self.pending.push(Pending { frame, next_before });
+        }
+        if let Some(hs) = write.hard_state {
+            self.pending_hard_state = Some(hs);
+        }
+        if let (Some(_), Some(s)) = (plan.snapshot, &write.snapshot) {
+            self.pending_snapshot = Some(s.clone());
+        }
+        Ok(())
+    }
+
+    /// Makes every write given so far durable (group commit), then returns.
+    ///
+    /// In order: the newest hard state, atomically (temp file, fsync, rename,
+    /// directory fsync); the newest snapshot, likewise; then the log records,
+    /// appended and made durable with one `fdatasync` (plus one per segment
+    /// filled on the way, and a directory fsync if a segment was created).
+    /// Does nothing if nothing is pending.
+    ///
+    /// On error, what reached the disk is unknown: the log refuses all
+    /// further calls with [`StorageError::Failed`]; reopen it to recover.
+    pub fn sync(&mut self) -> Result<(), StorageError> {
+        self.check_usable()?;
+        let result = self.sync_inner();
+        if result.is_err() {
+            self.failed = true;
+        }
+        result
+    }
+
+    fn sync_inner(&mut self) -> Result<(), StorageError> {
+        if let Some(hs) = self.pending_hard_state.take() {
+            hard_state::write(&self.dir, &hs)?;
+        }
+        if let Some(s) = self.pending_snapshot.take() {
+            snapshot_file::write(&self.dir, &s)?;
+        }
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let mut buf = Vec::new();
+        let mut created = false;
+        for p in std::mem::take(&mut self.pending) {
+            let roll = match &self.current {
+                None => true,
+                Some(seg) => {
+                    seg.len + (buf.len() + p.frame.len()) as u64 > self.options.segment_bytes
+                        && seg.has_records(buf.len())
+                        && p.next_before > seg.first_index
+                }
+            };
+            if roll {
+                if let Some(mut seg) = self.current.take() {
+                    // The full segment is durable before its successor exists,
+                    // so only the last segment can ever have a torn tail.
+                    seg.append(&buf)?;
+                    seg.sync()?;
+                    buf.clear();
+                }
+                self.current = Some(SegmentWriter::create(&self.dir, p.next_before)?);
+                created = true;
+            }
+            buf.extend_from_slice(&p.frame);
+        }
+        if let Some(seg) = &mut self.current {
+            seg.append(&buf)?;
+            seg.sync()?;
+        }
+        if created {
+            files::sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    fn check_usable(&self) -> Result<(), StorageError> {
+        if self.failed { Err(StorageError::Failed { dir: self.dir.clone() }) } else { Ok(()) }
+    }
+
+    /// The index of the last entry, counting writes not yet synced (the
+    /// snapshot's index if no entry follows it; 0 for an empty log).
+    pub fn last_index(&self) -> LogIndex {
+        LogIndex(self.shape.next_index() - 1)
+    }
+
+    /// The index the newest snapshot covers (0: none), counting writes not
+    /// yet synced.
+    pub fn snapshot_index(&self) -> LogIndex {
+        self.shape.base().index
+    }
+
+    /// True if every write given has been made durable by [`sync`](Self::sync).
+    pub fn is_synced(&self) -> bool {
+        self.pending.is_empty() && self.pending_hard_state.is_none() && self.pending_snapshot.is_none()
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The node and cluster the directory belongs to.
+    pub fn meta(&self) -> NodeMeta {
+        self.meta
+    }
+}
+
+/// Takes the directory's lock file, so two logs never share a directory.
+fn lock(dir: &Path) -> Result<File, StorageError> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(StorageError::io("open", &path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(StorageError::Locked { dir: dir.to_path_buf() }),
+        Err(TryLockError::Error(e)) => Err(StorageError::io("lock", &path)(e)),
+    }
+}
