@@ -8,7 +8,11 @@
 //! * [`kv`]: [`KvStore`], the replicated key-value state machine with
 //!   exactly-once client sessions, for `Output::Apply`;
 //! * [`StateMachine`]: the interface between committed entries and an
-//!   application.
+//!   application;
+//! * [`Driver`]: a node and its state machine driven together, executing the
+//!   core's outputs in the contract's order, and [`DiskThread`], which makes
+//!   writes durable off the async executor with group commit;
+//! * [`auth`]: HMAC-SHA256 frames under the cluster key.
 //!
 //! # Durability promise
 //!
@@ -43,10 +47,16 @@
 
 #![warn(missing_docs)]
 
+pub mod auth;
+pub mod disk_thread;
+pub mod driver;
 pub mod kv;
 mod state_machine;
 pub mod storage;
 
+pub use auth::ClusterKey;
+pub use disk_thread::DiskThread;
+pub use driver::{Actions, Completion, Driver, Outcome, Ticket};
 pub use kv::{KvCommand, KvError, KvOp, KvOutput, KvStore};
 pub use state_machine::StateMachine;
 pub use storage::{DiskLog, DiskLogOptions, NodeMeta, Recovered, StorageError};

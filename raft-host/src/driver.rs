@@ -1,0 +1,198 @@
+//! Executes a node's outputs in the contract's order, once for every adapter.
+//!
+//! [`Driver`] owns a [`Node`] and a [`StateMachine`]. After every input,
+//! [`Driver::drain`] returns what the adapter must do — writes for the disk
+//! (see [`DiskThread`](crate::disk_thread::DiskThread)), messages to send now —
+//! and has already applied committed entries, restored snapshots, answered the
+//! snapshot policy, and resolved the proposals whose outcome is now known.
+
+use crate::state_machine::StateMachine;
+use raft_core::{
+    Bytes, Config, Event, Instant, LogIndex, Message, NewNodeError, Node, NodeId, Outgoing, Output, Persist,
+    PersistToken, ProposeError, Restored, Term,
+};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Identifies one proposal of the adapter's, to match it with its outcome.
+pub type Ticket = u64;
+
+/// How a proposal ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome<O> {
+    /// Committed and applied; the state machine's output (None: it had none).
+    Applied(Option<O>),
+    /// Another leader's entry took its index: it was definitely not applied.
+    Superseded,
+    /// A snapshot covered its index before this node saw the entry: it may or
+    /// may not have been applied. Clients must treat it like a timeout.
+    Unknown,
+}
+
+/// A proposal whose outcome is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion<O> {
+    /// The ticket given to [`Driver::propose`].
+    pub ticket: Ticket,
+    /// The log index it was given.
+    pub index: LogIndex,
+    /// How it ended.
+    pub outcome: Outcome<O>,
+}
+
+/// What the adapter must do after an input. Everything in it is safe to do
+/// at once and in any order relative to each other, except that `writes` go
+/// to the disk in order.
+#[derive(Debug)]
+pub struct Actions<O> {
+    /// Make durable in order, then report with [`Driver::handle_persisted`].
+    pub writes: Vec<Persist>,
+    /// Transmit now.
+    pub sends: Vec<Outgoing>,
+    /// Answer these proposers.
+    pub completed: Vec<Completion<O>>,
+    /// Role and leader changes, for status views and leader watches.
+    pub events: Vec<Event>,
+}
+
+impl<O> Default for Actions<O> {
+    fn default() -> Self {
+        Actions { writes: Vec::new(), sends: Vec::new(), completed: Vec::new(), events: Vec::new() }
+    }
+}
+
+impl<O> Actions<O> {
+    /// True if there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty() && self.sends.is_empty() && self.completed.is_empty() && self.events.is_empty()
+    }
+}
+
+/// A snapshot from the leader that the state machine could not decode.
+/// The node cannot continue safely; the adapter must stop it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreFailed {
+    /// The snapshot's index.
+    pub index: LogIndex,
+    /// Why decoding failed.
+    pub reason: String,
+}
+
+impl fmt::Display for RestoreFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "state machine cannot restore snapshot at {}: {}", self.index, self.reason)
+    }
+}
+
+impl std::error::Error for RestoreFailed {}
+
+/// A node and its state machine, driven together.
+#[derive(Debug)]
+pub struct Driver<S: StateMachine> {
+    node: Node,
+    sm: S,
+    pending: BTreeMap<LogIndex, (Term, Ticket)>,
+}
+
+impl<S: StateMachine> Driver<S> {
+    /// Starts a node from what the disk recovered. `sm` must be the state
+    /// machine's state as of `sm.last_applied()` (a fresh one for in-memory
+    /// state machines: the node then restores the snapshot and replays).
+    pub fn new(config: Config, restored: Restored, sm: S, now: Instant) -> Result<Driver<S>, NewNodeError> {
+        let last_applied = sm.last_applied();
+        let node = Node::new(config, restored.with_last_applied(last_applied), now)?;
+        Ok(Driver { node, sm, pending: BTreeMap::new() })
+    }
+
+    /// The node (read-only: role, term, leader, indexes).
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// The state machine (read-only).
+    pub fn state_machine(&self) -> &S {
+        &self.sm
+    }
+
+    /// Feeds a message from a peer.
+    pub fn handle_message(&mut self, now: Instant, from: NodeId, msg: Message) {
+        self.node.handle_message(now, from, msg);
+    }
+
+    /// Fires due timers (a no-op before `poll_timeout`).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.node.handle_timeout(now);
+    }
+
+    /// Reports writes up to `token` durable.
+    pub fn handle_persisted(&mut self, now: Instant, token: PersistToken) {
+        self.node.handle_persisted(now, token);
+    }
+
+    /// When to call [`Driver::handle_timeout`] next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.node.poll_timeout()
+    }
+
+    /// Proposes a command; its outcome arrives later as a [`Completion`] with `ticket`.
+    pub fn propose(
+        &mut self,
+        now: Instant,
+        command: impl Into<Bytes>,
+        ticket: Ticket,
+    ) -> Result<LogIndex, ProposeError> {
+        let index = self.node.propose(now, command)?;
+        // A stale proposal at the same index (from an earlier term) is superseded by this one.
+        self.pending.insert(index, (self.node.term(), ticket));
+        Ok(index)
+    }
+
+    /// Drains the node: applies committed entries, restores snapshots, takes
+    /// the snapshots the policy asks for, and returns the rest for the adapter.
+    pub fn drain(&mut self, now: Instant) -> Result<Actions<S::Output>, RestoreFailed> {
+        let mut actions = Actions::default();
+        while let Some(output) = self.node.poll_output() {
+            match output {
+                Output::Persist(p) => actions.writes.push(p),
+                Output::Send(m) => actions.sends.push(m),
+                Output::Apply(entries) => {
+                    for entry in entries {
+                        let out = self.sm.apply(&entry);
+                        self.resolve_below(entry.index, &mut actions);
+                        if let Some((term, ticket)) = self.pending.remove(&entry.index) {
+                            let outcome = if term == entry.term { Outcome::Applied(out) } else { Outcome::Superseded };
+                            actions.completed.push(Completion { ticket, index: entry.index, outcome });
+                        }
+                    }
+                }
+                Output::RestoreSnapshot(snapshot) => {
+                    self.sm
+                        .restore(&snapshot.data)
+                        .map_err(|e| RestoreFailed { index: snapshot.meta.index, reason: e.to_string() })?;
+                    self.resolve_below(LogIndex(snapshot.meta.index.0.saturating_add(1)), &mut actions);
+                }
+                Output::Event(Event::SnapshotWanted { .. }) => {
+                    let data = self.sm.snapshot();
+                    // The state machine is exactly at last_applied: every Apply was applied above.
+                    let _ = self.node.compact(now, self.sm.last_applied(), data);
+                }
+                Output::Event(e) => actions.events.push(e),
+                _ => {}
+            }
+        }
+        Ok(actions)
+    }
+
+    /// Proposals below `index` that were never seen applied (a snapshot
+    /// jumped over them) have an unknown outcome.
+    fn resolve_below(&mut self, index: LogIndex, actions: &mut Actions<S::Output>) {
+        while let Some(entry) = self.pending.first_entry() {
+            if *entry.key() >= index {
+                break;
+            }
+            let (i, (_, ticket)) = entry.remove_entry();
+            actions.completed.push(Completion { ticket, index: i, outcome: Outcome::Unknown });
+        }
+    }
+}
