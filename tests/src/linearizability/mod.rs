@@ -46,8 +46,23 @@
 //! among the returned operations not yet linearized), applies it to a model
 //! register, and backtracks when a returned operation can no longer be
 //! placed. Visited (linearized set, register value) configurations are
-//! memoized, which keeps the search close to linear for histories that are
-//! mostly sequential with bounded concurrency.
+//! memoized in a hash set (the linearized set is a `u64` bitset stored
+//! around its frontier), which keeps the search close to linear for
+//! histories that are mostly sequential with bounded concurrency.
+//!
+//! Unknown operations can be linearized anywhere after their call, which
+//! makes a naive search exponential in their number. Exact reductions keep
+//! this in check (see `search` in the source): a configuration with a subset
+//! of another's linearized unknown operations dominates it; unknown
+//! operations are only placed right before a returned operation that needs
+//! them; values no operation can observe are merged; and interchangeable
+//! unknown operations are used in call order.
+//!
+//! The search is exponential in the worst case (the problem is NP-complete):
+//! many mutually concurrent operations (tens) or many unknown writes in a
+//! long *non*-linearizable history can exhaust the budget. Linearizable
+//! histories are usually decided quickly either way, since the search stops
+//! at the first linearization.
 //!
 //! When a key fails, the checker also looks for the shortest failing prefix
 //! of that key's history (by time) to make the report small: see
@@ -73,12 +88,18 @@ use std::hash::{BuildHasherDefault, Hasher};
 #[cfg(test)]
 mod tests;
 
+/// Stands for a value that no operation in the history could observe, in
+/// [`PartialLinearization::value`]: the checker does not distinguish such
+/// values.
+pub const UNOBSERVABLE_VALUE: &str = "<a value no operation observed>";
+
 /// Default per-key state budget used by [`History::check`].
 ///
-/// Each explored state costs a few dozen bytes plus one bit per operation
-/// that lies between the oldest operation not yet linearized and the newest
-/// linearized one, so this bounds memory to well under a gigabyte.
-pub const DEFAULT_MAX_STATES: usize = 2_000_000;
+/// A search state costs roughly 250 bytes of memory and, on hard histories,
+/// a few microseconds, so exhausting this budget takes a few hundred
+/// megabytes and a few seconds per key. Realistic linearizable histories need
+/// about one state per operation.
+pub const DEFAULT_MAX_STATES: usize = 1_000_000;
 
 /// An operation on the key-value store.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -114,10 +135,7 @@ pub enum KvOp {
 impl KvOp {
     /// `Put { key, value }`.
     pub fn put(key: impl Into<String>, value: impl Into<String>) -> Self {
-        KvOp::Put {
-            key: key.into(),
-            value: value.into(),
-        }
+        KvOp::Put { key: key.into(), value: value.into() }
     }
 
     /// `Get { key }`.
@@ -132,20 +150,13 @@ impl KvOp {
 
     /// `Cas { key, expected, new }`.
     pub fn cas(key: impl Into<String>, expected: Option<&str>, new: impl Into<String>) -> Self {
-        KvOp::Cas {
-            key: key.into(),
-            expected: expected.map(str::to_owned),
-            new: new.into(),
-        }
+        KvOp::Cas { key: key.into(), expected: expected.map(str::to_owned), new: new.into() }
     }
 
     /// The single key this operation touches.
     pub fn key(&self) -> &str {
         match self {
-            KvOp::Put { key, .. }
-            | KvOp::Get { key }
-            | KvOp::Delete { key }
-            | KvOp::Cas { key, .. } => key,
+            KvOp::Put { key, .. } | KvOp::Get { key } | KvOp::Delete { key } | KvOp::Cas { key, .. } => key,
         }
     }
 
@@ -209,10 +220,7 @@ impl KvOutput {
 
     /// `Cas { swapped, current }`.
     pub fn cas(swapped: bool, current: Option<&str>) -> Self {
-        KvOutput::Cas {
-            swapped,
-            current: current.map(str::to_owned),
-        }
+        KvOutput::Cas { swapped, current: current.map(str::to_owned) }
     }
 }
 
@@ -312,12 +320,7 @@ impl History {
     /// Records that `client` invoked `op` at time `at`. Until
     /// [`returned`](Self::returned) is called for it, its outcome is unknown.
     pub fn call(&mut self, client: u64, op: KvOp, at: u64) -> OpId {
-        self.ops.push(Operation {
-            client,
-            op,
-            call: at,
-            outcome: Outcome::Unknown,
-        });
+        self.ops.push(Operation { client, op, call: at, outcome: Outcome::Unknown });
         OpId(self.ops.len() - 1)
     }
 
@@ -333,22 +336,9 @@ impl History {
     /// are bugs in the code recording the history.
     pub fn returned(&mut self, id: OpId, output: KvOutput, at: u64) {
         let op = &mut self.ops[id.0];
-        assert!(
-            op.outcome == Outcome::Unknown,
-            "operation {id} ({}) returned twice",
-            op.op
-        );
-        assert!(
-            at >= op.call,
-            "operation {id} ({}) returned at {at}, before its call at {}",
-            op.op,
-            op.call
-        );
-        assert!(
-            op.op.accepts(&output),
-            "operation {id} ({}) cannot return {output:?}",
-            op.op
-        );
+        assert!(op.outcome == Outcome::Unknown, "operation {id} ({}) returned twice", op.op);
+        assert!(at >= op.call, "operation {id} ({}) returned at {at}, before its call at {}", op.op, op.call);
+        assert!(op.op.accepts(&output), "operation {id} ({}) cannot return {output:?}", op.op);
         op.outcome = Outcome::Returned { at, output };
     }
 
@@ -362,22 +352,11 @@ impl History {
     /// If the operation already returned.
     pub fn timed_out(&mut self, id: OpId) {
         let op = &self.ops[id.0];
-        assert!(
-            op.outcome == Outcome::Unknown,
-            "operation {id} ({}) timed out after it returned",
-            op.op
-        );
+        assert!(op.outcome == Outcome::Unknown, "operation {id} ({}) timed out after it returned", op.op);
     }
 
     /// Records a complete operation: `call` then `returned`.
-    pub fn record(
-        &mut self,
-        client: u64,
-        op: KvOp,
-        call_at: u64,
-        output: KvOutput,
-        return_at: u64,
-    ) -> OpId {
+    pub fn record(&mut self, client: u64, op: KvOp, call_at: u64, output: KvOutput, return_at: u64) -> OpId {
         let id = self.call(client, op, call_at);
         self.returned(id, output, return_at);
         id
@@ -416,7 +395,7 @@ impl History {
     /// Returns `Err` as soon as one key is proven non-linearizable (keys are
     /// checked in sorted order), otherwise `Ok(Linearizable)` or
     /// `Ok(Inconclusive)` listing the keys whose budget ran out.
-    pub fn check_with_budget(&self, max_states: usize) -> Result<CheckOutcome, Violation> {
+    pub fn check_with_budget(&self, max_states: usize) -> Result<CheckOutcome, Box<Violation>> {
         let mut by_key: BTreeMap<&str, Vec<OpId>> = BTreeMap::new();
         for (i, op) in self.ops.iter().enumerate() {
             by_key.entry(op.op.key()).or_default().push(OpId(i));
@@ -425,10 +404,10 @@ impl History {
         for (key, ids) in by_key {
             let compiled = CompiledKey::new(self, key, ids);
             match search(&compiled.prefix(None), max_states, false) {
-                SearchResult::Linearizable => {}
-                SearchResult::Inconclusive => inconclusive.push(key.to_owned()),
-                SearchResult::NotLinearizable(_) => {
-                    return Err(compiled.violation(max_states));
+                (SearchResult::Linearizable, _) => {}
+                (SearchResult::Inconclusive, _) => inconclusive.push(key.to_owned()),
+                (SearchResult::NotLinearizable(_), explored) => {
+                    return Err(Box::new(compiled.violation(max_states, explored)));
                 }
             }
         }
@@ -440,16 +419,11 @@ impl History {
     }
 }
 
-fn budget_result(
-    result: Result<CheckOutcome, Violation>,
-    max_states: usize,
-) -> Result<(), LinearizabilityError> {
+fn budget_result(result: Result<CheckOutcome, Box<Violation>>, max_states: usize) -> Result<(), LinearizabilityError> {
     match result {
         Ok(CheckOutcome::Linearizable) => Ok(()),
-        Ok(CheckOutcome::Inconclusive { keys }) => {
-            Err(LinearizabilityError::Inconclusive { keys, max_states })
-        }
-        Err(violation) => Err(LinearizabilityError::NotLinearizable(Box::new(violation))),
+        Ok(CheckOutcome::Inconclusive { keys }) => Err(LinearizabilityError::Inconclusive { keys, max_states }),
+        Err(violation) => Err(LinearizabilityError::NotLinearizable(violation)),
     }
 }
 
@@ -467,7 +441,7 @@ pub enum CheckOutcome {
 }
 
 /// Error returned by [`History::check`].
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LinearizabilityError {
     /// A key's sub-history is not linearizable.
     NotLinearizable(Box<Violation>),
@@ -505,7 +479,7 @@ impl std::error::Error for LinearizabilityError {}
 /// (unknown outcome). Any linearization of the whole history would yield one
 /// of this prefix, so the prefix alone proves the violation, and the last
 /// returned operation in it is involved.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
     /// The key whose sub-history is not linearizable.
     pub key: String,
@@ -526,7 +500,8 @@ pub struct Violation {
 pub struct PartialLinearization {
     /// Operations applied, in linearization order.
     pub order: Vec<OpId>,
-    /// The key's value after applying `order`.
+    /// The key's value after applying `order` (`None`: absent), possibly
+    /// [`UNOBSERVABLE_VALUE`].
     pub value: Option<String>,
     /// A returned operation that could not be placed after `order`.
     pub blocked_by: Option<OpId>,
@@ -546,12 +521,7 @@ impl Violation {
         for s in &mut shown[n - TAIL..] {
             *s = true;
         }
-        let pos: HashMap<OpId, usize> = self
-            .ops
-            .iter()
-            .enumerate()
-            .map(|(i, (id, _))| (*id, i))
-            .collect();
+        let pos: HashMap<OpId, usize> = self.ops.iter().enumerate().map(|(i, (id, _))| (*id, i)).collect();
         if let Some(p) = &self.longest_partial {
             for id in p.order.iter().rev().take(5) {
                 shown[pos[id]] = true;
@@ -568,9 +538,9 @@ impl Violation {
                     _ => None,
                 };
                 if let Some(v) = observed {
-                    let writers = self.ops.iter().enumerate().filter(|(_, (_, o))| {
-                        matches!(&o.op, KvOp::Put { value: w, .. } | KvOp::Cas { new: w, .. } if w == v)
-                    });
+                    let writers = self.ops.iter().enumerate().filter(
+                        |(_, (_, o))| matches!(&o.op, KvOp::Put { value: w, .. } | KvOp::Cas { new: w, .. } if w == v),
+                    );
                     for (i, _) in writers.collect::<Vec<_>>().into_iter().rev().take(3) {
                         shown[i] = true;
                     }
@@ -620,13 +590,13 @@ impl fmt::Display for Violation {
                 "longest partial linearization: {} operation(s), leaving the key {}",
                 p.order.len(),
                 match &p.value {
+                    Some(v) if v == UNOBSERVABLE_VALUE => format!("= {v}"),
                     Some(v) => format!("= {v:?}"),
                     None => "absent".to_owned(),
                 }
             )?;
             if !p.order.is_empty() {
-                let tail: Vec<String> =
-                    p.order.iter().rev().take(5).rev().map(ToString::to_string).collect();
+                let tail: Vec<String> = p.order.iter().rev().take(5).rev().map(ToString::to_string).collect();
                 let more = if p.order.len() > 5 { "..., " } else { "" };
                 write!(f, " (order: {more}{})", tail.join(", "))?;
             }
@@ -666,7 +636,7 @@ type Val = u32;
 /// Model state: the key's value, `None` when absent.
 type State = Option<Val>;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum MOp {
     Put(Val),
     Get,
@@ -692,13 +662,7 @@ fn step(state: State, op: MOp, expected: Option<MOut>) -> Option<State> {
         MOp::Cas { expected, new } => {
             let swapped = state == expected;
             let next = if swapped { Some(new) } else { state };
-            (
-                next,
-                MOut::Cas {
-                    swapped,
-                    current: next,
-                },
-            )
+            (next, MOut::Cas { swapped, current: next })
         }
     };
     match expected {
@@ -718,16 +682,42 @@ struct KeyOp {
     out: Option<MOut>,
 }
 
-
-/// Interns one key's values as small integers.
-#[derive(Debug, Default)]
+/// Interns one key's values as small integers, mapping every value that no
+/// operation can observe to one shared placeholder.
+///
+/// A value is observable if it is the output of a returned read or CAS, or
+/// the expected value of a CAS. No check can tell unobservable values apart
+/// (a read or CAS returning one would be returning an observable value, and a
+/// CAS comparing with one would be expecting it), so renaming them all to one
+/// value maps linearizations to linearizations in both directions. Merging
+/// them shrinks the state space, and makes unknown writes of such values
+/// interchangeable (see [`search`]).
+#[derive(Debug)]
 struct Interner<'h> {
     ids: HashMap<&'h str, Val>,
     values: Vec<&'h str>,
+    observable: HashSet<&'h str>,
 }
 
 impl<'h> Interner<'h> {
+    fn new(ops: &[(OpId, &'h Operation)]) -> Self {
+        let mut observable = HashSet::new();
+        for (_, op) in ops {
+            if let KvOp::Cas { expected: Some(v), .. } = &op.op {
+                observable.insert(v.as_str());
+            }
+            if let Outcome::Returned {
+                output: KvOutput::Get(Some(v)) | KvOutput::Cas { current: Some(v), .. }, ..
+            } = &op.outcome
+            {
+                observable.insert(v.as_str());
+            }
+        }
+        Interner { ids: HashMap::new(), values: Vec::new(), observable }
+    }
+
     fn id(&mut self, s: &'h str) -> Val {
+        let s = if self.observable.contains(s) { s } else { UNOBSERVABLE_VALUE };
         *self.ids.entry(s).or_insert_with(|| {
             self.values.push(s);
             Val::try_from(self.values.len() - 1).expect("more than 2^32 distinct values")
@@ -753,10 +743,9 @@ struct CompiledKey<'h> {
 
 impl<'h> CompiledKey<'h> {
     fn new(history: &'h History, key: &'h str, ids: Vec<OpId>) -> Self {
-        let mut entries: Vec<(OpId, &'h Operation)> =
-            ids.into_iter().map(|id| (id, &history.ops[id.0])).collect();
+        let mut entries: Vec<(OpId, &'h Operation)> = ids.into_iter().map(|id| (id, &history.ops[id.0])).collect();
         entries.sort_by_key(|&(id, op)| (op.call, id));
-        let mut names = Interner::default();
+        let mut names = Interner::new(&entries);
         let ops = entries
             .iter()
             .enumerate()
@@ -765,10 +754,7 @@ impl<'h> CompiledKey<'h> {
                     KvOp::Put { value, .. } => MOp::Put(names.id(value)),
                     KvOp::Get { .. } => MOp::Get,
                     KvOp::Delete { .. } => MOp::Delete,
-                    KvOp::Cas { expected, new, .. } => MOp::Cas {
-                        expected: names.opt(expected),
-                        new: names.id(new),
-                    },
+                    KvOp::Cas { expected, new, .. } => MOp::Cas { expected: names.opt(expected), new: names.id(new) },
                 };
                 let (ret, out) = match &op.outcome {
                     Outcome::Returned { at, output } => {
@@ -776,30 +762,18 @@ impl<'h> CompiledKey<'h> {
                             KvOutput::Put => MOut::Put,
                             KvOutput::Get(v) => MOut::Get(names.opt(v)),
                             KvOutput::Delete { existed } => MOut::Delete(*existed),
-                            KvOutput::Cas { swapped, current } => MOut::Cas {
-                                swapped: *swapped,
-                                current: names.opt(current),
-                            },
+                            KvOutput::Cas { swapped, current } => {
+                                MOut::Cas { swapped: *swapped, current: names.opt(current) }
+                            }
                         };
                         (Some(*at), Some(out))
                     }
                     Outcome::Unknown => (None, None),
                 };
-                KeyOp {
-                    src,
-                    call: op.call,
-                    ret,
-                    op: mop,
-                    out,
-                }
+                KeyOp { src, call: op.call, ret, op: mop, out }
             })
             .collect();
-        CompiledKey {
-            key,
-            entries,
-            ops,
-            values: names.values,
-        }
+        CompiledKey { key, entries, ops, values: names.values }
     }
 
     /// The operations called at or before `cut` (all if `None`), with
@@ -810,11 +784,7 @@ impl<'h> CompiledKey<'h> {
             .iter()
             .filter(|o| cut.is_none_or(|c| o.call <= c))
             .map(|&o| match (cut, o.ret) {
-                (Some(c), Some(r)) if r > c => KeyOp {
-                    ret: None,
-                    out: None,
-                    ..o
-                },
+                (Some(c), Some(r)) if r > c => KeyOp { ret: None, out: None, ..o },
                 _ => o,
             })
             .filter(|o| o.ret.is_some() || o.op != MOp::Get)
@@ -826,17 +796,17 @@ impl<'h> CompiledKey<'h> {
     /// Prefix failure is monotone in the cut (a linearization of a longer
     /// prefix restricts to one of a shorter prefix), and only a return can
     /// make a prefix fail, so binary search over return times finds the
-    /// shortest failing prefix. Probes that run out of budget count as
-    /// passing, which only makes the reported prefix longer.
-    fn violation(&self, max_states: usize) -> Violation {
+    /// shortest failing prefix. Each probe gets a budget of about twice what
+    /// refuting the whole sub-history took (`explored`), so reporting costs
+    /// at most a few times the check; probes that run out count as passing,
+    /// which only makes the reported prefix longer.
+    fn violation(&self, max_states: usize, explored: usize) -> Violation {
         let mut rets: Vec<u64> = self.ops.iter().filter_map(|o| o.ret).collect();
         rets.sort_unstable();
         rets.dedup();
+        let probe_budget = max_states.min(explored.saturating_mul(2).saturating_add(10_000));
         let fails = |cut: u64| {
-            matches!(
-                search(&self.prefix(Some(cut)), max_states, false),
-                SearchResult::NotLinearizable(_)
-            )
+            matches!(search(&self.prefix(Some(cut)), probe_budget, false).0, SearchResult::NotLinearizable(_))
         };
         let cut = if rets.is_empty() {
             u64::MAX
@@ -854,7 +824,7 @@ impl<'h> CompiledKey<'h> {
         };
         let prefix = self.prefix(Some(cut));
         let to_id = |i: usize| self.entries[prefix[i].src].0;
-        let longest_partial = match search(&prefix, max_states, true) {
+        let longest_partial = match search(&prefix, max_states, true).0 {
             SearchResult::NotLinearizable(Some(deepest)) => Some(PartialLinearization {
                 order: deepest.order.iter().map(|&i| to_id(i)).collect(),
                 value: deepest.state.map(|v| self.values[v as usize].to_owned()),
@@ -864,12 +834,7 @@ impl<'h> CompiledKey<'h> {
         };
         Violation {
             key: self.key.to_owned(),
-            ops: self
-                .entries
-                .iter()
-                .filter(|(_, op)| op.call <= cut)
-                .map(|&(id, op)| (id, op.clone()))
-                .collect(),
+            ops: self.entries.iter().filter(|(_, op)| op.call <= cut).map(|&(id, op)| (id, op.clone())).collect(),
             cut,
             ops_on_key: self.entries.len(),
             longest_partial,
@@ -896,20 +861,58 @@ struct Deepest {
     blocked_by: Option<usize>,
 }
 
-/// A memoized search configuration: the linearized set, stored as the index
-/// of its first word that is not all ones plus the words from there to the
-/// last non-zero one (so a mostly-sequential search stores only the few
-/// words around its frontier), and the register value.
+/// A set of operations (bit `i` = the `i`-th operation of its class in call
+/// order), stored as the index of its first word that is not all ones plus
+/// the words from there to the last non-zero one. A mostly-sequential search
+/// linearizes roughly in call order, so this keeps only the few words around
+/// its frontier.
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct Config {
+struct Packed {
     lo: u32,
-    words: Box<[u64]>,
-    state: State,
+    words: Words,
 }
 
-/// Bitset of linearized operations, tracking the non-trivial word range.
+/// The stored words of a [`Packed`]; up to two (the common case) without
+/// allocating. Canonical: `Inline` iff there are at most two words, and
+/// unused inline words are zero.
+#[derive(Debug, PartialEq, Eq, Hash)]
+enum Words {
+    Inline(u8, [u64; 2]),
+    Heap(Box<[u64]>),
+}
+
+impl Packed {
+    fn new(lo: usize, words: &[u64]) -> Self {
+        let words = match *words {
+            [] => Words::Inline(0, [0; 2]),
+            [a] => Words::Inline(1, [a, 0]),
+            [a, b] => Words::Inline(2, [a, b]),
+            _ => Words::Heap(words.into()),
+        };
+        Packed { lo: u32::try_from(lo).expect("history too long"), words }
+    }
+
+    fn words(&self) -> &[u64] {
+        match &self.words {
+            Words::Inline(len, words) => &words[..usize::from(*len)],
+            Words::Heap(words) => words,
+        }
+    }
+
+    fn word(&self, i: usize) -> u64 {
+        let lo = self.lo as usize;
+        if i < lo { u64::MAX } else { self.words().get(i - lo).copied().unwrap_or(0) }
+    }
+
+    fn is_subset(&self, other: &Packed) -> bool {
+        // Below `self.lo` self is all ones, so other must be too.
+        self.lo <= other.lo && self.words().iter().enumerate().all(|(j, &w)| w & !other.word(self.lo as usize + j) == 0)
+    }
+}
+
+/// Bitset tracking the range of words that are neither all ones nor zero.
 #[derive(Debug)]
-struct LinearizedSet {
+struct BitSet {
     words: Vec<u64>,
     /// Index of the first word that is not all ones.
     lo: usize,
@@ -917,13 +920,9 @@ struct LinearizedSet {
     hi: usize,
 }
 
-impl LinearizedSet {
+impl BitSet {
     fn new(n: usize) -> Self {
-        LinearizedSet {
-            words: vec![0; n.div_ceil(64)],
-            lo: 0,
-            hi: 0,
-        }
+        BitSet { words: vec![0; n.div_ceil(64)], lo: 0, hi: 0 }
     }
 
     fn insert(&mut self, i: usize) {
@@ -935,6 +934,10 @@ impl LinearizedSet {
         self.hi = self.hi.max(w + 1);
     }
 
+    fn contains(&self, i: usize) -> bool {
+        self.words[i / 64] & (1 << (i % 64)) != 0
+    }
+
     fn remove(&mut self, i: usize) {
         let w = i / 64;
         self.words[w] &= !(1 << (i % 64));
@@ -944,53 +947,33 @@ impl LinearizedSet {
         }
     }
 
-    fn config(&self, state: State) -> Config {
-        let hi = self.hi.max(self.lo);
-        Config {
-            lo: u32::try_from(self.lo).expect("history too long"),
-            words: self.words[self.lo..hi].into(),
-            state,
-        }
+    fn packed(&self) -> Packed {
+        Packed::new(self.lo, &self.words[self.lo..self.hi.max(self.lo)])
     }
 }
 
-/// Doubly linked list of call/return events in time order. Node `2 * i` is
-/// the call of op `i`, node `2 * i + 1` its return (absent for unknown
-/// outcomes), node `2 * n` the sentinel. Removal and reinsertion follow the
-/// "dancing links" discipline, so reinsertions must undo removals in LIFO
+/// Doubly linked list with a sentinel whose removals and reinsertions follow
+/// the "dancing links" discipline: reinsertions must undo removals in LIFO
 /// order.
 #[derive(Debug)]
-struct EventList {
+struct Links {
     next: Vec<usize>,
     prev: Vec<usize>,
 }
 
-impl EventList {
-    fn new(ops: &[KeyOp]) -> Self {
-        let head = 2 * ops.len();
-        // (time, is_return, node): calls sort before returns at equal times,
-        // making closed intervals that touch count as concurrent.
-        let mut events: Vec<(u64, bool, usize)> = Vec::with_capacity(2 * ops.len());
-        for (i, op) in ops.iter().enumerate() {
-            events.push((op.call, false, 2 * i));
-            if let Some(ret) = op.ret {
-                events.push((ret, true, 2 * i + 1));
-            }
-        }
-        events.sort_unstable();
-        let mut list = EventList {
-            next: vec![head; head + 1],
-            prev: vec![head; head + 1],
-        };
-        let mut last = head;
-        for &(_, _, node) in &events {
-            list.next[last] = node;
-            list.prev[node] = last;
+impl Links {
+    /// Links `order` (distinct nodes below `sentinel`) in sequence.
+    fn new(sentinel: usize, order: impl IntoIterator<Item = usize>) -> Self {
+        let mut links = Links { next: vec![sentinel; sentinel + 1], prev: vec![sentinel; sentinel + 1] };
+        let mut last = sentinel;
+        for node in order {
+            links.next[last] = node;
+            links.prev[node] = last;
             last = node;
         }
-        list.next[last] = head;
-        list.prev[head] = last;
-        list
+        links.next[last] = sentinel;
+        links.prev[sentinel] = last;
+        links
     }
 
     fn unlink(&mut self, x: usize) {
@@ -1006,69 +989,307 @@ impl EventList {
     }
 }
 
+/// Search configuration apart from the set of linearized unknown ops: the
+/// set of linearized returned ops, the register value, and the value before
+/// the current run of unknown ops (`None` if the last op placed returned).
+type ConfigKey = (Packed, State, Option<State>);
+
+/// Memo of explored configurations: for each [`ConfigKey`], the minimal sets
+/// of linearized unknown ops seen with it.
+///
+/// A configuration is dominated by an explored one with the same key and a
+/// subset of its unknown ops: any completion of the former is a completion
+/// of the latter (unknown ops may stay unplaced and never constrain others).
+/// So dominated configurations are skipped. This is sound even when the
+/// dominating configuration is still on the DFS stack: if some explored
+/// configuration had a completion the search missed, take one with the
+/// shortest; the first step of that completion leads to an explored or
+/// dominated configuration with a shorter completion, a contradiction.
+type Memo = HashMap<ConfigKey, Vec<Packed>, BuildHasherDefault<FxHasher>>;
+
+/// Records a configuration; false if it is dominated by an explored one.
+fn admit(memo: &mut Memo, key: ConfigKey, unknown: Packed) -> bool {
+    let sets = memo.entry(key).or_insert_with(|| Vec::with_capacity(1));
+    if sets.iter().any(|seen| seen.is_subset(&unknown)) {
+        return false;
+    }
+    sets.retain(|seen| !unknown.is_subset(seen));
+    sets.push(unknown);
+    true
+}
+
+/// Unknown ops grouped by identical operation, for the symmetry rules of
+/// [`search`]. Within a group, linearized members always form a prefix in
+/// call order.
+#[derive(Debug)]
+struct Twins {
+    /// Group of each unknown op.
+    group: Vec<usize>,
+    /// Members of each group in call order, with the group's op.
+    members: Vec<(MOp, Vec<(usize, u64)>)>,
+    /// How many members of each group are linearized.
+    used: Vec<usize>,
+    by_op: HashMap<MOp, usize>,
+}
+
+impl Twins {
+    /// `unknown`: (operation, call time) of each unknown op, in call order.
+    fn new(unknown: impl Iterator<Item = (MOp, u64)>) -> Self {
+        let mut twins = Twins { group: Vec::new(), members: Vec::new(), used: Vec::new(), by_op: HashMap::new() };
+        for (k, (op, call)) in unknown.enumerate() {
+            let g = *twins.by_op.entry(op).or_insert_with(|| {
+                twins.members.push((op, Vec::new()));
+                twins.used.push(0);
+                twins.members.len() - 1
+            });
+            twins.members[g].1.push((k, call));
+            twins.group.push(g);
+        }
+        twins
+    }
+
+    /// Whether `k` is the first member of its group not linearized yet.
+    fn is_next(&self, k: usize) -> bool {
+        let g = self.group[k];
+        self.members[g].1.get(self.used[g]).is_some_and(|&(m, _)| m == k)
+    }
+
+    /// Whether an unknown CAS doing what `op` would do from `state` is
+    /// available (called by `bound`): a put can do everything such a CAS can,
+    /// so the CAS must be used first.
+    fn narrower_available(&self, op: MOp, state: State, bound: u64) -> bool {
+        let MOp::Put(new) = op else { return false };
+        let cas = MOp::Cas { expected: state, new };
+        self.by_op
+            .get(&cas)
+            .is_some_and(|&g| self.members[g].1.get(self.used[g]).is_some_and(|&(_, call)| call <= bound))
+    }
+
+    fn place(&mut self, k: usize) {
+        self.used[self.group[k]] += 1;
+    }
+
+    fn unplace(&mut self, k: usize) {
+        self.used[self.group[k]] -= 1;
+    }
+}
+
+/// An operation of the search, by class and position within its class.
+#[derive(Clone, Copy, Debug)]
+enum Cand {
+    Returned(usize),
+    Unknown(usize),
+}
+
+/// Where the scan for the next candidate stands.
+#[derive(Clone, Copy, Debug)]
+enum Cursor {
+    /// At a node of the returned ops' event list.
+    Returned(usize),
+    /// At a node of the unknown ops' list; the second field is the first
+    /// return event (or the sentinel), which bounds the call times of
+    /// candidates.
+    Unknown(usize, usize),
+}
+
 /// Searches for a linearization of one key's operations (sorted by call
-/// time), exploring at most `max_states` configurations.
-fn search(ops: &[KeyOp], max_states: usize, diagnose: bool) -> SearchResult {
-    let head = 2 * ops.len();
-    let mut list = EventList::new(ops);
-    let mut linearized = LinearizedSet::new(ops.len());
-    let mut seen: HashSet<Config, BuildHasherDefault<FxHasher>> = HashSet::default();
-    // (op linearized, state before it)
-    let mut stack: Vec<(usize, State)> = Vec::new();
+/// time), exploring at most `max_states` configurations. Also returns the
+/// number of configurations explored.
+///
+/// Returned ops live in a time-ordered list of call and return events (node
+/// `2p` is the call of the `p`-th returned op, `2p + 1` its return); unknown
+/// ops in a call-ordered list. Linearized ops are unlinked. The candidates
+/// are the returned ops whose call event precedes the first remaining return
+/// event, then the unknown ops called no later than that return, most recent
+/// first (older ones are more likely to have never taken effect); returned
+/// ones are tried first so that unknown ops are only used when needed.
+///
+/// Only linearizations in a normal form are explored: every run of unknown
+/// ops is immediately followed by a returned op that would *not* succeed
+/// without that run. This loses nothing: if the returned op `r` after a run
+/// would also succeed from the value before the run, then `r` leaves the
+/// same value either way (a put or delete overwrites it, a read or CAS
+/// reports it), so deleting the run from the linearization keeps it valid;
+/// trailing runs can be deleted too. For the same reason a run never
+/// contains an unknown op that leaves the value unchanged, nor one that
+/// brings it back to what it was before the run.
+///
+/// Identical unknown ops (same operation after [`Interner`] merged the
+/// unobservable values; typically deletes, and writes nobody read) are
+/// interchangeable, so they are linearized in call order: an unknown op is a
+/// candidate only once its previous twin is linearized. Likewise an unknown
+/// `put(v)` is not used where an unknown `cas(current, v)` is available.
+/// Exchanging the ops in a linearization keeps it valid, since the
+/// earlier-called twin (or the put) can do whatever the other did, wherever
+/// it did it; and every exchange moves the linearization closer to the
+/// preferred order, so a preferred linearization always exists.
+///
+/// Without these two rules, every unknown op could be slotted in anywhere
+/// and refuting a history with a few dozen unknown ops would take
+/// exponential time.
+fn search(ops: &[KeyOp], max_states: usize, diagnose: bool) -> (SearchResult, usize) {
+    let returned: Vec<usize> = (0..ops.len()).filter(|&i| ops[i].ret.is_some()).collect();
+    let unknown: Vec<usize> = (0..ops.len()).filter(|&i| ops[i].ret.is_none()).collect();
+    let ret = |p: usize| ops[returned[p]].ret.unwrap_or(u64::MAX);
+    let mut twins = Twins::new(unknown.iter().map(|&i| (ops[i].op, ops[i].call)));
+
+    // (time, is_return, node): calls sort before returns at equal times,
+    // making closed intervals that touch count as concurrent.
+    let mut events: Vec<(u64, bool, usize)> = Vec::with_capacity(2 * returned.len());
+    for (p, &i) in returned.iter().enumerate() {
+        events.push((ops[i].call, false, 2 * p));
+        events.push((ret(p), true, 2 * p + 1));
+    }
+    events.sort_unstable();
+    let r_head = 2 * returned.len();
+    let mut r_list = Links::new(r_head, events.iter().map(|&(_, _, node)| node));
+    let u_head = unknown.len();
+    let mut u_list = Links::new(u_head, 0..unknown.len());
+    let first_return = |r_list: &Links| {
+        let mut node = r_list.next[r_head];
+        while node != r_head && node.is_multiple_of(2) {
+            node = r_list.next[node];
+        }
+        node
+    };
+
+    // The last unknown op called by `bound` that is not linearized yet.
+    let unknown_calls: Vec<u64> = unknown.iter().map(|&i| ops[i].call).collect();
+    let latest_unplaced = |bound: u64, placed_u: &BitSet| {
+        let mut k = unknown_calls.partition_point(|&call| call <= bound);
+        while k > 0 {
+            k -= 1;
+            if !placed_u.contains(k) {
+                return k;
+            }
+        }
+        u_head
+    };
+    let mut placed_r = BitSet::new(returned.len());
+    let mut placed_u = BitSet::new(unknown.len());
+    let mut memo = Memo::default();
+    let mut explored = 0usize;
+    // (op linearized, state and run start before it)
+    let mut stack: Vec<(Cand, State, Option<State>)> = Vec::new();
     let mut state: State = None;
-    let mut unplaced_returned = ops.iter().filter(|o| o.ret.is_some()).count();
+    // The value before the current run of unknown ops, if one is open.
+    let mut run_start: Option<State> = None;
+    let mut unplaced_returned = returned.len();
     let mut deepest: Option<Deepest> = None;
-    let mut entry = list.next[head];
+    let mut cursor = Cursor::Returned(r_list.next[r_head]);
     loop {
         if unplaced_returned == 0 {
-            return SearchResult::Linearizable;
+            return (SearchResult::Linearizable, explored);
         }
-        if entry != head && entry % 2 == 0 {
-            // The call of a minimal op: every op whose call precedes the
-            // first remaining return is a candidate.
-            let i = entry / 2;
-            let op = &ops[i];
-            if let Some(next_state) = step(state, op.op, op.out) {
-                linearized.insert(i);
-                if seen.insert(linearized.config(next_state)) {
-                    if seen.len() > max_states {
-                        return SearchResult::Inconclusive;
+        let cand = match cursor {
+            Cursor::Returned(node) if node != r_head && node.is_multiple_of(2) => Cand::Returned(node / 2),
+            Cursor::Returned(node) => {
+                // The first return event: no later call is a candidate.
+                let bound = if node == r_head { u64::MAX } else { ret(node / 2) };
+                cursor = Cursor::Unknown(latest_unplaced(bound, &placed_u), node);
+                continue;
+            }
+            Cursor::Unknown(k, _) if k != u_head => Cand::Unknown(k),
+            Cursor::Unknown(_, limit) => {
+                // No candidate left: the op returning at `limit` cannot be
+                // linearized after the current prefix. Backtrack.
+                if diagnose && deepest.as_ref().is_none_or(|d| stack.len() > d.order.len()) {
+                    deepest = Some(Deepest {
+                        order: stack.iter().map(|&(c, _, _)| op_index(c, &returned, &unknown)).collect(),
+                        state,
+                        blocked_by: (limit != r_head).then(|| returned[limit / 2]),
+                    });
+                }
+                let Some((cand, before, before_run)) = stack.pop() else {
+                    return (SearchResult::NotLinearizable(deepest), explored);
+                };
+                state = before;
+                run_start = before_run;
+                cursor = match cand {
+                    Cand::Returned(p) => {
+                        placed_r.remove(p);
+                        r_list.relink(2 * p + 1);
+                        r_list.relink(2 * p);
+                        unplaced_returned += 1;
+                        Cursor::Returned(r_list.next[2 * p])
                     }
-                    stack.push((i, state));
-                    state = next_state;
-                    list.unlink(2 * i);
-                    if op.ret.is_some() {
-                        list.unlink(2 * i + 1);
+                    Cand::Unknown(k) => {
+                        placed_u.remove(k);
+                        twins.unplace(k);
+                        u_list.relink(k);
+                        Cursor::Unknown(u_list.prev[k], first_return(&r_list))
+                    }
+                };
+                continue;
+            }
+        };
+        let op = &ops[op_index(cand, &returned, &unknown)];
+        let next_run = match cand {
+            Cand::Returned(_) => None,
+            Cand::Unknown(_) => Some(run_start.unwrap_or(state)),
+        };
+        let canonical = |next_state: &State| match (cand, run_start) {
+            (Cand::Returned(_), None) => true,
+            (Cand::Returned(_), Some(before_run)) => step(before_run, op.op, op.out).is_none(),
+            (Cand::Unknown(k), _) => {
+                let bound = match cursor {
+                    Cursor::Unknown(_, limit) if limit != r_head => ret(limit / 2),
+                    _ => u64::MAX,
+                };
+                *next_state != state
+                    && Some(*next_state) != next_run
+                    && twins.is_next(k)
+                    && !twins.narrower_available(op.op, state, bound)
+            }
+        };
+        if let Some(next_state) = step(state, op.op, op.out).filter(canonical) {
+            match cand {
+                Cand::Returned(p) => placed_r.insert(p),
+                Cand::Unknown(k) => {
+                    placed_u.insert(k);
+                    twins.place(k);
+                }
+            }
+            let key = (placed_r.packed(), next_state, next_run);
+            if admit(&mut memo, key, placed_u.packed()) {
+                explored += 1;
+                if explored > max_states {
+                    return (SearchResult::Inconclusive, max_states);
+                }
+                stack.push((cand, state, run_start));
+                state = next_state;
+                run_start = next_run;
+                match cand {
+                    Cand::Returned(p) => {
+                        r_list.unlink(2 * p);
+                        r_list.unlink(2 * p + 1);
                         unplaced_returned -= 1;
                     }
-                    entry = list.next[head];
-                    continue;
+                    Cand::Unknown(k) => u_list.unlink(k),
                 }
-                linearized.remove(i);
+                cursor = Cursor::Returned(r_list.next[r_head]);
+                continue;
             }
-            entry = list.next[entry];
-        } else {
-            // The return of an op that is not linearized yet (or, defensively,
-            // the end of the list): nothing later can be placed, backtrack.
-            if diagnose && deepest.as_ref().is_none_or(|d| stack.len() > d.order.len()) {
-                deepest = Some(Deepest {
-                    order: stack.iter().map(|&(i, _)| i).collect(),
-                    state,
-                    blocked_by: (entry != head).then_some(entry / 2),
-                });
+            match cand {
+                Cand::Returned(p) => placed_r.remove(p),
+                Cand::Unknown(k) => {
+                    placed_u.remove(k);
+                    twins.unplace(k);
+                }
             }
-            let Some((i, previous)) = stack.pop() else {
-                return SearchResult::NotLinearizable(deepest);
-            };
-            state = previous;
-            linearized.remove(i);
-            if ops[i].ret.is_some() {
-                list.relink(2 * i + 1);
-                unplaced_returned += 1;
-            }
-            list.relink(2 * i);
-            entry = list.next[2 * i];
         }
+        cursor = match (cand, cursor) {
+            (Cand::Returned(p), _) => Cursor::Returned(r_list.next[2 * p]),
+            (Cand::Unknown(k), Cursor::Unknown(_, limit)) => Cursor::Unknown(u_list.prev[k], limit),
+            (Cand::Unknown(_), Cursor::Returned(_)) => unreachable!("unknown candidate from the returned list"),
+        };
+    }
+}
+
+fn op_index(cand: Cand, returned: &[usize], unknown: &[usize]) -> usize {
+    match cand {
+        Cand::Returned(p) => returned[p],
+        Cand::Unknown(k) => unknown[k],
     }
 }
 
