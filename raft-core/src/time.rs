@@ -126,6 +126,14 @@ impl AddAssign<Duration> for Instant {
     }
 }
 
+impl Sub<Duration> for Instant {
+    type Output = Instant;
+    /// Saturates at the origin.
+    fn sub(self, rhs: Duration) -> Instant {
+        Instant(self.0.saturating_sub(rhs.0))
+    }
+}
+
 impl Sub<Instant> for Instant {
     type Output = Duration;
     /// Saturates at zero.
@@ -180,6 +188,7 @@ mod tests {
         let t = Instant::from_micros(u64::MAX - 1);
         assert_eq!((t + Duration::from_secs(1)).as_micros(), u64::MAX);
         assert_eq!(Instant::ZERO - t, Duration::ZERO);
+        assert_eq!(Instant::from_micros(5) - Duration::from_micros(9), Instant::ZERO);
         assert_eq!(Duration::from_millis(3) - Duration::from_millis(5), Duration::ZERO);
         assert_eq!(Duration::from_secs(u64::MAX).as_micros(), u64::MAX);
     }

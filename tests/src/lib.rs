@@ -1,2 +1,5 @@
-//! Simulator and test support for raft-core.
+//! Test support for the raft workspace: the deterministic cluster simulator
+//! ([`sim`]), which drives `raft-core` nodes through its public API only, and
+//! the linearizability checker for key-value histories ([`linearizability`]).
 pub mod linearizability;
+pub mod sim;

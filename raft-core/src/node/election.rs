@@ -10,13 +10,21 @@ use alloc::collections::BTreeMap;
 
 impl Node {
     /// Adopts `term` (if newer, forgetting the vote) and follows `leader`.
+    ///
+    /// The election timer keeps running (§5.2: only AppendEntries from the
+    /// current leader or a granted vote restart it), so a stream of refused
+    /// RequestVotes from stale candidates cannot starve the node whose log
+    /// could win. A former leader, whose deadline is stale, gets a fresh one.
     pub(super) fn become_follower(&mut self, now: Instant, term: Term, leader: Option<NodeId>) {
         if term > self.hard.term {
             self.set_hard_state(HardState { term, voted_for: None });
         }
+        let was_leader = matches!(self.role, RoleState::Leader { .. });
         self.role = RoleState::Follower;
         self.leader = leader;
-        self.reset_election_timer(now);
+        if was_leader {
+            self.reset_election_timer(now);
+        }
     }
 
     /// Answers a message from an older term so that its sender catches up (§5.1).

@@ -216,3 +216,24 @@ fn restart_keeps_term_and_vote_so_no_second_vote_in_a_term() {
     h.persist();
     assert_eq!(granted(&h.sent, 3), Some(false));
 }
+
+#[test]
+fn a_refused_vote_request_with_a_higher_term_does_not_restart_the_election_timer() {
+    // §5.2: the timer restarts only on AppendEntries from the current leader or
+    // on granting a vote. Otherwise stale candidates could keep the one node
+    // whose log can win from ever standing (found by the simulator, seed 3008).
+    let mut h = Harness::new(1, 3);
+    h.elect();
+    h.node.propose(h.now, "x").unwrap();
+    h.persist();
+    h.recv(2, 5, vote_req(0, 0)); // higher term, stale log: refused; leader steps down
+    let deadline = h.node.poll_timeout().unwrap();
+    h.now = deadline - Duration::from_micros(1);
+    h.recv(3, 6, vote_req(0, 0)); // again, just before the deadline
+    h.persist();
+    assert_eq!(granted(&h.sent, 3), Some(false));
+    assert_eq!(h.node.poll_timeout(), Some(deadline), "refused request restarted the timer");
+    h.fire_timeout();
+    assert_eq!(h.node.role(), Role::Candidate);
+    assert_eq!(h.node.term(), Term(7));
+}

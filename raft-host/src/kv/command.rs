@@ -65,6 +65,103 @@ pub enum KvOutput {
     },
 }
 
+// Constructors and display, shared with the linearizability checker in raft-tests.
+
+impl KvOp {
+    /// `Put { key, value }`.
+    pub fn put(key: impl Into<String>, value: impl Into<String>) -> Self {
+        KvOp::Put { key: key.into(), value: value.into() }
+    }
+
+    /// `Get { key }`.
+    pub fn get(key: impl Into<String>) -> Self {
+        KvOp::Get { key: key.into() }
+    }
+
+    /// `Delete { key }`.
+    pub fn delete(key: impl Into<String>) -> Self {
+        KvOp::Delete { key: key.into() }
+    }
+
+    /// `Cas { key, expected, new }`.
+    pub fn cas(key: impl Into<String>, expected: Option<&str>, new: impl Into<String>) -> Self {
+        KvOp::Cas { key: key.into(), expected: expected.map(str::to_owned), new: new.into() }
+    }
+
+    /// The single key this operation touches.
+    pub fn key(&self) -> &str {
+        match self {
+            KvOp::Put { key, .. } | KvOp::Get { key } | KvOp::Delete { key } | KvOp::Cas { key, .. } => key,
+        }
+    }
+
+    /// Whether `output` is the right kind of output for this operation.
+    pub fn accepts(&self, output: &KvOutput) -> bool {
+        matches!(
+            (self, output),
+            (KvOp::Put { .. }, KvOutput::Put)
+                | (KvOp::Get { .. }, KvOutput::Get(_))
+                | (KvOp::Delete { .. }, KvOutput::Delete { .. })
+                | (KvOp::Cas { .. }, KvOutput::Cas { .. })
+        )
+    }
+}
+
+impl fmt::Display for KvOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KvOp::Put { key, value } => write!(f, "put({key:?}, {value:?})"),
+            KvOp::Get { key } => write!(f, "get({key:?})"),
+            KvOp::Delete { key } => write!(f, "delete({key:?})"),
+            KvOp::Cas { key, expected, new } => {
+                write!(f, "cas({key:?}, expected {}, new {new:?})", OptValue(expected))
+            }
+        }
+    }
+}
+
+impl KvOutput {
+    /// `Get(value)`.
+    pub fn get(value: Option<&str>) -> Self {
+        KvOutput::Get(value.map(str::to_owned))
+    }
+
+    /// `Delete { existed }`.
+    pub fn delete(existed: bool) -> Self {
+        KvOutput::Delete { existed }
+    }
+
+    /// `Cas { swapped, current }`.
+    pub fn cas(swapped: bool, current: Option<&str>) -> Self {
+        KvOutput::Cas { swapped, current: current.map(str::to_owned) }
+    }
+}
+
+impl fmt::Display for KvOutput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KvOutput::Put => f.write_str("ok"),
+            KvOutput::Get(v) => write!(f, "{}", OptValue(v)),
+            KvOutput::Delete { existed } => write!(f, "existed={existed}"),
+            KvOutput::Cas { swapped, current } => {
+                write!(f, "swapped={swapped}, current={}", OptValue(current))
+            }
+        }
+    }
+}
+
+/// Displays `Some(v)` as `"v"` and `None` as `absent`.
+pub(crate) struct OptValue<'a>(&'a Option<String>);
+
+impl fmt::Display for OptValue<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(v) => write!(f, "{v:?}"),
+            None => f.write_str("absent"),
+        }
+    }
+}
+
 /// A client's request as stored in the log.
 ///
 /// # Sessions (exactly-once)

@@ -101,153 +101,7 @@ pub const UNOBSERVABLE_VALUE: &str = "<a value no operation observed>";
 /// about one state per operation.
 pub const DEFAULT_MAX_STATES: usize = 1_000_000;
 
-/// An operation on the key-value store.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum KvOp {
-    /// Unconditionally set `key` to `value`.
-    Put {
-        /// The key written.
-        key: String,
-        /// The value written.
-        value: String,
-    },
-    /// Read `key`.
-    Get {
-        /// The key read.
-        key: String,
-    },
-    /// Remove `key`.
-    Delete {
-        /// The key removed.
-        key: String,
-    },
-    /// Set `key` to `new` iff its current value is `expected` (`None`: absent).
-    Cas {
-        /// The key.
-        key: String,
-        /// The value the key must have for the swap to happen.
-        expected: Option<String>,
-        /// The value written when the swap happens.
-        new: String,
-    },
-}
-
-impl KvOp {
-    /// `Put { key, value }`.
-    pub fn put(key: impl Into<String>, value: impl Into<String>) -> Self {
-        KvOp::Put { key: key.into(), value: value.into() }
-    }
-
-    /// `Get { key }`.
-    pub fn get(key: impl Into<String>) -> Self {
-        KvOp::Get { key: key.into() }
-    }
-
-    /// `Delete { key }`.
-    pub fn delete(key: impl Into<String>) -> Self {
-        KvOp::Delete { key: key.into() }
-    }
-
-    /// `Cas { key, expected, new }`.
-    pub fn cas(key: impl Into<String>, expected: Option<&str>, new: impl Into<String>) -> Self {
-        KvOp::Cas { key: key.into(), expected: expected.map(str::to_owned), new: new.into() }
-    }
-
-    /// The single key this operation touches.
-    pub fn key(&self) -> &str {
-        match self {
-            KvOp::Put { key, .. } | KvOp::Get { key } | KvOp::Delete { key } | KvOp::Cas { key, .. } => key,
-        }
-    }
-
-    /// Whether `output` is the right kind of output for this operation.
-    pub fn accepts(&self, output: &KvOutput) -> bool {
-        matches!(
-            (self, output),
-            (KvOp::Put { .. }, KvOutput::Put)
-                | (KvOp::Get { .. }, KvOutput::Get(_))
-                | (KvOp::Delete { .. }, KvOutput::Delete { .. })
-                | (KvOp::Cas { .. }, KvOutput::Cas { .. })
-        )
-    }
-}
-
-impl fmt::Display for KvOp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            KvOp::Put { key, value } => write!(f, "put({key:?}, {value:?})"),
-            KvOp::Get { key } => write!(f, "get({key:?})"),
-            KvOp::Delete { key } => write!(f, "delete({key:?})"),
-            KvOp::Cas { key, expected, new } => {
-                write!(f, "cas({key:?}, expected {}, new {new:?})", OptValue(expected))
-            }
-        }
-    }
-}
-
-/// The output of a [`KvOp`].
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum KvOutput {
-    /// Output of [`KvOp::Put`].
-    Put,
-    /// Output of [`KvOp::Get`]: the value read, `None` if the key was absent.
-    Get(Option<String>),
-    /// Output of [`KvOp::Delete`].
-    Delete {
-        /// Whether the key was present before the delete.
-        existed: bool,
-    },
-    /// Output of [`KvOp::Cas`].
-    Cas {
-        /// Whether the value matched `expected` and was replaced.
-        swapped: bool,
-        /// The key's value after the operation (`new` if swapped, otherwise
-        /// the unchanged current value).
-        current: Option<String>,
-    },
-}
-
-impl KvOutput {
-    /// `Get(value)`.
-    pub fn get(value: Option<&str>) -> Self {
-        KvOutput::Get(value.map(str::to_owned))
-    }
-
-    /// `Delete { existed }`.
-    pub fn delete(existed: bool) -> Self {
-        KvOutput::Delete { existed }
-    }
-
-    /// `Cas { swapped, current }`.
-    pub fn cas(swapped: bool, current: Option<&str>) -> Self {
-        KvOutput::Cas { swapped, current: current.map(str::to_owned) }
-    }
-}
-
-impl fmt::Display for KvOutput {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            KvOutput::Put => f.write_str("ok"),
-            KvOutput::Get(v) => write!(f, "{}", OptValue(v)),
-            KvOutput::Delete { existed } => write!(f, "existed={existed}"),
-            KvOutput::Cas { swapped, current } => {
-                write!(f, "swapped={swapped}, current={}", OptValue(current))
-            }
-        }
-    }
-}
-
-/// Displays `Some(v)` as `"v"` and `None` as `absent`.
-struct OptValue<'a>(&'a Option<String>);
-
-impl fmt::Display for OptValue<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(v) => write!(f, "{v:?}"),
-            None => f.write_str("absent"),
-        }
-    }
-}
+pub use raft_host::kv::{KvOp, KvOutput};
 
 /// How an operation ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -755,6 +609,7 @@ impl<'h> CompiledKey<'h> {
                     KvOp::Get { .. } => MOp::Get,
                     KvOp::Delete { .. } => MOp::Delete,
                     KvOp::Cas { expected, new, .. } => MOp::Cas { expected: names.opt(expected), new: names.id(new) },
+                    other => panic!("the checker does not model {other}"),
                 };
                 let (ret, out) = match &op.outcome {
                     Outcome::Returned { at, output } => {
@@ -765,6 +620,7 @@ impl<'h> CompiledKey<'h> {
                             KvOutput::Cas { swapped, current } => {
                                 MOut::Cas { swapped: *swapped, current: names.opt(current) }
                             }
+                            other => panic!("the checker does not model {other}"),
                         };
                         (Some(*at), Some(out))
                     }

@@ -47,6 +47,7 @@ fn apply(store: &mut BTreeMap<String, String>, op: &KvOp) -> KvOutput {
             }
             KvOutput::Cas { swapped, current: store.get(key).cloned() }
         }
+        other => panic!("unmodelled op {other}"),
     }
 }
 
@@ -840,11 +841,12 @@ fn small_history(rng: &mut Rng, max_ops: u64, unknown_percent: u64, values: &[&s
             if rng.chance(30) { None } else { Some((*rng.pick(values)).to_owned()) }
         };
         if let Outcome::Returned { output, .. } = &mut ops[i].outcome {
-            *output = match output {
+            *output = match &*output {
                 KvOutput::Put => KvOutput::Put,
                 KvOutput::Get(_) => KvOutput::Get(value(rng)),
                 KvOutput::Delete { .. } => KvOutput::delete(rng.chance(50)),
                 KvOutput::Cas { .. } => KvOutput::Cas { swapped: rng.chance(50), current: value(rng) },
+                other => other.clone(),
             };
         }
     }

@@ -1,0 +1,670 @@
+//! [`Cluster`]: nodes, network, disks and checker driven in virtual time.
+
+use super::disk::{Disk, DiskConfig, DiskStats};
+use super::invariants::{Checker, Violation};
+use super::network::{MsgKind, MsgStats, NetConfig, Network};
+use super::rng::{SimRng, mix64};
+use super::trace::{DropReason, MsgSummary, Trace, TraceKind, WriteSummary};
+use raft_core::codec::{decode_message, encode_message};
+use raft_core::{
+    Bytes, CompactError, Config, Duration, Entry, Event, Instant, LogIndex, Node, NodeId, Outgoing, Output,
+    PersistToken, ProposeError, Restored, Role, Snapshot, SnapshotMeta, Term,
+};
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::fmt;
+
+/// How to build a [`Cluster`].
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Number of nodes, named `n1..=nN` (`NodeId(1)..=NodeId(N)`). At least 1.
+    pub nodes: usize,
+    /// The one seed every random choice of the run derives from.
+    pub seed: u64,
+    /// Network faults at start.
+    pub net: NetConfig,
+    /// Disk timing at start.
+    pub disk: DiskConfig,
+    /// Called on every node's [`Config`] (built with `Config::new` and a
+    /// per-node, per-lifetime seed) before the node starts, e.g. to change timeouts.
+    pub configure: fn(&mut Config),
+    /// How many trace events the ring buffer keeps.
+    pub trace_capacity: usize,
+    /// How many trace lines a failure report shows.
+    pub report_lines: usize,
+}
+
+impl SimConfig {
+    /// `nodes` nodes with default timeouts, a reliable 1-5 ms network and a
+    /// 0-2 ms disk.
+    pub fn new(nodes: usize, seed: u64) -> SimConfig {
+        SimConfig {
+            nodes,
+            seed,
+            net: NetConfig::reliable(),
+            disk: DiskConfig::default(),
+            configure: |_| {},
+            trace_capacity: 1024,
+            report_lines: 60,
+        }
+    }
+}
+
+/// A leader election seen during the run.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Election {
+    /// When the node reported itself leader.
+    pub at: Instant,
+    /// The new leader.
+    pub leader: NodeId,
+    /// Its term.
+    pub term: Term,
+}
+
+/// Counters of one node over all its lifetimes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeStats {
+    /// The node.
+    pub id: NodeId,
+    /// Messages it sent.
+    pub msgs: MsgStats,
+    /// Its disk.
+    pub disk: DiskStats,
+    /// Times it was restarted.
+    pub restarts: u32,
+}
+
+/// A snapshot of every counter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stats {
+    /// Per node, in id order.
+    pub nodes: Vec<NodeStats>,
+}
+
+impl Stats {
+    /// Message counters summed over all nodes.
+    pub fn total(&self) -> MsgStats {
+        let mut t = MsgStats::default();
+        for n in &self.nodes {
+            t.add(&n.msgs);
+        }
+        t
+    }
+
+    /// The counters of `id`.
+    pub fn node(&self, id: NodeId) -> &NodeStats {
+        &self.nodes[(id.0 - 1) as usize]
+    }
+}
+
+/// What a node's state machine is told to do.
+#[derive(Copy, Clone, Debug)]
+pub enum Applied<'a> {
+    /// Apply these committed entries (contiguous, continuing the stream).
+    Entries(&'a [Entry]),
+    /// Replace the state with this snapshot; the stream continues after it.
+    Snapshot(&'a Snapshot),
+}
+
+/// Called for every apply batch and snapshot restore: time, node, lifetime
+/// (0 for the first), and what to apply. Each lifetime's stream starts at
+/// index 1 (or after a restored snapshot).
+pub type ApplyHook = Box<dyn FnMut(Instant, NodeId, u32, Applied<'_>)>;
+
+enum Pending {
+    Deliver { from: usize, to: usize, bytes: Vec<u8>, sent: Instant },
+    DiskDone { node: usize, lifetime: u32, token: PersistToken },
+}
+
+struct Scheduled {
+    at: Instant,
+    seq: u64,
+    what: Pending,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    /// Reversed, so that `BinaryHeap` pops the earliest (then lowest sequence number).
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+pub(super) struct Slot {
+    pub(super) id: NodeId,
+    pub(super) node: Option<Node>,
+    pub(super) lifetime: u32,
+    pub(super) disk: Disk,
+    /// Entries applied in the current (or, while crashed, the last) lifetime,
+    /// in increasing index order (a restored snapshot leaves a gap).
+    pub(super) applied: Vec<Entry>,
+}
+
+impl Slot {
+    pub(super) fn applied_at(&self, index: LogIndex) -> Option<&Entry> {
+        let k = self.applied.binary_search_by_key(&index, |e| e.index).ok()?;
+        self.applied.get(k)
+    }
+}
+
+enum Next {
+    Queue,
+    Timer(usize),
+}
+
+/// Steps at one instant after which the simulator declares a livelock.
+const MAX_STEPS_PER_INSTANT: u64 = 1_000_000;
+
+/// A simulated cluster: `n` raft-core nodes, a network, a disk per node, an
+/// invariant checker and a trace, all driven by one seed in virtual time.
+///
+/// Nothing happens between calls: time advances only inside [`Cluster::run_for`],
+/// [`Cluster::run_until`] and the MIT helpers. Each step jumps to the earliest
+/// of every live node's timer, the next message delivery and the next disk
+/// completion (queued events before timers at the same instant; ties by
+/// sequence number, timers by node id). After every input the node's outputs
+/// are drained and the invariants checked; a violation panics with the seed,
+/// the invariant, its values and the trace tail.
+pub struct Cluster {
+    pub(super) seed: u64,
+    pub(super) now: Instant,
+    configure: fn(&mut Config),
+    pub(super) report_lines: usize,
+    pub(super) slots: Vec<Slot>,
+    pub(super) net: Network,
+    pub(super) disk_cfg: DiskConfig,
+    disk_rng: SimRng,
+    pub(super) helper_rng: SimRng,
+    queue: BinaryHeap<Scheduled>,
+    seq: u64,
+    pub(super) checker: Checker,
+    pub(super) trace: Trace,
+    pub(super) apply_hook: Option<ApplyHook>,
+    pub(super) elections: Vec<Election>,
+    scratch: Vec<Output>,
+    pub(super) steps: u64,
+    steps_at_instant: u64,
+}
+
+impl fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cluster")
+            .field("seed", &self.seed)
+            .field("now", &self.now)
+            .field("nodes", &self.slots.len())
+            .field("in_flight", &self.queue.len())
+            .field("steps", &self.steps)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cluster {
+    /// Starts `cfg.nodes` fresh nodes at time zero, all connected.
+    ///
+    /// Panics if `cfg.nodes` is 0 or the configured node `Config` is invalid.
+    pub fn new(cfg: SimConfig) -> Cluster {
+        assert!(cfg.nodes >= 1, "a cluster needs at least one node");
+        let n = cfg.nodes;
+        let slots = (0..n)
+            .map(|i| Slot { id: NodeId(i as u64 + 1), node: None, lifetime: 0, disk: Disk::new(), applied: Vec::new() })
+            .collect();
+        let mut c = Cluster {
+            seed: cfg.seed,
+            now: Instant::ZERO,
+            configure: cfg.configure,
+            report_lines: cfg.report_lines,
+            slots,
+            net: Network::new(n, cfg.net, SimRng::stream(cfg.seed, 1)),
+            disk_cfg: cfg.disk,
+            disk_rng: SimRng::stream(cfg.seed, 2),
+            helper_rng: SimRng::stream(cfg.seed, 3),
+            queue: BinaryHeap::new(),
+            seq: 0,
+            checker: Checker::new(n),
+            trace: Trace::new(cfg.trace_capacity),
+            apply_hook: None,
+            elections: Vec::new(),
+            scratch: Vec::new(),
+            steps: 0,
+            steps_at_instant: 0,
+        };
+        for i in 0..n {
+            c.start_node(i, Restored::fresh());
+        }
+        c
+    }
+
+    // ---- faults ----
+
+    /// MIT `disconnect`: the node's messages, in both directions, are dropped
+    /// (also those already in flight when they arrive). It keeps running.
+    pub fn disconnect(&mut self, id: NodeId) {
+        let i = self.idx(id);
+        self.net.set_connected(i, false);
+        self.trace.push(self.now, TraceKind::Disconnect { node: id });
+    }
+
+    /// MIT `connect`: undoes [`Cluster::disconnect`].
+    pub fn connect(&mut self, id: NodeId) {
+        let i = self.idx(id);
+        self.net.set_connected(i, true);
+        self.trace.push(self.now, TraceKind::Connect { node: id });
+    }
+
+    /// Splits the cluster: nodes talk only within their group; nodes not
+    /// listed are isolated. Replaces any earlier partition.
+    pub fn partition(&mut self, groups: &[&[NodeId]]) {
+        let idx: Vec<Vec<usize>> = groups.iter().map(|g| g.iter().map(|&id| self.idx(id)).collect()).collect();
+        self.net.partition(&idx);
+        let groups = groups.iter().map(|g| g.to_vec()).collect();
+        self.trace.push(self.now, TraceKind::Partition { groups });
+    }
+
+    /// Drops every message from `from` to `to` (one direction) until [`Cluster::heal`].
+    pub fn cut_link(&mut self, from: NodeId, to: NodeId) {
+        let (a, b) = (self.idx(from), self.idx(to));
+        self.net.set_link(a, b, false);
+        self.trace.push(self.now, TraceKind::CutLink { from, to });
+    }
+
+    /// Full connectivity: no partition, no cut link, every node connected.
+    /// Crashed nodes stay crashed.
+    pub fn heal(&mut self) {
+        self.net.heal();
+        self.trace.push(self.now, TraceKind::Heal);
+    }
+
+    /// Crashes the node: its in-memory state is dropped, every write not yet
+    /// durable is lost, and messages reaching it while down are dropped.
+    /// Its connected flag is unchanged. No-op if already down.
+    pub fn crash(&mut self, id: NodeId) {
+        let i = self.idx(id);
+        let slot = &mut self.slots[i];
+        if slot.node.take().is_none() {
+            return;
+        }
+        let lost_writes = slot.disk.crash();
+        self.trace.push(self.now, TraceKind::Crash { node: id, lost_writes });
+    }
+
+    /// Restarts the node from exactly its durable state, with a fresh
+    /// per-lifetime seed; its apply stream restarts at index 1. A live node
+    /// is crashed first.
+    pub fn restart(&mut self, id: NodeId) {
+        let i = self.idx(id);
+        self.crash(id);
+        let slot = &mut self.slots[i];
+        slot.lifetime += 1;
+        slot.applied.clear();
+        let restored = slot.disk.restored();
+        let (term, log_len) = (restored.hard_state.term, restored.entries.len() as u64);
+        let lifetime = slot.lifetime;
+        self.checker.on_restart(i);
+        self.trace.push(self.now, TraceKind::Restart { node: id, lifetime, term, log_len });
+        self.start_node(i, restored);
+    }
+
+    fn start_node(&mut self, i: usize, restored: Restored) {
+        let members: Vec<NodeId> = (1..=self.slots.len() as u64).map(NodeId).collect();
+        let slot = &mut self.slots[i];
+        let mut config = Config::new(NodeId(i as u64 + 1), members);
+        config.seed = mix64(self.seed ^ mix64((i as u64 + 1) << 32 | u64::from(slot.lifetime)));
+        (self.configure)(&mut config);
+        match Node::new(config, restored, self.now) {
+            Ok(node) => slot.node = Some(node),
+            Err(e) => self.fail(format_args!("Node::new failed for n{}: {e}", i + 1)),
+        }
+        self.drain(i);
+    }
+
+    // ---- inputs ----
+
+    /// Proposes `command` at the node (it must lead to accept it). A crashed
+    /// node refuses with `NotLeader { leader_hint: None }`.
+    pub fn propose(&mut self, id: NodeId, command: impl Into<Bytes>) -> Result<LogIndex, ProposeError> {
+        let i = self.idx(id);
+        let Some(node) = self.slots[i].node.as_mut() else {
+            return Err(ProposeError::NotLeader { leader_hint: None });
+        };
+        let r = node.propose(self.now, command);
+        self.trace.push(self.now, TraceKind::Propose { node: id, index: r.as_ref().ok().copied() });
+        self.steps += 1;
+        self.drain(i);
+        r
+    }
+
+    /// Hands the node's host snapshot (`data`, covering up to `index`) to
+    /// [`Node::compact`]. A crashed node refuses with `NotApplied`.
+    pub fn compact(&mut self, id: NodeId, index: LogIndex, data: impl Into<Bytes>) -> Result<(), CompactError> {
+        let i = self.idx(id);
+        let Some(node) = self.slots[i].node.as_mut() else {
+            return Err(CompactError::NotApplied { index, applied: LogIndex(0) });
+        };
+        let r = node.compact(self.now, index, data);
+        self.trace.push(self.now, TraceKind::Compact { node: id, index, ok: r.is_ok() });
+        self.steps += 1;
+        self.drain(i);
+        r
+    }
+
+    // ---- time ----
+
+    fn next_event(&self) -> Option<(Instant, Next)> {
+        let mut best: Option<(Instant, Next)> = self.queue.peek().map(|s| (s.at, Next::Queue));
+        for (i, s) in self.slots.iter().enumerate() {
+            if let Some(t) = s.node.as_ref().and_then(Node::poll_timeout)
+                && best.as_ref().is_none_or(|(b, _)| t < *b)
+            {
+                best = Some((t, Next::Timer(i)));
+            }
+        }
+        best
+    }
+
+    /// Runs the next event if it is due at or before `limit`. Returns false
+    /// (and does nothing) otherwise.
+    fn step_until(&mut self, limit: Instant) -> bool {
+        let Some((at, next)) = self.next_event() else {
+            return false;
+        };
+        if at > limit {
+            return false;
+        }
+        let at = at.max(self.now);
+        if at == self.now {
+            self.steps_at_instant += 1;
+            if self.steps_at_instant > MAX_STEPS_PER_INSTANT {
+                self.fail("livelock: a million steps without time advancing");
+            }
+        } else {
+            self.steps_at_instant = 0;
+        }
+        self.now = at;
+        self.steps += 1;
+        match next {
+            Next::Timer(i) => self.fire_timer(i),
+            Next::Queue => {
+                if let Some(ev) = self.queue.pop() {
+                    match ev.what {
+                        Pending::Deliver { from, to, bytes, sent } => self.deliver(from, to, &bytes, sent),
+                        Pending::DiskDone { node, lifetime, token } => self.disk_done(node, lifetime, token),
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// Runs every event due within the next `d` of virtual time; then the
+    /// clock reads exactly `now + d`.
+    pub fn run_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        while self.step_until(until) {}
+        self.now = until;
+    }
+
+    /// Runs until `pred` holds (checked before the first step and after
+    /// each), at most `max` of virtual time. Returns whether it held; on
+    /// false the clock reads `now + max`.
+    pub fn run_until(&mut self, mut pred: impl FnMut(&Cluster) -> bool, max: Duration) -> bool {
+        let until = self.now + max;
+        loop {
+            if pred(self) {
+                return true;
+            }
+            if !self.step_until(until) {
+                self.now = until;
+                return pred(self);
+            }
+        }
+    }
+
+    fn fire_timer(&mut self, i: usize) {
+        let now = self.now;
+        let Some(node) = self.slots[i].node.as_mut() else {
+            return;
+        };
+        let role = node.role();
+        self.trace.push(now, TraceKind::Timeout { node: NodeId(i as u64 + 1), role });
+        node.handle_timeout(now);
+        self.drain(i);
+    }
+
+    fn deliver(&mut self, from: usize, to: usize, bytes: &[u8], sent: Instant) {
+        let msg = match decode_message(bytes) {
+            Ok(m) => m,
+            Err(e) => self.fail(format_args!("simulator bug: a message from n{} does not decode: {e}", from + 1)),
+        };
+        let (from_id, to_id) = (NodeId(from as u64 + 1), NodeId(to as u64 + 1));
+        let reason = if !self.net.can_talk(from, to) {
+            Some(DropReason::Disconnected)
+        } else if self.slots[to].node.is_none() {
+            Some(DropReason::Down)
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            self.net.count_dropped(from);
+            let msg = MsgSummary::of(&msg);
+            self.trace.push(self.now, TraceKind::Drop { from: from_id, to: to_id, msg, reason });
+            return;
+        }
+        self.net.count_delivered(from);
+        self.trace.push(self.now, TraceKind::Deliver { from: from_id, to: to_id, msg: MsgSummary::of(&msg), sent });
+        if let Some(node) = self.slots[to].node.as_mut() {
+            node.handle_message(self.now, from_id, msg);
+        }
+        self.drain(to);
+    }
+
+    fn disk_done(&mut self, i: usize, lifetime: u32, token: PersistToken) {
+        let slot = &mut self.slots[i];
+        if slot.lifetime != lifetime || slot.node.is_none() {
+            return; // the write was lost in a crash
+        }
+        let id = slot.id;
+        let write = match slot.disk.complete(token) {
+            None => return,
+            Some(Ok(w)) => w,
+            Some(Err(e)) => self.fail(format_args!("core broke the Write contract on n{id}: {e}")),
+        };
+        let r = self.checker_durable(i, id, &write);
+        self.check(r);
+        self.trace.push(self.now, TraceKind::Durable { node: id, token: token.get() });
+        if let Some(node) = self.slots[i].node.as_mut() {
+            node.handle_persisted(self.now, token);
+        }
+        self.drain(i);
+    }
+
+    fn checker_durable(&mut self, i: usize, id: NodeId, write: &raft_core::Write) -> Result<(), Violation> {
+        self.checker.on_durable(i, id, write)?;
+        if let Some(first) = write.entries.first() {
+            let prev = self.slots[i].disk.durable().term_at(LogIndex(first.index.0 - 1));
+            let prev = prev.ok_or_else(|| Violation {
+                invariant: "write contract",
+                detail: format!("n{id} stored i{} without the entry before it", first.index),
+            })?;
+            self.checker.on_written(id, &write.entries, prev)?;
+        }
+        Ok(())
+    }
+
+    /// Drains node `i`'s outputs and acts on each, then checks its invariants.
+    fn drain(&mut self, i: usize) {
+        let mut outs = std::mem::take(&mut self.scratch);
+        if let Some(node) = self.slots[i].node.as_mut() {
+            while let Some(o) = node.poll_output() {
+                outs.push(o);
+            }
+        }
+        for o in outs.drain(..) {
+            match o {
+                Output::Persist(p) => self.issue_write(i, p.token, p.write),
+                Output::Send(m) => self.send(i, m),
+                Output::Apply(entries) => self.apply(i, entries),
+                Output::RestoreSnapshot(snap) => self.restore_snapshot(i, snap),
+                Output::Event(Event::RoleChanged { role, term, leader }) => self.role_changed(i, role, term, leader),
+                _ => {}
+            }
+        }
+        self.scratch = outs;
+        if let Some(node) = self.slots[i].node.as_ref() {
+            let r = self.checker.after_step(i, node);
+            self.check(r);
+        }
+    }
+
+    fn issue_write(&mut self, i: usize, token: PersistToken, write: raft_core::Write) {
+        let slot = &mut self.slots[i];
+        let id = slot.id;
+        if let (Some(first), Some(node)) = (write.entries.first(), slot.node.as_ref()) {
+            let Some(prev) = node.log_term(LogIndex(first.index.0 - 1)) else {
+                self.fail(format_args!("n{id} wrote i{} but its log has no entry before it", first.index));
+            };
+            let r = self.checker.on_written(id, &write.entries, prev);
+            self.check(r);
+        }
+        self.trace.push(self.now, TraceKind::Persist { node: id, token: token.get(), write: WriteSummary::of(&write) });
+        let slot = &mut self.slots[i];
+        let done = slot.disk.issue(self.now, token, write, &self.disk_cfg, &mut self.disk_rng);
+        let lifetime = slot.lifetime;
+        self.schedule(done, Pending::DiskDone { node: i, lifetime, token });
+    }
+
+    fn send(&mut self, i: usize, out: Outgoing) {
+        let to = self.idx(out.to);
+        let bytes = encode_message(&out.message);
+        let kind = MsgKind::of(&out.message.body);
+        let delays = self.net.route(i, kind, bytes.len());
+        let (from_id, to_id) = (NodeId(i as u64 + 1), out.to);
+        let reason = if !self.net.can_talk(i, to) {
+            Some(DropReason::Disconnected)
+        } else if delays.is_empty() {
+            Some(DropReason::Lost)
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            self.net.count_dropped(i);
+            let msg = MsgSummary::of(&out.message);
+            self.trace.push(self.now, TraceKind::Drop { from: from_id, to: to_id, msg, reason });
+            return;
+        }
+        for (k, d) in delays.into_iter().enumerate() {
+            if k > 0 {
+                self.net.count_duplicated(i);
+            }
+            let bytes = bytes.clone();
+            self.schedule(self.now + d, Pending::Deliver { from: i, to, bytes, sent: self.now });
+        }
+    }
+
+    fn apply(&mut self, i: usize, entries: Vec<Entry>) {
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+            return;
+        };
+        let (first, last) = (first.index, last.index);
+        let slot = &self.slots[i];
+        let (id, lifetime) = (slot.id, slot.lifetime);
+        let term = slot.node.as_ref().map_or(Term(0), Node::term);
+        let r = self.checker.on_apply(i, id, term, &entries);
+        self.check(r);
+        self.trace.push(self.now, TraceKind::Apply { node: id, first, last });
+        if let Some(hook) = self.apply_hook.as_mut() {
+            hook(self.now, id, lifetime, Applied::Entries(&entries));
+        }
+        self.slots[i].applied.extend(entries);
+    }
+
+    fn restore_snapshot(&mut self, i: usize, snap: Snapshot) {
+        let (id, lifetime) = (self.slots[i].id, self.slots[i].lifetime);
+        let r = self.checker.on_restore_snapshot(i, id, snap.meta);
+        self.check(r);
+        let SnapshotMeta { index, term } = snap.meta;
+        self.trace.push(self.now, TraceKind::RestoreSnapshot { node: id, index, term });
+        if let Some(hook) = self.apply_hook.as_mut() {
+            hook(self.now, id, lifetime, Applied::Snapshot(&snap));
+        }
+    }
+
+    fn role_changed(&mut self, i: usize, role: Role, term: Term, leader: Option<NodeId>) {
+        let id = self.slots[i].id;
+        self.trace.push(self.now, TraceKind::Role { node: id, role, term, leader });
+        if role == Role::Leader {
+            if let Some(node) = self.slots[i].node.as_ref() {
+                let r = self.checker.on_leader(node, term);
+                self.check(r);
+            }
+            self.elections.push(Election { at: self.now, leader: id, term });
+        }
+    }
+
+    fn schedule(&mut self, at: Instant, what: Pending) {
+        self.seq += 1;
+        self.queue.push(Scheduled { at, seq: self.seq, what });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_name_the_seed_and_show_the_trace() {
+        let mut c = Cluster::new(SimConfig::new(3, 4242));
+        c.run_for(Duration::from_secs(1));
+        let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.fail("boom"))).unwrap_err();
+        let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(msg.contains("seed 4242") && msg.contains("boom"), "{msg}");
+        assert!(msg.contains("last 60 trace events") && msg.contains(" -> "), "{msg}");
+    }
+
+    #[test]
+    fn crash_loses_unfinished_writes_and_restart_restores_the_disk() {
+        let mut cfg = SimConfig::new(3, 9);
+        cfg.disk.latency_min = Duration::from_millis(50);
+        cfg.disk.latency_max = Duration::from_millis(50);
+        let mut c = Cluster::new(cfg);
+        let leader = loop {
+            c.run_for(Duration::from_millis(100));
+            if let Some(&(l, _)) = c.leaders().first() {
+                break l;
+            }
+        };
+        c.run_for(Duration::from_secs(1));
+        let index = c.propose(leader, "x").unwrap();
+        c.crash(leader); // its write of "x" needs 50 ms: lost
+        assert!(c.durable(leader).entries.iter().all(|e| e.index < index));
+        c.restart(leader);
+        let n = c.node(leader).unwrap();
+        assert_eq!(n.last_log_index(), c.durable(leader).last_index());
+        assert_eq!(n.term(), c.durable(leader).hard_state.term);
+        assert!(c.applied(leader).is_empty(), "the apply stream restarts");
+        assert_eq!(c.lifetime(leader), 1);
+        c.run_for(Duration::from_secs(2));
+        assert!(c.applied(leader).first().is_some_and(|e| e.index == LogIndex(1)));
+    }
+
+    #[test]
+    fn disconnected_nodes_neither_send_nor_receive() {
+        let mut c = Cluster::new(SimConfig::new(3, 1));
+        c.disconnect(NodeId(1));
+        c.run_for(Duration::from_secs(3));
+        let s = c.stats();
+        assert!(s.node(NodeId(1)).msgs.sent > 0);
+        assert_eq!(s.node(NodeId(1)).msgs.delivered, 0);
+        assert!(c.node(NodeId(1)).is_some_and(|n| n.role() != Role::Leader));
+        assert!(c.leaders().iter().all(|&(l, _)| l != NodeId(1)));
+    }
+}

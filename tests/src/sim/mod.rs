@@ -1,0 +1,67 @@
+//! A deterministic cluster simulator for raft-core.
+//!
+//! [`Cluster`] runs `n` [`raft_core::Node`]s in virtual time over a simulated
+//! network ([`network`]) and simulated disks ([`disk`]), using only the core's
+//! public API. Every random choice (latency, loss, duplication, disk timing,
+//! node seeds, helper sleeps) derives from [`SimConfig::seed`], so the same
+//! seed and the same test code replay the same run exactly; no wall clock,
+//! thread or global RNG is involved.
+//!
+//! After every input to a node the simulator drains its outputs and the
+//! [`invariants`] checker verifies Raft's safety properties; a violation
+//! panics with the seed, the invariant with its values, and the newest
+//! [`trace`] lines. [`mit`] adds helpers with the MIT 6.5840 tester's
+//! semantics (`check_one_leader`, `one`, ...).
+//!
+//! ```
+//! use raft_tests::sim::{Cluster, SimConfig};
+//! use raft_core::Duration;
+//!
+//! let mut c = Cluster::new(SimConfig::new(3, 42));
+//! let leader = c.check_one_leader();
+//! c.disconnect(leader);
+//! let next = c.check_one_leader();
+//! assert_ne!(leader, next);
+//! c.connect(leader);
+//! c.run_for(Duration::from_secs(1));
+//! assert_eq!(c.leaders().len(), 1);
+//! ```
+
+mod cluster;
+pub mod disk;
+pub mod invariants;
+pub mod mit;
+pub mod network;
+pub mod rng;
+pub mod trace;
+mod views;
+
+pub use cluster::{Applied, ApplyHook, Cluster, Election, NodeStats, SimConfig, Stats};
+pub use disk::{DiskConfig, DurableState};
+pub use network::{MsgKind, MsgStats, NetConfig};
+pub use rng::SimRng;
+pub use trace::{TraceEvent, TraceKind};
+
+/// Reads the seeds a test should run: `RAFT_SEED=N` gives just `[N]`;
+/// otherwise `RAFT_SEEDS=K` (default `default_count`) gives `0..K`, offset
+/// by `base` so that different scenarios explore different seeds.
+pub fn seeds(base: u64, default_count: u64) -> Vec<u64> {
+    if let Some(s) = std::env::var("RAFT_SEED").ok().and_then(|v| v.trim().parse().ok()) {
+        return vec![s];
+    }
+    let count = std::env::var("RAFT_SEEDS").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default_count);
+    (0..count).map(|k| base.wrapping_add(k)).collect()
+}
+
+/// Runs `f` for every seed of [`seeds`]`(base, default_count)`. If a run
+/// panics, prints the seed and how to rerun just that seed, then re-raises
+/// the panic.
+pub fn for_each_seed(base: u64, default_count: u64, mut f: impl FnMut(u64)) {
+    for seed in seeds(base, default_count) {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(seed)));
+        if let Err(p) = r {
+            eprintln!("FAILED with seed {seed}; rerun only this seed with RAFT_SEED={seed}");
+            std::panic::resume_unwind(p);
+        }
+    }
+}
