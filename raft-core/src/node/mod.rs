@@ -5,6 +5,8 @@ mod election;
 mod replication;
 mod snapshot;
 #[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
 pub(crate) mod test_harness;
 
 use crate::config::Config;
