@@ -8,7 +8,7 @@
 //! | `meta` | [`NodeMeta`] (node and cluster id) | once, atomically, at creation |
 //! | `hardstate` | the term and vote | atomically (temp file, fsync, rename, fsync dir) |
 //! | `snapshot` | the latest snapshot: index, term, data | atomically |
-//! | `log-<first_index:020>.seg` | append-only records | appended; fdatasync at `sync` |
+//! | `log-<first_index:020>.seg` | append-only records | appended; fdatasync at `sync`; removed by compaction |
 //!
 //! `meta` and `hardstate` are `magic | version: u32 | len: u32 | crc32: u32 |
 //! payload` (codec encoding). A segment is a 24-byte header (magic, version,
@@ -16,16 +16,55 @@
 //! payload`, the payload a codec-encoded `Append(entry)`, `Truncate { from }`
 //! or `Snapshot { index, term }`. Truncation is logical: a record, replayed
 //! in order at start-up. A segment is named after the index the log's next
-//! entry had when it was started, and a new one is started once the current
-//! one would pass [`DiskLogOptions::segment_bytes`] (a soft limit: after a
-//! truncation below a segment's first index, the log stays in that segment
-//! until it grows past it again, so that names keep increasing).
+//! entry had when it was started. A new one is started once the current one
+//! would pass [`DiskLogOptions::segment_bytes`], and at every `Snapshot`
+//! record (see [Compaction](#compaction)); both only if the current segment
+//! holds a record and the log's next index has passed the current segment's
+//! name (so after a truncation below a segment's first index, the log stays
+//! in that segment until it grows past it again, and names keep increasing).
 //!
 //! The snapshot file is replaced before the `Snapshot` record is appended;
-//! recovery applies a snapshot file newer than the last such record. Whole
-//! segments are never removed yet: compaction (deleting the segments whose
-//! every entry a snapshot covers) is future work; until then the disk keeps
-//! the full history while memory holds only the entries after the snapshot.
+//! recovery applies a snapshot file newer than the last such record. A
+//! `Snapshot` record never meets an entry that disagrees with it: when a
+//! snapshot disagrees with the entry the log holds at its index, a
+//! `Truncate` record from that index is written before it (recovery relies on
+//! this, see below).
+//!
+//! # Compaction
+//!
+//! Once a snapshot at index S is durable (at the end of the `sync` that made
+//! its file and its record durable), every segment before the last one whose
+//! name is at most S + 1 is removed. Each entry such a segment holds that is
+//! still in the log comes before its successor's name, so at or below S: the
+//! snapshot covers it. Whole segments only: a segment holding entries on both
+//! sides of S stays until a later snapshot covers it. Segments are removed
+//! oldest first with a directory fsync after each, so a crash leaves a
+//! contiguous suffix of them; [`DiskLog::open`] finishes an interrupted
+//! removal.
+//!
+//! Starting a segment at each `Snapshot` record means the segment before it
+//! ends where the log ended when that snapshot was taken, which the next
+//! snapshot normally covers. So what remains on disk starts at most one
+//! snapshot interval (or, if smaller, one segment) before the entry after the
+//! latest snapshot: the disk holds the snapshot file, the entries after the
+//! snapshot, and at most that much older history, however long the node runs.
+//! The price is one more segment creation (directory fsync) per snapshot.
+//!
+//! # Recovery after compaction
+//!
+//! A first segment named F > 1 is accepted only if the snapshot file covers
+//! index F - 1 (else it is corruption: of that segment, "missing segment", or
+//! of the `snapshot` file if there is none). Replay then starts at F with
+//! entries 1 .. F - 1 *opaque*: held, terms unknown, covered by the
+//! snapshot. Records in the remaining segments may still refer to them, and
+//! replay stays exact: a `Truncate` only needs the log's end; a `Snapshot` at
+//! an opaque index keeps the entries after it, as it did when written (a
+//! disagreeing entry would have been truncated first); an entry appended
+//! right after an opaque one skips the term check. Every snapshot written
+//! after the removal is newer than S, so above every opaque entry; after
+//! replay (and adopting a newer snapshot file) none may remain. A segment
+//! missing in the middle is still corruption: each segment must start where
+//! the log before it ends.
 
 mod error;
 mod files;
@@ -45,8 +84,10 @@ pub use meta::NodeMeta;
 use record::Change;
 use segment::SegmentWriter;
 use shape::Shape;
+use std::collections::VecDeque;
 use std::fmt;
 use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use raft_core::{Entry, HardState, LogIndex, Restored, Snapshot, Write};
@@ -58,7 +99,9 @@ const LOCK_FILE: &str = "LOCK";
 #[non_exhaustive]
 pub struct DiskLogOptions {
     /// Start a new segment file once the current one would exceed this many
-    /// bytes (a segment always takes at least one record). Default 64 MiB.
+    /// bytes (a segment always takes at least one record; a snapshot also
+    /// starts a new one). Default 64 MiB. Disk use stays bounded whatever the
+    /// size: see "Compaction" in the [`storage`](crate::storage) module docs.
     pub segment_bytes: u64,
 }
 
@@ -108,6 +151,8 @@ struct Pending {
     frame: Vec<u8>,
     /// The log's next index just before this record (names a segment it starts).
     next_before: u64,
+    /// A `Snapshot` record: it starts a new segment (see the module docs).
+    snapshot: bool,
 }
 
 /// A crash-safe, append-only Raft log in one directory, with the hard state
@@ -126,9 +171,11 @@ struct Pending {
 /// `sync` (or before it) leaves a state that is the last synced state plus
 /// some prefix of the later log records, with the later hard state and
 /// snapshot possibly already in place (they are written first, see
-/// [`sync`](Self::sync)); nothing acknowledged is lost. This assumes the
-/// file system honours fsync and never persists later appended bytes of a
-/// file without the earlier ones.
+/// [`sync`](Self::sync)), and some of the segments that sync's snapshot
+/// covers possibly removed; nothing acknowledged is lost. `open` makes what
+/// it recovered durable before returning. This assumes the file system
+/// honours fsync and never persists later appended bytes of a file without
+/// the earlier ones.
 ///
 /// # Recovery rules
 ///
@@ -142,10 +189,17 @@ struct Pending {
 ///   damaged non-last segment, a record with a good checksum that does not
 ///   decode or does not fit the log (indexes not contiguous, terms going
 ///   down), a missing segment, a damaged `meta`, `hardstate` or `snapshot`.
+/// * A first segment after index 1 (compaction removed the earlier ones) is
+///   accepted if the snapshot covers every index before it; replay starts
+///   there (see "Recovery after compaction" in the module docs). A first
+///   segment that leaves a gap above the snapshot, or has a torn header, is
+///   corruption. Segments a compaction cut short by a crash did not remove
+///   are removed.
 /// * A leftover `*.tmp` from an interrupted atomic write is removed; the file
 ///   it was replacing is intact.
 /// * A snapshot file newer than the log's last `Snapshot` record (the crash
-///   came between the two) is applied to the log, and its record appended.
+///   came between the two) is applied to the log, and its record appended
+///   (after a `Truncate` if it disagrees with an entry the log holds).
 ///
 /// A bit flip in the last record (disk damage, not a crash) looks exactly
 /// like a torn write, so it is cut off too, losing that one entry although
@@ -162,6 +216,12 @@ pub struct DiskLog {
     /// The log including writes not yet synced.
     shape: Shape,
     current: Option<SegmentWriter>,
+    /// The first index of every segment file, oldest first (the last one is
+    /// `current`).
+    segments: VecDeque<u64>,
+    /// Tests set this to stop `sync` from removing segments, so that they
+    /// can crash in the middle of a compaction.
+    hold_compaction: bool,
     pending: Vec<Pending>,
     pending_hard_state: Option<HardState>,
     pending_snapshot: Option<Snapshot>,
@@ -175,6 +235,7 @@ impl fmt::Debug for DiskLog {
             .field("meta", &self.meta)
             .field("snapshot_index", &self.shape.base().index)
             .field("last_index", &self.last_index())
+            .field("segments", &self.segments.len())
             .field("pending_records", &self.pending.len())
             .field("failed", &self.failed)
             .finish_non_exhaustive()
@@ -217,7 +278,13 @@ impl DiskLog {
         }
         let rec = recover::recover(&dir)?;
         let current = match rec.last_segment {
-            Some((path, first, len)) => Some(SegmentWriter::open(path, first, len)?),
+            Some((path, first, len)) => {
+                let seg = SegmentWriter::open(path, first, len)?;
+                // Bytes a crashed process wrote but never synced may be in
+                // the page cache: make what was recovered durable.
+                seg.sync()?;
+                Some(seg)
+            }
             None => None,
         };
         let mut log = DiskLog {
@@ -227,20 +294,27 @@ impl DiskLog {
             _lock: lock,
             shape: rec.shape,
             current,
+            segments: rec.segments.into(),
+            hold_compaction: false,
             pending: Vec::new(),
             pending_hard_state: None,
             pending_snapshot: None,
             failed: false,
         };
-        if let Some((meta, next_before)) = rec.adopted {
+        if !rec.adopted.is_empty() {
             // Record the adopted snapshot in the log, so that the records
             // appended from now on replay onto the same log.
-            let frame = record::frame(Change::Snapshot(meta)).ok_or_else(|| {
-                StorageError::corrupt(log.dir.join("snapshot"), 0, "snapshot record cannot be encoded")
-            })?;
-            log.pending.push(Pending { frame, next_before });
+            for (change, next_before) in rec.adopted {
+                let frame = record::frame(change).ok_or_else(|| {
+                    StorageError::corrupt(log.dir.join("snapshot"), 0, "snapshot record cannot be encoded")
+                })?;
+                let snapshot = matches!(change, Change::Snapshot(_));
+                log.pending.push(Pending { frame, next_before, snapshot });
+            }
             log.sync()?;
         }
+        // Finish a compaction a crash interrupted.
+        log.remove_compacted_segments(usize::MAX)?;
         let recovered = Recovered { hard_state: rec.hard_state, snapshot: rec.snapshot, entries: rec.entries };
         Ok((log, recovered))
     }
@@ -263,9 +337,10 @@ impl DiskLog {
         let invalid = |reason: String| StorageError::InvalidWrite { dir: self.dir.clone(), reason };
         let plan = self.shape.plan(write).map_err(invalid)?;
         let changes: Vec<Change<'_>> = plan
-            .snapshot
-            .map(Change::Snapshot)
+            .conflict_from
+            .map(Change::Truncate)
             .into_iter()
+            .chain(plan.snapshot.map(Change::Snapshot))
             .chain(plan.truncate_from.map(Change::Truncate))
             .chain(write.entries.iter().map(Change::Append))
             .collect();
@@ -283,7 +358,8 @@ impl DiskLog {
                 Change::Truncate(from) => self.shape.truncate(from),
                 Change::Append(e) => self.shape.push(e.term),
             }
-            self.pending.push(Pending { frame, next_before });
+            let snapshot = matches!(change, Change::Snapshot(_));
+            self.pending.push(Pending { frame, next_before, snapshot });
         }
         if let Some(hs) = write.hard_state {
             self.pending_hard_state = Some(hs);
@@ -299,8 +375,11 @@ impl DiskLog {
     /// In order: the newest hard state, atomically (temp file, fsync, rename,
     /// directory fsync); the newest snapshot, likewise; then the log records,
     /// appended and made durable with one `fdatasync` (plus one per segment
-    /// filled on the way, and a directory fsync if a segment was created).
-    /// Does nothing if nothing is pending.
+    /// filled on the way, and a directory fsync if a segment was created);
+    /// then, if the snapshot moved past the start of the next segment, the
+    /// segments it made useless are removed, oldest first, with a directory
+    /// fsync after each (see "Compaction" in the module docs). Does nothing
+    /// if nothing is pending.
     ///
     /// On error, what reached the disk is unknown: the log refuses all
     /// further calls with [`StorageError::Failed`]; reopen it to recover.
@@ -329,7 +408,7 @@ impl DiskLog {
             let roll = match &self.current {
                 None => true,
                 Some(seg) => {
-                    seg.len + (buf.len() + p.frame.len()) as u64 > self.options.segment_bytes
+                    (p.snapshot || seg.len + (buf.len() + p.frame.len()) as u64 > self.options.segment_bytes)
                         && seg.has_records(buf.len())
                         && p.next_before > seg.first_index
                 }
@@ -343,6 +422,7 @@ impl DiskLog {
                     buf.clear();
                 }
                 self.current = Some(SegmentWriter::create(&self.dir, p.next_before)?);
+                self.segments.push_back(p.next_before);
                 created = true;
             }
             buf.extend_from_slice(&p.frame);
@@ -354,7 +434,41 @@ impl DiskLog {
         if created {
             files::sync_dir(&self.dir)?;
         }
+        if !self.hold_compaction {
+            self.remove_compacted_segments(usize::MAX)?;
+        }
         Ok(())
+    }
+
+    /// Removes (at most `limit` of) the segments whose every entry still in
+    /// the log is covered by the snapshot: each one before the last segment
+    /// starting at or below `snapshot index + 1`. Oldest first, each removal
+    /// made durable before the next, so that what is left is always a
+    /// contiguous suffix of the log. Call only when every record is durable.
+    /// Returns how many were removed.
+    fn remove_compacted_segments(&mut self, limit: usize) -> Result<usize, StorageError> {
+        debug_assert!(self.pending.is_empty());
+        let mut removed = 0;
+        while removed < limit && self.compacted_segments() > 0 {
+            let path = self.dir.join(segment::name(self.segments[0]));
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(StorageError::io("remove compacted segment", &path)(e)),
+            }
+            files::sync_dir(&self.dir)?;
+            self.segments.pop_front();
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    /// How many of the oldest segments the snapshot has made useless: those
+    /// before the last segment that starts at or below `snapshot index + 1`
+    /// (the entries each holds end before its successor's first index).
+    fn compacted_segments(&self) -> usize {
+        let covered = self.shape.base().index.0;
+        self.segments.iter().rposition(|&first| first <= covered + 1).unwrap_or(0)
     }
 
     fn check_usable(&self) -> Result<(), StorageError> {

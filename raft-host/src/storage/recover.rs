@@ -3,7 +3,7 @@
 
 use super::error::StorageError;
 use super::files;
-use super::record::{self, Record};
+use super::record::{self, Change, Record};
 use super::segment::{self, End};
 use super::shape::Shape;
 use super::{hard_state, snapshot_file};
@@ -21,10 +21,14 @@ pub(super) struct Recovery {
     pub(super) shape: Shape,
     /// The segment to keep appending to: path, first index, length.
     pub(super) last_segment: Option<(PathBuf, u64, u64)>,
+    /// The first index of every segment left, in order.
+    pub(super) segments: Vec<u64>,
     /// A snapshot file newer than the log's last `Snapshot` record (a crash
-    /// came between the two), already applied to `entries` and `shape`, and
-    /// the log's next index before it: the caller must append its record.
-    pub(super) adopted: Option<(SnapshotMeta, u64)>,
+    /// came between the two) is already applied to `entries` and `shape`; the
+    /// caller must append these records for it (a `Truncate` if it disagrees
+    /// with an entry the log holds, then the `Snapshot`), each with the log's
+    /// next index before it.
+    pub(super) adopted: Vec<(Change<'static>, u64)>,
 }
 
 /// The log's entries and shape, rebuilt record by record.
@@ -44,9 +48,9 @@ impl Replay {
             }
             Record::Truncate { from } => {
                 self.shape.check_truncate(from)?;
-                let keep = from.0 - self.shape.base().index.0 - 1;
                 self.shape.truncate(from);
-                self.entries.truncate(usize::try_from(keep).unwrap_or(usize::MAX));
+                // `entries` are exactly the entries whose terms the shape knows.
+                self.entries.truncate(self.shape.known_len());
             }
             Record::Snapshot { index, term } => {
                 let meta = SnapshotMeta { index, term };
@@ -58,10 +62,10 @@ impl Replay {
     }
 
     fn compact(&mut self, meta: SnapshotMeta) {
-        let covered = meta.index.0 - self.shape.base().index.0;
+        let known_before = self.shape.known_len();
         if self.shape.compact(meta) {
-            let n = usize::try_from(covered).unwrap_or(usize::MAX).min(self.entries.len());
-            self.entries.drain(..n);
+            let dropped = known_before - self.shape.known_len();
+            self.entries.drain(..dropped);
         } else {
             self.entries.clear();
         }
@@ -94,23 +98,45 @@ fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StorageError> {
 pub(super) fn recover(dir: &Path) -> Result<Recovery, StorageError> {
     let hard_state = hard_state::read(dir)?;
     let snapshot = snapshot_file::read(dir)?;
-    let segments = list_segments(dir)?;
+    let mut segments = list_segments(dir)?;
+    let mut replay = Replay::default();
     if let Some((first, path)) = segments.first()
         && *first != 1
     {
-        return Err(StorageError::corrupt(path, 0, format!("the first segment starts at index {first}, not 1")));
+        // Compaction removed the segments before it: the snapshot must cover
+        // every entry they held, and replay starts with those entries opaque.
+        match snapshot.as_ref().map(|s| s.meta.index.0) {
+            None => {
+                let why = format!("missing, but the first segment starts at index {first}, not 1");
+                return Err(StorageError::corrupt(snapshot_file::path(dir), 0, why));
+            }
+            Some(s) if *first == 0 || s < *first - 1 => {
+                let why = format!(
+                    "the first segment starts at index {first}, but the snapshot covers only up to index {s} (missing segment)"
+                );
+                return Err(StorageError::corrupt(path, 0, why));
+            }
+            Some(_) => {}
+        }
+        replay.shape = Shape::after_removed_segments(*first);
     }
-    let mut replay = Replay::default();
     let mut last_segment = None;
+    let mut kept = segments.len();
     for (i, (first, path)) in segments.iter().enumerate() {
         let is_last = i + 1 == segments.len();
         let bytes = fs::read(path).map_err(StorageError::io("read", path))?;
         let scan =
             segment::scan(&bytes, *first, is_last).map_err(|(offset, why)| StorageError::corrupt(path, offset, why))?;
         if scan.end == End::TornAt(0) {
+            if i == 0 && *first != 1 {
+                // Segments before it are removed only once it is durable.
+                let why = "the header of the first segment is damaged, and the segments before it were compacted away";
+                return Err(StorageError::corrupt(path, 0, why));
+            }
             // Created by the sync that crashed; nothing in it was acknowledged.
             fs::remove_file(path).map_err(StorageError::io("remove torn segment", path))?;
             files::sync_dir(dir)?;
+            kept = i;
             break;
         }
         if replay.shape.next_index() != *first {
@@ -135,7 +161,7 @@ pub(super) fn recover(dir: &Path) -> Result<Recovery, StorageError> {
         last_segment = Some((path.clone(), *first, len));
     }
     let base = replay.shape.base();
-    let mut adopted = None;
+    let mut adopted = Vec::new();
     let snapshot_path = snapshot_file::path(dir);
     match &snapshot {
         None if base.index == LogIndex(0) => {}
@@ -145,7 +171,11 @@ pub(super) fn recover(dir: &Path) -> Result<Recovery, StorageError> {
         }
         // Stored, but the crash came before its log record was: apply it now.
         Some(s) if s.meta.index > base.index => {
-            adopted = Some((s.meta, replay.shape.next_index()));
+            if let Some(from) = replay.shape.conflict_from(s.meta) {
+                adopted.push((Change::Truncate(from), replay.shape.next_index()));
+                replay.apply(Record::Truncate { from }).map_err(|why| StorageError::corrupt(&snapshot_path, 0, why))?;
+            }
+            adopted.push((Change::Snapshot(s.meta), replay.shape.next_index()));
             replay.compact(s.meta);
         }
         Some(s) if s.meta == base => {}
@@ -157,5 +187,16 @@ pub(super) fn recover(dir: &Path) -> Result<Recovery, StorageError> {
             return Err(StorageError::corrupt(snapshot_path, 0, why));
         }
     }
-    Ok(Recovery { hard_state, snapshot, entries: replay.entries, shape: replay.shape, last_segment, adopted })
+    if replay.shape.has_opaque() {
+        // Unreachable given the check on the first segment; never guess.
+        let why = "entries of compacted segments are not covered by the snapshot";
+        return Err(StorageError::corrupt(snapshot_path, 0, why));
+    }
+    // What recovery read (a removed segment, a renamed snapshot) may still
+    // sit only in the page cache after a process crash: make it durable
+    // before anything is built on it.
+    files::sync_dir(dir)?;
+    segments.truncate(kept);
+    let segments = segments.into_iter().map(|(first, _)| first).collect();
+    Ok(Recovery { hard_state, snapshot, entries: replay.entries, shape: replay.shape, last_segment, segments, adopted })
 }

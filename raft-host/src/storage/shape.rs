@@ -1,6 +1,15 @@
 //! The shape of the stored log (snapshot base and entry terms, no payloads),
 //! and the rules every change to it follows. Writing and recovery share
 //! these rules, so replaying what was written rebuilds the same log.
+//!
+//! Recovery may replay a log whose first segments compaction removed: the
+//! entries before the first remaining segment are then *opaque* (their terms
+//! are unknown; the snapshot covers them). Only two rules look at such an
+//! entry: an append right after it skips its term check, and a snapshot at
+//! its index keeps the entries after it. The second relies on what
+//! [`Shape::plan`] guarantees for every `Snapshot` record it writes: if the
+//! log holds the snapshot's index, it holds it with the snapshot's term (a
+//! disagreeing entry is removed by a `Truncate` record first).
 
 use raft_core::{LogIndex, SnapshotMeta, Term, Write};
 
@@ -12,12 +21,22 @@ pub(super) const MAX_INDEX: u64 = 1 << 62;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(super) struct Shape {
     base: SnapshotMeta,
+    /// Entries `base.index + 1 ..= base.index + opaque` are held but their
+    /// terms are unknown (recovery only, see the module docs; always 0 for a
+    /// log being written). While no snapshot was replayed, `base` is then a
+    /// placeholder (index 0) and the real base lies somewhere in that range.
+    opaque: u64,
+    /// The terms of the entries after the opaque ones.
     terms: Vec<Term>,
 }
 
 /// What a [`Write`] changes in the log, once checked. Applied in this order.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Plan {
+    /// The snapshot disagrees with the entry the log holds at its index:
+    /// remove the entries from that index on first (so that a `Snapshot`
+    /// record never meets an entry it disagrees with; see the module docs).
+    pub(super) conflict_from: Option<LogIndex>,
     /// A snapshot newer than the current one.
     pub(super) snapshot: Option<SnapshotMeta>,
     /// Remove entries from here on (always within the log after the snapshot).
@@ -25,6 +44,12 @@ pub(super) struct Plan {
 }
 
 impl Shape {
+    /// The log as recovery sees it when its first remaining segment starts
+    /// at `next`: entries `1..next` are opaque, the base unknown.
+    pub(super) fn after_removed_segments(next: u64) -> Shape {
+        Shape { base: SnapshotMeta::default(), opaque: next.saturating_sub(1), terms: Vec::new() }
+    }
+
     /// The snapshot the log starts after (index 0: none).
     pub(super) fn base(&self) -> SnapshotMeta {
         self.base
@@ -32,21 +57,41 @@ impl Shape {
 
     /// The index the next appended entry must have.
     pub(super) fn next_index(&self) -> u64 {
-        self.base.index.0 + self.terms.len() as u64 + 1
+        self.base.index.0 + self.opaque + self.terms.len() as u64 + 1
     }
 
-    /// The term of entry `index`, if the log holds it (the snapshot's last
-    /// entry counts).
+    /// How many entries with known terms follow the base and opaque entries.
+    pub(super) fn known_len(&self) -> usize {
+        self.terms.len()
+    }
+
+    /// True if some held entries have unknown terms.
+    pub(super) fn has_opaque(&self) -> bool {
+        self.opaque > 0
+    }
+
+    /// The term of entry `index`, if the log holds it with a known term (the
+    /// snapshot's last entry counts).
     fn term_at(&self, index: u64) -> Option<Term> {
         if index == self.base.index.0 {
             return Some(self.base.term);
         }
-        let pos = index.checked_sub(self.base.index.0 + 1)?;
+        let pos = index.checked_sub(self.base.index.0 + 1 + self.opaque)?;
         self.terms.get(usize::try_from(pos).ok()?).copied()
     }
 
-    fn last_term(&self) -> Term {
-        self.terms.last().copied().unwrap_or(self.base.term)
+    /// True if the log holds entry `index` but its term is unknown.
+    fn is_opaque(&self, index: u64) -> bool {
+        index > self.base.index.0 && index <= self.base.index.0 + self.opaque
+    }
+
+    /// The last entry's term, `None` if it is opaque.
+    fn last_term(&self) -> Option<Term> {
+        match self.terms.last() {
+            Some(t) => Some(*t),
+            None if self.opaque > 0 => None,
+            None => Some(self.base.term),
+        }
     }
 
     /// Checks that an entry `(index, term)` may be appended.
@@ -54,8 +99,10 @@ impl Shape {
         if index.0 != self.next_index() {
             return Err(format!("entry {index} does not follow the log, which ends at {}", self.next_index() - 1));
         }
-        if term < self.last_term() {
-            return Err(format!("entry {index} has term {term}, below the previous entry's {}", self.last_term()));
+        if let Some(last) = self.last_term()
+            && term < last
+        {
+            return Err(format!("entry {index} has term {term}, below the previous entry's {last}"));
         }
         Ok(())
     }
@@ -81,7 +128,12 @@ impl Shape {
     /// [`check_truncate`](Self::check_truncate).
     pub(super) fn truncate(&mut self, from: LogIndex) {
         let keep = from.0.saturating_sub(self.base.index.0 + 1);
-        self.terms.truncate(usize::try_from(keep).unwrap_or(usize::MAX));
+        if keep <= self.opaque {
+            self.opaque = keep;
+            self.terms.clear();
+        } else {
+            self.terms.truncate(usize::try_from(keep - self.opaque).unwrap_or(usize::MAX));
+        }
     }
 
     /// Checks a snapshot as stored in the log: it must be newer.
@@ -95,16 +147,31 @@ impl Shape {
         Ok(())
     }
 
-    /// Makes `meta` the base. If the log holds `meta.index` with `meta.term`,
-    /// the entries after it stay and `true` is returned; otherwise the log
-    /// disagrees with the snapshot and every entry goes (Raft §7). `meta`
-    /// must have passed [`check_snapshot`](Self::check_snapshot).
+    /// Where the log must be truncated before a `Snapshot` record for `meta`:
+    /// at its index if the log holds that entry with another term (see the
+    /// module docs).
+    pub(super) fn conflict_from(&self, meta: SnapshotMeta) -> Option<LogIndex> {
+        self.term_at(meta.index.0).filter(|&t| t != meta.term && meta.index.0 > self.base.index.0).map(|_| meta.index)
+    }
+
+    /// Makes `meta` the base. If the log holds `meta.index` with `meta.term`
+    /// (or with an opaque term, see the module docs), the entries after it
+    /// stay and `true` is returned; otherwise the log disagrees with the
+    /// snapshot and every entry goes (Raft §7). `meta` must have passed
+    /// [`check_snapshot`](Self::check_snapshot).
     pub(super) fn compact(&mut self, meta: SnapshotMeta) -> bool {
-        let held = self.term_at(meta.index.0) == Some(meta.term);
+        let held = match self.term_at(meta.index.0) {
+            Some(term) => term == meta.term,
+            None => self.is_opaque(meta.index.0),
+        };
         if held {
             let covered = meta.index.0 - self.base.index.0;
-            self.terms.drain(..usize::try_from(covered).unwrap_or(usize::MAX).min(self.terms.len()));
+            let from_opaque = covered.min(self.opaque);
+            self.opaque -= from_opaque;
+            let known = usize::try_from(covered - from_opaque).unwrap_or(usize::MAX);
+            self.terms.drain(..known.min(self.terms.len()));
         } else {
+            self.opaque = 0;
             self.terms.clear();
         }
         self.base = meta;
@@ -113,17 +180,20 @@ impl Shape {
 
     /// Checks a whole [`Write`] against the log without changing anything,
     /// and says which records it turns into. A snapshot not newer than the
-    /// current one is ignored; a truncation is clamped to the entries after
-    /// the snapshot and dropped if it removes nothing.
+    /// current one is ignored; one that disagrees with an entry the log holds
+    /// is preceded by a truncation from its index; a truncation is clamped to
+    /// the entries after the snapshot and dropped if it removes nothing.
     pub(super) fn plan(&self, write: &Write) -> Result<Plan, String> {
         let mut virtual_base = self.base;
         let mut next = self.next_index();
         let mut snapshot = None;
+        let mut conflict_from = None;
         if let Some(s) = &write.snapshot
             && s.meta.index > self.base.index
         {
             self.check_snapshot(s.meta)?;
             if self.term_at(s.meta.index.0) != Some(s.meta.term) {
+                conflict_from = self.conflict_from(s.meta);
                 next = s.meta.index.0 + 1;
             }
             virtual_base = s.meta;
@@ -154,6 +224,6 @@ impl Shape {
             }
             prev_term = e.term;
         }
-        Ok(Plan { snapshot, truncate_from })
+        Ok(Plan { conflict_from, snapshot, truncate_from })
     }
 }

@@ -1,6 +1,7 @@
 //! Tests of the disk log: behaviour, injected faults, random crash workloads.
 
 mod basic;
+mod compaction;
 mod faults;
 mod workload;
 
@@ -103,6 +104,11 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
         .collect();
     v.sort();
     v
+}
+
+/// The first index of each segment of `dir`, in log order.
+fn segment_firsts(dir: &Path) -> Vec<u64> {
+    segments(dir).iter().map(|p| p.file_name().unwrap().to_str().unwrap()[4..24].parse().unwrap()).collect()
 }
 
 /// Asserts `result` is `Corrupt` in `file` at `offset` (any offset if `None`).

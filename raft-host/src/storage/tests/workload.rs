@@ -6,8 +6,15 @@
 //! that crash could have produced (never losing synced data), and the log
 //! must go on correctly from it.
 //!
+//! Segments are small, so snapshots make the log remove old segments all the
+//! time; a crash that comes after every record of a sync is durable may also
+//! come in the middle of that removal (any oldest-first part of it done).
+//! After each sync and each reopen, compaction must be complete: no segment
+//! but the first may start at or below the snapshot index + 1.
+//!
 //! Set `RAFT_HOST_SEED=<n>` to run one seed.
 
+use super::super::segment::name as segment_name;
 use super::*;
 use std::fs;
 
@@ -239,9 +246,11 @@ fn restore_file(path: &Path, old: &Option<Vec<u8>>) {
     }
 }
 
-/// Turns the directory after a completed sync into one where the sync was
-/// cut short by a crash: keeps `before` plus a prefix of the new log bytes.
-fn simulate_crash(rng: &mut Rng, dir: &Path, before: &Image) {
+/// Turns the directory after a completed sync (that removed no segment) into
+/// one where the sync was cut short by a crash: keeps `before` plus a prefix
+/// of the new log bytes. Returns true if that prefix is all of them, so that
+/// the crash may have come during the removal of compacted segments.
+fn simulate_crash(rng: &mut Rng, dir: &Path, before: &Image) -> bool {
     let after = image(dir);
     // The bytes the sync appended, in the order it appended them.
     let mut chunks = Vec::new();
@@ -255,9 +264,10 @@ fn simulate_crash(rng: &mut Rng, dir: &Path, before: &Image) {
     let total: u64 = chunks.iter().map(|c| c.2 - c.1).sum();
     let keep = match rng.below(10) {
         0 | 1 => 0,
-        2 | 3 => total,
+        2..=4 => total,
         _ => rng.below(total + 1),
     };
+    let mut complete = keep == total;
     if keep == 0 {
         // No log byte reached the disk: the hard state and snapshot files,
         // replaced first, may or may not have been.
@@ -265,8 +275,12 @@ fn simulate_crash(rng: &mut Rng, dir: &Path, before: &Image) {
             0 => {
                 restore_file(&dir.join("hardstate"), &before.hardstate);
                 restore_file(&dir.join("snapshot"), &before.snapshot);
+                complete = false;
             }
-            1 => restore_file(&dir.join("snapshot"), &before.snapshot),
+            1 => {
+                restore_file(&dir.join("snapshot"), &before.snapshot);
+                complete = false;
+            }
             _ => {}
         }
     }
@@ -294,9 +308,39 @@ fn simulate_crash(rng: &mut Rng, dir: &Path, before: &Image) {
             1 => rng.bytes(60),
             _ => Vec::new(),
         };
+        complete &= junk.is_empty();
         use std::io::Write as _;
         fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(&junk).unwrap();
     }
+    complete
+}
+
+/// Asserts that compaction is complete in `dir` for a snapshot at `base`:
+/// only the first segment may start at or below `base + 1`, and it must.
+#[track_caller]
+fn assert_compacted(dir: &Path, base: u64, context: &str) {
+    let firsts = segment_firsts(dir);
+    if let Some(first) = firsts.first() {
+        assert!(*first <= base + 1, "{context}: segments {firsts:?} leave a gap after the snapshot at {base}");
+    }
+    if let Some(second) = firsts.get(1) {
+        assert!(*second > base + 1, "{context}: segments {firsts:?} not compacted for the snapshot at {base}");
+    }
+}
+
+/// What a seed exercised.
+#[derive(Debug, Default)]
+struct Stats {
+    /// Segments removed by compaction (counted at the crash points).
+    removed: usize,
+    /// Crashes in the middle of a compaction (some but not all removed).
+    partial: usize,
+    /// Reopens whose first segment starts after index 1.
+    compacted_reopens: usize,
+}
+
+fn first_segment(dir: &Path) -> u64 {
+    segment_firsts(dir).first().copied().unwrap_or(1)
 }
 
 fn check_open(dir: &Path, segment_bytes: u64, seed: u64, step: usize) -> (DiskLog, Recovered) {
@@ -304,7 +348,8 @@ fn check_open(dir: &Path, segment_bytes: u64, seed: u64, step: usize) -> (DiskLo
         .unwrap_or_else(|e| panic!("seed {seed} step {step}: reopen failed: {e}"))
 }
 
-fn run_seed(seed: u64) {
+fn run_seed(seed: u64) -> Stats {
+    let mut stats = Stats::default();
     let mut rng = Rng(seed);
     let tmp = fast_tempdir();
     let dir = tmp.path();
@@ -321,12 +366,24 @@ fn run_seed(seed: u64) {
             0..30 => {
                 log.sync().unwrap();
                 model.synced();
+                assert_compacted(dir, model.synced_log.base.index.0, &format!("seed {seed} step {step}"));
             }
             30..36 => {
                 let before = image(dir);
+                // Keep the segments the sync would remove, to crash amid their removal.
+                log.hold_compaction = true;
                 log.sync().unwrap();
+                let doomed: Vec<PathBuf> =
+                    log.segments.iter().take(log.compacted_segments()).map(|&f| dir.join(segment_name(f))).collect();
                 drop(log);
-                simulate_crash(&mut rng, dir, &before);
+                if simulate_crash(&mut rng, dir, &before) {
+                    // Oldest first: a prefix of them is gone.
+                    let removed = rng.below(doomed.len() as u64 + 1) as usize;
+                    doomed[..removed].iter().for_each(|p| fs::remove_file(p).unwrap());
+                    stats.removed += removed;
+                    stats.partial += usize::from(removed > 0 && removed < doomed.len());
+                }
+                stats.compacted_reopens += usize::from(first_segment(dir) > 1);
                 let (reopened, rec) = check_open(dir, segment_bytes, seed, step);
                 let candidates = model.crash_candidates();
                 let Some((_, mlog)) = candidates.into_iter().find(|(c, _)| *c == rec) else {
@@ -338,12 +395,14 @@ fn run_seed(seed: u64) {
                 assert_eq!(reopened.last_index().0, mlog.next() - 1, "seed {seed} step {step}");
                 assert_eq!(reopened.snapshot_index(), mlog.base.index, "seed {seed} step {step}");
                 model.recovered(&rec, mlog);
+                assert_compacted(dir, model.synced_log.base.index.0, &format!("seed {seed} step {step} reopen"));
                 log = reopened;
             }
             36..38 => {
                 log.sync().unwrap();
                 model.synced();
                 drop(log);
+                stats.compacted_reopens += usize::from(first_segment(dir) > 1);
                 let (reopened, rec) = check_open(dir, segment_bytes, seed, step);
                 assert_eq!(rec, model.expected(), "seed {seed} step {step}: clean reopen");
                 log = reopened;
@@ -356,6 +415,8 @@ fn run_seed(seed: u64) {
     drop(log);
     let (_, rec) = check_open(dir, segment_bytes, seed, steps + 1);
     assert_eq!(rec, model.expected(), "seed {seed}: final reopen");
+    assert_compacted(dir, model.synced_log.base.index.0, &format!("seed {seed} final"));
+    stats
 }
 
 #[test]
@@ -365,10 +426,23 @@ fn random_workload_with_crashes_never_loses_synced_data() {
         // A real disk's fsyncs cost ~50x more: fewer seeds there.
         Err(_) => (0..if has_tmpfs() { 200 } else { 20 }).collect(),
     };
+    let all = seeds.len() > 1;
+    let mut total = Stats::default();
     for seed in seeds {
-        if let Err(panic) = std::panic::catch_unwind(|| run_seed(seed)) {
-            eprintln!("disk log workload failed with seed {seed} (rerun with RAFT_HOST_SEED={seed})");
-            std::panic::resume_unwind(panic);
+        match std::panic::catch_unwind(|| run_seed(seed)) {
+            Ok(stats) => {
+                total.removed += stats.removed;
+                total.partial += stats.partial;
+                total.compacted_reopens += stats.compacted_reopens;
+            }
+            Err(panic) => {
+                eprintln!("disk log workload failed with seed {seed} (rerun with RAFT_HOST_SEED={seed})");
+                std::panic::resume_unwind(panic);
+            }
         }
+    }
+    // The workload really compacts, and crashes in the middle of it.
+    if all {
+        assert!(total.removed > 50 && total.partial > 10 && total.compacted_reopens > 500, "{total:?}");
     }
 }
