@@ -147,10 +147,14 @@ impl Node {
                 }
             }
             AppendResponse::Reject { prev_log_index, last_log_index, conflict_term, conflict_index } => {
+                // In replicate mode the pipeline starts at `matched`, which the
+                // follower holds, so a rejection only means an earlier message
+                // is late (reordered) or lost. Rewinding would resend what is in
+                // flight; instead wait: a window that makes no progress for a
+                // heartbeat interval is probed again (`Progress::tick`).
                 let current = match p.mode {
                     Mode::Probe { .. } => prev_log_index.next() == p.next,
-                    Mode::Replicate => prev_log_index > p.matched,
-                    Mode::Snapshot { .. } => false,
+                    Mode::Replicate | Mode::Snapshot { .. } => false,
                 };
                 if !current {
                     return;

@@ -314,3 +314,42 @@ fn followers_learn_a_new_commit_index_at_once_not_a_heartbeat_later() {
     h.persist();
     assert!(h.take_sent().is_empty());
 }
+
+#[test]
+fn a_reordered_rejection_does_not_rewind_the_pipeline_and_a_real_loss_is_reprobed() {
+    let mut c = Config::new(NodeId(1), ids(3));
+    c.max_entry_bytes = 100;
+    c.max_message_bytes = 300;
+    let mut h = Harness::with(c, Restored::fresh());
+    h.elect();
+    h.recv(2, 1, Body::AppendEntriesResponse(AppendResponse::Success { match_index: LogIndex(1) }));
+    for _ in 0..3 {
+        h.node.propose(h.now, &[1u8; 100]).unwrap(); // one entry per message: 2, 3, 4
+    }
+    h.persist();
+    h.take_sent();
+    // The message with prev 3 overtook the one with prev 1: node 2 rejects it.
+    let short = AppendResponse::Reject {
+        prev_log_index: LogIndex(3),
+        last_log_index: LogIndex(1),
+        conflict_term: None,
+        conflict_index: LogIndex(2),
+    };
+    h.recv(2, 1, Body::AppendEntriesResponse(short));
+    assert!(h.take_sent().iter().all(|o| o.to != NodeId(2)), "rewound on a reordered rejection");
+    // The late messages arrive; their acks keep the pipeline going.
+    h.recv(2, 1, Body::AppendEntriesResponse(AppendResponse::Success { match_index: LogIndex(4) }));
+    assert_eq!(h.node.commit_index(), LogIndex(4));
+    // A message that is really lost: no progress for a whole heartbeat interval.
+    h.node.propose(h.now, &[1u8; 100]).unwrap();
+    h.persist();
+    h.take_sent();
+    h.fire_timeout(); // window opened less than an interval ago: heartbeat only
+    h.fire_timeout(); // still no progress: re-probe from matched + 1
+    let sent = h.take_sent();
+    let resent = sent.iter().find(|o| {
+        o.to == NodeId(2)
+            && matches!(&o.message.body, Body::AppendEntries { prev_log_index: LogIndex(4), entries, .. } if !entries.is_empty())
+    });
+    assert!(resent.is_some(), "{sent:?}");
+}
