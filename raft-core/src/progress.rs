@@ -70,6 +70,11 @@ impl Progress {
         }
     }
 
+    /// True if no pipelined message awaits an acknowledgement.
+    pub(crate) fn idle(&self) -> bool {
+        self.inflight.is_empty()
+    }
+
     /// Records that entries up to `last` (`bytes` of them) were sent.
     pub(crate) fn sent(&mut self, last: LogIndex, bytes: usize) {
         match &mut self.mode {

@@ -107,9 +107,11 @@ impl Node {
             };
             let (entries, bytes) = self.log.slice_bounded(p.next, budget);
             if entries.is_empty() && !probing {
-                // Nothing new to send; tell the follower if the commit index moved.
+                // Nothing new to send; tell the follower if the commit index
+                // moved, once its window has drained (every ack in flight would
+                // otherwise trigger its own notice).
                 let matched = p.matched;
-                if self.commit.min(matched) > p.commit_told {
+                if p.idle() && self.commit.min(matched) > p.commit_told {
                     self.send_commit_only(peer, matched);
                 }
                 return;

@@ -111,6 +111,18 @@ pub enum Applied<'a> {
 /// index 1 (or after a restored snapshot).
 pub type ApplyHook = Box<dyn FnMut(Instant, NodeId, u32, Applied<'_>)>;
 
+/// The host side of snapshots: called at the end of every step in which a
+/// node applied entries, restored a snapshot or emitted
+/// `Event::SnapshotWanted`, with the time, node, lifetime and, if the core's
+/// policy asked for a snapshot in that step, the index it reported. Returning
+/// `Some((index, data))` hands that snapshot to [`Node::compact`] at once (as
+/// a host's apply loop would); a refused compaction is a failure.
+pub type CompactHook = Box<dyn FnMut(Instant, NodeId, u32, Option<LogIndex>) -> Option<(LogIndex, Bytes)>>;
+
+/// Called after every simulator step with the whole cluster (read-only), e.g.
+/// to check a bound on every node's state; it may panic via [`Cluster::fail`].
+pub type StepObserver = Box<dyn FnMut(&Cluster)>;
+
 enum Pending {
     Deliver { from: usize, to: usize, bytes: Vec<u8>, sent: Instant },
     DiskDone { node: usize, lifetime: u32, token: PersistToken },
@@ -190,6 +202,8 @@ pub struct Cluster {
     pub(super) checker: Checker,
     pub(super) trace: Trace,
     pub(super) apply_hook: Option<ApplyHook>,
+    compact_hook: Option<CompactHook>,
+    step_observer: Option<StepObserver>,
     pub(super) elections: Vec<Election>,
     scratch: Vec<Output>,
     pub(super) steps: u64,
@@ -233,6 +247,8 @@ impl Cluster {
             checker: Checker::new(n),
             trace: Trace::new(cfg.trace_capacity),
             apply_hook: None,
+            compact_hook: None,
+            step_observer: None,
             elections: Vec::new(),
             scratch: Vec::new(),
             steps: 0,
@@ -343,6 +359,36 @@ impl Cluster {
         r
     }
 
+    /// Proposes every command at the node in one step, as a host that
+    /// batches its clients' requests would: the node then writes them in one
+    /// `Persist` and replicates them in as few messages as it can. Returns
+    /// the index of the last command, or the first refusal (the commands
+    /// before it stay proposed).
+    pub fn propose_batch(
+        &mut self,
+        id: NodeId,
+        commands: impl IntoIterator<Item = Bytes>,
+    ) -> Result<LogIndex, ProposeError> {
+        let i = self.idx(id);
+        let Some(node) = self.slots[i].node.as_mut() else {
+            return Err(ProposeError::NotLeader { leader_hint: None });
+        };
+        let mut r = match node.role() {
+            Role::Leader => Ok(node.last_log_index()), // an empty batch
+            _ => Err(ProposeError::NotLeader { leader_hint: node.leader() }),
+        };
+        for command in commands {
+            r = node.propose(self.now, command);
+            self.trace.push(self.now, TraceKind::Propose { node: id, index: r.as_ref().ok().copied() });
+            if r.is_err() {
+                break;
+            }
+        }
+        self.steps += 1;
+        self.drain(i);
+        r
+    }
+
     /// Hands the node's host snapshot (`data`, covering up to `index`) to
     /// [`Node::compact`]. A crashed node refuses with `NotApplied`.
     pub fn compact(&mut self, id: NodeId, index: LogIndex, data: impl Into<Bytes>) -> Result<(), CompactError> {
@@ -355,6 +401,29 @@ impl Cluster {
         self.steps += 1;
         self.drain(i);
         r
+    }
+
+    /// Installs the host's snapshot taker (see [`CompactHook`]).
+    pub fn set_compact_hook(&mut self, hook: Option<CompactHook>) {
+        self.compact_hook = hook;
+    }
+
+    /// Installs a check run after every step (see [`StepObserver`]).
+    pub fn set_step_observer(&mut self, observer: Option<StepObserver>) {
+        self.step_observer = observer;
+    }
+
+    fn host_compact(&mut self, i: usize, wanted: Option<LogIndex>) {
+        let (id, lifetime) = (self.slots[i].id, self.slots[i].lifetime);
+        let Some(hook) = self.compact_hook.as_mut() else {
+            return;
+        };
+        let Some((index, data)) = hook(self.now, id, lifetime, wanted) else {
+            return;
+        };
+        if let Err(e) = self.compact(id, index, data) {
+            self.fail(format_args!("n{id} refused the host's snapshot at i{index}: {e}"));
+        }
     }
 
     // ---- time ----
@@ -401,6 +470,10 @@ impl Cluster {
                     }
                 }
             }
+        }
+        if let Some(mut observer) = self.step_observer.take() {
+            observer(self);
+            self.step_observer = Some(observer);
         }
         true
     }
@@ -508,17 +581,28 @@ impl Cluster {
                 outs.push(o);
             }
         }
+        let (mut cue, mut wanted) = (false, None);
         for o in outs.drain(..) {
             match o {
                 Output::Persist(p) => self.issue_write(i, p.token, p.write),
                 Output::Send(m) => self.send(i, m),
-                Output::Apply(entries) => self.apply(i, entries),
-                Output::RestoreSnapshot(snap) => self.restore_snapshot(i, snap),
+                Output::Apply(entries) => {
+                    cue = true;
+                    self.apply(i, entries);
+                }
+                Output::RestoreSnapshot(snap) => {
+                    cue = true;
+                    self.restore_snapshot(i, snap);
+                }
                 Output::Event(Event::RoleChanged { role, term, leader }) => self.role_changed(i, role, term, leader),
+                Output::Event(Event::SnapshotWanted { applied }) => wanted = Some(applied),
                 _ => {}
             }
         }
         self.scratch = outs;
+        if cue || wanted.is_some() {
+            self.host_compact(i, wanted);
+        }
         if let Some(node) = self.slots[i].node.as_ref() {
             let r = self.checker.after_step(i, node);
             self.check(r);

@@ -124,13 +124,17 @@ impl Disk {
         if let Some(hs) = w.hard_state {
             d.hard_state = hs;
         }
+        // Truncating into a snapshot stored by an earlier write would remove
+        // committed entries; into this write's own snapshot it only removes
+        // the entries after it (the log disagreed with an installed snapshot).
+        let stored = d.snapshot_index();
         if let Some(s) = &w.snapshot {
             d.entries.retain(|e| e.index > s.meta.index);
             d.snapshot = Some(s.clone());
         }
         if let Some(t) = w.truncate_from {
-            if t <= d.snapshot_index() {
-                return Err(format!("write truncates from i{t}, inside the snapshot (up to i{})", d.snapshot_index()));
+            if t <= stored {
+                return Err(format!("write truncates from i{t}, inside the stored snapshot (up to i{stored})"));
             }
             d.entries.retain(|e| e.index < t);
         }

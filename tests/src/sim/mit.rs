@@ -62,7 +62,8 @@ impl Cluster {
     /// they applied in their last lifetime) have applied `index` as an entry,
     /// and the entry. Panics if two nodes applied different entries there.
     /// (Indexes a node only received inside a snapshot are not counted: the
-    /// simulator cannot read the host's snapshot format.)
+    /// simulator cannot read the host's snapshot format;
+    /// [`super::snapshots::Appliers::n_committed`] counts them.)
     pub fn n_committed(&self, index: LogIndex) -> (usize, Option<Entry>) {
         let mut count = 0;
         let mut seen: Option<(NodeId, &Entry)> = None;

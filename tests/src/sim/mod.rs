@@ -27,16 +27,19 @@
 //! assert_eq!(c.leaders().len(), 1);
 //! ```
 
+pub mod clients;
 mod cluster;
 pub mod disk;
 pub mod invariants;
+pub mod kv;
 pub mod mit;
 pub mod network;
 pub mod rng;
+pub mod snapshots;
 pub mod trace;
 mod views;
 
-pub use cluster::{Applied, ApplyHook, Cluster, Election, NodeStats, SimConfig, Stats};
+pub use cluster::{Applied, ApplyHook, Cluster, CompactHook, Election, NodeStats, SimConfig, Stats, StepObserver};
 pub use disk::{DiskConfig, DurableState};
 pub use network::{MsgKind, MsgStats, NetConfig};
 pub use rng::SimRng;
