@@ -2,10 +2,10 @@
 
 mod durability;
 mod election;
-mod replication;
-mod snapshot;
 #[cfg(test)]
 mod fuzz_tests;
+mod replication;
+mod snapshot;
 #[cfg(test)]
 pub(crate) mod test_harness;
 
