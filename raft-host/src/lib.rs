@@ -53,6 +53,7 @@ pub mod driver;
 pub mod kv;
 mod state_machine;
 pub mod storage;
+pub mod transport_frame;
 
 pub use auth::ClusterKey;
 pub use disk_thread::DiskThread;

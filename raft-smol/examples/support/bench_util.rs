@@ -1,0 +1,91 @@
+//! Arguments, cluster layout and reporting shared by the `bench` examples of
+//! raft-smol and raft-tokio (runtime-independent; included by path).
+
+use raft_core::{Config, NodeId};
+use raft_host::ClusterKey;
+use raft_host::kv::{KvCommand, KvOp, encode_command};
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub(crate) const USAGE: &str = "\
+usage: bench [--secs S] [--proposers N,N...] [--dir DIR]
+  A 3-node cluster on loopback, fsync on (data in a temporary directory
+  under DIR, default the system temp dir): for each N, N concurrent
+  proposers send puts to the leader for S seconds (default 5; N default 1,64).";
+
+pub(crate) struct Args {
+    pub(crate) secs: f64,
+    pub(crate) proposers: Vec<usize>,
+    pub(crate) dir: PathBuf,
+}
+
+pub(crate) fn parse() -> Result<Args, String> {
+    let mut args = Args { secs: 5.0, proposers: vec![1, 64], dir: std::env::temp_dir() };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--secs" => args.secs = value()?.parse().map_err(|e| format!("--secs: {e}"))?,
+            "--proposers" => {
+                args.proposers = value()?
+                    .split(',')
+                    .map(|n| n.parse().map_err(|e| format!("--proposers: {e}")))
+                    .collect::<Result<_, _>>()?
+            }
+            "--dir" => args.dir = PathBuf::from(value()?),
+            "--help" | "-h" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(args)
+}
+
+/// Three free loopback addresses (bound and released: a tiny race, fine for a benchmark).
+pub(crate) fn free_addrs() -> Vec<SocketAddr> {
+    let ls: Vec<TcpListener> = (0..3).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind")).collect();
+    ls.iter().map(|l| l.local_addr().expect("addr")).collect()
+}
+
+pub(crate) fn raft_config(id: u64) -> Config {
+    Config::new(NodeId(id), (1..=3).map(NodeId))
+}
+
+pub(crate) fn peers(id: u64, addrs: &[SocketAddr]) -> Vec<(NodeId, SocketAddr)> {
+    (1..=3u64).filter(|&p| p != id).map(|p| (NodeId(p), addrs[p as usize - 1])).collect()
+}
+
+pub(crate) fn key() -> ClusterKey {
+    ClusterKey::from_bytes([0x5A; 32])
+}
+
+/// Proposer `p`'s `seq`-th command: a 16-byte-ish put on its own key.
+pub(crate) fn command(run: u64, p: usize, seq: u64) -> Vec<u8> {
+    let op = KvOp::put(format!("key-{p}"), format!("value-{seq}"));
+    encode_command(&KvCommand { client: run * 1_000_000 + p as u64, seq, op })
+}
+
+pub(crate) fn header() {
+    println!(
+        "{:<8} {:>9} {:>10} {:>9} {:>9} {:>9} {:>7}",
+        "adapter", "proposers", "ops/s", "p50 ms", "p99 ms", "max ms", "errors"
+    );
+}
+
+pub(crate) fn report(adapter: &str, proposers: usize, elapsed: Duration, mut lat: Vec<Duration>, errors: u64) {
+    lat.sort();
+    let pct = |q: f64| {
+        lat.get(((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or_default()
+    };
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "{:<8} {:>9} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>7}",
+        adapter,
+        proposers,
+        lat.len() as f64 / elapsed.as_secs_f64(),
+        ms(pct(0.50)),
+        ms(pct(0.99)),
+        ms(lat.last().copied().unwrap_or_default()),
+        errors
+    );
+}

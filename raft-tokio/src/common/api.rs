@@ -1,0 +1,336 @@
+//! The public types both adapters share: configuration, errors, status and
+//! the role watch.
+
+use crate::common::sync::{TaskCount, Watch, all_stopped};
+use raft_core::{Config, LogIndex, NewNodeError, NodeId, Role, Term};
+use raft_host::{ClusterKey, StorageError};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything needed to start a node.
+///
+/// Build it with [`NodeConfig::new`] and adjust the public fields. The raft
+/// timing (heartbeat, election timeout), message and entry size limits live
+/// in [`raft`](NodeConfig::raft); the fields here are about I/O.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct NodeConfig {
+    /// The core's configuration: this node's id, every member, timing, limits.
+    pub raft: Config,
+    /// Stamped into the data directory at creation; a directory stamped
+    /// with another cluster id is refused. Default 1.
+    pub cluster_id: u64,
+    /// Where the durable log, hard state and snapshot live (created if missing).
+    pub data_dir: PathBuf,
+    /// The address to accept peer connections on (port 0: any free port,
+    /// see `Handle::local_addr`).
+    pub listen: SocketAddr,
+    /// The address of every other member. Must name exactly the members of
+    /// `raft.members` other than `raft.id`.
+    pub peers: BTreeMap<NodeId, SocketAddr>,
+    /// The shared secret: every frame is authenticated under it.
+    pub key: ClusterKey,
+    /// How long `propose` and `read` wait for an outcome before giving up
+    /// with [`ProposeError::Timeout`]. Default 5 s.
+    pub propose_timeout: Duration,
+    /// Messages held per peer and lane while a peer is slow or unreachable;
+    /// the oldest is dropped on overflow. Default 1024.
+    pub peer_queue_capacity: usize,
+    /// First reconnect delay (before jitter). Default 20 ms.
+    pub reconnect_min: Duration,
+    /// Largest reconnect delay. Default 1 s.
+    pub reconnect_max: Duration,
+    /// Limit on connecting to a peer and on writing one batch to it; a
+    /// connection that exceeds it is dropped and re-established. Default 2 s.
+    pub io_timeout: Duration,
+    /// An inbound connection must deliver its first authentic frame within
+    /// this time or it is closed. Default 10 s.
+    pub handshake_timeout: Duration,
+    /// Inbound connections served at once; more are closed on accept. Default 64.
+    pub max_inbound_connections: usize,
+}
+
+impl NodeConfig {
+    /// A configuration with the defaults listed on each field.
+    pub fn new(
+        raft: Config,
+        data_dir: impl Into<PathBuf>,
+        listen: SocketAddr,
+        peers: impl IntoIterator<Item = (NodeId, SocketAddr)>,
+        key: ClusterKey,
+    ) -> NodeConfig {
+        NodeConfig {
+            raft,
+            cluster_id: 1,
+            data_dir: data_dir.into(),
+            listen,
+            peers: peers.into_iter().collect(),
+            key,
+            propose_timeout: Duration::from_secs(5),
+            peer_queue_capacity: 1024,
+            reconnect_min: Duration::from_millis(20),
+            reconnect_max: Duration::from_secs(1),
+            io_timeout: Duration::from_secs(2),
+            handshake_timeout: Duration::from_secs(10),
+            max_inbound_connections: 64,
+        }
+    }
+
+    /// Checks the raft config and that `peers` names exactly the other members.
+    pub(crate) fn validate(&self) -> Result<(), StartError> {
+        self.raft.validate().map_err(|e| StartError::Config(e.to_string()))?;
+        for m in &self.raft.members {
+            if *m != self.raft.id && !self.peers.contains_key(m) {
+                return Err(StartError::Config(format!("no address for member {m}")));
+            }
+        }
+        for p in self.peers.keys() {
+            if *p == self.raft.id || !self.raft.members.contains(p) {
+                return Err(StartError::Config(format!("peer {p} is not another member of the cluster")));
+            }
+        }
+        if self.propose_timeout.is_zero() || self.io_timeout.is_zero() || self.handshake_timeout.is_zero() {
+            return Err(StartError::Config("timeouts must be positive".into()));
+        }
+        if self.max_inbound_connections == 0 || self.peer_queue_capacity == 0 {
+            return Err(StartError::Config("queue and connection limits must be positive".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Why a node did not start. Nothing is left running after an error.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The configuration is invalid.
+    Config(String),
+    /// The data directory could not be opened or recovered.
+    Storage(StorageError),
+    /// The recovered state does not fit the configuration.
+    Node(NewNodeError),
+    /// The listen address could not be bound.
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Start-up was interrupted (the runtime shut down).
+    Interrupted,
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Config(why) => write!(f, "invalid node configuration: {why}"),
+            StartError::Storage(e) => write!(f, "cannot open the data directory: {e}"),
+            StartError::Node(e) => write!(f, "cannot start the node: {e}"),
+            StartError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            StartError::Interrupted => write!(f, "start-up was interrupted"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StartError::Storage(e) => Some(e),
+            StartError::Node(e) => Some(e),
+            StartError::Bind { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Why a proposal or read returned no output.
+///
+/// [`NotLeader`](ProposeError::NotLeader), [`TooLarge`](ProposeError::TooLarge)
+/// and [`Shutdown`](ProposeError::Shutdown) promise the command was **not**
+/// applied and never will be; [`Timeout`](ProposeError::Timeout) means the
+/// outcome is **unknown** (see [`ProposeError::outcome_unknown`]): retry
+/// with the same client session (e.g. the same `KvCommand { client, seq }`)
+/// to learn it without applying the command twice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProposeError {
+    /// This node is not the leader (or lost leadership and another leader's
+    /// entry took the command's place). Retry at `leader_hint`, if known.
+    NotLeader {
+        /// The leader this node knows of, if any.
+        leader_hint: Option<NodeId>,
+    },
+    /// No outcome within `NodeConfig::propose_timeout`, or the node stopped
+    /// or lost track of the command (a snapshot covered it) before learning
+    /// it. The command may or may not have been applied.
+    Timeout,
+    /// The node has stopped (or is stopping) and the command never reached it.
+    Shutdown,
+    /// The command exceeds `Config::max_entry_bytes`.
+    TooLarge {
+        /// The command's size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+impl ProposeError {
+    /// True if the command may have been applied (only [`ProposeError::Timeout`]).
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, ProposeError::Timeout)
+    }
+}
+
+impl fmt::Display for ProposeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProposeError::NotLeader { leader_hint: Some(l) } => write!(f, "not the leader; try node {l}"),
+            ProposeError::NotLeader { leader_hint: None } => write!(f, "not the leader; leader unknown"),
+            ProposeError::Timeout => write!(f, "timed out; the command may or may not have been applied"),
+            ProposeError::Shutdown => write!(f, "the node has stopped"),
+            ProposeError::TooLarge { size, max } => write!(f, "command of {size} bytes exceeds the limit of {max}"),
+        }
+    }
+}
+
+impl std::error::Error for ProposeError {}
+
+/// Role, term and leader: what a role watch reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoleInfo {
+    /// The node's role.
+    pub role: Role,
+    /// Its current term.
+    pub term: Term,
+    /// The leader of that term, if known.
+    pub leader: Option<NodeId>,
+}
+
+/// A snapshot of a node's state, from `Handle::status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Status {
+    /// This node.
+    pub id: NodeId,
+    /// The address it accepts peers on.
+    pub listen: SocketAddr,
+    /// Role, term and leader.
+    pub role: RoleInfo,
+    /// The highest index known committed.
+    pub commit_index: LogIndex,
+    /// The highest index applied to the state machine.
+    pub last_applied: LogIndex,
+    /// The last index in the log (durable or not).
+    pub last_log_index: LogIndex,
+    /// The highest index known durable on this node.
+    pub durable_index: LogIndex,
+    /// One entry per peer, in id order.
+    pub peers: Vec<PeerStatus>,
+    /// True once the node has stopped (after `shutdown` or a failure).
+    pub stopped: bool,
+    /// Why the node stopped by itself (a disk error, an unusable snapshot).
+    pub failure: Option<String>,
+}
+
+/// The link to one peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PeerStatus {
+    /// The peer.
+    pub id: NodeId,
+    /// Where this node connects to reach it.
+    pub addr: SocketAddr,
+    /// True while an outgoing connection is established.
+    pub connected: bool,
+    /// Frames written to the peer.
+    pub frames_sent: u64,
+    /// Messages dropped: queue overflow, or lost with a failed connection.
+    pub dropped: u64,
+    /// Connections established (1 + reconnects).
+    pub connects: u64,
+    /// Messages waiting in the queue.
+    pub queued: usize,
+}
+
+/// Follows a node's role, term and leader.
+///
+/// [`changed`](RoleWatch::changed) reports the latest value after every
+/// change (changes in quick succession may be coalesced into the last one),
+/// and `None` once the node has stopped.
+#[derive(Debug, Clone)]
+pub struct RoleWatch {
+    watch: Arc<Watch<RoleInfo>>,
+    seen: u64,
+}
+
+impl RoleWatch {
+    pub(crate) fn new(watch: Arc<Watch<RoleInfo>>) -> RoleWatch {
+        let seen = watch.version();
+        RoleWatch { watch, seen }
+    }
+
+    /// The current value.
+    pub fn current(&self) -> RoleInfo {
+        self.watch.with(|v| *v)
+    }
+
+    /// Waits for a change after the last one this watch reported (or after
+    /// its creation), and returns the value then; `None` once the node stopped.
+    pub async fn changed(&mut self) -> Option<RoleInfo> {
+        let seen = self.seen;
+        let r = poll_fn(|cx| {
+            self.watch.poll_check(cx, |v, version, closed| {
+                if version > seen {
+                    Some(Some((*v, version)))
+                } else if closed {
+                    Some(None)
+                } else {
+                    None
+                }
+            })
+        })
+        .await;
+        r.map(|(v, version)| {
+            self.seen = version;
+            v
+        })
+    }
+
+    /// Waits until `pred` holds for the current value (checked at once, then
+    /// after every change); `None` if the node stops first.
+    pub async fn wait_for(&mut self, mut pred: impl FnMut(&RoleInfo) -> bool) -> Option<RoleInfo> {
+        let now = self.current();
+        if pred(&now) {
+            return Some(now);
+        }
+        loop {
+            let v = self.changed().await?;
+            if pred(&v) {
+                return Some(v);
+            }
+        }
+    }
+}
+
+/// Counts the tasks and threads a node started that are still running.
+/// After `Handle::shutdown` returns, [`running`](TaskMonitor::running) is 0.
+#[derive(Debug, Clone)]
+pub struct TaskMonitor(pub(crate) TaskCount);
+
+impl TaskMonitor {
+    /// Tasks (and the disk thread) still running.
+    pub fn running(&self) -> usize {
+        self.0.with(|n| *n)
+    }
+
+    /// Waits until none is running.
+    pub async fn stopped(&self) {
+        all_stopped(&self.0).await
+    }
+}

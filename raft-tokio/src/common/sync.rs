@@ -1,0 +1,183 @@
+//! Executor-agnostic synchronization: a versioned cell whose changes can be
+//! awaited ([`Watch`]), used for the stop signal, the role watch and the
+//! count of running tasks.
+
+use std::future::poll_fn;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+/// A value, a version bumped on every change, a closed flag, and the wakers
+/// of the futures waiting for any of them to change.
+#[derive(Debug)]
+pub(crate) struct Watch<T> {
+    state: Mutex<State<T>>,
+}
+
+#[derive(Debug)]
+struct State<T> {
+    value: T,
+    version: u64,
+    closed: bool,
+    wakers: Vec<Waker>,
+}
+
+impl<T> Watch<T> {
+    pub(crate) fn new(value: T) -> Watch<T> {
+        Watch { state: Mutex::new(State { value, version: 0, closed: false, wakers: Vec::new() }) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        // A panic while holding the lock cannot leave the state half-updated
+        // (every update is a single assignment), so poisoning is ignored.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Changes the value; if `f` returns true, bumps the version and wakes
+    /// every waiter.
+    pub(crate) fn update(&self, f: impl FnOnce(&mut T) -> bool) {
+        let wakers = {
+            let mut s = self.lock();
+            if !f(&mut s.value) {
+                return;
+            }
+            s.version += 1;
+            std::mem::take(&mut s.wakers)
+        };
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// Marks the watch closed (for good) and wakes every waiter.
+    pub(crate) fn close(&self) {
+        let wakers = {
+            let mut s = self.lock();
+            s.closed = true;
+            std::mem::take(&mut s.wakers)
+        };
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// Reads the value.
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        f(&self.lock().value)
+    }
+
+    /// The current version (0 until the first change).
+    pub(crate) fn version(&self) -> u64 {
+        self.lock().version
+    }
+
+    /// Ready once `check(value, version, closed)` returns `Some`.
+    pub(crate) fn poll_check<R>(
+        &self,
+        cx: &mut Context<'_>,
+        check: impl FnOnce(&T, u64, bool) -> Option<R>,
+    ) -> Poll<R> {
+        let mut s = self.lock();
+        if let Some(r) = check(&s.value, s.version, s.closed) {
+            return Poll::Ready(r);
+        }
+        if !s.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            s.wakers.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// Waits until the watch is closed.
+    pub(crate) async fn closed(&self) {
+        poll_fn(|cx| self.poll_check(cx, |_, _, closed| closed.then_some(()))).await
+    }
+}
+
+/// A stop signal shared by every task of one node: closed once, never reopened.
+pub(crate) type Stop = Arc<Watch<()>>;
+
+/// Counts the running tasks (and the disk thread) of one node.
+pub(crate) type TaskCount = Arc<Watch<usize>>;
+
+/// Held by a running task; counts it in a [`TaskCount`] from creation
+/// (before the task is spawned, so a shutdown cannot miss it) until drop.
+#[derive(Debug)]
+pub(crate) struct TaskGuard(TaskCount);
+
+impl TaskGuard {
+    pub(crate) fn new(count: &TaskCount) -> TaskGuard {
+        count.update(|n| {
+            *n += 1;
+            true
+        });
+        TaskGuard(count.clone())
+    }
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        self.0.update(|n| {
+            *n = n.saturating_sub(1);
+            true
+        });
+    }
+}
+
+/// Closes the stop signal when dropped: a task that ends for any reason,
+/// panics included, takes the rest of the node down with it.
+#[derive(Debug)]
+pub(crate) struct StopOnDrop(pub(crate) Stop);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// Waits until no counted task is left.
+pub(crate) async fn all_stopped(count: &TaskCount) {
+    poll_fn(|cx| count.poll_check(cx, |n, _, _| (*n == 0).then_some(()))).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    struct Counter(AtomicUsize);
+    impl Wake for Counter {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn waiters_are_woken_once_per_change_and_deduplicated() {
+        let w = Watch::new(1u32);
+        let counter = Arc::new(Counter(AtomicUsize::new(0)));
+        let waker = Waker::from(counter.clone());
+        let mut cx = Context::from_waker(&waker);
+        for _ in 0..3 {
+            assert!(w.poll_check(&mut cx, |v, _, _| (*v == 2).then_some(())).is_pending());
+        }
+        w.update(|v| {
+            *v = 2;
+            true
+        });
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1, "one registration despite three polls");
+        assert_eq!(w.poll_check(&mut cx, |v, ver, _| (*v == 2).then_some(ver)), Poll::Ready(1));
+        w.update(|_| false);
+        assert_eq!(w.version(), 1, "an update that changes nothing bumps nothing");
+        assert!(w.poll_check(&mut cx, |_, _, closed| closed.then_some(())).is_pending());
+        w.close();
+        assert_eq!(w.poll_check(&mut cx, |_, _, closed| closed.then_some(())), Poll::Ready(()));
+        assert_eq!(counter.0.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn task_guards_count() {
+        let count: TaskCount = Arc::new(Watch::new(0));
+        let a = TaskGuard::new(&count);
+        let b = TaskGuard::new(&count);
+        assert_eq!(count.with(|n| *n), 2);
+        drop(a);
+        drop(b);
+        assert_eq!(count.with(|n| *n), 0);
+    }
+}

@@ -1,0 +1,226 @@
+//! TCP links on tokio: an accept task with one reader per inbound
+//! connection, and one writer per peer for the outgoing direction.
+
+use crate::common::backoff::{Backoff, RESET_AFTER};
+use crate::common::engine::Shared;
+use crate::common::queue::{BATCH_BYTES, PeerQueue};
+use crate::common::sync::TaskGuard;
+use raft_core::{Message, NodeId};
+use raft_host::transport_frame::{LEN_BYTES, check_len, encode_frame_into, open_frame};
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+/// A read buffer grown past this is released after use.
+const KEEP_BUFFER: usize = 64 << 10;
+
+/// Accepts peer connections until the node stops, then waits for its readers.
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    inbound: mpsc::Sender<(NodeId, Message)>,
+    _guard: TaskGuard,
+) {
+    let mut readers = JoinSet::new();
+    loop {
+        tokio::select! {
+            () = shared.stop.closed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    while readers.try_join_next().is_some() {}
+                    if readers.len() >= shared.config.max_inbound_connections {
+                        continue; // dropping the stream closes it
+                    }
+                    let _ = stream.set_nodelay(true);
+                    let guard = TaskGuard::new(&shared.tasks);
+                    readers.spawn(read_loop(stream, shared.clone(), inbound.clone(), guard));
+                }
+                // Out of descriptors or similar: wait a little instead of spinning.
+                Err(_) => tokio::select! {
+                    () = shared.stop.closed() => break,
+                    () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                },
+            },
+        }
+    }
+    drop(listener);
+    while readers.join_next().await.is_some() {}
+}
+
+/// Reads one frame body into `buf`, refusing an over-long length before allocating.
+async fn read_frame(stream: &mut TcpStream, buf: &mut Vec<u8>, max: usize) -> io::Result<()> {
+    let mut prefix = [0u8; LEN_BYTES];
+    stream.read_exact(&mut prefix).await?;
+    let len = check_len(prefix, max).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    buf.clear();
+    buf.resize(len, 0);
+    stream.read_exact(buf).await?;
+    Ok(())
+}
+
+/// Serves one inbound connection: authenticated messages go to the owning
+/// task. Any bad frame (too long, not authentic, not a message, from a
+/// non-member, or from another sender than the connection's first frame)
+/// closes the connection.
+async fn read_loop(
+    mut stream: TcpStream,
+    shared: Arc<Shared>,
+    inbound: mpsc::Sender<(NodeId, Message)>,
+    _guard: TaskGuard,
+) {
+    let mut peer: Option<NodeId> = None;
+    let mut buf = Vec::new();
+    loop {
+        let read = read_frame(&mut stream, &mut buf, shared.max_frame);
+        let limited = async {
+            match peer {
+                Some(_) => read.await,
+                None => tokio::time::timeout(shared.config.handshake_timeout, read)
+                    .await
+                    .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into())),
+            }
+        };
+        let result = tokio::select! {
+            () = shared.stop.closed() => return,
+            r = limited => r,
+        };
+        if result.is_err() {
+            return;
+        }
+        let Ok((from, msg)) = open_frame(&shared.config.key, &buf) else { return };
+        if !shared.is_peer(from) || peer.is_some_and(|p| p != from) {
+            return;
+        }
+        peer = Some(from);
+        if buf.capacity() > KEEP_BUFFER {
+            buf = Vec::new();
+        }
+        let delivered = tokio::select! {
+            () = shared.stop.closed() => false,
+            r = inbound.send((from, msg)) => r.is_ok(),
+        };
+        if !delivered {
+            return;
+        }
+    }
+}
+
+struct Conn {
+    rd: OwnedReadHalf,
+    wr: OwnedWriteHalf,
+    since: Instant,
+}
+
+/// Sleeps, unless the node stops first (then false).
+async fn pause(shared: &Shared, d: Duration) -> bool {
+    tokio::select! {
+        () = shared.stop.closed() => false,
+        () = tokio::time::sleep(d) => true,
+    }
+}
+
+/// Forgets the connection; a long-lived one resets the backoff.
+fn disconnect(conn: &mut Option<Conn>, peer: &PeerQueue, backoff: &mut Backoff) {
+    if let Some(c) = conn.take()
+        && c.since.elapsed() >= RESET_AFTER
+    {
+        backoff.reset();
+    }
+    peer.stats.connected.store(false, Ordering::Relaxed);
+}
+
+/// Sends the peer's queue over one outgoing connection, (re)connecting
+/// lazily with backoff. Messages in a batch that cannot be delivered are
+/// dropped and counted: Raft retransmits what matters.
+pub(crate) async fn write_loop(peer: Arc<PeerQueue>, shared: Arc<Shared>, _guard: TaskGuard) {
+    let cfg = &shared.config;
+    let me = shared.id();
+    let seed = cfg.raft.seed ^ peer.id.0.rotate_left(32) ^ 0xC0FF_EE00;
+    let mut backoff = Backoff::new(seed, cfg.reconnect_min, cfg.reconnect_max);
+    let mut batch: Vec<Message> = Vec::new();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut conn: Option<Conn> = None;
+    loop {
+        // Wait for messages; meanwhile notice if the peer closes the connection
+        // (it never writes on it, so any read completing means it is over).
+        let open = match conn.as_mut() {
+            None => tokio::select! {
+                () = shared.stop.closed() => return,
+                open = peer.next_batch(&mut batch, BATCH_BYTES) => open,
+            },
+            Some(c) => {
+                let mut probe = [0u8; 1];
+                tokio::select! {
+                    () = shared.stop.closed() => return,
+                    open = peer.next_batch(&mut batch, BATCH_BYTES) => open,
+                    _ = c.rd.read(&mut probe) => {
+                        disconnect(&mut conn, &peer, &mut backoff);
+                        if !pause(&shared, backoff.next_delay()).await {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+            }
+        };
+        if !open {
+            return;
+        }
+        if conn.is_none() {
+            let attempt = tokio::select! {
+                () = shared.stop.closed() => return,
+                r = tokio::time::timeout(cfg.io_timeout, TcpStream::connect(peer.addr)) => r,
+            };
+            match attempt {
+                Ok(Ok(stream)) => {
+                    let _ = stream.set_nodelay(true);
+                    let (rd, wr) = stream.into_split();
+                    conn = Some(Conn { rd, wr, since: Instant::now() });
+                    peer.stats.connects.fetch_add(1, Ordering::Relaxed);
+                    peer.stats.connected.store(true, Ordering::Relaxed);
+                }
+                _ => {
+                    peer.stats.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    batch.clear();
+                    if !pause(&shared, backoff.next_delay()).await {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        }
+        buf.clear();
+        let mut frames = 0u64;
+        for m in batch.drain(..) {
+            match encode_frame_into(&cfg.key, me, &m, shared.max_frame, &mut buf) {
+                Ok(_) => frames += 1,
+                Err(_) => {
+                    peer.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        let written = tokio::select! {
+            () = shared.stop.closed() => return,
+            r = tokio::time::timeout(cfg.io_timeout, c.wr.write_all(&buf)) => matches!(r, Ok(Ok(()))),
+        };
+        if written {
+            peer.stats.frames_sent.fetch_add(frames, Ordering::Relaxed);
+        } else {
+            peer.stats.dropped.fetch_add(frames, Ordering::Relaxed);
+            disconnect(&mut conn, &peer, &mut backoff);
+            if !pause(&shared, backoff.next_delay()).await {
+                return;
+            }
+        }
+        if buf.capacity() > 4 * BATCH_BYTES {
+            buf = Vec::new();
+        }
+    }
+}

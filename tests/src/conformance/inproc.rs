@@ -1,0 +1,349 @@
+//! [`ClusterUnderTest`] for adapters that run in this process: raft-tokio
+//! and raft-smol nodes (or a mix), each member reaching the others through
+//! a [`FaultProxy`].
+
+use super::{ClusterUnderTest, Failure, FaultProxy, KvResult, NodeView};
+use raft_core::{Config, Duration as CoreDuration, NodeId};
+use raft_host::kv::{KvCommand, encode_command};
+use raft_host::{ClusterKey, KvStore};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// What an adapter needs to start one member.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    /// Raft configuration (id, members, test timing).
+    pub raft: Config,
+    /// The member's data directory.
+    pub data_dir: PathBuf,
+    /// Peers' addresses (proxy addresses).
+    pub peers: BTreeMap<NodeId, SocketAddr>,
+    /// The cluster key.
+    pub key: ClusterKey,
+    /// The node's proposal timeout.
+    pub propose_timeout: Duration,
+}
+
+/// One running in-process member.
+pub trait RunningNode: Send + Sync {
+    /// Where it listens.
+    fn listen(&self) -> SocketAddr;
+    /// Its view of itself.
+    fn status(&self) -> NodeView;
+    /// Proposes encoded command bytes.
+    fn propose(&self, command: Vec<u8>) -> Result<KvResult, Failure>;
+    /// Its local value of `key`.
+    fn local_get(&self, key: &str) -> Option<String>;
+    /// Stops it gracefully; returns tasks still running afterwards.
+    fn shutdown(&self) -> usize;
+}
+
+/// A kind of node: raft-tokio, raft-smol.
+pub trait Adapter: Send + Sync {
+    /// Its name.
+    fn name(&self) -> &'static str;
+    /// Starts a member on a fresh loopback port.
+    fn start(&self, spec: NodeSpec) -> Arc<dyn RunningNode>;
+    /// Tasks alive in the runtime this adapter owns, if it can tell.
+    fn runtime_tasks(&self) -> Option<usize>;
+}
+
+/// Both adapters' `Status` have the same shape; converts either.
+macro_rules! view {
+    ($s:expr) => {{
+        let s = $s;
+        NodeView {
+            id: s.id.0,
+            role: s.role.role,
+            term: s.role.term.0,
+            leader: s.role.leader.map(|l| l.0),
+            commit_index: s.commit_index.0,
+            last_applied: s.last_applied.0,
+        }
+    }};
+}
+
+macro_rules! map_error {
+    ($krate:ident, $e:expr) => {
+        match $e {
+            $krate::ProposeError::NotLeader { leader_hint } => Failure::NotLeader(leader_hint.map(|l| l.0)),
+            $krate::ProposeError::Timeout => Failure::Unknown,
+            other => Failure::Rejected(other.to_string()),
+        }
+    };
+}
+
+/// raft-tokio nodes on one multi-threaded runtime (two workers).
+pub struct TokioAdapter {
+    rt: tokio::runtime::Runtime,
+}
+
+impl fmt::Debug for TokioAdapter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokioAdapter")
+    }
+}
+
+impl TokioAdapter {
+    /// A new runtime.
+    pub fn new() -> Arc<TokioAdapter> {
+        let rt =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
+        Arc::new(TokioAdapter { rt })
+    }
+}
+
+struct TokioNode {
+    rt: tokio::runtime::Handle,
+    handle: raft_tokio::Handle<KvStore>,
+}
+
+impl RunningNode for TokioNode {
+    fn listen(&self) -> SocketAddr {
+        self.handle.local_addr()
+    }
+    fn status(&self) -> NodeView {
+        view!(self.handle.status())
+    }
+    fn propose(&self, command: Vec<u8>) -> Result<KvResult, Failure> {
+        self.rt.block_on(self.handle.propose(command)).map_err(|e| map_error!(raft_tokio, e))
+    }
+    fn local_get(&self, key: &str) -> Option<String> {
+        let key = key.to_owned();
+        self.rt.block_on(self.handle.local_read(move |s| s.get_local(&key).map(str::to_owned))).ok().flatten()
+    }
+    fn shutdown(&self) -> usize {
+        let monitor = self.handle.task_monitor();
+        self.rt.block_on(self.handle.clone().shutdown());
+        monitor.running()
+    }
+}
+
+impl Adapter for TokioAdapter {
+    fn name(&self) -> &'static str {
+        "tokio"
+    }
+    fn start(&self, spec: NodeSpec) -> Arc<dyn RunningNode> {
+        let listen = "127.0.0.1:0".parse().expect("addr");
+        let mut config = raft_tokio::NodeConfig::new(spec.raft, spec.data_dir, listen, spec.peers, spec.key);
+        config.propose_timeout = spec.propose_timeout;
+        let handle = self.rt.block_on(raft_tokio::Node::start(config, KvStore::new())).expect("start a tokio node");
+        Arc::new(TokioNode { rt: self.rt.handle().clone(), handle })
+    }
+    fn runtime_tasks(&self) -> Option<usize> {
+        Some(self.rt.metrics().num_alive_tasks())
+    }
+}
+
+/// raft-smol nodes on smol's global executor.
+#[derive(Debug)]
+pub struct SmolAdapter;
+
+struct SmolNode {
+    handle: raft_smol::Handle<KvStore>,
+}
+
+impl RunningNode for SmolNode {
+    fn listen(&self) -> SocketAddr {
+        self.handle.local_addr()
+    }
+    fn status(&self) -> NodeView {
+        view!(self.handle.status())
+    }
+    fn propose(&self, command: Vec<u8>) -> Result<KvResult, Failure> {
+        smol::block_on(self.handle.propose(command)).map_err(|e| map_error!(raft_smol, e))
+    }
+    fn local_get(&self, key: &str) -> Option<String> {
+        let key = key.to_owned();
+        smol::block_on(self.handle.local_read(move |s| s.get_local(&key).map(str::to_owned))).ok().flatten()
+    }
+    fn shutdown(&self) -> usize {
+        let monitor = self.handle.task_monitor();
+        smol::block_on(self.handle.clone().shutdown());
+        monitor.running()
+    }
+}
+
+impl Adapter for SmolAdapter {
+    fn name(&self) -> &'static str {
+        "smol"
+    }
+    fn start(&self, spec: NodeSpec) -> Arc<dyn RunningNode> {
+        let listen = "127.0.0.1:0".parse().expect("addr");
+        let mut config = raft_smol::NodeConfig::new(spec.raft, spec.data_dir, listen, spec.peers, spec.key);
+        config.propose_timeout = spec.propose_timeout;
+        let handle = smol::block_on(raft_smol::Node::start(config, KvStore::new())).expect("start a smol node");
+        Arc::new(SmolNode { handle })
+    }
+    fn runtime_tasks(&self) -> Option<usize> {
+        None
+    }
+}
+
+/// The suite's raft configuration: quick elections, still well above the
+/// heartbeat so that a loaded 2-core machine does not cause spurious ones,
+/// and frequent snapshots so that scenarios exercise compaction, snapshot
+/// transfer over the transport and restart from a snapshot.
+pub fn test_config(id: u64, ids: &[u64]) -> Config {
+    let mut c = Config::new(NodeId(id), ids.iter().map(|&i| NodeId(i)));
+    c.heartbeat_interval = CoreDuration::from_millis(50);
+    c.election_timeout_min = CoreDuration::from_millis(300);
+    c.election_timeout_max = CoreDuration::from_millis(600);
+    c.snapshot_after_entries = Some(100);
+    c
+}
+
+struct Slot {
+    adapter: Arc<dyn Adapter>,
+    node: Option<Arc<dyn RunningNode>>,
+}
+
+/// In-process members, one adapter per member, through a [`FaultProxy`].
+pub struct InProcessCluster {
+    name: String,
+    ids: Vec<u64>,
+    slots: BTreeMap<u64, Mutex<Slot>>,
+    proxy: FaultProxy,
+    dir: tempfile::TempDir,
+    key: ClusterKey,
+}
+
+impl fmt::Debug for InProcessCluster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InProcessCluster").field("name", &self.name).field("ids", &self.ids).finish()
+    }
+}
+
+impl InProcessCluster {
+    /// Members 1..=n, member `i` run by `adapters[i - 1]`. Nothing is started.
+    pub fn new(adapters: Vec<Arc<dyn Adapter>>) -> InProcessCluster {
+        let ids: Vec<u64> = (1..=adapters.len() as u64).collect();
+        let names: Vec<&str> = adapters.iter().map(|a| a.name()).collect();
+        let name = if names.iter().all(|n| *n == names[0]) {
+            names[0].to_owned()
+        } else {
+            format!("mixed[{}]", names.join(","))
+        };
+        let slots =
+            ids.iter().zip(adapters).map(|(&id, adapter)| (id, Mutex::new(Slot { adapter, node: None }))).collect();
+        InProcessCluster {
+            name,
+            proxy: FaultProxy::new(&ids),
+            ids,
+            slots,
+            dir: tempfile::tempdir().expect("tempdir"),
+            key: ClusterKey::from_bytes(*b"conformance-suite-cluster-key-32"),
+        }
+    }
+
+    fn slot(&self, id: u64) -> MutexGuard<'_, Slot> {
+        self.slots[&id].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on a running member, without holding its slot's lock (so
+    /// that concurrent clients, kills and restarts do not wait on each other).
+    fn with_node<T>(&self, id: u64, f: impl FnOnce(&dyn RunningNode) -> T) -> Option<T> {
+        let node = self.slot(id).node.clone();
+        node.as_deref().map(f)
+    }
+
+    /// The proxy between the members.
+    pub fn proxy(&self) -> &FaultProxy {
+        &self.proxy
+    }
+}
+
+impl ClusterUnderTest for InProcessCluster {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn ids(&self) -> Vec<u64> {
+        self.ids.clone()
+    }
+
+    fn start(&self, id: u64) {
+        let mut slot = self.slot(id);
+        assert!(slot.node.is_none(), "node {id} is already running");
+        let spec = NodeSpec {
+            raft: test_config(id, &self.ids),
+            data_dir: self.dir.path().join(id.to_string()),
+            peers: self.ids.iter().filter(|&&p| p != id).map(|&p| (NodeId(p), self.proxy.addr(id, p))).collect(),
+            key: self.key.clone(),
+            propose_timeout: Duration::from_secs(2),
+        };
+        let node = slot.adapter.start(spec);
+        self.proxy.set_target(id, node.listen());
+        slot.node = Some(node);
+    }
+
+    fn kill(&self, id: u64) {
+        // In process, the most abrupt stop is a shutdown: the peers only see
+        // connections close, as with a crash; the disk keeps what was synced.
+        let left = self.shutdown(id);
+        assert_eq!(left, 0, "node {id} left tasks running");
+    }
+
+    fn shutdown(&self, id: u64) -> usize {
+        let node = self.slot(id).node.take();
+        node.map_or(0, |n| n.shutdown())
+    }
+
+    fn runtime_tasks(&self) -> Option<usize> {
+        let mut seen: Vec<*const ()> = Vec::new();
+        let mut total = None;
+        for id in &self.ids {
+            let adapter = self.slot(*id).adapter.clone();
+            let ptr = Arc::as_ptr(&adapter) as *const ();
+            if seen.contains(&ptr) {
+                continue;
+            }
+            seen.push(ptr);
+            if let Some(n) = adapter.runtime_tasks() {
+                total = Some(total.unwrap_or(0) + n);
+            }
+        }
+        total
+    }
+
+    fn is_running(&self, id: u64) -> bool {
+        self.slot(id).node.is_some()
+    }
+
+    fn status(&self, id: u64) -> Option<NodeView> {
+        self.with_node(id, |n| n.status())
+    }
+
+    fn propose(&self, id: u64, cmd: &KvCommand) -> Result<KvResult, Failure> {
+        let bytes = encode_command(cmd);
+        self.with_node(id, |n| n.propose(bytes)).unwrap_or(Err(Failure::Down))
+    }
+
+    fn local_get(&self, id: u64, key: &str) -> Option<Option<String>> {
+        self.with_node(id, |n| n.local_get(key))
+    }
+
+    fn set_link(&self, from: u64, to: u64, up: bool) {
+        self.proxy.set_link(from, to, up);
+    }
+
+    fn direct_addr(&self, id: u64) -> Option<SocketAddr> {
+        self.with_node(id, |n| n.listen())
+    }
+
+    fn cluster_key(&self) -> ClusterKey {
+        self.key.clone()
+    }
+}
+
+impl Drop for InProcessCluster {
+    fn drop(&mut self) {
+        for id in self.ids.clone() {
+            let _ = self.shutdown(id);
+        }
+    }
+}

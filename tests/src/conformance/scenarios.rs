@@ -1,0 +1,376 @@
+//! The scenarios. Each starts every member, checks its promise, and stops
+//! every member gracefully (asserting that nothing is left running).
+
+use super::{Client, ClusterUnderTest, Failure, agreed_leader, fresh_client_id, isolate, wait_for, wait_leader};
+use crate::linearizability::History;
+use raft_core::{Body, Message, NodeId, Role, Term};
+use raft_host::ClusterKey;
+use raft_host::kv::{KvCommand, KvOp, KvOutput};
+use raft_host::transport_frame::{encode_frame, max_frame_len};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Longest wait for an election (several election timeouts, generous for a
+/// loaded machine).
+const ELECTION: Duration = Duration::from_secs(10);
+/// Longest wait for replication to reach every member.
+const CATCH_UP: Duration = Duration::from_secs(10);
+
+fn start_all(c: &dyn ClusterUnderTest) {
+    for id in c.ids() {
+        c.start(id);
+    }
+}
+
+fn stop_all(c: &dyn ClusterUnderTest) {
+    for id in c.ids() {
+        assert_eq!(c.shutdown(id), 0, "{}: node {id} left tasks running after shutdown", c.name());
+    }
+}
+
+fn others(c: &dyn ClusterUnderTest, id: u64) -> Vec<u64> {
+    c.ids().into_iter().filter(|&i| i != id).collect()
+}
+
+fn term_of(c: &dyn ClusterUnderTest, id: u64) -> u64 {
+    c.status(id).map_or(0, |v| v.term)
+}
+
+/// Waits until every member in `ids` has applied `key = value` locally.
+fn wait_all_have(c: &dyn ClusterUnderTest, ids: &[u64], pairs: &[(&str, &str)]) {
+    let what = format!("{}: {ids:?} to apply {pairs:?}", c.name());
+    wait_for(CATCH_UP, &what, || {
+        ids.iter().all(|&id| pairs.iter().all(|(k, v)| c.local_get(id, k) == Some(Some((*v).to_owned())))).then_some(())
+    });
+}
+
+/// Election: the members agree on one leader, and no term ever has two.
+pub fn election(c: &dyn ClusterUnderTest) {
+    start_all(c);
+    let ids = c.ids();
+    let mut leaders: BTreeMap<u64, u64> = BTreeMap::new();
+    let observe = |leaders: &mut BTreeMap<u64, u64>| {
+        for &id in &ids {
+            if let Some(v) = c.status(id).filter(|v| v.role == Role::Leader) {
+                let first = *leaders.entry(v.term).or_insert(v.id);
+                assert_eq!(first, v.id, "{}: two leaders in term {}", c.name(), v.term);
+            }
+        }
+    };
+    let leader = wait_for(ELECTION, "an agreed leader", || {
+        observe(&mut leaders);
+        agreed_leader(c, &ids)
+    });
+    let until = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < until {
+        observe(&mut leaders);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for id in others(c, leader) {
+        let v = c.status(id).expect("running");
+        assert!(v.role != Role::Leader || v.term != term_of(c, leader), "{}: {v:?}", c.name());
+    }
+    stop_all(c);
+}
+
+/// Replication: acknowledged writes are readable through the log and
+/// reach every member's state machine; commit indexes converge.
+pub fn replication(c: &dyn ClusterUnderTest) {
+    start_all(c);
+    let ids = c.ids();
+    let leader = wait_leader(c, &ids, ELECTION);
+    let mut client = Client::new(leader);
+    let pairs: Vec<(String, String)> = (0..20).map(|i| (format!("k{i}"), format!("v{i}"))).collect();
+    for (k, v) in &pairs {
+        assert_eq!(client.must(c, KvOp::put(k, v)), KvOutput::Put);
+    }
+    assert_eq!(client.must(c, KvOp::get("k19")), KvOutput::get(Some("v19")));
+    assert_eq!(client.must(c, KvOp::cas("k0", Some("v0"), "w0")), KvOutput::cas(true, Some("w0")));
+    assert_eq!(client.must(c, KvOp::cas("k0", Some("v0"), "x0")), KvOutput::cas(false, Some("w0")));
+    assert_eq!(client.must(c, KvOp::delete("k1")), KvOutput::delete(true));
+    let mut want: Vec<(&str, &str)> = pairs[2..].iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    want.push(("k0", "w0"));
+    wait_all_have(c, &ids, &want);
+    // The delete was acknowledged after the writes waited for above: give
+    // every member time to apply it too.
+    wait_for(CATCH_UP, "every member to apply the delete of k1", || {
+        ids.iter().all(|&id| c.local_get(id, "k1") == Some(None)).then_some(())
+    });
+    wait_for(CATCH_UP, "commit indexes to converge", || {
+        let commits: Vec<u64> = ids.iter().filter_map(|&id| c.status(id)).map(|v| v.commit_index).collect();
+        (commits.len() == ids.len() && commits.iter().all(|&x| x == commits[0])).then_some(())
+    });
+    stop_all(c);
+}
+
+/// Leader kill and restart: the others elect a new leader in a higher term
+/// and keep serving; the old leader comes back, catches up, and nothing
+/// acknowledged is lost.
+pub fn leader_kill_restart(c: &dyn ClusterUnderTest) {
+    start_all(c);
+    let ids = c.ids();
+    let old = wait_leader(c, &ids, ELECTION);
+    let old_term = term_of(c, old);
+    let mut client = Client::new(old);
+    client.must(c, KvOp::put("a", "1"));
+    c.kill(old);
+    let rest = others(c, old);
+    let new = wait_leader(c, &rest, ELECTION);
+    assert_ne!(new, old);
+    assert!(term_of(c, new) > old_term, "{}: the new leader's term must be higher", c.name());
+    client.must(c, KvOp::put("b", "2"));
+    c.start(old);
+    wait_all_have(c, &ids, &[("a", "1"), ("b", "2")]);
+    wait_leader(c, &ids, ELECTION);
+    client.must(c, KvOp::put("c", "3"));
+    wait_all_have(c, &ids, &[("a", "1"), ("b", "2"), ("c", "3")]);
+    stop_all(c);
+}
+
+/// Follower kill and restart: the majority keeps committing (enough for
+/// the leader to compact its log past what the follower has, with the
+/// suite's snapshot policy); the follower comes back and catches up from its
+/// own disk and the leader's snapshot.
+pub fn follower_kill_restart(c: &dyn ClusterUnderTest) {
+    start_all(c);
+    let ids = c.ids();
+    let leader = wait_leader(c, &ids, ELECTION);
+    let follower = others(c, leader)[0];
+    let mut client = Client::new(leader);
+    client.must(c, KvOp::put("x", "1"));
+    wait_all_have(c, &ids, &[("x", "1")]);
+    c.kill(follower);
+    for i in 0..250 {
+        client.must(c, KvOp::put(format!("y{i}"), "2"));
+    }
+    c.start(follower);
+    wait_all_have(c, &[follower], &[("x", "1"), ("y0", "2"), ("y249", "2")]);
+    client.must(c, KvOp::put("z", "3"));
+    wait_all_have(c, &ids, &[("z", "3")]);
+    stop_all(c);
+}
+
+/// Partition and heal: an isolated leader cannot commit; the majority
+/// elects another and commits; after healing the old leader follows, its
+/// uncommitted write is gone everywhere, and every member converges.
+pub fn partition_heal(c: &dyn ClusterUnderTest) {
+    start_all(c);
+    let ids = c.ids();
+    let old = wait_leader(c, &ids, ELECTION);
+    let old_term = term_of(c, old);
+    let mut client = Client::new(old);
+    client.must(c, KvOp::put("p", "0"));
+    wait_all_have(c, &ids, &[("p", "0")]);
+
+    isolate(c, old, true);
+    let rest = others(c, old);
+    let new = wait_leader(c, &rest, ELECTION);
+    assert!(term_of(c, new) > old_term);
+    client.must(c, KvOp::put("p", "1"));
+
+    // The deposed leader does not know yet; a write through it must not commit.
+    let stale = std::thread::scope(|s| {
+        let stale =
+            s.spawn(|| c.propose(old, &KvCommand { client: fresh_client_id(), seq: 1, op: KvOp::put("stale", "x") }));
+        std::thread::sleep(Duration::from_millis(300));
+        isolate(c, old, false);
+        stale.join().expect("stale proposer")
+    });
+    assert!(
+        matches!(stale, Err(Failure::NotLeader(_) | Failure::Unknown)),
+        "{}: a write through an isolated leader answered {stale:?}",
+        c.name()
+    );
+    wait_leader(c, &ids, ELECTION);
+    wait_all_have(c, &ids, &[("p", "1")]);
+    client.must(c, KvOp::put("q", "2"));
+    wait_all_have(c, &ids, &[("p", "1"), ("q", "2")]);
+    for &id in &ids {
+        assert_eq!(c.local_get(id, "stale"), Some(None), "{}: node {id} applied an uncommitted write", c.name());
+    }
+    stop_all(c);
+}
+
+/// A concurrent-client history, through a leader isolation and heal, is
+/// linearizable (checked by [`History::check`]).
+pub fn linearizable_history(c: &dyn ClusterUnderTest) {
+    start_all(c);
+    let ids = c.ids();
+    let first = wait_leader(c, &ids, ELECTION);
+    let origin = Instant::now();
+    let now = move || origin.elapsed().as_micros() as u64;
+    let history = Mutex::new(History::new());
+    let stop = AtomicBool::new(false);
+    let keys = ["r0", "r1", "r2"];
+    std::thread::scope(|s| {
+        for n in 0..4u64 {
+            let (history, stop) = (&history, &stop);
+            s.spawn(move || {
+                let mut rng = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                let mut next = move || {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    rng
+                };
+                let mut client = Client::new(first);
+                let mut seen: BTreeMap<&str, Option<String>> = BTreeMap::new();
+                let mut count = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    let key = keys[(next() % 3) as usize];
+                    count += 1;
+                    let op = match next() % 3 {
+                        0 => KvOp::put(key, format!("c{n}-{count}")),
+                        1 => KvOp::get(key),
+                        _ => KvOp::cas(key, seen.get(key).cloned().flatten().as_deref(), format!("c{n}-{count}")),
+                    };
+                    let id = history.lock().unwrap().call(client.id, op.clone(), now());
+                    match client.execute(c, op, Duration::from_secs(3)) {
+                        Some(out) => {
+                            if let KvOutput::Get(v) | KvOutput::Cas { current: v, .. } = &out {
+                                seen.insert(key, v.clone());
+                            }
+                            history.lock().unwrap().returned(id, out, now());
+                        }
+                        None => history.lock().unwrap().timed_out(id),
+                    }
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_millis(700));
+        let leader = agreed_leader(c, &ids).unwrap_or(first);
+        isolate(c, leader, true);
+        std::thread::sleep(Duration::from_millis(1500));
+        isolate(c, leader, false);
+        std::thread::sleep(Duration::from_millis(1000));
+        stop.store(true, Ordering::SeqCst);
+    });
+    let history = history.into_inner().unwrap();
+    let returned = history.operations().iter().filter(|o| o.return_time().is_some()).count();
+    eprintln!("{}: {} operations, {returned} returned, the rest unknown", c.name(), history.len());
+    assert!(returned >= 20, "{}: only {returned} operations completed", c.name());
+    if let Err(e) = history.check() {
+        panic!("{}: history of {} operations is not linearizable: {e}", c.name(), history.len());
+    }
+    stop_all(c);
+}
+
+/// Graceful shutdown: every member stops with no task left running, also
+/// while proposals are in flight (they end promptly); the data survives a
+/// full restart of the cluster.
+pub fn graceful_shutdown(c: &dyn ClusterUnderTest) {
+    start_all(c);
+    let ids = c.ids();
+    let leader = wait_leader(c, &ids, ELECTION);
+    let mut client = Client::new(leader);
+    for i in 0..5 {
+        client.must(c, KvOp::put(format!("d{i}"), "1"));
+    }
+    wait_all_have(c, &ids, &[("d4", "1")]);
+
+    // Shut the leader down under load: its proposers all get an answer.
+    let busy = Arc::new(AtomicBool::new(true));
+    std::thread::scope(|s| {
+        let proposers: Vec<_> = (0..4u64)
+            .map(|n| {
+                let busy = busy.clone();
+                s.spawn(move || {
+                    let session = fresh_client_id();
+                    let mut seq = 0;
+                    while busy.load(Ordering::SeqCst) {
+                        seq += 1;
+                        let cmd = KvCommand { client: session, seq, op: KvOp::put("load", format!("{n}-{seq}")) };
+                        if c.propose(leader, &cmd) == Err(Failure::Down) {
+                            return;
+                        }
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        let t = Instant::now();
+        assert_eq!(c.shutdown(leader), 0, "{}: the leader left tasks running", c.name());
+        assert!(t.elapsed() < Duration::from_secs(5), "{}: shutdown took {:?}", c.name(), t.elapsed());
+        let t = Instant::now();
+        for p in proposers {
+            p.join().expect("proposer");
+        }
+        assert!(t.elapsed() < Duration::from_secs(3), "proposers were left waiting after the shutdown");
+        busy.store(false, Ordering::SeqCst);
+    });
+    for id in others(c, leader) {
+        assert_eq!(c.shutdown(id), 0, "{}: node {id} left tasks running", c.name());
+    }
+    if c.runtime_tasks().is_some() {
+        wait_for(Duration::from_secs(2), "the runtime to have no task left", || {
+            (c.runtime_tasks() == Some(0)).then_some(())
+        });
+    }
+
+    start_all(c);
+    wait_leader(c, &ids, ELECTION);
+    wait_all_have(c, &ids, &[("d0", "1"), ("d4", "1")]);
+    assert_eq!(client.must(c, KvOp::get("d4")), KvOutput::get(Some("1")));
+    stop_all(c);
+    if c.runtime_tasks().is_some() {
+        wait_for(Duration::from_secs(2), "the runtime to have no task left", || {
+            (c.runtime_tasks() == Some(0)).then_some(())
+        });
+    }
+}
+
+/// Hostile or broken peers: a frame announcing more than the limit, a
+/// frame sealed with another key, a frame claiming to come from the node
+/// itself, and a connection that switches sender are each answered by
+/// closing the connection (the over-long one after its 4-byte prefix alone,
+/// before any body is sent), and the cluster keeps working.
+pub fn hostile_frames(c: &dyn ClusterUnderTest) {
+    start_all(c);
+    let ids = c.ids();
+    let leader = wait_leader(c, &ids, ELECTION);
+    let target = others(c, leader)[0];
+    let other = others(c, target).into_iter().find(|&i| i != leader).unwrap_or(leader);
+    let addr = c.direct_addr(target).expect("running");
+    let key = c.cluster_key();
+    let max = max_frame_len(raft_core::Config::new(NodeId(1), [NodeId(1)]).max_message_bytes);
+    // Harmless: a stale-term vote answer (the node ignores it).
+    let harmless = Message { term: Term(0), body: Body::RequestVoteResponse { granted: false } };
+    let frame = |key: &ClusterKey, from: u64| encode_frame(key, NodeId(from), &harmless, max).expect("frame");
+
+    let closed = |mut s: TcpStream, what: &str| {
+        s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        let mut b = [0u8; 16];
+        match s.read(&mut b) {
+            Ok(0) => {}
+            Err(e) if e.kind() != std::io::ErrorKind::WouldBlock && e.kind() != std::io::ErrorKind::TimedOut => {}
+            other => panic!("{}: {what}: connection not closed ({other:?})", c.name()),
+        }
+    };
+    let connect = || TcpStream::connect(addr).expect("connect");
+
+    let mut s = connect();
+    s.write_all(&u32::MAX.to_le_bytes()).expect("write");
+    closed(s, "a length above the limit");
+
+    let mut s = connect();
+    s.write_all(&frame(&ClusterKey::from_bytes([0xEE; 32]), leader)).expect("write");
+    closed(s, "a frame under another key");
+
+    let mut s = connect();
+    s.write_all(&frame(&key, target)).expect("write");
+    closed(s, "a frame claiming the node itself as sender");
+
+    let mut s = connect();
+    s.write_all(&frame(&key, other)).expect("write");
+    s.write_all(&frame(&key, leader)).expect("write");
+    closed(s, "a connection switching sender");
+
+    let mut client = Client::new(leader);
+    client.must(c, KvOp::put("after", "hostile"));
+    wait_all_have(c, &ids, &[("after", "hostile")]);
+    stop_all(c);
+}
