@@ -1,24 +1,22 @@
 use super::*;
+use crate::sim::SimRng;
 use std::collections::BTreeSet;
 
 // ---------------------------------------------------------------------------
 // Helpers.
 
-/// splitmix64: a tiny deterministic generator for the randomized tests.
+/// The randomized tests' generator: the simulator's SplitMix64 stream, drawn
+/// from with `%` (not [`SimRng::below`]) so each seed keeps its history.
 #[derive(Debug)]
-struct Rng(u64);
+struct Rng(SimRng);
 
 impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+    fn new(seed: u64) -> Rng {
+        Rng(SimRng::new(seed))
     }
 
     fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
+        self.0.next_u64() % n
     }
 
     fn chance(&mut self, percent: u64) -> bool {
@@ -699,7 +697,7 @@ fn set_read(op: &mut Operation, value: Option<String>) {
 fn random_atomic_histories_pass_and_corrupted_reads_fail() {
     let mut kinds = BTreeMap::new();
     for seed in 0..200 {
-        let mut rng = Rng(seed);
+        let mut rng = Rng::new(seed);
         let shape = Shape {
             ops: 150,
             keys: &["a", "b", "c"],
@@ -733,7 +731,7 @@ fn random_atomic_histories_pass_and_corrupted_reads_fail() {
 #[test]
 fn random_histories_with_colliding_values_pass() {
     for seed in 0..200 {
-        let mut rng = Rng(1_000 + seed);
+        let mut rng = Rng::new(1_000 + seed);
         let shape = Shape {
             ops: 200,
             keys: &["a", "b"],
@@ -860,7 +858,7 @@ fn small_history(rng: &mut Rng, max_ops: u64, unknown_percent: u64, values: &[&s
 fn compare_with_brute_force(seeds: std::ops::Range<u64>, max_ops: u64, unknown_percent: u64, values: &[&str]) {
     let (mut accepted, mut rejected) = (0, 0);
     for seed in seeds {
-        let mut rng = Rng(seed);
+        let mut rng = Rng::new(seed);
         let ops = small_history(&mut rng, max_ops, unknown_percent, values);
         let expected = brute_force(&ops);
         match build(&ops).check_with_budget(1_000_000) {
@@ -913,7 +911,7 @@ fn agrees_with_brute_force_with_many_unknown_ops() {
 #[test]
 fn large_linearizable_history_needs_few_states() {
     for seed in 0..3 {
-        let mut rng = Rng(99 + seed);
+        let mut rng = Rng::new(99 + seed);
         let shape = Shape {
             ops: 5_000,
             keys: &["k"],
@@ -935,7 +933,7 @@ fn large_linearizable_history_needs_few_states() {
 #[test]
 fn violations_among_many_unknown_ops_are_found() {
     for seed in 0..5 {
-        let mut rng = Rng(31_337 + seed);
+        let mut rng = Rng::new(31_337 + seed);
         let shape = Shape { ops: 1_000, keys: &["k"], values: None, spacing: 10, jitter: 20, unknown_percent: 10 };
         let mut ops = atomic_history(&mut rng, shape);
         assert!(build(&ops).check().is_ok(), "seed {seed}");
@@ -952,7 +950,7 @@ fn violations_among_many_unknown_ops_are_found() {
 
 #[test]
 fn large_history_with_late_violation_is_rejected_and_minimized() {
-    let mut rng = Rng(4242);
+    let mut rng = Rng::new(4242);
     let shape = Shape { ops: 3_000, keys: &["k"], values: None, spacing: 10, jitter: 20, unknown_percent: 0 };
     let mut ops = atomic_history(&mut rng, shape);
     // Make the read closest to op 2500 stale: it returns the value written

@@ -91,6 +91,22 @@ impl Cluster {
     pub fn one(&mut self, cmd: impl Into<Bytes>, expected_servers: usize, retry: bool) -> LogIndex {
         let cmd: Bytes = cmd.into();
         let want = Payload::Command(cmd.clone());
+        self.one_where(cmd, retry, |c, index| {
+            let (count, e) = c.n_committed(index);
+            count > 0 && count >= expected_servers && e.is_some_and(|e| e.payload == want)
+        })
+    }
+
+    /// The loop of MIT `one`: for up to 10 s, proposes `cmd` round-robin at
+    /// connected live nodes until one accepts, then waits up to 2 s for
+    /// `agreed(cluster, index)`. Without `retry`, the first 2 s wait that
+    /// fails is fatal. Returns the index.
+    pub(crate) fn one_where(
+        &mut self,
+        cmd: Bytes,
+        retry: bool,
+        mut agreed: impl FnMut(&Cluster, LogIndex) -> bool,
+    ) -> LogIndex {
         let start = self.now();
         let n = self.len();
         let mut starts = 0;
@@ -109,14 +125,7 @@ impl Cluster {
             }
             match index {
                 Some(index) => {
-                    let ok = self.run_until(
-                        |c| {
-                            let (count, e) = c.n_committed(index);
-                            count > 0 && count >= expected_servers && e.is_some_and(|e| e.payload == want)
-                        },
-                        Duration::from_secs(2),
-                    );
-                    if ok {
+                    if self.run_until(|c| agreed(c, index), Duration::from_secs(2)) {
                         return index;
                     }
                     if !retry {

@@ -35,6 +35,7 @@ pub mod kv;
 pub mod mit;
 pub mod network;
 pub mod rng;
+pub mod schedule;
 pub mod snapshots;
 pub mod trace;
 mod views;

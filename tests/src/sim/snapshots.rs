@@ -35,7 +35,7 @@ use super::disk::DurableState;
 use super::kv::KvSim;
 use super::rng::mix64;
 use raft_core::codec::{decode_value, encode_value};
-use raft_core::{Bytes, Duration, Entry, LogIndex, NodeId, Payload, Snapshot};
+use raft_core::{Bytes, Entry, LogIndex, NodeId, Payload, Snapshot};
 use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::rc::Rc;
@@ -479,42 +479,10 @@ impl Appliers {
     pub fn one(&self, c: &mut Cluster, cmd: impl Into<Bytes>, expected: usize, retry: bool) -> LogIndex {
         let cmd: Bytes = cmd.into();
         let want = Payload::Command(cmd.clone());
-        let start = c.now();
-        let n = c.len();
-        let mut at = 0;
-        while c.now().saturating_since(start) < Duration::from_secs(10) {
-            let mut index = None;
-            for _ in 0..n {
-                at = (at + 1) % n;
-                let id = NodeId(at as u64 + 1);
-                if c.is_connected(id)
-                    && c.is_up(id)
-                    && let Ok(i) = c.propose(id, cmd.clone())
-                {
-                    index = Some(i);
-                    break;
-                }
-            }
-            match index {
-                Some(index) => {
-                    let ok = c.run_until(
-                        |_| {
-                            let (count, p) = self.n_committed(index);
-                            count > 0 && count >= expected && p.as_ref() == Some(&want)
-                        },
-                        Duration::from_secs(2),
-                    );
-                    if ok {
-                        return index;
-                    }
-                    if !retry {
-                        c.fail(format_args!("one({cmd:?}) failed to reach agreement"));
-                    }
-                }
-                None => c.run_for(Duration::from_millis(50)),
-            }
-        }
-        c.fail(format_args!("one({cmd:?}) failed to reach agreement in 10 s"))
+        c.one_where(cmd, retry, |_, index| {
+            let (count, p) = self.n_committed(index);
+            count > 0 && count >= expected && p.as_ref() == Some(&want)
+        })
     }
 
     /// Digest mode: the chain value every node that applied `index` agreed on.
