@@ -1,8 +1,62 @@
-//! raft-udp: runs a [`raft_core::Node`] over authenticated UDP datagrams.
+//! raft-udp: a replicated key-value store over authenticated UDP datagrams.
 //!
-//! **Placeholder.** This crate will hold the UDP transport (HMAC-SHA256 on
-//! every datagram, fragmentation above `--max-datagram`), the replicated
-//! key-value service, and the `raft-udp` binary (`node`, `client`, `status`,
-//! `cluster`, `bench`). Until that lands the binary only explains this.
+//! The `raft-udp` binary runs one Raft member per process ([`server`]), and
+//! talks to a cluster as a client ([`client`]): one-shot commands, a line
+//! protocol on standard input, a status view, a local demo cluster and a
+//! load generator ([`cli`]).
+//!
+//! # Wire format
+//!
+//! Every datagram, between peers and between clients and nodes, is a frame
+//! sealed with HMAC-SHA256 under the cluster key
+//! ([`raft_host::ClusterKey::seal`]): `version | sender: u64 | payload | tag`.
+//! The payload is one [`packet::Packet`] in the `raft_core::codec` encoding.
+//! A peer is the authenticated sender id of a `Peer` packet; replies to peers
+//! go to the address configured for that id, never to a datagram's source
+//! address. Clients seal with a random 64-bit client id and get their replies
+//! at the source address of their request.
+//!
+//! Raft messages larger than `--max-datagram` are split into fragments
+//! ([`fragment`]) and reassembled in bounded buffers; a lost fragment loses
+//! only its message, which Raft retransmits.
+//!
+//! # What a node promises
+//!
+//! * A client is told `ok` only after its command is committed (durable on a
+//!   majority, this node included) and applied, so an acknowledged write
+//!   survives `kill -9` of any minority, or of every node.
+//! * Gets go through the log, so reads are linearizable.
+//! * A client retries one command with the same (client id, sequence number)
+//!   across nodes; the key-value store's sessions apply it at most once.
+//! * Datagrams that fail authentication, do not decode, claim to come from an
+//!   unknown peer, or break the reassembly limits are dropped and counted
+//!   ([`counters::Counters`], shown by `raft-udp status`); none can panic the
+//!   node or make it allocate more than its limits.
+//!
+//! Authentication does not stop replays: an old authenticated datagram sent
+//! again is accepted. Raft tolerates duplicated messages and client sessions
+//! make a replayed request a no-op, so a replay cannot change the data.
 
-pub use raft_core;
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod client;
+pub mod counters;
+pub mod fragment;
+pub mod keyfile;
+pub mod packet;
+pub mod server;
+
+/// A random `u64` from the operating system's generator. Should that fail,
+/// a mix of the clock and the process id (good enough for what it is used
+/// for: client ids, message ids and election-timeout seeds).
+pub fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    match getrandom::fill(&mut b) {
+        Ok(()) => u64::from_le_bytes(b),
+        Err(_) => {
+            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            (t.as_nanos() as u64) ^ (u64::from(std::process::id()) << 32)
+        }
+    }
+}

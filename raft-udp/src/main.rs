@@ -1,8 +1,5 @@
-//! The `raft-udp` binary. Placeholder until the UDP service lands.
+//! The `raft-udp` binary: see `raft-udp --help` and [`raft_udp::cli`].
 
-use std::process::ExitCode;
-
-fn main() -> ExitCode {
-    eprintln!("raft-udp: the UDP service is not built yet; see README.md");
-    ExitCode::from(2)
+fn main() -> std::process::ExitCode {
+    raft_udp::cli::main()
 }

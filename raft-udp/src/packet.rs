@@ -1,0 +1,234 @@
+//! What one datagram carries inside its authenticated frame.
+//!
+//! A [`Packet`] is encoded with `raft_core::codec` (bincode, varint
+//! integers). Its first byte is the variant tag, which tells peer traffic
+//! from client traffic. Variants are only ever appended, so the encoding of
+//! existing ones never changes.
+
+use crate::counters::Counters;
+use raft_core::codec::{self, DecodeError};
+use raft_host::{KvOp, KvOutput};
+use serde::de::{Deserializer, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+use std::fmt;
+
+/// Largest UDP payload over IPv4 (65,535 minus the IP and UDP headers). No
+/// datagram of this protocol is larger; anything larger is dropped.
+pub const MAX_DATAGRAM: usize = 65_507;
+
+/// The payload of one datagram.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Packet<'a> {
+    /// A fragment of a codec-encoded `raft_core::Message` from the peer that
+    /// sealed the frame.
+    Peer(#[serde(borrow)] Fragment<'a>),
+    /// A client asks for a command; the frame's sender is the client id.
+    ClientRequest(ClientRequest),
+    /// A node answers a [`Packet::ClientRequest`].
+    ClientReply(ClientReply),
+    /// Anyone holding the key asks for a node's state.
+    StatusRequest {
+        /// Echoed in the reply.
+        nonce: u64,
+    },
+    /// A node's state.
+    StatusReply {
+        /// The request's nonce.
+        nonce: u64,
+        /// The state.
+        status: NodeStatus,
+    },
+}
+
+/// Part `index` of `count` of one encoded Raft message. All fragments of a
+/// message share `msg`, which each sender numbers on its own.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fragment<'a> {
+    /// The message's id, unique per sender for a while.
+    pub msg: u64,
+    /// This fragment's position, from 0.
+    pub index: u32,
+    /// How many fragments the message has (at least 1).
+    pub count: u32,
+    /// The bytes.
+    #[serde(borrow)]
+    pub data: Chunk<'a>,
+}
+
+/// Borrowed bytes, encoded as one byte string (length, then the bytes).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Chunk<'a>(pub &'a [u8]);
+
+impl fmt::Debug for Chunk<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{} bytes>", self.0.len())
+    }
+}
+
+impl Serialize for Chunk<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Chunk<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = &'de [u8];
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a borrowed byte string")
+            }
+            fn visit_borrowed_bytes<E: serde::de::Error>(self, v: &'de [u8]) -> Result<&'de [u8], E> {
+                Ok(v)
+            }
+        }
+        d.deserialize_bytes(V).map(Chunk)
+    }
+}
+
+/// One command from a client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientRequest {
+    /// Chosen by the client for this datagram; echoed in the reply.
+    pub nonce: u64,
+    /// The client's sequence number for the command (see `raft_host::KvCommand`).
+    pub seq: u64,
+    /// The command.
+    pub op: KvOp,
+}
+
+/// A node's answer to one [`ClientRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientReply {
+    /// The request's nonce.
+    pub nonce: u64,
+    /// The request's sequence number.
+    pub seq: u64,
+    /// What happened.
+    pub result: ClientResult,
+}
+
+/// How a node answers a command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientResult {
+    /// Committed and applied, with this output.
+    Done(KvOutput),
+    /// This node does not lead; it names the leader it knows of, if any, and
+    /// that leader's peer address. The command was not proposed here.
+    NotLeader {
+        /// The leader's node id.
+        leader: Option<u64>,
+        /// The leader's address as configured on this node.
+        addr: Option<String>,
+    },
+    /// Send the same request again: retrying the same sequence number is
+    /// safe and settles the outcome.
+    Retry(RetryReason),
+    /// The command was definitely not applied, and never will be.
+    Rejected(String),
+}
+
+/// Why a client should retry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RetryReason {
+    /// Another leader's entry replaced the proposal: it was not applied.
+    Superseded,
+    /// A snapshot covered the proposal before this node saw it applied: it
+    /// may or may not have been applied.
+    Unknown,
+    /// Too many proposals are waiting; nothing was proposed.
+    Busy,
+}
+
+/// A node's state, as `raft-udp status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// The node's id.
+    pub id: u64,
+    /// `"leader"`, `"follower"` or `"candidate"`.
+    pub role: String,
+    /// The current term.
+    pub term: u64,
+    /// The leader of the current term, if known.
+    pub leader: Option<u64>,
+    /// The highest index known committed.
+    pub commit_index: u64,
+    /// The highest index applied to the key-value store.
+    pub last_applied: u64,
+    /// The index of the last log entry.
+    pub last_log_index: u64,
+    /// The index the latest snapshot covers (0: none).
+    pub snapshot_index: u64,
+    /// Datagrams dropped, by reason.
+    pub dropped: Counters,
+}
+
+/// Encodes a packet; `None` only if it exceeds the codec's size limit.
+pub fn encode(packet: &Packet<'_>) -> Option<Vec<u8>> {
+    codec::encode_value(packet).ok()
+}
+
+/// Decodes a packet that borrows from `bytes`. Never panics; any defect,
+/// including trailing bytes, is an error.
+pub fn decode(bytes: &[u8]) -> Result<Packet<'_>, DecodeError> {
+    codec::decode_value(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples() -> Vec<Packet<'static>> {
+        vec![
+            Packet::Peer(Fragment { msg: u64::MAX, index: 3, count: 9, data: Chunk(&[1, 2, 3]) }),
+            Packet::ClientRequest(ClientRequest { nonce: 1, seq: 2, op: KvOp::cas("k", Some("a"), "b") }),
+            Packet::ClientReply(ClientReply { nonce: 1, seq: 2, result: ClientResult::Done(KvOutput::get(None)) }),
+            Packet::ClientReply(ClientReply {
+                nonce: 1,
+                seq: 2,
+                result: ClientResult::NotLeader { leader: Some(3), addr: Some("127.0.0.1:9".into()) },
+            }),
+            Packet::StatusRequest { nonce: 5 },
+            Packet::StatusReply {
+                nonce: 5,
+                status: NodeStatus {
+                    id: 1,
+                    role: "leader".into(),
+                    term: 2,
+                    leader: Some(1),
+                    commit_index: 3,
+                    last_applied: 3,
+                    last_log_index: 4,
+                    snapshot_index: 0,
+                    dropped: Counters::default(),
+                },
+            },
+        ]
+    }
+
+    #[test]
+    fn round_trip_and_every_truncation_fails() {
+        for p in samples() {
+            let bytes = encode(&p).unwrap();
+            assert_eq!(decode(&bytes).unwrap(), p);
+            for cut in 0..bytes.len() {
+                assert!(decode(&bytes[..cut]).is_err(), "cut at {cut} of {p:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn huge_length_claims_are_errors() {
+        // Peer, msg 0, index 0, count 1, then a byte string claiming 2^62 bytes.
+        let bytes = [0u8, 0, 0, 1, 0xFD, 0, 0, 0, 0, 0, 0, 0, 0x40, 1, 2];
+        assert!(decode(&bytes).is_err());
+    }
+
+    quickcheck::quickcheck! {
+        fn arbitrary_bytes_never_panic(bytes: Vec<u8>) -> bool {
+            let _ = decode(&bytes);
+            true
+        }
+    }
+}
