@@ -1,12 +1,16 @@
-//! Arguments, cluster layout and reporting shared by the `bench` examples of
-//! raft-smol and raft-tokio (runtime-independent; included by path).
+//! The `bench` example of raft-smol and raft-tokio, written once (included
+//! by path): arguments, cluster layout, the measuring loop and reporting. It
+//! runs on the including example's adapter, which it names as
+//! `super::{Handle, Node, NodeConfig}`; only spawning is the example's own.
 
+use super::{Handle, Node, NodeConfig};
 use raft_core::{Config, NodeId};
-use raft_host::ClusterKey;
 use raft_host::kv::{KvCommand, KvOp, encode_command};
+use raft_host::{ClusterKey, KvStore};
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
 
 pub(crate) const USAGE: &str = "\
 usage: bench [--secs S] [--proposers N,N...] [--dir DIR]
@@ -88,4 +92,67 @@ pub(crate) fn report(adapter: &str, proposers: usize, elapsed: Duration, mut lat
         ms(lat.last().copied().unwrap_or_default()),
         errors
     );
+}
+
+/// One proposer's latencies and error count.
+pub(crate) type Tally = (Vec<Duration>, u64);
+/// A proposer, for the example to spawn on its runtime.
+pub(crate) type Proposer = Pin<Box<dyn Future<Output = Tally> + Send>>;
+
+/// Runs the benchmark on the example's adapter (`super::{Handle, Node,
+/// NodeConfig}`): `spawn` starts a proposer on the runtime and returns the
+/// future of its tally.
+pub(crate) async fn run<J: Future<Output = Tally>>(args: &Args, adapter: &str, spawn: impl Fn(Proposer) -> J) {
+    let dir = tempfile::tempdir_in(&args.dir).expect("temporary directory");
+    let addrs = free_addrs();
+    let mut nodes: Vec<Handle<KvStore>> = Vec::new();
+    for id in 1..=3u64 {
+        let config = NodeConfig::new(
+            raft_config(id),
+            dir.path().join(id.to_string()),
+            addrs[id as usize - 1],
+            peers(id, &addrs),
+            key(),
+        );
+        nodes.push(Node::start(config, KvStore::new()).await.expect("start"));
+    }
+    let leader_id =
+        nodes[0].role_watch().wait_for(|r| r.leader.is_some()).await.and_then(|r| r.leader).expect("leader");
+    let leader = nodes.iter().find(|n| n.id() == leader_id).expect("leader handle").clone();
+    for seq in 1..=200 {
+        leader.propose(command(0, 0, seq)).await.expect("warm-up").expect("applied");
+    }
+    header();
+    for (run, &n) in args.proposers.iter().enumerate() {
+        let until = Instant::now() + Duration::from_secs_f64(args.secs);
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..n)
+            .map(|p| {
+                let leader = leader.clone();
+                spawn(Box::pin(async move {
+                    let (mut lat, mut errors) = (Vec::new(), 0u64);
+                    let mut seq = 0;
+                    while Instant::now() < until {
+                        seq += 1;
+                        let t = Instant::now();
+                        match leader.propose(command(run as u64 + 1, p, seq)).await {
+                            Ok(Ok(_)) => lat.push(t.elapsed()),
+                            _ => errors += 1,
+                        }
+                    }
+                    (lat, errors)
+                }))
+            })
+            .collect();
+        let (mut lat, mut errors) = (Vec::new(), 0);
+        for t in tasks {
+            let (l, e) = t.await;
+            lat.extend(l);
+            errors += e;
+        }
+        report(adapter, n, start.elapsed(), lat, errors);
+    }
+    for node in nodes {
+        node.shutdown().await;
+    }
 }

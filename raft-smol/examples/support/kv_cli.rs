@@ -1,12 +1,18 @@
-//! Command-line parsing and stdin commands shared by the `kv` examples of
-//! raft-smol and raft-tokio (runtime-independent; included by path).
+//! The `kv` example of raft-smol and raft-tokio, written once (included by
+//! path): command-line parsing, stdin commands, starting the node and
+//! serving the commands. It runs on the including example's adapter, which
+//! it names as `super::{Handle, Node, NodeConfig, ProposeError, RoleWatch}`;
+//! only spawning and the stdin channel are the example's own.
 
-use raft_host::ClusterKey;
-use raft_host::kv::KvOp;
+use super::{Handle, Node, NodeConfig, ProposeError, RoleWatch};
+use raft_core::{Config, NodeId};
+use raft_host::kv::{KvCommand, KvOp, encode_command};
+use raft_host::{ClusterKey, KvStore};
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 pub(crate) const USAGE: &str = "\
 usage: kv --gen-key FILE
@@ -111,4 +117,82 @@ pub(crate) fn read_stdin(mut send: impl FnMut(Line) -> bool) {
 pub(crate) fn client_id(node: u64) -> u64 {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
     nanos ^ (u64::from(std::process::id()) << 32) ^ node
+}
+
+/// The node's configuration from the options.
+fn node_config(o: &Options) -> NodeConfig {
+    let members = std::iter::once(o.id).chain(o.peers.keys().copied()).map(NodeId);
+    let raft = Config::new(NodeId(o.id), members);
+    let peers = o.peers.iter().map(|(&p, &a)| (NodeId(p), a));
+    let mut config = NodeConfig::new(raft, o.data_dir.clone(), o.listen, peers, o.key.clone());
+    config.cluster_id = o.cluster_id;
+    config
+}
+
+/// Starts the node the options describe.
+pub(crate) async fn start(o: &Options) -> Result<Handle<KvStore>, String> {
+    let node = Node::start(node_config(o), KvStore::new()).await.map_err(|e| e.to_string())?;
+    println!("node {} listening on {}; commands: put, get, del, cas, status, quit", o.id, node.local_addr());
+    Ok(node)
+}
+
+/// Prints role changes until the node stops.
+pub(crate) async fn print_roles(id: u64, mut watch: RoleWatch) {
+    while let Some(r) = watch.changed().await {
+        println!("[node {id}] {:?} in term {}, leader {:?}", r.role, r.term, r.leader.map(|l| l.0));
+    }
+}
+
+/// Runs the commands `next_line` yields on `node` until `quit` or the end of input.
+pub(crate) async fn serve(node: &Handle<KvStore>, o: &Options, mut next_line: impl AsyncFnMut() -> Option<Line>) {
+    let client = client_id(o.id);
+    let mut seq = 0;
+    while let Some(line) = next_line().await {
+        match line {
+            Line::Quit => break,
+            Line::Status => println!("{:#?}", node.status()),
+            Line::Bad(why) => println!("? {why}"),
+            Line::Op(op) => {
+                seq += 1;
+                let get = matches!(op, KvOp::Get { .. });
+                let cmd = encode_command(&KvCommand { client, seq, op });
+                let answer = if get { node.read(cmd).await } else { node.propose(cmd).await };
+                match answer {
+                    Ok(Ok(out)) => println!("{out}"),
+                    Ok(Err(e)) => println!("error: {e}"),
+                    Err(ProposeError::NotLeader { leader_hint: Some(l) }) => {
+                        println!(
+                            "not the leader: ask node {l} ({})",
+                            o.peers.get(&l.0).map_or("?".into(), |a| a.to_string())
+                        )
+                    }
+                    Err(e) => println!("failed: {e}"),
+                }
+            }
+        }
+    }
+}
+
+/// The options from the command line, or the exit code if there is nothing
+/// (more) to run.
+pub(crate) fn options() -> Result<Options, ExitCode> {
+    match parse(std::env::args().skip(1)) {
+        Ok(Some(o)) => Ok(o),
+        Ok(None) => Err(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("{e}\n\n{USAGE}");
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// The exit code for the example's outcome.
+pub(crate) fn exit(outcome: Result<(), String>) -> ExitCode {
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

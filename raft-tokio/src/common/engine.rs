@@ -19,6 +19,13 @@ use std::sync::{Arc, Mutex};
 pub(crate) type Reply<O> = Box<dyn FnOnce(Result<O, ProposeError>) + Send>;
 /// Runs against the state machine inside the owning task.
 pub(crate) type LocalRead<S> = Box<dyn FnOnce(&S) + Send>;
+/// Requests a handle may queue before `propose` waits for room.
+pub(crate) const COMMAND_QUEUE: usize = 4096;
+/// Inbound messages queued for the owning task before readers wait.
+pub(crate) const INBOUND_QUEUE: usize = 1024;
+/// Most inputs of one kind taken per turn of the owning task.
+pub(crate) const BATCH: usize = 256;
+
 /// What the disk thread reports.
 pub(crate) type DiskResult = Result<PersistToken, StorageError>;
 
@@ -231,6 +238,33 @@ impl<S: StateMachine> Engine<S> {
     /// When the core's timer is next due.
     pub(crate) fn deadline(&self) -> Option<std::time::Instant> {
         self.driver.poll_timeout().map(|t| self.clock.to_std(t))
+    }
+
+    /// After one input woke the owning task, takes whatever else is ready
+    /// (up to [`BATCH`] of each kind: disk reports, peer messages, handle
+    /// requests), then fires the timer if due and drains the driver with
+    /// [`Engine::flush`], whose answer it returns. One flush so covers a burst
+    /// of proposals: one disk write, one AppendEntries.
+    pub(crate) fn turn(
+        &mut self,
+        mut durable: impl FnMut() -> Option<DiskResult>,
+        mut inbound: impl FnMut() -> Option<(NodeId, Message)>,
+        mut cmds: impl FnMut() -> Option<Command<S>>,
+    ) -> bool {
+        for _ in 0..BATCH {
+            let Some(r) = durable() else { break };
+            self.durable(r);
+        }
+        for _ in 0..BATCH {
+            let Some((from, msg)) = inbound() else { break };
+            self.message(from, msg);
+        }
+        for _ in 0..BATCH {
+            let Some(c) = cmds() else { break };
+            self.command(c);
+        }
+        self.timer();
+        self.flush()
     }
 
     /// Drains the driver after inputs: writes to the disk thread, messages

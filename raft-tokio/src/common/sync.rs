@@ -3,6 +3,7 @@
 //! count of running tasks.
 
 use std::future::poll_fn;
+use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
@@ -132,6 +133,29 @@ impl Drop for StopOnDrop {
 /// Waits until no counted task is left.
 pub(crate) async fn all_stopped(count: &TaskCount) {
     poll_fn(|cx| count.poll_check(cx, |n, _, _| (*n == 0).then_some(()))).await
+}
+
+/// The output of whichever of `a` and `b` finishes first (`a` is polled
+/// first, so it wins a tie).
+pub(crate) async fn first<T>(a: impl Future<Output = T>, b: impl Future<Output = T>) -> T {
+    let (mut a, mut b) = (pin!(a), pin!(b));
+    poll_fn(|cx| match a.as_mut().poll(cx) {
+        Poll::Ready(v) => Poll::Ready(v),
+        Poll::Pending => b.as_mut().poll(cx),
+    })
+    .await
+}
+
+/// `f`, or `None` once `stop` is closed (checked first).
+pub(crate) async fn or_stop<T>(stop: &Stop, f: impl Future<Output = T>) -> Option<T> {
+    first(
+        async {
+            stop.closed().await;
+            None
+        },
+        async { Some(f.await) },
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -1,21 +1,23 @@
-//! TCP links on tokio: an accept task with one reader per inbound
-//! connection, and one writer per peer for the outgoing direction.
+//! TCP links between peers: an accept task with one reader per inbound
+//! connection, and one writer per peer for the outgoing direction. Written
+//! against the crate's `rt` module (sockets, spawning, timers).
 
 use crate::common::backoff::{Backoff, RESET_AFTER};
 use crate::common::engine::Shared;
 use crate::common::queue::{BATCH_BYTES, PeerQueue};
-use crate::common::sync::TaskGuard;
+use crate::common::sync::{TaskGuard, first};
+use crate::rt::{self, AsyncReadExt as _, AsyncWriteExt as _, ReadHalf, Sender, TcpListener, TcpStream, WriteHalf};
 use raft_core::{Message, NodeId};
 use raft_host::transport_frame::{LEN_BYTES, check_len, encode_frame_into, open_frame};
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+
+/// `f`, or `None` once the node stops (checked first).
+async fn or_stop<T>(shared: &Shared, f: impl Future<Output = T>) -> Option<T> {
+    crate::common::sync::or_stop(&shared.stop, f).await
+}
 
 /// A read buffer grown past this is released after use.
 const KEEP_BUFFER: usize = 64 << 10;
@@ -24,33 +26,34 @@ const KEEP_BUFFER: usize = 64 << 10;
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
-    inbound: mpsc::Sender<(NodeId, Message)>,
+    inbound: Sender<(NodeId, Message)>,
     _guard: TaskGuard,
 ) {
-    let mut readers = JoinSet::new();
+    let mut readers: Vec<rt::Task> = Vec::new();
     loop {
-        tokio::select! {
-            () = shared.stop.closed() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    while readers.try_join_next().is_some() {}
-                    if readers.len() >= shared.config.max_inbound_connections {
-                        continue; // dropping the stream closes it
-                    }
-                    let _ = stream.set_nodelay(true);
-                    let guard = TaskGuard::new(&shared.tasks);
-                    readers.spawn(read_loop(stream, shared.clone(), inbound.clone(), guard));
+        let Some(accepted) = or_stop(&shared, listener.accept()).await else { break };
+        match accepted {
+            Ok((stream, _)) => {
+                readers.retain(|t| !t.is_finished());
+                if readers.len() >= shared.config.max_inbound_connections {
+                    continue; // dropping the stream closes it
                 }
-                // Out of descriptors or similar: wait a little instead of spinning.
-                Err(_) => tokio::select! {
-                    () = shared.stop.closed() => break,
-                    () = tokio::time::sleep(Duration::from_millis(50)) => {}
-                },
-            },
+                let _ = stream.set_nodelay(true);
+                let guard = TaskGuard::new(&shared.tasks);
+                readers.push(rt::spawn(read_loop(stream, shared.clone(), inbound.clone(), guard)));
+            }
+            // Out of descriptors or similar: wait a little instead of spinning.
+            Err(_) => {
+                if or_stop(&shared, rt::sleep(Duration::from_millis(50))).await.is_none() {
+                    break;
+                }
+            }
         }
     }
     drop(listener);
-    while readers.join_next().await.is_some() {}
+    for r in readers {
+        rt::join(r).await;
+    }
 }
 
 /// Reads one frame body into `buf`, refusing an over-long length before allocating.
@@ -68,12 +71,7 @@ async fn read_frame(stream: &mut TcpStream, buf: &mut Vec<u8>, max: usize) -> io
 /// task. Any bad frame (too long, not authentic, not a message, from a
 /// non-member, or from another sender than the connection's first frame)
 /// closes the connection.
-async fn read_loop(
-    mut stream: TcpStream,
-    shared: Arc<Shared>,
-    inbound: mpsc::Sender<(NodeId, Message)>,
-    _guard: TaskGuard,
-) {
+async fn read_loop(mut stream: TcpStream, shared: Arc<Shared>, inbound: Sender<(NodeId, Message)>, _guard: TaskGuard) {
     let mut peer: Option<NodeId> = None;
     let mut buf = Vec::new();
     loop {
@@ -81,17 +79,14 @@ async fn read_loop(
         let limited = async {
             match peer {
                 Some(_) => read.await,
-                None => tokio::time::timeout(shared.config.handshake_timeout, read)
+                None => rt::timeout(shared.config.handshake_timeout, read)
                     .await
-                    .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into())),
+                    .unwrap_or_else(|| Err(io::ErrorKind::TimedOut.into())),
             }
         };
-        let result = tokio::select! {
-            () = shared.stop.closed() => return,
-            r = limited => r,
-        };
-        if result.is_err() {
-            return;
+        match or_stop(&shared, limited).await {
+            Some(Ok(())) => {}
+            _ => return,
         }
         let Ok((from, msg)) = open_frame(&shared.config.key, &buf) else { return };
         if !shared.is_peer(from) || peer.is_some_and(|p| p != from) {
@@ -101,28 +96,22 @@ async fn read_loop(
         if buf.capacity() > KEEP_BUFFER {
             buf = Vec::new();
         }
-        let delivered = tokio::select! {
-            () = shared.stop.closed() => false,
-            r = inbound.send((from, msg)) => r.is_ok(),
-        };
-        if !delivered {
-            return;
+        match or_stop(&shared, inbound.send((from, msg))).await {
+            Some(Ok(())) => {}
+            _ => return,
         }
     }
 }
 
 struct Conn {
-    rd: OwnedReadHalf,
-    wr: OwnedWriteHalf,
+    rd: ReadHalf,
+    wr: WriteHalf,
     since: Instant,
 }
 
 /// Sleeps, unless the node stops first (then false).
 async fn pause(shared: &Shared, d: Duration) -> bool {
-    tokio::select! {
-        () = shared.stop.closed() => false,
-        () = tokio::time::sleep(d) => true,
-    }
+    or_stop(shared, rt::sleep(d)).await.is_some()
 }
 
 /// Forgets the connection; a long-lived one resets the backoff.
@@ -133,6 +122,12 @@ fn disconnect(conn: &mut Option<Conn>, peer: &PeerQueue, backoff: &mut Backoff) 
         backoff.reset();
     }
     peer.stats.connected.store(false, Ordering::Relaxed);
+}
+
+enum Wake {
+    Stop,
+    Batch(bool),
+    Closed,
 }
 
 /// Sends the peer's queue over one outgoing connection, (re)connecting
@@ -149,38 +144,42 @@ pub(crate) async fn write_loop(peer: Arc<PeerQueue>, shared: Arc<Shared>, _guard
     loop {
         // Wait for messages; meanwhile notice if the peer closes the connection
         // (it never writes on it, so any read completing means it is over).
-        let open = match conn.as_mut() {
-            None => tokio::select! {
-                () = shared.stop.closed() => return,
-                open = peer.next_batch(&mut batch, BATCH_BYTES) => open,
-            },
+        let stop = async {
+            shared.stop.closed().await;
+            Wake::Stop
+        };
+        let next = async { Wake::Batch(peer.next_batch(&mut batch, BATCH_BYTES).await) };
+        let wake = match conn.as_mut() {
+            None => first(stop, next).await,
             Some(c) => {
                 let mut probe = [0u8; 1];
-                tokio::select! {
-                    () = shared.stop.closed() => return,
-                    open = peer.next_batch(&mut batch, BATCH_BYTES) => open,
-                    _ = c.rd.read(&mut probe) => {
-                        disconnect(&mut conn, &peer, &mut backoff);
-                        if !pause(&shared, backoff.next_delay()).await {
-                            return;
-                        }
-                        continue;
-                    }
-                }
+                let closed = async {
+                    let _ = c.rd.read(&mut probe).await;
+                    Wake::Closed
+                };
+                first(first(stop, next), closed).await
             }
         };
-        if !open {
-            return;
+        match wake {
+            Wake::Stop | Wake::Batch(false) => return,
+            Wake::Batch(true) => {}
+            Wake::Closed => {
+                disconnect(&mut conn, &peer, &mut backoff);
+                if !pause(&shared, backoff.next_delay()).await {
+                    return;
+                }
+                continue;
+            }
         }
         if conn.is_none() {
-            let attempt = tokio::select! {
-                () = shared.stop.closed() => return,
-                r = tokio::time::timeout(cfg.io_timeout, TcpStream::connect(peer.addr)) => r,
+            let Some(attempt) = or_stop(&shared, rt::timeout(cfg.io_timeout, TcpStream::connect(peer.addr))).await
+            else {
+                return;
             };
             match attempt {
-                Ok(Ok(stream)) => {
+                Some(Ok(stream)) => {
                     let _ = stream.set_nodelay(true);
-                    let (rd, wr) = stream.into_split();
+                    let (rd, wr) = rt::split(stream);
                     conn = Some(Conn { rd, wr, since: Instant::now() });
                     peer.stats.connects.fetch_add(1, Ordering::Relaxed);
                     peer.stats.connected.store(true, Ordering::Relaxed);
@@ -206,11 +205,10 @@ pub(crate) async fn write_loop(peer: Arc<PeerQueue>, shared: Arc<Shared>, _guard
             }
         }
         let Some(c) = conn.as_mut() else { continue };
-        let written = tokio::select! {
-            () = shared.stop.closed() => return,
-            r = tokio::time::timeout(cfg.io_timeout, c.wr.write_all(&buf)) => matches!(r, Ok(Ok(()))),
+        let Some(written) = or_stop(&shared, rt::timeout(cfg.io_timeout, c.wr.write_all(&buf))).await else {
+            return;
         };
-        if written {
+        if matches!(written, Some(Ok(()))) {
             peer.stats.frames_sent.fetch_add(frames, Ordering::Relaxed);
         } else {
             peer.stats.dropped.fetch_add(frames, Ordering::Relaxed);

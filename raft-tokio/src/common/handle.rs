@@ -1,0 +1,124 @@
+//! The public [`Handle`] to a running node, written once against the
+//! runtime glue each crate provides in its `rt` module (a bounded command
+//! channel, a one-shot reply and a timeout).
+
+use crate::common::api::{ProposeError, RoleWatch, Status, TaskMonitor};
+use crate::common::engine::{Command, Shared};
+use crate::common::sync::all_stopped;
+use crate::rt;
+use raft_core::{Bytes, NodeId};
+use raft_host::StateMachine;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// A running node. Cheap to clone; every clone reaches the same node. When
+/// the last clone is dropped the node shuts down in the background.
+pub struct Handle<S: StateMachine> {
+    cmds: rt::Sender<Command<S>>,
+    shared: Arc<Shared>,
+}
+
+impl<S: StateMachine> Handle<S> {
+    pub(crate) fn new(cmds: rt::Sender<Command<S>>, shared: Arc<Shared>) -> Self {
+        Handle { cmds, shared }
+    }
+}
+
+impl<S: StateMachine> Clone for Handle<S> {
+    fn clone(&self) -> Self {
+        Handle { cmds: self.cmds.clone(), shared: self.shared.clone() }
+    }
+}
+
+impl<S: StateMachine> fmt::Debug for Handle<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle").field("id", &self.shared.id()).field("listen", &self.shared.listen).finish()
+    }
+}
+
+impl<S> Handle<S>
+where
+    S: StateMachine + Send + 'static,
+    S::Output: Send + 'static,
+{
+    /// Proposes `command` and waits until it is committed and applied on
+    /// this node, returning the state machine's output.
+    ///
+    /// Only the leader accepts proposals: elsewhere the answer is
+    /// [`ProposeError::NotLeader`] with the leader this node knows of. See
+    /// [`ProposeError`] for which errors promise the command was not applied.
+    pub async fn propose(&self, command: impl Into<Bytes>) -> Result<S::Output, ProposeError> {
+        let command: Bytes = command.into();
+        let max = self.shared.config.raft.max_entry_bytes;
+        if command.len() > max {
+            return Err(ProposeError::TooLarge { size: command.len(), max });
+        }
+        let (tx, rx) = rt::oneshot();
+        let reply = Box::new(tx);
+        let work = async {
+            self.cmds.send(Command::Propose { command, reply }).await.map_err(|_| ProposeError::Shutdown)?;
+            // A reply dropped unanswered means the command was still queued
+            // when the node stopped: it never reached the log.
+            rx.await.unwrap_or(Err(ProposeError::Shutdown))
+        };
+        rt::timeout(self.shared.config.propose_timeout, work).await.unwrap_or(Err(ProposeError::Timeout))
+    }
+
+    /// A linearizable read: `query` is a command that reads (for the
+    /// key-value store, a `KvOp::Get`), and it goes through the log like any
+    /// proposal, so its answer reflects every write acknowledged before the
+    /// call. Same errors as [`Handle::propose`].
+    pub async fn read(&self, query: impl Into<Bytes>) -> Result<S::Output, ProposeError> {
+        self.propose(query).await
+    }
+
+    /// Runs `f` on this node's state machine as it is now, without going
+    /// through the log: fast but possibly stale (a follower, or a deposed
+    /// leader). Fails only with [`ProposeError::Shutdown`].
+    pub async fn local_read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&S) -> R + Send + 'static,
+    ) -> Result<R, ProposeError> {
+        let (tx, rx) = rt::oneshot();
+        let read = Box::new(move |s: &S| tx(f(s)));
+        self.cmds.send(Command::LocalRead(read)).await.map_err(|_| ProposeError::Shutdown)?;
+        rx.await.ok_or(ProposeError::Shutdown)
+    }
+
+    /// Stops the node: waiting proposers are told their outcome is unknown,
+    /// queued writes are made durable, connections are closed, and every
+    /// task and thread the node started has ended when this returns. Other
+    /// clones of the handle then get [`ProposeError::Shutdown`].
+    pub async fn shutdown(self) {
+        self.shared.stop.close();
+        all_stopped(&self.shared.tasks).await;
+    }
+}
+
+impl<S: StateMachine> Handle<S> {
+    /// The node's id.
+    pub fn id(&self) -> NodeId {
+        self.shared.id()
+    }
+
+    /// The address the node accepts peers on (useful after binding port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.listen
+    }
+
+    /// A snapshot of the node's role, indexes and links. Never waits.
+    pub fn status(&self) -> Status {
+        self.shared.status()
+    }
+
+    /// Follows role, term and leader changes.
+    pub fn role_watch(&self) -> RoleWatch {
+        RoleWatch::new(self.shared.role.clone())
+    }
+
+    /// Counts the node's running tasks; still usable after `shutdown`.
+    pub fn task_monitor(&self) -> TaskMonitor {
+        TaskMonitor(self.shared.tasks.clone())
+    }
+}
