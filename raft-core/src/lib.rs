@@ -15,8 +15,11 @@
 //! After every input, drain `poll_output` until `None`. Start each
 //! [`Output::Persist`] in order and report it with [`Node::handle_persisted`]
 //! once durable; send each [`Output::Send`] at once (the core already held
-//! back whatever must wait for a write); apply each [`Output::Apply`]. Then
-//! sleep until the earliest of `poll_timeout`, a message, or a finished write.
+//! back whatever must wait for a write); apply each [`Output::Apply`]; replace
+//! the state machine's state on [`Output::RestoreSnapshot`]; answer
+//! [`Event::SnapshotWanted`] with [`Node::compact`]. Then sleep until the
+//! earliest of `poll_timeout`, a message, or a finished write. (`raft-host`'s
+//! `Driver` does all of this for std hosts.)
 //!
 //! ```
 //! use raft_core::{Config, Instant, Node, NodeId, Output, Restored, Role};
