@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use serde::{Deserialize, Serialize};
 
-/// Largest input [`decode`] accepts. Transports should use a smaller limit.
+/// Largest input [`decode_value`] and [`decode_message`] accept. Transports should use a smaller limit.
 pub const MAX_DECODE_BYTES: usize = 64 << 20;
 
 fn config() -> impl bincode::config::Config {

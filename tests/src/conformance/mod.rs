@@ -62,7 +62,7 @@ pub enum Failure {
 /// A cluster of key-value nodes under test. Members are numbered by
 /// [`ids`](ClusterUnderTest::ids); none runs until started.
 pub trait ClusterUnderTest: Send + Sync {
-    /// A name for messages ("tokio", "smol", "mixed[tokio,smol,tokio]"...).
+    /// A name for messages ("tokio", "smol", "mixed\[tokio,smol,tokio\]"...).
     fn name(&self) -> String;
     /// The members' ids.
     fn ids(&self) -> Vec<u64>;

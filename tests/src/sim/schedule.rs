@@ -4,7 +4,7 @@
 //!
 //! A property test defines its own schedule type (cluster size, simulator
 //! seed, [`Op`]s drawn with its [`OpMix`], plus what is specific to it) and
-//! implements [`Property`] for it; [`quickcheck`] and [`seeded`] then run it.
+//! implements [`Property`] for it; [`quickcheck()`] and [`seeded`] then run it.
 //! Schedules print as Rust source, so a shrunk failure can be pasted into a
 //! regression test.
 
