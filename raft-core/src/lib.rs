@@ -63,8 +63,6 @@
 #![warn(missing_docs)]
 
 extern crate alloc;
-#[cfg(feature = "std")]
-extern crate std;
 
 pub mod codec;
 mod config;
@@ -84,8 +82,6 @@ pub use message::{AppendResponse, Body, Message};
 pub use node::Node;
 pub use output::{Event, Outgoing, Output, Persist, PersistToken, Role, Write};
 pub use restore::{CompactError, NewNodeError, ProposeError, RestoreError, Restored};
-#[cfg(feature = "std")]
-pub use time::StdClock;
 pub use time::{Duration, Instant};
 pub use types::{
     Bytes, ENTRY_OVERHEAD_BYTES, Entry, HardState, LogIndex, NodeId, Payload, Snapshot, SnapshotMeta, Term,

@@ -2,8 +2,7 @@
 //!
 //! [`Instant`] and [`Duration`] count microseconds in a `u64` (about 584,000
 //! years), so arithmetic saturates instead of overflowing. Adapters map their
-//! runtime's clock onto these types; with the `std` feature, [`StdClock`] does
-//! that against a fixed origin.
+//! runtime's clock onto these types (for std, `raft_host::StdClock`).
 
 use core::fmt;
 use core::ops::{Add, AddAssign, Sub};
@@ -139,43 +138,6 @@ impl Sub<Instant> for Instant {
     /// Saturates at zero.
     fn sub(self, rhs: Instant) -> Duration {
         self.saturating_since(rhs)
-    }
-}
-
-/// Maps `std::time::Instant` onto the core's [`Instant`] against a fixed origin.
-#[cfg(feature = "std")]
-#[derive(Debug, Clone, Copy)]
-pub struct StdClock {
-    origin: std::time::Instant,
-}
-
-#[cfg(feature = "std")]
-impl StdClock {
-    /// A clock whose origin is the current moment.
-    pub fn new() -> StdClock {
-        StdClock { origin: std::time::Instant::now() }
-    }
-
-    /// The current time.
-    pub fn now(&self) -> Instant {
-        self.to_core(std::time::Instant::now())
-    }
-
-    /// Converts a std instant (clamped to the origin if earlier).
-    pub fn to_core(&self, t: std::time::Instant) -> Instant {
-        Instant(Duration::from(t.saturating_duration_since(self.origin)).0)
-    }
-
-    /// Converts back to a std instant.
-    pub fn to_std(&self, t: Instant) -> std::time::Instant {
-        self.origin + core::time::Duration::from_micros(t.0)
-    }
-}
-
-#[cfg(feature = "std")]
-impl Default for StdClock {
-    fn default() -> Self {
-        StdClock::new()
     }
 }
 

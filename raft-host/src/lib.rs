@@ -48,6 +48,7 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+mod clock;
 pub mod disk_thread;
 pub mod driver;
 pub mod kv;
@@ -56,6 +57,7 @@ pub mod storage;
 pub mod transport_frame;
 
 pub use auth::ClusterKey;
+pub use clock::StdClock;
 pub use disk_thread::DiskThread;
 pub use driver::{Actions, Completion, Driver, Outcome, Ticket};
 pub use kv::{KvCommand, KvError, KvOp, KvOutput, KvStore};

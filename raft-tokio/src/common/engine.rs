@@ -6,7 +6,8 @@
 use crate::common::api::{NodeConfig, ProposeError, RoleInfo, StartError, Status};
 use crate::common::queue::PeerQueue;
 use crate::common::sync::{Stop, TaskCount, Watch};
-use raft_core::{Bytes, Event, LogIndex, Message, NodeId, PersistToken, StdClock};
+use raft_core::{Bytes, Event, LogIndex, Message, NodeId, PersistToken};
+use raft_host::StdClock;
 use raft_host::driver::{Outcome, Ticket};
 use raft_host::transport_frame::max_frame_len;
 use raft_host::{DiskLog, DiskThread, Driver, NodeMeta, StateMachine, StorageError};
