@@ -7,8 +7,7 @@
 //! inbox (no encoding, no copying of the payload: entries carry reference-counted bytes).
 //! Storage is "durable at once": every [`Output::Persist`] is stored into the node's
 //! in-memory, `Vec`-based log and reported with [`Node::handle_persisted`] right away,
-//! inside the same drain. Logical time stands still while the clock runs, so no timer fires
-//! (but see *Commit propagation* below).
+//! inside the same drain. Logical time stands still while the clock runs, so no timer fires.
 //!
 //! 1. Untimed set-up: every node starts as a follower with a randomized election timeout;
 //!    node 1 alone is told that its timeout expired (`handle_timeout(poll_timeout())`), then
@@ -37,16 +36,10 @@
 //! # Commit propagation
 //!
 //! raft-rs (with `skip_bcast_commit = false`) sends followers an AppendEntries as soon as
-//! its commit index moves. Our core does not: followers learn the commit index from the
-//! next AppendEntries that carries entries, or from a heartbeat. During the run every round
-//! brings new entries, so this only matters once the last batch has been sent: the leader
-//! has applied everything, the followers lag by the commit index of their last append, and
-//! nothing is left in flight. When a round is idle like that (and only then), the loop moves
-//! logical time to the leader's heartbeat deadline and fires [`Node::handle_timeout`] on the
-//! leader, once; the followers learn the commit index from that heartbeat. The same happens
-//! at the end of the untimed set-up. One such heartbeat is expected per run (it costs one
-//! extra round); more than one in a row without progress is a stall and panics. Followers
-//! never get `handle_timeout`, so no election can happen.
+//! its commit index moves. Our core tells a follower once that follower's window of
+//! in-flight messages has drained, so the last batch reaches every state machine without
+//! any timer. A round with nothing to do before every node applied every command is a
+//! stall and panics.
 //!
 //! # Configuration
 //!
@@ -111,10 +104,8 @@ struct Cluster {
     /// `inboxes[i]` holds the messages for node `i + 1`, with their sender.
     inboxes: Vec<VecDeque<(NodeId, Message)>>,
     payload_bytes: usize,
-    /// Logical time; moves only for the idle heartbeats described in the module docs.
+    /// Logical time: the election deadline, then never moves.
     now: CoreInstant,
-    /// Heartbeats fired so far (see the module docs).
-    heartbeats: usize,
 }
 
 fn config(id: NodeId) -> Config {
@@ -163,7 +154,7 @@ impl Cluster {
                 sm: Applier::default(),
             })
             .collect();
-        Self { nodes, inboxes: (1..=NODES).map(|_| VecDeque::new()).collect(), payload_bytes, now, heartbeats: 0 }
+        Self { nodes, inboxes: (1..=NODES).map(|_| VecDeque::new()).collect(), payload_bytes, now }
     }
 
     fn leader(&mut self) -> &mut Node {
@@ -214,15 +205,6 @@ impl Cluster {
         any
     }
 
-    /// Fires the leader's heartbeat (see the module docs): only when a round was idle.
-    fn heartbeat(&mut self) {
-        let deadline = self.leader().poll_timeout().expect("a leader always has a heartbeat deadline");
-        self.now = self.now.max(deadline);
-        let now = self.now;
-        self.leader().handle_timeout(now);
-        self.heartbeats += 1;
-    }
-
     /// Every node applied everything the leader has committed, which is its whole log.
     fn settled(&self) -> bool {
         let leader = &self.nodes[index(LEADER)].core;
@@ -236,19 +218,12 @@ impl Cluster {
         self.now = deadline;
         self.leader().handle_timeout(deadline);
         let mut rounds = 0;
-        loop {
-            while self.round(None) {
-                rounds += 1;
-                assert!(rounds < 1_000, "election did not settle");
-            }
-            if self.settled() {
-                break;
-            }
-            assert!(self.leader().role() == Role::Leader && self.heartbeats == 0, "election did not settle");
-            self.heartbeat();
+        while self.round(None) {
+            rounds += 1;
+            assert!(rounds < 1_000, "election did not settle");
         }
         assert_eq!(self.leader().role(), Role::Leader, "node {LEADER} did not become leader");
-        self.heartbeats = 0;
+        assert!(self.settled(), "election did not settle");
     }
 
     fn all_applied(&self, proposals: u64) -> bool {
@@ -262,11 +237,6 @@ impl Cluster {
 ///
 /// If the workload is invalid, or if the core fails to apply every command on every node.
 pub fn run_core(workload: &Workload) -> Report {
-    run(workload).0
-}
-
-/// [`run_core`], also returning how many idle heartbeats the timed part needed.
-fn run(workload: &Workload) -> (Report, usize) {
     if let Err(e) = workload.validate() {
         panic!("invalid workload: {e}");
     }
@@ -278,7 +248,6 @@ fn run(workload: &Workload) -> (Report, usize) {
     let target = workload.proposals as u64;
     let start = Instant::now();
     let mut next_batch = 0;
-    let mut idle_heartbeat = false;
     loop {
         if next_batch < batches {
             latency.proposed(Instant::now());
@@ -295,14 +264,7 @@ fn run(workload: &Workload) -> (Report, usize) {
         if cluster.all_applied(target) {
             break;
         }
-        if busy || next_batch < batches {
-            idle_heartbeat = false;
-            continue;
-        }
-        assert!(!idle_heartbeat, "raft-core stalled before applying every command");
-        // Followers wait for the last commit index (module docs, "Commit propagation").
-        idle_heartbeat = true;
-        cluster.heartbeat();
+        assert!(busy || next_batch < batches, "raft-core stalled before applying every command");
     }
     let elapsed = start.elapsed();
 
@@ -317,8 +279,7 @@ fn run(workload: &Workload) -> (Report, usize) {
     }
     let appliers: Vec<Applier> = cluster.nodes.iter().map(|n| n.sm.clone()).collect();
     let applied = verify(NAME, workload, &appliers);
-    let report = Report::new(NAME, workload.proposals, elapsed, applied, latency.mean_us());
-    (report, cluster.heartbeats)
+    Report::new(NAME, workload.proposals, elapsed, applied, latency.mean_us())
 }
 
 #[cfg(test)]
@@ -328,13 +289,12 @@ mod tests {
     #[test]
     fn small_batched_run_applies_everything_everywhere() {
         let workload = Workload { proposals: 1_000, batch: 7, payload_bytes: 16 };
-        let (report, heartbeats) = run(&workload);
+        let report = run_core(&workload);
         assert_eq!(report.name, NAME);
         assert_eq!(report.proposals, 1_000);
         // Every command plus the leader's empty entry, on each of the 3 nodes.
         assert_eq!(report.applied_entries_all_nodes, 3 * 1_001);
         assert!(report.mean_latency_us.is_some());
-        assert!(heartbeats <= 1, "{heartbeats} idle heartbeats");
     }
 
     #[test]

@@ -129,7 +129,7 @@ impl Durability {
         }
     }
 
-    /// Drops every held message (the role they belonged to ended, or they are stale).
+    /// How many messages wait for a write.
     #[cfg(test)]
     pub(super) fn held_len(&self) -> usize {
         self.held.len()

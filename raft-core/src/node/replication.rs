@@ -33,7 +33,8 @@ impl Node {
         };
         let mut beats = Vec::new();
         for (&peer, p) in progress.iter_mut() {
-            if p.tick() || matches!(p.mode, Mode::Probe { .. }) {
+            // tick() is true for probes and snapshot transfers (resend) and for stalled windows.
+            if p.tick() {
                 dirty.insert(peer);
             } else {
                 beats.push((peer, p.matched));
@@ -49,7 +50,7 @@ impl Node {
     /// the commit index moved.
     fn send_commit_only(&mut self, peer: NodeId, matched: LogIndex) {
         let Some(prev_log_term) = self.log.term_at(matched) else {
-            return; // compacted past it: the next tick sends the snapshot instead
+            return; // compacted past it: a stalled window is re-probed, which sends the snapshot
         };
         let leader_commit = self.commit.min(matched);
         if let RoleState::Leader { progress, .. } = &mut self.role
