@@ -7,9 +7,10 @@
 mod common;
 
 use common::{BIN, Out, Proc, run_program};
+use raft_tests::conformance::poll_until;
 use serde_json::Value;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const N: usize = 3;
 const PORT: u16 = 7000;
@@ -103,19 +104,18 @@ fn status(ns: &Namespaces, from: usize, servers: &[usize], key: &str) -> Vec<Val
 
 /// Waits until `servers` agree on one leader among them; returns its index.
 fn wait_leader(ns: &Namespaces, from: usize, servers: &[usize], key: &str) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    let what = format!("an agreed leader among {servers:?}");
+    poll_until(Duration::from_secs(20), Duration::from_millis(200), &what, || {
         let st = status(ns, from, servers, key);
         let leaders: Vec<&Value> = st.iter().filter(|v| v["role"] == "leader").collect();
         if st.len() == servers.len() && leaders.len() == 1 {
             let (id, term) = (&leaders[0]["id"], &leaders[0]["term"]);
             if st.iter().all(|v| v["leader"] == *id && v["term"] == *term) {
-                return id.as_u64().unwrap() as usize - 1;
+                return Ok(id.as_u64().unwrap() as usize - 1);
             }
         }
-        assert!(Instant::now() < deadline, "no agreed leader among {servers:?}: {st:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        Err(format!("{st:?}"))
+    })
 }
 
 fn kv(ns: &Namespaces, from: usize, servers: &[usize], key: &str, args: &[&str]) -> Value {
@@ -172,16 +172,15 @@ fn partition_the_leader_by_its_link_then_heal() {
     // Heal: the old leader follows the new term and catches up.
     ip_ok(&["-n", &ns.bridge, "link", "set", &link, "up"]);
     let leader_now = wait_leader(&ns, leader, &all, &key);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    poll_until(Duration::from_secs(20), Duration::from_millis(200), "every node to converge", || {
         let st = status(&ns, leader, &all, &key);
         let commit = st.iter().find(|v| v["id"] == (leader_now + 1) as u64).map(|v| v["commit_index"].clone());
         if st.len() == N && st.iter().all(|v| Some(&v["last_applied"]) == commit.as_ref()) {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{st:?}"))
         }
-        assert!(Instant::now() < deadline, "did not converge: {st:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    });
     assert_eq!(kv(&ns, leader, &all, &key, &["get", "b"])["value"], "2");
     assert_eq!(kv(&ns, leader, &all, &key, &["get", "a"])["value"], "1");
     drop(nodes);

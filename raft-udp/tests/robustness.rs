@@ -7,10 +7,11 @@ mod common;
 
 use common::Cluster;
 use raft_host::ClusterKey;
+use raft_tests::conformance::poll_until;
 use raft_udp::packet::{self, Chunk, ClientReply, ClientResult, Fragment, MAX_DATAGRAM, Packet};
 use serde_json::json;
 use std::net::UdpSocket;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 struct Rng(u64);
 
@@ -108,16 +109,11 @@ fn hostile_datagrams_are_dropped_counted_and_harmless() {
         "unexpected": 10,
         "incomplete": 5,
     });
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
+    poll_until(Duration::from_secs(15), Duration::from_millis(200), &format!("drop counters {want}"), || {
         let st = c.status();
         let dropped = st.iter().find(|(i, _)| *i == 0).map(|(_, v)| v["dropped"].clone());
-        if dropped.as_ref() == Some(&want) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "counters {dropped:?}, want {want}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        if dropped.as_ref() == Some(&want) { Ok(()) } else { Err(format!("{dropped:?}")) }
+    });
 
     // Still serving, and so is the cluster.
     assert_eq!(c.kv(&["put", "k", "v"]).0, 0);

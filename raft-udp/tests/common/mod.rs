@@ -4,6 +4,7 @@
 
 pub mod proxy;
 
+use raft_tests::conformance::poll_until;
 use serde_json::Value;
 use std::fs;
 use std::io::{Read, Write};
@@ -254,8 +255,8 @@ impl Cluster {
     /// Waits until the nodes in `among` agree on one leader among them, of
     /// one term, with no other leader around; returns its index.
     pub fn wait_leader_among(&self, among: &[usize], within: Duration) -> usize {
-        let deadline = Instant::now() + within;
-        loop {
+        let what = format!("an agreed leader among {among:?}");
+        poll_until(within, Duration::from_millis(100), &what, || {
             let st: Vec<(usize, Value)> = self.status().into_iter().filter(|(i, _)| among.contains(i)).collect();
             let leaders: Vec<usize> = st.iter().filter(|(_, v)| v["role"] == "leader").map(|(i, _)| *i).collect();
             if st.len() == among.len() && leaders.len() == 1 {
@@ -263,12 +264,11 @@ impl Cluster {
                 let lid = (l + 1) as u64;
                 let term = &st.iter().find(|(i, _)| *i == l).unwrap().1["term"];
                 if st.iter().all(|(_, v)| v["leader"] == lid && v["term"] == *term) {
-                    return l;
+                    return Ok(l);
                 }
             }
-            assert!(Instant::now() < deadline, "no agreed leader among {among:?} within {within:?}: {st:?}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            Err(format!("{st:?}"))
+        })
     }
 
     pub fn wait_leader(&self, within: Duration) -> usize {
@@ -278,16 +278,12 @@ impl Cluster {
 
     /// Waits until every running node has applied at least `index`.
     pub fn wait_applied(&self, among: &[usize], index: u64, within: Duration) {
-        let deadline = Instant::now() + within;
-        loop {
+        let what = format!("nodes {among:?} to apply {index}");
+        poll_until(within, Duration::from_millis(100), &what, || {
             let st = self.status();
             let ok = among.iter().all(|i| st.iter().any(|(j, v)| j == i && v["last_applied"].as_u64() >= Some(index)));
-            if ok {
-                return;
-            }
-            assert!(Instant::now() < deadline, "nodes {among:?} did not apply {index} within {within:?}: {st:?}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            if ok { Ok(()) } else { Err(format!("{st:?}")) }
+        })
     }
 
     pub fn dump_logs(&self) {
