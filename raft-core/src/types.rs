@@ -184,6 +184,12 @@ pub struct HardState {
     pub term: Term,
     /// The candidate this node voted for in `term`, if any.
     pub voted_for: Option<NodeId>,
+    /// The node lost log entries it may have acknowledged (its disk was
+    /// repaired after corruption, see raft-host's storage docs). Until it
+    /// holds an entry that the current leader committed in its own term, it
+    /// neither votes nor campaigns: its vote could otherwise elect a leader
+    /// that lacks a committed entry.
+    pub catching_up: bool,
 }
 
 /// Where a snapshot ends: the last log entry it covers.

@@ -156,7 +156,7 @@ mod tests {
     #[test]
     fn held_message_waits_for_its_write() {
         let mut d = Durability::new(LogIndex(0));
-        d.set_hard_state(HardState { term: Term(1), voted_for: Some(NodeId(2)) });
+        d.set_hard_state(HardState { term: Term(1), voted_for: Some(NodeId(2)), catching_up: false });
         d.hold(msg());
         let (tok, w) = d.issue(LogIndex(0)).unwrap();
         assert!(w.hard_state.is_some());

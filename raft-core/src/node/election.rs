@@ -17,7 +17,7 @@ impl Node {
     /// could win. A former leader, whose deadline is stale, gets a fresh one.
     pub(super) fn become_follower(&mut self, now: Instant, term: Term, leader: Option<NodeId>) {
         if term > self.hard.term {
-            self.set_hard_state(HardState { term, voted_for: None });
+            self.set_hard_state(HardState { term, voted_for: None, catching_up: self.hard.catching_up });
         }
         let was_leader = matches!(self.role, RoleState::Leader { .. });
         self.role = RoleState::Follower;
@@ -55,7 +55,7 @@ impl Node {
     pub(super) fn start_election(&mut self, now: Instant) {
         let term = self.hard.term.next();
         let me = self.config.id;
-        self.set_hard_state(HardState { term, voted_for: Some(me) });
+        self.set_hard_state(HardState { term, voted_for: Some(me), catching_up: self.hard.catching_up });
         self.role = RoleState::Candidate { votes: BTreeMap::from([(me, true)]) };
         self.leader = None;
         self.reset_election_timer(now);
@@ -90,7 +90,11 @@ impl Node {
         let free = self.hard.voted_for.is_none_or(|v| v == from);
         let granted = free && self.log.is_up_to_date(last_log_index, last_log_term);
         if granted {
-            self.set_hard_state(HardState { term: self.hard.term, voted_for: Some(from) });
+            self.set_hard_state(HardState {
+                term: self.hard.term,
+                voted_for: Some(from),
+                catching_up: self.hard.catching_up,
+            });
             self.reset_election_timer(now);
         }
         self.send_after_persist(from, Body::RequestVoteResponse { granted });

@@ -46,7 +46,10 @@ fn candidate_increments_term_votes_for_itself_and_asks_only_after_persisting() {
     assert_eq!(h.node.role(), Role::Candidate);
     assert_eq!(h.node.term(), Term(1));
     assert_eq!(h.node.voted_for(), Some(NodeId(1)));
-    assert_eq!(h.writes[0].hard_state, Some(HardState { term: Term(1), voted_for: Some(NodeId(1)) }));
+    assert_eq!(
+        h.writes[0].hard_state,
+        Some(HardState { term: Term(1), voted_for: Some(NodeId(1)), catching_up: false })
+    );
     assert!(h.sent.is_empty(), "RequestVote sent before the vote was durable");
     h.persist();
     let sent = h.take_sent();
@@ -94,7 +97,10 @@ fn vote_reply_waits_until_the_vote_is_durable() {
     let mut h = Harness::new(1, 3);
     h.recv(2, 4, vote_req(0, 0));
     assert!(h.sent.is_empty());
-    assert_eq!(h.writes.last().unwrap().hard_state, Some(HardState { term: Term(4), voted_for: Some(NodeId(2)) }));
+    assert_eq!(
+        h.writes.last().unwrap().hard_state,
+        Some(HardState { term: Term(4), voted_for: Some(NodeId(2)), catching_up: false })
+    );
     h.persist();
     assert_eq!(granted(&h.sent, 2), Some(true));
 }
@@ -127,7 +133,10 @@ fn any_message_with_a_higher_term_makes_a_leader_step_down_and_forget_its_vote()
     assert_eq!(h.node.term(), Term(7));
     assert_eq!(h.node.voted_for(), None);
     assert_eq!(h.node.leader(), None);
-    assert_eq!(h.writes.last().unwrap().hard_state, Some(HardState { term: Term(7), voted_for: None }));
+    assert_eq!(
+        h.writes.last().unwrap().hard_state,
+        Some(HardState { term: Term(7), voted_for: None, catching_up: false })
+    );
 }
 
 #[test]
@@ -209,8 +218,10 @@ fn a_single_node_cluster_elects_itself_and_commits_alone() {
 #[test]
 fn restart_keeps_term_and_vote_so_no_second_vote_in_a_term() {
     // Figure 2: currentTerm and votedFor are persistent state.
-    let restored =
-        crate::Restored::new(HardState { term: Term(3), voted_for: Some(NodeId(2)) }, alloc::vec::Vec::new());
+    let restored = crate::Restored::new(
+        HardState { term: Term(3), voted_for: Some(NodeId(2)), catching_up: false },
+        alloc::vec::Vec::new(),
+    );
     let mut h = Harness::with(Config::new(NodeId(1), super::super::test_harness::ids(3)), restored);
     h.recv(3, 3, vote_req(0, 0));
     h.persist();

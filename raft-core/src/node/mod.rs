@@ -104,7 +104,7 @@ impl Node {
         // Adopting that term without a vote is safe: no message that depended
         // on the lost vote was ever sent (they wait for the whole write).
         if log.last_term() > hard_state.term {
-            hard_state = HardState { term: log.last_term(), voted_for: None };
+            hard_state = HardState { term: log.last_term(), voted_for: None, ..hard_state };
         }
         let voters = Majority::new(config.members.iter().copied());
         let peers = voters.voters().iter().copied().filter(|&p| p != config.id).collect();

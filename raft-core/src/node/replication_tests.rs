@@ -40,7 +40,7 @@ fn follower_with(terms: &[u64], current: u64) -> Harness {
 
 fn node_with(id: u64, terms: &[u64], current: u64) -> Harness {
     let entries = terms.iter().enumerate().map(|(i, &t)| e(i as u64 + 1, t)).collect();
-    let hs = HardState { term: Term(current), voted_for: None };
+    let hs = HardState { term: Term(current), voted_for: None, catching_up: false };
     Harness::with(Config::new(NodeId(id), ids(3)), Restored::new(hs, entries))
 }
 

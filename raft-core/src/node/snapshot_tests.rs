@@ -197,7 +197,7 @@ fn a_snapshot_the_follower_is_past_is_acknowledged_without_install() {
 fn restart_from_a_snapshot_restores_first_then_applies_the_rest() {
     let snap = Snapshot { meta: SnapshotMeta { index: LogIndex(10), term: Term(2) }, data: Bytes::from("sm@10") };
     let entries = vec![crate::Entry { term: Term(3), index: LogIndex(11), payload: crate::Payload::Noop }];
-    let hs = HardState { term: Term(3), voted_for: Some(NodeId(1)) };
+    let hs = HardState { term: Term(3), voted_for: Some(NodeId(1)), catching_up: false };
     let restored = Restored::new(hs, entries).with_snapshot(snap.clone());
     let mut h = Harness::with(Config::new(NodeId(1), [NodeId(1)]), restored);
     h.drain();

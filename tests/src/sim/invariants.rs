@@ -322,7 +322,7 @@ mod tests {
 
     fn vote(term: u64, v: u64) -> Write {
         let mut w = Write::default();
-        w.hard_state = Some(HardState { term: Term(term), voted_for: Some(NodeId(v)) });
+        w.hard_state = Some(HardState { term: Term(term), voted_for: Some(NodeId(v)), catching_up: false });
         w
     }
 

@@ -73,7 +73,7 @@ fn appending(entries: Vec<Entry>) -> Write {
 }
 
 fn hard_state(term: u64, vote: Option<u64>) -> HardState {
-    HardState { term: Term(term), voted_for: vote.map(NodeId) }
+    HardState { term: Term(term), voted_for: vote.map(NodeId), catching_up: false }
 }
 
 fn snapshot(index: u64, term: u64, data: &[u8]) -> Snapshot {

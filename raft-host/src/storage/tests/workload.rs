@@ -181,7 +181,8 @@ fn random_write(rng: &mut Rng, m: &Model) -> Write {
     let mut w = Write::default();
     if rng.chance(15) {
         let vote = if rng.chance(50) { Some(NodeId(rng.below(5))) } else { None };
-        w.hard_state = Some(HardState { term: Term(m.hs().term.0 + rng.below(2)), voted_for: vote });
+        w.hard_state =
+            Some(HardState { term: Term(m.hs().term.0 + rng.below(2)), voted_for: vote, catching_up: false });
     }
     let base = log.base.index.0;
     let last = log.next() - 1;
