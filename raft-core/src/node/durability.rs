@@ -149,7 +149,10 @@ mod tests {
     fn msg() -> Outgoing {
         Outgoing {
             to: NodeId(2),
-            message: Message { term: Term(1), body: Body::RequestVoteResponse { granted: true } },
+            message: Message {
+                term: Term(1),
+                body: Body::RequestVoteResponse(crate::message::VoteResponse { granted: true, pre_vote: false }),
+            },
         }
     }
 
