@@ -173,7 +173,7 @@ fn a_stalled_partial_snapshot_is_dropped_after_a_timeout() {
         round: 0,
     });
     for _ in 0..12 {
-        h.now = h.now + Duration::from_millis(100);
+        h.now += Duration::from_millis(100);
         h.node.handle_timeout(h.now);
         h.recv(1, 1, beat.clone());
     }
