@@ -429,3 +429,23 @@ quickcheck::quickcheck! {
         true
     }
 }
+
+#[test]
+fn a_response_to_an_earlier_initiation_is_refused() {
+    let k = keys(17);
+    let mut rng = SeededEntropy::new(1);
+    let (mut la, mut lb) = (Link::new(&config(&k, A), B), Link::new(&config(&k, B), A));
+    let (mut first, mut second) = (Vec::new(), Vec::new());
+    la.initiate(T0, &mut rng, &mut first).unwrap();
+    la.initiate(T0, &mut rng, &mut second).unwrap(); // a resend replaces the first
+    let (mut r1, mut r2) = (Vec::new(), Vec::new());
+    lb.handle_handshake(&first, T0, &mut rng, &mut r1).unwrap();
+    lb.handle_handshake(&second, T0, &mut rng, &mut r2).unwrap();
+    assert_eq!(la.handle_handshake(&r1, T0, &mut rng, &mut Vec::new()), Err(HandshakeError::Rejected));
+    assert!(la.current().is_none());
+    assert_eq!(la.handle_handshake(&r2, T0, &mut rng, &mut Vec::new()), Ok(Handled::Established));
+    let mut frame = Vec::new();
+    la.seal(b"second", T0, &mut frame).unwrap();
+    assert_eq!(lb.open(&frame, T0).unwrap(), b"second");
+    assert_eq!(lb.current().map(Session::id), la.current().map(Session::id));
+}
