@@ -48,22 +48,21 @@ impl Node {
 
     /// True while this node still hears from a leader: it is a follower that
     /// heard from the leader within `election_timeout_min`, or a leader that
-    /// a majority answered within that time. Only with check-quorum.
+    /// a majority answered within that time. Only with check-quorum. A node
+    /// that started less than `election_timeout_min` ago counts as in lease
+    /// too: it may have answered a leader a moment before it crashed, and that
+    /// leader's lease counts on it not voting yet.
     pub(super) fn in_lease(&mut self, now: Instant) -> bool {
-        self.config.check_quorum && self.heard_from_leader_within(now, self.config.election_timeout_min)
+        let window = self.config.election_timeout_min;
+        let just_started = now < self.started_at + window && !matches!(self.role, RoleState::Leader(_));
+        self.config.check_quorum && (just_started || self.heard_from_leader_within(now, window))
     }
 
-    /// A node that just started counts as having heard from a leader: it
-    /// may have answered one a moment before it crashed, and that leader's
-    /// lease counts on it not voting yet.
     fn heard_from_leader_within(&mut self, now: Instant, window: crate::Duration) -> bool {
         let me = self.config.id;
         match &self.role {
             RoleState::Leader(l) => now < l.quorum_contact(&self.quorum, me) + window,
-            _ => {
-                let recent = |t: Instant| now < t + window;
-                recent(self.started_at) || (self.leader.is_some() && self.leader_contact.is_some_and(recent))
-            }
+            _ => self.leader.is_some() && self.leader_contact.is_some_and(|t| now < t + window),
         }
     }
 

@@ -182,6 +182,10 @@ fn leader_heartbeats_exactly_every_interval_and_never_times_out() {
     // §5.2: leaders send periodic heartbeats (empty AppendEntries).
     let mut h = Harness::new(1, 3);
     h.elect();
+    for peer in [2, 3] {
+        let ok = AppendResult::Success { match_index: crate::LogIndex(1) };
+        h.recv(peer, 1, Body::AppendEntriesResponse(crate::AppendResponse { round: 0, result: ok }));
+    }
     h.take_sent();
     let start = h.now;
     for k in 1..=5u64 {

@@ -29,9 +29,12 @@ impl Node {
         index
     }
 
-    /// Leader only, at each heartbeat: a new round; probes are retried,
-    /// stalled windows reprobed, and every other follower gets an empty
-    /// AppendEntries.
+    /// Leader only, at each heartbeat: a new round; probes and snapshot
+    /// chunks are retried and stalled windows reprobed, and every follower
+    /// also gets an empty AppendEntries. That small message is what a
+    /// follower behind a lossy link receives when the large probe or chunk
+    /// does not get through: it learns who leads (and answers the round),
+    /// instead of timing out into pre-votes that no one grants.
     pub(super) fn broadcast_heartbeat(&mut self, now: Instant) {
         let RoleState::Leader(l) = &mut self.role else {
             return;
@@ -42,9 +45,8 @@ impl Node {
             // tick() is true for probes and snapshot transfers (resend) and for stalled windows.
             if p.tick() {
                 l.dirty.insert(peer);
-            } else {
-                beats.push((peer, p.matched));
             }
+            beats.push((peer, p.matched));
         }
         for (peer, matched) in beats {
             self.send_commit_only(peer, matched);
