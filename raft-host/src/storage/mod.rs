@@ -68,10 +68,12 @@
 
 mod error;
 mod files;
+pub mod fs;
 mod hard_state;
 mod meta;
 mod record;
 mod recover;
+mod repair;
 mod segment;
 mod shape;
 mod snapshot_file;
@@ -80,15 +82,17 @@ mod tests;
 
 pub use error::StorageError;
 pub use meta::NodeMeta;
+pub use repair::{Damage, Repaired};
 
+use fs::{Fs, LockGuard, RealFs};
 use record::Change;
 use segment::SegmentWriter;
 use shape::Shape;
 use std::collections::VecDeque;
 use std::fmt;
-use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use raft_core::{Entry, HardState, LogIndex, Restored, Snapshot, Write};
 
@@ -103,11 +107,16 @@ pub struct DiskLogOptions {
     /// starts a new one). Default 64 MiB. Disk use stays bounded whatever the
     /// size: see "Compaction" in the [`storage`](crate::storage) module docs.
     pub segment_bytes: u64,
+    /// Repair damaged log segments before opening, as [`DiskLog::repair`]
+    /// does, instead of refusing to start. Default false. Meant for one
+    /// start-up chosen by an operator (the `--repair` flag of `raft-udp
+    /// node`), not to be left on.
+    pub repair: bool,
 }
 
 impl Default for DiskLogOptions {
     fn default() -> Self {
-        DiskLogOptions { segment_bytes: 64 << 20 }
+        DiskLogOptions { segment_bytes: 64 << 20, repair: false }
     }
 }
 
@@ -115,6 +124,12 @@ impl DiskLogOptions {
     /// Sets [`segment_bytes`](Self::segment_bytes).
     pub fn segment_bytes(mut self, bytes: u64) -> Self {
         self.segment_bytes = bytes;
+        self
+    }
+
+    /// Sets [`repair`](Self::repair).
+    pub fn repair(mut self, repair: bool) -> Self {
+        self.repair = repair;
         self
     }
 }
@@ -208,11 +223,12 @@ struct Pending {
 /// Recovery never panics on file contents and allocates no more than a
 /// file's real size.
 pub struct DiskLog {
+    fs: Arc<dyn Fs>,
     dir: PathBuf,
     meta: NodeMeta,
     options: DiskLogOptions,
     /// Held locked for as long as the log is open.
-    _lock: File,
+    _lock: LockGuard,
     /// The log including writes not yet synced.
     shape: Shape,
     current: Option<SegmentWriter>,
@@ -262,32 +278,37 @@ impl DiskLog {
         expected: NodeMeta,
         options: DiskLogOptions,
     ) -> Result<(DiskLog, Recovered), StorageError> {
+        DiskLog::open_on(Arc::new(RealFs), dir, expected, options)
+    }
+
+    /// [`open_with`](Self::open_with) on any file system, such as the
+    /// simulated [`SimFs`](fs::SimFs) of crash tests.
+    pub fn open_on(
+        fs: Arc<dyn Fs>,
+        dir: impl AsRef<Path>,
+        expected: NodeMeta,
+        options: DiskLogOptions,
+    ) -> Result<(DiskLog, Recovered), StorageError> {
         let dir = dir.as_ref().to_path_buf();
-        fs::create_dir_all(&dir).map_err(StorageError::io("create directory", &dir))?;
-        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            files::sync_dir(parent)?;
+        let lock = prepare(&*fs, &dir, &expected)?;
+        if options.repair {
+            repair::repair(&*fs, &dir)?;
         }
-        let lock = lock(&dir)?;
-        match meta::read(&dir)? {
-            Some(found) => meta::check(&dir, &expected, &found)?,
-            None if recover::has_data(&dir)? => {
-                let why = "missing, but the directory holds raft data; refusing to guess whose it is";
-                return Err(StorageError::corrupt(dir.join("meta"), 0, why));
-            }
-            None => meta::write(&dir, &expected)?,
-        }
-        let rec = recover::recover(&dir)?;
+        let rec = recover::recover(&*fs, &dir)?;
         let current = match rec.last_segment {
-            Some((path, first, len)) => {
-                let seg = SegmentWriter::open(path, first, len)?;
+            Some(last) => {
+                let mut seg =
+                    SegmentWriter::open(&*fs, last.path, last.first_index, last.len, last.synced, last.generation)?;
                 // Bytes a crashed process wrote but never synced may be in
-                // the page cache: make what was recovered durable.
+                // the page cache, and valid records may lie beyond the
+                // watermark: make what was recovered durable.
                 seg.sync()?;
                 Some(seg)
             }
             None => None,
         };
         let mut log = DiskLog {
+            fs,
             dir,
             meta: expected,
             options,
@@ -317,6 +338,34 @@ impl DiskLog {
         log.remove_compacted_segments(usize::MAX)?;
         let recovered = Recovered { hard_state: rec.hard_state, snapshot: rec.snapshot, entries: rec.entries };
         Ok((log, recovered))
+    }
+
+    /// Repairs the log in `dir` after [`open`](Self::open) refused it as
+    /// [`StorageError::Corrupt`] in a log segment, so that it can be opened
+    /// again. Run it once, by an operator's choice (`raft-udp node ...
+    /// --repair`).
+    ///
+    /// It keeps the hard state, the snapshot and every log record before the
+    /// first damaged one, discards that record and everything after it, and
+    /// stores the hard state with `catching_up` set (before discarding
+    /// anything): the node lost entries it may have acknowledged, so
+    /// `raft_core` keeps it from voting or campaigning until it has caught up
+    /// with a leader (see `HardState::catching_up`). The next `open` returns
+    /// that hard state.
+    ///
+    /// Returns what was discarded (nothing, and the hard state untouched, if
+    /// the log was sound). Damage in `hardstate`, `meta` or `snapshot` is not
+    /// repairable and is returned as the error `open` gives. The directory
+    /// must not be open.
+    pub fn repair(dir: impl AsRef<Path>, expected: NodeMeta) -> Result<Repaired, StorageError> {
+        DiskLog::repair_on(Arc::new(RealFs), dir, expected)
+    }
+
+    /// [`repair`](Self::repair) on any file system.
+    pub fn repair_on(fs: Arc<dyn Fs>, dir: impl AsRef<Path>, expected: NodeMeta) -> Result<Repaired, StorageError> {
+        let dir = dir.as_ref();
+        let _lock = prepare(&*fs, dir, &expected)?;
+        repair::repair(&*fs, dir)
     }
 
     /// Queues one write, following the `raft_core::Write` order: hard state,
@@ -394,16 +443,15 @@ impl DiskLog {
 
     fn sync_inner(&mut self) -> Result<(), StorageError> {
         if let Some(hs) = self.pending_hard_state.take() {
-            hard_state::write(&self.dir, &hs)?;
+            hard_state::write(&*self.fs, &self.dir, &hs)?;
         }
         if let Some(s) = self.pending_snapshot.take() {
-            snapshot_file::write(&self.dir, &s)?;
+            snapshot_file::write(&*self.fs, &self.dir, &s)?;
         }
         if self.pending.is_empty() {
             return Ok(());
         }
         let mut buf = Vec::new();
-        let mut created = false;
         for p in std::mem::take(&mut self.pending) {
             let roll = match &self.current {
                 None => true,
@@ -415,24 +463,21 @@ impl DiskLog {
             };
             if roll {
                 if let Some(mut seg) = self.current.take() {
-                    // The full segment is durable before its successor exists,
-                    // so only the last segment can ever have a torn tail.
+                    // The full segment and its watermark are durable before
+                    // its successor exists, so only the last segment can ever
+                    // hold bytes beyond its watermark.
                     seg.append(&buf)?;
                     seg.sync()?;
                     buf.clear();
                 }
-                self.current = Some(SegmentWriter::create(&self.dir, p.next_before)?);
+                self.current = Some(SegmentWriter::create(&*self.fs, &self.dir, p.next_before)?);
                 self.segments.push_back(p.next_before);
-                created = true;
             }
             buf.extend_from_slice(&p.frame);
         }
         if let Some(seg) = &mut self.current {
             seg.append(&buf)?;
             seg.sync()?;
-        }
-        if created {
-            files::sync_dir(&self.dir)?;
         }
         if !self.hold_compaction {
             self.remove_compacted_segments(usize::MAX)?;
@@ -451,12 +496,12 @@ impl DiskLog {
         let mut removed = 0;
         while removed < limit && self.compacted_segments() > 0 {
             let path = self.dir.join(segment::name(self.segments[0]));
-            match fs::remove_file(&path) {
+            match self.fs.remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
                 Err(e) => return Err(StorageError::io("remove compacted segment", &path)(e)),
             }
-            files::sync_dir(&self.dir)?;
+            files::sync_dir(&*self.fs, &self.dir)?;
             self.segments.pop_front();
             removed += 1;
         }
@@ -503,18 +548,26 @@ impl DiskLog {
     }
 }
 
-/// Takes the directory's lock file, so two logs never share a directory.
-fn lock(dir: &Path) -> Result<File, StorageError> {
-    let path = dir.join(LOCK_FILE);
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(StorageError::io("open", &path))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(TryLockError::WouldBlock) => Err(StorageError::Locked { dir: dir.to_path_buf() }),
-        Err(TryLockError::Error(e)) => Err(StorageError::io("lock", &path)(e)),
+/// Creates `dir` if needed, takes its lock (so two logs never share a
+/// directory) and checks or writes its stamp.
+fn prepare(fs: &dyn Fs, dir: &Path, expected: &NodeMeta) -> Result<LockGuard, StorageError> {
+    fs.create_dir_all(dir).map_err(StorageError::io("create directory", dir))?;
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        files::sync_dir(fs, parent)?;
     }
+    let path = dir.join(LOCK_FILE);
+    let lock = match fs.try_lock(&path) {
+        Ok(Some(lock)) => lock,
+        Ok(None) => return Err(StorageError::Locked { dir: dir.to_path_buf() }),
+        Err(e) => return Err(StorageError::io("lock", &path)(e)),
+    };
+    match meta::read(fs, dir)? {
+        Some(found) => meta::check(dir, expected, &found)?,
+        None if recover::has_data(fs, dir)? => {
+            let why = "missing, but the directory holds raft data; refusing to guess whose it is";
+            return Err(StorageError::corrupt(dir.join("meta"), 0, why));
+        }
+        None => meta::write(fs, dir, expected)?,
+    }
+    Ok(lock)
 }

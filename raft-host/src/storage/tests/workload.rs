@@ -14,7 +14,7 @@
 //!
 //! Set `RAFT_HOST_SEED=<n>` to run one seed.
 
-use super::super::segment::name as segment_name;
+use super::super::segment::{SEGMENT_HEADER, name as segment_name};
 use super::*;
 use std::fs;
 
@@ -228,13 +228,17 @@ struct Image {
     hardstate: Option<Vec<u8>>,
     snapshot: Option<Vec<u8>>,
     segments: Vec<(PathBuf, u64)>,
+    /// Each segment's header (with its watermark slots).
+    headers: Vec<Vec<u8>>,
 }
 
 fn image(dir: &Path) -> Image {
+    let segments = segments(dir);
     Image {
         hardstate: fs::read(dir.join("hardstate")).ok(),
         snapshot: fs::read(dir.join("snapshot")).ok(),
-        segments: segments(dir).into_iter().map(|p| (p.clone(), fs::metadata(&p).unwrap().len())).collect(),
+        headers: segments.iter().map(|p| fs::read(p).unwrap()[..SEGMENT_HEADER].to_vec()).collect(),
+        segments: segments.into_iter().map(|p| (p.clone(), fs::metadata(&p).unwrap().len())).collect(),
     }
 }
 
@@ -256,13 +260,18 @@ fn simulate_crash(rng: &mut Rng, dir: &Path, before: &Image) -> bool {
     // The bytes the sync appended, in the order it appended them.
     let mut chunks = Vec::new();
     for (path, len) in &after.segments {
-        let old = before.segments.iter().find(|(p, _)| p == path).map(|(_, l)| *l);
-        let start = old.unwrap_or(0);
+        let old = before.segments.iter().position(|(p, _)| p == path);
+        let start = old.map_or(SEGMENT_HEADER as u64, |i| before.segments[i].1);
+        // The header as it was before the sync moved the watermark.
+        let header = old
+            .map_or_else(|| super::super::segment::header(segment_first(path)).to_vec(), |i| before.headers[i].clone());
         if *len > start || old.is_none() {
-            chunks.push((path.clone(), start, *len, old.is_none()));
+            chunks.push((path.clone(), start, *len, old.is_none(), header));
         }
     }
     let total: u64 = chunks.iter().map(|c| c.2 - c.1).sum();
+    // A new segment only gets its name once its header is durable (so a
+    // crash before keeps nothing of it): its header is not part of the sync's bytes.
     let keep = match rng.below(10) {
         0 | 1 => 0,
         2..=4 => total,
@@ -287,7 +296,7 @@ fn simulate_crash(rng: &mut Rng, dir: &Path, before: &Image) -> bool {
     }
     let mut left = keep;
     let mut cut_done = false;
-    for (path, start, end, is_new) in chunks {
+    for (path, start, end, is_new, header) in chunks {
         if cut_done {
             fs::remove_file(&path).unwrap();
             continue;
@@ -303,7 +312,11 @@ fn simulate_crash(rng: &mut Rng, dir: &Path, before: &Image) -> bool {
             fs::remove_file(&path).unwrap();
             continue;
         }
-        fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(start + left).unwrap();
+        // The sync did not return: its watermark never moved.
+        let mut bytes = fs::read(&path).unwrap();
+        bytes.truncate((start + left) as usize);
+        bytes[..SEGMENT_HEADER].copy_from_slice(&header);
+        fs::write(&path, &bytes).unwrap();
         let junk: Vec<u8> = match rng.below(4) {
             0 => vec![0; rng.below(100) as usize],
             1 => rng.bytes(60),
@@ -338,6 +351,10 @@ struct Stats {
     partial: usize,
     /// Reopens whose first segment starts after index 1.
     compacted_reopens: usize,
+}
+
+fn segment_first(path: &Path) -> u64 {
+    path.file_name().unwrap().to_str().unwrap()[4..24].parse().unwrap()
 }
 
 fn first_segment(dir: &Path) -> u64 {
