@@ -140,17 +140,25 @@ pub(super) fn scan<'a>(
     if synced < SEGMENT_HEADER as u64 {
         return Err(corrupt(IDENTITY, format!("synced watermark {synced} lies inside the header")));
     }
-    let Some(below) = usize::try_from(synced).ok().and_then(|w| bytes.get(..w)) else {
-        let why = format!("file ends at byte {}, before its synced watermark {synced}", bytes.len());
-        return Err(corrupt(bytes.len(), why));
-    };
+    let limit = usize::try_from(synced).unwrap_or(usize::MAX).min(bytes.len());
+    let short = limit < usize::try_from(synced).unwrap_or(usize::MAX);
+    let below = &bytes[..limit];
     let mut frames = Vec::new();
     let mut at = SEGMENT_HEADER;
     while at < below.len() {
-        let payload = record::frame_at(below, at)
-            .map_err(|bad| corrupt(at, format!("{}, below the synced watermark {synced}", bad.describe())))?;
+        let payload = record::frame_at(below, at).map_err(|bad| match short {
+            true => corrupt(
+                at,
+                format!("file ends at byte {}, inside this record, before its synced watermark {synced}", bytes.len()),
+            ),
+            false => corrupt(at, format!("{}, below the synced watermark {synced}", bad.describe())),
+        })?;
         frames.push((at, payload));
         at += record::FRAME_HEADER + payload.len();
+    }
+    if short {
+        let why = format!("file ends at byte {}, before its synced watermark {synced}", bytes.len());
+        return Err(corrupt(bytes.len(), why));
     }
     if is_last {
         while let Ok(payload) = record::frame_at(bytes, at) {

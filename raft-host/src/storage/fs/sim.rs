@@ -42,7 +42,7 @@ pub struct SimFs {
     state: Arc<Mutex<State>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct State {
     next_id: u64,
     inodes: BTreeMap<u64, Inode>,
@@ -204,6 +204,14 @@ impl SimFs {
         s.locks.clear();
         s.fail_at = None;
         s.epoch += 1;
+    }
+
+    /// An independent copy of this file system as it is now (without its
+    /// locks), to try several faults from one starting point.
+    pub fn fork(&self) -> SimFs {
+        let mut state = self.lock().clone();
+        state.locks.clear();
+        SimFs { state: Arc::new(Mutex::new(state)) }
     }
 
     /// The file's current contents, if it exists.

@@ -39,9 +39,13 @@ fn cut_at_every_offset_below_the_watermark_is_corruption() {
     let pristine = fs::read(&seg).unwrap();
     for cut in 0..ends[N as usize] {
         fs::write(&seg, &pristine[..cut as usize]).unwrap();
-        // Inside the identity header: at 0; in the watermark slots or the
-        // records: where the file now ends.
-        let at = if cut < 24 { 0 } else { cut };
+        // Inside the identity header: at 0; in the watermark slots: where
+        // the file now ends; in the records: where the cut record starts.
+        let at = match cut {
+            0..24 => 0,
+            24..HEADER => cut,
+            _ => *ends.iter().rev().find(|&&e| e <= cut).unwrap(),
+        };
         assert_corrupt(DiskLog::open(tmp.path(), ME), &seg, Some(at));
     }
 }

@@ -3,6 +3,7 @@
 mod basic;
 mod compaction;
 mod faults;
+mod power_loss;
 mod workload;
 
 use super::{DiskLog, DiskLogOptions, NodeMeta, Recovered, StorageError};

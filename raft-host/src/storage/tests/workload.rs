@@ -20,13 +20,13 @@ use std::fs;
 
 /// The log as replaying records rebuilds it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-struct ModelLog {
-    base: SnapshotMeta,
+pub(super) struct ModelLog {
+    pub(super) base: SnapshotMeta,
     entries: Vec<Entry>,
 }
 
 impl ModelLog {
-    fn next(&self) -> u64 {
+    pub(super) fn next(&self) -> u64 {
         self.base.index.0 + self.entries.len() as u64 + 1
     }
 
@@ -84,15 +84,15 @@ enum Op {
 }
 
 #[derive(Debug, Default)]
-struct Model {
+pub(super) struct Model {
     synced_hs: HardState,
     synced_snapshot: Option<Snapshot>,
-    synced_log: ModelLog,
+    pub(super) synced_log: ModelLog,
     pending_hs: Option<HardState>,
     pending_snapshot: Option<Snapshot>,
     ops: Vec<Op>,
     /// `synced_log` with `ops` applied.
-    log: ModelLog,
+    pub(super) log: ModelLog,
 }
 
 impl Model {
@@ -104,7 +104,7 @@ impl Model {
         self.pending_snapshot.clone().or_else(|| self.synced_snapshot.clone())
     }
 
-    fn write(&mut self, w: &Write) {
+    pub(super) fn write(&mut self, w: &Write) {
         if let Some(hs) = w.hard_state {
             self.pending_hs = Some(hs);
         }
@@ -124,7 +124,7 @@ impl Model {
         self.log = log;
     }
 
-    fn synced(&mut self) {
+    pub(super) fn synced(&mut self) {
         self.synced_hs = self.hs();
         self.synced_snapshot = self.snapshot();
         self.synced_log = self.log.clone();
@@ -133,12 +133,12 @@ impl Model {
         self.ops.clear();
     }
 
-    fn expected(&self) -> Recovered {
+    pub(super) fn expected(&self) -> Recovered {
         Recovered { hard_state: self.hs(), snapshot: self.snapshot(), entries: self.log.entries.clone() }
     }
 
     /// Every state a crash now may recover to, with its log.
-    fn crash_candidates(&self) -> Vec<(Recovered, ModelLog)> {
+    pub(super) fn crash_candidates(&self) -> Vec<(Recovered, ModelLog)> {
         let mut logs = vec![self.synced_log.clone()];
         for op in &self.ops {
             let mut next = logs.last().unwrap().clone();
@@ -165,7 +165,7 @@ impl Model {
         out
     }
 
-    fn recovered(&mut self, rec: &Recovered, log: ModelLog) {
+    pub(super) fn recovered(&mut self, rec: &Recovered, log: ModelLog) {
         self.synced_hs = rec.hard_state;
         self.synced_snapshot = rec.snapshot.clone();
         self.synced_log = log.clone();
@@ -176,7 +176,7 @@ impl Model {
     }
 }
 
-fn random_write(rng: &mut Rng, m: &Model) -> Write {
+pub(super) fn random_write(rng: &mut Rng, m: &Model) -> Write {
     let log = &m.log;
     let mut w = Write::default();
     if rng.chance(15) {
