@@ -6,22 +6,81 @@
 //! | --- | --- | --- |
 //! | `LOCK` | empty; held locked while a `DiskLog` is open | at open |
 //! | `meta` | [`NodeMeta`] (node and cluster id) | once, atomically, at creation |
-//! | `hardstate` | the term and vote | atomically (temp file, fsync, rename, fsync dir) |
+//! | `hardstate` | the term, vote and `catching_up` flag | atomically (temp file, fsync, rename, fsync dir) |
 //! | `snapshot` | the latest snapshot: index, term, data | atomically |
-//! | `log-<first_index:020>.seg` | append-only records | appended; fdatasync at `sync`; removed by compaction |
+//! | `log-<first_index:020>.seg` | header with the synced watermark, then records | created durably; records appended, fdatasync'ed, then the watermark moved and fdatasync'ed at `sync`; removed by compaction |
 //!
 //! `meta` and `hardstate` are `magic | version: u32 | len: u32 | crc32: u32 |
-//! payload` (codec encoding). A segment is a 24-byte header (magic, version,
-//! first index, CRC) then records framed `len: u32 LE | crc32: u32 LE |
-//! payload`, the payload a codec-encoded `Append(entry)`, `Truncate { from }`
-//! or `Snapshot { index, term }`. Truncation is logical: a record, replayed
-//! in order at start-up. A segment is named after the index the log's next
-//! entry had when it was started. A new one is started once the current one
-//! would pass [`DiskLogOptions::segment_bytes`], and at every `Snapshot`
-//! record (see [Compaction](#compaction)); both only if the current segment
-//! holds a record and the log's next index has passed the current segment's
-//! name (so after a truncation below a segment's first index, the log stays
-//! in that segment until it grows past it again, and names keep increasing).
+//! payload` (codec encoding). A segment is a 64-byte header, then records
+//! framed `len: u32 LE | crc32: u32 LE | payload`, the payload a
+//! codec-encoded `Append(entry)`, `Truncate { from }` or `Snapshot { index,
+//! term }`. The header is `magic "RAFTLOG\0" | version: u32 | first_index:
+//! u64 | crc32` (24 bytes), then two 20-byte **watermark slots**, each
+//! `synced_end: u64 | generation: u64 | crc32` (see below). Integers are
+//! little-endian. Truncation is logical: a record, replayed in order at
+//! start-up. A segment is named after the index the log's next entry had
+//! when it was started. A new one is started once the current one would
+//! pass [`DiskLogOptions::segment_bytes`], and at every `Snapshot` record
+//! (see [Compaction](#compaction)); both only if the current segment holds a
+//! record and the log's next index has passed the current segment's name
+//! (so after a truncation below a segment's first index, the log stays in
+//! that segment until it grows past it again, and names keep increasing).
+//!
+//! # The synced watermark: torn writes versus damage
+//!
+//! A crash may leave any part of an unsynced write on disk, in any order (a
+//! later page before an earlier one); a disk may also damage bytes that were
+//! synced long ago. The two look alike, so each segment records how far it
+//! is known to be durable. `sync` appends the records, fdatasyncs them, then
+//! writes `synced_end` = the segment's new end into the slot of the next
+//! generation (generations alternate between the two slots) and fdatasyncs
+//! again; only then is the sync acknowledged. The valid slot with the highest
+//! generation is the segment's watermark. A torn slot write leaves the other
+//! slot, which covers every acknowledged record.
+//!
+//! So at start-up every byte below the watermark was acknowledged and must
+//! be intact: any defect there is corruption. Only bytes beyond the
+//! watermark, in the last segment, can be a torn write: they are read up to
+//! the first bad record and cut off from there, even if good records follow
+//! (those came from the same unacknowledged sync). A segment is created
+//! under a temporary name (`log-<first_index:020>.seg.tmp`), with both slots
+//! at the end of the header, fsynced, renamed into place and its directory
+//! fsynced before any record goes in; a segment is filled and its watermark
+//! moved to its end before its successor is created. So a damaged header
+//! under a real segment name is damage too, and only the last segment can
+//! hold unacknowledged bytes.
+//!
+//! What the watermark cannot tell: damage to the newest slot makes the
+//! previous one the watermark, so the last sync's records count as beyond it
+//! (intact, they are kept; damaged as well, they are cut as a torn tail);
+//! a whole last segment deleted leaves no trace. Both take two faults or
+//! deliberate deletion, not a crash.
+//!
+//! # Repair
+//!
+//! A start-up refused as corruption in a segment can be repaired
+//! ([`DiskLog::repair`], [`DiskLogOptions::repair`], the `--repair` flag of
+//! `raft-udp node`). The hard state is first stored with `catching_up` set;
+//! then every segment after the damaged one is removed (newest first) and
+//! the damaged one cut at the damaged record (its watermark lowered first,
+//! then the file cut; removed if the damage is in its header); this repeats
+//! until recovery succeeds. The snapshot, the hard state and every record
+//! before the damage are kept. The node has lost entries it may have
+//! acknowledged, so its vote could elect a leader without a committed
+//! entry: with `catching_up` set, `raft_core` neither votes nor campaigns
+//! until it has caught up with a leader, and then clears the flag. Damage
+//! in `meta`, `hardstate` or `snapshot` cannot be repaired this way.
+//!
+//! # Format versions
+//!
+//! | file | version | change |
+//! | --- | --- | --- |
+//! | segments | 2 | 64-byte header with the watermark slots (version 1: 24-byte header, no watermark) |
+//! | `hardstate` | 2 | `catching_up` (version 1: term and vote) |
+//! | `meta`, `snapshot` | 1 | |
+//!
+//! A file of an older version is refused with
+//! [`StorageError::UnsupportedVersion`]; there is no in-place upgrade.
 //!
 //! The snapshot file is replaced before the `Snapshot` record is appended;
 //! recovery applies a snapshot file newer than the last such record. A
@@ -188,37 +247,36 @@ struct Pending {
 /// snapshot possibly already in place (they are written first, see
 /// [`sync`](Self::sync)), and some of the segments that sync's snapshot
 /// covers possibly removed; nothing acknowledged is lost. `open` makes what
-/// it recovered durable before returning. This assumes the file system
-/// honours fsync and never persists later appended bytes of a file without
-/// the earlier ones.
+/// it recovered durable before returning (and moves the watermark over it).
+/// This assumes only that the file system honours fsync and fdatasync:
+/// unsynced writes may reach the disk partly and in any order.
 ///
 /// # Recovery rules
 ///
-/// * A **torn tail** is cut off: in the last segment, bytes after the last
-///   valid record that contain no valid record (a partial record, a bad
-///   checksum in the last record, a zeroed or garbage tail). A last segment
-///   whose own header is torn is removed (it held nothing synced).
+/// (Why they hold: "The synced watermark" in the [`storage`](self) module docs.)
+///
+/// * A **torn tail** is cut off: in the last segment, the bytes beyond the
+///   synced watermark from the first bad record on (a partial record, a bad
+///   checksum, a zeroed or garbage tail), whatever follows.
 /// * Anything else stops start-up with [`StorageError::Corrupt`] naming the
-///   file and offset: a bad record followed by a valid one (so flipping bits
-///   in a middle record is corruption, in the last record a torn tail), a
-///   damaged non-last segment, a record with a good checksum that does not
-///   decode or does not fit the log (indexes not contiguous, terms going
-///   down), a missing segment, a damaged `meta`, `hardstate` or `snapshot`.
+///   file and offset (and saying how to [`repair`](Self::repair)): a bad
+///   record at or below the watermark (a bit flip in any acknowledged
+///   record, the last one included), a segment that ends before its
+///   watermark, a damaged segment header or both watermark slots damaged, a
+///   record with a good checksum that does not decode or does not fit the
+///   log (indexes not contiguous, terms going down), a missing segment, a
+///   damaged `meta`, `hardstate` or `snapshot`. Files of an older format:
+///   [`StorageError::UnsupportedVersion`].
 /// * A first segment after index 1 (compaction removed the earlier ones) is
 ///   accepted if the snapshot covers every index before it; replay starts
 ///   there (see "Recovery after compaction" in the module docs). A first
-///   segment that leaves a gap above the snapshot, or has a torn header, is
-///   corruption. Segments a compaction cut short by a crash did not remove
-///   are removed.
-/// * A leftover `*.tmp` from an interrupted atomic write is removed; the file
-///   it was replacing is intact.
+///   segment that leaves a gap above the snapshot is corruption. Segments a
+///   compaction cut short by a crash did not remove are removed.
+/// * A leftover `*.tmp` from an interrupted atomic write or segment creation
+///   is removed; the file it was replacing is intact.
 /// * A snapshot file newer than the log's last `Snapshot` record (the crash
 ///   came between the two) is applied to the log, and its record appended
 ///   (after a `Truncate` if it disagrees with an entry the log holds).
-///
-/// A bit flip in the last record (disk damage, not a crash) looks exactly
-/// like a torn write, so it is cut off too, losing that one entry although
-/// it was acknowledged; Raft's other replicas still hold it.
 ///
 /// Recovery never panics on file contents and allocates no more than a
 /// file's real size.
@@ -272,7 +330,9 @@ impl DiskLog {
     /// if the directory is stamped for another node or cluster,
     /// [`StorageError::Locked`] if another `DiskLog` has it open, and
     /// [`StorageError::Corrupt`] per the recovery rules (see [`DiskLog`]).
-    /// Cutting a torn tail is made durable before this returns.
+    /// Cutting a torn tail is made durable before this returns. With
+    /// [`DiskLogOptions::repair`], damaged segments are first repaired as
+    /// [`repair`](Self::repair) does.
     pub fn open_with(
         dir: impl AsRef<Path>,
         expected: NodeMeta,

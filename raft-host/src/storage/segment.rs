@@ -119,9 +119,9 @@ pub(super) struct Scan<'a> {
 ///
 /// Every byte up to the synced watermark must be valid records: any defect
 /// there (or a file that ends before it, or a damaged header) is
-/// corruption. In the last segment, records after the watermark are read up
-/// to the first bad one, which starts a torn tail; an earlier segment ends at
-/// its watermark.
+/// corruption. Records after the watermark are read up to the first bad one,
+/// which starts a torn tail in the last segment; in an earlier segment the
+/// bytes from there on are ignored.
 pub(super) fn scan<'a>(
     bytes: &'a [u8],
     first_index: u64,
@@ -160,11 +160,13 @@ pub(super) fn scan<'a>(
         let why = format!("file ends at byte {}, before its synced watermark {synced}", bytes.len());
         return Err(corrupt(bytes.len(), why));
     }
-    if is_last {
-        while let Ok(payload) = record::frame_at(bytes, at) {
-            frames.push((at, payload));
-            at += record::FRAME_HEADER + payload.len();
-        }
+    // Beyond the watermark (nothing there was acknowledged), up to the
+    // first bad record. In a segment before the last one, records beyond it
+    // can only be there if its newest watermark slot was damaged (it was
+    // moved to the segment's end before the next segment was created).
+    while let Ok(payload) = record::frame_at(bytes, at) {
+        frames.push((at, payload));
+        at += record::FRAME_HEADER + payload.len();
     }
     Ok(Scan { frames, end: at, torn: is_last && at < bytes.len(), synced, generation })
 }

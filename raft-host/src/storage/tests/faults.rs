@@ -364,3 +364,93 @@ quickcheck::quickcheck! {
         }
     }
 }
+
+#[test]
+fn repair_on_a_real_directory_keeps_the_good_prefix_and_marks_catching_up() {
+    let tmp = fast_tempdir();
+    let segs = multi_segment_log(tmp.path());
+    {
+        let (mut log, _) = open_small(tmp.path(), 200);
+        let mut w = Write::default();
+        w.hard_state = Some(hard_state(7, Some(2)));
+        commit(&mut log, &w);
+    }
+    // Nothing to repair: nothing changes.
+    let repaired = DiskLog::repair(tmp.path(), ME).unwrap();
+    assert!(repaired.is_clean());
+    assert_eq!(open_small(tmp.path(), 200).1.hard_state, hard_state(7, Some(2)));
+    // Damage the second segment's second record.
+    let mut bytes = fs::read(&segs[1]).unwrap();
+    let first_len = u32::from_le_bytes(bytes[64..68].try_into().unwrap()) as usize;
+    let second = 64 + 8 + first_len;
+    bytes[second + 10] ^= 0x40;
+    fs::write(&segs[1], &bytes).unwrap();
+    let err = DiskLog::open(tmp.path(), ME).unwrap_err();
+    assert!(err.to_string().contains("--repair"), "{err}");
+    // Opening with the repair option repairs, then opens.
+    let options = DiskLogOptions::default().segment_bytes(200).repair(true);
+    let (mut log, rec) = DiskLog::open_with(tmp.path(), ME, options).unwrap();
+    let first_of_second: u64 = segs[1].file_name().unwrap().to_str().unwrap()[4..24].parse().unwrap();
+    assert_eq!(rec.entries, (1..=first_of_second).map(|i| entry(i, 1, 20)).collect::<Vec<_>>());
+    assert_eq!(rec.hard_state, HardState { catching_up: true, ..hard_state(7, Some(2)) });
+    assert_eq!(segments(tmp.path()), segs[..2].to_vec(), "later segments removed");
+    assert_eq!(fs::metadata(&segs[1]).unwrap().len(), second as u64, "cut at the damaged record");
+    // The core clears the flag once caught up; the log stores that too.
+    let mut w = appending(vec![entry(first_of_second + 1, 2, 5)]);
+    w.hard_state = Some(hard_state(8, None));
+    commit(&mut log, &w);
+    drop(log);
+    let (_, rec) = open(tmp.path());
+    assert_eq!(rec.hard_state, hard_state(8, None));
+    assert_eq!(rec.entries.len() as u64, first_of_second + 1);
+}
+
+#[test]
+fn damage_outside_the_log_is_not_repaired() {
+    let tmp = fast_tempdir();
+    let (mut log, _) = open(tmp.path());
+    let mut w = appending(vec![entry(1, 1, 1)]);
+    w.hard_state = Some(hard_state(3, Some(2)));
+    commit(&mut log, &w);
+    drop(log);
+    let path = tmp.path().join("hardstate");
+    let mut bytes = fs::read(&path).unwrap();
+    *bytes.last_mut().unwrap() ^= 1;
+    fs::write(&path, &bytes).unwrap();
+    match DiskLog::repair(tmp.path(), ME) {
+        Err(e @ StorageError::Corrupt { .. }) => assert!(e.to_string().contains("cannot be repaired"), "{e}"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+#[test]
+fn files_of_the_previous_format_are_refused_with_a_clear_error() {
+    // Version 1: a 24-byte segment header without watermark slots, and a
+    // hard state without `catching_up`.
+    let tmp = fast_tempdir();
+    drop(open(tmp.path()));
+    let mut h = [0u8; 24];
+    h[..8].copy_from_slice(b"RAFTLOG\0");
+    h[8..12].copy_from_slice(&1u32.to_le_bytes());
+    h[12..20].copy_from_slice(&1u64.to_le_bytes());
+    let crc = crc32fast::hash(&h[..20]);
+    h[20..].copy_from_slice(&crc.to_le_bytes());
+    let seg = tmp.path().join("log-00000000000000000001.seg");
+    fs::write(&seg, h).unwrap();
+    match DiskLog::open(tmp.path(), ME) {
+        Err(e @ StorageError::UnsupportedVersion { found: 1, supported: 2, .. }) => {
+            assert!(e.to_string().contains(&*seg.to_string_lossy()), "{e}")
+        }
+        other => panic!("expected UnsupportedVersion, got {:?}", other.map(|(_, r)| r)),
+    }
+    fs::remove_file(&seg).unwrap();
+    // A version-1 hard state: term 3, vote 2.
+    let payload = raft_core::codec::encode_value(&(Term(3), Some(NodeId(2)))).unwrap();
+    let mut file = b"RAFTHARD".to_vec();
+    file.extend_from_slice(&1u32.to_le_bytes());
+    file.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    file.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    file.extend_from_slice(&payload);
+    fs::write(tmp.path().join("hardstate"), file).unwrap();
+    assert!(matches!(DiskLog::open(tmp.path(), ME), Err(StorageError::UnsupportedVersion { found: 1, .. })));
+}

@@ -263,3 +263,19 @@ fn the_refusal_names_the_file_the_offset_and_the_repair() {
         assert!(msg.contains(needle), "{needle:?} missing in: {msg}");
     }
 }
+
+#[test]
+fn a_damaged_newest_watermark_slot_in_any_segment_loses_nothing() {
+    let (sim, entries) = synced_sim_log();
+    for seg in sim_segments(&sim) {
+        let pristine = sim.contents(&seg).unwrap();
+        for bit in 24 * 8..SEGMENT_HEADER * 8 {
+            let fork = sim.fork();
+            let mut bytes = pristine.clone();
+            bytes[bit / 8] ^= 1 << (bit % 8);
+            fork.set_contents(&seg, &bytes);
+            let (_, rec) = sim_open(&fork, 300).unwrap_or_else(|e| panic!("{} bit {bit}: {e}", seg.display()));
+            assert_eq!(rec.entries, entries, "{} bit {bit}", seg.display());
+        }
+    }
+}
