@@ -8,7 +8,7 @@
 //! | `meta` | [`NodeMeta`] (node and cluster id) | once, atomically, at creation |
 //! | `hardstate` | the term, vote and `catching_up` flag | atomically (temp file, fsync, rename, fsync dir) |
 //! | `snapshot` | the latest snapshot: index, term, data | atomically |
-//! | `log-<first_index:020>.seg` | header with the synced watermark, then records | created durably; records appended, fdatasync'ed, then the watermark moved and fdatasync'ed at `sync`; removed by compaction |
+//! | `log-<first_index:020>.seg` | header with the synced watermark, records, then preallocated zeros | created durably; records appended, fdatasync'ed, then the watermark moved and fdatasync'ed at `sync`; removed by compaction |
 //!
 //! `meta` and `hardstate` are `magic | version: u32 | len: u32 | crc32: u32 |
 //! payload` (codec encoding). A segment is a 64-byte header, then records
@@ -25,6 +25,12 @@
 //! record and the log's next index has passed the current segment's name
 //! (so after a truncation below a segment's first index, the log stays in
 //! that segment until it grows past it again, and names keep increasing).
+//!
+//! A segment's file is filled with zeros ahead of its records
+//! ([`DiskLogOptions::preallocate_bytes`] at a time, up to the segment size),
+//! so that the fdatasync of an append overwrites blocks the file already
+//! has and usually writes no file size. A record is never empty, so a zero
+//! length field ends the records; zeros after the records are no torn tail.
 //!
 //! # The synced watermark: torn writes versus damage
 //!
@@ -171,11 +177,17 @@ pub struct DiskLogOptions {
     /// start-up chosen by an operator (the `--repair` flag of `raft-udp
     /// node`), not to be left on.
     pub repair: bool,
+    /// Fill a segment's file with zeros this far ahead of its records (never
+    /// beyond [`segment_bytes`](Self::segment_bytes)), so that the fdatasync
+    /// of an append overwrites allocated blocks and usually has no file size
+    /// to write. 0: no preallocation, the file grows with every append.
+    /// Default 1 MiB.
+    pub preallocate_bytes: u64,
 }
 
 impl Default for DiskLogOptions {
     fn default() -> Self {
-        DiskLogOptions { segment_bytes: 64 << 20, repair: false }
+        DiskLogOptions { segment_bytes: 64 << 20, repair: false, preallocate_bytes: 1 << 20 }
     }
 }
 
@@ -184,6 +196,16 @@ impl DiskLogOptions {
     pub fn segment_bytes(mut self, bytes: u64) -> Self {
         self.segment_bytes = bytes;
         self
+    }
+
+    /// Sets [`preallocate_bytes`](Self::preallocate_bytes).
+    pub fn preallocate_bytes(mut self, bytes: u64) -> Self {
+        self.preallocate_bytes = bytes;
+        self
+    }
+
+    fn prealloc(&self) -> segment::Prealloc {
+        segment::Prealloc { chunk: self.preallocate_bytes, limit: self.segment_bytes }
     }
 
     /// Sets [`repair`](Self::repair).
@@ -257,7 +279,8 @@ struct Pending {
 ///
 /// * A **torn tail** is cut off: in the last segment, the bytes beyond the
 ///   synced watermark from the first bad record on (a partial record, a bad
-///   checksum, a zeroed or garbage tail), whatever follows.
+///   checksum, garbage), whatever follows; unless they are all zeros
+///   (preallocated, or zeroed by the crash), which stay for later appends.
 /// * Anything else stops start-up with [`StorageError::Corrupt`] naming the
 ///   file and offset (and saying how to [`repair`](Self::repair)): a bad
 ///   record at or below the watermark (a bit flip in any acknowledged
@@ -357,8 +380,16 @@ impl DiskLog {
         let rec = recover::recover(&*fs, &dir)?;
         let current = match rec.last_segment {
             Some(last) => {
-                let mut seg =
-                    SegmentWriter::open(&*fs, last.path, last.first_index, last.len, last.synced, last.generation)?;
+                let mut seg = SegmentWriter::open(
+                    &*fs,
+                    last.path,
+                    last.first_index,
+                    last.len,
+                    last.file_len,
+                    last.synced,
+                    last.generation,
+                    options.prealloc(),
+                )?;
                 // Bytes a crashed process wrote but never synced may be in
                 // the page cache, and valid records may lie beyond the
                 // watermark: make what was recovered durable.
@@ -530,7 +561,8 @@ impl DiskLog {
                     seg.sync()?;
                     buf.clear();
                 }
-                self.current = Some(SegmentWriter::create(&*self.fs, &self.dir, p.next_before)?);
+                self.current =
+                    Some(SegmentWriter::create(&*self.fs, &self.dir, p.next_before, self.options.prealloc())?);
                 self.segments.push_back(p.next_before);
             }
             buf.extend_from_slice(&p.frame);

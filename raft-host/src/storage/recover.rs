@@ -36,8 +36,10 @@ pub(super) struct Recovery {
 pub(super) struct LastSegment {
     pub(super) path: PathBuf,
     pub(super) first_index: u64,
-    /// Where its valid records end (the file is cut there).
+    /// Where its valid records end.
     pub(super) len: u64,
+    /// The file's size (zeros after `len`).
+    pub(super) file_len: u64,
     /// Its synced watermark and the watermark's generation.
     pub(super) synced: u64,
     pub(super) generation: u64,
@@ -155,7 +157,9 @@ pub(super) fn recover(fs: &dyn Fs, dir: &Path) -> Result<Recovery, StorageError>
             replay.apply(record).map_err(|why| StorageError::corrupt(path, offset as u64, why))?;
         }
         let len = scan.end as u64;
+        let mut file_len = bytes.len() as u64;
         if scan.torn {
+            file_len = len;
             // Beyond the synced watermark: written by a sync that never
             // returned, so nothing there was acknowledged.
             let mut file = fs.open(path, OpenMode::Existing).map_err(StorageError::io("open", path))?;
@@ -166,6 +170,7 @@ pub(super) fn recover(fs: &dyn Fs, dir: &Path) -> Result<Recovery, StorageError>
             path: path.clone(),
             first_index: *first,
             len,
+            file_len,
             synced: scan.synced,
             generation: scan.generation,
         });

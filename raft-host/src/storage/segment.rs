@@ -106,7 +106,8 @@ pub(super) struct Scan<'a> {
     pub(super) frames: Vec<(usize, &'a [u8])>,
     /// Where the valid records end.
     pub(super) end: usize,
-    /// The bytes from `end` on are a torn tail to cut off (last segment only).
+    /// The bytes from `end` on are a torn tail to cut off (last segment
+    /// only; not if they are all zeros, preallocated).
     pub(super) torn: bool,
     /// The synced watermark read from the header.
     pub(super) synced: u64,
@@ -168,7 +169,9 @@ pub(super) fn scan<'a>(
         frames.push((at, payload));
         at += record::FRAME_HEADER + payload.len();
     }
-    Ok(Scan { frames, end: at, torn: is_last && at < bytes.len(), synced, generation })
+    // Preallocated zeros after the records are no torn tail.
+    let torn = is_last && bytes[at..].iter().any(|&b| b != 0);
+    Ok(Scan { frames, end: at, torn, synced, generation })
 }
 
 /// Checks the identity part of the header against the segment's name.
@@ -212,6 +215,16 @@ pub(super) fn cut(fs: &dyn Fs, path: &Path, end: u64) -> Result<(), StorageError
     file.sync_all().map_err(StorageError::io("fsync", path))
 }
 
+/// How far ahead of its records a segment's file is filled with zeros, so
+/// that an fdatasync after an append usually has no file size to write.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Prealloc {
+    /// Zeros written at a time (0: none; the file grows with each append).
+    pub(super) chunk: u64,
+    /// Never beyond this file size (the segment size).
+    pub(super) limit: u64,
+}
+
 /// The segment file being appended to.
 #[derive(Debug)]
 pub(super) struct SegmentWriter {
@@ -219,48 +232,86 @@ pub(super) struct SegmentWriter {
     path: PathBuf,
     /// The index in its name.
     pub(super) first_index: u64,
-    /// Bytes written to it (synced or not).
+    /// Where its records end, counting bytes written but not synced.
     pub(super) len: u64,
+    /// The file's size: records, then zeros.
+    allocated: u64,
+    prealloc: Prealloc,
     /// The durable watermark: every byte before it is durable.
     synced: u64,
     generation: u64,
 }
 
+/// Zeros for preallocation, written in pieces of this size at most.
+static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+
 impl SegmentWriter {
-    /// Creates the segment starting at `first_index`, durably: header written
-    /// to a temporary file, synced, renamed into place, directory synced. So
-    /// a segment under its real name always has a durable header, and a
-    /// damaged one is damage, never a crash.
-    pub(super) fn create(fs: &dyn Fs, dir: &Path, first_index: u64) -> Result<SegmentWriter, StorageError> {
+    /// Creates the segment starting at `first_index`, durably: header (and
+    /// preallocated zeros) written to a temporary file, synced, renamed into
+    /// place, directory synced. So a segment under its real name always has
+    /// a durable header, and a damaged one is damage, never a crash.
+    pub(super) fn create(
+        fs: &dyn Fs,
+        dir: &Path,
+        first_index: u64,
+        prealloc: Prealloc,
+    ) -> Result<SegmentWriter, StorageError> {
         let path = dir.join(name(first_index));
         let tmp = dir.join(format!("{PREFIX}{first_index:020}{CREATING}"));
-        let mut file = fs.open(&tmp, OpenMode::CreateTruncate).map_err(StorageError::io("create", &tmp))?;
-        file.write_at(0, &header(first_index)).map_err(StorageError::io("write", &tmp))?;
-        file.sync_all().map_err(StorageError::io("fsync", &tmp))?;
-        fs.rename(&tmp, &path).map_err(StorageError::io("rename into place", &path))?;
-        files::sync_dir(fs, dir)?;
+        let file = fs.open(&tmp, OpenMode::CreateTruncate).map_err(StorageError::io("create", &tmp))?;
         let len = SEGMENT_HEADER as u64;
-        Ok(SegmentWriter { file, path, first_index, len, synced: len, generation: 1 })
+        let mut seg =
+            SegmentWriter { file, path: tmp, first_index, len, allocated: len, prealloc, synced: len, generation: 1 };
+        seg.file.write_at(0, &header(first_index)).map_err(StorageError::io("write", &seg.path))?;
+        seg.preallocate()?;
+        seg.file.sync_all().map_err(StorageError::io("fsync", &seg.path))?;
+        fs.rename(&seg.path, &path).map_err(StorageError::io("rename into place", &path))?;
+        files::sync_dir(fs, dir)?;
+        seg.path = path;
+        Ok(seg)
     }
 
-    /// Reopens a recovered segment of `len` valid bytes, `synced` of them
-    /// under the watermark of `generation`, for appending.
+    /// Reopens a recovered segment whose records end at `len`, `synced` of
+    /// them under the watermark of `generation`, in a file of `file_len`
+    /// bytes (zeros after `len`), for appending.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn open(
         fs: &dyn Fs,
         path: PathBuf,
         first_index: u64,
         len: u64,
+        file_len: u64,
         synced: u64,
         generation: u64,
+        prealloc: Prealloc,
     ) -> Result<SegmentWriter, StorageError> {
         let file = fs.open(&path, OpenMode::Existing).map_err(StorageError::io("open", &path))?;
-        Ok(SegmentWriter { file, path, first_index, len, synced, generation })
+        let allocated = file_len.max(len);
+        Ok(SegmentWriter { file, path, first_index, len, allocated, prealloc, synced, generation })
     }
 
-    /// Appends `bytes` (not synced).
+    /// Appends `bytes` (not synced), and fills the file with zeros ahead of
+    /// the records when they come near the end of what is preallocated.
     pub(super) fn append(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
         self.file.write_at(self.len, bytes).map_err(StorageError::io("write", &self.path))?;
         self.len += bytes.len() as u64;
+        self.allocated = self.allocated.max(self.len);
+        self.preallocate()
+    }
+
+    /// Writes zeros up to one chunk past the records (never past the
+    /// segment size) once less than half a chunk of zeros is left.
+    fn preallocate(&mut self) -> Result<(), StorageError> {
+        let Prealloc { chunk, limit } = self.prealloc;
+        if chunk == 0 || self.allocated >= limit || self.allocated - self.len >= chunk / 2 {
+            return Ok(());
+        }
+        let target = (self.len + chunk).min(limit);
+        while self.allocated < target {
+            let n = (target - self.allocated).min(ZEROS.len() as u64) as usize;
+            self.file.write_at(self.allocated, &ZEROS[..n]).map_err(StorageError::io("preallocate", &self.path))?;
+            self.allocated += n as u64;
+        }
         Ok(())
     }
 

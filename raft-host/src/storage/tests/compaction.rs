@@ -29,7 +29,7 @@ fn snapshot_at(index: u64, term: u64) -> Write {
 }
 
 fn open_with(dir: &Path, segment_bytes: u64) -> Result<(DiskLog, Recovered), StorageError> {
-    DiskLog::open_with(dir, ME, DiskLogOptions::default().segment_bytes(segment_bytes))
+    DiskLog::open_with(dir, ME, unpadded().segment_bytes(segment_bytes))
 }
 
 /// Entries `from..=to` of term `term` with 20-byte payloads.

@@ -18,7 +18,11 @@ fn dir() -> PathBuf {
 }
 
 fn sim_open(sim: &SimFs, segment_bytes: u64) -> Result<(DiskLog, Recovered), StorageError> {
-    DiskLog::open_on(Arc::new(sim.clone()), dir(), ME, DiskLogOptions::default().segment_bytes(segment_bytes))
+    sim_open_with(sim, DiskLogOptions::default().segment_bytes(segment_bytes))
+}
+
+fn sim_open_with(sim: &SimFs, options: DiskLogOptions) -> Result<(DiskLog, Recovered), StorageError> {
+    DiskLog::open_on(Arc::new(sim.clone()), dir(), ME, options)
 }
 
 fn sim_segments(sim: &SimFs) -> Vec<PathBuf> {
@@ -32,9 +36,12 @@ fn sim_segments(sim: &SimFs) -> Vec<PathBuf> {
 fn run_power_loss_seed(seed: u64) -> (usize, usize) {
     let mut rng = Rng(seed);
     let sim = SimFs::new();
-    let segment_bytes = 200 + rng.below(3000);
+    // Segments of 200 B to 6 KB, preallocated 0, 300 B, 1 KB at a time or whole.
+    let segment_bytes = 200 + rng.below(6000);
+    let prealloc = [0, 300, 1024, 1 << 20][rng.below(4) as usize];
+    let options = DiskLogOptions::default().segment_bytes(segment_bytes).preallocate_bytes(prealloc);
     let mut model = Model::default();
-    let (mut log, _) = sim_open(&sim, segment_bytes).unwrap();
+    let (mut log, _) = sim_open_with(&sim, options.clone()).unwrap();
     let (mut losses, mut acked_then_lost_power) = (0, 0);
     for step in 1..=120 {
         let w = random_write(&mut rng, &model);
@@ -57,7 +64,7 @@ fn run_power_loss_seed(seed: u64) -> (usize, usize) {
                 let how = if rng.chance(25) { PowerLoss::DropUnsynced } else { PowerLoss::Random { seed: rng.next() } };
                 sim.power_loss(how);
                 losses += 1;
-                let (reopened, rec) = sim_open(&sim, segment_bytes)
+                let (reopened, rec) = sim_open_with(&sim, options.clone())
                     .unwrap_or_else(|e| panic!("seed {seed} step {step}: reopen after {how:?} failed: {e}"));
                 let Some((_, mlog)) = model.crash_candidates().into_iter().find(|(c, _)| *c == rec) else {
                     panic!(
@@ -76,7 +83,7 @@ fn run_power_loss_seed(seed: u64) -> (usize, usize) {
     model.synced();
     drop(log);
     sim.power_loss(PowerLoss::Random { seed });
-    let (_, rec) = sim_open(&sim, segment_bytes).unwrap();
+    let (_, rec) = sim_open_with(&sim, options).unwrap();
     assert_eq!(rec, model.expected(), "seed {seed}: final reopen");
     (losses, acked_then_lost_power)
 }
@@ -104,7 +111,8 @@ fn power_loss_at_any_point_of_a_sync_never_loses_an_acknowledged_write() {
 }
 
 /// A log of 30 entries over several segments on a simulated disk, each entry
-/// synced on its own, plus a hard state.
+/// synced on its own, plus a hard state. Segment files are preallocated (to
+/// the segment size, 300 bytes): zeros follow the records.
 fn synced_sim_log() -> (SimFs, Vec<Entry>) {
     let sim = SimFs::new();
     let (mut log, _) = sim_open(&sim, 300).unwrap();
@@ -127,7 +135,8 @@ fn records(sim: &SimFs) -> Vec<(PathBuf, usize, usize, u64)> {
         let bytes = sim.contents(&seg).unwrap();
         let first: u64 = seg.file_name().unwrap().to_str().unwrap()[4..24].parse().unwrap();
         let scan = segment::scan(&bytes, first, false, &seg).unwrap();
-        assert_eq!(scan.end, bytes.len(), "every byte is synced");
+        assert_eq!(scan.end as u64, scan.synced, "every record is synced");
+        assert!(bytes[scan.end..].iter().all(|&b| b == 0), "preallocated zeros follow");
         for (at, payload) in scan.frames {
             out.push((seg.clone(), at, at + 8 + payload.len(), index));
             index += 1;
@@ -197,7 +206,14 @@ fn cutting_a_synced_segment_at_any_byte_is_refused_and_repairable() {
     let recs = records(&sim);
     for seg in sim_segments(&sim) {
         let pristine = sim.contents(&seg).unwrap();
-        for cut in 0..pristine.len() {
+        let end = recs.iter().filter(|r| r.0 == seg).map(|r| r.2).max().unwrap();
+        // Cutting preallocated zeros loses nothing.
+        for cut in [end, end + 1, pristine.len() - 1] {
+            let fork = sim.fork();
+            fork.set_contents(&seg, &pristine[..cut.min(pristine.len())]);
+            assert_eq!(sim_open(&fork, 300).unwrap().1.entries, entries, "cut at {cut} of {}", pristine.len());
+        }
+        for cut in 0..end {
             let fork = sim.fork();
             fork.set_contents(&seg, &pristine[..cut]);
             // The damage starts at the record the cut falls in (at the

@@ -238,8 +238,15 @@ fn image(dir: &Path) -> Image {
         hardstate: fs::read(dir.join("hardstate")).ok(),
         snapshot: fs::read(dir.join("snapshot")).ok(),
         headers: segments.iter().map(|p| fs::read(p).unwrap()[..SEGMENT_HEADER].to_vec()).collect(),
-        segments: segments.into_iter().map(|p| (p.clone(), fs::metadata(&p).unwrap().len())).collect(),
+        // Where each segment's records end (zeros may follow: a crash's
+        // zeroed tail is no torn tail, and the next sync writes over it).
+        segments: segments.into_iter().map(|p| (p.clone(), records_end(&p))).collect(),
     }
+}
+
+fn records_end(path: &Path) -> u64 {
+    let bytes = fs::read(path).unwrap();
+    super::super::segment::scan(&bytes, segment_first(path), true, path).unwrap().end as u64
 }
 
 fn restore_file(path: &Path, old: &Option<Vec<u8>>) {
@@ -362,7 +369,7 @@ fn first_segment(dir: &Path) -> u64 {
 }
 
 fn check_open(dir: &Path, segment_bytes: u64, seed: u64, step: usize) -> (DiskLog, Recovered) {
-    DiskLog::open_with(dir, ME, DiskLogOptions::default().segment_bytes(segment_bytes))
+    DiskLog::open_with(dir, ME, unpadded().segment_bytes(segment_bytes))
         .unwrap_or_else(|e| panic!("seed {seed} step {step}: reopen failed: {e}"))
 }
 
