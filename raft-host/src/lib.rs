@@ -18,13 +18,16 @@
 //!
 //! After [`DiskLog::sync`] returns `Ok`, every write given to
 //! [`DiskLog::write`] before it survives a crash, power loss or `kill -9`, so
-//! a host may then call `Node::handle_persisted`. At start-up a torn tail (a
-//! last record cut short or damaged by the crash, with nothing valid after
-//! it) is cut off; anything else that is damaged stops start-up with
+//! a host may then call `Node::handle_persisted`. Each log segment records
+//! how far it is durable (a synced watermark), so at start-up a torn write
+//! (unacknowledged bytes beyond the watermark, cut short or reordered by the
+//! crash) is cut off, while any damage at or below it stops start-up with
 //! [`StorageError::Corrupt`] naming the file and byte offset, rather than
-//! silently losing acknowledged data. The promise assumes the file system
-//! honours `fsync`/`fdatasync` and does not persist later appended bytes of a
-//! file without the earlier ones.
+//! silently losing acknowledged data. [`DiskLog::repair`] then keeps the
+//! log before the damage and marks the node `catching_up`, so that it does
+//! not vote before it has caught up. The promise assumes only that the file
+//! system honours `fsync`/`fdatasync`; crash tests run the log on a
+//! simulated disk ([`storage::fs::SimFs`]) that loses everything else.
 //!
 //! ```
 //! use raft_core::{Entry, LogIndex, NodeId, Payload, Term, Write};
@@ -63,4 +66,4 @@ pub use disk_thread::DiskThread;
 pub use driver::{Actions, Completion, Driver, Outcome, Ticket};
 pub use kv::{KvCommand, KvError, KvOp, KvOutput, KvStore};
 pub use state_machine::StateMachine;
-pub use storage::{DiskLog, DiskLogOptions, NodeMeta, Recovered, StorageError};
+pub use storage::{DiskLog, DiskLogOptions, NodeMeta, Recovered, Repaired, StorageError};

@@ -3,7 +3,7 @@
 use raft_core::NodeId;
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Why opening, writing or syncing a [`DiskLog`](super::DiskLog) failed.
 #[derive(Debug)]
@@ -28,6 +28,17 @@ pub enum StorageError {
         offset: u64,
         /// What is wrong.
         reason: String,
+    },
+    /// A file was written by an older release in a format this one no
+    /// longer reads (see the format history in the
+    /// [`storage`](crate::storage) module docs).
+    UnsupportedVersion {
+        /// The file.
+        file: PathBuf,
+        /// Its format version.
+        found: u32,
+        /// The version this release reads.
+        supported: u32,
     },
     /// The data directory belongs to another node.
     WrongNode {
@@ -75,6 +86,16 @@ impl StorageError {
         move |source| StorageError::Io { op, path, source }
     }
 
+    /// A version field that does not match: an older format if it is one,
+    /// else damage.
+    pub(crate) fn version(file: &Path, offset: u64, found: u32, supported: u32) -> StorageError {
+        if (1..supported).contains(&found) {
+            StorageError::UnsupportedVersion { file: file.to_path_buf(), found, supported }
+        } else {
+            StorageError::corrupt(file, offset, format!("unknown format version {found}"))
+        }
+    }
+
     pub(crate) fn corrupt(file: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> StorageError {
         StorageError::Corrupt { file: file.into(), offset, reason: reason.into() }
     }
@@ -85,8 +106,30 @@ impl fmt::Display for StorageError {
         match self {
             StorageError::Io { op, path, source } => write!(f, "{op} {}: {source}", path.display()),
             StorageError::Corrupt { file, offset, reason } => {
-                write!(f, "corrupt raft data in {} at byte {offset}: {reason}", file.display())
+                write!(f, "corrupt raft data in {} at byte {offset}: {reason}; ", file.display())?;
+                if super::segment::is_segment_path(file) {
+                    let dir = file.parent().unwrap_or(file).display();
+                    write!(
+                        f,
+                        "start-up refused so that no acknowledged entry is silently lost. To repair, keeping the log \
+                         before the damage and discarding the rest, run the node once with `--repair` (raft-udp node \
+                         ... --repair; in code DiskLog::repair(\"{dir}\", meta) or DiskLogOptions::repair(true)): it \
+                         then neither votes nor campaigns until it has caught up from the leader"
+                    )
+                } else {
+                    write!(
+                        f,
+                        "this file cannot be repaired in place; restore the data directory from a backup (an empty \
+                         directory would forget this node's term and vote)"
+                    )
+                }
             }
+            StorageError::UnsupportedVersion { file, found, supported } => write!(
+                f,
+                "{} has format version {found}, written by an older release; this release reads version {supported} \
+                 only. Start the node from an empty data directory: it will catch up from the cluster",
+                file.display()
+            ),
             StorageError::WrongNode { dir, expected, found } => write!(
                 f,
                 "data directory {} belongs to node {found}, not node {expected}; give it its own data directory or an empty one",

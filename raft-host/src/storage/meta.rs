@@ -2,12 +2,14 @@
 
 use super::error::StorageError;
 use super::files;
+use super::fs::Fs;
 use raft_core::NodeId;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 const META_FILE: &str = "meta";
 const META_MAGIC: &[u8; 8] = b"RAFTMETA";
+const META_VERSION: u32 = 1;
 
 /// The identity a data directory is stamped with when it is created.
 ///
@@ -30,14 +32,14 @@ impl NodeMeta {
 }
 
 /// Reads the stamp; `None` for a directory never stamped.
-pub(super) fn read(dir: &Path) -> Result<Option<NodeMeta>, StorageError> {
-    files::remove_leftover_tmp(dir, META_FILE)?;
-    files::read_small(dir, META_FILE, META_MAGIC)
+pub(super) fn read(fs: &dyn Fs, dir: &Path) -> Result<Option<NodeMeta>, StorageError> {
+    files::remove_leftover_tmp(fs, dir, META_FILE)?;
+    files::read_small(fs, dir, META_FILE, META_MAGIC, META_VERSION)
 }
 
 /// Stamps the directory, atomically and durably.
-pub(super) fn write(dir: &Path, meta: &NodeMeta) -> Result<(), StorageError> {
-    files::write_small(dir, META_FILE, META_MAGIC, meta)
+pub(super) fn write(fs: &dyn Fs, dir: &Path, meta: &NodeMeta) -> Result<(), StorageError> {
+    files::write_small(fs, dir, META_FILE, META_MAGIC, META_VERSION, meta)
 }
 
 /// Checks a stamp against what the caller expects.

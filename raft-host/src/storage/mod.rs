@@ -6,22 +6,88 @@
 //! | --- | --- | --- |
 //! | `LOCK` | empty; held locked while a `DiskLog` is open | at open |
 //! | `meta` | [`NodeMeta`] (node and cluster id) | once, atomically, at creation |
-//! | `hardstate` | the term and vote | atomically (temp file, fsync, rename, fsync dir) |
+//! | `hardstate` | the term, vote and `catching_up` flag | atomically (temp file, fsync, rename, fsync dir) |
 //! | `snapshot` | the latest snapshot: index, term, data | atomically |
-//! | `log-<first_index:020>.seg` | append-only records | appended; fdatasync at `sync`; removed by compaction |
+//! | `log-<first_index:020>.seg` | header with the synced watermark, records, then preallocated zeros | created durably; records appended, fdatasync'ed, then the watermark moved and fdatasync'ed at `sync`; removed by compaction |
 //!
 //! `meta` and `hardstate` are `magic | version: u32 | len: u32 | crc32: u32 |
-//! payload` (codec encoding). A segment is a 24-byte header (magic, version,
-//! first index, CRC) then records framed `len: u32 LE | crc32: u32 LE |
-//! payload`, the payload a codec-encoded `Append(entry)`, `Truncate { from }`
-//! or `Snapshot { index, term }`. Truncation is logical: a record, replayed
-//! in order at start-up. A segment is named after the index the log's next
-//! entry had when it was started. A new one is started once the current one
-//! would pass [`DiskLogOptions::segment_bytes`], and at every `Snapshot`
-//! record (see [Compaction](#compaction)); both only if the current segment
-//! holds a record and the log's next index has passed the current segment's
-//! name (so after a truncation below a segment's first index, the log stays
-//! in that segment until it grows past it again, and names keep increasing).
+//! payload` (codec encoding). A segment is a 64-byte header, then records
+//! framed `len: u32 LE | crc32: u32 LE | payload`, the payload a
+//! codec-encoded `Append(entry)`, `Truncate { from }` or `Snapshot { index,
+//! term }`. The header is `magic "RAFTLOG\0" | version: u32 | first_index:
+//! u64 | crc32` (24 bytes), then two 20-byte **watermark slots**, each
+//! `synced_end: u64 | generation: u64 | crc32` (see below). Integers are
+//! little-endian. Truncation is logical: a record, replayed in order at
+//! start-up. A segment is named after the index the log's next entry had
+//! when it was started. A new one is started once the current one would
+//! pass [`DiskLogOptions::segment_bytes`], and at every `Snapshot` record
+//! (see [Compaction](#compaction)); both only if the current segment holds a
+//! record and the log's next index has passed the current segment's name
+//! (so after a truncation below a segment's first index, the log stays in
+//! that segment until it grows past it again, and names keep increasing).
+//!
+//! A segment's file is filled with zeros ahead of its records
+//! ([`DiskLogOptions::preallocate_bytes`] at a time, up to the segment size),
+//! so that the fdatasync of an append overwrites blocks the file already
+//! has and usually writes no file size. A record is never empty, so a zero
+//! length field ends the records; zeros after the records are no torn tail.
+//!
+//! # The synced watermark: torn writes versus damage
+//!
+//! A crash may leave any part of an unsynced write on disk, in any order (a
+//! later page before an earlier one); a disk may also damage bytes that were
+//! synced long ago. The two look alike, so each segment records how far it
+//! is known to be durable. `sync` appends the records, fdatasyncs them, then
+//! writes `synced_end` = the segment's new end into the slot of the next
+//! generation (generations alternate between the two slots) and fdatasyncs
+//! again; only then is the sync acknowledged. The valid slot with the highest
+//! generation is the segment's watermark. A torn slot write leaves the other
+//! slot, which covers every acknowledged record.
+//!
+//! So at start-up every byte below the watermark was acknowledged and must
+//! be intact: any defect there is corruption. Only bytes beyond the
+//! watermark, in the last segment, can be a torn write: they are read up to
+//! the first bad record and cut off from there, even if good records follow
+//! (those came from the same unacknowledged sync). A segment is created
+//! under a temporary name (`log-<first_index:020>.seg.tmp`), with both slots
+//! at the end of the header, fsynced, renamed into place and its directory
+//! fsynced before any record goes in; a segment is filled and its watermark
+//! moved to its end before its successor is created. So a damaged header
+//! under a real segment name is damage too, and only the last segment can
+//! hold unacknowledged bytes.
+//!
+//! What the watermark cannot tell: damage to the newest slot makes the
+//! previous one the watermark, so the last sync's records count as beyond it
+//! (intact, they are kept; damaged as well, they are cut as a torn tail);
+//! a whole last segment deleted leaves no trace. Both take two faults or
+//! deliberate deletion, not a crash.
+//!
+//! # Repair
+//!
+//! A start-up refused as corruption in a segment can be repaired
+//! ([`DiskLog::repair`], [`DiskLogOptions::repair`], the `--repair` flag of
+//! `raft-udp node`). The hard state is first stored with `catching_up` set;
+//! then every segment after the damaged one is removed (newest first) and
+//! the damaged one cut at the damaged record (its watermark lowered first,
+//! then the file cut; removed if the damage is in its header); this repeats
+//! until recovery succeeds. The snapshot, the hard state and every record
+//! before the damage are kept. The node has lost entries it may have
+//! acknowledged, so its vote could elect a leader without a committed
+//! entry: with `catching_up` set, `raft_core` neither votes nor campaigns
+//! until it has caught up with a leader, and then clears the flag. Damage
+//! in `meta`, `hardstate` or `snapshot` cannot be repaired this way.
+//!
+//! # Format versions
+//!
+//! | file | version | change |
+//! | --- | --- | --- |
+//! | segments | 2 | 64-byte header with the watermark slots (version 1: 24-byte header, no watermark) |
+//! | `hardstate` | 2 | `catching_up` (version 1: term and vote) |
+//! | `snapshot` | 2 | the cluster configuration before the data (version 1: data only) |
+//! | `meta` | 1 | |
+//!
+//! A file of an older version is refused with
+//! [`StorageError::UnsupportedVersion`]; there is no in-place upgrade.
 //!
 //! The snapshot file is replaced before the `Snapshot` record is appended;
 //! recovery applies a snapshot file newer than the last such record. A
@@ -68,10 +134,12 @@
 
 mod error;
 mod files;
+pub mod fs;
 mod hard_state;
 mod meta;
 mod record;
 mod recover;
+mod repair;
 mod segment;
 mod shape;
 mod snapshot_file;
@@ -80,15 +148,17 @@ mod tests;
 
 pub use error::StorageError;
 pub use meta::NodeMeta;
+pub use repair::{Damage, Repaired};
 
+use fs::{Fs, LockGuard, RealFs};
 use record::Change;
 use segment::SegmentWriter;
 use shape::Shape;
 use std::collections::VecDeque;
 use std::fmt;
-use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use raft_core::{Entry, HardState, LogIndex, Restored, Snapshot, Write};
 
@@ -103,11 +173,22 @@ pub struct DiskLogOptions {
     /// starts a new one). Default 64 MiB. Disk use stays bounded whatever the
     /// size: see "Compaction" in the [`storage`](crate::storage) module docs.
     pub segment_bytes: u64,
+    /// Repair damaged log segments before opening, as [`DiskLog::repair`]
+    /// does, instead of refusing to start. Default false. Meant for one
+    /// start-up chosen by an operator (the `--repair` flag of `raft-udp
+    /// node`), not to be left on.
+    pub repair: bool,
+    /// Fill a segment's file with zeros this far ahead of its records (never
+    /// beyond [`segment_bytes`](Self::segment_bytes)), so that the fdatasync
+    /// of an append overwrites allocated blocks and usually has no file size
+    /// to write. 0: no preallocation, the file grows with every append.
+    /// Default 1 MiB.
+    pub preallocate_bytes: u64,
 }
 
 impl Default for DiskLogOptions {
     fn default() -> Self {
-        DiskLogOptions { segment_bytes: 64 << 20 }
+        DiskLogOptions { segment_bytes: 64 << 20, repair: false, preallocate_bytes: 1 << 20 }
     }
 }
 
@@ -115,6 +196,22 @@ impl DiskLogOptions {
     /// Sets [`segment_bytes`](Self::segment_bytes).
     pub fn segment_bytes(mut self, bytes: u64) -> Self {
         self.segment_bytes = bytes;
+        self
+    }
+
+    /// Sets [`preallocate_bytes`](Self::preallocate_bytes).
+    pub fn preallocate_bytes(mut self, bytes: u64) -> Self {
+        self.preallocate_bytes = bytes;
+        self
+    }
+
+    fn prealloc(&self) -> segment::Prealloc {
+        segment::Prealloc { chunk: self.preallocate_bytes, limit: self.segment_bytes }
+    }
+
+    /// Sets [`repair`](Self::repair).
+    pub fn repair(mut self, repair: bool) -> Self {
+        self.repair = repair;
         self
     }
 }
@@ -173,46 +270,47 @@ struct Pending {
 /// snapshot possibly already in place (they are written first, see
 /// [`sync`](Self::sync)), and some of the segments that sync's snapshot
 /// covers possibly removed; nothing acknowledged is lost. `open` makes what
-/// it recovered durable before returning. This assumes the file system
-/// honours fsync and never persists later appended bytes of a file without
-/// the earlier ones.
+/// it recovered durable before returning (and moves the watermark over it).
+/// This assumes only that the file system honours fsync and fdatasync:
+/// unsynced writes may reach the disk partly and in any order.
 ///
 /// # Recovery rules
 ///
-/// * A **torn tail** is cut off: in the last segment, bytes after the last
-///   valid record that contain no valid record (a partial record, a bad
-///   checksum in the last record, a zeroed or garbage tail). A last segment
-///   whose own header is torn is removed (it held nothing synced).
+/// (Why they hold: "The synced watermark" in the [`storage`](self) module docs.)
+///
+/// * A **torn tail** is cut off: in the last segment, the bytes beyond the
+///   synced watermark from the first bad record on (a partial record, a bad
+///   checksum, garbage), whatever follows; unless they are all zeros
+///   (preallocated, or zeroed by the crash), which stay for later appends.
 /// * Anything else stops start-up with [`StorageError::Corrupt`] naming the
-///   file and offset: a bad record followed by a valid one (so flipping bits
-///   in a middle record is corruption, in the last record a torn tail), a
-///   damaged non-last segment, a record with a good checksum that does not
-///   decode or does not fit the log (indexes not contiguous, terms going
-///   down), a missing segment, a damaged `meta`, `hardstate` or `snapshot`.
+///   file and offset (and saying how to [`repair`](Self::repair)): a bad
+///   record at or below the watermark (a bit flip in any acknowledged
+///   record, the last one included), a segment that ends before its
+///   watermark, a damaged segment header or both watermark slots damaged, a
+///   record with a good checksum that does not decode or does not fit the
+///   log (indexes not contiguous, terms going down), a missing segment, a
+///   damaged `meta`, `hardstate` or `snapshot`. Files of an older format:
+///   [`StorageError::UnsupportedVersion`].
 /// * A first segment after index 1 (compaction removed the earlier ones) is
 ///   accepted if the snapshot covers every index before it; replay starts
 ///   there (see "Recovery after compaction" in the module docs). A first
-///   segment that leaves a gap above the snapshot, or has a torn header, is
-///   corruption. Segments a compaction cut short by a crash did not remove
-///   are removed.
-/// * A leftover `*.tmp` from an interrupted atomic write is removed; the file
-///   it was replacing is intact.
+///   segment that leaves a gap above the snapshot is corruption. Segments a
+///   compaction cut short by a crash did not remove are removed.
+/// * A leftover `*.tmp` from an interrupted atomic write or segment creation
+///   is removed; the file it was replacing is intact.
 /// * A snapshot file newer than the log's last `Snapshot` record (the crash
 ///   came between the two) is applied to the log, and its record appended
 ///   (after a `Truncate` if it disagrees with an entry the log holds).
 ///
-/// A bit flip in the last record (disk damage, not a crash) looks exactly
-/// like a torn write, so it is cut off too, losing that one entry although
-/// it was acknowledged; Raft's other replicas still hold it.
-///
 /// Recovery never panics on file contents and allocates no more than a
 /// file's real size.
 pub struct DiskLog {
+    fs: Arc<dyn Fs>,
     dir: PathBuf,
     meta: NodeMeta,
     options: DiskLogOptions,
     /// Held locked for as long as the log is open.
-    _lock: File,
+    _lock: LockGuard,
     /// The log including writes not yet synced.
     shape: Shape,
     current: Option<SegmentWriter>,
@@ -256,38 +354,53 @@ impl DiskLog {
     /// if the directory is stamped for another node or cluster,
     /// [`StorageError::Locked`] if another `DiskLog` has it open, and
     /// [`StorageError::Corrupt`] per the recovery rules (see [`DiskLog`]).
-    /// Cutting a torn tail is made durable before this returns.
+    /// Cutting a torn tail is made durable before this returns. With
+    /// [`DiskLogOptions::repair`], damaged segments are first repaired as
+    /// [`repair`](Self::repair) does.
     pub fn open_with(
         dir: impl AsRef<Path>,
         expected: NodeMeta,
         options: DiskLogOptions,
     ) -> Result<(DiskLog, Recovered), StorageError> {
+        DiskLog::open_on(Arc::new(RealFs), dir, expected, options)
+    }
+
+    /// [`open_with`](Self::open_with) on any file system, such as the
+    /// simulated [`SimFs`](fs::SimFs) of crash tests.
+    pub fn open_on(
+        fs: Arc<dyn Fs>,
+        dir: impl AsRef<Path>,
+        expected: NodeMeta,
+        options: DiskLogOptions,
+    ) -> Result<(DiskLog, Recovered), StorageError> {
         let dir = dir.as_ref().to_path_buf();
-        fs::create_dir_all(&dir).map_err(StorageError::io("create directory", &dir))?;
-        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            files::sync_dir(parent)?;
+        let lock = prepare(&*fs, &dir, &expected)?;
+        if options.repair {
+            repair::repair(&*fs, &dir)?;
         }
-        let lock = lock(&dir)?;
-        match meta::read(&dir)? {
-            Some(found) => meta::check(&dir, &expected, &found)?,
-            None if recover::has_data(&dir)? => {
-                let why = "missing, but the directory holds raft data; refusing to guess whose it is";
-                return Err(StorageError::corrupt(dir.join("meta"), 0, why));
-            }
-            None => meta::write(&dir, &expected)?,
-        }
-        let rec = recover::recover(&dir)?;
+        let rec = recover::recover(&*fs, &dir)?;
         let current = match rec.last_segment {
-            Some((path, first, len)) => {
-                let seg = SegmentWriter::open(path, first, len)?;
+            Some(last) => {
+                let mut seg = SegmentWriter::open(
+                    &*fs,
+                    last.path,
+                    last.first_index,
+                    last.len,
+                    last.file_len,
+                    last.synced,
+                    last.generation,
+                    options.prealloc(),
+                )?;
                 // Bytes a crashed process wrote but never synced may be in
-                // the page cache: make what was recovered durable.
+                // the page cache, and valid records may lie beyond the
+                // watermark: make what was recovered durable.
                 seg.sync()?;
                 Some(seg)
             }
             None => None,
         };
         let mut log = DiskLog {
+            fs,
             dir,
             meta: expected,
             options,
@@ -317,6 +430,34 @@ impl DiskLog {
         log.remove_compacted_segments(usize::MAX)?;
         let recovered = Recovered { hard_state: rec.hard_state, snapshot: rec.snapshot, entries: rec.entries };
         Ok((log, recovered))
+    }
+
+    /// Repairs the log in `dir` after [`open`](Self::open) refused it as
+    /// [`StorageError::Corrupt`] in a log segment, so that it can be opened
+    /// again. Run it once, by an operator's choice (`raft-udp node ...
+    /// --repair`).
+    ///
+    /// It keeps the hard state, the snapshot and every log record before the
+    /// first damaged one, discards that record and everything after it, and
+    /// stores the hard state with `catching_up` set (before discarding
+    /// anything): the node lost entries it may have acknowledged, so
+    /// `raft_core` keeps it from voting or campaigning until it has caught up
+    /// with a leader (see `HardState::catching_up`). The next `open` returns
+    /// that hard state.
+    ///
+    /// Returns what was discarded (nothing, and the hard state untouched, if
+    /// the log was sound). Damage in `hardstate`, `meta` or `snapshot` is not
+    /// repairable and is returned as the error `open` gives. The directory
+    /// must not be open.
+    pub fn repair(dir: impl AsRef<Path>, expected: NodeMeta) -> Result<Repaired, StorageError> {
+        DiskLog::repair_on(Arc::new(RealFs), dir, expected)
+    }
+
+    /// [`repair`](Self::repair) on any file system.
+    pub fn repair_on(fs: Arc<dyn Fs>, dir: impl AsRef<Path>, expected: NodeMeta) -> Result<Repaired, StorageError> {
+        let dir = dir.as_ref();
+        let _lock = prepare(&*fs, dir, &expected)?;
+        repair::repair(&*fs, dir)
     }
 
     /// Queues one write, following the `raft_core::Write` order: hard state,
@@ -394,16 +535,15 @@ impl DiskLog {
 
     fn sync_inner(&mut self) -> Result<(), StorageError> {
         if let Some(hs) = self.pending_hard_state.take() {
-            hard_state::write(&self.dir, &hs)?;
+            hard_state::write(&*self.fs, &self.dir, &hs)?;
         }
         if let Some(s) = self.pending_snapshot.take() {
-            snapshot_file::write(&self.dir, &s)?;
+            snapshot_file::write(&*self.fs, &self.dir, &s)?;
         }
         if self.pending.is_empty() {
             return Ok(());
         }
         let mut buf = Vec::new();
-        let mut created = false;
         for p in std::mem::take(&mut self.pending) {
             let roll = match &self.current {
                 None => true,
@@ -415,24 +555,22 @@ impl DiskLog {
             };
             if roll {
                 if let Some(mut seg) = self.current.take() {
-                    // The full segment is durable before its successor exists,
-                    // so only the last segment can ever have a torn tail.
+                    // The full segment and its watermark are durable before
+                    // its successor exists, so only the last segment can ever
+                    // hold bytes beyond its watermark.
                     seg.append(&buf)?;
                     seg.sync()?;
                     buf.clear();
                 }
-                self.current = Some(SegmentWriter::create(&self.dir, p.next_before)?);
+                self.current =
+                    Some(SegmentWriter::create(&*self.fs, &self.dir, p.next_before, self.options.prealloc())?);
                 self.segments.push_back(p.next_before);
-                created = true;
             }
             buf.extend_from_slice(&p.frame);
         }
         if let Some(seg) = &mut self.current {
             seg.append(&buf)?;
             seg.sync()?;
-        }
-        if created {
-            files::sync_dir(&self.dir)?;
         }
         if !self.hold_compaction {
             self.remove_compacted_segments(usize::MAX)?;
@@ -451,12 +589,12 @@ impl DiskLog {
         let mut removed = 0;
         while removed < limit && self.compacted_segments() > 0 {
             let path = self.dir.join(segment::name(self.segments[0]));
-            match fs::remove_file(&path) {
+            match self.fs.remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
                 Err(e) => return Err(StorageError::io("remove compacted segment", &path)(e)),
             }
-            files::sync_dir(&self.dir)?;
+            files::sync_dir(&*self.fs, &self.dir)?;
             self.segments.pop_front();
             removed += 1;
         }
@@ -503,18 +641,26 @@ impl DiskLog {
     }
 }
 
-/// Takes the directory's lock file, so two logs never share a directory.
-fn lock(dir: &Path) -> Result<File, StorageError> {
-    let path = dir.join(LOCK_FILE);
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(StorageError::io("open", &path))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(TryLockError::WouldBlock) => Err(StorageError::Locked { dir: dir.to_path_buf() }),
-        Err(TryLockError::Error(e)) => Err(StorageError::io("lock", &path)(e)),
+/// Creates `dir` if needed, takes its lock (so two logs never share a
+/// directory) and checks or writes its stamp.
+fn prepare(fs: &dyn Fs, dir: &Path, expected: &NodeMeta) -> Result<LockGuard, StorageError> {
+    fs.create_dir_all(dir).map_err(StorageError::io("create directory", dir))?;
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        files::sync_dir(fs, parent)?;
     }
+    let path = dir.join(LOCK_FILE);
+    let lock = match fs.try_lock(&path) {
+        Ok(Some(lock)) => lock,
+        Ok(None) => return Err(StorageError::Locked { dir: dir.to_path_buf() }),
+        Err(e) => return Err(StorageError::io("lock", &path)(e)),
+    };
+    match meta::read(fs, dir)? {
+        Some(found) => meta::check(dir, expected, &found)?,
+        None if recover::has_data(fs, dir)? => {
+            let why = "missing, but the directory holds raft data; refusing to guess whose it is";
+            return Err(StorageError::corrupt(dir.join("meta"), 0, why));
+        }
+        None => meta::write(fs, dir, expected)?,
+    }
+    Ok(lock)
 }

@@ -117,9 +117,3 @@ pub(super) fn frame_at(bytes: &[u8], at: usize) -> Result<&[u8], BadFrame> {
     }
     Ok(payload)
 }
-
-/// The offset of the first valid frame starting after `at`, if any. Used to
-/// tell a torn tail (nothing valid follows) from damage in the middle.
-pub(super) fn next_valid_frame(bytes: &[u8], at: usize) -> Option<usize> {
-    (at + 1..bytes.len().saturating_sub(FRAME_HEADER - 1)).find(|&p| frame_at(bytes, p).is_ok())
-}

@@ -3,12 +3,12 @@
 
 use super::error::StorageError;
 use super::files;
+use super::fs::{Fs, OpenMode};
 use super::record::{self, Change, Record};
-use super::segment::{self, End};
+use super::segment;
 use super::shape::Shape;
 use super::{hard_state, snapshot_file};
 use raft_core::{Entry, HardState, LogIndex, Snapshot, SnapshotMeta};
-use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 
 /// Everything read back from a directory.
@@ -19,8 +19,8 @@ pub(super) struct Recovery {
     /// The entries after the snapshot.
     pub(super) entries: Vec<Entry>,
     pub(super) shape: Shape,
-    /// The segment to keep appending to: path, first index, length.
-    pub(super) last_segment: Option<(PathBuf, u64, u64)>,
+    /// The segment to keep appending to.
+    pub(super) last_segment: Option<LastSegment>,
     /// The first index of every segment left, in order.
     pub(super) segments: Vec<u64>,
     /// A snapshot file newer than the log's last `Snapshot` record (a crash
@@ -29,6 +29,20 @@ pub(super) struct Recovery {
     /// with an entry the log holds, then the `Snapshot`), each with the log's
     /// next index before it.
     pub(super) adopted: Vec<(Change<'static>, u64)>,
+}
+
+/// The last segment as recovery left it.
+#[derive(Debug)]
+pub(super) struct LastSegment {
+    pub(super) path: PathBuf,
+    pub(super) first_index: u64,
+    /// Where its valid records end.
+    pub(super) len: u64,
+    /// The file's size (zeros after `len`).
+    pub(super) file_len: u64,
+    /// Its synced watermark and the watermark's generation.
+    pub(super) synced: u64,
+    pub(super) generation: u64,
 }
 
 /// The log's entries and shape, rebuilt record by record.
@@ -73,20 +87,25 @@ impl Replay {
 }
 
 /// True if `dir` holds anything a log writes besides its stamp.
-pub(super) fn has_data(dir: &Path) -> Result<bool, StorageError> {
-    Ok(hard_state::exists(dir) || snapshot_file::path(dir).exists() || !list_segments(dir)?.is_empty())
+pub(super) fn has_data(fs: &dyn Fs, dir: &Path) -> Result<bool, StorageError> {
+    let exists = |p: PathBuf| fs.exists(&p).map_err(StorageError::io("stat", &p));
+    Ok(exists(hard_state::path(dir))? || exists(snapshot_file::path(dir))? || !list_segments(fs, dir)?.is_empty())
 }
 
-/// The segments in `dir`, by first index.
-fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StorageError> {
+/// The segments in `dir`, by first index. Removes segments whose creation a
+/// crash interrupted (they never held a record).
+pub(super) fn list_segments(fs: &dyn Fs, dir: &Path) -> Result<Vec<(u64, PathBuf)>, StorageError> {
     let mut found = Vec::new();
-    for item in fs::read_dir(dir).map_err(StorageError::io("list", dir))? {
-        let item = item.map_err(StorageError::io("list", dir))?;
-        let name = item.file_name();
-        let Some(parsed) = name.to_str().and_then(segment::parse_name) else {
+    for name in fs.list(dir).map_err(StorageError::io("list", dir))? {
+        let Some(name) = name.to_str() else { continue };
+        let path = dir.join(name);
+        if segment::is_leftover(name) {
+            fs.remove_file(&path).map_err(StorageError::io("remove leftover", &path))?;
+            continue;
+        }
+        let Some(parsed) = segment::parse_name(name) else {
             continue;
         };
-        let path = item.path();
         let first = parsed.ok_or_else(|| StorageError::corrupt(&path, 0, "malformed segment file name"))?;
         found.push((first, path));
     }
@@ -95,10 +114,10 @@ fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StorageError> {
 }
 
 /// Reads everything back. See [`DiskLog`](super::DiskLog) for the rules.
-pub(super) fn recover(dir: &Path) -> Result<Recovery, StorageError> {
-    let hard_state = hard_state::read(dir)?;
-    let snapshot = snapshot_file::read(dir)?;
-    let mut segments = list_segments(dir)?;
+pub(super) fn recover(fs: &dyn Fs, dir: &Path) -> Result<Recovery, StorageError> {
+    let hard_state = hard_state::read(fs, dir)?;
+    let snapshot = snapshot_file::read(fs, dir)?;
+    let segments = list_segments(fs, dir)?;
     let mut replay = Replay::default();
     if let Some((first, path)) = segments.first()
         && *first != 1
@@ -121,24 +140,10 @@ pub(super) fn recover(dir: &Path) -> Result<Recovery, StorageError> {
         replay.shape = Shape::after_removed_segments(*first);
     }
     let mut last_segment = None;
-    let mut kept = segments.len();
     for (i, (first, path)) in segments.iter().enumerate() {
         let is_last = i + 1 == segments.len();
-        let bytes = fs::read(path).map_err(StorageError::io("read", path))?;
-        let scan =
-            segment::scan(&bytes, *first, is_last).map_err(|(offset, why)| StorageError::corrupt(path, offset, why))?;
-        if scan.end == End::TornAt(0) {
-            if i == 0 && *first != 1 {
-                // Segments before it are removed only once it is durable.
-                let why = "the header of the first segment is damaged, and the segments before it were compacted away";
-                return Err(StorageError::corrupt(path, 0, why));
-            }
-            // Created by the sync that crashed; nothing in it was acknowledged.
-            fs::remove_file(path).map_err(StorageError::io("remove torn segment", path))?;
-            files::sync_dir(dir)?;
-            kept = i;
-            break;
-        }
+        let bytes = fs.read(path).map_err(StorageError::io("read", path))?;
+        let scan = segment::scan(&bytes, *first, is_last, path)?;
         if replay.shape.next_index() != *first {
             let why = format!(
                 "segment starts at index {first} but the log before it ends at {} (missing or extra segment)",
@@ -151,14 +156,24 @@ pub(super) fn recover(dir: &Path) -> Result<Recovery, StorageError> {
                 .map_err(|e| StorageError::corrupt(path, offset as u64, format!("undecodable record: {e}")))?;
             replay.apply(record).map_err(|why| StorageError::corrupt(path, offset as u64, why))?;
         }
-        let mut len = bytes.len() as u64;
-        if let End::TornAt(at) = scan.end {
-            len = at as u64;
-            let file = OpenOptions::new().write(true).open(path).map_err(StorageError::io("open", path))?;
+        let len = scan.end as u64;
+        let mut file_len = bytes.len() as u64;
+        if scan.torn {
+            file_len = len;
+            // Beyond the synced watermark: written by a sync that never
+            // returned, so nothing there was acknowledged.
+            let mut file = fs.open(path, OpenMode::Existing).map_err(StorageError::io("open", path))?;
             file.set_len(len).map_err(StorageError::io("cut torn tail of", path))?;
             file.sync_all().map_err(StorageError::io("fsync", path))?;
         }
-        last_segment = Some((path.clone(), *first, len));
+        last_segment = Some(LastSegment {
+            path: path.clone(),
+            first_index: *first,
+            len,
+            file_len,
+            synced: scan.synced,
+            generation: scan.generation,
+        });
     }
     let base = replay.shape.base();
     let mut adopted = Vec::new();
@@ -195,8 +210,7 @@ pub(super) fn recover(dir: &Path) -> Result<Recovery, StorageError> {
     // What recovery read (a removed segment, a renamed snapshot) may still
     // sit only in the page cache after a process crash: make it durable
     // before anything is built on it.
-    files::sync_dir(dir)?;
-    segments.truncate(kept);
+    files::sync_dir(fs, dir)?;
     let segments = segments.into_iter().map(|(first, _)| first).collect();
     Ok(Recovery { hard_state, snapshot, entries: replay.entries, shape: replay.shape, last_segment, segments, adopted })
 }

@@ -1,24 +1,33 @@
-//! Segment files: naming, header, appending, and telling valid records from a torn
-//! tail or damage.
+//! Segment files: naming, header, synced watermark, appending, and telling
+//! valid records from a torn tail or damage.
 //!
-//! A segment `log-<first_index:020>.seg` starts with a 24-byte header,
+//! A segment `log-<first_index:020>.seg` starts with a 64-byte header:
 //! `magic "RAFTLOG\0" | version: u32 LE | first_index: u64 LE |
-//! crc32(previous 20 bytes): u32 LE`, followed by framed records (see
-//! [`super::record`]). `first_index` is the index the log's next entry had
-//! when the segment was started; names strictly increase along the log.
+//! crc32(previous 20 bytes): u32 LE`, then two watermark slots of 20 bytes,
+//! each `synced_end: u64 LE | generation: u64 LE | crc32(previous 16 bytes):
+//! u32 LE`; framed records (see [`super::record`]) follow from byte 64.
+//! `first_index` is the index the log's next entry had when the segment was
+//! started; names strictly increase along the log. See the
+//! [`storage`](super) module docs for what the watermark guarantees.
 
 use super::error::StorageError;
-use super::files::VERSION;
+use super::files;
+use super::fs::{Fs, FsFile, OpenMode};
 use super::record;
-use std::fs::{File, OpenOptions};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-/// Bytes before a segment's first record.
-pub(super) const SEGMENT_HEADER: usize = 24;
+/// Bytes before a segment's first record: identity header and the two
+/// watermark slots.
+pub(super) const SEGMENT_HEADER: usize = 64;
+/// Segment format version. 2: synced watermark slots (version 1 had none).
+const VERSION: u32 = 2;
+const IDENTITY: usize = 24;
+const SLOT: usize = 20;
 const SEGMENT_MAGIC: &[u8; 8] = b"RAFTLOG\0";
 const PREFIX: &str = "log-";
 const SUFFIX: &str = ".seg";
+/// Suffix of a segment being created (renamed into place once durable).
+const CREATING: &str = ".seg.tmp";
 
 /// The file name of the segment starting at `first_index`.
 pub(super) fn name(first_index: u64) -> String {
@@ -33,25 +42,61 @@ pub(super) fn parse_name(file_name: &str) -> Option<Option<u64>> {
     Some(if ok { digits.parse().ok() } else { None })
 }
 
+/// True if `file_name` is a segment an interrupted creation left behind.
+pub(super) fn is_leftover(file_name: &str) -> bool {
+    file_name.starts_with(PREFIX) && file_name.ends_with(CREATING)
+}
+
+/// True if `path` names a segment file.
+pub(super) fn is_segment_path(path: &Path) -> bool {
+    path.file_name().and_then(|n| n.to_str()).and_then(parse_name).is_some()
+}
+
 /// The header of a segment starting at `first_index`.
+/// Both watermark slots say `synced_end` = the end of the header
+/// (generation 1 in slot 1, 0 in slot 0).
 pub(super) fn header(first_index: u64) -> [u8; SEGMENT_HEADER] {
     let mut h = [0u8; SEGMENT_HEADER];
     h[..8].copy_from_slice(SEGMENT_MAGIC);
     h[8..12].copy_from_slice(&VERSION.to_le_bytes());
     h[12..20].copy_from_slice(&first_index.to_le_bytes());
     let crc = crc32fast::hash(&h[..20]);
-    h[20..].copy_from_slice(&crc.to_le_bytes());
+    h[20..IDENTITY].copy_from_slice(&crc.to_le_bytes());
+    for generation in 0..2 {
+        let at = slot_offset(generation);
+        h[at..at + SLOT].copy_from_slice(&slot(SEGMENT_HEADER as u64, generation));
+    }
     h
 }
 
-/// How a segment's valid contents end.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) enum End {
-    /// Every byte belongs to a valid record.
-    Clean,
-    /// The bytes from this offset on are a torn tail and must be cut off
-    /// (0: the header itself is torn; the file must go).
-    TornAt(usize),
+/// Where the slot of `generation` lives (generations alternate slots, so a
+/// torn slot write never damages the previous watermark).
+fn slot_offset(generation: u64) -> usize {
+    IDENTITY + (generation % 2) as usize * SLOT
+}
+
+fn slot(synced_end: u64, generation: u64) -> [u8; SLOT] {
+    let mut s = [0u8; SLOT];
+    s[..8].copy_from_slice(&synced_end.to_le_bytes());
+    s[8..16].copy_from_slice(&generation.to_le_bytes());
+    let crc = crc32fast::hash(&s[..16]);
+    s[16..].copy_from_slice(&crc.to_le_bytes());
+    s
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(b)
+}
+
+/// The valid watermark slot with the highest generation: `(synced_end, generation)`.
+fn watermark(header: &[u8; SEGMENT_HEADER]) -> Option<(u64, u64)> {
+    (0..2)
+        .map(|i| &header[IDENTITY + i * SLOT..IDENTITY + (i + 1) * SLOT])
+        .filter(|s| crc32fast::hash(&s[..16]).to_le_bytes() == s[16..])
+        .map(|s| (u64_at(s, 0), u64_at(s, 8)))
+        .max_by_key(|&(_, generation)| generation)
 }
 
 /// The valid records of a segment, with their offsets.
@@ -59,82 +104,95 @@ pub(super) enum End {
 pub(super) struct Scan<'a> {
     /// `(offset, payload)` of each valid frame, in order.
     pub(super) frames: Vec<(usize, &'a [u8])>,
-    /// How the valid contents end.
-    pub(super) end: End,
+    /// Where the valid records end.
+    pub(super) end: usize,
+    /// The bytes from `end` on are a torn tail to cut off (last segment
+    /// only; not if they are all zeros, preallocated).
+    pub(super) torn: bool,
+    /// The synced watermark read from the header.
+    pub(super) synced: u64,
+    /// Its generation.
+    pub(super) generation: u64,
 }
 
-/// Damage found by [`scan`]: offset and description.
-pub(super) type Damage = (u64, String);
-
-/// Splits a segment's bytes into valid frames and a torn tail.
+/// Splits a segment's bytes into valid frames and a torn tail; `path` is for
+/// errors.
 ///
-/// In the last segment, a bad frame (or header) with no valid frame anywhere
-/// after it is a torn tail: the end of a write cut short by a crash. Any
-/// other bad frame is damage. An earlier segment must be entirely valid: it
-/// was synced before the next one was created.
-pub(super) fn scan(bytes: &[u8], first_index: u64, is_last: bool) -> Result<Scan<'_>, Damage> {
-    let torn_or = |at: usize, why: String| -> Result<usize, Damage> {
-        if !is_last {
-            return Err((at as u64, format!("{why} (in a segment that is not the last)")));
-        }
-        match record::next_valid_frame(bytes, at) {
-            None => Ok(at),
-            Some(p) => Err((at as u64, format!("{why}, followed by a valid record at offset {p}"))),
-        }
+/// Every byte up to the synced watermark must be valid records: any defect
+/// there (or a file that ends before it, or a damaged header) is
+/// corruption. Records after the watermark are read up to the first bad one,
+/// which starts a torn tail in the last segment; in an earlier segment the
+/// bytes from there on are ignored.
+pub(super) fn scan<'a>(
+    bytes: &'a [u8],
+    first_index: u64,
+    is_last: bool,
+    path: &Path,
+) -> Result<Scan<'a>, StorageError> {
+    let corrupt = |at: usize, why: String| StorageError::corrupt(path, at as u64, why);
+    check_identity(bytes, first_index, path)?;
+    let Some(header) = bytes.first_chunk::<SEGMENT_HEADER>() else {
+        let why = format!("file of {} bytes is shorter than the segment header", bytes.len());
+        return Err(corrupt(bytes.len(), why));
     };
-    match check_header(bytes, first_index) {
-        Ok(()) => {}
-        // An intact header that says the wrong thing is never torn.
-        Err(HeaderError::Wrong(at, why)) => return Err((at, why)),
-        Err(HeaderError::Damaged(why)) => {
-            let at = torn_or(0, why)?;
-            return Ok(Scan { frames: Vec::new(), end: End::TornAt(at) });
-        }
+    let Some((synced, generation)) = watermark(header) else {
+        return Err(corrupt(IDENTITY, "both synced-watermark slots are damaged".into()));
+    };
+    if synced < SEGMENT_HEADER as u64 {
+        return Err(corrupt(IDENTITY, format!("synced watermark {synced} lies inside the header")));
     }
+    let limit = usize::try_from(synced).unwrap_or(usize::MAX).min(bytes.len());
+    let short = limit < usize::try_from(synced).unwrap_or(usize::MAX);
+    let below = &bytes[..limit];
     let mut frames = Vec::new();
     let mut at = SEGMENT_HEADER;
-    while at < bytes.len() {
-        match record::frame_at(bytes, at) {
-            Ok(payload) => {
-                frames.push((at, payload));
-                at += record::FRAME_HEADER + payload.len();
-            }
-            Err(bad) => {
-                let at = torn_or(at, bad.describe())?;
-                return Ok(Scan { frames, end: End::TornAt(at) });
-            }
-        }
+    while at < below.len() {
+        let payload = record::frame_at(below, at).map_err(|bad| match short {
+            true => corrupt(
+                at,
+                format!("file ends at byte {}, inside this record, before its synced watermark {synced}", bytes.len()),
+            ),
+            false => corrupt(at, format!("{}, below the synced watermark {synced}", bad.describe())),
+        })?;
+        frames.push((at, payload));
+        at += record::FRAME_HEADER + payload.len();
     }
-    Ok(Scan { frames, end: End::Clean })
+    if short {
+        let why = format!("file ends at byte {}, before its synced watermark {synced}", bytes.len());
+        return Err(corrupt(bytes.len(), why));
+    }
+    // Beyond the watermark (nothing there was acknowledged), up to the
+    // first bad record. In a segment before the last one, records beyond it
+    // can only be there if its newest watermark slot was damaged (it was
+    // moved to the segment's end before the next segment was created).
+    while let Ok(payload) = record::frame_at(bytes, at) {
+        frames.push((at, payload));
+        at += record::FRAME_HEADER + payload.len();
+    }
+    // Preallocated zeros after the records are no torn tail.
+    let torn = is_last && bytes[at..].iter().any(|&b| b != 0);
+    Ok(Scan { frames, end: at, torn, synced, generation })
 }
 
-enum HeaderError {
-    /// Short or failing its checksum: possibly torn.
-    Damaged(String),
-    /// Intact but naming the wrong format or index: offset and reason.
-    Wrong(u64, String),
-}
-
-/// Checks the header against the segment's name.
-fn check_header(bytes: &[u8], first_index: u64) -> Result<(), HeaderError> {
-    let Some(h) = bytes.first_chunk::<SEGMENT_HEADER>() else {
-        return Err(HeaderError::Damaged(format!("file of {} bytes is shorter than the segment header", bytes.len())));
+/// Checks the identity part of the header against the segment's name.
+fn check_identity(bytes: &[u8], first_index: u64, path: &Path) -> Result<(), StorageError> {
+    let corrupt = |at: u64, why: String| StorageError::corrupt(path, at, why);
+    let Some(h) = bytes.first_chunk::<IDENTITY>() else {
+        return Err(corrupt(0, format!("file of {} bytes is shorter than the segment header", bytes.len())));
     };
     if crc32fast::hash(&h[..20]).to_le_bytes() != h[20..] {
-        return Err(HeaderError::Damaged("segment header checksum mismatch".into()));
+        return Err(corrupt(0, "segment header checksum mismatch".into()));
     }
     if &h[..8] != SEGMENT_MAGIC {
-        return Err(HeaderError::Wrong(0, "bad segment magic number".into()));
+        return Err(corrupt(0, "bad segment magic number".into()));
     }
     let version = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
     if version != VERSION {
-        return Err(HeaderError::Wrong(8, format!("unsupported segment format version {version}")));
+        return Err(StorageError::version(path, 8, version, VERSION));
     }
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&h[12..20]);
-    let found = u64::from_le_bytes(b);
+    let found = u64_at(h, 12);
     if found != first_index {
-        return Err(HeaderError::Wrong(
+        return Err(corrupt(
             12,
             format!("header says the segment starts at index {found}, its name says {first_index}"),
         ));
@@ -142,44 +200,136 @@ fn check_header(bytes: &[u8], first_index: u64) -> Result<(), HeaderError> {
     Ok(())
 }
 
+/// Lowers the synced watermark of the segment at `path` to `end` and cuts
+/// the file there (repair: the records from `end` on are given up). Each
+/// step is durable before the next, so a crash leaves the records after the
+/// new watermark at worst, which recovery cuts as torn.
+pub(super) fn cut(fs: &dyn Fs, path: &Path, end: u64) -> Result<(), StorageError> {
+    let bytes = fs.read(path).map_err(StorageError::io("read", path))?;
+    let generation = bytes.first_chunk::<SEGMENT_HEADER>().and_then(watermark).map_or(1, |(_, g)| g);
+    let mut file = fs.open(path, OpenMode::Existing).map_err(StorageError::io("open", path))?;
+    let at = slot_offset(generation + 1) as u64;
+    file.write_at(at, &slot(end, generation + 1)).map_err(StorageError::io("write watermark of", path))?;
+    file.sync_data().map_err(StorageError::io("fdatasync", path))?;
+    file.set_len(end).map_err(StorageError::io("cut", path))?;
+    file.sync_all().map_err(StorageError::io("fsync", path))
+}
+
+/// How far ahead of its records a segment's file is filled with zeros, so
+/// that an fdatasync after an append usually has no file size to write.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Prealloc {
+    /// Zeros written at a time (0: none; the file grows with each append).
+    pub(super) chunk: u64,
+    /// Never beyond this file size (the segment size).
+    pub(super) limit: u64,
+}
+
 /// The segment file being appended to.
 #[derive(Debug)]
 pub(super) struct SegmentWriter {
-    file: File,
+    file: Box<dyn FsFile>,
     path: PathBuf,
     /// The index in its name.
     pub(super) first_index: u64,
-    /// Bytes written to it (synced or not).
+    /// Where its records end, counting bytes written but not synced.
     pub(super) len: u64,
+    /// The file's size: records, then zeros.
+    allocated: u64,
+    prealloc: Prealloc,
+    /// The durable watermark: every byte before it is durable.
+    synced: u64,
+    generation: u64,
 }
 
+/// Zeros for preallocation, written in pieces of this size at most.
+static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+
 impl SegmentWriter {
-    /// Creates the segment starting at `first_index` and writes its header
-    /// (not synced; the caller syncs the directory for the new name).
-    pub(super) fn create(dir: &Path, first_index: u64) -> Result<SegmentWriter, StorageError> {
+    /// Creates the segment starting at `first_index`, durably: header (and
+    /// preallocated zeros) written to a temporary file, synced, renamed into
+    /// place, directory synced. So a segment under its real name always has
+    /// a durable header, and a damaged one is damage, never a crash.
+    pub(super) fn create(
+        fs: &dyn Fs,
+        dir: &Path,
+        first_index: u64,
+        prealloc: Prealloc,
+    ) -> Result<SegmentWriter, StorageError> {
         let path = dir.join(name(first_index));
-        let mut file =
-            OpenOptions::new().append(true).create_new(true).open(&path).map_err(StorageError::io("create", &path))?;
-        file.write_all(&header(first_index)).map_err(StorageError::io("write", &path))?;
-        Ok(SegmentWriter { file, path, first_index, len: SEGMENT_HEADER as u64 })
+        let tmp = dir.join(format!("{PREFIX}{first_index:020}{CREATING}"));
+        let file = fs.open(&tmp, OpenMode::CreateTruncate).map_err(StorageError::io("create", &tmp))?;
+        let len = SEGMENT_HEADER as u64;
+        let mut seg =
+            SegmentWriter { file, path: tmp, first_index, len, allocated: len, prealloc, synced: len, generation: 1 };
+        seg.file.write_at(0, &header(first_index)).map_err(StorageError::io("write", &seg.path))?;
+        seg.preallocate()?;
+        seg.file.sync_all().map_err(StorageError::io("fsync", &seg.path))?;
+        fs.rename(&seg.path, &path).map_err(StorageError::io("rename into place", &path))?;
+        files::sync_dir(fs, dir)?;
+        seg.path = path;
+        Ok(seg)
     }
 
-    /// Reopens a recovered segment of `len` valid bytes for appending.
-    pub(super) fn open(path: PathBuf, first_index: u64, len: u64) -> Result<SegmentWriter, StorageError> {
-        let file = OpenOptions::new().append(true).open(&path).map_err(StorageError::io("open", &path))?;
-        Ok(SegmentWriter { file, path, first_index, len })
+    /// Reopens a recovered segment whose records end at `len`, `synced` of
+    /// them under the watermark of `generation`, in a file of `file_len`
+    /// bytes (zeros after `len`), for appending.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn open(
+        fs: &dyn Fs,
+        path: PathBuf,
+        first_index: u64,
+        len: u64,
+        file_len: u64,
+        synced: u64,
+        generation: u64,
+        prealloc: Prealloc,
+    ) -> Result<SegmentWriter, StorageError> {
+        let file = fs.open(&path, OpenMode::Existing).map_err(StorageError::io("open", &path))?;
+        let allocated = file_len.max(len);
+        Ok(SegmentWriter { file, path, first_index, len, allocated, prealloc, synced, generation })
     }
 
-    /// Appends `bytes` (not synced).
+    /// Appends `bytes` (not synced), and fills the file with zeros ahead of
+    /// the records when they come near the end of what is preallocated.
     pub(super) fn append(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
-        self.file.write_all(bytes).map_err(StorageError::io("write", &self.path))?;
+        self.file.write_at(self.len, bytes).map_err(StorageError::io("write", &self.path))?;
         self.len += bytes.len() as u64;
+        self.allocated = self.allocated.max(self.len);
+        self.preallocate()
+    }
+
+    /// Writes zeros up to one chunk past the records (never past the
+    /// segment size) once less than half a chunk of zeros is left.
+    fn preallocate(&mut self) -> Result<(), StorageError> {
+        let Prealloc { chunk, limit } = self.prealloc;
+        if chunk == 0 || self.allocated >= limit || self.allocated - self.len >= chunk / 2 {
+            return Ok(());
+        }
+        let target = (self.len + chunk).min(limit);
+        while self.allocated < target {
+            let n = (target - self.allocated).min(ZEROS.len() as u64) as usize;
+            self.file.write_at(self.allocated, &ZEROS[..n]).map_err(StorageError::io("preallocate", &self.path))?;
+            self.allocated += n as u64;
+        }
         Ok(())
     }
 
-    /// Makes everything appended durable (fdatasync).
-    pub(super) fn sync(&self) -> Result<(), StorageError> {
-        self.file.sync_data().map_err(StorageError::io("fdatasync", &self.path))
+    /// Makes everything appended durable (fdatasync), then moves the synced
+    /// watermark to the end (a slot write and a second fdatasync).
+    pub(super) fn sync(&mut self) -> Result<(), StorageError> {
+        self.file.sync_data().map_err(StorageError::io("fdatasync", &self.path))?;
+        if self.synced != self.len {
+            let generation = self.generation + 1;
+            let at = slot_offset(generation) as u64;
+            self.file
+                .write_at(at, &slot(self.len, generation))
+                .map_err(StorageError::io("write watermark of", &self.path))?;
+            self.file.sync_data().map_err(StorageError::io("fdatasync", &self.path))?;
+            self.generation = generation;
+            self.synced = self.len;
+        }
+        Ok(())
     }
 
     /// True if the segment holds a record, counting `buffered` bytes about to be appended.

@@ -10,10 +10,10 @@
 
 use super::error::StorageError;
 use super::files;
+use super::fs::Fs;
 use super::shape::MAX_INDEX;
 use raft_core::{Bytes, LogIndex, Snapshot, SnapshotMeta, Term};
-use std::fs::File;
-use std::io::{ErrorKind, Read};
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 const SNAPSHOT_FILE: &str = "snapshot";
@@ -52,28 +52,26 @@ pub(super) fn path(dir: &Path) -> PathBuf {
 }
 
 /// Replaces the stored snapshot, atomically and durably.
-pub(super) fn write(dir: &Path, snapshot: &Snapshot) -> Result<(), StorageError> {
+pub(super) fn write(fs: &dyn Fs, dir: &Path, snapshot: &Snapshot) -> Result<(), StorageError> {
     let membership = membership_frame(snapshot)?;
-    files::write_atomic(dir, SNAPSHOT_FILE, &[&header(snapshot, &membership), &membership, &snapshot.data])
+    files::write_atomic(fs, dir, SNAPSHOT_FILE, &[&header(snapshot, &membership), &membership, &snapshot.data])
 }
 
 /// Reads the stored snapshot, `None` if there is none. A leftover temp file
 /// is removed; any defect in the file itself is [`StorageError::Corrupt`].
-pub(super) fn read(dir: &Path) -> Result<Option<Snapshot>, StorageError> {
-    files::remove_leftover_tmp(dir, SNAPSHOT_FILE)?;
+pub(super) fn read(fs: &dyn Fs, dir: &Path) -> Result<Option<Snapshot>, StorageError> {
+    files::remove_leftover_tmp(fs, dir, SNAPSHOT_FILE)?;
     let path = path(dir);
-    let mut file = match File::open(&path) {
-        Ok(f) => f,
+    let mut bytes = match fs.read(&path) {
+        Ok(b) => b,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(StorageError::io("open", &path)(e)),
+        Err(e) => return Err(StorageError::io("read", &path)(e)),
     };
-    let file_len = file.metadata().map_err(StorageError::io("stat", &path))?.len();
+    let file_len = bytes.len() as u64;
     let corrupt = |offset: u64, why: String| StorageError::corrupt(&path, offset, why);
-    let mut h = [0u8; HEADER];
-    if file_len < HEADER as u64 {
+    let Some(&h) = bytes.first_chunk::<HEADER>() else {
         return Err(corrupt(0, format!("file of {file_len} bytes is shorter than its header")));
-    }
-    file.read_exact(&mut h).map_err(StorageError::io("read", &path))?;
+    };
     let u64_at = |at: usize| {
         let mut b = [0u8; 8];
         b.copy_from_slice(&h[at..at + 8]);
@@ -84,7 +82,7 @@ pub(super) fn read(dir: &Path) -> Result<Option<Snapshot>, StorageError> {
     }
     let version = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
     if version != VERSION {
-        return Err(corrupt(8, format!("unsupported format version {version}")));
+        return Err(StorageError::version(&path, 8, version, VERSION));
     }
     let data_len = u64_at(28);
     // Allocate only what the file really holds.
@@ -94,11 +92,7 @@ pub(super) fn read(dir: &Path) -> Result<Option<Snapshot>, StorageError> {
             format!("header announces {data_len} data bytes, file has {}", file_len - HEADER as u64),
         ));
     }
-    let mut data = Vec::new();
-    file.take(data_len).read_to_end(&mut data).map_err(StorageError::io("read", &path))?;
-    if data.len() as u64 != data_len {
-        return Err(corrupt(HEADER as u64 + data.len() as u64, "file shrank while being read".into()));
-    }
+    let data = bytes.split_off(HEADER);
     let mut crc = crc32fast::Hasher::new();
     crc.update(&h[..36]);
     crc.update(&data);

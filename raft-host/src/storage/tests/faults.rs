@@ -1,10 +1,15 @@
-//! Injected faults: torn tails at every byte, flipped bits, stray temp files,
-//! missing segments. Each checks that acknowledged data survives and that
-//! anything else is reported as corruption of the right file, never a panic.
+//! Injected faults on a real directory: cuts at every byte, flipped bits,
+//! stray temp files, missing segments. Each checks that acknowledged data
+//! survives or that its loss is reported as corruption of the right file at
+//! the right offset, never a panic. (The same over a simulated disk with
+//! power losses: `power_loss.rs`.)
 
+use super::super::segment::SEGMENT_HEADER;
 use super::*;
 use std::fs;
 use std::io::Write as _;
+
+const HEADER: u64 = SEGMENT_HEADER as u64;
 
 const N: u64 = 20;
 
@@ -13,7 +18,7 @@ const N: u64 = 20;
 /// entry `i`'s record; `ends[0]` = end of the header).
 fn synced_log(dir: &Path) -> (PathBuf, Vec<u64>) {
     let (mut log, _) = open(dir);
-    let mut ends = vec![24];
+    let mut ends = vec![HEADER];
     for i in 1..=N {
         commit(&mut log, &appending(vec![entry(i, 1 + i / 8, (i as usize * 7) % 40)]));
         let seg = segments(dir);
@@ -28,41 +33,93 @@ fn want(n: u64) -> Vec<Entry> {
 }
 
 #[test]
-fn torn_tail_at_every_offset_keeps_every_synced_entry() {
+fn cut_at_every_offset_below_the_watermark_is_corruption() {
     let tmp = fast_tempdir();
     let (seg, ends) = synced_log(tmp.path());
     let pristine = fs::read(&seg).unwrap();
-    // Every offset of the last four records, and of the first two plus the
-    // header (a cut there leaves the only segment torn).
-    let cuts = (0..=ends[2]).chain(ends[N as usize - 4]..=ends[N as usize]);
-    for cut in cuts {
+    for cut in 0..ends[N as usize] {
         fs::write(&seg, &pristine[..cut as usize]).unwrap();
+        // Inside the identity header: at 0; in the watermark slots: where
+        // the file now ends; in the records: where the cut record starts.
+        let at = match cut {
+            0..24 => 0,
+            24..HEADER => cut,
+            _ => *ends.iter().rev().find(|&&e| e <= cut).unwrap(),
+        };
+        assert_corrupt(DiskLog::open(tmp.path(), ME), &seg, Some(at));
+    }
+}
+
+/// The framed records of `extra`, as a sync cut short by a crash leaves
+/// them beyond the watermark.
+fn unsynced_tail(extra: &[Entry]) -> Vec<u8> {
+    use super::super::record::{Change, frame};
+    extra.iter().flat_map(|e| frame(Change::Append(e)).unwrap()).collect()
+}
+
+#[test]
+fn torn_tail_beyond_the_watermark_at_every_offset_keeps_every_synced_entry() {
+    let tmp = fast_tempdir();
+    let (seg, ends) = synced_log(tmp.path());
+    let pristine = fs::read(&seg).unwrap();
+    let extra: Vec<Entry> = (N + 1..=N + 3).map(|i| entry(i, 9, 30)).collect();
+    let tail = unsynced_tail(&extra);
+    let record = tail.len() / 3;
+    for cut in 0..=tail.len() {
+        fs::write(&seg, [&pristine[..], &tail[..cut]].concat()).unwrap();
         let (mut log, rec) = open(tmp.path());
-        let kept = ends.iter().rposition(|&e| e <= cut).unwrap_or(0) as u64;
-        assert_eq!(rec.entries, want(kept), "cut at {cut}");
-        if cut < 24 {
-            assert!(!seg.exists(), "a segment with a torn header is removed (cut {cut})");
-        } else {
-            assert_eq!(fs::metadata(&seg).unwrap().len(), ends[kept as usize], "torn bytes are cut off (cut {cut})");
-        }
+        let kept = (cut / record) as u64;
+        let mut w = want(N);
+        w.extend_from_slice(&extra[..kept as usize]);
+        assert_eq!(rec.entries, w, "cut at {cut}");
+        let end = ends[N as usize] + kept * record as u64;
+        assert_eq!(fs::metadata(&seg).unwrap().len(), end, "torn bytes are cut off (cut {cut})");
         // The log goes on from there, and the result reopens cleanly.
-        if cut % 5 == 0 {
-            commit(&mut log, &appending(vec![entry(kept + 1, 9, 3)]));
+        if cut % 7 == 0 {
+            commit(&mut log, &appending(vec![entry(N + kept + 1, 10, 3)]));
             drop(log);
             let (_, rec) = open(tmp.path());
-            let mut w = want(kept);
-            w.push(entry(kept + 1, 9, 3));
+            w.push(entry(N + kept + 1, 10, 3));
             assert_eq!(rec.entries, w, "append after cut at {cut}");
+        }
+        fs::write(&seg, &pristine).unwrap();
+    }
+}
+
+#[test]
+fn bad_record_followed_by_good_ones_beyond_the_watermark_is_a_torn_tail() {
+    // Power loss may write a later page before an earlier one: beyond the
+    // watermark, everything from the first bad record on goes.
+    let tmp = fast_tempdir();
+    let (seg, ends) = synced_log(tmp.path());
+    let pristine = fs::read(&seg).unwrap();
+    let extra: Vec<Entry> = (N + 1..=N + 3).map(|i| entry(i, 9, 30)).collect();
+    let tail = unsynced_tail(&extra);
+    let record = tail.len() / 3;
+    for bad in 0..3 {
+        for hole in [0..record, 3..5, record - 1..record] {
+            let mut t = tail.clone();
+            t[bad * record..][hole.clone()].iter_mut().for_each(|b| *b = 0);
+            fs::write(&seg, [&pristine[..], &t[..]].concat()).unwrap();
+            let (_, rec) = open(tmp.path());
+            let mut w = want(N);
+            w.extend_from_slice(&extra[..bad]);
+            assert_eq!(rec.entries, w, "record {bad} damaged at {hole:?}");
+            // Cut off, or only zeros left (no torn tail: zeros are what
+            // preallocation leaves after the records).
+            let end = (ends[N as usize] as usize) + bad * record;
+            assert!(fs::read(&seg).unwrap()[end..].iter().all(|&b| b == 0), "record {bad} damaged at {hole:?}");
+            fs::write(&seg, &pristine).unwrap();
         }
     }
 }
 
 #[test]
-fn flipped_bit_in_a_middle_record_is_corruption_at_that_record() {
+fn flipped_bit_in_any_synced_record_is_corruption_at_that_record() {
     let tmp = fast_tempdir();
     let (seg, ends) = synced_log(tmp.path());
     let pristine = fs::read(&seg).unwrap();
-    for k in [1usize, 10, N as usize - 1] {
+    for k in 1..=N as usize {
         for bit in ends[k - 1] * 8..ends[k] * 8 {
             let mut bytes = pristine.clone();
             bytes[(bit / 8) as usize] ^= 1 << (bit % 8);
@@ -73,23 +130,26 @@ fn flipped_bit_in_a_middle_record_is_corruption_at_that_record() {
 }
 
 #[test]
-fn flipped_bit_in_the_last_record_is_a_torn_tail() {
-    // Documented choice: damage with nothing valid after it is
-    // indistinguishable from a write cut short, so it is cut off. The last
-    // record was acknowledged, so this loses it: only a bit flip on the disk
-    // (not a crash) can cause this, and Raft re-replicates the entry.
+fn flipped_bit_in_the_newest_watermark_falls_back_to_the_previous_one() {
+    // The two slots alternate: the newest one damaged leaves the previous
+    // sync's watermark, and the last sync's records (intact) are kept.
     let tmp = fast_tempdir();
-    let (seg, ends) = synced_log(tmp.path());
+    let (seg, _) = synced_log(tmp.path());
     let pristine = fs::read(&seg).unwrap();
-    let last = N as usize;
-    for bit in ends[last - 1] * 8..ends[last] * 8 {
+    for bit in 24 * 8..HEADER * 8 {
         let mut bytes = pristine.clone();
         bytes[(bit / 8) as usize] ^= 1 << (bit % 8);
         fs::write(&seg, &bytes).unwrap();
         let (_, rec) = open(tmp.path());
-        assert_eq!(rec.entries, want(N - 1), "bit {bit}");
-        assert_eq!(fs::metadata(&seg).unwrap().len(), ends[last - 1]);
+        assert_eq!(rec.entries, want(N), "bit {bit}");
+        fs::write(&seg, &pristine).unwrap();
     }
+    // Both slots damaged: corruption.
+    let mut bytes = pristine.clone();
+    bytes[30] ^= 1;
+    bytes[50] ^= 1;
+    fs::write(&seg, &bytes).unwrap();
+    assert_corrupt(DiskLog::open(tmp.path(), ME), &seg, Some(24));
 }
 
 #[test]
@@ -101,12 +161,12 @@ fn damaged_segment_header_is_corruption() {
         let mut bytes = pristine.clone();
         bytes[bit / 8] ^= 1 << (bit % 8);
         fs::write(&seg, &bytes).unwrap();
-        assert_corrupt(DiskLog::open(tmp.path(), ME), &seg, None);
+        assert_corrupt(DiskLog::open(tmp.path(), ME), &seg, Some(0));
     }
 }
 
 #[test]
-fn zeroed_or_garbage_tail_is_cut_off() {
+fn garbage_tail_is_cut_off_and_a_zeroed_one_is_harmless() {
     let tmp = fast_tempdir();
     let (seg, ends) = synced_log(tmp.path());
     let mut rng = Rng(5);
@@ -116,7 +176,9 @@ fn zeroed_or_garbage_tail_is_cut_off() {
         drop(f);
         let (_, rec) = open(tmp.path());
         assert_eq!(rec.entries, want(N), "tail {tail:?}");
-        assert_eq!(fs::metadata(&seg).unwrap().len(), ends[N as usize]);
+        // Garbage is cut off; zeros may stay.
+        let bytes = fs::read(&seg).unwrap();
+        assert!(bytes[ends[N as usize] as usize..].iter().all(|&b| b == 0), "tail {tail:?}");
     }
 }
 
@@ -168,7 +230,7 @@ fn missing_or_renamed_middle_segment_is_corruption() {
     let segs = multi_segment_log(tmp.path());
     let saved = fs::read(&segs[1]).unwrap();
     fs::remove_file(&segs[1]).unwrap();
-    assert_corrupt(DiskLog::open_with(tmp.path(), ME, DiskLogOptions::default().segment_bytes(200)), &segs[2], Some(0));
+    assert_corrupt(DiskLog::open_with(tmp.path(), ME, unpadded().segment_bytes(200)), &segs[2], Some(0));
     fs::write(&segs[1], &saved).unwrap();
     // A segment under another name: its header disagrees.
     let renamed = tmp.path().join("log-00000000000000000002.seg");
@@ -194,7 +256,7 @@ fn torn_tail_in_an_earlier_segment_is_corruption() {
 }
 
 #[test]
-fn torn_header_of_a_new_last_segment_removes_it() {
+fn half_created_last_segment_is_removed() {
     let tmp = fast_tempdir();
     let segs = multi_segment_log(tmp.path());
     let last = segs.last().unwrap();
@@ -202,14 +264,19 @@ fn torn_header_of_a_new_last_segment_removes_it() {
         let (_, rec) = open(tmp.path());
         rec.entries
     };
-    // A segment being created when the crash came: first index = next index.
-    let next = tmp.path().join(format!("log-{:020}.seg", 61));
-    for len in 0..24 {
+    // A segment being created when the crash came (first index = next
+    // index) is still under its temporary name.
+    let next = tmp.path().join(format!("log-{:020}.seg.tmp", 61));
+    for len in 0..=HEADER as usize {
         fs::write(&next, &super::super::segment::header(61)[..len]).unwrap();
         let (_, rec) = open(tmp.path());
         assert_eq!(rec.entries, expected);
         assert!(!next.exists() && last.exists());
     }
+    // Under its real name it was durable: a torn header there is damage.
+    let named = tmp.path().join(format!("log-{:020}.seg", 61));
+    fs::write(&named, &super::super::segment::header(61)[..30]).unwrap();
+    assert_corrupt(DiskLog::open(tmp.path(), ME), &named, Some(30));
 }
 
 #[test]
@@ -282,9 +349,9 @@ fn snapshot_record_without_a_snapshot_file_is_corruption() {
 quickcheck::quickcheck! {
     fn scanning_arbitrary_segment_bytes_never_panics(body: Vec<u8>, is_last: bool) -> bool {
         use super::super::segment;
-        let _ = segment::scan(&body, 1, is_last);
+        let _ = segment::scan(&body, 1, is_last, Path::new("seg"));
         let with_header = [&segment::header(1)[..], &body].concat();
-        let _ = segment::scan(&with_header, 1, is_last);
+        let _ = segment::scan(&with_header, 1, is_last, Path::new("seg"));
         true
     }
 
@@ -300,4 +367,94 @@ quickcheck::quickcheck! {
             Err(e) => panic!("{e}"),
         }
     }
+}
+
+#[test]
+fn repair_on_a_real_directory_keeps_the_good_prefix_and_marks_catching_up() {
+    let tmp = fast_tempdir();
+    let segs = multi_segment_log(tmp.path());
+    {
+        let (mut log, _) = open_small(tmp.path(), 200);
+        let mut w = Write::default();
+        w.hard_state = Some(hard_state(7, Some(2)));
+        commit(&mut log, &w);
+    }
+    // Nothing to repair: nothing changes.
+    let repaired = DiskLog::repair(tmp.path(), ME).unwrap();
+    assert!(repaired.is_clean());
+    assert_eq!(open_small(tmp.path(), 200).1.hard_state, hard_state(7, Some(2)));
+    // Damage the second segment's second record.
+    let mut bytes = fs::read(&segs[1]).unwrap();
+    let first_len = u32::from_le_bytes(bytes[64..68].try_into().unwrap()) as usize;
+    let second = 64 + 8 + first_len;
+    bytes[second + 10] ^= 0x40;
+    fs::write(&segs[1], &bytes).unwrap();
+    let err = DiskLog::open(tmp.path(), ME).unwrap_err();
+    assert!(err.to_string().contains("--repair"), "{err}");
+    // Opening with the repair option repairs, then opens.
+    let options = unpadded().segment_bytes(200).repair(true);
+    let (mut log, rec) = DiskLog::open_with(tmp.path(), ME, options).unwrap();
+    let first_of_second: u64 = segs[1].file_name().unwrap().to_str().unwrap()[4..24].parse().unwrap();
+    assert_eq!(rec.entries, (1..=first_of_second).map(|i| entry(i, 1, 20)).collect::<Vec<_>>());
+    assert_eq!(rec.hard_state, HardState { catching_up: true, ..hard_state(7, Some(2)) });
+    assert_eq!(segments(tmp.path()), segs[..2].to_vec(), "later segments removed");
+    assert_eq!(fs::metadata(&segs[1]).unwrap().len(), second as u64, "cut at the damaged record");
+    // The core clears the flag once caught up; the log stores that too.
+    let mut w = appending(vec![entry(first_of_second + 1, 2, 5)]);
+    w.hard_state = Some(hard_state(8, None));
+    commit(&mut log, &w);
+    drop(log);
+    let (_, rec) = open(tmp.path());
+    assert_eq!(rec.hard_state, hard_state(8, None));
+    assert_eq!(rec.entries.len() as u64, first_of_second + 1);
+}
+
+#[test]
+fn damage_outside_the_log_is_not_repaired() {
+    let tmp = fast_tempdir();
+    let (mut log, _) = open(tmp.path());
+    let mut w = appending(vec![entry(1, 1, 1)]);
+    w.hard_state = Some(hard_state(3, Some(2)));
+    commit(&mut log, &w);
+    drop(log);
+    let path = tmp.path().join("hardstate");
+    let mut bytes = fs::read(&path).unwrap();
+    *bytes.last_mut().unwrap() ^= 1;
+    fs::write(&path, &bytes).unwrap();
+    match DiskLog::repair(tmp.path(), ME) {
+        Err(e @ StorageError::Corrupt { .. }) => assert!(e.to_string().contains("cannot be repaired"), "{e}"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+#[test]
+fn files_of_the_previous_format_are_refused_with_a_clear_error() {
+    // Version 1: a 24-byte segment header without watermark slots, and a
+    // hard state without `catching_up`.
+    let tmp = fast_tempdir();
+    drop(open(tmp.path()));
+    let mut h = [0u8; 24];
+    h[..8].copy_from_slice(b"RAFTLOG\0");
+    h[8..12].copy_from_slice(&1u32.to_le_bytes());
+    h[12..20].copy_from_slice(&1u64.to_le_bytes());
+    let crc = crc32fast::hash(&h[..20]);
+    h[20..].copy_from_slice(&crc.to_le_bytes());
+    let seg = tmp.path().join("log-00000000000000000001.seg");
+    fs::write(&seg, h).unwrap();
+    match DiskLog::open(tmp.path(), ME) {
+        Err(e @ StorageError::UnsupportedVersion { found: 1, supported: 2, .. }) => {
+            assert!(e.to_string().contains(&*seg.to_string_lossy()), "{e}")
+        }
+        other => panic!("expected UnsupportedVersion, got {:?}", other.map(|(_, r)| r)),
+    }
+    fs::remove_file(&seg).unwrap();
+    // A version-1 hard state: term 3, vote 2.
+    let payload = raft_core::codec::encode_value(&(Term(3), Some(NodeId(2)))).unwrap();
+    let mut file = b"RAFTHARD".to_vec();
+    file.extend_from_slice(&1u32.to_le_bytes());
+    file.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    file.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    file.extend_from_slice(&payload);
+    fs::write(tmp.path().join("hardstate"), file).unwrap();
+    assert!(matches!(DiskLog::open(tmp.path(), ME), Err(StorageError::UnsupportedVersion { found: 1, .. })));
 }

@@ -3,6 +3,7 @@
 mod basic;
 mod compaction;
 mod faults;
+mod power_loss;
 mod workload;
 
 use super::{DiskLog, DiskLogOptions, NodeMeta, Recovered, StorageError};
@@ -81,13 +82,19 @@ fn snapshot(index: u64, term: u64, data: &[u8]) -> Snapshot {
     Snapshot { meta: SnapshotMeta { index: LogIndex(index), term: Term(term) }, membership, data: Bytes::from(data) }
 }
 
+/// Options without preallocation, so that a segment's file ends where its
+/// records do (the tests on real directories measure files; preallocation is
+/// tested on the simulated disk, `power_loss.rs`).
+fn unpadded() -> DiskLogOptions {
+    DiskLogOptions::default().preallocate_bytes(0)
+}
+
 fn open(dir: &Path) -> (DiskLog, Recovered) {
-    DiskLog::open(dir, ME).unwrap_or_else(|e| panic!("open failed: {e}"))
+    DiskLog::open_with(dir, ME, unpadded()).unwrap_or_else(|e| panic!("open failed: {e}"))
 }
 
 fn open_small(dir: &Path, segment_bytes: u64) -> (DiskLog, Recovered) {
-    DiskLog::open_with(dir, ME, DiskLogOptions::default().segment_bytes(segment_bytes))
-        .unwrap_or_else(|e| panic!("open failed: {e}"))
+    DiskLog::open_with(dir, ME, unpadded().segment_bytes(segment_bytes)).unwrap_or_else(|e| panic!("open failed: {e}"))
 }
 
 /// Writes `write` and syncs it.

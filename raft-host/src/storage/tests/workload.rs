@@ -14,19 +14,19 @@
 //!
 //! Set `RAFT_HOST_SEED=<n>` to run one seed.
 
-use super::super::segment::name as segment_name;
+use super::super::segment::{SEGMENT_HEADER, name as segment_name};
 use super::*;
 use std::fs;
 
 /// The log as replaying records rebuilds it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-struct ModelLog {
-    base: SnapshotMeta,
+pub(super) struct ModelLog {
+    pub(super) base: SnapshotMeta,
     entries: Vec<Entry>,
 }
 
 impl ModelLog {
-    fn next(&self) -> u64 {
+    pub(super) fn next(&self) -> u64 {
         self.base.index.0 + self.entries.len() as u64 + 1
     }
 
@@ -84,15 +84,15 @@ enum Op {
 }
 
 #[derive(Debug, Default)]
-struct Model {
+pub(super) struct Model {
     synced_hs: HardState,
     synced_snapshot: Option<Snapshot>,
-    synced_log: ModelLog,
+    pub(super) synced_log: ModelLog,
     pending_hs: Option<HardState>,
     pending_snapshot: Option<Snapshot>,
     ops: Vec<Op>,
     /// `synced_log` with `ops` applied.
-    log: ModelLog,
+    pub(super) log: ModelLog,
 }
 
 impl Model {
@@ -104,7 +104,7 @@ impl Model {
         self.pending_snapshot.clone().or_else(|| self.synced_snapshot.clone())
     }
 
-    fn write(&mut self, w: &Write) {
+    pub(super) fn write(&mut self, w: &Write) {
         if let Some(hs) = w.hard_state {
             self.pending_hs = Some(hs);
         }
@@ -124,7 +124,7 @@ impl Model {
         self.log = log;
     }
 
-    fn synced(&mut self) {
+    pub(super) fn synced(&mut self) {
         self.synced_hs = self.hs();
         self.synced_snapshot = self.snapshot();
         self.synced_log = self.log.clone();
@@ -133,12 +133,12 @@ impl Model {
         self.ops.clear();
     }
 
-    fn expected(&self) -> Recovered {
+    pub(super) fn expected(&self) -> Recovered {
         Recovered { hard_state: self.hs(), snapshot: self.snapshot(), entries: self.log.entries.clone() }
     }
 
     /// Every state a crash now may recover to, with its log.
-    fn crash_candidates(&self) -> Vec<(Recovered, ModelLog)> {
+    pub(super) fn crash_candidates(&self) -> Vec<(Recovered, ModelLog)> {
         let mut logs = vec![self.synced_log.clone()];
         for op in &self.ops {
             let mut next = logs.last().unwrap().clone();
@@ -165,7 +165,7 @@ impl Model {
         out
     }
 
-    fn recovered(&mut self, rec: &Recovered, log: ModelLog) {
+    pub(super) fn recovered(&mut self, rec: &Recovered, log: ModelLog) {
         self.synced_hs = rec.hard_state;
         self.synced_snapshot = rec.snapshot.clone();
         self.synced_log = log.clone();
@@ -176,7 +176,7 @@ impl Model {
     }
 }
 
-fn random_write(rng: &mut Rng, m: &Model) -> Write {
+pub(super) fn random_write(rng: &mut Rng, m: &Model) -> Write {
     let log = &m.log;
     let mut w = Write::default();
     if rng.chance(15) {
@@ -236,14 +236,25 @@ struct Image {
     hardstate: Option<Vec<u8>>,
     snapshot: Option<Vec<u8>>,
     segments: Vec<(PathBuf, u64)>,
+    /// Each segment's header (with its watermark slots).
+    headers: Vec<Vec<u8>>,
 }
 
 fn image(dir: &Path) -> Image {
+    let segments = segments(dir);
     Image {
         hardstate: fs::read(dir.join("hardstate")).ok(),
         snapshot: fs::read(dir.join("snapshot")).ok(),
-        segments: segments(dir).into_iter().map(|p| (p.clone(), fs::metadata(&p).unwrap().len())).collect(),
+        headers: segments.iter().map(|p| fs::read(p).unwrap()[..SEGMENT_HEADER].to_vec()).collect(),
+        // Where each segment's records end (zeros may follow: a crash's
+        // zeroed tail is no torn tail, and the next sync writes over it).
+        segments: segments.into_iter().map(|p| (p.clone(), records_end(&p))).collect(),
     }
+}
+
+fn records_end(path: &Path) -> u64 {
+    let bytes = fs::read(path).unwrap();
+    super::super::segment::scan(&bytes, segment_first(path), true, path).unwrap().end as u64
 }
 
 fn restore_file(path: &Path, old: &Option<Vec<u8>>) {
@@ -264,13 +275,18 @@ fn simulate_crash(rng: &mut Rng, dir: &Path, before: &Image) -> bool {
     // The bytes the sync appended, in the order it appended them.
     let mut chunks = Vec::new();
     for (path, len) in &after.segments {
-        let old = before.segments.iter().find(|(p, _)| p == path).map(|(_, l)| *l);
-        let start = old.unwrap_or(0);
+        let old = before.segments.iter().position(|(p, _)| p == path);
+        let start = old.map_or(SEGMENT_HEADER as u64, |i| before.segments[i].1);
+        // The header as it was before the sync moved the watermark.
+        let header = old
+            .map_or_else(|| super::super::segment::header(segment_first(path)).to_vec(), |i| before.headers[i].clone());
         if *len > start || old.is_none() {
-            chunks.push((path.clone(), start, *len, old.is_none()));
+            chunks.push((path.clone(), start, *len, old.is_none(), header));
         }
     }
     let total: u64 = chunks.iter().map(|c| c.2 - c.1).sum();
+    // A new segment only gets its name once its header is durable (so a
+    // crash before keeps nothing of it): its header is not part of the sync's bytes.
     let keep = match rng.below(10) {
         0 | 1 => 0,
         2..=4 => total,
@@ -295,7 +311,7 @@ fn simulate_crash(rng: &mut Rng, dir: &Path, before: &Image) -> bool {
     }
     let mut left = keep;
     let mut cut_done = false;
-    for (path, start, end, is_new) in chunks {
+    for (path, start, end, is_new, header) in chunks {
         if cut_done {
             fs::remove_file(&path).unwrap();
             continue;
@@ -311,7 +327,11 @@ fn simulate_crash(rng: &mut Rng, dir: &Path, before: &Image) -> bool {
             fs::remove_file(&path).unwrap();
             continue;
         }
-        fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(start + left).unwrap();
+        // The sync did not return: its watermark never moved.
+        let mut bytes = fs::read(&path).unwrap();
+        bytes.truncate((start + left) as usize);
+        bytes[..SEGMENT_HEADER].copy_from_slice(&header);
+        fs::write(&path, &bytes).unwrap();
         let junk: Vec<u8> = match rng.below(4) {
             0 => vec![0; rng.below(100) as usize],
             1 => rng.bytes(60),
@@ -348,12 +368,16 @@ struct Stats {
     compacted_reopens: usize,
 }
 
+fn segment_first(path: &Path) -> u64 {
+    path.file_name().unwrap().to_str().unwrap()[4..24].parse().unwrap()
+}
+
 fn first_segment(dir: &Path) -> u64 {
     segment_firsts(dir).first().copied().unwrap_or(1)
 }
 
 fn check_open(dir: &Path, segment_bytes: u64, seed: u64, step: usize) -> (DiskLog, Recovered) {
-    DiskLog::open_with(dir, ME, DiskLogOptions::default().segment_bytes(segment_bytes))
+    DiskLog::open_with(dir, ME, unpadded().segment_bytes(segment_bytes))
         .unwrap_or_else(|e| panic!("seed {seed} step {step}: reopen failed: {e}"))
 }
 
