@@ -92,7 +92,11 @@ impl std::error::Error for RestoreFailed {}
 pub struct Driver<S: StateMachine> {
     node: Node,
     sm: S,
-    pending: BTreeMap<LogIndex, (Term, Ticket)>,
+    /// Proposals waiting for their index to be applied. An index can hold
+    /// more than one: a proposal whose entry a later leader's log replaced
+    /// keeps waiting beside the newer proposal this node made at the same
+    /// index, and whichever entry is finally applied there decides both.
+    pending: BTreeMap<LogIndex, Vec<(Term, Ticket)>>,
 }
 
 impl<S: StateMachine> Driver<S> {
@@ -143,8 +147,10 @@ impl<S: StateMachine> Driver<S> {
         ticket: Ticket,
     ) -> Result<LogIndex, ProposeError> {
         let index = self.node.propose(now, command)?;
-        // A stale proposal at the same index (from an earlier term) is superseded by this one.
-        self.pending.insert(index, (self.node.term(), ticket));
+        // An older proposal at the same index (from an earlier term, whose
+        // entry this node's log no longer holds) stays: the entry finally
+        // applied at `index` tells which of them, if any, was applied.
+        self.pending.entry(index).or_default().push((self.node.term(), ticket));
         Ok(index)
     }
 
@@ -160,8 +166,14 @@ impl<S: StateMachine> Driver<S> {
                     for entry in entries {
                         let out = self.sm.apply(&entry);
                         self.resolve_below(entry.index, &mut actions);
-                        if let Some((term, ticket)) = self.pending.remove(&entry.index) {
-                            let outcome = if term == entry.term { Outcome::Applied(out) } else { Outcome::Superseded };
+                        let waiting = self.pending.remove(&entry.index).unwrap_or_default();
+                        let mut out = Some(out);
+                        for (term, ticket) in waiting {
+                            // At most one proposal per term and index: only one can match.
+                            let outcome = match out.take_if(|_| term == entry.term) {
+                                Some(out) => Outcome::Applied(out),
+                                None => Outcome::Superseded,
+                            };
                             actions.completed.push(Completion { ticket, index: entry.index, outcome });
                         }
                     }
@@ -191,8 +203,10 @@ impl<S: StateMachine> Driver<S> {
             if *entry.key() >= index {
                 break;
             }
-            let (i, (_, ticket)) = entry.remove_entry();
-            actions.completed.push(Completion { ticket, index: i, outcome: Outcome::Unknown });
+            let (i, waiting) = entry.remove_entry();
+            for (_, ticket) in waiting {
+                actions.completed.push(Completion { ticket, index: i, outcome: Outcome::Unknown });
+            }
         }
     }
 }

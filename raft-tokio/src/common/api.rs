@@ -121,6 +121,8 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// The disk thread could not be started.
+    DiskThread(std::io::Error),
     /// Start-up was interrupted (the runtime shut down).
     Interrupted,
 }
@@ -132,6 +134,7 @@ impl fmt::Display for StartError {
             StartError::Storage(e) => write!(f, "cannot open the data directory: {e}"),
             StartError::Node(e) => write!(f, "cannot start the node: {e}"),
             StartError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            StartError::DiskThread(e) => write!(f, "cannot start the disk thread: {e}"),
             StartError::Interrupted => write!(f, "start-up was interrupted"),
         }
     }
@@ -142,7 +145,7 @@ impl std::error::Error for StartError {
         match self {
             StartError::Storage(e) => Some(e),
             StartError::Node(e) => Some(e),
-            StartError::Bind { source, .. } => Some(source),
+            StartError::Bind { source, .. } | StartError::DiskThread(source) => Some(source),
             _ => None,
         }
     }

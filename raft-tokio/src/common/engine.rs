@@ -1,23 +1,56 @@
-//! The node as the owning task sees it: the host [`Driver`] plus proposal
-//! tickets, the disk thread, the peers' queues and the published status.
-//! Every method is synchronous and quick; the runtime-specific loop feeds it
-//! inputs and calls [`Engine::flush`] after each batch of them.
+//! The node as the owning task sees it: the host [`raft_host::Engine`]
+//! (node, state machine, disk thread, waiting proposals), the clock, the
+//! peers' queues as its transport, and the published status. Every method
+//! is synchronous and quick; the owning task ([`crate::common::node`]) feeds
+//! it inputs and calls [`Owner::flush`] after each batch of them.
 
 use crate::common::api::{NodeConfig, ProposeError, RoleInfo, StartError, Status};
 use crate::common::queue::PeerQueue;
 use crate::common::sync::{Stop, TaskCount, Watch};
-use raft_core::{Bytes, Event, LogIndex, Message, NodeId, PersistToken};
-use raft_host::StdClock;
-use raft_host::driver::{Outcome, Ticket};
+use raft_core::{Bytes, Event, LogIndex, Message, NodeId};
+use raft_host::engine::{DiskReport, EngineStartError, Refused, Transport};
 use raft_host::transport_frame::max_frame_len;
-use raft_host::{DiskLog, DiskThread, Driver, NodeMeta, StateMachine, StorageError};
-use std::collections::{BTreeMap, HashMap};
+use raft_host::{DiskLog, DiskThread, Engine, NodeMeta, Outcome, StateMachine, StdClock};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-/// Answers one proposer.
-pub(crate) type Reply<O> = Box<dyn FnOnce(Result<O, ProposeError>) + Send>;
+type Answer<O> = Box<dyn FnOnce(Result<O, ProposeError>) + Send>;
+
+/// The host engine with a [`Reply`] per waiting proposal.
+pub(crate) type NodeEngine<S> = Engine<S, Reply<<S as StateMachine>::Output>>;
+
+/// Answers one proposer, at most once. Dropped unanswered after its command
+/// reached the log (the node stopped, or its task died) it answers that the
+/// outcome is unknown, so no such proposer is told it was not applied;
+/// dropped before, it answers nothing (the handle then reports `Shutdown`).
+pub(crate) struct Reply<O> {
+    send: Option<Answer<O>>,
+    in_log: bool,
+}
+
+impl<O> Reply<O> {
+    pub(crate) fn new(f: impl FnOnce(Result<O, ProposeError>) + Send + 'static) -> Reply<O> {
+        Reply { send: Some(Box::new(f)), in_log: false }
+    }
+
+    fn send(mut self, result: Result<O, ProposeError>) {
+        if let Some(f) = self.send.take() {
+            f(result);
+        }
+    }
+}
+
+impl<O> Drop for Reply<O> {
+    fn drop(&mut self) {
+        if let Some(f) = self.send.take()
+            && self.in_log
+        {
+            f(Err(ProposeError::Timeout));
+        }
+    }
+}
 /// Runs against the state machine inside the owning task.
 pub(crate) type LocalRead<S> = Box<dyn FnOnce(&S) + Send>;
 /// Requests a handle may queue before `propose` waits for room.
@@ -28,7 +61,7 @@ pub(crate) const INBOUND_QUEUE: usize = 1024;
 pub(crate) const BATCH: usize = 256;
 
 /// What the disk thread reports.
-pub(crate) type DiskResult = Result<PersistToken, StorageError>;
+pub(crate) type DiskResult = DiskReport;
 
 /// A request from a handle to the owning task.
 pub(crate) enum Command<S: StateMachine> {
@@ -128,123 +161,99 @@ impl Shared {
     }
 }
 
-/// Opens the data directory, recovers the log and starts the disk thread.
-/// Blocking: run it off the async executor.
+/// Opens the data directory, recovers the log and starts the engine with
+/// its disk thread. Blocking: run it off the async executor.
 pub(crate) fn open<S: StateMachine>(
     config: &NodeConfig,
     sm: S,
     on_durable: impl FnMut(DiskResult) + Send + 'static,
-) -> Result<(Driver<S>, DiskThread, StdClock), StartError> {
+) -> Result<(NodeEngine<S>, StdClock), StartError> {
     let meta = NodeMeta::new(config.raft.id, config.cluster_id);
     let (log, recovered) = DiskLog::open(&config.data_dir, meta).map_err(StartError::Storage)?;
     let clock = StdClock::new();
-    let driver =
-        Driver::new(config.raft.clone(), recovered.into_restored(), sm, clock.now()).map_err(StartError::Node)?;
-    let disk = DiskThread::spawn(log, on_durable);
-    Ok((driver, disk, clock))
+    let engine =
+        Engine::start(config.raft.clone(), log, recovered, sm, clock.now(), on_durable).map_err(|e| match e {
+            EngineStartError::Node(e) => StartError::Node(e),
+            EngineStartError::DiskThread(e) => StartError::DiskThread(e),
+            _ => StartError::Interrupted,
+        })?;
+    Ok((engine, clock))
 }
 
-/// The driver and everything the owning task keeps beside it.
-pub(crate) struct Engine<S: StateMachine> {
-    driver: Driver<S>,
-    clock: StdClock,
-    disk: Option<DiskThread>,
-    next_ticket: Ticket,
-    waiting: HashMap<Ticket, Reply<S::Output>>,
-    peers: BTreeMap<NodeId, Arc<PeerQueue>>,
-    shared: Arc<Shared>,
-    failure: Option<String>,
-}
+/// The peers' queues, as the engine's transport.
+struct Peers(BTreeMap<NodeId, Arc<PeerQueue>>);
 
-impl<S: StateMachine> fmt::Debug for Engine<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Engine")
-            .field("id", &self.shared.id())
-            .field("waiting", &self.waiting.len())
-            .field("failure", &self.failure)
-            .finish_non_exhaustive()
+impl Transport for Peers {
+    fn send(&mut self, to: NodeId, message: Message) {
+        if let Some(q) = self.0.get(&to) {
+            q.push(message);
+        }
     }
 }
 
-impl<S: StateMachine> Engine<S> {
-    pub(crate) fn new(driver: Driver<S>, disk: DiskThread, clock: StdClock, shared: Arc<Shared>) -> Engine<S> {
-        let peers = shared.peers.iter().map(|p| (p.id, p.clone())).collect();
-        let node = driver.node();
-        let role = RoleInfo { role: node.role(), term: node.term(), leader: node.leader() };
+/// The engine and everything the owning task keeps beside it.
+pub(crate) struct Owner<S: StateMachine> {
+    engine: NodeEngine<S>,
+    clock: StdClock,
+    peers: Peers,
+    shared: Arc<Shared>,
+}
+
+impl<S: StateMachine> fmt::Debug for Owner<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Owner").field("engine", &self.engine).finish_non_exhaustive()
+    }
+}
+
+impl<S: StateMachine> Owner<S> {
+    pub(crate) fn new(engine: NodeEngine<S>, clock: StdClock, shared: Arc<Shared>) -> Owner<S> {
+        let peers = Peers(shared.peers.iter().map(|p| (p.id, p.clone())).collect());
+        let s = engine.status();
         shared.role.update(|v| {
-            *v = role;
+            *v = RoleInfo { role: s.role, term: s.term, leader: s.leader };
             true
         });
-        Engine {
-            driver,
-            clock,
-            disk: Some(disk),
-            next_ticket: 0,
-            waiting: HashMap::new(),
-            peers,
-            shared,
-            failure: None,
-        }
+        Owner { engine, clock, peers, shared }
     }
 
     /// Handles a request from a handle.
     pub(crate) fn command(&mut self, cmd: Command<S>) {
         match cmd {
-            Command::Propose { command, reply } => {
-                if self.failure.is_some() {
-                    return reply(Err(ProposeError::Shutdown));
+            Command::Propose { command, reply } => match self.engine.propose(self.clock.now(), command, reply) {
+                Ok(ticket) => {
+                    if let Some(reply) = self.engine.waiter_mut(ticket) {
+                        reply.in_log = true;
+                    }
                 }
-                let ticket = self.next_ticket;
-                self.next_ticket += 1;
-                match self.driver.propose(self.clock.now(), command, ticket) {
-                    Ok(_) => {
-                        self.waiting.insert(ticket, reply);
-                    }
-                    Err(raft_core::ProposeError::TooLarge { size, max }) => {
-                        reply(Err(ProposeError::TooLarge { size, max }));
-                    }
-                    Err(raft_core::ProposeError::NotLeader { leader_hint }) => {
-                        reply(Err(ProposeError::NotLeader { leader_hint }));
-                    }
-                    // Any future refusal also appends nothing: definitely not applied.
-                    Err(_) => reply(Err(ProposeError::NotLeader { leader_hint: self.driver.node().leader() })),
-                }
-            }
-            Command::LocalRead(f) => f(self.driver.state_machine()),
+                Err((why, reply)) => reply.send(Err(match why {
+                    Refused::NotLeader { leader_hint } => ProposeError::NotLeader { leader_hint },
+                    Refused::TooLarge { size, max } => ProposeError::TooLarge { size, max },
+                    _ => ProposeError::Shutdown,
+                })),
+            },
+            Command::LocalRead(f) => f(self.engine.state_machine()),
         }
     }
 
     /// A message from an authenticated peer.
     pub(crate) fn message(&mut self, from: NodeId, msg: Message) {
-        self.driver.handle_message(self.clock.now(), from, msg);
+        self.engine.handle_message(self.clock.now(), from, msg);
     }
 
     /// The disk thread's report.
     pub(crate) fn durable(&mut self, result: DiskResult) {
-        match result {
-            Ok(token) => self.driver.handle_persisted(self.clock.now(), token),
-            Err(e) => self.fail(format!("disk write failed: {e}")),
-        }
-    }
-
-    /// Fires the core's timer if, by the clock, it is due. Sleeps may wake
-    /// early or late: the clock, not the wake-up, decides.
-    pub(crate) fn timer(&mut self) {
-        let now = self.clock.now();
-        if self.driver.poll_timeout().is_some_and(|deadline| deadline <= now) {
-            self.driver.handle_timeout(now);
-        }
+        self.engine.handle_durable(self.clock.now(), result);
     }
 
     /// When the core's timer is next due.
     pub(crate) fn deadline(&self) -> Option<std::time::Instant> {
-        self.driver.poll_timeout().map(|t| self.clock.to_std(t))
+        self.engine.deadline().map(|t| self.clock.to_std(t))
     }
 
     /// After one input woke the owning task, takes whatever else is ready
     /// (up to [`BATCH`] of each kind: disk reports, peer messages, handle
-    /// requests), then fires the timer if due and drains the driver with
-    /// [`Engine::flush`], whose answer it returns. One flush so covers a burst
+    /// requests), then fires the timer if due and drains the engine with
+    /// [`Owner::flush`], whose answer it returns. One flush so covers a burst
     /// of proposals: one disk write, one AppendEntries.
     pub(crate) fn turn(
         &mut self,
@@ -264,46 +273,32 @@ impl<S: StateMachine> Engine<S> {
             let Some(c) = cmds() else { break };
             self.command(c);
         }
-        self.timer();
+        // Sleeps may wake early or late: the clock, not the wake-up, decides.
+        self.engine.handle_timer(self.clock.now());
         self.flush()
     }
 
-    /// Drains the driver after inputs: writes to the disk thread, messages
-    /// to the peers' queues, answers to proposers, role changes and indexes
-    /// to the status. Returns false if the node failed and must stop.
+    /// Drains the engine after inputs: answers to proposers, role changes
+    /// and indexes to the status. Returns false if the node failed and must stop.
     pub(crate) fn flush(&mut self) -> bool {
-        if self.failure.is_some() {
-            return false;
-        }
-        let actions = match self.driver.drain(self.clock.now()) {
-            Ok(a) => a,
-            Err(e) => {
-                self.fail(e.to_string());
+        let flushed = match self.engine.flush(self.clock.now(), &mut self.peers) {
+            Ok(f) => f,
+            Err(failure) => {
+                let reason = failure.to_string();
+                self.shared.state().failure.get_or_insert(reason);
                 return false;
             }
         };
-        for w in actions.writes {
-            if !self.disk.as_ref().is_some_and(|d| d.submit(w)) {
-                self.fail("the disk thread has stopped".into());
-                return false;
-            }
-        }
-        for s in actions.sends {
-            if let Some(q) = self.peers.get(&s.to) {
-                q.push(s.message);
-            }
-        }
-        for c in actions.completed {
-            let Some(reply) = self.waiting.remove(&c.ticket) else { continue };
-            reply(match c.outcome {
+        for d in flushed.done {
+            d.waiter.send(match d.outcome {
                 Outcome::Applied(Some(output)) => Ok(output),
-                Outcome::Superseded => Err(ProposeError::NotLeader { leader_hint: self.driver.node().leader() }),
+                Outcome::Superseded => Err(ProposeError::NotLeader { leader_hint: self.engine.node().leader() }),
                 // `Applied(None)` (a state machine that gave no output for a
                 // command) and `Unknown` leave the caller without an answer.
                 _ => Err(ProposeError::Timeout),
             });
         }
-        for e in actions.events {
+        for e in flushed.events {
             if let Event::RoleChanged { role, term, leader } = e {
                 self.shared.role.update(|v| {
                     *v = RoleInfo { role, term, leader };
@@ -311,38 +306,20 @@ impl<S: StateMachine> Engine<S> {
                 });
             }
         }
-        let node = self.driver.node();
+        let st = self.engine.status();
         let mut s = self.shared.state();
-        s.commit_index = node.commit_index();
-        s.last_applied = node.last_applied();
-        s.last_log_index = node.last_log_index();
-        s.durable_index = node.durable_index();
+        s.commit_index = st.commit_index;
+        s.last_applied = st.last_applied;
+        s.last_log_index = st.last_log_index;
+        s.durable_index = st.durable_index;
         true
-    }
-
-    fn fail(&mut self, reason: String) {
-        self.shared.state().failure = Some(reason.clone());
-        self.failure.get_or_insert(reason);
     }
 
     /// Stops the engine: every proposer still waiting is told the outcome is
     /// unknown; the disk thread is returned to be shut down off the executor.
     pub(crate) fn stop(&mut self) -> Option<DiskThread> {
-        self.abandon_waiting();
-        self.disk.take()
-    }
-
-    fn abandon_waiting(&mut self) {
-        for (_, reply) in self.waiting.drain() {
-            reply(Err(ProposeError::Timeout));
-        }
-    }
-}
-
-impl<S: StateMachine> Drop for Engine<S> {
-    /// Even if the owning task dies (a panic), no proposer whose command
-    /// reached the log is told it was not applied.
-    fn drop(&mut self) {
-        self.abandon_waiting();
+        let (waiting, disk) = self.engine.stop();
+        drop(waiting); // each answers "unknown" as it drops
+        disk
     }
 }

@@ -3,7 +3,7 @@
 //! channel, a one-shot reply and a timeout).
 
 use crate::common::api::{ProposeError, RoleWatch, Status, TaskMonitor};
-use crate::common::engine::{Command, Shared};
+use crate::common::engine::{Command, Reply, Shared};
 use crate::common::sync::all_stopped;
 use crate::rt;
 use raft_core::{Bytes, NodeId};
@@ -55,7 +55,7 @@ where
             return Err(ProposeError::TooLarge { size: command.len(), max });
         }
         let (tx, rx) = rt::oneshot();
-        let reply = Box::new(tx);
+        let reply = Reply::new(tx);
         let work = async {
             self.cmds.send(Command::Propose { command, reply }).await.map_err(|_| ProposeError::Shutdown)?;
             // A reply dropped unanswered means the command was still queued

@@ -2,7 +2,7 @@
 //! crate's `rt` module (channels, spawning, the blocking pool, timers).
 
 use crate::common::api::{NodeConfig, StartError};
-use crate::common::engine::{self, COMMAND_QUEUE, Command, DiskResult, Engine, INBOUND_QUEUE, Shared};
+use crate::common::engine::{self, COMMAND_QUEUE, Command, DiskResult, INBOUND_QUEUE, Owner, Shared};
 use crate::common::handle::Handle;
 use crate::common::net;
 use crate::common::sync::{StopOnDrop, TaskCount, TaskGuard, Watch, first};
@@ -44,10 +44,10 @@ impl Node {
         };
         let cfg = config.clone();
         let opened = rt::unblock(move || engine::open(&cfg, state_machine, on_durable)).await;
-        let (driver, disk, clock) = opened.ok_or(StartError::Interrupted)??;
+        let (engine, clock) = opened.ok_or(StartError::Interrupted)??;
 
         let shared = Arc::new(Shared::new(config, listen, tasks.clone()));
-        let engine = Engine::new(driver, disk, clock, shared.clone());
+        let engine = Owner::new(engine, clock, shared.clone());
         let (cmd_tx, cmd_rx) = rt::bounded(COMMAND_QUEUE);
         let (in_tx, in_rx) = rt::bounded(INBOUND_QUEUE);
         let mut children = Vec::new();
@@ -74,7 +74,7 @@ enum Input<S: StateMachine> {
 
 /// The owning task.
 async fn run<S>(
-    mut engine: Engine<S>,
+    mut engine: Owner<S>,
     mut cmds: Receiver<Command<S>>,
     mut inbound: Receiver<(NodeId, Message)>,
     mut durable: rt::UnboundedReceiver<DiskResult>,

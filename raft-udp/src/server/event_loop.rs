@@ -1,15 +1,14 @@
-//! The task that owns the node: datagrams in, the driver's actions out.
+//! The task that owns the node: datagrams in, the engine's actions out.
 
 use super::NodeError;
-use super::clients::{MAX_PENDING, Pending};
+use super::clients::{Clients, KvEngine, MAX_PENDING, Waiter};
 use crate::counters::Counters;
 use crate::fragment::{Fragmenter, Reassembler};
 use crate::packet::{self, ClientReply, ClientRequest, ClientResult, MAX_DATAGRAM, NodeStatus, Packet, RetryReason};
-use raft_core::{Event, NodeId, Outgoing, PersistToken, ProposeError, Role, codec};
-use raft_host::StdClock;
-use raft_host::driver::{Completion, Outcome};
+use raft_core::{Event, Message, NodeId, Role, codec};
+use raft_host::engine::{Done, Refused, Transport};
 use raft_host::kv::encode_command;
-use raft_host::{ClusterKey, DiskThread, Driver, KvCommand, KvError, KvOutput, KvStore, StorageError};
+use raft_host::{ClusterKey, KvCommand, KvError, KvOutput, Outcome, StdClock, StorageError};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -24,7 +23,7 @@ const HOUSEKEEPING: Duration = Duration::from_millis(500);
 /// Drop counts are logged at most this often (when they changed).
 const LOG_DROPS_EVERY: Duration = Duration::from_secs(10);
 
-type Durable = Result<PersistToken, StorageError>;
+type Durable = Result<raft_core::PersistToken, StorageError>;
 
 /// The node and everything around it. Owned by one task.
 #[derive(Debug)]
@@ -32,14 +31,12 @@ pub(super) struct Server {
     pub(super) id: u64,
     pub(super) key: ClusterKey,
     pub(super) peers: HashMap<u64, SocketAddr>,
-    pub(super) driver: Driver<KvStore>,
-    pub(super) disk: DiskThread,
+    pub(super) engine: KvEngine,
     pub(super) clock: StdClock,
     pub(super) frag: Fragmenter,
     pub(super) reasm: Reassembler,
-    pub(super) pending: Pending,
+    pub(super) clients: Clients,
     pub(super) counters: Counters,
-    pub(super) next_ticket: u64,
     /// Datagrams to send once the current step is done.
     pub(super) outbox: Vec<(SocketAddr, Vec<u8>)>,
     /// The drop total last written to the log, and when.
@@ -65,7 +62,7 @@ pub(super) async fn serve(
                 tracing::debug!(%addr, error = %e, "send failed");
             }
         }
-        let deadline = server.driver.poll_timeout().map(|t| server.clock.to_std(t));
+        let deadline = server.engine.deadline().map(|t| server.clock.to_std(t));
         let wake = deadline.map_or(housekeeping, |d| d.min(housekeeping));
         tokio::select! {
             biased;
@@ -104,33 +101,30 @@ pub(super) async fn serve(
             server.housekeeping(now);
             housekeeping = now + HOUSEKEEPING;
         }
-        if deadline.is_some_and(|d| now >= d) {
-            server.driver.handle_timeout(server.clock.to_core(now));
-        }
+        server.engine.handle_timer(server.clock.to_core(now));
     };
-    let Server { disk, .. } = server;
-    disk.shutdown();
+    // Clients still waiting hear nothing: they retry, as after any lost datagram.
+    if let (_, Some(disk)) = server.engine.stop() {
+        disk.shutdown();
+    }
     tracing::info!("stopped; disk writes flushed");
     result
 }
 
 impl Server {
-    /// Drains the driver and acts on everything it asks for.
+    /// Drains the engine and acts on everything it asks for.
     fn step(&mut self) -> Result<(), NodeError> {
         let now = self.clock.now();
-        let actions = self.driver.drain(now).map_err(|e| NodeError::Failed(e.to_string()))?;
-        for write in actions.writes {
-            if !self.disk.submit(write) {
-                return Err(NodeError::Failed("the disk thread stopped after an error".into()));
-            }
-        }
-        for out in actions.sends {
-            self.send_peer(out);
-        }
-        for done in actions.completed {
+        let mut peers =
+            PeerOut { id: self.id, key: &self.key, peers: &self.peers, frag: &mut self.frag, outbox: &mut self.outbox };
+        let flushed = match self.engine.flush(now, &mut peers) {
+            Ok(f) => f,
+            Err(failure) => return Err(NodeError::Failed(failure.to_string())),
+        };
+        for done in flushed.done {
             self.complete(done);
         }
-        for event in actions.events {
+        for event in flushed.events {
             if let Event::RoleChanged { role, term, leader } = event {
                 tracing::info!(?role, term = term.0, leader = ?leader.map(|l| l.0), "role changed");
             }
@@ -141,7 +135,7 @@ impl Server {
     fn on_durable(&mut self, report: Option<Durable>) -> Result<(), NodeError> {
         match report {
             Some(Ok(token)) => {
-                self.driver.handle_persisted(self.clock.now(), token);
+                self.engine.handle_durable(self.clock.now(), Ok(token));
                 Ok(())
             }
             Some(Err(e)) => Err(NodeError::Failed(format!("disk write failed: {e}"))),
@@ -151,20 +145,12 @@ impl Server {
 
     fn housekeeping(&mut self, now: Instant) {
         self.reasm.expire(now, &mut self.counters);
-        self.pending.expire(now);
+        self.clients.expire(&mut self.engine, now);
         let total = self.counters.total();
         let due = self.logged_drops.1.is_none_or(|t| now.saturating_duration_since(t) >= LOG_DROPS_EVERY);
         if total != self.logged_drops.0 && due {
             self.logged_drops = (total, Some(now));
             tracing::warn!(counters = %self.counters, "dropped datagrams so far");
-        }
-    }
-
-    fn send_peer(&mut self, out: Outgoing) {
-        let Some(&addr) = self.peers.get(&out.to.0) else { return };
-        let bytes = codec::encode_message(&out.message);
-        for frame in self.frag.split(&self.key, self.id, &bytes) {
-            self.outbox.push((addr, frame));
         }
     }
 
@@ -198,7 +184,7 @@ impl Server {
                     return;
                 };
                 match codec::decode_message(&bytes) {
-                    Ok(msg) => self.driver.handle_message(self.clock.now(), NodeId(sender), msg),
+                    Ok(msg) => self.engine.handle_message(self.clock.now(), NodeId(sender), msg),
                     Err(_) => self.counters.malformed += 1,
                 }
             }
@@ -213,25 +199,24 @@ impl Server {
 
     fn on_client_request(&mut self, client: u64, from: SocketAddr, req: ClientRequest) {
         let ClientRequest { nonce, seq, op } = req;
-        let leading = self.driver.node().role() == Role::Leader;
-        if leading && self.pending.refresh(client, seq, nonce, from) {
+        let leading = self.engine.node().role() == Role::Leader;
+        if leading && self.clients.refresh(&mut self.engine, client, seq, nonce, from) {
             return; // already proposed; answered when applied
         }
         let result = if !leading {
             Some(self.not_leader())
-        } else if self.pending.len() >= MAX_PENDING {
+        } else if self.engine.waiting().len() >= MAX_PENDING {
             Some(ClientResult::Retry(RetryReason::Busy))
         } else {
-            let ticket = self.next_ticket;
-            self.next_ticket += 1;
             let command = encode_command(&KvCommand { client, seq, op });
-            match self.driver.propose(self.clock.now(), command, ticket) {
-                Ok(_) => {
-                    self.pending.insert(ticket, client, seq, nonce, from, Instant::now());
+            let waiter = Waiter { client, seq, nonce, addr: from, since: Instant::now() };
+            match self.engine.propose(self.clock.now(), command, waiter) {
+                Ok(ticket) => {
+                    self.clients.proposed(client, ticket);
                     None
                 }
-                Err(ProposeError::NotLeader { .. }) => Some(self.not_leader()),
-                Err(e) => Some(ClientResult::Rejected(e.to_string())),
+                Err((Refused::NotLeader { .. }, _)) => Some(self.not_leader()),
+                Err((e, _)) => Some(ClientResult::Rejected(e.to_string())),
             }
         };
         if let Some(result) = result {
@@ -240,13 +225,14 @@ impl Server {
     }
 
     fn not_leader(&self) -> ClientResult {
-        let leader = self.driver.node().leader().map(|l| l.0).filter(|l| *l != self.id);
+        let leader = self.engine.node().leader().map(|l| l.0).filter(|l| *l != self.id);
         let addr = leader.and_then(|l| self.peers.get(&l)).map(|a| a.to_string());
         ClientResult::NotLeader { leader, addr }
     }
 
-    fn complete(&mut self, done: Completion<Result<KvOutput, KvError>>) {
-        let Some(w) = self.pending.take(done.ticket) else { return };
+    fn complete(&mut self, done: Done<Waiter, Result<KvOutput, KvError>>) {
+        let w = done.waiter;
+        self.clients.finished(done.ticket, &w);
         let result = match done.outcome {
             Outcome::Applied(Some(Ok(output))) => ClientResult::Done(output),
             Outcome::Applied(Some(Err(e))) => ClientResult::Rejected(e.to_string()),
@@ -259,7 +245,7 @@ impl Server {
     }
 
     fn status(&self) -> NodeStatus {
-        let node = self.driver.node();
+        let node = self.engine.node();
         let role = match node.role() {
             Role::Leader => "leader",
             Role::Follower => "follower",
@@ -271,10 +257,29 @@ impl Server {
             term: node.term().0,
             leader: node.leader().map(|l| l.0),
             commit_index: node.commit_index().0,
-            last_applied: self.driver.state_machine().last_applied().0,
+            last_applied: self.engine.state_machine().last_applied().0,
             last_log_index: node.last_log_index().0,
             snapshot_index: node.snapshot_index().0,
             dropped: self.counters.clone(),
+        }
+    }
+}
+
+/// Peer messages, split into sealed datagrams for the outbox.
+struct PeerOut<'a> {
+    id: u64,
+    key: &'a ClusterKey,
+    peers: &'a HashMap<u64, SocketAddr>,
+    frag: &'a mut Fragmenter,
+    outbox: &'a mut Vec<(SocketAddr, Vec<u8>)>,
+}
+
+impl Transport for PeerOut<'_> {
+    fn send(&mut self, to: NodeId, message: Message) {
+        let Some(&addr) = self.peers.get(&to.0) else { return };
+        let bytes = codec::encode_message(&message);
+        for frame in self.frag.split(self.key, self.id, &bytes) {
+            self.outbox.push((addr, frame));
         }
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! [`run`] opens the data directory, binds the socket and runs the node on a
 //! single-threaded tokio runtime until SIGTERM or SIGINT. One task owns the
-//! [`raft_host::Driver`] (the node and its key-value store) and waits on the
+//! [`raft_host::Engine`] (the node and its key-value store) and waits on the
 //! socket, the node's next deadline, and the durability reports of the
 //! [`raft_host::DiskThread`], which writes and fsyncs off the runtime with
 //! group commit. A client is answered only when its command is applied,
@@ -17,7 +17,7 @@ use crate::packet::MAX_DATAGRAM;
 use crate::random_u64;
 use raft_core::{Config, Duration as CoreDuration, NodeId};
 use raft_host::StdClock;
-use raft_host::{ClusterKey, DiskLog, DiskThread, Driver, KvStore, NodeMeta};
+use raft_host::{ClusterKey, DiskLog, Engine, KvStore, NodeMeta};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
@@ -148,12 +148,12 @@ pub fn run(opts: NodeOptions, stop: impl Future<Output = ()>) -> Result<(), Node
             .map_err(|e| NodeError::Start(format!("cannot listen on {}: {e}", opts.listen)))?;
         let (term, last) = (recovered.hard_state.term, recovered.entries.last().map(|e| e.index));
         let clock = StdClock::new();
-        let driver = Driver::new(config, recovered.into_restored(), KvStore::new(), clock.now())
-            .map_err(|e| NodeError::Start(format!("cannot start from {}: {e}", opts.data_dir.display())))?;
+        let snapshot_index = recovered.snapshot.as_ref().map_or(0, |s| s.meta.index.0);
         let (tx, durable) = tokio::sync::mpsc::unbounded_channel();
-        let disk = DiskThread::spawn(log, move |r| {
+        let engine = Engine::start(config, log, recovered, KvStore::new(), clock.now(), move |r| {
             let _ = tx.send(r);
-        });
+        })
+        .map_err(|e| NodeError::Start(format!("cannot start from {}: {e}", opts.data_dir.display())))?;
         tracing::info!(
             id = opts.id,
             listen = %opts.listen,
@@ -161,21 +161,19 @@ pub fn run(opts: NodeOptions, stop: impl Future<Output = ()>) -> Result<(), Node
             data_dir = %opts.data_dir.display(),
             term = term.0,
             last_index = last.map_or(0, |i| i.0),
-            snapshot_index = driver.node().snapshot_index().0,
+            snapshot_index,
             "node started"
         );
         let server = event_loop::Server {
             id: opts.id,
             key: opts.key,
             peers: opts.peers.into_iter().collect(),
-            driver,
-            disk,
+            engine,
             clock,
             frag: Fragmenter::new(opts.max_datagram, random_u64()),
             reasm: Reassembler::new(Limits::for_messages(MAX_MESSAGE_BYTES)),
-            pending: Default::default(),
+            clients: Default::default(),
             counters: Default::default(),
-            next_ticket: 0,
             outbox: Vec::new(),
             logged_drops: (0, None),
         };
