@@ -19,7 +19,7 @@
 use raft_tokio::{Handle, Node, NodeConfig, ProposeError, RoleWatch};
 use std::process::ExitCode;
 
-#[path = "../../raft-smol/examples/support/kv_cli.rs"]
+#[path = "support/kv_cli.rs"]
 mod kv_cli;
 use kv_cli::Options;
 

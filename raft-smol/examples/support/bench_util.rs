@@ -1,6 +1,6 @@
-//! The `bench` example of raft-smol and raft-tokio, written once (included
-//! by path): arguments, cluster layout, the measuring loop and reporting. It
-//! runs on the including example's adapter, which it names as
+//! The `bench` example's runtime-independent part (this crate's copy; the
+//! other runtime crate keeps its own): arguments, cluster layout, the measuring loop and reporting. It
+//! runs on the example's adapter, which it names as
 //! `super::{Handle, Node, NodeConfig}`; only spawning is the example's own.
 
 use super::{Handle, Node, NodeConfig};

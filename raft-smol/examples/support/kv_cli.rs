@@ -1,6 +1,6 @@
-//! The `kv` example of raft-smol and raft-tokio, written once (included by
-//! path): command-line parsing, stdin commands, starting the node and
-//! serving the commands. It runs on the including example's adapter, which
+//! The `kv` example's runtime-independent part (this crate's copy; the
+//! other runtime crate keeps its own): command-line parsing, stdin commands, starting the node and
+//! serving the commands. It runs on the example's adapter, which
 //! it names as `super::{Handle, Node, NodeConfig, ProposeError, RoleWatch}`;
 //! only spawning and the stdin channel are the example's own.
 

@@ -1,5 +1,5 @@
-//! The bodies of the API tests, shared by raft-tokio's and raft-smol's
-//! `tests/api.rs` (included by path): each crate's file imports its `Node`,
+//! The bodies of the API tests (each runtime crate keeps its own copy):
+//! `tests/api.rs` imports its `Node`,
 //! `NodeConfig`, `ProposeError` and `StartError` and defines `sleep` and
 //! `within` on its runtime, then runs these on it.
 

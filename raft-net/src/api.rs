@@ -1,7 +1,7 @@
 //! The public types both adapters share: configuration, errors, status and
 //! the role watch.
 
-use crate::common::sync::{TaskCount, Watch, all_stopped};
+use crate::sync::{TaskCount, Watch, all_stopped};
 use raft_core::{Config, LogIndex, NewNodeError, NodeId, Role, Term};
 use raft_host::{ClusterKey, StorageError};
 use std::collections::BTreeMap;

@@ -1,12 +1,13 @@
 //! The node as the owning task sees it: the host [`raft_host::Engine`]
 //! (node, state machine, disk thread, waiting proposals), the clock, the
 //! peers' queues as its transport, and the published status. Every method
-//! is synchronous and quick; the owning task ([`crate::common::node`]) feeds
+//! is synchronous and quick; the owning task ([`crate::node`]) feeds
 //! it inputs and calls [`Owner::flush`] after each batch of them.
 
-use crate::common::api::{NodeConfig, ProposeError, RoleInfo, StartError, Status};
-use crate::common::queue::PeerQueue;
-use crate::common::sync::{Stop, TaskCount, Watch};
+use crate::api::{NodeConfig, ProposeError, RoleInfo, StartError, Status};
+use crate::queue::PeerQueue;
+use crate::runtime::Sleeper;
+use crate::sync::{Stop, TaskCount, Watch};
 use raft_core::{Bytes, Event, LogIndex, Message, NodeId};
 use raft_host::engine::{DiskReport, EngineStartError, Refused, Transport};
 use raft_host::transport_frame::max_frame_len;
@@ -100,11 +101,13 @@ pub(crate) struct Shared {
     pub(crate) peers: Vec<Arc<PeerQueue>>,
     pub(crate) tasks: TaskCount,
     pub(crate) stop: Stop,
+    /// The runtime's timers, for handles (which do not name the runtime).
+    pub(crate) sleeper: Box<dyn Sleeper>,
     state: Mutex<CoreState>,
 }
 
 impl Shared {
-    pub(crate) fn new(config: NodeConfig, listen: SocketAddr, tasks: TaskCount) -> Shared {
+    pub(crate) fn new(config: NodeConfig, listen: SocketAddr, tasks: TaskCount, sleeper: Box<dyn Sleeper>) -> Shared {
         let peers = config
             .peers
             .iter()
@@ -119,6 +122,7 @@ impl Shared {
             peers,
             tasks,
             stop: Arc::new(Watch::new(())),
+            sleeper,
             state: Mutex::default(),
         }
     }

@@ -1,64 +1,66 @@
-//! [`Node::start`] and the node's owning task, written once against the
-//! crate's `rt` module (channels, spawning, the blocking pool, timers).
+//! [`Node::start`] and the node's owning task, written once against
+//! [`Runtime`] (spawning, the blocking pool, timers, sockets).
 
-use crate::common::api::{NodeConfig, StartError};
-use crate::common::engine::{self, COMMAND_QUEUE, Command, DiskResult, INBOUND_QUEUE, Owner, Shared};
-use crate::common::handle::Handle;
-use crate::common::net;
-use crate::common::sync::{StopOnDrop, TaskCount, TaskGuard, Watch, first};
-use crate::rt::{self, Receiver, TcpListener};
+use crate::api::{NodeConfig, StartError};
+use crate::engine::{self, COMMAND_QUEUE, Command, DiskResult, INBOUND_QUEUE, Owner, Shared};
+use crate::handle::Handle;
+use crate::net;
+use crate::runtime::Runtime;
+use crate::sync::{Joinable, StopOnDrop, TaskCount, TaskGuard, Watch, first, spawn};
+use async_channel::Receiver;
 use raft_core::{Message, NodeId};
 use raft_host::StateMachine;
 use std::future::pending;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Starts nodes. (A namespace: the running node is reached through its [`Handle`].)
 #[derive(Debug)]
 pub struct Node(());
 
 impl Node {
-    /// Starts a node: binds `config.listen`, opens and recovers
+    /// Starts a node on `rt`: binds `config.listen`, opens and recovers
     /// `config.data_dir` (on the runtime's blocking pool), and spawns the
-    /// node's tasks on the runtime (see the crate documentation for which
-    /// runtime, and what it must provide).
+    /// node's tasks on the runtime.
     ///
     /// `state_machine` must be in the state of its `last_applied()` index (a
     /// fresh in-memory one is rebuilt from the log and snapshot on disk).
     /// On error nothing is left running.
-    pub async fn start<S>(config: NodeConfig, state_machine: S) -> Result<Handle<S>, StartError>
+    pub async fn start<R, S>(rt: R, config: NodeConfig, state_machine: S) -> Result<Handle<S>, StartError>
     where
+        R: Runtime,
         S: StateMachine + Send + 'static,
         S::Output: Send + 'static,
     {
         config.validate()?;
         let addr = config.listen;
-        let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
-        let listen = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+        let listener = rt.tcp_bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+        let listen = R::tcp_local_addr(&listener).map_err(|source| StartError::Bind { addr, source })?;
 
         let tasks: TaskCount = Arc::new(Watch::new(0));
-        let (durable_tx, durable_rx) = rt::unbounded::<DiskResult>();
+        let (durable_tx, durable_rx) = async_channel::unbounded::<DiskResult>();
         let disk_guard = TaskGuard::new(&tasks);
         let on_durable = move |r: DiskResult| {
             let _counted = &disk_guard; // the disk thread counts as running until it drops this
-            rt::send_now(&durable_tx, r);
+            let _ = durable_tx.try_send(r);
         };
         let cfg = config.clone();
-        let opened = rt::unblock(move || engine::open(&cfg, state_machine, on_durable)).await;
+        let opened = rt.unblock(move || engine::open(&cfg, state_machine, on_durable)).await;
         let (engine, clock) = opened.ok_or(StartError::Interrupted)??;
 
-        let shared = Arc::new(Shared::new(config, listen, tasks.clone()));
+        let shared = Arc::new(Shared::new(config, listen, tasks.clone(), Box::new(rt.clone())));
         let engine = Owner::new(engine, clock, shared.clone());
-        let (cmd_tx, cmd_rx) = rt::bounded(COMMAND_QUEUE);
-        let (in_tx, in_rx) = rt::bounded(INBOUND_QUEUE);
+        let (cmd_tx, cmd_rx) = async_channel::bounded(COMMAND_QUEUE);
+        let (in_tx, in_rx) = async_channel::bounded(INBOUND_QUEUE);
         let mut children = Vec::new();
         for peer in &shared.peers {
             let guard = TaskGuard::new(&tasks);
-            children.push(rt::spawn(net::write_loop(peer.clone(), shared.clone(), guard)));
+            children.push(spawn(&rt, net::write_loop(rt.clone(), peer.clone(), shared.clone(), guard)));
         }
         let guard = TaskGuard::new(&tasks);
-        children.push(rt::spawn(net::accept_loop(listener, shared.clone(), in_tx, guard)));
+        children.push(spawn(&rt, net::accept_loop(rt.clone(), listener, shared.clone(), in_tx, guard)));
         let guard = TaskGuard::new(&tasks);
-        rt::detach(run(engine, cmd_rx, in_rx, durable_rx, shared.clone(), children, guard));
+        rt.spawn(run(rt.clone(), engine, cmd_rx, in_rx, durable_rx, shared.clone(), children, guard));
         Ok(Handle::new(cmd_tx, shared))
     }
 }
@@ -73,20 +75,23 @@ enum Input<S: StateMachine> {
 }
 
 /// The owning task.
-async fn run<S>(
+#[allow(clippy::too_many_arguments)] // one call site: the parts of a node
+async fn run<R, S>(
+    rt: R,
     mut engine: Owner<S>,
-    mut cmds: Receiver<Command<S>>,
-    mut inbound: Receiver<(NodeId, Message)>,
-    mut durable: rt::UnboundedReceiver<DiskResult>,
+    cmds: Receiver<Command<S>>,
+    inbound: Receiver<(NodeId, Message)>,
+    durable: Receiver<DiskResult>,
     shared: Arc<Shared>,
-    children: Vec<rt::Task>,
+    children: Vec<Joinable>,
     guard: TaskGuard,
 ) where
+    R: Runtime,
     S: StateMachine + Send + 'static,
     S::Output: Send + 'static,
 {
     let stop_on_exit = StopOnDrop(shared.stop.clone());
-    let mut alarm = rt::Alarm::new();
+    let mut alarm = Alarm::<R>::new(&rt);
     let mut running = engine.flush();
     while running {
         let deadline = engine.deadline();
@@ -96,14 +101,14 @@ async fn run<S>(
             Input::Stop
         };
         let disk = async {
-            match rt::recv_unbounded(&mut durable).await {
+            match durable.recv().await.ok() {
                 Some(r) => Input::Durable(r),
                 None => pending().await,
             }
         };
-        let command = async { Input::Command(rt::recv(&mut cmds).await) };
+        let command = async { Input::Command(cmds.recv().await.ok()) };
         let message = async {
-            match rt::recv(&mut inbound).await {
+            match inbound.recv().await.ok() {
                 Some((from, msg)) => Input::Message(from, msg),
                 None => pending().await,
             }
@@ -119,11 +124,7 @@ async fn run<S>(
             Input::Message(from, msg) => engine.message(from, msg),
             Input::Timer => {}
         }
-        running = engine.turn(
-            || rt::try_recv_unbounded(&mut durable),
-            || rt::try_recv(&mut inbound),
-            || rt::try_recv(&mut cmds),
-        );
+        running = engine.turn(|| durable.try_recv().ok(), || inbound.try_recv().ok(), || cmds.try_recv().ok());
     }
 
     // Shutting down (asked to, every handle dropped, or failed).
@@ -134,18 +135,49 @@ async fn run<S>(
     drop(inbound);
     // Queued commands never reached the node: dropping them (and their
     // reply senders) tells their proposers `Shutdown`.
-    rt::close(&mut cmds);
-    while rt::try_recv(&mut cmds).is_some() {}
+    cmds.close();
+    while cmds.try_recv().is_ok() {}
     drop(cmds);
     if let Some(disk) = engine.stop() {
-        rt::unblock(move || disk.shutdown()).await;
+        rt.unblock(move || disk.shutdown()).await;
     }
     drop(durable);
     for child in children {
-        rt::join(child).await;
+        child.join().await;
     }
     drop(engine);
     shared.finish();
     drop(stop_on_exit);
     drop(guard);
+}
+
+/// The owning task's timer: one runtime timer, moved only when the deadline
+/// moves or after it fired.
+struct Alarm<R: Runtime> {
+    timer: Option<R::Timer>,
+    armed: Option<Instant>,
+    rt: R,
+}
+
+impl<R: Runtime> Alarm<R> {
+    fn new(rt: &R) -> Alarm<R> {
+        Alarm { timer: None, armed: None, rt: rt.clone() }
+    }
+
+    /// Ready at `deadline`; never if there is none.
+    async fn wait(&mut self, deadline: Option<Instant>) {
+        let Some(at) = deadline else { return pending().await };
+        if self.armed != Some(at) {
+            match &mut self.timer {
+                Some(t) => R::reset_timer(t, at),
+                None => self.timer = Some(self.rt.timer(at)),
+            }
+            self.armed = Some(at);
+        }
+        if let Some(t) = &mut self.timer {
+            t.await;
+        }
+        // A fired timer must be set again even if the deadline is unchanged.
+        self.armed = None;
+    }
 }

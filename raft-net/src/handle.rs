@@ -1,11 +1,9 @@
-//! The public [`Handle`] to a running node, written once against the
-//! runtime glue each crate provides in its `rt` module (a bounded command
-//! channel, a one-shot reply and a timeout).
+//! The public [`Handle`] to a running node. It does not name the runtime:
+//! its channels are runtime-neutral and its timeouts use the node's timers.
 
-use crate::common::api::{ProposeError, RoleWatch, Status, TaskMonitor};
-use crate::common::engine::{Command, Reply, Shared};
-use crate::common::sync::all_stopped;
-use crate::rt;
+use crate::api::{ProposeError, RoleWatch, Status, TaskMonitor};
+use crate::engine::{Command, Reply, Shared};
+use crate::sync::{all_stopped, timeout};
 use raft_core::{Bytes, NodeId};
 use raft_host::StateMachine;
 use std::fmt;
@@ -15,12 +13,12 @@ use std::sync::Arc;
 /// A running node. Cheap to clone; every clone reaches the same node. When
 /// the last clone is dropped the node shuts down in the background.
 pub struct Handle<S: StateMachine> {
-    cmds: rt::Sender<Command<S>>,
+    cmds: async_channel::Sender<Command<S>>,
     shared: Arc<Shared>,
 }
 
 impl<S: StateMachine> Handle<S> {
-    pub(crate) fn new(cmds: rt::Sender<Command<S>>, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(cmds: async_channel::Sender<Command<S>>, shared: Arc<Shared>) -> Self {
         Handle { cmds, shared }
     }
 }
@@ -54,15 +52,19 @@ where
         if command.len() > max {
             return Err(ProposeError::TooLarge { size: command.len(), max });
         }
-        let (tx, rx) = rt::oneshot();
-        let reply = Reply::new(tx);
+        let (tx, rx) = async_channel::bounded(1);
+        let reply = Reply::new(move |r| {
+            let _ = tx.try_send(r);
+        });
         let work = async {
             self.cmds.send(Command::Propose { command, reply }).await.map_err(|_| ProposeError::Shutdown)?;
             // A reply dropped unanswered means the command was still queued
             // when the node stopped: it never reached the log.
-            rx.await.unwrap_or(Err(ProposeError::Shutdown))
+            rx.recv().await.unwrap_or(Err(ProposeError::Shutdown))
         };
-        rt::timeout(self.shared.config.propose_timeout, work).await.unwrap_or(Err(ProposeError::Timeout))
+        timeout(&*self.shared.sleeper, self.shared.config.propose_timeout, work)
+            .await
+            .unwrap_or(Err(ProposeError::Timeout))
     }
 
     /// A linearizable read: `query` is a command that reads (for the
@@ -80,10 +82,12 @@ where
         &self,
         f: impl FnOnce(&S) -> R + Send + 'static,
     ) -> Result<R, ProposeError> {
-        let (tx, rx) = rt::oneshot();
-        let read = Box::new(move |s: &S| tx(f(s)));
+        let (tx, rx) = async_channel::bounded(1);
+        let read = Box::new(move |s: &S| {
+            let _ = tx.try_send(f(s));
+        });
         self.cmds.send(Command::LocalRead(read)).await.map_err(|_| ProposeError::Shutdown)?;
-        rx.await.ok_or(ProposeError::Shutdown)
+        rx.recv().await.map_err(|_| ProposeError::Shutdown)
     }
 
     /// Stops the node: waiting proposers are told their outcome is unknown,
