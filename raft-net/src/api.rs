@@ -36,7 +36,7 @@ pub struct NodeConfig {
     /// The shared secret: every frame is authenticated under it.
     pub key: ClusterKey,
     /// How long `propose` and `read` wait for an outcome before giving up
-    /// with [`ProposeError::Timeout`]. Default 5 s.
+    /// with [`ProposeError::OutcomeUnknown`]. Default 5 s.
     pub propose_timeout: Duration,
     /// Messages held per peer and lane while a peer is slow or unreachable;
     /// the oldest is dropped on overflow. Default 1024.
@@ -151,27 +151,35 @@ impl std::error::Error for StartError {
     }
 }
 
-/// Why a proposal or read returned no output.
+/// Why a proposal or read returned no output. The type says what happened
+/// to the command ([`ProposeError::outcome`]):
 ///
-/// [`NotLeader`](ProposeError::NotLeader), [`TooLarge`](ProposeError::TooLarge)
-/// and [`Shutdown`](ProposeError::Shutdown) promise the command was **not**
-/// applied and never will be; [`Timeout`](ProposeError::Timeout) means the
-/// outcome is **unknown** (see [`ProposeError::outcome_unknown`]): retry
-/// with the same client session (e.g. the same `KvCommand { client, seq }`)
-/// to learn it without applying the command twice.
+/// * **not applied**, and never will be: [`NotLeader`](ProposeError::NotLeader),
+///   [`Superseded`](ProposeError::Superseded), [`TooLarge`](ProposeError::TooLarge),
+///   [`Shutdown`](ProposeError::Shutdown);
+/// * **unknown**: [`OutcomeUnknown`](ProposeError::OutcomeUnknown). Retry
+///   with the same client session (e.g. the same `KvCommand { client, seq }`)
+///   to learn it without applying the command twice.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ProposeError {
-    /// This node is not the leader (or lost leadership and another leader's
-    /// entry took the command's place). Retry at `leader_hint`, if known.
+    /// This node is not the leader; the command was not proposed. Retry at
+    /// `leader_hint`, if known.
     NotLeader {
         /// The leader this node knows of, if any.
+        leader_hint: Option<NodeId>,
+    },
+    /// The command was proposed, but this node lost leadership and another
+    /// leader's entry took its place in the log: it was not applied. Retry
+    /// at `leader_hint`, if known.
+    Superseded {
+        /// The leader this node knew of when it learned it.
         leader_hint: Option<NodeId>,
     },
     /// No outcome within `NodeConfig::propose_timeout`, or the node stopped
     /// or lost track of the command (a snapshot covered it) before learning
     /// it. The command may or may not have been applied.
-    Timeout,
+    OutcomeUnknown,
     /// The node has stopped (or is stopping) and the command never reached it.
     Shutdown,
     /// The command exceeds `Config::max_entry_bytes`.
@@ -183,10 +191,39 @@ pub enum ProposeError {
     },
 }
 
+/// What a failed proposal tells about its command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandOutcome {
+    /// The command was not applied and never will be.
+    NotApplied,
+    /// The command may or may not have been applied.
+    Unknown,
+}
+
 impl ProposeError {
-    /// True if the command may have been applied (only [`ProposeError::Timeout`]).
+    /// Whether the command was (definitely) not applied, or may have been.
+    pub fn outcome(&self) -> CommandOutcome {
+        match self {
+            ProposeError::OutcomeUnknown => CommandOutcome::Unknown,
+            ProposeError::NotLeader { .. }
+            | ProposeError::Superseded { .. }
+            | ProposeError::Shutdown
+            | ProposeError::TooLarge { .. } => CommandOutcome::NotApplied,
+        }
+    }
+
+    /// True if the command may have been applied (only [`ProposeError::OutcomeUnknown`]).
     pub fn outcome_unknown(&self) -> bool {
-        matches!(self, ProposeError::Timeout)
+        self.outcome() == CommandOutcome::Unknown
+    }
+
+    /// The leader to retry at, for [`NotLeader`](ProposeError::NotLeader)
+    /// and [`Superseded`](ProposeError::Superseded).
+    pub fn leader_hint(&self) -> Option<NodeId> {
+        match self {
+            ProposeError::NotLeader { leader_hint } | ProposeError::Superseded { leader_hint } => *leader_hint,
+            _ => None,
+        }
     }
 }
 
@@ -195,7 +232,8 @@ impl fmt::Display for ProposeError {
         match self {
             ProposeError::NotLeader { leader_hint: Some(l) } => write!(f, "not the leader; try node {l}"),
             ProposeError::NotLeader { leader_hint: None } => write!(f, "not the leader; leader unknown"),
-            ProposeError::Timeout => write!(f, "timed out; the command may or may not have been applied"),
+            ProposeError::Superseded { .. } => write!(f, "another leader's entry replaced the command; not applied"),
+            ProposeError::OutcomeUnknown => write!(f, "outcome unknown; the command may or may not have been applied"),
             ProposeError::Shutdown => write!(f, "the node has stopped"),
             ProposeError::TooLarge { size, max } => write!(f, "command of {size} bytes exceeds the limit of {max}"),
         }
@@ -233,6 +271,10 @@ pub struct Status {
     pub last_log_index: LogIndex,
     /// The highest index known durable on this node.
     pub durable_index: LogIndex,
+    /// The index the latest snapshot covers (0: none).
+    pub snapshot_index: LogIndex,
+    /// Datagrams the UDP transport dropped, by reason (`None` over TCP).
+    pub datagrams: Option<crate::udp::Counters>,
     /// One entry per peer, in id order.
     pub peers: Vec<PeerStatus>,
     /// True once the node has stopped (after `shutdown` or a failure).

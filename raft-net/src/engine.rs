@@ -8,6 +8,7 @@ use crate::api::{NodeConfig, ProposeError, RoleInfo, StartError, Status};
 use crate::queue::PeerQueue;
 use crate::runtime::Sleeper;
 use crate::sync::{Stop, TaskCount, Watch};
+use crate::udp::Counters;
 use raft_core::{Bytes, Event, LogIndex, Message, NodeId};
 use raft_host::engine::{DiskReport, EngineStartError, Refused, Transport};
 use raft_host::transport_frame::max_frame_len;
@@ -48,7 +49,7 @@ impl<O> Drop for Reply<O> {
         if let Some(f) = self.send.take()
             && self.in_log
         {
-            f(Err(ProposeError::Timeout));
+            f(Err(ProposeError::OutcomeUnknown));
         }
     }
 }
@@ -85,6 +86,7 @@ struct CoreState {
     last_applied: LogIndex,
     last_log_index: LogIndex,
     durable_index: LogIndex,
+    snapshot_index: LogIndex,
     stopped: bool,
     failure: Option<String>,
 }
@@ -103,11 +105,19 @@ pub(crate) struct Shared {
     pub(crate) stop: Stop,
     /// The runtime's timers, for handles (which do not name the runtime).
     pub(crate) sleeper: Box<dyn Sleeper>,
+    /// What the UDP transport dropped, if the peers talk over UDP.
+    pub(crate) datagrams: Option<Arc<Mutex<Counters>>>,
     state: Mutex<CoreState>,
 }
 
 impl Shared {
-    pub(crate) fn new(config: NodeConfig, listen: SocketAddr, tasks: TaskCount, sleeper: Box<dyn Sleeper>) -> Shared {
+    pub(crate) fn new(
+        config: NodeConfig,
+        listen: SocketAddr,
+        tasks: TaskCount,
+        sleeper: Box<dyn Sleeper>,
+        datagrams: Option<Arc<Mutex<Counters>>>,
+    ) -> Shared {
         let peers = config
             .peers
             .iter()
@@ -123,6 +133,7 @@ impl Shared {
             tasks,
             stop: Arc::new(Watch::new(())),
             sleeper,
+            datagrams,
             state: Mutex::default(),
         }
     }
@@ -146,6 +157,8 @@ impl Shared {
             last_applied: s.last_applied,
             last_log_index: s.last_log_index,
             durable_index: s.durable_index,
+            snapshot_index: s.snapshot_index,
+            datagrams: self.datagrams.as_ref().map(|c| c.lock().unwrap_or_else(|e| e.into_inner()).clone()),
             peers: self.peers.iter().map(|p| p.status()).collect(),
             stopped: s.stopped,
             failure: s.failure.clone(),
@@ -296,10 +309,10 @@ impl<S: StateMachine> Owner<S> {
         for d in flushed.done {
             d.waiter.send(match d.outcome {
                 Outcome::Applied(Some(output)) => Ok(output),
-                Outcome::Superseded => Err(ProposeError::NotLeader { leader_hint: self.engine.node().leader() }),
+                Outcome::Superseded => Err(ProposeError::Superseded { leader_hint: self.engine.node().leader() }),
                 // `Applied(None)` (a state machine that gave no output for a
                 // command) and `Unknown` leave the caller without an answer.
-                _ => Err(ProposeError::Timeout),
+                _ => Err(ProposeError::OutcomeUnknown),
             });
         }
         for e in flushed.events {
@@ -316,6 +329,7 @@ impl<S: StateMachine> Owner<S> {
         s.last_applied = st.last_applied;
         s.last_log_index = st.last_log_index;
         s.durable_index = st.durable_index;
+        s.snapshot_index = st.snapshot_index;
         true
     }
 

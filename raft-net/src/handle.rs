@@ -64,7 +64,7 @@ where
         };
         timeout(&*self.shared.sleeper, self.shared.config.propose_timeout, work)
             .await
-            .unwrap_or(Err(ProposeError::Timeout))
+            .unwrap_or(Err(ProposeError::OutcomeUnknown))
     }
 
     /// A linearizable read: `query` is a command that reads (for the

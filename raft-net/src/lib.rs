@@ -4,7 +4,8 @@
 //! ([`raft_host::Engine`]: the sans-IO core, a
 //! [`StateMachine`](raft_host::StateMachine), the durable log written with
 //! group commit on its own thread) owned by one task, and authenticated TCP
-//! links to the other members. The returned [`Handle`] proposes commands,
+//! links to the other members (or, with [`Node::start_udp`], sealed and
+//! fragmented UDP datagrams: [`udp`]). The returned [`Handle`] proposes commands,
 //! reads, reports [`Status`], follows role changes and shuts the node down.
 //!
 //! Nothing here names a runtime: the crate is written against one small
@@ -58,10 +59,14 @@ mod node;
 mod queue;
 mod runtime;
 mod sync;
+pub mod udp;
 
-pub use api::{NodeConfig, PeerStatus, ProposeError, RoleInfo, RoleWatch, StartError, Status, TaskMonitor};
+pub use api::{
+    CommandOutcome, NodeConfig, PeerStatus, ProposeError, RoleInfo, RoleWatch, StartError, Status, TaskMonitor,
+};
 pub use handle::Handle;
 pub use node::Node;
 pub use raft_core;
 pub use raft_host;
 pub use runtime::Runtime;
+pub use udp::{UdpApp, UdpOptions};

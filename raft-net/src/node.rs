@@ -7,6 +7,7 @@ use crate::handle::Handle;
 use crate::net;
 use crate::runtime::Runtime;
 use crate::sync::{Joinable, StopOnDrop, TaskCount, TaskGuard, Watch, first, spawn};
+use crate::udp::{self, UdpApp, UdpOptions};
 use async_channel::Receiver;
 use raft_core::{Message, NodeId};
 use raft_host::StateMachine;
@@ -19,9 +20,9 @@ use std::time::Instant;
 pub struct Node(());
 
 impl Node {
-    /// Starts a node on `rt`: binds `config.listen`, opens and recovers
-    /// `config.data_dir` (on the runtime's blocking pool), and spawns the
-    /// node's tasks on the runtime.
+    /// Starts a node on `rt` whose peers talk over TCP: binds
+    /// `config.listen`, opens and recovers `config.data_dir` (on the
+    /// runtime's blocking pool), and spawns the node's tasks on the runtime.
     ///
     /// `state_machine` must be in the state of its `last_applied()` index (a
     /// fresh in-memory one is rebuilt from the log and snapshot on disk).
@@ -36,33 +37,94 @@ impl Node {
         let addr = config.listen;
         let listener = rt.tcp_bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
         let listen = R::tcp_local_addr(&listener).map_err(|source| StartError::Bind { addr, source })?;
-
-        let tasks: TaskCount = Arc::new(Watch::new(0));
-        let (durable_tx, durable_rx) = async_channel::unbounded::<DiskResult>();
-        let disk_guard = TaskGuard::new(&tasks);
-        let on_durable = move |r: DiskResult| {
-            let _counted = &disk_guard; // the disk thread counts as running until it drops this
-            let _ = durable_tx.try_send(r);
+        let links = |shared: &Arc<Shared>, inbound| {
+            let mut children = Vec::new();
+            for peer in &shared.peers {
+                let guard = TaskGuard::new(&shared.tasks);
+                children.push(spawn(&rt, net::write_loop(rt.clone(), peer.clone(), shared.clone(), guard)));
+            }
+            let guard = TaskGuard::new(&shared.tasks);
+            children.push(spawn(&rt, net::accept_loop(rt.clone(), listener, shared.clone(), inbound, guard)));
+            children
         };
-        let cfg = config.clone();
-        let opened = rt.unblock(move || engine::open(&cfg, state_machine, on_durable)).await;
-        let (engine, clock) = opened.ok_or(StartError::Interrupted)??;
-
-        let shared = Arc::new(Shared::new(config, listen, tasks.clone(), Box::new(rt.clone())));
-        let engine = Owner::new(engine, clock, shared.clone());
-        let (cmd_tx, cmd_rx) = async_channel::bounded(COMMAND_QUEUE);
-        let (in_tx, in_rx) = async_channel::bounded(INBOUND_QUEUE);
-        let mut children = Vec::new();
-        for peer in &shared.peers {
-            let guard = TaskGuard::new(&tasks);
-            children.push(spawn(&rt, net::write_loop(rt.clone(), peer.clone(), shared.clone(), guard)));
-        }
-        let guard = TaskGuard::new(&tasks);
-        children.push(spawn(&rt, net::accept_loop(rt.clone(), listener, shared.clone(), in_tx, guard)));
-        let guard = TaskGuard::new(&tasks);
-        rt.spawn(run(rt.clone(), engine, cmd_rx, in_rx, durable_rx, shared.clone(), children, guard));
-        Ok(Handle::new(cmd_tx, shared))
+        launch(&rt, config, listen, None, state_machine, links).await
     }
+
+    /// Starts a node on `rt` whose peers talk over UDP (see [`crate::udp`]):
+    /// as [`Node::start`], with `udp.socket` (or a socket bound to
+    /// `config.listen`) carrying sealed, fragmented peer messages. The
+    /// socket may carry the application's own datagrams too: they arrive at
+    /// the returned [`UdpApp`], which also sends on the socket.
+    pub async fn start_udp<R, S>(
+        rt: R,
+        config: NodeConfig,
+        state_machine: S,
+        udp: UdpOptions,
+    ) -> Result<(Handle<S>, UdpApp), StartError>
+    where
+        R: Runtime,
+        S: StateMachine + Send + 'static,
+        S::Output: Send + 'static,
+    {
+        config.validate()?;
+        let addr = config.listen;
+        let bind = |e| StartError::Bind { addr, source: e };
+        let socket = match udp.socket {
+            Some(s) => s,
+            None => {
+                let s = std::net::UdpSocket::bind(addr).map_err(bind)?;
+                s.set_nonblocking(true).map_err(bind)?;
+                s
+            }
+        };
+        let listen = socket.local_addr().map_err(bind)?;
+        let socket = Arc::new(rt.udp_from_std(socket).map_err(bind)?);
+        let counters = Arc::new(std::sync::Mutex::new(udp::Counters::default()));
+        let (app_tx, app_rx) = async_channel::bounded(udp::APP_QUEUE);
+        let (out_tx, out_rx) = async_channel::bounded(udp::APP_QUEUE);
+        let app = UdpApp::new(app_rx, out_tx, config.key.clone(), config.raft.id, counters.clone());
+        let links = |shared: &Arc<Shared>, inbound| {
+            udp::spawn_links(&rt, socket, shared, inbound, app_tx, out_rx, udp.max_datagram)
+        };
+        let handle = launch(&rt, config, listen, Some(counters), state_machine, links).await?;
+        Ok((handle, app))
+    }
+}
+
+/// Opens the node's engine, then spawns its links (`links` gets the shared
+/// state and the owning task's inbound channel) and its owning task.
+async fn launch<R, S>(
+    rt: &R,
+    config: NodeConfig,
+    listen: std::net::SocketAddr,
+    datagrams: Option<Arc<std::sync::Mutex<udp::Counters>>>,
+    state_machine: S,
+    links: impl FnOnce(&Arc<Shared>, async_channel::Sender<(NodeId, Message)>) -> Vec<Joinable>,
+) -> Result<Handle<S>, StartError>
+where
+    R: Runtime,
+    S: StateMachine + Send + 'static,
+    S::Output: Send + 'static,
+{
+    let tasks: TaskCount = Arc::new(Watch::new(0));
+    let (durable_tx, durable_rx) = async_channel::unbounded::<DiskResult>();
+    let disk_guard = TaskGuard::new(&tasks);
+    let on_durable = move |r: DiskResult| {
+        let _counted = &disk_guard; // the disk thread counts as running until it drops this
+        let _ = durable_tx.try_send(r);
+    };
+    let cfg = config.clone();
+    let opened = rt.unblock(move || engine::open(&cfg, state_machine, on_durable)).await;
+    let (engine, clock) = opened.ok_or(StartError::Interrupted)??;
+
+    let shared = Arc::new(Shared::new(config, listen, tasks.clone(), Box::new(rt.clone()), datagrams));
+    let engine = Owner::new(engine, clock, shared.clone());
+    let (cmd_tx, cmd_rx) = async_channel::bounded(COMMAND_QUEUE);
+    let (in_tx, in_rx) = async_channel::bounded(INBOUND_QUEUE);
+    let children = links(&shared, in_tx);
+    let guard = TaskGuard::new(&tasks);
+    rt.spawn(run(rt.clone(), engine, cmd_rx, in_rx, durable_rx, shared.clone(), children, guard));
+    Ok(Handle::new(cmd_tx, shared))
 }
 
 /// What woke the owning task.

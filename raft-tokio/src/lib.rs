@@ -49,8 +49,8 @@
 mod rt;
 
 pub use raft_net::{
-    Handle, NodeConfig, PeerStatus, ProposeError, RoleInfo, RoleWatch, StartError, Status, TaskMonitor, raft_core,
-    raft_host,
+    CommandOutcome, Handle, NodeConfig, PeerStatus, ProposeError, RoleInfo, RoleWatch, StartError, Status, TaskMonitor,
+    raft_core, raft_host,
 };
 pub use rt::Tokio;
 

@@ -1,121 +1,144 @@
-//! Client commands a leader proposed and has not answered yet: the engine
-//! holds each one's [`Waiter`]; [`Clients`] finds the latest one of a client.
+//! The service side of the socket: client requests become proposals through
+//! the node's [`Handle`], status requests are answered from its status.
 
-use raft_host::{Engine, KvStore, Ticket};
+use crate::packet::{self, ClientReply, ClientRequest, ClientResult, NodeStatus, Packet, RetryReason};
+use raft_core::Role;
+use raft_host::{KvCommand, KvError, KvOutput, KvStore};
+use raft_net::udp::AppDatagram;
+use raft_net::{Handle, ProposeError, Status, UdpApp};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 
 /// Most proposals waiting for their outcome; beyond it clients are told to retry.
 pub(crate) const MAX_PENDING: usize = 65_536;
-/// A proposal whose outcome has not come after this long is forgotten (its
-/// client gave up long ago; a retry proposes it again, and sessions keep
-/// that exactly-once).
-const FORGET_AFTER: Duration = Duration::from_secs(60);
 
-/// Where to send the answer to one proposal.
+type KvResult = Result<Result<KvOutput, KvError>, ProposeError>;
+
+/// Where to send the answer to a client's command in flight.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Waiter {
-    pub(crate) client: u64,
-    pub(crate) seq: u64,
-    pub(crate) nonce: u64,
-    pub(crate) addr: SocketAddr,
-    pub(crate) since: Instant,
+struct Waiter {
+    seq: u64,
+    nonce: u64,
+    addr: SocketAddr,
 }
 
-/// The node's engine, holding a [`Waiter`] per proposal.
-pub(crate) type KvEngine = Engine<KvStore, Waiter>;
-
-/// The latest pending proposal of each client.
-#[derive(Debug, Default)]
-pub(crate) struct Clients {
-    latest: HashMap<u64, Ticket>,
+/// The proposals in flight, at most one per client (its latest command).
+#[derive(Debug)]
+pub(crate) struct Service {
+    pub(crate) handle: Handle<KvStore>,
+    pub(crate) app: UdpApp,
+    pub(crate) peers: HashMap<u64, SocketAddr>,
+    in_flight: HashMap<u64, Waiter>,
+    pending: usize,
 }
 
-impl Clients {
-    /// If `(client, seq)` is already proposed here, points its answer at the
-    /// newest request (`nonce`, `addr`) and returns true.
-    pub(crate) fn refresh(&self, engine: &mut KvEngine, client: u64, seq: u64, nonce: u64, addr: SocketAddr) -> bool {
-        let Some(&ticket) = self.latest.get(&client) else { return false };
-        match engine.waiter_mut(ticket) {
-            Some(w) if w.seq == seq => {
-                w.nonce = nonce;
-                w.addr = addr;
-                true
+/// A finished proposal: the client, its sequence number, the outcome.
+pub(crate) type Finished = (u64, u64, KvResult);
+
+impl Service {
+    pub(crate) fn new(handle: Handle<KvStore>, app: UdpApp, peers: HashMap<u64, SocketAddr>) -> Service {
+        Service { handle, app, peers, in_flight: HashMap::new(), pending: 0 }
+    }
+
+    fn reply(&self, addr: SocketAddr, packet: &Packet<'_>) {
+        if let Some(payload) = packet::encode(packet) {
+            self.app.send(addr, &payload);
+        }
+    }
+
+    /// Handles one datagram that is not peer traffic. Returns a proposal to
+    /// run (its future answers with [`Service::finished`]).
+    pub(crate) fn datagram(&mut self, d: AppDatagram) -> Option<(u64, u64, KvCommand)> {
+        let Ok(packet) = packet::decode(&d.payload) else {
+            self.app.count(|c| c.malformed += 1);
+            return None;
+        };
+        match packet {
+            Packet::ClientRequest(req) => self.request(d.sender, d.from, req),
+            Packet::StatusRequest { nonce } => {
+                let status = self.status();
+                self.reply(d.from, &Packet::StatusReply { nonce, status });
+                None
             }
-            _ => false,
-        }
-    }
-
-    /// Records the ticket of a client's newest proposal.
-    pub(crate) fn proposed(&mut self, client: u64, ticket: Ticket) {
-        self.latest.insert(client, ticket);
-    }
-
-    /// A proposal is finished (answered or forgotten).
-    pub(crate) fn finished(&mut self, ticket: Ticket, waiter: &Waiter) {
-        if self.latest.get(&waiter.client) == Some(&ticket) {
-            self.latest.remove(&waiter.client);
-        }
-    }
-
-    /// Forgets proposals older than a minute.
-    pub(crate) fn expire(&mut self, engine: &mut KvEngine, now: Instant) {
-        let old: Vec<Ticket> = engine
-            .waiting()
-            .filter(|(_, w)| now.saturating_duration_since(w.since) >= FORGET_AFTER)
-            .map(|(t, _)| t)
-            .collect();
-        for t in old {
-            if let Some(w) = engine.forget(t) {
-                self.finished(t, &w);
+            // A peer fragment that raft-net did not take is malformed.
+            Packet::Peer(_) => {
+                self.app.count(|c| c.malformed += 1);
+                None
+            }
+            Packet::ClientReply(_) | Packet::StatusReply { .. } => {
+                self.app.count(|c| c.unexpected += 1);
+                None
             }
         }
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use raft_core::{Config, NodeId};
-    use raft_host::{DiskLog, NodeMeta};
-
-    /// A one-member engine that leads.
-    fn leader(dir: &std::path::Path) -> KvEngine {
-        let (log, recovered) = DiskLog::open(dir, NodeMeta::new(NodeId(1), 1)).unwrap();
-        let config = Config::new(NodeId(1), [NodeId(1)]);
-        let mut e = Engine::start(config, log, recovered, KvStore::new(), raft_core::Instant::ZERO, |_| {}).unwrap();
-        let t = e.deadline().unwrap();
-        e.handle_timer(t);
-        assert_eq!(e.status().role, raft_core::Role::Leader);
-        e
+    fn request(&mut self, client: u64, from: SocketAddr, req: ClientRequest) -> Option<(u64, u64, KvCommand)> {
+        let ClientRequest { nonce, seq, op } = req;
+        let status = self.handle.status();
+        let leading = status.role.role == Role::Leader;
+        if leading && let Some(w) = self.in_flight.get_mut(&client).filter(|w| w.seq == seq) {
+            // Already proposed; answered when applied, at the newest address.
+            w.nonce = nonce;
+            w.addr = from;
+            return None;
+        }
+        let result = if !leading {
+            self.not_leader(status.role.leader.map(|l| l.0))
+        } else if self.pending >= MAX_PENDING {
+            ClientResult::Retry(RetryReason::Busy)
+        } else {
+            self.in_flight.insert(client, Waiter { seq, nonce, addr: from });
+            self.pending += 1;
+            return Some((client, seq, KvCommand { client, seq, op }));
+        };
+        self.reply(from, &Packet::ClientReply(ClientReply { nonce, seq, result }));
+        None
     }
 
-    #[test]
-    fn refresh_only_matches_the_same_seq_and_expiry_cleans_up() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut e = leader(dir.path());
-        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
-        let now = Instant::now();
-        let mut c = Clients::default();
-        let waiter = |seq, nonce| Waiter { client: 5, seq, nonce, addr: a, since: now };
-        let t10 = e.propose(raft_core::Instant::ZERO, vec![1u8], waiter(1, 100)).unwrap();
-        c.proposed(5, t10);
-        assert!(!c.refresh(&mut e, 5, 2, 101, b));
-        assert!(!c.refresh(&mut e, 6, 1, 101, b));
-        assert!(c.refresh(&mut e, 5, 1, 102, b));
-        // A newer command of the same client replaces the latest, not the old waiter.
-        let t11 = e.propose(raft_core::Instant::ZERO, vec![2u8], waiter(2, 103)).unwrap();
-        c.proposed(5, t11);
-        let old = e.forget(t10).unwrap();
-        c.finished(t10, &old);
-        assert_eq!((old.nonce, old.addr), (102, b));
-        assert!(c.refresh(&mut e, 5, 2, 104, b));
-        assert_eq!(e.waiting().len(), 1);
-        c.expire(&mut e, now + FORGET_AFTER);
-        assert_eq!(e.waiting().len(), 0);
-        assert!(!c.refresh(&mut e, 5, 2, 105, b));
-        drop(e.stop());
+    /// Answers a finished proposal (if its client still waits for that command).
+    pub(crate) fn finished(&mut self, (client, seq, result): Finished) {
+        self.pending -= 1;
+        let Some(w) = self.in_flight.get(&client).filter(|w| w.seq == seq).cloned() else { return };
+        self.in_flight.remove(&client);
+        let result = match result {
+            Ok(Ok(output)) => ClientResult::Done(output),
+            Ok(Err(e)) => ClientResult::Rejected(e.to_string()),
+            Err(ProposeError::NotLeader { leader_hint }) => self.not_leader(leader_hint.map(|l| l.0)),
+            Err(ProposeError::Superseded { .. }) => ClientResult::Retry(RetryReason::Superseded),
+            Err(e @ ProposeError::TooLarge { .. }) => ClientResult::Rejected(e.to_string()),
+            Err(_) => ClientResult::Retry(RetryReason::Unknown),
+        };
+        self.reply(w.addr, &Packet::ClientReply(ClientReply { nonce: w.nonce, seq, result }));
+    }
+
+    fn not_leader(&self, leader: Option<u64>) -> ClientResult {
+        let id = self.handle.id().0;
+        let leader = leader.filter(|l| *l != id);
+        let addr = leader.and_then(|l| self.peers.get(&l)).map(|a| a.to_string());
+        ClientResult::NotLeader { leader, addr }
+    }
+
+    fn status(&self) -> NodeStatus {
+        node_status(&self.handle.status())
+    }
+}
+
+/// The status a node reports to `raft-udp status`.
+pub(crate) fn node_status(s: &Status) -> NodeStatus {
+    let role = match s.role.role {
+        Role::Leader => "leader",
+        Role::Follower => "follower",
+        _ => "candidate",
+    };
+    NodeStatus {
+        id: s.id.0,
+        role: role.into(),
+        term: s.role.term.0,
+        leader: s.role.leader.map(|l| l.0),
+        commit_index: s.commit_index.0,
+        last_applied: s.last_applied.0,
+        last_log_index: s.last_log_index.0,
+        snapshot_index: s.snapshot_index.0,
+        dropped: s.datagrams.clone().unwrap_or_default(),
     }
 }

@@ -70,8 +70,10 @@ macro_rules! view {
 macro_rules! map_error {
     ($krate:ident, $e:expr) => {
         match $e {
-            $krate::ProposeError::NotLeader { leader_hint } => Failure::NotLeader(leader_hint.map(|l| l.0)),
-            $krate::ProposeError::Timeout => Failure::Unknown,
+            $krate::ProposeError::NotLeader { leader_hint } | $krate::ProposeError::Superseded { leader_hint } => {
+                Failure::NotLeader(leader_hint.map(|l| l.0))
+            }
+            $krate::ProposeError::OutcomeUnknown => Failure::Unknown,
             other => Failure::Rejected(other.to_string()),
         }
     };
