@@ -158,7 +158,7 @@ impl RunningNode {
     }
 
     fn propose(&self, command: Vec<u8>) -> Result<KvResult, Failure> {
-        self.adapter.block_on(self.handle.propose(command)).map_err(|e| match e {
+        self.adapter.block_on(self.handle.propose_bytes(command)).map_err(|e| match e {
             ProposeError::NotLeader { leader_hint } | ProposeError::Superseded { leader_hint } => {
                 Failure::NotLeader(leader_hint.map(|l| l.0))
             }

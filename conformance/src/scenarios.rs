@@ -396,7 +396,10 @@ fn hostile_datagrams(c: &dyn ClusterUnderTest) {
     let target = others(c, leader)[0];
     let addr = c.direct_addr(target).expect("running");
     let key = c.cluster_key();
-    let harmless = Message { term: Term(0), body: Body::RequestVoteResponse { granted: false } };
+    let harmless = Message {
+        term: Term(0),
+        body: Body::RequestVoteResponse(raft_core::VoteResponse { granted: false, pre_vote: false }),
+    };
     let bytes = raft_core::codec::encode_message(&harmless);
     let mut frag = Fragmenter::new(1400, 77);
     let bad_index =

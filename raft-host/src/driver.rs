@@ -9,7 +9,7 @@
 use crate::state_machine::StateMachine;
 use raft_core::{
     Bytes, Config, Event, Instant, LogIndex, Message, NewNodeError, Node, NodeId, Outgoing, Output, Persist,
-    PersistToken, ProposeError, Restored, Term,
+    PersistToken, ProposeError, ReadError, ReadId, Restored, Term,
 };
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,7 +19,6 @@ pub type Ticket = u64;
 
 /// How a proposal ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Outcome<O> {
     /// Committed and applied; the state machine's output (None: it had none).
     Applied(Option<O>),
@@ -54,18 +53,25 @@ pub struct Actions<O> {
     pub completed: Vec<Completion<O>>,
     /// Role and leader changes, for status views and leader watches.
     pub events: Vec<Event>,
+    /// Answers to `Node::read_index` calls: serve a read once the state
+    /// machine has applied its index.
+    pub reads: Vec<(ReadId, Result<LogIndex, ReadError>)>,
 }
 
 impl<O> Default for Actions<O> {
     fn default() -> Self {
-        Actions { writes: Vec::new(), sends: Vec::new(), completed: Vec::new(), events: Vec::new() }
+        Actions { writes: Vec::new(), sends: Vec::new(), completed: Vec::new(), events: Vec::new(), reads: Vec::new() }
     }
 }
 
 impl<O> Actions<O> {
     /// True if there is nothing to do.
     pub fn is_empty(&self) -> bool {
-        self.writes.is_empty() && self.sends.is_empty() && self.completed.is_empty() && self.events.is_empty()
+        self.writes.is_empty()
+            && self.sends.is_empty()
+            && self.completed.is_empty()
+            && self.events.is_empty()
+            && self.reads.is_empty()
     }
 }
 
@@ -139,6 +145,12 @@ impl<S: StateMachine> Driver<S> {
         self.node.poll_timeout()
     }
 
+    /// Asks for a linearizable read (`Node::read_index`); on `Ok` its answer
+    /// arrives in [`Actions::reads`].
+    pub fn read_index(&mut self, now: Instant, id: ReadId) -> Result<(), ReadError> {
+        self.node.read_index(now, id)
+    }
+
     /// Proposes a command; its outcome arrives later as a [`Completion`] with `ticket`.
     pub fn propose(
         &mut self,
@@ -190,7 +202,7 @@ impl<S: StateMachine> Driver<S> {
                     let _ = self.node.compact(now, self.sm.last_applied(), data);
                 }
                 Output::Event(e) => actions.events.push(e),
-                _ => {}
+                Output::Read { id, result } => actions.reads.push((id, result)),
             }
         }
         Ok(actions)

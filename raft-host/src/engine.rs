@@ -21,9 +21,10 @@ use crate::driver::{Driver, Outcome, RestoreFailed, Ticket};
 use crate::state_machine::StateMachine;
 use crate::storage::{DiskLog, Recovered, StorageError};
 use raft_core::{
-    Bytes, Config, Event, Instant, LogIndex, Message, NewNodeError, Node, NodeId, PersistToken, Role, Term,
+    Bytes, Config, Event, Instant, LogIndex, Message, NewNodeError, Node, NodeId, PersistToken, ReadError, ReadId,
+    Role, Term,
 };
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 /// Where the engine sends messages to peers. Sending must not wait: queue
@@ -137,12 +138,25 @@ pub struct Done<W, O> {
     pub outcome: Outcome<O>,
 }
 
+/// A read whose turn has come: on `Ok`, serve it now from
+/// [`Engine::state_machine`] (it has applied the read index, so the read is
+/// linearizable); on `Err` the read failed and nothing happened.
+#[derive(Debug)]
+pub struct ReadDone<W> {
+    /// The waiter given to [`Engine::read`].
+    pub waiter: W,
+    /// Serve it, or why not.
+    pub result: Result<(), ReadError>,
+}
+
 /// What one [`Engine::flush`] produced besides the writes and messages it
 /// already handed on.
 #[derive(Debug)]
 pub struct Flushed<W, O> {
     /// Proposals whose outcome is now known.
     pub done: Vec<Done<W, O>>,
+    /// Reads to serve (or that failed), in the order they became ready.
+    pub reads: Vec<ReadDone<W>>,
     /// Role and leader changes, in order.
     pub events: Vec<Event>,
 }
@@ -174,6 +188,11 @@ pub struct Engine<S: StateMachine, W> {
     disk: Option<DiskThread>,
     next_ticket: Ticket,
     waiting: HashMap<Ticket, W>,
+    next_read: u64,
+    /// Reads waiting for their index from the core.
+    reads: HashMap<ReadId, W>,
+    /// Reads whose index is known, waiting for it to be applied.
+    ready: BTreeMap<LogIndex, Vec<W>>,
     failure: Option<Failure>,
 }
 
@@ -207,7 +226,16 @@ impl<S: StateMachine, W> Engine<S, W> {
 
     /// An engine around a driver and the disk thread that writes its log.
     pub fn from_parts(driver: Driver<S>, disk: DiskThread) -> Engine<S, W> {
-        Engine { driver, disk: Some(disk), next_ticket: 0, waiting: HashMap::new(), failure: None }
+        Engine {
+            driver,
+            disk: Some(disk),
+            next_ticket: 0,
+            waiting: HashMap::new(),
+            next_read: 0,
+            reads: HashMap::new(),
+            ready: BTreeMap::new(),
+            failure: None,
+        }
     }
 
     /// The node (read-only).
@@ -257,8 +285,29 @@ impl<S: StateMachine, W> Engine<S, W> {
             Err(raft_core::ProposeError::NotLeader { leader_hint }) => {
                 Err((Refused::NotLeader { leader_hint }, waiter))
             }
-            // Any other refusal also appended nothing: definitely not applied.
-            Err(_) => Err((Refused::NotLeader { leader_hint: self.driver.node().leader() }, waiter)),
+            // A leadership transfer holds proposals back; nothing was appended.
+            Err(raft_core::ProposeError::TransferInProgress { .. }) => {
+                Err((Refused::NotLeader { leader_hint: self.driver.node().leader() }, waiter))
+            }
+        }
+    }
+
+    /// Asks for a linearizable read; `waiter` comes back from a later
+    /// [`Engine::flush`] in [`Flushed::reads`], when the state machine can
+    /// serve it. On refusal (no leader known) it is returned at once.
+    pub fn read(&mut self, now: Instant, waiter: W) -> Result<(), (ReadError, W)> {
+        if self.failure.is_some() {
+            let leader_hint = self.driver.node().leader();
+            return Err((ReadError::NotLeader { leader_hint }, waiter));
+        }
+        let id = ReadId(self.next_read);
+        match self.driver.read_index(now, id) {
+            Ok(()) => {
+                self.next_read += 1;
+                self.reads.insert(id, waiter);
+                Ok(())
+            }
+            Err(e) => Err((e, waiter)),
         }
     }
 
@@ -343,17 +392,36 @@ impl<S: StateMachine, W> Engine<S, W> {
                 Some(Done { waiter, ticket: c.ticket, index: c.index, outcome: c.outcome })
             })
             .collect();
-        Some(Flushed { done, events: actions.events })
+        let mut reads = Vec::new();
+        for (id, result) in actions.reads {
+            let Some(waiter) = self.reads.remove(&id) else { continue };
+            match result {
+                Ok(index) => self.ready.entry(index).or_default().push(waiter),
+                Err(e) => reads.push(ReadDone { waiter, result: Err(e) }),
+            }
+        }
+        let applied = self.driver.state_machine().last_applied();
+        while let Some(entry) = self.ready.first_entry() {
+            if *entry.key() > applied {
+                break;
+            }
+            reads.extend(entry.remove().into_iter().map(|waiter| ReadDone { waiter, result: Ok(()) }));
+        }
+        Some(Flushed { done, reads, events: actions.events })
     }
 
     fn fail(&mut self, failure: Failure) {
         self.failure.get_or_insert(failure);
     }
 
-    /// Stops the engine: returns every waiter still waiting (their outcome is
-    /// unknown) and the disk thread, to be shut down (it blocks until the
-    /// queued writes are durable, so do it off an async executor).
+    /// Stops the engine: returns every waiter still waiting (proposals,
+    /// whose outcome is unknown, then reads, which were not served) and the
+    /// disk thread, to be shut down (it blocks until the queued writes are
+    /// durable, so do it off an async executor).
     pub fn stop(&mut self) -> (Vec<W>, Option<DiskThread>) {
-        (self.waiting.drain().map(|(_, w)| w).collect(), self.disk.take())
+        let mut left: Vec<W> = self.waiting.drain().map(|(_, w)| w).collect();
+        left.extend(self.reads.drain().map(|(_, w)| w));
+        left.extend(std::mem::take(&mut self.ready).into_values().flatten());
+        (left, self.disk.take())
     }
 }

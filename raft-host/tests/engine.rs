@@ -1,7 +1,10 @@
 //! The engine against hand-made peer messages: one member of three whose
 //! peers are played by the test.
 
-use raft_core::{AppendResponse, Body, Config, Entry, Instant, LogIndex, Message, NodeId, Payload, Role, Term};
+use raft_core::{
+    AppendEntries, AppendResponse, AppendResult, Body, Config, Entry, Instant, LogIndex, Message, NodeId, Payload,
+    Role, Term, VoteResponse,
+};
 use raft_host::engine::{Done, Engine, Refused, Transport};
 use raft_host::{DiskLog, KvCommand, KvOp, KvOutput, KvStore, NodeMeta, Outcome, kv::encode_command};
 use std::sync::mpsc;
@@ -67,8 +70,12 @@ impl One {
         self.now = self.engine.deadline().unwrap();
         self.engine.handle_timer(self.now);
         self.settle();
+        // Pre-vote for the next term, then the vote in it.
+        let proposed = self.engine.status().term.0 + 1;
+        self.from(voter, proposed, Body::RequestVoteResponse(VoteResponse { granted: true, pre_vote: true }));
         let term = self.engine.status().term;
-        self.from(voter, term.0, Body::RequestVoteResponse { granted: true });
+        assert_eq!(term.0, proposed);
+        self.from(voter, term.0, Body::RequestVoteResponse(VoteResponse { granted: true, pre_vote: false }));
         assert_eq!(self.engine.status().role, Role::Leader);
         term
     }
@@ -106,12 +113,13 @@ fn a_replaced_proposal_at_a_reused_index_completes_as_superseded() {
     one.from(
         2,
         t2.0,
-        Body::AppendEntries {
+        Body::AppendEntries(AppendEntries {
             prev_log_index: LogIndex(0),
             prev_log_term: Term(0),
             entries: vec![theirs],
             leader_commit: LogIndex(0),
-        },
+            round: 0,
+        }),
     );
     assert_eq!(one.engine.status().last_log_index, LogIndex(1));
     assert!(one.done.is_empty(), "nothing is decided yet: {:?}", one.done);
@@ -122,7 +130,18 @@ fn a_replaced_proposal_at_a_reused_index_completes_as_superseded() {
     assert_eq!(one.propose(3, "new-3"), LogIndex(3));
 
     // Node 3 acknowledges everything: the log commits and applies.
-    one.from(3, t3.0, Body::AppendEntriesResponse(AppendResponse::Success { match_index: LogIndex(3) }));
+    let round = one
+        .out
+        .0
+        .iter()
+        .rev()
+        .find_map(|(to, m)| match &m.body {
+            Body::AppendEntries(a) if *to == NodeId(3) => Some(a.round),
+            _ => None,
+        })
+        .expect("an AppendEntries to node 3");
+    let success = AppendResult::Success { match_index: LogIndex(3) };
+    one.from(3, t3.0, Body::AppendEntriesResponse(AppendResponse { round, result: success }));
     assert_eq!(one.engine.status().last_applied, LogIndex(3));
     assert_eq!(outcome(&one.done, "old-2"), Some(&Outcome::Superseded));
     assert_eq!(outcome(&one.done, "old-3"), Some(&Outcome::Superseded), "the replaced ticket got no answer");

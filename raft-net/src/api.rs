@@ -2,7 +2,7 @@
 //! the role watch.
 
 use crate::sync::{TaskCount, Watch, all_stopped};
-use raft_core::{Config, LogIndex, NewNodeError, NodeId, Role, Term};
+use raft_core::{Config, ConfigError, LogIndex, NewNodeError, NodeId, Role, Term};
 use raft_host::{ClusterKey, StorageError};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -83,22 +83,22 @@ impl NodeConfig {
 
     /// Checks the raft config and that `peers` names exactly the other members.
     pub(crate) fn validate(&self) -> Result<(), StartError> {
-        self.raft.validate().map_err(|e| StartError::Config(e.to_string()))?;
+        self.raft.validate().map_err(StartError::Config)?;
         for m in &self.raft.members {
             if *m != self.raft.id && !self.peers.contains_key(m) {
-                return Err(StartError::Config(format!("no address for member {m}")));
+                return Err(StartError::NoAddress { member: *m });
             }
         }
         for p in self.peers.keys() {
             if *p == self.raft.id || !self.raft.members.contains(p) {
-                return Err(StartError::Config(format!("peer {p} is not another member of the cluster")));
+                return Err(StartError::NotAPeer { peer: *p });
             }
         }
         if self.propose_timeout.is_zero() || self.io_timeout.is_zero() || self.handshake_timeout.is_zero() {
-            return Err(StartError::Config("timeouts must be positive".into()));
+            return Err(StartError::ZeroSetting("timeouts"));
         }
         if self.max_inbound_connections == 0 || self.peer_queue_capacity == 0 {
-            return Err(StartError::Config("queue and connection limits must be positive".into()));
+            return Err(StartError::ZeroSetting("queue and connection limits"));
         }
         Ok(())
     }
@@ -108,8 +108,20 @@ impl NodeConfig {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum StartError {
-    /// The configuration is invalid.
-    Config(String),
+    /// The raft configuration is invalid.
+    Config(ConfigError),
+    /// A member of the cluster has no address in `NodeConfig::peers`.
+    NoAddress {
+        /// The member.
+        member: NodeId,
+    },
+    /// `NodeConfig::peers` names this node itself, or a node that is not a member.
+    NotAPeer {
+        /// The id.
+        peer: NodeId,
+    },
+    /// These settings must be positive.
+    ZeroSetting(&'static str),
     /// The data directory could not be opened or recovered.
     Storage(StorageError),
     /// The recovered state does not fit the configuration.
@@ -130,7 +142,12 @@ pub enum StartError {
 impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StartError::Config(why) => write!(f, "invalid node configuration: {why}"),
+            StartError::Config(e) => write!(f, "invalid node configuration: {e}"),
+            StartError::NoAddress { member } => write!(f, "invalid node configuration: no address for member {member}"),
+            StartError::NotAPeer { peer } => {
+                write!(f, "invalid node configuration: peer {peer} is not another member of the cluster")
+            }
+            StartError::ZeroSetting(what) => write!(f, "invalid node configuration: {what} must be positive"),
             StartError::Storage(e) => write!(f, "cannot open the data directory: {e}"),
             StartError::Node(e) => write!(f, "cannot start the node: {e}"),
             StartError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
@@ -143,6 +160,7 @@ impl fmt::Display for StartError {
 impl std::error::Error for StartError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
+            StartError::Config(e) => Some(e),
             StartError::Storage(e) => Some(e),
             StartError::Node(e) => Some(e),
             StartError::Bind { source, .. } | StartError::DiskThread(source) => Some(source),

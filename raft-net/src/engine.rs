@@ -9,7 +9,7 @@ use crate::queue::PeerQueue;
 use crate::runtime::Sleeper;
 use crate::sync::{Stop, TaskCount, Watch};
 use crate::udp::Counters;
-use raft_core::{Bytes, Event, LogIndex, Message, NodeId};
+use raft_core::{Bytes, Event, LogIndex, Message, NodeId, ReadError};
 use raft_host::engine::{DiskReport, EngineStartError, Refused, Transport};
 use raft_host::transport_frame::max_frame_len;
 use raft_host::{DiskLog, DiskThread, Engine, NodeMeta, Outcome, StateMachine, StdClock};
@@ -20,8 +20,17 @@ use std::sync::{Arc, Mutex};
 
 type Answer<O> = Box<dyn FnOnce(Result<O, ProposeError>) + Send>;
 
-/// The host engine with a [`Reply`] per waiting proposal.
-pub(crate) type NodeEngine<S> = Engine<S, Reply<<S as StateMachine>::Output>>;
+/// The host engine with a [`Waiter`] per waiting proposal or read.
+pub(crate) type NodeEngine<S> = Engine<S, Waiter<S>>;
+
+/// Serves one linearizable read, or tells why it failed.
+pub(crate) type ReadFn<S> = Box<dyn FnOnce(Result<&S, ProposeError>) + Send>;
+
+/// What the engine holds for one request of a handle.
+pub(crate) enum Waiter<S: StateMachine> {
+    Propose(Reply<S::Output>),
+    Read(ReadFn<S>),
+}
 
 /// Answers one proposer, at most once. Dropped unanswered after its command
 /// reached the log (the node stopped, or its task died) it answers that the
@@ -68,6 +77,7 @@ pub(crate) type DiskResult = DiskReport;
 /// A request from a handle to the owning task.
 pub(crate) enum Command<S: StateMachine> {
     Propose { command: Bytes, reply: Reply<S::Output> },
+    Read(ReadFn<S>),
     LocalRead(LocalRead<S>),
 }
 
@@ -75,6 +85,7 @@ impl<S: StateMachine> fmt::Debug for Command<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Command::Propose { command, .. } => write!(f, "Propose({} bytes)", command.len()),
+            Command::Read(_) => f.write_str("Read"),
             Command::LocalRead(_) => f.write_str("LocalRead"),
         }
     }
@@ -236,18 +247,27 @@ impl<S: StateMachine> Owner<S> {
     /// Handles a request from a handle.
     pub(crate) fn command(&mut self, cmd: Command<S>) {
         match cmd {
-            Command::Propose { command, reply } => match self.engine.propose(self.clock.now(), command, reply) {
-                Ok(ticket) => {
-                    if let Some(reply) = self.engine.waiter_mut(ticket) {
-                        reply.in_log = true;
+            Command::Propose { command, reply } => {
+                match self.engine.propose(self.clock.now(), command, Waiter::Propose(reply)) {
+                    Ok(ticket) => {
+                        if let Some(Waiter::Propose(reply)) = self.engine.waiter_mut(ticket) {
+                            reply.in_log = true;
+                        }
                     }
+                    Err((why, Waiter::Propose(reply))) => reply.send(Err(match why {
+                        Refused::NotLeader { leader_hint } => ProposeError::NotLeader { leader_hint },
+                        Refused::TooLarge { size, max } => ProposeError::TooLarge { size, max },
+                        _ => ProposeError::Shutdown,
+                    })),
+                    Err((_, Waiter::Read(_))) => unreachable!("a proposal's waiter"),
                 }
-                Err((why, reply)) => reply.send(Err(match why {
-                    Refused::NotLeader { leader_hint } => ProposeError::NotLeader { leader_hint },
-                    Refused::TooLarge { size, max } => ProposeError::TooLarge { size, max },
-                    _ => ProposeError::Shutdown,
-                })),
-            },
+            }
+            Command::Read(f) => {
+                if let Err((why, waiter)) = self.engine.read(self.clock.now(), Waiter::Read(f)) {
+                    let leader_hint = self.engine.node().leader();
+                    answer_read(waiter, Err(read_error(why, leader_hint)), self.engine.state_machine());
+                }
+            }
             Command::LocalRead(f) => f(self.engine.state_machine()),
         }
     }
@@ -306,14 +326,20 @@ impl<S: StateMachine> Owner<S> {
                 return false;
             }
         };
+        let leader_hint = self.engine.node().leader();
         for d in flushed.done {
-            d.waiter.send(match d.outcome {
+            let Waiter::Propose(reply) = d.waiter else { continue };
+            reply.send(match d.outcome {
                 Outcome::Applied(Some(output)) => Ok(output),
-                Outcome::Superseded => Err(ProposeError::Superseded { leader_hint: self.engine.node().leader() }),
+                Outcome::Superseded => Err(ProposeError::Superseded { leader_hint }),
                 // `Applied(None)` (a state machine that gave no output for a
                 // command) and `Unknown` leave the caller without an answer.
-                _ => Err(ProposeError::OutcomeUnknown),
+                Outcome::Applied(None) | Outcome::Unknown => Err(ProposeError::OutcomeUnknown),
             });
+        }
+        for r in flushed.reads {
+            let result = r.result.map_err(|e| read_error(e, leader_hint));
+            answer_read(r.waiter, result, self.engine.state_machine());
         }
         for e in flushed.events {
             if let Event::RoleChanged { role, term, leader } = e {
@@ -339,5 +365,23 @@ impl<S: StateMachine> Owner<S> {
         let (waiting, disk) = self.engine.stop();
         drop(waiting); // each answers "unknown" as it drops
         disk
+    }
+}
+
+/// Answers a read: runs it against the state machine, or reports why not.
+fn answer_read<S: StateMachine>(waiter: Waiter<S>, result: Result<(), ProposeError>, sm: &S) {
+    if let Waiter::Read(f) = waiter {
+        f(result.map(|()| sm));
+    }
+}
+
+/// A failed read as the handle reports it. Nothing was read; none of these
+/// changed anything.
+fn read_error(e: ReadError, leader_hint: Option<NodeId>) -> ProposeError {
+    match e {
+        ReadError::NotLeader { leader_hint } => ProposeError::NotLeader { leader_hint },
+        ReadError::Timeout => ProposeError::OutcomeUnknown,
+        // LeaderChanged, DuplicateId (ids are the engine's own) and any later reason.
+        _ => ProposeError::NotLeader { leader_hint },
     }
 }

@@ -2,7 +2,7 @@
 //! its channels are runtime-neutral and its timeouts use the node's timers.
 
 use crate::api::{ProposeError, RoleWatch, Status, TaskMonitor};
-use crate::engine::{Command, Reply, Shared};
+use crate::engine::{Command, ReadFn, Reply, Shared};
 use crate::sync::{all_stopped, timeout};
 use raft_core::{Bytes, NodeId};
 use raft_host::StateMachine;
@@ -40,13 +40,24 @@ where
     S: StateMachine + Send + 'static,
     S::Output: Send + 'static,
 {
-    /// Proposes `command` and waits until it is committed and applied on
-    /// this node, returning the state machine's output.
+    /// Proposes `command` (encoded with `raft_core::codec`, as the state
+    /// machine's `apply` decodes it) and waits until it is committed and
+    /// applied on this node, returning the state machine's output.
     ///
     /// Only the leader accepts proposals: elsewhere the answer is
     /// [`ProposeError::NotLeader`] with the leader this node knows of. See
     /// [`ProposeError`] for which errors promise the command was not applied.
-    pub async fn propose(&self, command: impl Into<Bytes>) -> Result<S::Output, ProposeError> {
+    pub async fn propose(&self, command: &S::Command) -> Result<S::Output, ProposeError> {
+        // Encoding fails only for values serde cannot describe with a known
+        // length, or beyond the codec's size limit: too large either way.
+        let bytes = raft_core::codec::encode_value(command)
+            .map_err(|_| ProposeError::TooLarge { size: usize::MAX, max: self.shared.config.raft.max_entry_bytes })?;
+        self.propose_bytes(bytes).await
+    }
+
+    /// [`propose`](Handle::propose) for a command already encoded: `apply`
+    /// gets these bytes as they are.
+    pub async fn propose_bytes(&self, command: impl Into<Bytes>) -> Result<S::Output, ProposeError> {
         let command: Bytes = command.into();
         let max = self.shared.config.raft.max_entry_bytes;
         if command.len() > max {
@@ -67,12 +78,26 @@ where
             .unwrap_or(Err(ProposeError::OutcomeUnknown))
     }
 
-    /// A linearizable read: `query` is a command that reads (for the
-    /// key-value store, a `KvOp::Get`), and it goes through the log like any
-    /// proposal, so its answer reflects every write acknowledged before the
-    /// call. Same errors as [`Handle::propose`].
-    pub async fn read(&self, query: impl Into<Bytes>) -> Result<S::Output, ProposeError> {
-        self.propose(query).await
+    /// A linearizable read: runs `f` on this node's state machine once it
+    /// reflects every write acknowledged before the call (the core's
+    /// ReadIndex: the leader confirms its leadership with a heartbeat round,
+    /// or a follower asks the leader; nothing is written to the log).
+    ///
+    /// Fails with [`ProposeError::NotLeader`] when no leader is known or
+    /// leadership changed, [`ProposeError::OutcomeUnknown`] on a timeout
+    /// (nothing was read; retry), [`ProposeError::Shutdown`].
+    pub async fn read<R: Send + 'static>(&self, f: impl FnOnce(&S) -> R + Send + 'static) -> Result<R, ProposeError> {
+        let (tx, rx) = async_channel::bounded(1);
+        let read: ReadFn<S> = Box::new(move |sm: Result<&S, ProposeError>| {
+            let _ = tx.try_send(sm.map(f));
+        });
+        let work = async {
+            self.cmds.send(Command::Read(read)).await.map_err(|_| ProposeError::Shutdown)?;
+            rx.recv().await.unwrap_or(Err(ProposeError::Shutdown))
+        };
+        timeout(&*self.shared.sleeper, self.shared.config.propose_timeout, work)
+            .await
+            .unwrap_or(Err(ProposeError::OutcomeUnknown))
     }
 
     /// Runs `f` on this node's state machine as it is now, without going

@@ -21,7 +21,7 @@
 //!
 //! ```
 //! use raft_core::{Config, NodeId};
-//! use raft_host::kv::{KvCommand, KvOp, KvOutput, encode_command};
+//! use raft_host::kv::{KvCommand, KvOp, KvOutput};
 //! use raft_host::{ClusterKey, KvStore};
 //! use raft_tokio::{Node, NodeConfig};
 //!
@@ -34,9 +34,10 @@
 //!
 //! node.role_watch().wait_for(|r| r.leader.is_some()).await;
 //! let put = KvCommand { client: 1, seq: 1, op: KvOp::put("x", "1") };
-//! assert_eq!(node.propose(encode_command(&put)).await.unwrap(), Ok(KvOutput::Put));
-//! let get = KvCommand { client: 1, seq: 2, op: KvOp::get("x") };
-//! assert_eq!(node.read(encode_command(&get)).await.unwrap(), Ok(KvOutput::get(Some("1"))));
+//! assert_eq!(node.propose(&put).await.unwrap(), Ok(KvOutput::Put));
+//! // A linearizable read: a closure over the state machine.
+//! let x = node.read(|kv| kv.get_local("x").map(str::to_owned)).await.unwrap();
+//! assert_eq!(x.as_deref(), Some("1"));
 //!
 //! let tasks = node.task_monitor();
 //! node.shutdown().await;

@@ -15,7 +15,6 @@ use crate::keyfile::cluster_id;
 use crate::packet::MAX_DATAGRAM;
 use crate::random_u64;
 use raft_core::{Config, Duration as CoreDuration, NodeId};
-use raft_host::kv::encode_command;
 use raft_host::{ClusterKey, KvStore};
 use raft_net::{NodeConfig, RoleInfo, StartError, UdpOptions};
 use raft_tokio::Tokio;
@@ -207,7 +206,7 @@ async fn serve(mut service: clients::Service, stop: impl Future<Output = ()>) ->
                     let handle = service.handle.clone();
                     let done = done_tx.clone();
                     tokio::spawn(async move {
-                        let result = handle.propose(encode_command(&command)).await;
+                        let result = handle.propose(&command).await;
                         let _ = done.send((client, seq, result));
                     });
                 }
