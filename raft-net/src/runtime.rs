@@ -2,7 +2,7 @@
 //!
 //! Everything else in the crate is runtime-neutral: channels are
 //! `async-channel`, byte streams are `futures-io`, select is
-//! [`crate::sync::first`]. A runtime crate (raft-tokio, raft-smol)
+//! `first` (a biased two-way select in `src/sync.rs`). A runtime crate (raft-tokio, raft-smol)
 //! implements [`Runtime`] in about a hundred lines; adding a runtime means
 //! implementing it once more.
 
@@ -16,7 +16,7 @@ use std::time::Instant;
 ///
 /// Tasks given to [`spawn`](Runtime::spawn) run detached: the crate keeps
 /// no runtime task handle, so dropping one can mean nothing different on
-/// two runtimes. (It waits for its own tasks through [`crate::sync`].)
+/// two runtimes. (It waits for its own tasks through its own signal.)
 pub trait Runtime: Clone + Send + Sync + fmt::Debug + 'static {
     /// A connected TCP stream (`TCP_NODELAY` set).
     type TcpStream: AsyncRead + AsyncWrite + Unpin + Send + 'static;

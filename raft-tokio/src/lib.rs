@@ -1,7 +1,7 @@
 //! raft-tokio: a replicated state machine on tokio.
 //!
 //! [`Node::start`] runs one member of a Raft cluster: the sans-IO core
-//! ([`raft_core`]) and a [`StateMachine`](raft_host::StateMachine) driven by
+//! ([`raft_core`]) and a [`StateMachine`] driven by
 //! one task, a durable log ([`raft_host::DiskLog`]) written with group
 //! commit on a dedicated thread, and authenticated TCP links to the other
 //! members. The returned [`Handle`] proposes commands, reads, reports
