@@ -19,37 +19,37 @@ impl DiskThread {
     /// Starts the thread. `on_durable` runs on it: keep it short (send the
     /// token to the task that owns the node). After an error it is called
     /// once with the error and the thread stops accepting writes.
+    ///
+    /// Fails only if the operating system refuses to start a thread (then
+    /// `log` and `on_durable` are dropped and nothing was written).
     pub fn spawn(
         mut log: DiskLog,
         mut on_durable: impl FnMut(Result<PersistToken, StorageError>) + Send + 'static,
-    ) -> DiskThread {
+    ) -> std::io::Result<DiskThread> {
         let (tx, rx) = mpsc::channel::<Persist>();
-        let handle = std::thread::Builder::new()
-            .name("raft-disk".into())
-            .spawn(move || {
-                while let Ok(first) = rx.recv() {
-                    let mut last = first.token;
-                    let mut result = log.write(&first.write);
-                    while result.is_ok() {
-                        match rx.try_recv() {
-                            Ok(p) => {
-                                last = p.token;
-                                result = log.write(&p.write);
-                            }
-                            Err(_) => break,
+        let handle = std::thread::Builder::new().name("raft-disk".into()).spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut last = first.token;
+                let mut result = log.write(&first.write);
+                while result.is_ok() {
+                    match rx.try_recv() {
+                        Ok(p) => {
+                            last = p.token;
+                            result = log.write(&p.write);
                         }
-                    }
-                    match result.and_then(|()| log.sync()) {
-                        Ok(()) => on_durable(Ok(last)),
-                        Err(e) => {
-                            on_durable(Err(e));
-                            return;
-                        }
+                        Err(_) => break,
                     }
                 }
-            })
-            .ok();
-        DiskThread { tx: Some(tx), handle }
+                match result.and_then(|()| log.sync()) {
+                    Ok(()) => on_durable(Ok(last)),
+                    Err(e) => {
+                        on_durable(Err(e));
+                        return;
+                    }
+                }
+            }
+        })?;
+        Ok(DiskThread { tx: Some(tx), handle: Some(handle) })
     }
 
     /// Queues a write. Returns false if the thread has stopped (after an error).

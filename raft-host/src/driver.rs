@@ -9,7 +9,7 @@
 use crate::state_machine::StateMachine;
 use raft_core::{
     Bytes, Config, Event, Instant, LogIndex, Message, NewNodeError, Node, NodeId, Outgoing, Output, Persist,
-    PersistToken, ProposeError, Restored, Term,
+    PersistToken, ProposeError, ReadError, ReadId, Restored, Term,
 };
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,7 +19,6 @@ pub type Ticket = u64;
 
 /// How a proposal ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Outcome<O> {
     /// Committed and applied; the state machine's output (None: it had none).
     Applied(Option<O>),
@@ -54,18 +53,25 @@ pub struct Actions<O> {
     pub completed: Vec<Completion<O>>,
     /// Role and leader changes, for status views and leader watches.
     pub events: Vec<Event>,
+    /// Answers to `Node::read_index` calls: serve a read once the state
+    /// machine has applied its index.
+    pub reads: Vec<(ReadId, Result<LogIndex, ReadError>)>,
 }
 
 impl<O> Default for Actions<O> {
     fn default() -> Self {
-        Actions { writes: Vec::new(), sends: Vec::new(), completed: Vec::new(), events: Vec::new() }
+        Actions { writes: Vec::new(), sends: Vec::new(), completed: Vec::new(), events: Vec::new(), reads: Vec::new() }
     }
 }
 
 impl<O> Actions<O> {
     /// True if there is nothing to do.
     pub fn is_empty(&self) -> bool {
-        self.writes.is_empty() && self.sends.is_empty() && self.completed.is_empty() && self.events.is_empty()
+        self.writes.is_empty()
+            && self.sends.is_empty()
+            && self.completed.is_empty()
+            && self.events.is_empty()
+            && self.reads.is_empty()
     }
 }
 
@@ -92,7 +98,11 @@ impl std::error::Error for RestoreFailed {}
 pub struct Driver<S: StateMachine> {
     node: Node,
     sm: S,
-    pending: BTreeMap<LogIndex, (Term, Ticket)>,
+    /// Proposals waiting for their index to be applied. An index can hold
+    /// more than one: a proposal whose entry a later leader's log replaced
+    /// keeps waiting beside the newer proposal this node made at the same
+    /// index, and whichever entry is finally applied there decides both.
+    pending: BTreeMap<LogIndex, Vec<(Term, Ticket)>>,
 }
 
 impl<S: StateMachine> Driver<S> {
@@ -135,6 +145,12 @@ impl<S: StateMachine> Driver<S> {
         self.node.poll_timeout()
     }
 
+    /// Asks for a linearizable read (`Node::read_index`); on `Ok` its answer
+    /// arrives in [`Actions::reads`].
+    pub fn read_index(&mut self, now: Instant, id: ReadId) -> Result<(), ReadError> {
+        self.node.read_index(now, id)
+    }
+
     /// Proposes a command; its outcome arrives later as a [`Completion`] with `ticket`.
     pub fn propose(
         &mut self,
@@ -143,8 +159,10 @@ impl<S: StateMachine> Driver<S> {
         ticket: Ticket,
     ) -> Result<LogIndex, ProposeError> {
         let index = self.node.propose(now, command)?;
-        // A stale proposal at the same index (from an earlier term) is superseded by this one.
-        self.pending.insert(index, (self.node.term(), ticket));
+        // An older proposal at the same index (from an earlier term, whose
+        // entry this node's log no longer holds) stays: the entry finally
+        // applied at `index` tells which of them, if any, was applied.
+        self.pending.entry(index).or_default().push((self.node.term(), ticket));
         Ok(index)
     }
 
@@ -160,8 +178,14 @@ impl<S: StateMachine> Driver<S> {
                     for entry in entries {
                         let out = self.sm.apply(&entry);
                         self.resolve_below(entry.index, &mut actions);
-                        if let Some((term, ticket)) = self.pending.remove(&entry.index) {
-                            let outcome = if term == entry.term { Outcome::Applied(out) } else { Outcome::Superseded };
+                        let waiting = self.pending.remove(&entry.index).unwrap_or_default();
+                        let mut out = Some(out);
+                        for (term, ticket) in waiting {
+                            // At most one proposal per term and index: only one can match.
+                            let outcome = match out.take_if(|_| term == entry.term) {
+                                Some(out) => Outcome::Applied(out),
+                                None => Outcome::Superseded,
+                            };
                             actions.completed.push(Completion { ticket, index: entry.index, outcome });
                         }
                     }
@@ -178,7 +202,7 @@ impl<S: StateMachine> Driver<S> {
                     let _ = self.node.compact(now, self.sm.last_applied(), data);
                 }
                 Output::Event(e) => actions.events.push(e),
-                _ => {}
+                Output::Read { id, result } => actions.reads.push((id, result)),
             }
         }
         Ok(actions)
@@ -191,8 +215,10 @@ impl<S: StateMachine> Driver<S> {
             if *entry.key() >= index {
                 break;
             }
-            let (i, (_, ticket)) = entry.remove_entry();
-            actions.completed.push(Completion { ticket, index: i, outcome: Outcome::Unknown });
+            let (i, waiting) = entry.remove_entry();
+            for (_, ticket) in waiting {
+                actions.completed.push(Completion { ticket, index: i, outcome: Outcome::Unknown });
+            }
         }
     }
 }

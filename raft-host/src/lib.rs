@@ -9,9 +9,12 @@
 //!   exactly-once client sessions, for `Output::Apply`;
 //! * [`StateMachine`]: the interface between committed entries and an
 //!   application;
-//! * [`Driver`]: a node and its state machine driven together, executing the
-//!   core's outputs in the contract's order, and [`DiskThread`], which makes
-//!   writes durable off the async executor with group commit;
+//! * [`Engine`]: the one synchronous host engine every adapter runs — the
+//!   node, its state machine, its disk thread and its waiting proposals,
+//!   reaching the network through a [`Transport`]. Inside it, [`Driver`]
+//!   executes the core's outputs in the contract's order (the only std code
+//!   that drains the core) and [`DiskThread`] makes writes durable off the
+//!   async executor with group commit;
 //! * [`auth`]: HMAC-SHA256 frames under the cluster key.
 //!
 //! # Durability promise
@@ -54,6 +57,7 @@ pub mod auth;
 mod clock;
 pub mod disk_thread;
 pub mod driver;
+pub mod engine;
 pub mod kv;
 pub mod secure;
 mod state_machine;
@@ -64,6 +68,7 @@ pub use auth::ClusterKey;
 pub use clock::StdClock;
 pub use disk_thread::DiskThread;
 pub use driver::{Actions, Completion, Driver, Outcome, Ticket};
+pub use engine::{Engine, Transport};
 pub use kv::{KvCommand, KvError, KvOp, KvOutput, KvStore};
 pub use state_machine::StateMachine;
 pub use storage::{DiskLog, DiskLogOptions, NodeMeta, Recovered, Repaired, StorageError};

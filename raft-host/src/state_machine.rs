@@ -18,6 +18,14 @@ use raft_core::{Entry, LogIndex};
 ///   below [`last_applied`](StateMachine::last_applied) is ignored (returns
 ///   `None`), which makes replaying entries after a restore harmless.
 pub trait StateMachine {
+    /// The commands applications propose. Hosts encode them with
+    /// [`raft_core::codec::encode_value`] (raft-net's `Handle::propose`);
+    /// [`apply`](StateMachine::apply) decodes the entry's bytes with
+    /// [`raft_core::codec::decode_value`] (applying undecodable bytes as a
+    /// no-op with an error output). Raw byte commands stay possible: a host
+    /// may propose any bytes that `apply` understands.
+    type Command: serde::Serialize;
+
     /// What applying one command yields (returned to the proposing client).
     type Output;
 

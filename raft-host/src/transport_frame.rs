@@ -127,21 +127,6 @@ pub fn open_frame(key: &ClusterKey, body: &[u8]) -> Result<(NodeId, Message), Fr
     Ok((NodeId(sender), message))
 }
 
-/// Splits the first complete frame off the front of `buf`, for transports
-/// that read into a buffer: `Ok(None)` if more bytes are needed, otherwise
-/// the frame's body and the total bytes it used (prefix included). The
-/// length is checked as soon as the prefix is present.
-pub fn split_frame(buf: &[u8], max_len: usize) -> Result<Option<(&[u8], usize)>, FrameError> {
-    let Some((prefix, rest)) = buf.split_first_chunk::<LEN_BYTES>() else {
-        return Ok(None);
-    };
-    let len = check_len(*prefix, max_len)?;
-    if rest.len() < len {
-        return Ok(None);
-    }
-    Ok(Some((&rest[..len], LEN_BYTES + len)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +134,21 @@ mod tests {
 
     fn key() -> ClusterKey {
         ClusterKey::from_bytes([3; 32])
+    }
+
+    /// Splits the first complete frame off the front of `buf` (how a reader
+    /// that buffers a byte stream would): `Ok(None)` if more bytes are needed, otherwise
+    /// the frame's body and the total bytes it used (prefix included). The
+    /// length is checked as soon as the prefix is present.
+    fn split_frame(buf: &[u8], max_len: usize) -> Result<Option<(&[u8], usize)>, FrameError> {
+        let Some((prefix, rest)) = buf.split_first_chunk::<LEN_BYTES>() else {
+            return Ok(None);
+        };
+        let len = check_len(*prefix, max_len)?;
+        if rest.len() < len {
+            return Ok(None);
+        }
+        Ok(Some((&rest[..len], LEN_BYTES + len)))
     }
 
     fn append(n: usize) -> Message {

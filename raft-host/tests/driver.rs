@@ -24,7 +24,8 @@ fn start(dir: &Path, id: u64, now: Instant) -> Member {
     let (tx, durable) = mpsc::channel();
     let disk = DiskThread::spawn(log, move |r| {
         let _ = tx.send(r.expect("disk write failed"));
-    });
+    })
+    .unwrap();
     Member { driver, disk, durable }
 }
 

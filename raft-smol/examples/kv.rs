@@ -5,7 +5,7 @@
 //! kv --id N --listen ADDR --peer ID=ADDR... --data-dir DIR --key-file FILE [--cluster-id N]
 //! ```
 //!
-//! Then type commands on stdin: `put KEY VALUE`, `get KEY`, `del KEY`,
+//! Then type commands on stdin: `put KEY VALUE`, `get KEY`, `delete KEY`,
 //! `cas KEY EXPECTED|- NEW`, `status`, `quit`. Commands go to this node; a
 //! follower answers with the leader to ask instead. The flags and the frame
 //! format are raft-tokio's: a cluster may mix both examples.

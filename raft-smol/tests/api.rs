@@ -5,7 +5,7 @@ use raft_smol::{Node, NodeConfig, ProposeError, StartError};
 use smol::future::FutureExt;
 use std::time::Duration;
 
-#[path = "../../raft-tokio/tests/shared/api_cases.rs"]
+#[path = "shared/api_cases.rs"]
 mod cases;
 
 async fn sleep(d: Duration) {

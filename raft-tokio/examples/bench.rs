@@ -4,7 +4,7 @@
 use raft_tokio::{Handle, Node, NodeConfig};
 use std::process::ExitCode;
 
-#[path = "../../raft-smol/examples/support/bench_util.rs"]
+#[path = "support/bench_util.rs"]
 mod bench_util;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

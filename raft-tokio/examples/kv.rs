@@ -5,7 +5,7 @@
 //! kv --id N --listen ADDR --peer ID=ADDR... --data-dir DIR --key-file FILE [--cluster-id N]
 //! ```
 //!
-//! Then type commands on stdin: `put KEY VALUE`, `get KEY`, `del KEY`,
+//! Then type commands on stdin: `put KEY VALUE`, `get KEY`, `delete KEY`,
 //! `cas KEY EXPECTED|- NEW`, `status`, `quit`. Commands go to this node; a
 //! follower answers with the leader to ask instead. Three terminals:
 //!
@@ -19,7 +19,7 @@
 use raft_tokio::{Handle, Node, NodeConfig, ProposeError, RoleWatch};
 use std::process::ExitCode;
 
-#[path = "../../raft-smol/examples/support/kv_cli.rs"]
+#[path = "support/kv_cli.rs"]
 mod kv_cli;
 use kv_cli::Options;
 

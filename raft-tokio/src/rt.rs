@@ -1,122 +1,99 @@
-//! The runtime glue on tokio: the channels, tasks, timers and sockets the
-//! shared code (`common`) is written against. raft-smol's `rt` module
-//! provides the same names on smol.
+//! [`Tokio`]: raft-net's [`Runtime`] on tokio.
 
-use std::future::pending;
+use raft_net::Runtime;
+use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
-use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use std::time::Instant;
+use tokio::net::TcpSocket;
+use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
 
-pub(crate) use tokio::io::{AsyncReadExt, AsyncWriteExt};
-pub(crate) use tokio::net::tcp::{OwnedReadHalf as ReadHalf, OwnedWriteHalf as WriteHalf};
-pub(crate) use tokio::net::{TcpListener, TcpStream};
+/// The current tokio runtime (the one [`Tokio::current`] was called in).
+#[derive(Debug, Clone)]
+pub struct Tokio(tokio::runtime::Handle);
 
-/// The sending side of a bounded channel.
-pub(crate) type Sender<T> = mpsc::Sender<T>;
-/// The receiving side of a bounded channel.
-pub(crate) type Receiver<T> = mpsc::Receiver<T>;
-/// The sending side of an unbounded channel.
-pub(crate) type UnboundedSender<T> = mpsc::UnboundedSender<T>;
-/// The receiving side of an unbounded channel.
-pub(crate) type UnboundedReceiver<T> = mpsc::UnboundedReceiver<T>;
-/// A spawned task; [`join`] waits for it, dropping it detaches it.
-pub(crate) type Task = tokio::task::JoinHandle<()>;
-
-pub(crate) fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
-    mpsc::channel(capacity)
-}
-
-pub(crate) fn unbounded<T>() -> (UnboundedSender<T>, UnboundedReceiver<T>) {
-    mpsc::unbounded_channel()
-}
-
-/// Sends without waiting (the receiver may be gone).
-pub(crate) fn send_now<T>(tx: &UnboundedSender<T>, value: T) {
-    let _ = tx.send(value);
-}
-
-/// The next value, or `None` once every sender is gone.
-pub(crate) async fn recv<T>(rx: &mut Receiver<T>) -> Option<T> {
-    rx.recv().await
-}
-
-/// The next value, or `None` once every sender is gone.
-pub(crate) async fn recv_unbounded<T>(rx: &mut UnboundedReceiver<T>) -> Option<T> {
-    rx.recv().await
-}
-
-pub(crate) fn try_recv<T>(rx: &mut Receiver<T>) -> Option<T> {
-    rx.try_recv().ok()
-}
-
-pub(crate) fn try_recv_unbounded<T>(rx: &mut UnboundedReceiver<T>) -> Option<T> {
-    rx.try_recv().ok()
-}
-
-/// Refuses further sends; what is queued can still be received.
-pub(crate) fn close<T>(rx: &mut Receiver<T>) {
-    rx.close();
-}
-
-/// A one-shot reply: the sending function, and the future of the value
-/// (`None` if the sender was dropped unused).
-pub(crate) fn oneshot<T: Send + 'static>() -> (impl FnOnce(T) + Send + 'static, impl Future<Output = Option<T>>) {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let send = move |v| {
-        let _ = tx.send(v);
-    };
-    (send, async move { rx.await.ok() })
-}
-
-/// Spawns `f` on the current runtime.
-pub(crate) fn spawn(f: impl Future<Output = ()> + Send + 'static) -> Task {
-    tokio::spawn(f)
-}
-
-/// Spawns `f` on the current runtime, to run on its own.
-pub(crate) fn detach(f: impl Future<Output = ()> + Send + 'static) {
-    drop(tokio::spawn(f));
-}
-
-/// Waits for `task` to end.
-pub(crate) async fn join(task: Task) {
-    let _ = task.await;
-}
-
-/// Runs `f` on the blocking pool; `None` if it could not finish (the
-/// runtime shut down, or `f` panicked).
-pub(crate) async fn unblock<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
-    tokio::task::spawn_blocking(f).await.ok()
-}
-
-pub(crate) async fn sleep(d: Duration) {
-    tokio::time::sleep(d).await;
-}
-
-/// The owning task's timer: one `Sleep`, reset only when the deadline moves.
-pub(crate) struct Alarm(Pin<Box<tokio::time::Sleep>>);
-
-impl Alarm {
-    pub(crate) fn new() -> Alarm {
-        Alarm(Box::pin(tokio::time::sleep(Duration::from_secs(3600))))
+impl Tokio {
+    /// The runtime the caller runs in. Panics outside a tokio runtime.
+    pub fn current() -> Tokio {
+        Tokio(tokio::runtime::Handle::current())
     }
 
-    /// Ready at `deadline`; never if there is none.
-    pub(crate) async fn wait(&mut self, deadline: Option<Instant>) {
-        let Some(deadline) = deadline.map(tokio::time::Instant::from_std) else { return pending().await };
-        if self.0.deadline() != deadline {
-            self.0.as_mut().reset(deadline);
-        }
-        self.0.as_mut().await;
+    /// A given runtime.
+    pub fn with_handle(handle: tokio::runtime::Handle) -> Tokio {
+        Tokio(handle)
     }
 }
 
-/// `f`, or `None` after `d`.
-pub(crate) async fn timeout<T>(d: Duration, f: impl Future<Output = T>) -> Option<T> {
-    tokio::time::timeout(d, f).await.ok()
-}
+impl Runtime for Tokio {
+    type TcpStream = Compat<tokio::net::TcpStream>;
+    type TcpListener = tokio::net::TcpListener;
+    type UdpSocket = tokio::net::UdpSocket;
+    type Timer = Pin<Box<tokio::time::Sleep>>;
 
-/// Reading and writing halves of a connection.
-pub(crate) fn split(stream: TcpStream) -> (ReadHalf, WriteHalf) {
-    stream.into_split()
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        drop(self.0.spawn(task)); // detached
+    }
+
+    fn timer(&self, at: Instant) -> Self::Timer {
+        let _in = self.0.enter(); // the timer registers with this runtime
+        Box::pin(tokio::time::sleep_until(at.into()))
+    }
+
+    fn reset_timer(timer: &mut Self::Timer, at: Instant) {
+        timer.as_mut().reset(at.into());
+    }
+
+    fn unblock<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> impl Future<Output = Option<T>> + Send + 'static {
+        let task = self.0.spawn_blocking(work);
+        async move { task.await.ok() }
+    }
+
+    fn tcp_bind(&self, addr: SocketAddr) -> impl Future<Output = io::Result<Self::TcpListener>> + Send {
+        // As tokio's own `TcpListener::bind`: address reuse on, backlog 1024.
+        let bind = || {
+            let _in = self.0.enter();
+            let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+            socket.set_reuseaddr(true)?;
+            socket.bind(addr)?;
+            socket.listen(1024)
+        };
+        let result = bind();
+        async move { result }
+    }
+
+    fn tcp_local_addr(listener: &Self::TcpListener) -> io::Result<SocketAddr> {
+        listener.local_addr()
+    }
+
+    async fn tcp_accept(listener: &Self::TcpListener) -> io::Result<Self::TcpStream> {
+        let (stream, _) = listener.accept().await?;
+        stream.set_nodelay(true)?;
+        Ok(stream.compat())
+    }
+
+    async fn tcp_connect(&self, addr: SocketAddr) -> io::Result<Self::TcpStream> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(stream.compat())
+    }
+
+    fn udp_from_std(&self, socket: std::net::UdpSocket) -> io::Result<Self::UdpSocket> {
+        let _in = self.0.enter();
+        tokio::net::UdpSocket::from_std(socket)
+    }
+
+    async fn udp_send_to(socket: &Self::UdpSocket, datagram: &[u8], to: SocketAddr) -> io::Result<usize> {
+        socket.send_to(datagram, to).await
+    }
+
+    async fn udp_recv_from(socket: &Self::UdpSocket, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        socket.recv_from(buf).await
+    }
+
+    fn udp_try_recv_from(socket: &Self::UdpSocket, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        socket.try_recv_from(buf)
+    }
 }

@@ -41,11 +41,11 @@
 
 pub mod cli;
 pub mod client;
-pub mod counters;
-pub mod fragment;
 pub mod keyfile;
 pub mod packet;
 pub mod server;
+
+pub use raft_net::udp::{counters, fragment};
 
 /// A random `u64` from the operating system's generator. Should that fail,
 /// a mix of the clock and the process id (good enough for what it is used

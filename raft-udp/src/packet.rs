@@ -8,15 +8,14 @@
 use crate::counters::Counters;
 use raft_core::codec::{self, DecodeError};
 use raft_host::{KvOp, KvOutput};
-use serde::de::{Deserializer, Visitor};
-use serde::{Deserialize, Serialize, Serializer};
-use std::fmt;
+use serde::{Deserialize, Serialize};
 
-/// Largest UDP payload over IPv4 (65,535 minus the IP and UDP headers). No
-/// datagram of this protocol is larger; anything larger is dropped.
-pub const MAX_DATAGRAM: usize = 65_507;
+pub use raft_net::udp::{Chunk, Fragment, MAX_DATAGRAM};
 
-/// The payload of one datagram.
+/// The payload of one datagram. The first variant is raft-net's peer
+/// traffic ([`raft_net::udp::PeerPacket`]: the same tag, the same
+/// encoding); the node's UDP transport hands every other packet to the
+/// service.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Packet<'a> {
     /// A fragment of a codec-encoded `raft_core::Message` from the peer that
@@ -38,53 +37,6 @@ pub enum Packet<'a> {
         /// The state.
         status: NodeStatus,
     },
-}
-
-/// Part `index` of `count` of one encoded Raft message. All fragments of a
-/// message share `msg`, which each sender numbers on its own.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Fragment<'a> {
-    /// The message's id, unique per sender for a while.
-    pub msg: u64,
-    /// This fragment's position, from 0.
-    pub index: u32,
-    /// How many fragments the message has (at least 1).
-    pub count: u32,
-    /// The bytes.
-    #[serde(borrow)]
-    pub data: Chunk<'a>,
-}
-
-/// Borrowed bytes, encoded as one byte string (length, then the bytes).
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Chunk<'a>(pub &'a [u8]);
-
-impl fmt::Debug for Chunk<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "<{} bytes>", self.0.len())
-    }
-}
-
-impl Serialize for Chunk<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(self.0)
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Chunk<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = &'de [u8];
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a borrowed byte string")
-            }
-            fn visit_borrowed_bytes<E: serde::de::Error>(self, v: &'de [u8]) -> Result<&'de [u8], E> {
-                Ok(v)
-            }
-        }
-        d.deserialize_bytes(V).map(Chunk)
-    }
 }
 
 /// One command from a client.

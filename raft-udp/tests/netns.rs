@@ -7,7 +7,7 @@
 mod common;
 
 use common::{BIN, Out, Proc, run_program};
-use raft_tests::conformance::poll_until;
+use raft_tests::wait::poll_until;
 use serde_json::Value;
 use std::process::{Command, Stdio};
 use std::time::Duration;

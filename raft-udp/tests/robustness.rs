@@ -7,7 +7,7 @@ mod common;
 
 use common::Cluster;
 use raft_host::ClusterKey;
-use raft_tests::conformance::poll_until;
+use raft_tests::wait::poll_until;
 use raft_udp::packet::{self, Chunk, ClientReply, ClientResult, Fragment, MAX_DATAGRAM, Packet};
 use serde_json::json;
 use std::net::UdpSocket;

@@ -1,6 +1,6 @@
 //! Test support for the raft workspace: the deterministic cluster simulator
 //! ([`sim`]), which drives `raft-core` nodes through its public API only, and
 //! the linearizability checker for key-value histories ([`linearizability`]).
-pub mod conformance;
 pub mod linearizability;
 pub mod sim;
+pub mod wait;

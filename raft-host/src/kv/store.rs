@@ -156,6 +156,7 @@ impl KvStore {
 }
 
 impl StateMachine for KvStore {
+    type Command = KvCommand;
     type Output = Result<KvOutput, KvError>;
 
     /// Decodes and applies a command entry; a `Noop` (or any payload without

@@ -1,6 +1,6 @@
-//! The `bench` example of raft-smol and raft-tokio, written once (included
-//! by path): arguments, cluster layout, the measuring loop and reporting. It
-//! runs on the including example's adapter, which it names as
+//! The `bench` example's runtime-independent part (this crate's copy; the
+//! other runtime crate keeps its own): arguments, cluster layout, the measuring loop and reporting. It
+//! runs on the example's adapter, which it names as
 //! `super::{Handle, Node, NodeConfig}`; only spawning is the example's own.
 
 use super::{Handle, Node, NodeConfig};
@@ -120,7 +120,7 @@ pub(crate) async fn run<J: Future<Output = Tally>>(args: &Args, adapter: &str, s
         nodes[0].role_watch().wait_for(|r| r.leader.is_some()).await.and_then(|r| r.leader).expect("leader");
     let leader = nodes.iter().find(|n| n.id() == leader_id).expect("leader handle").clone();
     for seq in 1..=200 {
-        leader.propose(command(0, 0, seq)).await.expect("warm-up").expect("applied");
+        leader.propose_bytes(command(0, 0, seq)).await.expect("warm-up").expect("applied");
     }
     header();
     for (run, &n) in args.proposers.iter().enumerate() {
@@ -135,7 +135,7 @@ pub(crate) async fn run<J: Future<Output = Tally>>(args: &Args, adapter: &str, s
                     while Instant::now() < until {
                         seq += 1;
                         let t = Instant::now();
-                        match leader.propose(command(run as u64 + 1, p, seq)).await {
+                        match leader.propose_bytes(command(run as u64 + 1, p, seq)).await {
                             Ok(Ok(_)) => lat.push(t.elapsed()),
                             _ => errors += 1,
                         }

@@ -1,12 +1,12 @@
-//! The `kv` example of raft-smol and raft-tokio, written once (included by
-//! path): command-line parsing, stdin commands, starting the node and
-//! serving the commands. It runs on the including example's adapter, which
+//! The `kv` example's runtime-independent part (this crate's copy; the
+//! other runtime crate keeps its own): command-line parsing, stdin commands, starting the node and
+//! serving the commands. It runs on the example's adapter, which
 //! it names as `super::{Handle, Node, NodeConfig, ProposeError, RoleWatch}`;
 //! only spawning and the stdin channel are the example's own.
 
 use super::{Handle, Node, NodeConfig, ProposeError, RoleWatch};
 use raft_core::{Config, NodeId};
-use raft_host::kv::{KvCommand, KvOp, encode_command};
+use raft_host::kv::{KvCommand, KvOp, KvOutput};
 use raft_host::{ClusterKey, KvStore};
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -17,7 +17,7 @@ use std::process::ExitCode;
 pub(crate) const USAGE: &str = "\
 usage: kv --gen-key FILE
        kv --id N --listen ADDR --peer ID=ADDR [--peer ID=ADDR...] --data-dir DIR --key-file FILE [--cluster-id N]
-stdin: put KEY VALUE | get KEY | del KEY | cas KEY EXPECTED|- NEW | status | quit";
+stdin: put KEY VALUE | get KEY | delete KEY | cas KEY EXPECTED|- NEW | status | quit";
 
 /// What to run.
 pub(crate) struct Options {
@@ -92,11 +92,13 @@ pub(crate) fn parse_line(line: &str) -> Option<Line> {
         [] => return None,
         ["put", k, v] => Line::Op(KvOp::put(*k, *v)),
         ["get", k] => Line::Op(KvOp::get(*k)),
-        ["del", k] => Line::Op(KvOp::delete(*k)),
+        ["delete", k] => Line::Op(KvOp::delete(*k)),
         ["cas", k, e, n] => Line::Op(KvOp::cas(*k, (*e != "-").then_some(*e), *n)),
         ["status"] => Line::Status,
         ["quit"] | ["exit"] => Line::Quit,
-        _ => Line::Bad("commands: put KEY VALUE | get KEY | del KEY | cas KEY EXPECTED|- NEW | status | quit".into()),
+        _ => {
+            Line::Bad("commands: put KEY VALUE | get KEY | delete KEY | cas KEY EXPECTED|- NEW | status | quit".into())
+        }
     })
 }
 
@@ -132,7 +134,7 @@ fn node_config(o: &Options) -> NodeConfig {
 /// Starts the node the options describe.
 pub(crate) async fn start(o: &Options) -> Result<Handle<KvStore>, String> {
     let node = Node::start(node_config(o), KvStore::new()).await.map_err(|e| e.to_string())?;
-    println!("node {} listening on {}; commands: put, get, del, cas, status, quit", o.id, node.local_addr());
+    println!("node {} listening on {}; commands: put, get, delete, cas, status, quit", o.id, node.local_addr());
     Ok(node)
 }
 
@@ -154,9 +156,11 @@ pub(crate) async fn serve(node: &Handle<KvStore>, o: &Options, mut next_line: im
             Line::Bad(why) => println!("? {why}"),
             Line::Op(op) => {
                 seq += 1;
-                let get = matches!(op, KvOp::Get { .. });
-                let cmd = encode_command(&KvCommand { client, seq, op });
-                let answer = if get { node.read(cmd).await } else { node.propose(cmd).await };
+                // Gets are linearizable reads (no log write); the rest are proposals.
+                let answer = match op {
+                    KvOp::Get { key } => node.read(move |kv| Ok(KvOutput::get(kv.get_local(&key)))).await,
+                    op => node.propose(&KvCommand { client, seq, op }).await,
+                };
                 match answer {
                     Ok(Ok(out)) => println!("{out}"),
                     Ok(Err(e)) => println!("error: {e}"),

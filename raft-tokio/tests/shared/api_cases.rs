@@ -1,5 +1,5 @@
-//! The bodies of the API tests, shared by raft-tokio's and raft-smol's
-//! `tests/api.rs` (included by path): each crate's file imports its `Node`,
+//! The bodies of the API tests (each runtime crate keeps its own copy):
+//! `tests/api.rs` imports its `Node`,
 //! `NodeConfig`, `ProposeError` and `StartError` and defines `sleep` and
 //! `within` on its runtime, then runs these on it.
 
@@ -33,9 +33,9 @@ pub(crate) async fn a_node_without_peers_refuses_and_counts_dropped_messages() {
     let node = Node::start(config, KvStore::new()).await.unwrap();
 
     // Never a leader alone: definitely-not-applied answers.
-    assert_eq!(node.propose(put(1)).await, Err(ProposeError::NotLeader { leader_hint: None }));
+    assert_eq!(node.propose_bytes(put(1)).await, Err(ProposeError::NotLeader { leader_hint: None }));
     let huge = vec![0u8; (512 << 10) + 1];
-    assert!(matches!(node.propose(huge).await, Err(ProposeError::TooLarge { .. })));
+    assert!(matches!(node.propose_bytes(huge).await, Err(ProposeError::TooLarge { .. })));
 
     // It asks for pre-votes (sent, and dropped for want of a connection),
     // and never raises its term alone.
@@ -54,7 +54,7 @@ pub(crate) async fn a_node_without_peers_refuses_and_counts_dropped_messages() {
     let tasks = node.task_monitor();
     node.shutdown().await;
     assert_eq!(tasks.running(), 0);
-    assert_eq!(other.propose(put(2)).await, Err(ProposeError::Shutdown));
+    assert_eq!(other.propose_bytes(put(2)).await, Err(ProposeError::Shutdown));
     assert!(other.status().stopped);
     // The watch reports what changed before the stop, then ends.
     let mut changes = 0;
@@ -71,7 +71,7 @@ pub(crate) async fn start_up_errors_leave_nothing_running() {
 
     // Peers must be exactly the other members.
     let bad = NodeConfig::new(raft.clone(), dir.path(), listen, [], key());
-    assert!(matches!(Node::start(bad, KvStore::new()).await, Err(StartError::Config(_))));
+    assert!(matches!(Node::start(bad, KvStore::new()).await, Err(StartError::NoAddress { member: NodeId(2) })));
 
     // One data directory, one node.
     let config = NodeConfig::new(raft, dir.path(), listen, [(NodeId(2), dead_addr())], key());
@@ -92,7 +92,7 @@ pub(crate) async fn dropping_every_handle_stops_the_node() {
     let config = NodeConfig::new(raft, dir.path(), "127.0.0.1:0".parse().unwrap(), [], key());
     let node = Node::start(config, KvStore::new()).await.unwrap();
     node.role_watch().wait_for(|r| r.role == Role::Leader).await.unwrap();
-    assert_eq!(node.propose(put(1)).await.unwrap(), Ok(raft_host::KvOutput::Put));
+    assert_eq!(node.propose_bytes(put(1)).await.unwrap(), Ok(raft_host::KvOutput::Put));
     let tasks = node.task_monitor();
     drop(node);
     within(Duration::from_secs(5), tasks.stopped()).await.expect("the node stopped");

@@ -1,102 +1,144 @@
-//! Client commands a leader proposed and has not answered yet.
+//! The service side of the socket: client requests become proposals through
+//! the node's [`Handle`], status requests are answered from its status.
 
-use raft_host::Ticket;
+use crate::packet::{self, ClientReply, ClientRequest, ClientResult, NodeStatus, Packet, RetryReason};
+use raft_core::Role;
+use raft_host::{KvCommand, KvError, KvOutput, KvStore};
+use raft_net::udp::AppDatagram;
+use raft_net::{Handle, ProposeError, Status, UdpApp};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 
 /// Most proposals waiting for their outcome; beyond it clients are told to retry.
 pub(crate) const MAX_PENDING: usize = 65_536;
-/// A proposal whose outcome has not come after this long is forgotten (its
-/// client gave up long ago; a retry proposes it again, and sessions keep
-/// that exactly-once).
-const FORGET_AFTER: Duration = Duration::from_secs(60);
 
-/// Where to send the answer to one proposal.
+type KvResult = Result<Result<KvOutput, KvError>, ProposeError>;
+
+/// Where to send the answer to a client's command in flight.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Waiter {
-    pub(crate) client: u64,
-    pub(crate) seq: u64,
-    pub(crate) nonce: u64,
-    pub(crate) addr: SocketAddr,
-    since: Instant,
+struct Waiter {
+    seq: u64,
+    nonce: u64,
+    addr: SocketAddr,
 }
 
-/// Pending proposals by ticket, and the latest one of each client.
-#[derive(Debug, Default)]
-pub(crate) struct Pending {
-    by_ticket: HashMap<Ticket, Waiter>,
-    by_client: HashMap<u64, Ticket>,
+/// The proposals in flight, at most one per client (its latest command).
+#[derive(Debug)]
+pub(crate) struct Service {
+    pub(crate) handle: Handle<KvStore>,
+    pub(crate) app: UdpApp,
+    pub(crate) peers: HashMap<u64, SocketAddr>,
+    in_flight: HashMap<u64, Waiter>,
+    pending: usize,
 }
 
-impl Pending {
-    pub(crate) fn len(&self) -> usize {
-        self.by_ticket.len()
+/// A finished proposal: the client, its sequence number, the outcome.
+pub(crate) type Finished = (u64, u64, KvResult);
+
+impl Service {
+    pub(crate) fn new(handle: Handle<KvStore>, app: UdpApp, peers: HashMap<u64, SocketAddr>) -> Service {
+        Service { handle, app, peers, in_flight: HashMap::new(), pending: 0 }
     }
 
-    /// If `(client, seq)` is already proposed here, points its answer at the
-    /// newest request (`nonce`, `addr`) and returns true.
-    pub(crate) fn refresh(&mut self, client: u64, seq: u64, nonce: u64, addr: SocketAddr) -> bool {
-        let Some(ticket) = self.by_client.get(&client) else { return false };
-        match self.by_ticket.get_mut(ticket) {
-            Some(w) if w.seq == seq => {
-                w.nonce = nonce;
-                w.addr = addr;
-                true
+    fn reply(&self, addr: SocketAddr, packet: &Packet<'_>) {
+        if let Some(payload) = packet::encode(packet) {
+            self.app.send(addr, &payload);
+        }
+    }
+
+    /// Handles one datagram that is not peer traffic. Returns a proposal to
+    /// run (its future answers with [`Service::finished`]).
+    pub(crate) fn datagram(&mut self, d: AppDatagram) -> Option<(u64, u64, KvCommand)> {
+        let Ok(packet) = packet::decode(&d.payload) else {
+            self.app.count(|c| c.malformed += 1);
+            return None;
+        };
+        match packet {
+            Packet::ClientRequest(req) => self.request(d.sender, d.from, req),
+            Packet::StatusRequest { nonce } => {
+                let status = self.status();
+                self.reply(d.from, &Packet::StatusReply { nonce, status });
+                None
             }
-            _ => false,
+            // A peer fragment that raft-net did not take is malformed.
+            Packet::Peer(_) => {
+                self.app.count(|c| c.malformed += 1);
+                None
+            }
+            Packet::ClientReply(_) | Packet::StatusReply { .. } => {
+                self.app.count(|c| c.unexpected += 1);
+                None
+            }
         }
     }
 
-    pub(crate) fn insert(&mut self, ticket: Ticket, client: u64, seq: u64, nonce: u64, addr: SocketAddr, now: Instant) {
-        self.by_ticket.insert(ticket, Waiter { client, seq, nonce, addr, since: now });
-        self.by_client.insert(client, ticket);
+    fn request(&mut self, client: u64, from: SocketAddr, req: ClientRequest) -> Option<(u64, u64, KvCommand)> {
+        let ClientRequest { nonce, seq, op } = req;
+        let status = self.handle.status();
+        let leading = status.role.role == Role::Leader;
+        if leading && let Some(w) = self.in_flight.get_mut(&client).filter(|w| w.seq == seq) {
+            // Already proposed; answered when applied, at the newest address.
+            w.nonce = nonce;
+            w.addr = from;
+            return None;
+        }
+        let result = if !leading {
+            self.not_leader(status.role.leader.map(|l| l.0))
+        } else if self.pending >= MAX_PENDING {
+            ClientResult::Retry(RetryReason::Busy)
+        } else {
+            self.in_flight.insert(client, Waiter { seq, nonce, addr: from });
+            self.pending += 1;
+            return Some((client, seq, KvCommand { client, seq, op }));
+        };
+        self.reply(from, &Packet::ClientReply(ClientReply { nonce, seq, result }));
+        None
     }
 
-    /// The waiter of a finished proposal.
-    pub(crate) fn take(&mut self, ticket: Ticket) -> Option<Waiter> {
-        let w = self.by_ticket.remove(&ticket)?;
-        if self.by_client.get(&w.client) == Some(&ticket) {
-            self.by_client.remove(&w.client);
-        }
-        Some(w)
+    /// Answers a finished proposal (if its client still waits for that command).
+    pub(crate) fn finished(&mut self, (client, seq, result): Finished) {
+        self.pending -= 1;
+        let Some(w) = self.in_flight.get(&client).filter(|w| w.seq == seq).cloned() else { return };
+        self.in_flight.remove(&client);
+        let result = match result {
+            Ok(Ok(output)) => ClientResult::Done(output),
+            Ok(Err(e)) => ClientResult::Rejected(e.to_string()),
+            Err(ProposeError::NotLeader { leader_hint }) => self.not_leader(leader_hint.map(|l| l.0)),
+            Err(ProposeError::Superseded { .. }) => ClientResult::Retry(RetryReason::Superseded),
+            Err(e @ ProposeError::TooLarge { .. }) => ClientResult::Rejected(e.to_string()),
+            Err(_) => ClientResult::Retry(RetryReason::Unknown),
+        };
+        self.reply(w.addr, &Packet::ClientReply(ClientReply { nonce: w.nonce, seq, result }));
     }
 
-    /// Forgets proposals older than a minute.
-    pub(crate) fn expire(&mut self, now: Instant) {
-        let old: Vec<Ticket> = self
-            .by_ticket
-            .iter()
-            .filter(|(_, w)| now.saturating_duration_since(w.since) >= FORGET_AFTER)
-            .map(|(t, _)| *t)
-            .collect();
-        for t in old {
-            self.take(t);
-        }
+    fn not_leader(&self, leader: Option<u64>) -> ClientResult {
+        let id = self.handle.id().0;
+        let leader = leader.filter(|l| *l != id);
+        let addr = leader.and_then(|l| self.peers.get(&l)).map(|a| a.to_string());
+        ClientResult::NotLeader { leader, addr }
+    }
+
+    fn status(&self) -> NodeStatus {
+        node_status(&self.handle.status())
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refresh_only_matches_the_same_seq_and_take_cleans_up() {
-        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
-        let now = Instant::now();
-        let mut p = Pending::default();
-        p.insert(10, 5, 1, 100, a, now);
-        assert!(!p.refresh(5, 2, 101, b));
-        assert!(!p.refresh(6, 1, 101, b));
-        assert!(p.refresh(5, 1, 102, b));
-        // A newer command of the same client replaces the index, not the old waiter.
-        p.insert(11, 5, 2, 103, a, now);
-        assert_eq!(p.take(10).map(|w| (w.nonce, w.addr)), Some((102, b)));
-        assert!(p.refresh(5, 2, 104, b));
-        assert_eq!(p.len(), 1);
-        p.expire(now + FORGET_AFTER);
-        assert_eq!(p.len(), 0);
-        assert!(!p.refresh(5, 2, 105, b));
+/// The status a node reports to `raft-udp status`.
+pub(crate) fn node_status(s: &Status) -> NodeStatus {
+    let role = match s.role.role {
+        Role::Leader => "leader",
+        Role::Follower => "follower",
+        _ => "candidate",
+    };
+    NodeStatus {
+        id: s.id.0,
+        role: role.into(),
+        term: s.role.term.0,
+        leader: s.role.leader.map(|l| l.0),
+        commit_index: s.commit_index.0,
+        last_applied: s.last_applied.0,
+        last_log_index: s.last_log_index.0,
+        snapshot_index: s.snapshot_index.0,
+        dropped: s.datagrams.clone().unwrap_or_default(),
     }
 }

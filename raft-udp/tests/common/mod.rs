@@ -4,7 +4,7 @@
 
 pub mod proxy;
 
-use raft_tests::conformance::poll_until;
+use raft_tests::wait::poll_until;
 use serde_json::Value;
 use std::fs;
 use std::io::{Read, Write};

@@ -1,12 +1,13 @@
 //! The scenarios. Each starts every member, checks its promise, and stops
 //! every member gracefully (asserting that nothing is left running).
 
+use super::inproc::TransportKind;
 use super::{Client, ClusterUnderTest, Failure, agreed_leader, fresh_client_id, isolate, wait_for, wait_leader};
-use crate::linearizability::History;
 use raft_core::{Body, Message, NodeId, Role, Term};
 use raft_host::ClusterKey;
 use raft_host::kv::{KvCommand, KvOp, KvOutput};
 use raft_host::transport_frame::{encode_frame, max_frame_len};
+use raft_tests::linearizability::History;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -329,6 +330,9 @@ pub fn graceful_shutdown(c: &dyn ClusterUnderTest) {
 /// closing the connection (the over-long one after its 4-byte prefix alone,
 /// before any body is sent), and the cluster keeps working.
 pub fn hostile_frames(c: &dyn ClusterUnderTest) {
+    if c.transport() == TransportKind::Udp {
+        return hostile_datagrams(c);
+    }
     start_all(c);
     let ids = c.ids();
     let leader = wait_leader(c, &ids, ELECTION);
@@ -372,6 +376,49 @@ pub fn hostile_frames(c: &dyn ClusterUnderTest) {
     s.write_all(&frame(&key, leader)).expect("write");
     closed(s, "a connection switching sender");
 
+    let mut client = Client::new(leader);
+    client.must(c, KvOp::put("after", "hostile"));
+    wait_all_have(c, &ids, &[("after", "hostile")]);
+    stop_all(c);
+}
+
+/// Hostile datagrams (the UDP transport's [`hostile_frames`]): garbage, a
+/// frame sealed with another key, a peer fragment claiming to come from the
+/// node itself, a fragment with an impossible index, and an authenticated
+/// payload that decodes as nothing are each dropped and counted, and the
+/// cluster keeps working.
+fn hostile_datagrams(c: &dyn ClusterUnderTest) {
+    use raft_net::udp::fragment::Fragmenter;
+    use raft_net::udp::packet::{self, Chunk, Fragment, PeerPacket};
+    start_all(c);
+    let ids = c.ids();
+    let leader = wait_leader(c, &ids, ELECTION);
+    let target = others(c, leader)[0];
+    let addr = c.direct_addr(target).expect("running");
+    let key = c.cluster_key();
+    let harmless = Message {
+        term: Term(0),
+        body: Body::RequestVoteResponse(raft_core::VoteResponse { granted: false, pre_vote: false }),
+    };
+    let bytes = raft_core::codec::encode_message(&harmless);
+    let mut frag = Fragmenter::new(1400, 77);
+    let bad_index =
+        packet::encode(&PeerPacket::Peer(Fragment { msg: 1, index: 5, count: 2, data: Chunk(&[1]) })).expect("encode");
+    let datagrams: Vec<Vec<u8>> = vec![
+        vec![0xAB; 100],
+        frag.split(&ClusterKey::from_bytes([0xEE; 32]), leader, &bytes).remove(0),
+        frag.split(&key, target, &bytes).remove(0),
+        key.seal(leader, &bad_index),
+    ];
+    let before = c.status(target).and_then(|v| v.datagrams_dropped).expect("UDP counters");
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    for d in &datagrams {
+        socket.send_to(d, addr).expect("send");
+    }
+    wait_for(Duration::from_secs(5), &format!("{}: hostile datagrams counted", c.name()), || {
+        let now = c.status(target)?.datagrams_dropped?;
+        (now >= before + datagrams.len() as u64).then_some(())
+    });
     let mut client = Client::new(leader);
     client.must(c, KvOp::put("after", "hostile"));
     wait_all_have(c, &ids, &[("after", "hostile")]);

@@ -14,7 +14,7 @@
 //! backlog. Overtaking is safe: Raft tolerates reordering and loss, and the
 //! core anchors heartbeats at what the follower is known to hold.
 
-use crate::common::api::PeerStatus;
+use crate::api::PeerStatus;
 use raft_core::{Body, Message, NodeId};
 use std::collections::VecDeque;
 use std::future::poll_fn;

@@ -1,11 +1,9 @@
-//! The public [`Handle`] to a running node, written once against the
-//! runtime glue each crate provides in its `rt` module (a bounded command
-//! channel, a one-shot reply and a timeout).
+//! The public [`Handle`] to a running node. It does not name the runtime:
+//! its channels are runtime-neutral and its timeouts use the node's timers.
 
-use crate::common::api::{ProposeError, RoleWatch, Status, TaskMonitor};
-use crate::common::engine::{Command, Shared};
-use crate::common::sync::all_stopped;
-use crate::rt;
+use crate::api::{ProposeError, RoleWatch, Status, TaskMonitor};
+use crate::engine::{Command, ReadFn, Reply, Shared};
+use crate::sync::{all_stopped, timeout};
 use raft_core::{Bytes, NodeId};
 use raft_host::StateMachine;
 use std::fmt;
@@ -15,12 +13,12 @@ use std::sync::Arc;
 /// A running node. Cheap to clone; every clone reaches the same node. When
 /// the last clone is dropped the node shuts down in the background.
 pub struct Handle<S: StateMachine> {
-    cmds: rt::Sender<Command<S>>,
+    cmds: async_channel::Sender<Command<S>>,
     shared: Arc<Shared>,
 }
 
 impl<S: StateMachine> Handle<S> {
-    pub(crate) fn new(cmds: rt::Sender<Command<S>>, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(cmds: async_channel::Sender<Command<S>>, shared: Arc<Shared>) -> Self {
         Handle { cmds, shared }
     }
 }
@@ -42,35 +40,64 @@ where
     S: StateMachine + Send + 'static,
     S::Output: Send + 'static,
 {
-    /// Proposes `command` and waits until it is committed and applied on
-    /// this node, returning the state machine's output.
+    /// Proposes `command` (encoded with `raft_core::codec`, as the state
+    /// machine's `apply` decodes it) and waits until it is committed and
+    /// applied on this node, returning the state machine's output.
     ///
     /// Only the leader accepts proposals: elsewhere the answer is
     /// [`ProposeError::NotLeader`] with the leader this node knows of. See
     /// [`ProposeError`] for which errors promise the command was not applied.
-    pub async fn propose(&self, command: impl Into<Bytes>) -> Result<S::Output, ProposeError> {
+    pub async fn propose(&self, command: &S::Command) -> Result<S::Output, ProposeError> {
+        // Encoding fails only for values serde cannot describe with a known
+        // length, or beyond the codec's size limit: too large either way.
+        let bytes = raft_core::codec::encode_value(command)
+            .map_err(|_| ProposeError::TooLarge { size: usize::MAX, max: self.shared.config.raft.max_entry_bytes })?;
+        self.propose_bytes(bytes).await
+    }
+
+    /// [`propose`](Handle::propose) for a command already encoded: `apply`
+    /// gets these bytes as they are.
+    pub async fn propose_bytes(&self, command: impl Into<Bytes>) -> Result<S::Output, ProposeError> {
         let command: Bytes = command.into();
         let max = self.shared.config.raft.max_entry_bytes;
         if command.len() > max {
             return Err(ProposeError::TooLarge { size: command.len(), max });
         }
-        let (tx, rx) = rt::oneshot();
-        let reply = Box::new(tx);
+        let (tx, rx) = async_channel::bounded(1);
+        let reply = Reply::new(move |r| {
+            let _ = tx.try_send(r);
+        });
         let work = async {
             self.cmds.send(Command::Propose { command, reply }).await.map_err(|_| ProposeError::Shutdown)?;
             // A reply dropped unanswered means the command was still queued
             // when the node stopped: it never reached the log.
-            rx.await.unwrap_or(Err(ProposeError::Shutdown))
+            rx.recv().await.unwrap_or(Err(ProposeError::Shutdown))
         };
-        rt::timeout(self.shared.config.propose_timeout, work).await.unwrap_or(Err(ProposeError::Timeout))
+        timeout(&*self.shared.sleeper, self.shared.config.propose_timeout, work)
+            .await
+            .unwrap_or(Err(ProposeError::OutcomeUnknown))
     }
 
-    /// A linearizable read: `query` is a command that reads (for the
-    /// key-value store, a `KvOp::Get`), and it goes through the log like any
-    /// proposal, so its answer reflects every write acknowledged before the
-    /// call. Same errors as [`Handle::propose`].
-    pub async fn read(&self, query: impl Into<Bytes>) -> Result<S::Output, ProposeError> {
-        self.propose(query).await
+    /// A linearizable read: runs `f` on this node's state machine once it
+    /// reflects every write acknowledged before the call (the core's
+    /// ReadIndex: the leader confirms its leadership with a heartbeat round,
+    /// or a follower asks the leader; nothing is written to the log).
+    ///
+    /// Fails with [`ProposeError::NotLeader`] when no leader is known or
+    /// leadership changed, [`ProposeError::OutcomeUnknown`] on a timeout
+    /// (nothing was read; retry), [`ProposeError::Shutdown`].
+    pub async fn read<R: Send + 'static>(&self, f: impl FnOnce(&S) -> R + Send + 'static) -> Result<R, ProposeError> {
+        let (tx, rx) = async_channel::bounded(1);
+        let read: ReadFn<S> = Box::new(move |sm: Result<&S, ProposeError>| {
+            let _ = tx.try_send(sm.map(f));
+        });
+        let work = async {
+            self.cmds.send(Command::Read(read)).await.map_err(|_| ProposeError::Shutdown)?;
+            rx.recv().await.unwrap_or(Err(ProposeError::Shutdown))
+        };
+        timeout(&*self.shared.sleeper, self.shared.config.propose_timeout, work)
+            .await
+            .unwrap_or(Err(ProposeError::OutcomeUnknown))
     }
 
     /// Runs `f` on this node's state machine as it is now, without going
@@ -80,10 +107,12 @@ where
         &self,
         f: impl FnOnce(&S) -> R + Send + 'static,
     ) -> Result<R, ProposeError> {
-        let (tx, rx) = rt::oneshot();
-        let read = Box::new(move |s: &S| tx(f(s)));
+        let (tx, rx) = async_channel::bounded(1);
+        let read = Box::new(move |s: &S| {
+            let _ = tx.try_send(f(s));
+        });
         self.cmds.send(Command::LocalRead(read)).await.map_err(|_| ProposeError::Shutdown)?;
-        rx.await.ok_or(ProposeError::Shutdown)
+        rx.recv().await.map_err(|_| ProposeError::Shutdown)
     }
 
     /// Stops the node: waiting proposers are told their outcome is unknown,

@@ -1,6 +1,6 @@
 //! Splitting Raft messages into datagrams, and putting them back together.
 //!
-//! A message whose sealed datagram would exceed `--max-datagram` is split
+//! A message whose sealed datagram would exceed the datagram limit is split
 //! into [`Fragment`]s that each fit. The receiver keeps, per peer, a bounded
 //! number of partly received messages in a bounded number of bytes, and
 //! gives up on a message after a timeout or when a newer one needs the
@@ -8,8 +8,8 @@
 //! treats like any other lost message. Nothing is allocated before the
 //! bytes it holds have arrived.
 
-use crate::counters::Counters;
-use crate::packet::{self, Chunk, Fragment, MAX_DATAGRAM, Packet};
+use super::counters::Counters;
+use super::packet::{self, Chunk, Fragment, MAX_DATAGRAM, PeerPacket};
 use raft_host::ClusterKey;
 use raft_host::auth::FRAME_OVERHEAD;
 use std::borrow::Cow;
@@ -54,7 +54,7 @@ impl Fragmenter {
         for index in 0..count32 {
             let start = index as usize * self.chunk;
             let data = &message[start.min(message.len())..(start + self.chunk).min(message.len())];
-            let p = Packet::Peer(Fragment { msg, index, count: count32, data: Chunk(data) });
+            let p = PeerPacket::Peer(Fragment { msg, index, count: count32, data: Chunk(data) });
             if let Some(payload) = packet::encode(&p) {
                 out.push(key.seal(sender, &payload));
             }

@@ -1,5 +1,9 @@
-//! The adapter conformance suite: scenarios written once against
-//! [`ClusterUnderTest`] and run against every runtime adapter.
+//! raft-conformance: the adapter conformance suite, scenarios written once
+//! against [`ClusterUnderTest`] and run against every runtime and transport
+//! (tokio and smol, TCP and UDP, and clusters mixing runtimes).
+//!
+//! A package of its own so that the pure simulator crate (raft-tests) pulls
+//! in no async runtime.
 //!
 //! * [`ClusterUnderTest`] is what a scenario needs from a cluster: start,
 //!   kill, restart and shut down members, propose key-value commands through
@@ -9,9 +13,8 @@
 //!   scenario injects faults, and an implementation may run its nodes in
 //!   this process (see [`inproc`]) or as child processes speaking a client
 //!   protocol (nodes told to reach their peers through a [`FaultProxy`]).
-//! * [`scenarios`] holds the scenarios; `tests/tests/conformance.rs`
-//!   instantiates each of them for raft-tokio, raft-smol, and a cluster
-//!   mixing both.
+//! * [`scenarios`] holds the scenarios; `tests/conformance.rs` runs each of
+//!   them on every [`inproc::Adapter`] and on clusters mixing runtimes.
 
 pub mod inproc;
 pub mod proxy;
@@ -25,6 +28,8 @@ use raft_host::kv::{KvCommand, KvError, KvOp, KvOutput};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+pub use raft_tests::wait::{poll_until, wait_for};
 
 /// What a state machine answered for one command.
 pub type KvResult = Result<KvOutput, KvError>;
@@ -44,6 +49,8 @@ pub struct NodeView {
     pub commit_index: u64,
     /// Its last applied index.
     pub last_applied: u64,
+    /// Datagrams its UDP transport dropped (`None` over TCP).
+    pub datagrams_dropped: Option<u64>,
 }
 
 /// Why a proposal through one member returned no output.
@@ -96,36 +103,8 @@ pub trait ClusterUnderTest: Send + Sync {
     fn direct_addr(&self, id: u64) -> Option<SocketAddr>;
     /// The key the cluster's frames are sealed with.
     fn cluster_key(&self) -> ClusterKey;
-}
-
-/// Polls `f` every 10 ms until it returns `Some`, for at most `limit`.
-///
-/// # Panics
-///
-/// With `what` in the message, if time runs out.
-pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    poll_until(limit, Duration::from_millis(10), what, || f().ok_or_else(|| "not yet".to_owned()))
-}
-
-/// Polls `f` every `every` until it returns `Ok`, for at most `limit`: the
-/// one deadline loop of the real-network tests (these are liveness limits,
-/// generous on purpose, not speed checks).
-///
-/// # Panics
-///
-/// If time runs out, with `what` and the last `Err` (what was seen) in the message.
-pub fn poll_until<T>(limit: Duration, every: Duration, what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        let seen = match f() {
-            Ok(t) => return t,
-            Err(seen) => seen,
-        };
-        if Instant::now() >= deadline {
-            panic!("timed out after {limit:?} waiting for {what}; last seen: {seen}");
-        }
-        std::thread::sleep(every);
-    }
+    /// How the members reach each other.
+    fn transport(&self) -> inproc::TransportKind;
 }
 
 /// The leader all running members of `among` agree on (same leader, same

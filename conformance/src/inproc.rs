@@ -1,11 +1,14 @@
-//! [`ClusterUnderTest`] for adapters that run in this process: raft-tokio
-//! and raft-smol nodes (or a mix), each member reaching the others through
-//! a [`FaultProxy`].
+//! [`ClusterUnderTest`] for nodes that run in this process: raft-net nodes
+//! on tokio or smol, over TCP or UDP (or a mix of runtimes), each member
+//! reaching the others through a [`FaultProxy`].
 
 use super::{ClusterUnderTest, Failure, FaultProxy, KvResult, NodeView};
 use raft_core::{Config, Duration as CoreDuration, NodeId};
 use raft_host::kv::{KvCommand, encode_command};
 use raft_host::{ClusterKey, KvStore};
+use raft_net::{Handle, Node, NodeConfig, ProposeError, UdpOptions};
+use raft_smol::Smol;
+use raft_tokio::Tokio;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -28,34 +31,121 @@ pub struct NodeSpec {
     pub propose_timeout: Duration,
 }
 
-/// One running in-process member.
-pub trait RunningNode: Send + Sync {
-    /// Where it listens.
-    fn listen(&self) -> SocketAddr;
-    /// Its view of itself.
-    fn status(&self) -> NodeView;
-    /// Proposes encoded command bytes.
-    fn propose(&self, command: Vec<u8>) -> Result<KvResult, Failure>;
-    /// Its local value of `key`.
-    fn local_get(&self, key: &str) -> Option<String>;
-    /// Stops it gracefully; returns tasks still running afterwards.
-    fn shutdown(&self) -> usize;
+/// The async runtime an [`Adapter`] runs its nodes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeKind {
+    /// raft-tokio: one multi-threaded runtime (two workers) per adapter.
+    Tokio,
+    /// raft-smol: smol's global executor.
+    Smol,
 }
 
-/// A kind of node: raft-tokio, raft-smol.
-pub trait Adapter: Send + Sync {
-    /// Its name.
-    fn name(&self) -> &'static str;
+/// How an [`Adapter`]'s nodes reach their peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportKind {
+    /// Authenticated, length-prefixed TCP frames.
+    Tcp,
+    /// Sealed, fragmented UDP datagrams.
+    Udp,
+}
+
+/// Every combination the suite runs.
+pub const ALL: [(RuntimeKind, TransportKind); 4] = [
+    (RuntimeKind::Tokio, TransportKind::Tcp),
+    (RuntimeKind::Smol, TransportKind::Tcp),
+    (RuntimeKind::Tokio, TransportKind::Udp),
+    (RuntimeKind::Smol, TransportKind::Udp),
+];
+
+/// Starts raft-net nodes on one runtime and transport.
+pub struct Adapter {
+    runtime: RuntimeKind,
+    transport: TransportKind,
+    tokio: Option<tokio::runtime::Runtime>,
+}
+
+impl fmt::Debug for Adapter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+impl Adapter {
+    /// An adapter (with a runtime of its own, for tokio).
+    pub fn new(runtime: RuntimeKind, transport: TransportKind) -> Arc<Adapter> {
+        let tokio = (runtime == RuntimeKind::Tokio).then(|| {
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime")
+        });
+        Arc::new(Adapter { runtime, transport, tokio })
+    }
+
+    /// "tokio", "smol+udp"...
+    pub fn name(&self) -> String {
+        let rt = match self.runtime {
+            RuntimeKind::Tokio => "tokio",
+            RuntimeKind::Smol => "smol",
+        };
+        match self.transport {
+            TransportKind::Tcp => rt.to_owned(),
+            TransportKind::Udp => format!("{rt}+udp"),
+        }
+    }
+
+    /// Its transport.
+    pub fn transport(&self) -> TransportKind {
+        self.transport
+    }
+
+    fn block_on<T>(&self, f: impl Future<Output = T>) -> T {
+        match &self.tokio {
+            Some(rt) => rt.block_on(f),
+            None => smol::block_on(f),
+        }
+    }
+
     /// Starts a member on a fresh loopback port.
-    fn start(&self, spec: NodeSpec) -> Arc<dyn RunningNode>;
+    fn start(self: &Arc<Self>, spec: NodeSpec) -> RunningNode {
+        let listen = "127.0.0.1:0".parse().expect("addr");
+        let mut config = NodeConfig::new(spec.raft, spec.data_dir, listen, spec.peers, spec.key);
+        config.propose_timeout = spec.propose_timeout;
+        let sm = KvStore::new();
+        let handle = self
+            .block_on(async {
+                let udp = || UdpOptions::new(1400);
+                match (self.runtime, self.transport) {
+                    (RuntimeKind::Tokio, TransportKind::Tcp) => Node::start(Tokio::current(), config, sm).await,
+                    (RuntimeKind::Smol, TransportKind::Tcp) => Node::start(Smol, config, sm).await,
+                    (RuntimeKind::Tokio, TransportKind::Udp) => {
+                        Node::start_udp(Tokio::current(), config, sm, udp()).await.map(|(h, _)| h)
+                    }
+                    (RuntimeKind::Smol, TransportKind::Udp) => {
+                        Node::start_udp(Smol, config, sm, udp()).await.map(|(h, _)| h)
+                    }
+                }
+            })
+            .unwrap_or_else(|e| panic!("start a {} node: {e}", self.name()));
+        RunningNode { adapter: self.clone(), handle }
+    }
+
     /// Tasks alive in the runtime this adapter owns, if it can tell.
-    fn runtime_tasks(&self) -> Option<usize>;
+    fn runtime_tasks(&self) -> Option<usize> {
+        self.tokio.as_ref().map(|rt| rt.metrics().num_alive_tasks())
+    }
 }
 
-/// Both adapters' `Status` have the same shape; converts either.
-macro_rules! view {
-    ($s:expr) => {{
-        let s = $s;
+/// One running in-process member.
+struct RunningNode {
+    adapter: Arc<Adapter>,
+    handle: Handle<KvStore>,
+}
+
+impl RunningNode {
+    fn listen(&self) -> SocketAddr {
+        self.handle.local_addr()
+    }
+
+    fn status(&self) -> NodeView {
+        let s = self.handle.status();
         NodeView {
             id: s.id.0,
             role: s.role.role,
@@ -63,124 +153,30 @@ macro_rules! view {
             leader: s.role.leader.map(|l| l.0),
             commit_index: s.commit_index.0,
             last_applied: s.last_applied.0,
+            datagrams_dropped: s.datagrams.map(|c| c.total()),
         }
-    }};
-}
+    }
 
-macro_rules! map_error {
-    ($krate:ident, $e:expr) => {
-        match $e {
-            $krate::ProposeError::NotLeader { leader_hint } => Failure::NotLeader(leader_hint.map(|l| l.0)),
-            $krate::ProposeError::Timeout => Failure::Unknown,
+    fn propose(&self, command: Vec<u8>) -> Result<KvResult, Failure> {
+        self.adapter.block_on(self.handle.propose_bytes(command)).map_err(|e| match e {
+            ProposeError::NotLeader { leader_hint } | ProposeError::Superseded { leader_hint } => {
+                Failure::NotLeader(leader_hint.map(|l| l.0))
+            }
+            ProposeError::OutcomeUnknown => Failure::Unknown,
             other => Failure::Rejected(other.to_string()),
-        }
-    };
-}
-
-/// raft-tokio nodes on one multi-threaded runtime (two workers).
-pub struct TokioAdapter {
-    rt: tokio::runtime::Runtime,
-}
-
-impl fmt::Debug for TokioAdapter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("TokioAdapter")
+        })
     }
-}
 
-impl TokioAdapter {
-    /// A new runtime.
-    pub fn new() -> Arc<TokioAdapter> {
-        let rt =
-            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
-        Arc::new(TokioAdapter { rt })
-    }
-}
-
-struct TokioNode {
-    rt: tokio::runtime::Handle,
-    handle: raft_tokio::Handle<KvStore>,
-}
-
-impl RunningNode for TokioNode {
-    fn listen(&self) -> SocketAddr {
-        self.handle.local_addr()
-    }
-    fn status(&self) -> NodeView {
-        view!(self.handle.status())
-    }
-    fn propose(&self, command: Vec<u8>) -> Result<KvResult, Failure> {
-        self.rt.block_on(self.handle.propose(command)).map_err(|e| map_error!(raft_tokio, e))
-    }
     fn local_get(&self, key: &str) -> Option<String> {
         let key = key.to_owned();
-        self.rt.block_on(self.handle.local_read(move |s| s.get_local(&key).map(str::to_owned))).ok().flatten()
+        self.adapter.block_on(self.handle.local_read(move |s| s.get_local(&key).map(str::to_owned))).ok().flatten()
     }
+
+    /// Stops it gracefully; returns tasks still running afterwards.
     fn shutdown(&self) -> usize {
         let monitor = self.handle.task_monitor();
-        self.rt.block_on(self.handle.clone().shutdown());
+        self.adapter.block_on(self.handle.clone().shutdown());
         monitor.running()
-    }
-}
-
-impl Adapter for TokioAdapter {
-    fn name(&self) -> &'static str {
-        "tokio"
-    }
-    fn start(&self, spec: NodeSpec) -> Arc<dyn RunningNode> {
-        let listen = "127.0.0.1:0".parse().expect("addr");
-        let mut config = raft_tokio::NodeConfig::new(spec.raft, spec.data_dir, listen, spec.peers, spec.key);
-        config.propose_timeout = spec.propose_timeout;
-        let handle = self.rt.block_on(raft_tokio::Node::start(config, KvStore::new())).expect("start a tokio node");
-        Arc::new(TokioNode { rt: self.rt.handle().clone(), handle })
-    }
-    fn runtime_tasks(&self) -> Option<usize> {
-        Some(self.rt.metrics().num_alive_tasks())
-    }
-}
-
-/// raft-smol nodes on smol's global executor.
-#[derive(Debug)]
-pub struct SmolAdapter;
-
-struct SmolNode {
-    handle: raft_smol::Handle<KvStore>,
-}
-
-impl RunningNode for SmolNode {
-    fn listen(&self) -> SocketAddr {
-        self.handle.local_addr()
-    }
-    fn status(&self) -> NodeView {
-        view!(self.handle.status())
-    }
-    fn propose(&self, command: Vec<u8>) -> Result<KvResult, Failure> {
-        smol::block_on(self.handle.propose(command)).map_err(|e| map_error!(raft_smol, e))
-    }
-    fn local_get(&self, key: &str) -> Option<String> {
-        let key = key.to_owned();
-        smol::block_on(self.handle.local_read(move |s| s.get_local(&key).map(str::to_owned))).ok().flatten()
-    }
-    fn shutdown(&self) -> usize {
-        let monitor = self.handle.task_monitor();
-        smol::block_on(self.handle.clone().shutdown());
-        monitor.running()
-    }
-}
-
-impl Adapter for SmolAdapter {
-    fn name(&self) -> &'static str {
-        "smol"
-    }
-    fn start(&self, spec: NodeSpec) -> Arc<dyn RunningNode> {
-        let listen = "127.0.0.1:0".parse().expect("addr");
-        let mut config = raft_smol::NodeConfig::new(spec.raft, spec.data_dir, listen, spec.peers, spec.key);
-        config.propose_timeout = spec.propose_timeout;
-        let handle = smol::block_on(raft_smol::Node::start(config, KvStore::new())).expect("start a smol node");
-        Arc::new(SmolNode { handle })
-    }
-    fn runtime_tasks(&self) -> Option<usize> {
-        None
     }
 }
 
@@ -198,8 +194,8 @@ pub fn test_config(id: u64, ids: &[u64]) -> Config {
 }
 
 struct Slot {
-    adapter: Arc<dyn Adapter>,
-    node: Option<Arc<dyn RunningNode>>,
+    adapter: Arc<Adapter>,
+    node: Option<Arc<RunningNode>>,
 }
 
 /// In-process members, one adapter per member, through a [`FaultProxy`].
@@ -220,14 +216,17 @@ impl fmt::Debug for InProcessCluster {
 
 impl InProcessCluster {
     /// Members 1..=n, member `i` run by `adapters[i - 1]`. Nothing is started.
-    pub fn new(adapters: Vec<Arc<dyn Adapter>>) -> InProcessCluster {
+    ///
+    /// # Panics
+    ///
+    /// If the adapters do not share one transport.
+    pub fn new(adapters: Vec<Arc<Adapter>>) -> InProcessCluster {
+        let transport = adapters[0].transport();
+        assert!(adapters.iter().all(|a| a.transport() == transport), "one transport per cluster");
         let ids: Vec<u64> = (1..=adapters.len() as u64).collect();
-        let names: Vec<&str> = adapters.iter().map(|a| a.name()).collect();
-        let name = if names.iter().all(|n| *n == names[0]) {
-            names[0].to_owned()
-        } else {
-            format!("mixed[{}]", names.join(","))
-        };
+        let names: Vec<String> = adapters.iter().map(|a| a.name()).collect();
+        let name =
+            if names.iter().all(|n| *n == names[0]) { names[0].clone() } else { format!("mixed[{}]", names.join(",")) };
         let slots =
             ids.iter().zip(adapters).map(|(&id, adapter)| (id, Mutex::new(Slot { adapter, node: None }))).collect();
         InProcessCluster {
@@ -246,7 +245,7 @@ impl InProcessCluster {
 
     /// Runs `f` on a running member, without holding its slot's lock (so
     /// that concurrent clients, kills and restarts do not wait on each other).
-    fn with_node<T>(&self, id: u64, f: impl FnOnce(&dyn RunningNode) -> T) -> Option<T> {
+    fn with_node<T>(&self, id: u64, f: impl FnOnce(&RunningNode) -> T) -> Option<T> {
         let node = self.slot(id).node.clone();
         node.as_deref().map(f)
     }
@@ -278,7 +277,7 @@ impl ClusterUnderTest for InProcessCluster {
         };
         let node = slot.adapter.start(spec);
         self.proxy.set_target(id, node.listen());
-        slot.node = Some(node);
+        slot.node = Some(Arc::new(node));
     }
 
     fn kill(&self, id: u64) {
@@ -337,6 +336,10 @@ impl ClusterUnderTest for InProcessCluster {
 
     fn cluster_key(&self) -> ClusterKey {
         self.key.clone()
+    }
+
+    fn transport(&self) -> TransportKind {
+        self.slot(self.ids[0]).adapter.transport()
     }
 }
 

@@ -1,17 +1,18 @@
-//! An in-process, fault-injecting TCP proxy between the members of a
-//! cluster, on plain threads so that it serves any adapter (async or
+//! An in-process, fault-injecting TCP and UDP proxy between the members of
+//! a cluster, on plain threads so that it serves any adapter (async or
 //! process-based) alike.
 //!
-//! There is one listening address per ordered pair of members: node `a`
-//! reaches node `b` at [`FaultProxy::addr`]`(a, b)`, and the proxy forwards
-//! each connection to `b`'s current address (see [`FaultProxy::set_target`];
-//! a restarted node may listen somewhere new). Cutting a link closes its
-//! open connections at once and refuses new ones until it is restored, so a
-//! partition is seen by both sides as connections that fail.
+//! There is one address per ordered pair of members: node `a` reaches node
+//! `b` at [`FaultProxy::addr`]`(a, b)`, and the proxy forwards each
+//! connection, and each datagram, to `b`'s current address (see
+//! [`FaultProxy::set_target`]; a restarted node may listen somewhere new).
+//! Cutting a link closes its open connections at once, refuses new ones and
+//! drops its datagrams until it is restored, so a partition is seen by both
+//! sides as connections that fail, or silence.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -60,10 +61,12 @@ impl FaultProxy {
                 if from == to {
                     continue;
                 }
-                let listener = TcpListener::bind("127.0.0.1:0").expect("proxy bind");
+                let (listener, udp) = bind_both();
                 addrs.insert((from, to), listener.local_addr().expect("proxy addr"));
-                let inner = inner.clone();
-                acceptors.push(std::thread::spawn(move || accept(listener, (from, to), &inner)));
+                let i = inner.clone();
+                acceptors.push(std::thread::spawn(move || accept(listener, (from, to), &i)));
+                let i = inner.clone();
+                acceptors.push(std::thread::spawn(move || forward_datagrams(udp, (from, to), &i)));
             }
         }
         FaultProxy { inner, addrs, acceptors }
@@ -120,6 +123,37 @@ impl Drop for FaultProxy {
         };
         for t in threads {
             let _ = t.join();
+        }
+    }
+}
+
+/// A TCP listener and a UDP socket on the same loopback port.
+fn bind_both() -> (TcpListener, UdpSocket) {
+    for _ in 0..100 {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("proxy bind");
+        let addr = listener.local_addr().expect("proxy addr");
+        if let Ok(udp) = UdpSocket::bind(addr) {
+            udp.set_read_timeout(Some(Duration::from_millis(50))).expect("udp timeout");
+            return (listener, udp);
+        }
+    }
+    panic!("no loopback port free for both TCP and UDP");
+}
+
+/// Forwards the link's datagrams to its target while the link is up.
+fn forward_datagrams(socket: UdpSocket, link: Link, inner: &Inner) {
+    let mut buf = vec![0u8; 65_536];
+    while !inner.stop.load(Ordering::SeqCst) {
+        let Ok((n, _)) = socket.recv_from(&mut buf) else { continue };
+        let target = {
+            let s = inner.lock();
+            if s.down.contains(&link) {
+                continue;
+            }
+            s.targets.get(&link.1).copied()
+        };
+        if let Some(target) = target {
+            let _ = socket.send_to(&buf[..n], target);
         }
     }
 }

@@ -1,8 +1,8 @@
 //! The public types both adapters share: configuration, errors, status and
 //! the role watch.
 
-use crate::common::sync::{TaskCount, Watch, all_stopped};
-use raft_core::{Config, LogIndex, NewNodeError, NodeId, Role, Term};
+use crate::sync::{TaskCount, Watch, all_stopped};
+use raft_core::{Config, ConfigError, LogIndex, NewNodeError, NodeId, Role, Term};
 use raft_host::{ClusterKey, StorageError};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -36,7 +36,7 @@ pub struct NodeConfig {
     /// The shared secret: every frame is authenticated under it.
     pub key: ClusterKey,
     /// How long `propose` and `read` wait for an outcome before giving up
-    /// with [`ProposeError::Timeout`]. Default 5 s.
+    /// with [`ProposeError::OutcomeUnknown`]. Default 5 s.
     pub propose_timeout: Duration,
     /// Messages held per peer and lane while a peer is slow or unreachable;
     /// the oldest is dropped on overflow. Default 1024.
@@ -83,22 +83,22 @@ impl NodeConfig {
 
     /// Checks the raft config and that `peers` names exactly the other members.
     pub(crate) fn validate(&self) -> Result<(), StartError> {
-        self.raft.validate().map_err(|e| StartError::Config(e.to_string()))?;
+        self.raft.validate().map_err(StartError::Config)?;
         for m in &self.raft.members {
             if *m != self.raft.id && !self.peers.contains_key(m) {
-                return Err(StartError::Config(format!("no address for member {m}")));
+                return Err(StartError::NoAddress { member: *m });
             }
         }
         for p in self.peers.keys() {
             if *p == self.raft.id || !self.raft.members.contains(p) {
-                return Err(StartError::Config(format!("peer {p} is not another member of the cluster")));
+                return Err(StartError::NotAPeer { peer: *p });
             }
         }
         if self.propose_timeout.is_zero() || self.io_timeout.is_zero() || self.handshake_timeout.is_zero() {
-            return Err(StartError::Config("timeouts must be positive".into()));
+            return Err(StartError::ZeroSetting("timeouts"));
         }
         if self.max_inbound_connections == 0 || self.peer_queue_capacity == 0 {
-            return Err(StartError::Config("queue and connection limits must be positive".into()));
+            return Err(StartError::ZeroSetting("queue and connection limits"));
         }
         Ok(())
     }
@@ -108,8 +108,20 @@ impl NodeConfig {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum StartError {
-    /// The configuration is invalid.
-    Config(String),
+    /// The raft configuration is invalid.
+    Config(ConfigError),
+    /// A member of the cluster has no address in `NodeConfig::peers`.
+    NoAddress {
+        /// The member.
+        member: NodeId,
+    },
+    /// `NodeConfig::peers` names this node itself, or a node that is not a member.
+    NotAPeer {
+        /// The id.
+        peer: NodeId,
+    },
+    /// These settings must be positive.
+    ZeroSetting(&'static str),
     /// The data directory could not be opened or recovered.
     Storage(StorageError),
     /// The recovered state does not fit the configuration.
@@ -121,6 +133,8 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// The disk thread could not be started.
+    DiskThread(std::io::Error),
     /// Start-up was interrupted (the runtime shut down).
     Interrupted,
 }
@@ -128,10 +142,16 @@ pub enum StartError {
 impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StartError::Config(why) => write!(f, "invalid node configuration: {why}"),
+            StartError::Config(e) => write!(f, "invalid node configuration: {e}"),
+            StartError::NoAddress { member } => write!(f, "invalid node configuration: no address for member {member}"),
+            StartError::NotAPeer { peer } => {
+                write!(f, "invalid node configuration: peer {peer} is not another member of the cluster")
+            }
+            StartError::ZeroSetting(what) => write!(f, "invalid node configuration: {what} must be positive"),
             StartError::Storage(e) => write!(f, "cannot open the data directory: {e}"),
             StartError::Node(e) => write!(f, "cannot start the node: {e}"),
             StartError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            StartError::DiskThread(e) => write!(f, "cannot start the disk thread: {e}"),
             StartError::Interrupted => write!(f, "start-up was interrupted"),
         }
     }
@@ -140,35 +160,44 @@ impl fmt::Display for StartError {
 impl std::error::Error for StartError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
+            StartError::Config(e) => Some(e),
             StartError::Storage(e) => Some(e),
             StartError::Node(e) => Some(e),
-            StartError::Bind { source, .. } => Some(source),
+            StartError::Bind { source, .. } | StartError::DiskThread(source) => Some(source),
             _ => None,
         }
     }
 }
 
-/// Why a proposal or read returned no output.
+/// Why a proposal or read returned no output. The type says what happened
+/// to the command ([`ProposeError::outcome`]):
 ///
-/// [`NotLeader`](ProposeError::NotLeader), [`TooLarge`](ProposeError::TooLarge)
-/// and [`Shutdown`](ProposeError::Shutdown) promise the command was **not**
-/// applied and never will be; [`Timeout`](ProposeError::Timeout) means the
-/// outcome is **unknown** (see [`ProposeError::outcome_unknown`]): retry
-/// with the same client session (e.g. the same `KvCommand { client, seq }`)
-/// to learn it without applying the command twice.
+/// * **not applied**, and never will be: [`NotLeader`](ProposeError::NotLeader),
+///   [`Superseded`](ProposeError::Superseded), [`TooLarge`](ProposeError::TooLarge),
+///   [`Shutdown`](ProposeError::Shutdown);
+/// * **unknown**: [`OutcomeUnknown`](ProposeError::OutcomeUnknown). Retry
+///   with the same client session (e.g. the same `KvCommand { client, seq }`)
+///   to learn it without applying the command twice.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ProposeError {
-    /// This node is not the leader (or lost leadership and another leader's
-    /// entry took the command's place). Retry at `leader_hint`, if known.
+    /// This node is not the leader; the command was not proposed. Retry at
+    /// `leader_hint`, if known.
     NotLeader {
         /// The leader this node knows of, if any.
+        leader_hint: Option<NodeId>,
+    },
+    /// The command was proposed, but this node lost leadership and another
+    /// leader's entry took its place in the log: it was not applied. Retry
+    /// at `leader_hint`, if known.
+    Superseded {
+        /// The leader this node knew of when it learned it.
         leader_hint: Option<NodeId>,
     },
     /// No outcome within `NodeConfig::propose_timeout`, or the node stopped
     /// or lost track of the command (a snapshot covered it) before learning
     /// it. The command may or may not have been applied.
-    Timeout,
+    OutcomeUnknown,
     /// The node has stopped (or is stopping) and the command never reached it.
     Shutdown,
     /// The command exceeds `Config::max_entry_bytes`.
@@ -180,10 +209,39 @@ pub enum ProposeError {
     },
 }
 
+/// What a failed proposal tells about its command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandOutcome {
+    /// The command was not applied and never will be.
+    NotApplied,
+    /// The command may or may not have been applied.
+    Unknown,
+}
+
 impl ProposeError {
-    /// True if the command may have been applied (only [`ProposeError::Timeout`]).
+    /// Whether the command was (definitely) not applied, or may have been.
+    pub fn outcome(&self) -> CommandOutcome {
+        match self {
+            ProposeError::OutcomeUnknown => CommandOutcome::Unknown,
+            ProposeError::NotLeader { .. }
+            | ProposeError::Superseded { .. }
+            | ProposeError::Shutdown
+            | ProposeError::TooLarge { .. } => CommandOutcome::NotApplied,
+        }
+    }
+
+    /// True if the command may have been applied (only [`ProposeError::OutcomeUnknown`]).
     pub fn outcome_unknown(&self) -> bool {
-        matches!(self, ProposeError::Timeout)
+        self.outcome() == CommandOutcome::Unknown
+    }
+
+    /// The leader to retry at, for [`NotLeader`](ProposeError::NotLeader)
+    /// and [`Superseded`](ProposeError::Superseded).
+    pub fn leader_hint(&self) -> Option<NodeId> {
+        match self {
+            ProposeError::NotLeader { leader_hint } | ProposeError::Superseded { leader_hint } => *leader_hint,
+            _ => None,
+        }
     }
 }
 
@@ -192,7 +250,8 @@ impl fmt::Display for ProposeError {
         match self {
             ProposeError::NotLeader { leader_hint: Some(l) } => write!(f, "not the leader; try node {l}"),
             ProposeError::NotLeader { leader_hint: None } => write!(f, "not the leader; leader unknown"),
-            ProposeError::Timeout => write!(f, "timed out; the command may or may not have been applied"),
+            ProposeError::Superseded { .. } => write!(f, "another leader's entry replaced the command; not applied"),
+            ProposeError::OutcomeUnknown => write!(f, "outcome unknown; the command may or may not have been applied"),
             ProposeError::Shutdown => write!(f, "the node has stopped"),
             ProposeError::TooLarge { size, max } => write!(f, "command of {size} bytes exceeds the limit of {max}"),
         }
@@ -230,6 +289,10 @@ pub struct Status {
     pub last_log_index: LogIndex,
     /// The highest index known durable on this node.
     pub durable_index: LogIndex,
+    /// The index the latest snapshot covers (0: none).
+    pub snapshot_index: LogIndex,
+    /// Datagrams the UDP transport dropped, by reason (`None` over TCP).
+    pub datagrams: Option<crate::udp::Counters>,
     /// One entry per peer, in id order.
     pub peers: Vec<PeerStatus>,
     /// True once the node has stopped (after `shutdown` or a failure).

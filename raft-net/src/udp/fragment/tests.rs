@@ -12,8 +12,7 @@ fn open_all(frames: &[Vec<u8>]) -> Vec<(u64, u32, u32, Vec<u8>)> {
             let (sender, payload) = key().open(f).unwrap();
             assert_eq!(sender, 7);
             match packet::decode(payload).unwrap() {
-                Packet::Peer(fr) => (fr.msg, fr.index, fr.count, fr.data.0.to_vec()),
-                other => panic!("not a fragment: {other:?}"),
+                PeerPacket::Peer(fr) => (fr.msg, fr.index, fr.count, fr.data.0.to_vec()),
             }
         })
         .collect()

@@ -1,12 +1,14 @@
 //! TCP links between peers: an accept task with one reader per inbound
 //! connection, and one writer per peer for the outgoing direction. Written
-//! against the crate's `rt` module (sockets, spawning, timers).
+//! against [`Runtime`] (sockets, spawning, timers).
 
-use crate::common::backoff::{Backoff, RESET_AFTER};
-use crate::common::engine::Shared;
-use crate::common::queue::{BATCH_BYTES, PeerQueue};
-use crate::common::sync::{TaskGuard, first};
-use crate::rt::{self, AsyncReadExt as _, AsyncWriteExt as _, ReadHalf, Sender, TcpListener, TcpStream, WriteHalf};
+use crate::backoff::{Backoff, RESET_AFTER};
+use crate::engine::Shared;
+use crate::queue::{BATCH_BYTES, PeerQueue};
+use crate::runtime::Runtime;
+use crate::sync::{Joinable, TaskGuard, first, spawn, timeout};
+use async_channel::Sender;
+use futures_lite::{AsyncReadExt as _, AsyncWriteExt as _};
 use raft_core::{Message, NodeId};
 use raft_host::transport_frame::{LEN_BYTES, check_len, encode_frame_into, open_frame};
 use std::io;
@@ -16,35 +18,35 @@ use std::time::{Duration, Instant};
 
 /// `f`, or `None` once the node stops (checked first).
 async fn or_stop<T>(shared: &Shared, f: impl Future<Output = T>) -> Option<T> {
-    crate::common::sync::or_stop(&shared.stop, f).await
+    crate::sync::or_stop(&shared.stop, f).await
 }
 
 /// A read buffer grown past this is released after use.
 const KEEP_BUFFER: usize = 64 << 10;
 
 /// Accepts peer connections until the node stops, then waits for its readers.
-pub(crate) async fn accept_loop(
-    listener: TcpListener,
+pub(crate) async fn accept_loop<R: Runtime>(
+    rt: R,
+    listener: R::TcpListener,
     shared: Arc<Shared>,
     inbound: Sender<(NodeId, Message)>,
     _guard: TaskGuard,
 ) {
-    let mut readers: Vec<rt::Task> = Vec::new();
+    let mut readers: Vec<Joinable> = Vec::new();
     loop {
-        let Some(accepted) = or_stop(&shared, listener.accept()).await else { break };
+        let Some(accepted) = or_stop(&shared, R::tcp_accept(&listener)).await else { break };
         match accepted {
-            Ok((stream, _)) => {
+            Ok(stream) => {
                 readers.retain(|t| !t.is_finished());
                 if readers.len() >= shared.config.max_inbound_connections {
                     continue; // dropping the stream closes it
                 }
-                let _ = stream.set_nodelay(true);
                 let guard = TaskGuard::new(&shared.tasks);
-                readers.push(rt::spawn(read_loop(stream, shared.clone(), inbound.clone(), guard)));
+                readers.push(spawn(&rt, read_loop::<R>(stream, shared.clone(), inbound.clone(), guard)));
             }
             // Out of descriptors or similar: wait a little instead of spinning.
             Err(_) => {
-                if or_stop(&shared, rt::sleep(Duration::from_millis(50))).await.is_none() {
+                if !pause(&shared, Duration::from_millis(50)).await {
                     break;
                 }
             }
@@ -52,12 +54,16 @@ pub(crate) async fn accept_loop(
     }
     drop(listener);
     for r in readers {
-        rt::join(r).await;
+        r.join().await;
     }
 }
 
 /// Reads one frame body into `buf`, refusing an over-long length before allocating.
-async fn read_frame(stream: &mut TcpStream, buf: &mut Vec<u8>, max: usize) -> io::Result<()> {
+async fn read_frame<S: futures_lite::AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<()> {
     let mut prefix = [0u8; LEN_BYTES];
     stream.read_exact(&mut prefix).await?;
     let len = check_len(prefix, max).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
@@ -71,7 +77,12 @@ async fn read_frame(stream: &mut TcpStream, buf: &mut Vec<u8>, max: usize) -> io
 /// task. Any bad frame (too long, not authentic, not a message, from a
 /// non-member, or from another sender than the connection's first frame)
 /// closes the connection.
-async fn read_loop(mut stream: TcpStream, shared: Arc<Shared>, inbound: Sender<(NodeId, Message)>, _guard: TaskGuard) {
+async fn read_loop<R: Runtime>(
+    mut stream: R::TcpStream,
+    shared: Arc<Shared>,
+    inbound: Sender<(NodeId, Message)>,
+    _guard: TaskGuard,
+) {
     let mut peer: Option<NodeId> = None;
     let mut buf = Vec::new();
     loop {
@@ -79,7 +90,7 @@ async fn read_loop(mut stream: TcpStream, shared: Arc<Shared>, inbound: Sender<(
         let limited = async {
             match peer {
                 Some(_) => read.await,
-                None => rt::timeout(shared.config.handshake_timeout, read)
+                None => timeout(&*shared.sleeper, shared.config.handshake_timeout, read)
                     .await
                     .unwrap_or_else(|| Err(io::ErrorKind::TimedOut.into())),
             }
@@ -103,19 +114,18 @@ async fn read_loop(mut stream: TcpStream, shared: Arc<Shared>, inbound: Sender<(
     }
 }
 
-struct Conn {
-    rd: ReadHalf,
-    wr: WriteHalf,
+struct Conn<S> {
+    stream: S,
     since: Instant,
 }
 
 /// Sleeps, unless the node stops first (then false).
 async fn pause(shared: &Shared, d: Duration) -> bool {
-    or_stop(shared, rt::sleep(d)).await.is_some()
+    or_stop(shared, shared.sleeper.sleep_until(Instant::now() + d)).await.is_some()
 }
 
 /// Forgets the connection; a long-lived one resets the backoff.
-fn disconnect(conn: &mut Option<Conn>, peer: &PeerQueue, backoff: &mut Backoff) {
+fn disconnect<S>(conn: &mut Option<Conn<S>>, peer: &PeerQueue, backoff: &mut Backoff) {
     if let Some(c) = conn.take()
         && c.since.elapsed() >= RESET_AFTER
     {
@@ -133,14 +143,14 @@ enum Wake {
 /// Sends the peer's queue over one outgoing connection, (re)connecting
 /// lazily with backoff. Messages in a batch that cannot be delivered are
 /// dropped and counted: Raft retransmits what matters.
-pub(crate) async fn write_loop(peer: Arc<PeerQueue>, shared: Arc<Shared>, _guard: TaskGuard) {
+pub(crate) async fn write_loop<R: Runtime>(rt: R, peer: Arc<PeerQueue>, shared: Arc<Shared>, _guard: TaskGuard) {
     let cfg = &shared.config;
     let me = shared.id();
     let seed = cfg.raft.seed ^ peer.id.0.rotate_left(32) ^ 0xC0FF_EE00;
     let mut backoff = Backoff::new(seed, cfg.reconnect_min, cfg.reconnect_max);
     let mut batch: Vec<Message> = Vec::new();
     let mut buf: Vec<u8> = Vec::new();
-    let mut conn: Option<Conn> = None;
+    let mut conn: Option<Conn<R::TcpStream>> = None;
     loop {
         // Wait for messages; meanwhile notice if the peer closes the connection
         // (it never writes on it, so any read completing means it is over).
@@ -154,7 +164,7 @@ pub(crate) async fn write_loop(peer: Arc<PeerQueue>, shared: Arc<Shared>, _guard
             Some(c) => {
                 let mut probe = [0u8; 1];
                 let closed = async {
-                    let _ = c.rd.read(&mut probe).await;
+                    let _ = c.stream.read(&mut probe).await;
                     Wake::Closed
                 };
                 first(first(stop, next), closed).await
@@ -172,15 +182,13 @@ pub(crate) async fn write_loop(peer: Arc<PeerQueue>, shared: Arc<Shared>, _guard
             }
         }
         if conn.is_none() {
-            let Some(attempt) = or_stop(&shared, rt::timeout(cfg.io_timeout, TcpStream::connect(peer.addr))).await
-            else {
+            let connect = timeout(&*shared.sleeper, cfg.io_timeout, rt.tcp_connect(peer.addr));
+            let Some(attempt) = or_stop(&shared, connect).await else {
                 return;
             };
             match attempt {
                 Some(Ok(stream)) => {
-                    let _ = stream.set_nodelay(true);
-                    let (rd, wr) = rt::split(stream);
-                    conn = Some(Conn { rd, wr, since: Instant::now() });
+                    conn = Some(Conn { stream, since: Instant::now() });
                     peer.stats.connects.fetch_add(1, Ordering::Relaxed);
                     peer.stats.connected.store(true, Ordering::Relaxed);
                 }
@@ -205,7 +213,8 @@ pub(crate) async fn write_loop(peer: Arc<PeerQueue>, shared: Arc<Shared>, _guard
             }
         }
         let Some(c) = conn.as_mut() else { continue };
-        let Some(written) = or_stop(&shared, rt::timeout(cfg.io_timeout, c.wr.write_all(&buf))).await else {
+        let write = timeout(&*shared.sleeper, cfg.io_timeout, c.stream.write_all(&buf));
+        let Some(written) = or_stop(&shared, write).await else {
             return;
         };
         if matches!(written, Some(Ok(()))) {

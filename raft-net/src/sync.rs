@@ -2,10 +2,12 @@
 //! awaited ([`Watch`]), used for the stop signal, the role watch and the
 //! count of running tasks.
 
+use crate::runtime::{Runtime, Sleeper};
 use std::future::poll_fn;
 use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 /// A value, a version bumped on every change, a closed flag, and the wakers
 /// of the futures waiting for any of them to change.
@@ -144,6 +146,44 @@ pub(crate) async fn first<T>(a: impl Future<Output = T>, b: impl Future<Output =
         Poll::Pending => b.as_mut().poll(cx),
     })
     .await
+}
+
+/// `f`, or `None` after `d` (timed by `sleeper`).
+pub(crate) async fn timeout<T>(sleeper: &dyn Sleeper, d: Duration, f: impl Future<Output = T>) -> Option<T> {
+    let deadline = Instant::now() + d;
+    first(async { Some(f.await) }, async {
+        sleeper.sleep_until(deadline).await;
+        None
+    })
+    .await
+}
+
+/// A task spawned with [`spawn`], to wait for. Dropping it does not stop the
+/// task (on every runtime).
+#[derive(Debug)]
+pub(crate) struct Joinable(async_channel::Receiver<()>);
+
+/// Spawns `task` on `rt` (detached), returning a way to wait for its end
+/// (also after a panic, or when the runtime drops it).
+pub(crate) fn spawn<R: Runtime>(rt: &R, task: impl Future<Output = ()> + Send + 'static) -> Joinable {
+    let (done, rx) = async_channel::bounded::<()>(1);
+    rt.spawn(async move {
+        let _done = done; // dropped when the task ends, however it ends
+        task.await;
+    });
+    Joinable(rx)
+}
+
+impl Joinable {
+    /// True once the task has ended.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.0.sender_count() == 0
+    }
+
+    /// Waits for the task to end.
+    pub(crate) async fn join(self) {
+        let _ = self.0.recv().await;
+    }
 }
 
 /// `f`, or `None` once `stop` is closed (checked first).

@@ -1,0 +1,387 @@
+//! The node as the owning task sees it: the host [`raft_host::Engine`]
+//! (node, state machine, disk thread, waiting proposals), the clock, the
+//! peers' queues as its transport, and the published status. Every method
+//! is synchronous and quick; the owning task ([`crate::node`]) feeds
+//! it inputs and calls [`Owner::flush`] after each batch of them.
+
+use crate::api::{NodeConfig, ProposeError, RoleInfo, StartError, Status};
+use crate::queue::PeerQueue;
+use crate::runtime::Sleeper;
+use crate::sync::{Stop, TaskCount, Watch};
+use crate::udp::Counters;
+use raft_core::{Bytes, Event, LogIndex, Message, NodeId, ReadError};
+use raft_host::engine::{DiskReport, EngineStartError, Refused, Transport};
+use raft_host::transport_frame::max_frame_len;
+use raft_host::{DiskLog, DiskThread, Engine, NodeMeta, Outcome, StateMachine, StdClock};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+type Answer<O> = Box<dyn FnOnce(Result<O, ProposeError>) + Send>;
+
+/// The host engine with a [`Waiter`] per waiting proposal or read.
+pub(crate) type NodeEngine<S> = Engine<S, Waiter<S>>;
+
+/// Serves one linearizable read, or tells why it failed.
+pub(crate) type ReadFn<S> = Box<dyn FnOnce(Result<&S, ProposeError>) + Send>;
+
+/// What the engine holds for one request of a handle.
+pub(crate) enum Waiter<S: StateMachine> {
+    Propose(Reply<S::Output>),
+    Read(ReadFn<S>),
+}
+
+/// Answers one proposer, at most once. Dropped unanswered after its command
+/// reached the log (the node stopped, or its task died) it answers that the
+/// outcome is unknown, so no such proposer is told it was not applied;
+/// dropped before, it answers nothing (the handle then reports `Shutdown`).
+pub(crate) struct Reply<O> {
+    send: Option<Answer<O>>,
+    in_log: bool,
+}
+
+impl<O> Reply<O> {
+    pub(crate) fn new(f: impl FnOnce(Result<O, ProposeError>) + Send + 'static) -> Reply<O> {
+        Reply { send: Some(Box::new(f)), in_log: false }
+    }
+
+    fn send(mut self, result: Result<O, ProposeError>) {
+        if let Some(f) = self.send.take() {
+            f(result);
+        }
+    }
+}
+
+impl<O> Drop for Reply<O> {
+    fn drop(&mut self) {
+        if let Some(f) = self.send.take()
+            && self.in_log
+        {
+            f(Err(ProposeError::OutcomeUnknown));
+        }
+    }
+}
+/// Runs against the state machine inside the owning task.
+pub(crate) type LocalRead<S> = Box<dyn FnOnce(&S) + Send>;
+/// Requests a handle may queue before `propose` waits for room.
+pub(crate) const COMMAND_QUEUE: usize = 4096;
+/// Inbound messages queued for the owning task before readers wait.
+pub(crate) const INBOUND_QUEUE: usize = 1024;
+/// Most inputs of one kind taken per turn of the owning task.
+pub(crate) const BATCH: usize = 256;
+
+/// What the disk thread reports.
+pub(crate) type DiskResult = DiskReport;
+
+/// A request from a handle to the owning task.
+pub(crate) enum Command<S: StateMachine> {
+    Propose { command: Bytes, reply: Reply<S::Output> },
+    Read(ReadFn<S>),
+    LocalRead(LocalRead<S>),
+}
+
+impl<S: StateMachine> fmt::Debug for Command<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Command::Propose { command, .. } => write!(f, "Propose({} bytes)", command.len()),
+            Command::Read(_) => f.write_str("Read"),
+            Command::LocalRead(_) => f.write_str("LocalRead"),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct CoreState {
+    commit_index: LogIndex,
+    last_applied: LogIndex,
+    last_log_index: LogIndex,
+    durable_index: LogIndex,
+    snapshot_index: LogIndex,
+    stopped: bool,
+    failure: Option<String>,
+}
+
+/// What the handles and every task of one node share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: NodeConfig,
+    /// The bound listen address.
+    pub(crate) listen: SocketAddr,
+    /// Largest frame accepted or sent (without its length prefix).
+    pub(crate) max_frame: usize,
+    pub(crate) role: Arc<Watch<RoleInfo>>,
+    pub(crate) peers: Vec<Arc<PeerQueue>>,
+    pub(crate) tasks: TaskCount,
+    pub(crate) stop: Stop,
+    /// The runtime's timers, for handles (which do not name the runtime).
+    pub(crate) sleeper: Box<dyn Sleeper>,
+    /// What the UDP transport dropped, if the peers talk over UDP.
+    pub(crate) datagrams: Option<Arc<Mutex<Counters>>>,
+    state: Mutex<CoreState>,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        config: NodeConfig,
+        listen: SocketAddr,
+        tasks: TaskCount,
+        sleeper: Box<dyn Sleeper>,
+        datagrams: Option<Arc<Mutex<Counters>>>,
+    ) -> Shared {
+        let peers = config
+            .peers
+            .iter()
+            .map(|(&id, &addr)| Arc::new(PeerQueue::new(id, addr, config.peer_queue_capacity)))
+            .collect();
+        let role = RoleInfo { role: raft_core::Role::Follower, term: raft_core::Term(0), leader: None };
+        Shared {
+            max_frame: max_frame_len(config.raft.max_message_bytes),
+            config,
+            listen,
+            role: Arc::new(Watch::new(role)),
+            peers,
+            tasks,
+            stop: Arc::new(Watch::new(())),
+            sleeper,
+            datagrams,
+            state: Mutex::default(),
+        }
+    }
+
+    pub(crate) fn id(&self) -> NodeId {
+        self.config.raft.id
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, CoreState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A snapshot of the node's state.
+    pub(crate) fn status(&self) -> Status {
+        let s = self.state();
+        Status {
+            id: self.id(),
+            listen: self.listen,
+            role: self.role.with(|r| *r),
+            commit_index: s.commit_index,
+            last_applied: s.last_applied,
+            last_log_index: s.last_log_index,
+            durable_index: s.durable_index,
+            snapshot_index: s.snapshot_index,
+            datagrams: self.datagrams.as_ref().map(|c| c.lock().unwrap_or_else(|e| e.into_inner()).clone()),
+            peers: self.peers.iter().map(|p| p.status()).collect(),
+            stopped: s.stopped,
+            failure: s.failure.clone(),
+        }
+    }
+
+    /// The last step of a shutdown: the node reports itself stopped and
+    /// role watches end.
+    pub(crate) fn finish(&self) {
+        self.state().stopped = true;
+        self.role.close();
+    }
+
+    /// Is `id` another member of the cluster?
+    pub(crate) fn is_peer(&self, id: NodeId) -> bool {
+        id != self.id() && self.config.raft.members.contains(&id)
+    }
+}
+
+/// Opens the data directory, recovers the log and starts the engine with
+/// its disk thread. Blocking: run it off the async executor.
+pub(crate) fn open<S: StateMachine>(
+    config: &NodeConfig,
+    sm: S,
+    on_durable: impl FnMut(DiskResult) + Send + 'static,
+) -> Result<(NodeEngine<S>, StdClock), StartError> {
+    let meta = NodeMeta::new(config.raft.id, config.cluster_id);
+    let (log, recovered) = DiskLog::open(&config.data_dir, meta).map_err(StartError::Storage)?;
+    let clock = StdClock::new();
+    let engine =
+        Engine::start(config.raft.clone(), log, recovered, sm, clock.now(), on_durable).map_err(|e| match e {
+            EngineStartError::Node(e) => StartError::Node(e),
+            EngineStartError::DiskThread(e) => StartError::DiskThread(e),
+            _ => StartError::Interrupted,
+        })?;
+    Ok((engine, clock))
+}
+
+/// The peers' queues, as the engine's transport.
+struct Peers(BTreeMap<NodeId, Arc<PeerQueue>>);
+
+impl Transport for Peers {
+    fn send(&mut self, to: NodeId, message: Message) {
+        if let Some(q) = self.0.get(&to) {
+            q.push(message);
+        }
+    }
+}
+
+/// The engine and everything the owning task keeps beside it.
+pub(crate) struct Owner<S: StateMachine> {
+    engine: NodeEngine<S>,
+    clock: StdClock,
+    peers: Peers,
+    shared: Arc<Shared>,
+}
+
+impl<S: StateMachine> fmt::Debug for Owner<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Owner").field("engine", &self.engine).finish_non_exhaustive()
+    }
+}
+
+impl<S: StateMachine> Owner<S> {
+    pub(crate) fn new(engine: NodeEngine<S>, clock: StdClock, shared: Arc<Shared>) -> Owner<S> {
+        let peers = Peers(shared.peers.iter().map(|p| (p.id, p.clone())).collect());
+        let s = engine.status();
+        shared.role.update(|v| {
+            *v = RoleInfo { role: s.role, term: s.term, leader: s.leader };
+            true
+        });
+        Owner { engine, clock, peers, shared }
+    }
+
+    /// Handles a request from a handle.
+    pub(crate) fn command(&mut self, cmd: Command<S>) {
+        match cmd {
+            Command::Propose { command, reply } => {
+                match self.engine.propose(self.clock.now(), command, Waiter::Propose(reply)) {
+                    Ok(ticket) => {
+                        if let Some(Waiter::Propose(reply)) = self.engine.waiter_mut(ticket) {
+                            reply.in_log = true;
+                        }
+                    }
+                    Err((why, Waiter::Propose(reply))) => reply.send(Err(match why {
+                        Refused::NotLeader { leader_hint } => ProposeError::NotLeader { leader_hint },
+                        Refused::TooLarge { size, max } => ProposeError::TooLarge { size, max },
+                        _ => ProposeError::Shutdown,
+                    })),
+                    Err((_, Waiter::Read(_))) => unreachable!("a proposal's waiter"),
+                }
+            }
+            Command::Read(f) => {
+                if let Err((why, waiter)) = self.engine.read(self.clock.now(), Waiter::Read(f)) {
+                    let leader_hint = self.engine.node().leader();
+                    answer_read(waiter, Err(read_error(why, leader_hint)), self.engine.state_machine());
+                }
+            }
+            Command::LocalRead(f) => f(self.engine.state_machine()),
+        }
+    }
+
+    /// A message from an authenticated peer.
+    pub(crate) fn message(&mut self, from: NodeId, msg: Message) {
+        self.engine.handle_message(self.clock.now(), from, msg);
+    }
+
+    /// The disk thread's report.
+    pub(crate) fn durable(&mut self, result: DiskResult) {
+        self.engine.handle_durable(self.clock.now(), result);
+    }
+
+    /// When the core's timer is next due.
+    pub(crate) fn deadline(&self) -> Option<std::time::Instant> {
+        self.engine.deadline().map(|t| self.clock.to_std(t))
+    }
+
+    /// After one input woke the owning task, takes whatever else is ready
+    /// (up to [`BATCH`] of each kind: disk reports, peer messages, handle
+    /// requests), then fires the timer if due and drains the engine with
+    /// [`Owner::flush`], whose answer it returns. One flush so covers a burst
+    /// of proposals: one disk write, one AppendEntries.
+    pub(crate) fn turn(
+        &mut self,
+        mut durable: impl FnMut() -> Option<DiskResult>,
+        mut inbound: impl FnMut() -> Option<(NodeId, Message)>,
+        mut cmds: impl FnMut() -> Option<Command<S>>,
+    ) -> bool {
+        for _ in 0..BATCH {
+            let Some(r) = durable() else { break };
+            self.durable(r);
+        }
+        for _ in 0..BATCH {
+            let Some((from, msg)) = inbound() else { break };
+            self.message(from, msg);
+        }
+        for _ in 0..BATCH {
+            let Some(c) = cmds() else { break };
+            self.command(c);
+        }
+        // Sleeps may wake early or late: the clock, not the wake-up, decides.
+        self.engine.handle_timer(self.clock.now());
+        self.flush()
+    }
+
+    /// Drains the engine after inputs: answers to proposers, role changes
+    /// and indexes to the status. Returns false if the node failed and must stop.
+    pub(crate) fn flush(&mut self) -> bool {
+        let flushed = match self.engine.flush(self.clock.now(), &mut self.peers) {
+            Ok(f) => f,
+            Err(failure) => {
+                let reason = failure.to_string();
+                self.shared.state().failure.get_or_insert(reason);
+                return false;
+            }
+        };
+        let leader_hint = self.engine.node().leader();
+        for d in flushed.done {
+            let Waiter::Propose(reply) = d.waiter else { continue };
+            reply.send(match d.outcome {
+                Outcome::Applied(Some(output)) => Ok(output),
+                Outcome::Superseded => Err(ProposeError::Superseded { leader_hint }),
+                // `Applied(None)` (a state machine that gave no output for a
+                // command) and `Unknown` leave the caller without an answer.
+                Outcome::Applied(None) | Outcome::Unknown => Err(ProposeError::OutcomeUnknown),
+            });
+        }
+        for r in flushed.reads {
+            let result = r.result.map_err(|e| read_error(e, leader_hint));
+            answer_read(r.waiter, result, self.engine.state_machine());
+        }
+        for e in flushed.events {
+            if let Event::RoleChanged { role, term, leader } = e {
+                self.shared.role.update(|v| {
+                    *v = RoleInfo { role, term, leader };
+                    true
+                });
+            }
+        }
+        let st = self.engine.status();
+        let mut s = self.shared.state();
+        s.commit_index = st.commit_index;
+        s.last_applied = st.last_applied;
+        s.last_log_index = st.last_log_index;
+        s.durable_index = st.durable_index;
+        s.snapshot_index = st.snapshot_index;
+        true
+    }
+
+    /// Stops the engine: every proposer still waiting is told the outcome is
+    /// unknown; the disk thread is returned to be shut down off the executor.
+    pub(crate) fn stop(&mut self) -> Option<DiskThread> {
+        let (waiting, disk) = self.engine.stop();
+        drop(waiting); // each answers "unknown" as it drops
+        disk
+    }
+}
+
+/// Answers a read: runs it against the state machine, or reports why not.
+fn answer_read<S: StateMachine>(waiter: Waiter<S>, result: Result<(), ProposeError>, sm: &S) {
+    if let Waiter::Read(f) = waiter {
+        f(result.map(|()| sm));
+    }
+}
+
+/// A failed read as the handle reports it. Nothing was read; none of these
+/// changed anything.
+fn read_error(e: ReadError, leader_hint: Option<NodeId>) -> ProposeError {
+    match e {
+        ReadError::NotLeader { leader_hint } => ProposeError::NotLeader { leader_hint },
+        ReadError::Timeout => ProposeError::OutcomeUnknown,
+        // LeaderChanged, DuplicateId (ids are the engine's own) and any later reason.
+        _ => ProposeError::NotLeader { leader_hint },
+    }
+}
