@@ -8,8 +8,8 @@
 
 use crate::state_machine::StateMachine;
 use raft_core::{
-    Bytes, Config, Event, Instant, LogIndex, Message, NewNodeError, Node, NodeId, Outgoing, Output, Persist,
-    PersistToken, ProposeError, ReadError, ReadId, Restored, Term,
+    Bytes, Config, Event, ForwardError, Instant, LogIndex, Message, NewNodeError, Node, NodeId, Outgoing, Output,
+    Persist, PersistToken, ProposeError, ReadError, ReadId, Restored, Term,
 };
 use std::collections::BTreeMap;
 use std::fmt;
@@ -151,6 +151,13 @@ impl<S: StateMachine> Driver<S> {
         self.node.read_index(now, id)
     }
 
+    /// Proposes a command wherever the leader is (see `Node::forward`): on a
+    /// follower with `Config::forward_proposals`, the leader appends it. Its
+    /// outcome arrives later as a [`Completion`] with `ticket`.
+    pub fn forward(&mut self, now: Instant, command: impl Into<Bytes>, ticket: Ticket) -> Result<(), ProposeError> {
+        self.node.forward(now, raft_core::ProposalId(ticket), command)
+    }
+
     /// Proposes a command; its outcome arrives later as a [`Completion`] with `ticket`.
     pub fn propose(
         &mut self,
@@ -203,6 +210,25 @@ impl<S: StateMachine> Driver<S> {
                 }
                 Output::Event(e) => actions.events.push(e),
                 Output::Read { id, result } => actions.reads.push((id, result)),
+                Output::Forwarded { id, result } => {
+                    let ticket = id.0;
+                    match result {
+                        // Already applied before the leader's answer came: this
+                        // node no longer knows which entry was there.
+                        Ok((index, _)) if index <= self.sm.last_applied() => {
+                            actions.completed.push(Completion { ticket, index, outcome: Outcome::Unknown });
+                        }
+                        Ok((index, term)) => self.pending.entry(index).or_default().push((term, ticket)),
+                        Err(ForwardError::Refused(_)) => {
+                            let index = LogIndex(0);
+                            actions.completed.push(Completion { ticket, index, outcome: Outcome::Superseded });
+                        }
+                        Err(_) => {
+                            let index = LogIndex(0);
+                            actions.completed.push(Completion { ticket, index, outcome: Outcome::Unknown });
+                        }
+                    }
+                }
             }
         }
         Ok(actions)

@@ -120,15 +120,6 @@ pub fn config(opts: &NodeOptions) -> Result<Config, String> {
     config.max_message_bytes = MAX_MESSAGE_BYTES;
     config.max_entry_bytes = MAX_ENTRY_BYTES;
     config.max_inflight_bytes = 4 * MAX_MESSAGE_BYTES;
-    // Stopgap: pre-vote and check-quorum off. On a lossy network a lagging
-    // node hears no complete message (the leader reaches it only with large
-    // probes, and one lost fragment loses the message); without pre-vote it
-    // campaigns, and the election reaches it with small messages. With them
-    // on it stays cut off for good (raft-udp's lossy-network linearizability
-    // test never sees an agreed leader again). Back on once the core also
-    // reaches probing followers with small messages.
-    config.pre_vote = false;
-    config.check_quorum = false;
     if let Some(n) = opts.snapshot_after_entries {
         config.snapshot_after_entries = Some(n);
     }
