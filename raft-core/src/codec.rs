@@ -93,17 +93,25 @@ pub fn decode_message(bytes: &[u8]) -> Result<Message, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::{AppendResponse, Body};
+    use crate::message::*;
     use crate::types::{Bytes, Entry, LogIndex, Payload, Term};
     use alloc::vec;
 
     fn sample() -> Vec<Message> {
         vec![
-            Message { term: Term(3), body: Body::RequestVote { last_log_index: LogIndex(9), last_log_term: Term(2) } },
-            Message { term: Term(3), body: Body::RequestVoteResponse { granted: true } },
+            Message {
+                term: Term(3),
+                body: Body::RequestVote(RequestVote {
+                    last_log_index: LogIndex(9),
+                    last_log_term: Term(2),
+                    pre_vote: false,
+                    transfer: false,
+                }),
+            },
+            Message { term: Term(3), body: Body::RequestVoteResponse(VoteResponse { granted: true, pre_vote: false }) },
             Message {
                 term: Term(u64::MAX),
-                body: Body::AppendEntries {
+                body: Body::AppendEntries(AppendEntries {
                     prev_log_index: LogIndex(u64::MAX),
                     prev_log_term: Term(1),
                     entries: vec![
@@ -115,19 +123,26 @@ mod tests {
                         },
                     ],
                     leader_commit: LogIndex(4),
-                },
+                    round: 0,
+                }),
             },
             Message {
                 term: Term(1),
-                body: Body::AppendEntriesResponse(AppendResponse::Success { match_index: LogIndex(8) }),
+                body: Body::AppendEntriesResponse(crate::AppendResponse {
+                    round: 0,
+                    result: AppendResult::Success { match_index: LogIndex(8) },
+                }),
             },
             Message {
                 term: Term(1),
-                body: Body::AppendEntriesResponse(AppendResponse::Reject {
-                    prev_log_index: LogIndex(8),
-                    last_log_index: LogIndex(3),
-                    conflict_term: None,
-                    conflict_index: LogIndex(4),
+                body: Body::AppendEntriesResponse(crate::AppendResponse {
+                    round: 0,
+                    result: AppendResult::Reject {
+                        prev_log_index: LogIndex(8),
+                        last_log_index: LogIndex(3),
+                        conflict_term: None,
+                        conflict_index: LogIndex(4),
+                    },
                 }),
             },
         ]
@@ -164,7 +179,7 @@ mod tests {
         assert!(matches!(decode_message(&bytes), Err(DecodeError::Malformed(_))));
         let m = Message {
             term: Term(1),
-            body: Body::AppendEntries {
+            body: Body::AppendEntries(AppendEntries {
                 prev_log_index: LogIndex(0),
                 prev_log_term: Term(0),
                 entries: vec![Entry {
@@ -173,11 +188,12 @@ mod tests {
                     payload: Payload::Command(Bytes::from(&[1u8; 4])),
                 }],
                 leader_commit: LogIndex(0),
-            },
+                round: 0,
+            }),
         };
         let mut bytes = encode_message(&m);
-        // Layout ends with: length prefix, 4 payload bytes, leader_commit (1 byte).
-        let at = bytes.len() - 6;
+        // Layout ends with: length prefix, 4 payload bytes, leader_commit and round (1 byte each).
+        let at = bytes.len() - 7;
         assert_eq!(bytes[at], 4);
         bytes.truncate(at);
         bytes.extend_from_slice(&[0xFD, 0, 0, 0, 0, 0, 0, 0, 0x40]); // u64 length 2^62
@@ -194,12 +210,13 @@ mod tests {
             };
             let m = Message {
                 term: Term(u64::MAX),
-                body: Body::AppendEntries {
+                body: Body::AppendEntries(AppendEntries {
                     prev_log_index: LogIndex(u64::MAX),
                     prev_log_term: Term(u64::MAX),
                     entries: vec![e.clone(), e.clone()],
                     leader_commit: LogIndex(u64::MAX),
-                },
+                    round: 0,
+                }),
             };
             let bound = crate::config::APPEND_OVERHEAD_BYTES + 2 * e.size_bound();
             assert!(encode_message(&m).len() <= bound, "len {len}");

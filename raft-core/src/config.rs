@@ -44,6 +44,45 @@ pub struct Config {
     pub snapshot_after_log_bytes: Option<usize>,
     /// Largest snapshot a follower accepts from a leader. Default 1 GiB.
     pub max_snapshot_bytes: u64,
+    /// Pre-vote (dissertation §9.6): before raising its term, a would-be
+    /// candidate asks whether a majority would vote for it, and a voter says
+    /// yes only if the candidate's log is up to date and the voter has not
+    /// heard from a leader within `election_timeout_min`. A node cut off from
+    /// the cluster so never raises its term and cannot depose a healthy
+    /// leader when it returns. Default on.
+    pub pre_vote: bool,
+    /// Check-quorum: a leader that has not heard from a majority within
+    /// `election_timeout_max` steps down; and a node that heard from a leader
+    /// within `election_timeout_min` ignores vote requests (those of a
+    /// leadership transfer excepted) instead of adopting their term. Default on.
+    pub check_quorum: bool,
+    /// How `Node::read_index` confirms leadership. Default [`ReadMode::Safe`].
+    pub read_mode: ReadMode,
+}
+
+/// How a leader confirms, for a read, that it still leads.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum ReadMode {
+    /// ReadIndex (dissertation §6.4): a heartbeat round that starts after the
+    /// read arrived must be acknowledged by a majority. Costs one round trip
+    /// to a majority per batch of reads; assumes nothing about clocks.
+    Safe,
+    /// Lease reads (dissertation §6.4.1): a read is answered at once while
+    /// the leader holds a lease, which lasts `election_timeout_min -
+    /// max_clock_drift` from the moment it sent the latest heartbeat round a
+    /// majority acknowledged. Requires `check_quorum`.
+    ///
+    /// **Assumption:** within any span of `election_timeout_min`, no two
+    /// nodes' clocks (the `now` their hosts pass) drift apart by more than
+    /// `max_clock_drift`. Voters refuse to elect anyone for
+    /// `election_timeout_min` after they last heard from the leader, by their
+    /// own clocks; if a voter's clock runs fast enough to break the bound, a
+    /// new leader can be elected while the old one still serves reads from
+    /// its lease, and those reads can be stale.
+    Lease {
+        /// The bound on clock drift over one `election_timeout_min`.
+        max_clock_drift: Duration,
+    },
 }
 
 impl Config {
@@ -64,6 +103,9 @@ impl Config {
             snapshot_after_entries: Some(10_000),
             snapshot_after_log_bytes: Some(64 << 20),
             max_snapshot_bytes: 1 << 30,
+            pre_vote: true,
+            check_quorum: true,
+            read_mode: ReadMode::Safe,
         }
     }
 
@@ -114,6 +156,17 @@ impl Config {
         if self.snapshot_after_entries == Some(0) || self.snapshot_after_log_bytes == Some(0) {
             return Err(ConfigError::ZeroSnapshotThreshold);
         }
+        if let ReadMode::Lease { max_clock_drift } = self.read_mode {
+            if !self.check_quorum {
+                return Err(ConfigError::LeaseWithoutCheckQuorum);
+            }
+            if max_clock_drift >= self.election_timeout_min {
+                return Err(ConfigError::LeaseDriftTooLarge {
+                    max_clock_drift,
+                    election_min: self.election_timeout_min,
+                });
+            }
+        }
         Ok(())
     }
 }
@@ -157,6 +210,15 @@ pub enum ConfigError {
     ZeroInflightMessages,
     /// A snapshot threshold of zero would ask for a snapshot after every entry.
     ZeroSnapshotThreshold,
+    /// Lease reads rely on check-quorum's vote stickiness.
+    LeaseWithoutCheckQuorum,
+    /// The clock-drift bound leaves no lease at all.
+    LeaseDriftTooLarge {
+        /// The configured bound.
+        max_clock_drift: Duration,
+        /// The configured election timeout minimum.
+        election_min: Duration,
+    },
     /// The in-flight byte window must hold at least one full message.
     InflightBytesBelowMessage {
         /// The configured window.
@@ -193,6 +255,13 @@ impl fmt::Display for ConfigError {
             ConfigError::ZeroSnapshotThreshold => {
                 write!(f, "a snapshot threshold is zero (use None to disable it)")
             }
+            ConfigError::LeaseWithoutCheckQuorum => write!(f, "lease reads need check_quorum"),
+            ConfigError::LeaseDriftTooLarge { max_clock_drift, election_min } => write!(
+                f,
+                "lease clock-drift bound {} ms must be below the election timeout minimum {} ms",
+                max_clock_drift.as_millis(),
+                election_min.as_millis()
+            ),
             ConfigError::InflightBytesBelowMessage { max_inflight_bytes, max_message_bytes } => {
                 write!(f, "max_inflight_bytes {max_inflight_bytes} is below max_message_bytes {max_message_bytes}")
             }
@@ -254,6 +323,20 @@ mod tests {
         );
         check(&|c| c.max_inflight_messages = 0, ConfigError::ZeroInflightMessages);
         check(&|c| c.snapshot_after_entries = Some(0), ConfigError::ZeroSnapshotThreshold);
+        check(
+            &|c| {
+                c.read_mode = ReadMode::Lease { max_clock_drift: Duration::from_millis(10) };
+                c.check_quorum = false;
+            },
+            ConfigError::LeaseWithoutCheckQuorum,
+        );
+        check(
+            &|c| c.read_mode = ReadMode::Lease { max_clock_drift: Duration::from_millis(300) },
+            ConfigError::LeaseDriftTooLarge {
+                max_clock_drift: Duration::from_millis(300),
+                election_min: Duration::from_millis(300),
+            },
+        );
         check(
             &|c| c.max_inflight_bytes = 1,
             ConfigError::InflightBytesBelowMessage { max_inflight_bytes: 1, max_message_bytes: 1 << 20 },

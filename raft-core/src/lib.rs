@@ -40,7 +40,7 @@
 //!             }
 //!             Output::Send(m) => unreachable!("no peers, nothing to send to {:?}", m.to),
 //!             Output::Apply(entries) => applied.extend(entries),
-//!             _ => {}
+//!             Output::RestoreSnapshot(_) | Output::Read { .. } | Output::Event(_) => {}
 //!         }
 //!     }
 //! };
@@ -66,6 +66,7 @@ extern crate alloc;
 
 pub mod codec;
 mod config;
+mod error;
 mod log;
 mod message;
 mod node;
@@ -77,11 +78,15 @@ mod rng;
 mod time;
 mod types;
 
-pub use config::{APPEND_OVERHEAD_BYTES, Config, ConfigError};
-pub use message::{AppendResponse, Body, Message};
+pub use config::{APPEND_OVERHEAD_BYTES, Config, ConfigError, ReadMode};
+pub use error::{CompactError, ProposeError, ReadError, TransferError};
+pub use message::{
+    AppendEntries, AppendResponse, AppendResult, Body, InstallSnapshot, Message, ReadIndexRequest, ReadIndexResponse,
+    RequestVote, SnapshotResponse, VoteResponse,
+};
 pub use node::Node;
-pub use output::{Event, Outgoing, Output, Persist, PersistToken, Role, Write};
-pub use restore::{CompactError, NewNodeError, ProposeError, RestoreError, Restored};
+pub use output::{Event, Outgoing, Output, Persist, PersistToken, ReadId, Role, TransferOutcome, Write};
+pub use restore::{NewNodeError, RestoreError, Restored};
 pub use time::{Duration, Instant};
 pub use types::{
     Bytes, ENTRY_OVERHEAD_BYTES, Entry, HardState, LogIndex, NodeId, Payload, Snapshot, SnapshotMeta, Term,

@@ -1,4 +1,6 @@
-//! Messages between nodes (paper Figure 2), as values. [`crate::codec`] turns them into bytes.
+//! Messages between nodes (paper Figure 2, plus pre-vote, leadership
+//! transfer and ReadIndex from Ongaro's dissertation), as values.
+//! [`crate::codec`] turns them into bytes.
 
 use crate::types::{Bytes, Entry, LogIndex, Term};
 use alloc::vec::Vec;
@@ -9,72 +11,91 @@ use serde::{Deserialize, Serialize};
 /// before the body is looked at.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
-    /// The sender's current term.
+    /// The sender's current term. For a pre-vote request, the term the
+    /// sender would campaign in (its term + 1), which no one adopts.
     pub term: Term,
     /// What the message says.
     pub body: Body,
 }
 
-/// The kinds of message. New kinds are only ever appended, so the wire format
-/// of existing ones never changes.
+/// The kinds of message. Each carries a struct of its own. New kinds are
+/// only ever appended, so the wire format of existing ones never changes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub enum Body {
-    /// A candidate asks for a vote (paper §5.2, §5.4.1).
-    RequestVote {
-        /// Index of the candidate's last log entry.
-        last_log_index: LogIndex,
-        /// Term of the candidate's last log entry.
-        last_log_term: Term,
-    },
+    /// A candidate asks for a vote (paper §5.2, §5.4.1), or a would-be
+    /// candidate asks whether it would get one (pre-vote).
+    RequestVote(RequestVote),
     /// The answer to `RequestVote`.
-    RequestVoteResponse {
-        /// True if the vote was granted.
-        granted: bool,
-    },
+    RequestVoteResponse(VoteResponse),
     /// Log replication and heartbeat (paper §5.3). Heartbeats carry no entries.
-    AppendEntries {
-        /// Index of the entry just before `entries`.
-        prev_log_index: LogIndex,
-        /// Term of that entry.
-        prev_log_term: Term,
-        /// Entries to store, contiguous from `prev_log_index + 1`.
-        entries: Vec<Entry>,
-        /// The leader's commit index.
-        leader_commit: LogIndex,
-    },
+    AppendEntries(AppendEntries),
     /// The answer to `AppendEntries`.
     AppendEntriesResponse(AppendResponse),
-    /// One chunk of the leader's snapshot, for a follower whose next entry
-    /// the leader has compacted away (paper §7). Chunks are sent in order, one
-    /// at a time; the follower can ask to resume at any offset.
-    InstallSnapshot {
-        /// The last index the snapshot covers.
-        index: LogIndex,
-        /// The term of that entry.
-        snapshot_term: Term,
-        /// Where `data` starts within the snapshot.
-        offset: u64,
-        /// The snapshot's total size in bytes.
-        total_len: u64,
-        /// The chunk.
-        data: Bytes,
-    },
+    /// One chunk of the leader's snapshot (paper §7).
+    InstallSnapshot(InstallSnapshot),
     /// The answer to `InstallSnapshot`.
-    InstallSnapshotResponse {
-        /// The `index` of the snapshot being answered.
-        index: LogIndex,
-        /// The offset the follower wants next (0: start over).
-        next_offset: u64,
-        /// The follower has the whole snapshot durably (or is already past it).
-        done: bool,
-    },
+    InstallSnapshotResponse(SnapshotResponse),
+    /// The leader hands its leadership to the recipient: campaign now,
+    /// without a pre-vote (dissertation §3.10).
+    TimeoutNow,
+    /// A follower asks the leader for a read index (dissertation §6.4).
+    ReadIndex(ReadIndexRequest),
+    /// The leader's answer to `ReadIndex`.
+    ReadIndexResponse(ReadIndexResponse),
+}
+
+/// `RequestVote`: the candidate's last log position.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestVote {
+    /// Index of the candidate's last log entry.
+    pub last_log_index: LogIndex,
+    /// Term of the candidate's last log entry.
+    pub last_log_term: Term,
+    /// A pre-vote (dissertation §9.6): no one changes term or records a vote.
+    pub pre_vote: bool,
+    /// The election follows a leadership transfer (`TimeoutNow`): voters
+    /// grant even while they still hear from a leader.
+    pub transfer: bool,
+}
+
+/// The answer to [`RequestVote`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoteResponse {
+    /// True if the (pre-)vote was granted.
+    pub granted: bool,
+    /// Answers a pre-vote.
+    pub pre_vote: bool,
+}
+
+/// `AppendEntries`: entries to store after `prev_log_index`, and the commit index.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppendEntries {
+    /// Index of the entry just before `entries`.
+    pub prev_log_index: LogIndex,
+    /// Term of that entry.
+    pub prev_log_term: Term,
+    /// Entries to store, contiguous from `prev_log_index + 1`.
+    pub entries: Vec<Entry>,
+    /// The leader's commit index.
+    pub leader_commit: LogIndex,
+    /// The leader's heartbeat round when it sent this; echoed in the
+    /// response. A response to round `r` proves the follower still
+    /// recognised this leader after round `r` began (ReadIndex, check-quorum).
+    pub round: u64,
 }
 
 /// A follower's answer to `AppendEntries`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub enum AppendResponse {
+pub struct AppendResponse {
+    /// The `round` of the request answered.
+    pub round: u64,
+    /// Whether the entries were stored.
+    pub result: AppendResult,
+}
+
+/// Whether the follower stored the entries of an `AppendEntries`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AppendResult {
     /// The follower's log matches the leader's up to and including `match_index`,
     /// and those entries are durable on the follower.
     Success {
@@ -96,16 +117,76 @@ pub enum AppendResponse {
     },
 }
 
+/// One chunk of the leader's snapshot, for a follower whose next entry the
+/// leader has compacted away. Chunks are sent in order, one at a time; the
+/// follower can ask to resume at any offset.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallSnapshot {
+    /// The last index the snapshot covers.
+    pub index: LogIndex,
+    /// The term of that entry.
+    pub snapshot_term: Term,
+    /// Where `data` starts within the snapshot.
+    pub offset: u64,
+    /// The snapshot's total size in bytes.
+    pub total_len: u64,
+    /// The chunk.
+    pub data: Bytes,
+    /// CRC-32 of the whole snapshot: the follower checks the assembled
+    /// bytes against it before installing them.
+    pub checksum: u32,
+    /// The leader's heartbeat round, as in [`AppendEntries::round`].
+    pub round: u64,
+}
+
+/// The answer to [`InstallSnapshot`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotResponse {
+    /// The `index` of the snapshot being answered.
+    pub index: LogIndex,
+    /// The offset the follower wants next (0: start over).
+    pub next_offset: u64,
+    /// The follower has the whole snapshot durably (or is already past it).
+    pub done: bool,
+    /// The follower will not take the snapshot: it exceeds its
+    /// `Config::max_snapshot_bytes`. The leader stops sending it.
+    pub too_large: bool,
+    /// The `round` of the request answered.
+    pub round: u64,
+}
+
+/// A follower's request for a read index, on behalf of one of its reads.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadIndexRequest {
+    /// The follower's id for the read, echoed in the response.
+    pub id: u64,
+}
+
+/// The leader's answer to [`ReadIndexRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadIndexResponse {
+    /// The request's id.
+    pub id: u64,
+    /// The read index, once the leader confirmed its leadership after the
+    /// request arrived; `None` if it could not (it is not, or no longer, leader).
+    pub index: Option<LogIndex>,
+}
+
 impl Body {
     /// A short name for logs and traces.
     pub fn kind(&self) -> &'static str {
         match self {
-            Body::RequestVote { .. } => "RequestVote",
-            Body::RequestVoteResponse { .. } => "RequestVoteResponse",
-            Body::AppendEntries { .. } => "AppendEntries",
+            Body::RequestVote(r) if r.pre_vote => "PreVote",
+            Body::RequestVote(_) => "RequestVote",
+            Body::RequestVoteResponse(r) if r.pre_vote => "PreVoteResponse",
+            Body::RequestVoteResponse(_) => "RequestVoteResponse",
+            Body::AppendEntries(_) => "AppendEntries",
             Body::AppendEntriesResponse(_) => "AppendEntriesResponse",
-            Body::InstallSnapshot { .. } => "InstallSnapshot",
-            Body::InstallSnapshotResponse { .. } => "InstallSnapshotResponse",
+            Body::InstallSnapshot(_) => "InstallSnapshot",
+            Body::InstallSnapshotResponse(_) => "InstallSnapshotResponse",
+            Body::TimeoutNow => "TimeoutNow",
+            Body::ReadIndex(_) => "ReadIndex",
+            Body::ReadIndexResponse(_) => "ReadIndexResponse",
         }
     }
 }

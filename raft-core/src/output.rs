@@ -1,5 +1,6 @@
 //! What the core asks its host to do. Drain with `Node::poll_output` after every input.
 
+use crate::error::ReadError;
 use crate::message::Message;
 use crate::types::{Entry, HardState, LogIndex, NodeId, Snapshot, Term};
 use alloc::vec::Vec;
@@ -15,9 +16,9 @@ impl PersistToken {
     }
 }
 
-/// One output.
+/// One output. Exhaustive on purpose: every variant but [`Output::Event`]
+/// carries a duty, so a new one must break every host's build.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Output {
     /// Make a write durable, then report it with `Node::handle_persisted`.
     Persist(Persist),
@@ -35,9 +36,25 @@ pub enum Output {
     /// snapshot is durable, before any [`Output::Apply`] of a later index; the
     /// next `Apply` continues at `snapshot.meta.index + 1`.
     RestoreSnapshot(Snapshot),
+    /// The outcome of one accepted [`Node::read_index`](crate::Node::read_index)
+    /// call (exactly one per call). On `Ok(index)`, serve the read once the
+    /// state machine has applied `index` (or more): the read then reflects
+    /// every write acknowledged before `read_index` was called, so it is
+    /// linearizable. On `Err`, nothing was read; the caller may retry.
+    Read {
+        /// The id given to `read_index`.
+        id: ReadId,
+        /// The read index, or why there is none.
+        result: Result<LogIndex, ReadError>,
+    },
     /// Something a host may want to show or react to.
     Event(Event),
 }
+
+/// The host's name for one read, echoed in [`Output::Read`]. Ids of reads
+/// in progress on one node must differ.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ReadId(pub u64);
 
 /// A durable write. **The ordering rule lives here:**
 ///
@@ -100,6 +117,9 @@ pub struct Outgoing {
 pub enum Role {
     /// Follows a leader and votes.
     Follower,
+    /// Asking whether it would win an election (pre-vote), without
+    /// changing its term.
+    PreCandidate,
     /// Asking for votes in its term.
     Candidate,
     /// Elected for its term.
@@ -128,4 +148,36 @@ pub enum Event {
         /// The last index delivered to the state machine.
         applied: LogIndex,
     },
+    /// A follower refused this leader's snapshot as larger than its
+    /// `Config::max_snapshot_bytes`; it is not resent until a newer snapshot
+    /// exists. The follower cannot catch up until the limits agree.
+    SnapshotRefused {
+        /// The follower.
+        peer: NodeId,
+        /// The snapshot's index.
+        index: LogIndex,
+        /// Its size in bytes.
+        size: u64,
+    },
+    /// A leadership transfer started by `Node::transfer_leadership` ended.
+    TransferFinished {
+        /// The node leadership was to go to.
+        to: NodeId,
+        /// How it ended.
+        outcome: TransferOutcome,
+    },
+}
+
+/// How a leadership transfer ended.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TransferOutcome {
+    /// The target campaigned (a higher term reached this node, which
+    /// stepped down). Watch `RoleChanged` for the new leader.
+    HandedOver,
+    /// The target did not take over within an election timeout; this node
+    /// leads on and accepts proposals again.
+    TimedOut,
+    /// This node stopped leading for another reason first.
+    LeadershipLost,
 }

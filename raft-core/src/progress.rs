@@ -25,6 +25,9 @@ pub(crate) enum Mode {
         offset: u64,
         /// A chunk is outstanding.
         paused: bool,
+        /// The follower refused it as too large: nothing is resent until
+        /// there is a newer snapshot.
+        refused: bool,
     },
 }
 
@@ -38,6 +41,8 @@ pub(crate) struct Progress {
     /// The highest commit index this follower can have learned from us
     /// (`min(leader_commit, last index in the message)` of what we sent).
     pub(crate) commit_told: LogIndex,
+    /// The highest heartbeat round the follower has answered.
+    pub(crate) acked_round: u64,
     pub(crate) mode: Mode,
     /// Pipelined messages not yet acknowledged: (last index, bytes).
     inflight: VecDeque<(LogIndex, usize)>,
@@ -54,6 +59,7 @@ impl Progress {
             matched: LogIndex(0),
             next,
             commit_told: LogIndex(0),
+            acked_round: 0,
             mode: Mode::Probe { paused: false },
             inflight: VecDeque::new(),
             inflight_bytes: 0,
@@ -137,8 +143,9 @@ impl Progress {
                 self.mode = Mode::Probe { paused: false };
                 true
             }
+            Mode::Snapshot { refused: true, .. } => false,
             Mode::Snapshot { index, offset, .. } => {
-                self.mode = Mode::Snapshot { index, offset, paused: false };
+                self.mode = Mode::Snapshot { index, offset, paused: false, refused: false };
                 true
             }
             Mode::Replicate if stalled => {
@@ -153,7 +160,7 @@ impl Progress {
 
     /// Starts (or restarts) sending the snapshot at `index` from offset 0.
     pub(crate) fn start_snapshot(&mut self, index: LogIndex) {
-        self.mode = Mode::Snapshot { index, offset: 0, paused: false };
+        self.mode = Mode::Snapshot { index, offset: 0, paused: false, refused: false };
         self.clear_inflight();
     }
 
@@ -175,8 +182,17 @@ impl Progress {
             self.next = self.matched.next();
             return true;
         }
-        self.mode = Mode::Snapshot { index, offset: next_offset, paused: false };
+        self.mode = Mode::Snapshot { index, offset: next_offset, paused: false, refused: false };
         false
+    }
+
+    /// The follower refused the snapshot at `index` as too large.
+    pub(crate) fn snapshot_refused(&mut self, index: LogIndex) {
+        if let Mode::Snapshot { index: sending, offset, .. } = self.mode
+            && sending == index
+        {
+            self.mode = Mode::Snapshot { index, offset, paused: true, refused: true };
+        }
     }
 
     fn clear_inflight(&mut self) {
@@ -247,7 +263,7 @@ mod tests {
         assert!(!p.can_send(1, 1), "one chunk at a time");
         assert!(!p.snapshot_answered(LogIndex(40), 0, true), "answer about another snapshot");
         assert!(!p.snapshot_answered(LogIndex(50), 4096, false));
-        assert_eq!(p.mode, Mode::Snapshot { index: LogIndex(50), offset: 4096, paused: false });
+        assert_eq!(p.mode, Mode::Snapshot { index: LogIndex(50), offset: 4096, paused: false, refused: false });
         p.sent(LogIndex(50), 0);
         assert!(p.tick(), "a lost chunk is resent at the next heartbeat");
         assert!(p.snapshot_answered(LogIndex(50), 8192, true));

@@ -1,7 +1,8 @@
-//! Majority arithmetic over one voter set: commit index and vote outcome.
+//! Majority arithmetic over one voter set: commit index, vote outcome, and
+//! the highest value (a log index, a heartbeat round) a majority has reached.
 //!
-//! Joint consensus will combine two [`Majority`] values (both must agree), so
-//! everything here is a pure function of the voter set and a lookup.
+//! Everything here is a pure function of the voter set and a lookup, so a
+//! configuration of several voter sets can combine the answers.
 
 use crate::types::{LogIndex, NodeId};
 use alloc::vec::Vec;
@@ -51,21 +52,27 @@ impl Majority {
     /// acknowledged index. An empty set commits everything (`LogIndex(u64::MAX)`),
     /// so that a joint configuration with an empty half defers to the other half.
     pub fn committed_index(&self, acked: impl Fn(NodeId) -> LogIndex) -> LogIndex {
+        LogIndex(self.quorum_value(|id| acked(id).0))
+    }
+
+    /// The largest value that at least a majority has reached, given each
+    /// voter's value (`u64::MAX` for an empty set, as in [`Self::committed_index`]).
+    pub fn quorum_value(&self, value: impl Fn(NodeId) -> u64) -> u64 {
         if self.voters.is_empty() {
-            return LogIndex(u64::MAX);
+            return u64::MAX;
         }
         const SMALL: usize = 8;
         let q = self.quorum();
         if self.voters.len() <= SMALL {
-            let mut buf = [LogIndex(0); SMALL];
+            let mut buf = [0u64; SMALL];
             let v = &mut buf[..self.voters.len()];
             for (slot, &id) in v.iter_mut().zip(&self.voters) {
-                *slot = acked(id);
+                *slot = value(id);
             }
             v.sort_unstable_by(|a, b| b.cmp(a));
             return v[q - 1];
         }
-        let mut v: Vec<LogIndex> = self.voters.iter().map(|&id| acked(id)).collect();
+        let mut v: Vec<u64> = self.voters.iter().map(|&id| value(id)).collect();
         v.sort_unstable_by(|a, b| b.cmp(a));
         v[q - 1]
     }

@@ -154,7 +154,7 @@ mod tests {
     fn append(n: usize) -> Message {
         Message {
             term: Term(4),
-            body: Body::AppendEntries {
+            body: Body::AppendEntries(raft_core::AppendEntries {
                 prev_log_index: LogIndex(1),
                 prev_log_term: Term(1),
                 entries: vec![Entry {
@@ -163,7 +163,8 @@ mod tests {
                     payload: Payload::Command(Bytes::from(vec![9; n])),
                 }],
                 leader_commit: LogIndex(1),
-            },
+                round: 0,
+            }),
         }
     }
 

@@ -302,7 +302,7 @@ fn backup() {
             c.connect(id);
         }
         c.one(cmd(rand_cmd(&mut rng)), 5, true);
-        common::check_final_state(&c).unwrap_or_else(|e| panic!("{e}"));
+        common::check_final_state(&mut c).unwrap_or_else(|e| panic!("{e}"));
         slowest = slowest.max(c.now().saturating_since(t0));
     });
     println!("backup: slowest recovery (51 one() calls after healing) {slowest:?}");
@@ -404,6 +404,6 @@ fn unreliable_agree() {
         *c.net_config_mut() = NetConfig::reliable();
         run_calls(&mut c, &mut background, None);
         c.one(cmd(100), 5, true);
-        common::check_final_state(&c).unwrap_or_else(|e| panic!("{e}"));
+        common::check_final_state(&mut c).unwrap_or_else(|e| panic!("{e}"));
     });
 }

@@ -124,7 +124,7 @@ fn churn(seed: u64, unreliable: bool) -> (usize, LogIndex) {
     for i in 1..=last.0 {
         wait(&mut c, LogIndex(i), 5, None);
     }
-    common::check_final_state(&c).unwrap_or_else(|e| panic!("{e}"));
+    common::check_final_state(&mut c).unwrap_or_else(|e| panic!("{e}"));
     let log = committed_log(&c, last);
     let present: HashSet<u64> = log.iter().filter_map(value).collect();
     for v in &values {

@@ -60,7 +60,7 @@ fn figure8() {
             }
         }
         c.one(cmd(rng.below(1 << 31)), 5, true);
-        common::check_final_state(&c).unwrap_or_else(|e| panic!("{e}"));
+        common::check_final_state(&mut c).unwrap_or_else(|e| panic!("{e}"));
     });
     println!("figure 8: {restarts} restarts over all seeds");
 }
@@ -107,7 +107,7 @@ fn figure8_unreliable() {
         }
         // Still unreliable, with long reordering: one() allows 10 s.
         c.one(cmd(rng.below(10_000)), 5, true);
-        common::check_final_state(&c).unwrap_or_else(|e| panic!("{e}"));
+        common::check_final_state(&mut c).unwrap_or_else(|e| panic!("{e}"));
     });
     println!("figure 8 unreliable: {disconnects} leader disconnects over all seeds");
 }

@@ -101,7 +101,7 @@ fn persist2() {
             c.connect(leader1);
         }
         c.one(cmd(1000), 5, true);
-        common::check_final_state(&c).unwrap_or_else(|e| panic!("{e}"));
+        common::check_final_state(&mut c).unwrap_or_else(|e| panic!("{e}"));
     });
 }
 

@@ -180,7 +180,7 @@ impl Property for Schedule {
         if !everyone {
             return Err(format!("seed {}: not every node applied i{last}", s.seed));
         }
-        common::check_final_state(&c)?;
+        common::check_final_state(&mut c)?;
         let acked = std::mem::take(&mut acks.borrow_mut().acked);
         for (index, w) in &acked {
             for node in c.ids() {

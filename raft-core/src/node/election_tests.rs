@@ -2,6 +2,7 @@
 
 use super::super::test_harness::{Harness, granted, vote_req};
 use crate::message::Body;
+use crate::message::*;
 use crate::output::Event;
 use crate::time::Duration;
 use crate::types::{HardState, NodeId, Term};
@@ -54,7 +55,7 @@ fn candidate_increments_term_votes_for_itself_and_asks_only_after_persisting() {
     h.persist();
     let sent = h.take_sent();
     assert_eq!(sent.len(), 2);
-    assert!(sent.iter().all(|o| o.message.term == Term(1) && matches!(o.message.body, Body::RequestVote { .. })));
+    assert!(sent.iter().all(|o| o.message.term == Term(1) && matches!(o.message.body, Body::RequestVote(..))));
 }
 
 #[test]
@@ -64,16 +65,16 @@ fn majority_of_votes_makes_a_leader_that_appends_a_noop_and_sends_appends() {
     h.fire_timeout();
     h.persist();
     h.take_sent();
-    h.recv(2, 1, Body::RequestVoteResponse { granted: true });
+    h.recv(2, 1, Body::RequestVoteResponse(VoteResponse { granted: true, pre_vote: false }));
     assert_eq!(h.node.role(), Role::Candidate, "2 of 5 is not a majority");
-    h.recv(3, 1, Body::RequestVoteResponse { granted: false });
-    h.recv(3, 1, Body::RequestVoteResponse { granted: true }); // duplicate from 3 changes its answer, still one vote
-    h.recv(4, 1, Body::RequestVoteResponse { granted: true });
+    h.recv(3, 1, Body::RequestVoteResponse(VoteResponse { granted: false, pre_vote: false }));
+    h.recv(3, 1, Body::RequestVoteResponse(VoteResponse { granted: true, pre_vote: false })); // duplicate from 3 changes its answer, still one vote
+    h.recv(4, 1, Body::RequestVoteResponse(VoteResponse { granted: true, pre_vote: false }));
     assert_eq!(h.node.role(), Role::Leader);
     assert_eq!(h.node.leader(), Some(NodeId(1)));
     assert_eq!(h.node.last_log_index().0, 1);
     let appends = h.take_sent();
-    assert_eq!(appends.iter().filter(|o| matches!(o.message.body, Body::AppendEntries { .. })).count(), 4);
+    assert_eq!(appends.iter().filter(|o| matches!(o.message.body, Body::AppendEntries(..))).count(), 4);
     assert!(h.events.contains(&Event::RoleChanged { role: Role::Leader, term: Term(1), leader: Some(NodeId(1)) }));
 }
 
@@ -128,7 +129,7 @@ fn any_message_with_a_higher_term_makes_a_leader_step_down_and_forget_its_vote()
     // §5.1: if a server learns of a larger term it becomes follower.
     let mut h = Harness::new(1, 3);
     h.elect();
-    h.recv(3, 7, Body::RequestVoteResponse { granted: false });
+    h.recv(3, 7, Body::RequestVoteResponse(VoteResponse { granted: false, pre_vote: false }));
     assert_eq!(h.node.role(), Role::Follower);
     assert_eq!(h.node.term(), Term(7));
     assert_eq!(h.node.voted_for(), None);
@@ -163,12 +164,13 @@ fn candidate_yields_to_a_leader_of_its_own_term() {
     h.recv(
         2,
         1,
-        Body::AppendEntries {
+        Body::AppendEntries(AppendEntries {
             prev_log_index: crate::LogIndex(0),
             prev_log_term: Term(0),
             entries: alloc::vec::Vec::new(),
             leader_commit: crate::LogIndex(0),
-        },
+            round: 0,
+        }),
     );
     assert_eq!(h.node.role(), Role::Follower);
     assert_eq!(h.node.leader(), Some(NodeId(2)));

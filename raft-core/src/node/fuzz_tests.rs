@@ -3,7 +3,8 @@
 //! (overflow checks are on in test builds) and never break basic promises.
 
 use super::test_harness::{Harness, ids};
-use crate::message::{AppendResponse, Body};
+use crate::message::Body;
+use crate::message::*;
 use crate::rng::Rng;
 use crate::types::{Bytes, Entry, LogIndex, NodeId, Payload, Term};
 use crate::{Config, Duration, Restored};
@@ -40,41 +41,63 @@ fn random_entries(rng: &mut Rng, start: u64) -> Vec<Entry> {
 }
 
 fn random_body(rng: &mut Rng) -> Body {
-    match rng.range(0, 7) {
-        0 => Body::RequestVote { last_log_index: LogIndex(edgy(rng, 20)), last_log_term: Term(edgy(rng, 6)) },
-        1 => Body::RequestVoteResponse { granted: rng.range(0, 2) == 1 },
+    match rng.range(0, 10) {
+        0 => Body::RequestVote(RequestVote {
+            last_log_index: LogIndex(edgy(rng, 20)),
+            last_log_term: Term(edgy(rng, 6)),
+            pre_vote: rng.range(0, 2) == 1,
+            transfer: rng.range(0, 2) == 1,
+        }),
+        1 => Body::RequestVoteResponse(VoteResponse { granted: rng.range(0, 2) == 1, pre_vote: rng.range(0, 2) == 1 }),
         2 => {
             let prev = edgy(rng, 20);
-            Body::AppendEntries {
+            Body::AppendEntries(AppendEntries {
                 prev_log_index: LogIndex(prev),
                 prev_log_term: Term(edgy(rng, 6)),
                 entries: random_entries(rng, prev),
                 leader_commit: LogIndex(edgy(rng, 20)),
-            }
+                round: edgy(rng, 8),
+            })
         }
-        3 => Body::AppendEntriesResponse(AppendResponse::Success { match_index: LogIndex(edgy(rng, 20)) }),
-        4 => Body::AppendEntriesResponse(AppendResponse::Reject {
-            prev_log_index: LogIndex(edgy(rng, 20)),
-            last_log_index: LogIndex(edgy(rng, 20)),
-            conflict_term: (rng.range(0, 2) == 0).then(|| Term(edgy(rng, 6))),
-            conflict_index: LogIndex(edgy(rng, 20)),
+        3 => Body::AppendEntriesResponse(crate::AppendResponse {
+            round: edgy(rng, 8),
+            result: AppendResult::Success { match_index: LogIndex(edgy(rng, 20)) },
+        }),
+        4 => Body::AppendEntriesResponse(crate::AppendResponse {
+            round: edgy(rng, 8),
+            result: AppendResult::Reject {
+                prev_log_index: LogIndex(edgy(rng, 20)),
+                last_log_index: LogIndex(edgy(rng, 20)),
+                conflict_term: (rng.range(0, 2) == 0).then(|| Term(edgy(rng, 6))),
+                conflict_index: LogIndex(edgy(rng, 20)),
+            },
         }),
         5 => {
             let total = edgy(rng, 64);
             let len = rng.range(0, 32) as usize;
-            Body::InstallSnapshot {
+            Body::InstallSnapshot(InstallSnapshot {
                 index: LogIndex(edgy(rng, 20)),
                 snapshot_term: Term(edgy(rng, 6)),
                 offset: edgy(rng, 64),
                 total_len: total,
                 data: Bytes::from(alloc::vec![1u8; len]),
-            }
+                checksum: rng.range(0, 2) as u32,
+                round: edgy(rng, 8),
+            })
         }
-        _ => Body::InstallSnapshotResponse {
+        6 => Body::InstallSnapshotResponse(SnapshotResponse {
             index: LogIndex(edgy(rng, 20)),
             next_offset: edgy(rng, 64),
             done: rng.range(0, 2) == 1,
-        },
+            too_large: rng.range(0, 4) == 0,
+            round: edgy(rng, 8),
+        }),
+        7 => Body::TimeoutNow,
+        8 => Body::ReadIndex(ReadIndexRequest { id: edgy(rng, 8) }),
+        _ => Body::ReadIndexResponse(ReadIndexResponse {
+            id: edgy(rng, 8),
+            index: (rng.range(0, 2) == 0).then(|| LogIndex(edgy(rng, 20))),
+        }),
     }
 }
 
@@ -92,6 +115,11 @@ fn random_hostile_inputs_never_panic_and_keep_basic_promises() {
                 1 => h.persist(),
                 2 => {
                     let _ = h.node.propose(h.now, "p");
+                    h.drain();
+                }
+                9 if rng.range(0, 2) == 0 => {
+                    let _ = h.node.read_index(h.now, crate::ReadId(edgy(&mut rng, 8)));
+                    let _ = h.node.transfer_leadership(h.now, NodeId(rng.range(0, 5)));
                     h.drain();
                 }
                 3 => {

@@ -4,33 +4,50 @@ mod durability;
 mod election;
 #[cfg(test)]
 mod fuzz_tests;
+mod leader;
+#[cfg(test)]
+mod leadership_tests;
+mod reads;
 mod replication;
+#[cfg(test)]
+mod robustness_tests;
 mod snapshot;
 #[cfg(test)]
 pub(crate) mod test_harness;
+mod transfer;
 
 use crate::config::Config;
+use crate::error::{ProposeError, TransferError};
 use crate::log::Log;
 use crate::message::{Body, Message};
-use crate::output::{Event, Outgoing, Output, PersistToken, Role};
-use crate::progress::Progress;
+use crate::output::{Event, Outgoing, Output, PersistToken, ReadId, Role};
 use crate::quorum::Majority;
-use crate::restore::{NewNodeError, ProposeError, Restored};
+use crate::restore::{NewNodeError, Restored};
 use crate::rng::Rng;
 use crate::time::{Duration, Instant};
 use crate::types::{Bytes, Entry, HardState, LogIndex, NodeId, Payload, Snapshot, Term};
+use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 use durability::Durability;
+use leader::LeaderState;
 
 /// Most entries handed out in one [`Output::Apply`].
 const APPLY_BATCH: usize = 4096;
 
+/// Terms and indexes above this are refused as hostile: no real cluster gets
+/// near them, and staying far below `u64::MAX` means an election can always
+/// move to a fresh term and an index can always grow.
+pub(crate) const MAX_TERM: Term = Term(1 << 62);
+/// See [`MAX_TERM`].
+pub(crate) const MAX_INDEX: LogIndex = LogIndex(1 << 62);
+
 #[derive(Debug)]
 enum RoleState {
     Follower,
+    PreCandidate { votes: BTreeMap<NodeId, bool> },
     Candidate { votes: BTreeMap<NodeId, bool> },
-    Leader { progress: BTreeMap<NodeId, Progress>, dirty: PeerSet },
+    Leader(Box<LeaderState>),
 }
 
 /// A small sorted set of peers that keeps its allocation when emptied.
@@ -57,7 +74,8 @@ impl PeerSet {
 }
 
 /// One Raft member. It performs no I/O: feed it inputs with the `handle_*`
-/// methods and [`Node::propose`], then drain [`Node::poll_output`] until it
+/// methods, [`Node::propose`], [`Node::read_index`] and
+/// [`Node::transfer_leadership`], then drain [`Node::poll_output`] until it
 /// returns `None` and sleep until [`Node::poll_timeout`].
 ///
 /// Every method is deterministic in its inputs, the config and the restored
@@ -71,22 +89,29 @@ pub struct Node {
     hard: HardState,
     role: RoleState,
     leader: Option<NodeId>,
+    /// When this node last heard from the leader of its term (stickiness).
+    leader_contact: Option<Instant>,
     log: Log,
     commit: LogIndex,
     applied: LogIndex,
     election_deadline: Instant,
-    heartbeat_deadline: Instant,
+    /// The `now` of the latest input (flush has no `now` of its own).
+    last_now: Instant,
     durability: Durability,
     out: VecDeque<Output>,
     reported: Option<(Role, Term, Option<NodeId>)>,
     /// The latest snapshot (taken or installed).
     snapshot: Option<Snapshot>,
+    /// CRC-32 of `snapshot`'s data, computed when first sent.
+    snapshot_checksum: Option<u32>,
     /// A snapshot being received.
     incoming: Option<snapshot::Incoming>,
     /// A snapshot the state machine must restore once it is durable.
     pending_restore: Option<Snapshot>,
     /// `Event::SnapshotWanted` was emitted and not yet answered by `compact`.
     snapshot_wanted: bool,
+    /// This node's reads that its leader is confirming: id -> give-up time.
+    remote_reads: BTreeMap<u64, Instant>,
 }
 
 impl Node {
@@ -115,18 +140,21 @@ impl Node {
             hard: hard_state,
             role: RoleState::Follower,
             leader: None,
+            leader_contact: None,
             durability: Durability::new(log.last_index()),
             log,
             commit: last_applied.max(base.index),
             applied: last_applied,
             election_deadline: now,
-            heartbeat_deadline: now,
+            last_now: now,
             out: VecDeque::new(),
             reported: None,
             snapshot,
+            snapshot_checksum: None,
             incoming: None,
             pending_restore,
             snapshot_wanted: false,
+            remote_reads: BTreeMap::new(),
             config,
         };
         node.reset_election_timer(now);
@@ -136,50 +164,45 @@ impl Node {
     // ---- inputs ----
 
     /// A message from `from` arrived. Messages from non-members or from this
-    /// node itself, and malformed or inconsistent messages, are ignored.
+    /// node itself, and malformed, inconsistent or out-of-range messages, are
+    /// ignored.
     pub fn handle_message(&mut self, now: Instant, from: NodeId, msg: Message) {
-        if from == self.config.id || !self.voters.contains(from) {
+        self.last_now = now;
+        if from == self.config.id || !self.voters.contains(from) || msg.term > MAX_TERM {
             return;
         }
-        // Term rules common to every role (paper §5.1).
-        if msg.term > self.hard.term {
-            let leader = matches!(msg.body, Body::AppendEntries { .. }).then_some(from);
-            self.become_follower(now, msg.term, leader);
-        } else if msg.term < self.hard.term {
-            self.answer_stale(from, &msg.body);
+        if !self.apply_term_rules(now, from, &msg) {
             return;
         }
         match msg.body {
-            Body::RequestVote { last_log_index, last_log_term } => {
-                self.handle_request_vote(now, from, last_log_index, last_log_term);
-            }
-            Body::RequestVoteResponse { granted } => self.handle_vote_response(now, from, granted),
-            Body::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit } => {
-                self.handle_append(now, from, prev_log_index, prev_log_term, entries, leader_commit);
-            }
+            Body::RequestVote(req) => self.handle_request_vote(now, from, msg.term, req),
+            Body::RequestVoteResponse(resp) => self.handle_vote_response(now, from, msg.term, resp),
+            Body::AppendEntries(req) => self.handle_append(now, from, req),
             Body::AppendEntriesResponse(resp) => self.handle_append_response(from, resp),
-            Body::InstallSnapshot { index, snapshot_term, offset, total_len, data } => {
-                self.handle_install_snapshot(now, from, index, snapshot_term, offset, total_len, data);
-            }
-            Body::InstallSnapshotResponse { index, next_offset, done } => {
-                self.handle_snapshot_response(from, index, next_offset, done);
-            }
+            Body::InstallSnapshot(req) => self.handle_install_snapshot(now, from, req),
+            Body::InstallSnapshotResponse(resp) => self.handle_snapshot_response(from, resp),
+            Body::TimeoutNow => self.handle_timeout_now(now, from),
+            Body::ReadIndex(req) => self.handle_read_index_request(from, req),
+            Body::ReadIndexResponse(resp) => self.handle_read_index_response(from, resp),
         }
     }
 
-    /// Time has reached `now`. Fires whichever timer is due; a call before
-    /// [`Node::poll_timeout`] is a no-op.
+    /// Time has reached `now`. Fires whichever timers are due (election,
+    /// heartbeat and check-quorum, leadership transfer and read deadlines);
+    /// a call before [`Node::poll_timeout`] is a no-op.
     pub fn handle_timeout(&mut self, now: Instant) {
-        match self.role {
-            RoleState::Leader { .. } => {
-                if now >= self.heartbeat_deadline {
-                    self.heartbeat_deadline = now + self.config.heartbeat_interval;
-                    self.broadcast_heartbeat();
+        self.last_now = now;
+        self.expire_remote_reads(now);
+        self.expire_incoming(now);
+        match &self.role {
+            RoleState::Leader(l) => {
+                if now >= l.heartbeat_deadline {
+                    self.leader_tick(now);
                 }
             }
-            RoleState::Follower | RoleState::Candidate { .. } => {
+            RoleState::Follower | RoleState::PreCandidate { .. } | RoleState::Candidate { .. } => {
                 if now >= self.election_deadline {
-                    self.start_election(now);
+                    self.campaign(now, false);
                 }
             }
         }
@@ -187,7 +210,8 @@ impl Node {
 
     /// The write with `token`, and every earlier one, is durable. Unknown or
     /// repeated tokens are ignored.
-    pub fn handle_persisted(&mut self, _now: Instant, token: PersistToken) {
+    pub fn handle_persisted(&mut self, now: Instant, token: PersistToken) {
+        self.last_now = now;
         if self.durability.persisted(token) {
             self.maybe_commit();
         }
@@ -196,15 +220,42 @@ impl Node {
     /// Appends `command` to the log if this node is the leader, and returns
     /// the index it will have if committed. A later [`Output::Apply`] of that
     /// index with a different term means the command was lost to a leader change.
-    pub fn propose(&mut self, _now: Instant, command: impl Into<Bytes>) -> Result<LogIndex, ProposeError> {
+    pub fn propose(&mut self, now: Instant, command: impl Into<Bytes>) -> Result<LogIndex, ProposeError> {
+        self.last_now = now;
         let command = command.into();
-        if !matches!(self.role, RoleState::Leader { .. }) {
+        let RoleState::Leader(l) = &self.role else {
             return Err(ProposeError::NotLeader { leader_hint: self.leader });
+        };
+        if let Some(t) = l.transfer {
+            return Err(ProposeError::TransferInProgress { to: t.to });
         }
         if command.len() > self.config.max_entry_bytes {
             return Err(ProposeError::TooLarge { size: command.len(), max: self.config.max_entry_bytes });
         }
         Ok(self.append_as_leader(Payload::Command(command)))
+    }
+
+    /// Hands leadership to `to`, a voter (dissertation §3.10): this leader
+    /// stops accepting proposals, brings `to` up to date, then tells it to
+    /// campaign at once. The transfer ends with [`Event::TransferFinished`]:
+    /// handed over, or timed out after `election_timeout_max` (then this node
+    /// leads on as before), or leadership lost otherwise.
+    pub fn transfer_leadership(&mut self, now: Instant, to: NodeId) -> Result<(), TransferError> {
+        self.last_now = now;
+        self.start_transfer(now, to)
+    }
+
+    /// Starts a linearizable read (dissertation §6.4) that the host will serve
+    /// from its state machine: its outcome comes as exactly one
+    /// [`Output::Read`] with `id`, carrying the index the state machine must
+    /// have applied before serving it. A leader confirms its leadership with
+    /// a heartbeat round that starts after this call (batching every read of
+    /// one step), or by its lease in [`ReadMode::Lease`](crate::ReadMode), and
+    /// never before it has committed an entry of its own term. A follower
+    /// asks its leader. An `Err` means no `Output::Read` will follow.
+    pub fn read_index(&mut self, now: Instant, id: ReadId) -> Result<(), crate::ReadError> {
+        self.last_now = now;
+        self.start_read(now, id)
     }
 
     // ---- outputs ----
@@ -219,14 +270,20 @@ impl Node {
         self.out.pop_front()
     }
 
-    /// When [`Node::handle_timeout`] must next be called. Always exact: the
-    /// earliest election or heartbeat deadline, never a polling tick.
+    /// The earliest instant at which [`Node::handle_timeout`] has something
+    /// to do: the election deadline (follower, candidate), or the next
+    /// heartbeat (leader), or an earlier deadline of a follower's read or of
+    /// a stalled incoming snapshot. Always `Some` (a node
+    /// always has a timer); calling earlier is a harmless no-op.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        Some(match self.role {
-            RoleState::Leader { .. } => self.heartbeat_deadline,
+        let timer = match &self.role {
+            RoleState::Leader(l) => l.heartbeat_deadline,
             _ => self.election_deadline,
-        })
+        };
+        let reads = self.remote_reads.values().copied();
+        let incoming = self.incoming.as_ref().map(|i| i.give_up_at);
+        Some(reads.chain(incoming).fold(timer, Instant::min))
     }
 
     // ---- read-only view ----
@@ -247,8 +304,9 @@ impl Node {
     pub fn role(&self) -> Role {
         match self.role {
             RoleState::Follower => Role::Follower,
+            RoleState::PreCandidate { .. } => Role::PreCandidate,
             RoleState::Candidate { .. } => Role::Candidate,
-            RoleState::Leader { .. } => Role::Leader,
+            RoleState::Leader(_) => Role::Leader,
         }
     }
     /// The leader of the current term, if known.
@@ -258,6 +316,18 @@ impl Node {
     /// Whom this node voted for in the current term.
     pub fn voted_for(&self) -> Option<NodeId> {
         self.hard.voted_for
+    }
+    /// True while this node withholds its vote after a disk repair (see
+    /// [`HardState::catching_up`]).
+    pub fn catching_up(&self) -> bool {
+        self.hard.catching_up
+    }
+    /// The target of the leadership transfer in progress, if any.
+    pub fn transfer_target(&self) -> Option<NodeId> {
+        match &self.role {
+            RoleState::Leader(l) => l.transfer.map(|t| t.to),
+            _ => None,
+        }
     }
     /// The highest index known to be committed.
     pub fn commit_index(&self) -> LogIndex {
@@ -356,11 +426,12 @@ impl Node {
     /// §5.2) and restarts the election timer. False if this node leads the
     /// term itself: two leaders in one term cannot happen, so the message is forged.
     fn accept_leader(&mut self, now: Instant, from: NodeId) -> bool {
-        if matches!(self.role, RoleState::Leader { .. }) {
+        if matches!(self.role, RoleState::Leader(_)) {
             return false;
         }
         self.role = RoleState::Follower;
-        self.leader = Some(from);
+        self.set_leader(Some(from));
+        self.leader_contact = Some(now);
         self.reset_election_timer(now);
         true
     }
@@ -368,9 +439,11 @@ impl Node {
     /// Ends a step: issues the gathered write, sends what the leader can,
     /// releases held messages, delivers committed entries, reports changes.
     fn flush(&mut self) {
+        self.maybe_finish_catching_up();
         if let Some((token, write)) = self.durability.issue(self.log.last_index()) {
             self.out.push_back(Output::Persist(crate::output::Persist { token, write }));
         }
+        self.start_wanted_round();
         self.send_dirty_appends();
         let out = &mut self.out;
         self.durability.release(|m| out.push_back(Output::Send(m)));
@@ -380,6 +453,19 @@ impl Node {
             self.reported = Some(now);
             let (role, term, leader) = now;
             self.out.push_back(Output::Event(Event::RoleChanged { role, term, leader }));
+        }
+    }
+
+    /// A node repaired after losing entries votes again once it durably holds
+    /// an entry that the leader of its term committed in that term: then its
+    /// log holds every committed entry (leader completeness), like any voter's.
+    fn maybe_finish_catching_up(&mut self) {
+        if !self.hard.catching_up || !matches!(self.role, RoleState::Follower) || self.leader.is_none() {
+            return;
+        }
+        let held = self.commit.min(self.durability.durable_index());
+        if self.log.term_at(held) == Some(self.hard.term) {
+            self.set_hard_state(HardState { catching_up: false, ..self.hard });
         }
     }
 }

@@ -1,8 +1,8 @@
 //! Log replication and commitment (paper §5.3, §5.4.2).
 
-use super::{Node, RoleState};
+use super::{MAX_INDEX, Node, RoleState};
 use crate::config::APPEND_OVERHEAD_BYTES;
-use crate::message::{AppendResponse, Body};
+use crate::message::{AppendEntries, AppendResponse, AppendResult, Body};
 use crate::progress::Mode;
 use crate::time::Instant;
 use crate::types::{Entry, LogIndex, NodeId, Payload, Term};
@@ -16,26 +16,28 @@ impl Node {
         let index = entry.index;
         self.log.push(entry.clone());
         self.durability.append(entry);
-        if let RoleState::Leader { dirty, .. } = &mut self.role
-            && dirty.len() < self.peers.len()
+        if let RoleState::Leader(l) = &mut self.role
+            && l.dirty.len() < self.peers.len()
         {
-            dirty.extend(self.peers.iter().copied());
+            l.dirty.extend(self.peers.iter().copied());
         }
         // A single-node cluster commits once its own write is durable.
         index
     }
 
-    /// Leader only, at each heartbeat: probes are retried, stalled windows
-    /// reprobed, and every other follower gets an empty AppendEntries.
-    pub(super) fn broadcast_heartbeat(&mut self) {
-        let RoleState::Leader { progress, dirty } = &mut self.role else {
+    /// Leader only, at each heartbeat: a new round; probes are retried,
+    /// stalled windows reprobed, and every other follower gets an empty
+    /// AppendEntries.
+    pub(super) fn broadcast_heartbeat(&mut self, now: Instant) {
+        let RoleState::Leader(l) = &mut self.role else {
             return;
         };
+        l.start_round(now);
         let mut beats = Vec::new();
-        for (&peer, p) in progress.iter_mut() {
+        for (&peer, p) in l.progress.iter_mut() {
             // tick() is true for probes and snapshot transfers (resend) and for stalled windows.
             if p.tick() {
-                dirty.insert(peer);
+                l.dirty.insert(peer);
             } else {
                 beats.push((peer, p.matched));
             }
@@ -43,6 +45,32 @@ impl Node {
         for (peer, matched) in beats {
             self.send_commit_only(peer, matched);
         }
+        self.release_confirmed_reads();
+    }
+
+    /// Leader only: reads registered since the last round want a round that
+    /// starts after them; start it now and send it to every follower that is
+    /// replicating (the others get it with their next probe or chunk).
+    pub(super) fn start_wanted_round(&mut self) {
+        let now = self.last_now;
+        let RoleState::Leader(l) = &mut self.role else {
+            return;
+        };
+        if !l.round_wanted {
+            return;
+        }
+        l.start_round(now);
+        let beats: Vec<(NodeId, LogIndex)> = l
+            .progress
+            .iter()
+            .filter(|(_, p)| matches!(p.mode, Mode::Replicate))
+            .map(|(&peer, p)| (peer, p.matched))
+            .collect();
+        for (peer, matched) in beats {
+            self.send_commit_only(peer, matched);
+        }
+        // A cluster of one confirms its round at once.
+        self.release_confirmed_reads();
     }
 
     /// An empty AppendEntries anchored at what the follower is known to hold,
@@ -53,33 +81,35 @@ impl Node {
             return; // compacted past it: a stalled window is re-probed, which sends the snapshot
         };
         let leader_commit = self.commit.min(matched);
-        if let RoleState::Leader { progress, .. } = &mut self.role
-            && let Some(p) = progress.get_mut(&peer)
-        {
+        let RoleState::Leader(l) = &mut self.role else {
+            return;
+        };
+        if let Some(p) = l.progress.get_mut(&peer) {
             p.commit_told = p.commit_told.max(leader_commit);
         }
-        let body = Body::AppendEntries { prev_log_index: matched, prev_log_term, entries: Vec::new(), leader_commit };
-        self.send(peer, body);
+        let round = l.round;
+        let body = AppendEntries { prev_log_index: matched, prev_log_term, entries: Vec::new(), leader_commit, round };
+        self.send(peer, Body::AppendEntries(body));
     }
 
     /// Sends AppendEntries to every follower marked dirty, as far as each
     /// follower's flow-control window allows.
     pub(super) fn send_dirty_appends(&mut self) {
-        let RoleState::Leader { dirty, .. } = &mut self.role else {
+        let RoleState::Leader(l) = &mut self.role else {
             return;
         };
-        if dirty.is_empty() {
+        if l.dirty.is_empty() {
             return;
         }
-        let mut peers = core::mem::take(dirty);
+        let mut peers = core::mem::take(&mut l.dirty);
         for &peer in &peers.0 {
             self.send_appends_to(peer);
         }
         peers.0.clear();
-        if let RoleState::Leader { dirty, .. } = &mut self.role
-            && dirty.is_empty()
+        if let RoleState::Leader(l) = &mut self.role
+            && l.dirty.is_empty()
         {
-            *dirty = peers; // keep the allocation
+            l.dirty = peers; // keep the allocation
         }
     }
 
@@ -87,10 +117,11 @@ impl Node {
         let budget = self.config.max_message_bytes - APPEND_OVERHEAD_BYTES;
         let (max_msgs, max_bytes) = (self.config.max_inflight_messages, self.config.max_inflight_bytes);
         loop {
-            let RoleState::Leader { progress, .. } = &mut self.role else {
+            let RoleState::Leader(l) = &mut self.role else {
                 return;
             };
-            let Some(p) = progress.get_mut(&peer) else {
+            let round = l.round;
+            let Some(p) = l.progress.get_mut(&peer) else {
                 return;
             };
             if !p.can_send(max_msgs, max_bytes) {
@@ -120,36 +151,40 @@ impl Node {
             let last = LogIndex(prev_log_index.0 + entries.len() as u64);
             p.sent(last, bytes);
             p.commit_told = p.commit_told.max(self.commit.min(last));
-            let body = Body::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit: self.commit };
-            self.send(peer, body);
+            let leader_commit = self.commit;
+            let body = AppendEntries { prev_log_index, prev_log_term, entries, leader_commit, round };
+            self.send(peer, Body::AppendEntries(body));
             if probing {
                 return;
             }
         }
     }
 
-    /// A follower's answer (§5.3). Stale answers are recognised and dropped;
+    /// A follower's answer (§5.3). Any answer of this term counts for the
+    /// heartbeat round it echoes. Stale answers are recognised and dropped;
     /// a rejection moves `next` back by the follower's conflict hint.
     pub(super) fn handle_append_response(&mut self, from: NodeId, resp: AppendResponse) {
         let last_index = self.log.last_index();
-        let RoleState::Leader { progress, dirty } = &mut self.role else {
+        let RoleState::Leader(l) = &mut self.role else {
             return;
         };
-        let Some(p) = progress.get_mut(&from) else {
+        l.acked_round(from, resp.round);
+        let Some(p) = l.progress.get_mut(&from) else {
             return;
         };
-        match resp {
-            AppendResponse::Success { match_index } => {
+        match resp.result {
+            AppendResult::Success { match_index } => {
                 if match_index > last_index {
                     return; // claims entries this leader never had: ignore.
                 }
                 let moved = p.acked(match_index);
-                dirty.insert(from);
+                l.dirty.insert(from);
                 if moved {
                     self.maybe_commit();
+                    self.maybe_send_timeout_now();
                 }
             }
-            AppendResponse::Reject { prev_log_index, last_log_index, conflict_term, conflict_index } => {
+            AppendResult::Reject { prev_log_index, last_log_index, conflict_term, conflict_index } => {
                 // In replicate mode the pipeline starts at `matched`, which the
                 // follower holds, so a rejection only means an earlier message
                 // is late (reordered) or lost. Rewinding would resend what is in
@@ -159,89 +194,80 @@ impl Node {
                     Mode::Probe { .. } => prev_log_index.next() == p.next,
                     Mode::Replicate | Mode::Snapshot { .. } => false,
                 };
-                if !current {
-                    return;
+                if current {
+                    let hinted = match conflict_term {
+                        Some(t) => self.log.last_index_of_term(t).map_or(conflict_index, LogIndex::next),
+                        None => conflict_index,
+                    };
+                    // Strictly below the rejected position, never below what matched.
+                    let next = hinted.min(prev_log_index).min(last_log_index.next()).max(LogIndex(1));
+                    p.probe_from(next);
+                    l.dirty.insert(from);
                 }
-                let hinted = match conflict_term {
-                    Some(t) => self.log.last_index_of_term(t).map_or(conflict_index, LogIndex::next),
-                    None => conflict_index,
-                };
-                // Strictly below the rejected position, never below what matched.
-                let next = hinted.min(prev_log_index).min(last_log_index.next()).max(LogIndex(1));
-                p.probe_from(next);
-                dirty.insert(from);
             }
         }
+        self.release_confirmed_reads();
     }
 
     /// Advances the commit index to the highest entry of the current term
     /// stored durably on a majority, counting this leader only once its own
     /// write is durable (§5.3, §5.4.2: never by counting older-term entries).
     pub(super) fn maybe_commit(&mut self) {
-        let RoleState::Leader { progress, .. } = &self.role else {
+        let RoleState::Leader(l) = &self.role else {
             return;
         };
         let me = self.config.id;
         let own = self.durability.durable_index();
+        let progress = &l.progress;
         let idx = self
             .voters
             .committed_index(|id| if id == me { own } else { progress.get(&id).map_or(LogIndex(0), |p| p.matched) });
         if idx > self.commit && self.log.term_at(idx) == Some(self.hard.term) {
             self.commit = idx;
             // Followers learn it at the next flush, not a heartbeat later.
-            if let RoleState::Leader { dirty, .. } = &mut self.role {
-                dirty.extend(self.peers.iter().copied());
+            if let RoleState::Leader(l) = &mut self.role {
+                l.dirty.extend(self.peers.iter().copied());
             }
+            self.admit_early_reads();
         }
     }
 
     /// AppendEntries from the leader of the current term (§5.3): consistency
     /// check, conflict truncation, append, commit. The success answer is held
     /// until the appended entries are durable.
-    pub(super) fn handle_append(
-        &mut self,
-        now: Instant,
-        from: NodeId,
-        prev_log_index: LogIndex,
-        prev_log_term: Term,
-        entries: Vec<Entry>,
-        leader_commit: LogIndex,
-    ) {
+    pub(super) fn handle_append(&mut self, now: Instant, from: NodeId, req: AppendEntries) {
         if !self.accept_leader(now, from) {
             return;
         }
-        if !well_formed(self.hard.term, prev_log_index, prev_log_term, &entries) {
+        let AppendEntries { prev_log_index, prev_log_term, entries, leader_commit, round } = req;
+        if !well_formed(self.hard.term, prev_log_index, prev_log_term, &entries) || leader_commit > MAX_INDEX {
             return;
         }
+        let reply = |node: &mut Node, result| {
+            node.send_after_persist(from, Body::AppendEntriesResponse(AppendResponse { round, result }));
+        };
         let last = self.log.last_index();
         if prev_log_index > last {
-            let reject = AppendResponse::Reject {
-                prev_log_index,
-                last_log_index: last,
-                conflict_term: None,
-                conflict_index: last.next(),
-            };
-            self.send_after_persist(from, Body::AppendEntriesResponse(reject));
-            return;
+            let conflict_index = last.next();
+            let result =
+                AppendResult::Reject { prev_log_index, last_log_index: last, conflict_term: None, conflict_index };
+            return reply(self, result);
         }
         match self.log.term_at(prev_log_index) {
             Some(t) if t == prev_log_term => {}
             Some(t) => {
-                let reject = AppendResponse::Reject {
+                let result = AppendResult::Reject {
                     prev_log_index,
                     last_log_index: last,
                     conflict_term: Some(t),
                     conflict_index: self.log.first_index_of_term_at(prev_log_index),
                 };
-                self.send_after_persist(from, Body::AppendEntriesResponse(reject));
-                return;
+                return reply(self, result);
             }
             None => {
                 // Below our snapshot: everything up to it is committed, so it
                 // matches the leader's log; say so and let the leader move on.
-                let ok = AppendResponse::Success { match_index: self.log.base_index() };
-                self.send_after_persist(from, Body::AppendEntriesResponse(ok));
-                return;
+                return reply(self, AppendResult::Success { match_index: self.log.base_index() });
             }
         }
         // Skip entries already present; find the first new or conflicting one.
@@ -262,15 +288,15 @@ impl Node {
         if new_commit > self.commit {
             self.commit = new_commit;
         }
-        let ok = AppendResponse::Success { match_index };
-        self.send_after_persist(from, Body::AppendEntriesResponse(ok));
+        reply(self, AppendResult::Success { match_index });
     }
 }
 
 /// Entries must be contiguous from `prev + 1` with non-decreasing terms no
-/// later than the message's term.
+/// later than the message's term, and end below [`MAX_INDEX`].
 fn well_formed(term: Term, prev_index: LogIndex, prev_term: Term, entries: &[Entry]) -> bool {
-    if prev_term > term || prev_index.0.checked_add(entries.len() as u64).is_none() {
+    let end = prev_index.0.checked_add(entries.len() as u64);
+    if prev_term > term || end.is_none_or(|end| end > MAX_INDEX.0) {
         return false;
     }
     let mut last_term = prev_term;

@@ -1,6 +1,7 @@
 //! One test per replication rule (paper §5.3, §5.4), plus hostile input.
 
 use super::super::test_harness::{Harness, ids};
+use crate::message::*;
 use crate::message::{AppendResponse, Body};
 use crate::output::Outgoing;
 use crate::types::{Bytes, Entry, HardState, LogIndex, NodeId, Payload, Term};
@@ -17,18 +18,19 @@ fn e(index: u64, term: u64) -> Entry {
 }
 
 fn append(prev: (u64, u64), entries: Vec<Entry>, commit: u64) -> Body {
-    Body::AppendEntries {
+    Body::AppendEntries(AppendEntries {
         prev_log_index: LogIndex(prev.0),
         prev_log_term: Term(prev.1),
         entries,
         leader_commit: LogIndex(commit),
-    }
+        round: 0,
+    })
 }
 
-fn responses(sent: &[Outgoing]) -> Vec<AppendResponse> {
+fn responses(sent: &[Outgoing]) -> Vec<AppendResult> {
     sent.iter()
         .filter_map(|o| match &o.message.body {
-            Body::AppendEntriesResponse(r) => Some(r.clone()),
+            Body::AppendEntriesResponse(r) => Some(r.result.clone()),
             _ => None,
         })
         .collect()
@@ -54,7 +56,7 @@ fn follower_acks_only_after_entries_are_durable_and_commits_min_of_leader_commit
     assert_eq!(h.node.commit_index(), LogIndex(2));
     assert!(h.applied.is_empty(), "applied before durable");
     h.persist();
-    assert_eq!(responses(&h.sent), vec![AppendResponse::Success { match_index: LogIndex(2) }]);
+    assert_eq!(responses(&h.sent), vec![AppendResult::Success { match_index: LogIndex(2) }]);
     assert_eq!(h.applied.len(), 2);
 }
 
@@ -65,7 +67,7 @@ fn short_log_rejects_with_its_length_as_the_hint() {
     h.persist();
     assert_eq!(
         responses(&h.sent),
-        vec![AppendResponse::Reject {
+        vec![AppendResult::Reject {
             prev_log_index: LogIndex(5),
             last_log_index: LogIndex(2),
             conflict_term: None,
@@ -81,7 +83,7 @@ fn term_mismatch_rejects_with_conflict_term_and_its_first_index() {
     h.persist();
     assert_eq!(
         responses(&h.sent),
-        vec![AppendResponse::Reject {
+        vec![AppendResult::Reject {
             prev_log_index: LogIndex(4),
             last_log_index: LogIndex(4),
             conflict_term: Some(Term(2)),
@@ -109,7 +111,7 @@ fn a_stale_shorter_append_never_truncates_matching_entries() {
     h.recv(2, 1, append((0, 0), vec![e(1, 1)], 0));
     assert_eq!(h.node.last_log_index(), LogIndex(3));
     h.persist();
-    assert_eq!(responses(&h.sent), vec![AppendResponse::Success { match_index: LogIndex(1) }]);
+    assert_eq!(responses(&h.sent), vec![AppendResult::Success { match_index: LogIndex(1) }]);
 }
 
 #[test]
@@ -118,9 +120,23 @@ fn leader_commits_only_entries_of_its_own_term_by_counting_replicas() {
     let mut h = follower_with(&[1], 1);
     h.elect(); // term 2; log [t1, t2 noop]
     assert_eq!(h.node.term(), Term(2));
-    h.recv(2, 2, Body::AppendEntriesResponse(AppendResponse::Success { match_index: LogIndex(1) }));
+    h.recv(
+        2,
+        2,
+        Body::AppendEntriesResponse(crate::AppendResponse {
+            round: 0,
+            result: AppendResult::Success { match_index: LogIndex(1) },
+        }),
+    );
     assert_eq!(h.node.commit_index(), LogIndex(0), "term-1 entry must not commit by counting");
-    h.recv(2, 2, Body::AppendEntriesResponse(AppendResponse::Success { match_index: LogIndex(2) }));
+    h.recv(
+        2,
+        2,
+        Body::AppendEntriesResponse(crate::AppendResponse {
+            round: 0,
+            result: AppendResult::Success { match_index: LogIndex(2) },
+        }),
+    );
     assert_eq!(h.node.commit_index(), LogIndex(2));
 }
 
@@ -130,9 +146,23 @@ fn leader_counts_itself_only_once_its_own_write_is_durable() {
     h.elect();
     let i = h.node.propose(h.now, "v").unwrap();
     h.drain(); // leader's write issued, not durable
-    h.recv(2, 1, Body::AppendEntriesResponse(AppendResponse::Success { match_index: i }));
+    h.recv(
+        2,
+        1,
+        Body::AppendEntriesResponse(crate::AppendResponse {
+            round: 0,
+            result: AppendResult::Success { match_index: i },
+        }),
+    );
     assert!(h.node.commit_index() < i, "one follower + a non-durable leader is not 2 of 3");
-    h.recv(3, 1, Body::AppendEntriesResponse(AppendResponse::Success { match_index: i }));
+    h.recv(
+        3,
+        1,
+        Body::AppendEntriesResponse(crate::AppendResponse {
+            round: 0,
+            result: AppendResult::Success { match_index: i },
+        }),
+    );
     assert_eq!(h.node.commit_index(), i, "two durable followers are 2 of 3 without the leader");
     assert!(h.applied.iter().all(|e| e.index < i), "the leader applies only what it holds durably");
     h.persist();
@@ -141,8 +171,22 @@ fn leader_counts_itself_only_once_its_own_write_is_durable() {
     h.elect();
     let i = h.node.propose(h.now, "v").unwrap();
     h.drain();
-    h.recv(2, 1, Body::AppendEntriesResponse(AppendResponse::Success { match_index: i }));
-    h.recv(3, 1, Body::AppendEntriesResponse(AppendResponse::Success { match_index: i }));
+    h.recv(
+        2,
+        1,
+        Body::AppendEntriesResponse(crate::AppendResponse {
+            round: 0,
+            result: AppendResult::Success { match_index: i },
+        }),
+    );
+    h.recv(
+        3,
+        1,
+        Body::AppendEntriesResponse(crate::AppendResponse {
+            round: 0,
+            result: AppendResult::Success { match_index: i },
+        }),
+    );
     assert!(h.node.commit_index() < i, "2 followers + non-durable leader is not 3 of 5");
     h.persist();
     assert_eq!(h.node.commit_index(), i);
@@ -156,19 +200,19 @@ fn fast_backtracking_skips_a_whole_term_per_round_trip() {
     let mut h = follower_with(&[1, 1, 1, 1, 1], 2);
     h.elect();
     assert_eq!(h.node.term(), Term(3));
-    let is_append_to_2 = |o: &Outgoing| o.to == NodeId(2) && matches!(o.message.body, Body::AppendEntries { .. });
+    let is_append_to_2 = |o: &Outgoing| o.to == NodeId(2) && matches!(o.message.body, Body::AppendEntries(..));
     let first = h.take_sent().into_iter().find(is_append_to_2).unwrap();
-    assert!(matches!(first.message.body, Body::AppendEntries { prev_log_index: LogIndex(5), .. }));
+    assert!(matches!(first.message.body, Body::AppendEntries(AppendEntries { prev_log_index: LogIndex(5), .. })));
     let mut f = node_with(2, &[1, 1, 2, 2, 2], 2);
     f.node.handle_message(h.now, NodeId(1), first.message);
     f.persist();
     let reply = f.take_sent().pop().unwrap();
     h.recv(2, 3, reply.message.body);
     let second = h.take_sent().into_iter().find(is_append_to_2).unwrap();
-    assert!(matches!(second.message.body, Body::AppendEntries { prev_log_index: LogIndex(2), .. }));
+    assert!(matches!(second.message.body, Body::AppendEntries(AppendEntries { prev_log_index: LogIndex(2), .. })));
     f.node.handle_message(h.now, NodeId(1), second.message);
     f.persist();
-    assert_eq!(responses(&f.sent), vec![AppendResponse::Success { match_index: LogIndex(6) }]);
+    assert_eq!(responses(&f.sent), vec![AppendResult::Success { match_index: LogIndex(6) }]);
     assert_eq!(f.node.log_term(LogIndex(5)), Some(Term(1)));
     assert_eq!(f.node.log_term(LogIndex(6)), Some(Term(3)));
 }
@@ -177,17 +221,27 @@ fn fast_backtracking_skips_a_whole_term_per_round_trip() {
 fn stale_rejections_are_ignored() {
     let mut h = Harness::new(1, 3);
     h.elect();
-    h.recv(2, 1, Body::AppendEntriesResponse(AppendResponse::Success { match_index: LogIndex(1) }));
+    h.recv(
+        2,
+        1,
+        Body::AppendEntriesResponse(crate::AppendResponse {
+            round: 0,
+            result: AppendResult::Success { match_index: LogIndex(1) },
+        }),
+    );
     h.take_sent();
     // A reject for a prev index at or below match is from an older exchange.
     h.recv(
         2,
         1,
-        Body::AppendEntriesResponse(AppendResponse::Reject {
-            prev_log_index: LogIndex(0),
-            last_log_index: LogIndex(0),
-            conflict_term: None,
-            conflict_index: LogIndex(1),
+        Body::AppendEntriesResponse(crate::AppendResponse {
+            round: 0,
+            result: AppendResult::Reject {
+                prev_log_index: LogIndex(0),
+                last_log_index: LogIndex(0),
+                conflict_term: None,
+                conflict_index: LogIndex(1),
+            },
         }),
     );
     assert!(h.take_sent().is_empty());
@@ -215,7 +269,14 @@ fn hostile_messages_are_ignored_without_panicking() {
     // Leader side: a success claiming entries the leader never had.
     let mut l = Harness::new(1, 3);
     l.elect();
-    l.recv(2, 1, Body::AppendEntriesResponse(AppendResponse::Success { match_index: LogIndex(1 << 40) }));
+    l.recv(
+        2,
+        1,
+        Body::AppendEntriesResponse(crate::AppendResponse {
+            round: 0,
+            result: AppendResult::Success { match_index: LogIndex(1 << 40) },
+        }),
+    );
     assert_eq!(l.node.commit_index(), LogIndex(0));
 }
 
@@ -243,7 +304,14 @@ fn proposals_between_polls_are_batched_and_messages_respect_the_size_limit() {
     c.max_inflight_bytes = 1 << 20;
     let mut h = Harness::with(c, Restored::fresh());
     h.elect();
-    h.recv(2, 1, Body::AppendEntriesResponse(AppendResponse::Success { match_index: LogIndex(1) }));
+    h.recv(
+        2,
+        1,
+        Body::AppendEntriesResponse(crate::AppendResponse {
+            round: 0,
+            result: AppendResult::Success { match_index: LogIndex(1) },
+        }),
+    );
     h.take_sent();
     // 90 entries of 42 bytes (bound) fit one 4000-byte message.
     for _ in 0..90 {
@@ -275,7 +343,14 @@ fn inflight_window_bounds_messages_per_follower() {
     c.max_inflight_bytes = 1 << 20;
     let mut h = Harness::with(c, Restored::fresh());
     h.elect();
-    h.recv(2, 1, Body::AppendEntriesResponse(AppendResponse::Success { match_index: LogIndex(1) }));
+    h.recv(
+        2,
+        1,
+        Body::AppendEntriesResponse(crate::AppendResponse {
+            round: 0,
+            result: AppendResult::Success { match_index: LogIndex(1) },
+        }),
+    );
     h.take_sent();
     for _ in 0..30 {
         h.node.propose(h.now, &[1u8; 100]).unwrap();
@@ -283,7 +358,14 @@ fn inflight_window_bounds_messages_per_follower() {
     h.drain();
     assert_eq!(h.take_sent().iter().filter(|o| o.to == NodeId(2)).count(), 3);
     // One entry per message (132-byte bound, 236-byte budget); acking 2..=3 frees two slots.
-    h.recv(2, 1, Body::AppendEntriesResponse(AppendResponse::Success { match_index: LogIndex(3) }));
+    h.recv(
+        2,
+        1,
+        Body::AppendEntriesResponse(crate::AppendResponse {
+            round: 0,
+            result: AppendResult::Success { match_index: LogIndex(3) },
+        }),
+    );
     assert_eq!(h.take_sent().iter().filter(|o| o.to == NodeId(2)).count(), 2);
     assert_eq!(h.node.role(), Role::Leader);
 }
@@ -293,19 +375,33 @@ fn followers_learn_a_new_commit_index_at_once_not_a_heartbeat_later() {
     let mut h = Harness::new(1, 3);
     h.elect();
     for peer in [2, 3] {
-        h.recv(peer, 1, Body::AppendEntriesResponse(AppendResponse::Success { match_index: LogIndex(1) }));
+        h.recv(
+            peer,
+            1,
+            Body::AppendEntriesResponse(crate::AppendResponse {
+                round: 0,
+                result: AppendResult::Success { match_index: LogIndex(1) },
+            }),
+        );
     }
     h.take_sent();
     let i = h.node.propose(h.now, "v").unwrap();
     h.persist();
     h.take_sent(); // the entry itself, carrying commit 1
-    h.recv(2, 1, Body::AppendEntriesResponse(AppendResponse::Success { match_index: i }));
+    h.recv(
+        2,
+        1,
+        Body::AppendEntriesResponse(crate::AppendResponse {
+            round: 0,
+            result: AppendResult::Success { match_index: i },
+        }),
+    );
     assert_eq!(h.node.commit_index(), i);
     let news: Vec<_> = h.take_sent();
     let to2 = news.iter().find(|o| o.to == NodeId(2)).expect("node 2 is told");
     assert!(matches!(
         to2.message.body,
-        Body::AppendEntries { prev_log_index, leader_commit, ref entries, .. }
+        Body::AppendEntries(AppendEntries { prev_log_index, leader_commit, ref entries, .. })
             if prev_log_index == i && leader_commit == i && entries.is_empty()
     ));
     // Node 3 has not acknowledged i: it can only learn commit 1, which it already knows.
@@ -322,23 +418,37 @@ fn a_reordered_rejection_does_not_rewind_the_pipeline_and_a_real_loss_is_reprobe
     c.max_message_bytes = 300;
     let mut h = Harness::with(c, Restored::fresh());
     h.elect();
-    h.recv(2, 1, Body::AppendEntriesResponse(AppendResponse::Success { match_index: LogIndex(1) }));
+    h.recv(
+        2,
+        1,
+        Body::AppendEntriesResponse(crate::AppendResponse {
+            round: 0,
+            result: AppendResult::Success { match_index: LogIndex(1) },
+        }),
+    );
     for _ in 0..3 {
         h.node.propose(h.now, &[1u8; 100]).unwrap(); // one entry per message: 2, 3, 4
     }
     h.persist();
     h.take_sent();
     // The message with prev 3 overtook the one with prev 1: node 2 rejects it.
-    let short = AppendResponse::Reject {
+    let short = AppendResult::Reject {
         prev_log_index: LogIndex(3),
         last_log_index: LogIndex(1),
         conflict_term: None,
         conflict_index: LogIndex(2),
     };
-    h.recv(2, 1, Body::AppendEntriesResponse(short));
+    h.recv(2, 1, Body::AppendEntriesResponse(AppendResponse { round: 0, result: short }));
     assert!(h.take_sent().iter().all(|o| o.to != NodeId(2)), "rewound on a reordered rejection");
     // The late messages arrive; their acks keep the pipeline going.
-    h.recv(2, 1, Body::AppendEntriesResponse(AppendResponse::Success { match_index: LogIndex(4) }));
+    h.recv(
+        2,
+        1,
+        Body::AppendEntriesResponse(crate::AppendResponse {
+            round: 0,
+            result: AppendResult::Success { match_index: LogIndex(4) },
+        }),
+    );
     assert_eq!(h.node.commit_index(), LogIndex(4));
     // A message that is really lost: no progress for a whole heartbeat interval.
     h.node.propose(h.now, &[1u8; 100]).unwrap();
@@ -349,7 +459,7 @@ fn a_reordered_rejection_does_not_rewind_the_pipeline_and_a_real_loss_is_reprobe
     let sent = h.take_sent();
     let resent = sent.iter().find(|o| {
         o.to == NodeId(2)
-            && matches!(&o.message.body, Body::AppendEntries { prev_log_index: LogIndex(4), entries, .. } if !entries.is_empty())
+            && matches!(&o.message.body, Body::AppendEntries(AppendEntries { prev_log_index: LogIndex(4), entries, .. }) if !entries.is_empty())
     });
     assert!(resent.is_some(), "{sent:?}");
 }

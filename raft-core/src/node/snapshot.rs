@@ -1,21 +1,30 @@
 //! Snapshots and log compaction (paper §7): the host compacts, the leader
 //! streams its snapshot to followers that fell behind it, followers install.
 
-use super::{Node, RoleState};
+use super::{MAX_INDEX, Node, RoleState};
 use crate::config::APPEND_OVERHEAD_BYTES;
-use crate::message::Body;
+use crate::error::CompactError;
+use crate::message::{Body, InstallSnapshot, SnapshotResponse};
+use crate::output::{Event, Output};
 use crate::progress::Mode;
-use crate::restore::CompactError;
 use crate::time::Instant;
-use crate::types::{Bytes, LogIndex, NodeId, Snapshot, SnapshotMeta, Term};
+use crate::types::{Bytes, LogIndex, NodeId, Snapshot, SnapshotMeta};
 use alloc::vec::Vec;
 
-/// A snapshot being received from the leader.
+/// A snapshot being received from the leader. A transfer is resumed only
+/// with chunks of the same leader, term and snapshot (index, term, length and
+/// checksum), so two leaders' snapshots are never spliced together.
 #[derive(Debug)]
 pub(super) struct Incoming {
+    from: NodeId,
+    leader_term: crate::Term,
     meta: SnapshotMeta,
     total_len: u64,
+    checksum: u32,
     data: Vec<u8>,
+    /// A transfer that makes no progress until then is dropped (its memory
+    /// with it).
+    pub(super) give_up_at: Instant,
 }
 
 impl Node {
@@ -36,6 +45,7 @@ impl Node {
         self.log.compact_to(index, term);
         self.durability.set_snapshot(snapshot.clone());
         self.snapshot = Some(snapshot);
+        self.snapshot_checksum = None;
         self.snapshot_wanted = false;
         Ok(())
     }
@@ -56,15 +66,17 @@ impl Node {
         let Some(snapshot) = &self.snapshot else {
             return;
         };
-        let RoleState::Leader { progress, .. } = &mut self.role else {
+        let checksum = *self.snapshot_checksum.get_or_insert_with(|| crc32fast::hash(&snapshot.data));
+        let RoleState::Leader(l) = &mut self.role else {
             return;
         };
-        let Some(p) = progress.get_mut(&peer) else {
+        let round = l.round;
+        let Some(p) = l.progress.get_mut(&peer) else {
             return;
         };
         let offset = match p.mode {
-            Mode::Snapshot { index, offset, paused: false } if index == snapshot.meta.index => offset,
-            Mode::Snapshot { paused: true, .. } => return,
+            Mode::Snapshot { index, offset, paused: false, refused: false } if index == snapshot.meta.index => offset,
+            Mode::Snapshot { index, .. } if index == snapshot.meta.index => return, // paused or refused
             _ => {
                 p.start_snapshot(snapshot.meta.index);
                 0
@@ -73,95 +85,131 @@ impl Node {
         let total = snapshot.data.len();
         let start = usize::try_from(offset).unwrap_or(usize::MAX).min(total);
         let end = start.saturating_add(budget).min(total);
-        let body = Body::InstallSnapshot {
+        let body = Body::InstallSnapshot(InstallSnapshot {
             index: snapshot.meta.index,
             snapshot_term: snapshot.meta.term,
             offset: start as u64,
             total_len: total as u64,
             data: Bytes::from(&snapshot.data[start..end]),
-        };
+            checksum,
+            round,
+        });
         p.sent(snapshot.meta.index, end - start);
         self.send(peer, body);
     }
 
     /// Leader: a follower answered a snapshot chunk.
-    pub(super) fn handle_snapshot_response(&mut self, from: NodeId, index: LogIndex, next_offset: u64, done: bool) {
-        let RoleState::Leader { progress, dirty } = &mut self.role else {
+    pub(super) fn handle_snapshot_response(&mut self, from: NodeId, resp: SnapshotResponse) {
+        let last = self.log.last_index();
+        let RoleState::Leader(l) = &mut self.role else {
             return;
         };
-        let Some(p) = progress.get_mut(&from) else {
+        l.acked_round(from, resp.round);
+        let Some(p) = l.progress.get_mut(&from) else {
             return;
         };
-        if index > self.log.last_index() {
+        if resp.index > last {
             return;
         }
-        let finished = p.snapshot_answered(index, next_offset, done);
-        dirty.insert(from);
+        if resp.too_large {
+            let sending = matches!(p.mode, Mode::Snapshot { index, refused: false, .. } if index == resp.index);
+            p.snapshot_refused(resp.index);
+            if sending && let Some(s) = &self.snapshot {
+                let refused = Event::SnapshotRefused { peer: from, index: resp.index, size: s.data.len() as u64 };
+                self.out.push_back(Output::Event(refused));
+            }
+            return;
+        }
+        let finished = p.snapshot_answered(resp.index, resp.next_offset, resp.done);
+        l.dirty.insert(from);
         if finished {
             self.maybe_commit();
+            self.maybe_send_timeout_now();
         }
+        self.release_confirmed_reads();
     }
 
     /// Follower: a chunk of the leader's snapshot. Chunks are accepted only in
-    /// order; any gap or a different snapshot makes the follower ask for the
-    /// offset it needs. A complete snapshot newer than the commit index
-    /// replaces the log (keeping a matching suffix) and, once durable, the
-    /// state machine. A snapshot the follower is already past is acknowledged.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn handle_install_snapshot(
-        &mut self,
-        now: Instant,
-        from: NodeId,
-        index: LogIndex,
-        snapshot_term: Term,
-        offset: u64,
-        total_len: u64,
-        data: Bytes,
-    ) {
+    /// order and only from the transfer in progress (same leader, term and
+    /// snapshot); a gap makes the follower ask for the offset it needs, a
+    /// chunk of an older snapshot of the same leader is ignored, and any other
+    /// snapshot starts over at offset 0. A complete snapshot whose checksum
+    /// matches and that is newer than the commit index replaces the log
+    /// (keeping a matching suffix) and, once durable, the state machine. A
+    /// snapshot the follower is already past is acknowledged; one larger than
+    /// `max_snapshot_bytes` is refused with `too_large`.
+    pub(super) fn handle_install_snapshot(&mut self, now: Instant, from: NodeId, req: InstallSnapshot) {
         if !self.accept_leader(now, from) {
             return;
         }
+        let InstallSnapshot { index, snapshot_term, offset, total_len, data, checksum, round } = req;
         let chunk_end = offset.checked_add(data.len() as u64);
-        if snapshot_term > self.hard.term
-            || chunk_end.is_none_or(|end| end > total_len)
-            || total_len > self.config.max_snapshot_bytes
-        {
+        if snapshot_term > self.hard.term || index > MAX_INDEX || chunk_end.is_none_or(|end| end > total_len) {
             return; // malformed
         }
-        let answer = |next_offset, done| Body::InstallSnapshotResponse { index, next_offset, done };
+        let answer = |next_offset, done, too_large| {
+            Body::InstallSnapshotResponse(SnapshotResponse { index, next_offset, done, too_large, round })
+        };
         if index <= self.commit || index <= self.log.base_index() {
             self.incoming = None;
-            self.send_after_persist(from, answer(total_len, true));
+            self.send_after_persist(from, answer(total_len, true, false));
+            return;
+        }
+        if total_len > self.config.max_snapshot_bytes {
+            self.send(from, answer(0, false, true));
             return;
         }
         let meta = SnapshotMeta { index, term: snapshot_term };
-        let same = self.incoming.as_ref().is_some_and(|i| i.meta == meta && i.total_len == total_len);
-        if !same {
-            if offset != 0 {
-                self.send(from, answer(0, false));
+        let term = self.hard.term;
+        let give_up_at = now + self.config.election_timeout_max.saturating_mul(2);
+        let current = self.incoming.as_ref().map(|i| {
+            let same_leader = i.from == from && i.leader_term == term;
+            let same = same_leader && i.meta == meta && i.total_len == total_len && i.checksum == checksum;
+            (same, same_leader && i.meta.index > index)
+        });
+        match current {
+            Some((true, _)) => {}
+            Some((false, true)) => return, // a late chunk of an older snapshot: keep the newer transfer
+            _ if offset != 0 => {
+                self.send(from, answer(0, false, false));
                 return;
             }
-            self.incoming = Some(Incoming { meta, total_len, data: Vec::new() });
+            _ => {
+                let data = Vec::new();
+                self.incoming = Some(Incoming { from, leader_term: term, meta, total_len, checksum, data, give_up_at });
+            }
         }
         let Some(incoming) = self.incoming.as_mut() else {
             return;
         };
         if offset != incoming.data.len() as u64 {
             let want = incoming.data.len() as u64;
-            self.send(from, answer(want, false));
+            self.send(from, answer(want, false, false));
             return;
         }
         incoming.data.extend_from_slice(&data);
+        incoming.give_up_at = give_up_at;
         if (incoming.data.len() as u64) < total_len {
             let got = incoming.data.len() as u64;
-            self.send(from, answer(got, false));
+            self.send(from, answer(got, false, false));
             return;
         }
         let Some(done) = self.incoming.take() else {
             return;
         };
+        if crc32fast::hash(&done.data) != done.checksum {
+            self.send(from, answer(0, false, false)); // damaged in transit: start over
+            return;
+        }
         self.install(Snapshot { meta: done.meta, data: Bytes::from(done.data) });
-        self.send_after_persist(from, answer(total_len, true));
+        self.send_after_persist(from, answer(total_len, true, false));
+    }
+
+    /// Drops a partial snapshot whose transfer stalled.
+    pub(super) fn expire_incoming(&mut self, now: Instant) {
+        if self.incoming.as_ref().is_some_and(|i| now >= i.give_up_at) {
+            self.incoming = None;
+        }
     }
 
     /// Replaces the log up to the snapshot and schedules the state machine restore.
@@ -179,6 +227,7 @@ impl Node {
             self.pending_restore = Some(snapshot.clone());
         }
         self.snapshot = Some(snapshot);
+        self.snapshot_checksum = None;
     }
 }
 

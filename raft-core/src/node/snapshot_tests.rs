@@ -2,6 +2,7 @@
 
 use super::super::test_harness::{Harness, exchange, ids};
 use crate::message::Body;
+use crate::message::*;
 use crate::output::Event;
 use crate::types::{Bytes, HardState, LogIndex, NodeId, Snapshot, SnapshotMeta, Term};
 use crate::{CompactError, Config, Restored, Role};
@@ -27,7 +28,14 @@ fn leader_with(n: usize) -> Harness {
     h.persist();
     // Node 3 acknowledges everything: leader + 3 is a majority.
     let last = h.node.last_log_index();
-    h.recv(3, 1, Body::AppendEntriesResponse(crate::AppendResponse::Success { match_index: last }));
+    h.recv(
+        3,
+        1,
+        Body::AppendEntriesResponse(crate::AppendResponse {
+            round: 0,
+            result: AppendResult::Success { match_index: last },
+        }),
+    );
     h.persist();
     assert_eq!(h.node.commit_index(), last);
     h
@@ -70,7 +78,14 @@ fn policy_asks_once_per_threshold_until_compacted() {
     }
     h.persist();
     let last = h.node.last_log_index();
-    h.recv(3, 1, Body::AppendEntriesResponse(crate::AppendResponse::Success { match_index: last }));
+    h.recv(
+        3,
+        1,
+        Body::AppendEntriesResponse(crate::AppendResponse {
+            round: 0,
+            result: AppendResult::Success { match_index: last },
+        }),
+    );
     h.persist();
     assert!(h.events.iter().any(|e| matches!(e, Event::SnapshotWanted { applied } if *applied == last)));
 }
@@ -83,7 +98,7 @@ fn lagging_follower_gets_the_snapshot_in_chunks_then_entries() {
     let mut f = Harness::with(small_config(2), Restored::fresh());
     let mut chunks = Vec::new();
     exchange(&mut l, &mut f, |o| {
-        if let Body::InstallSnapshot { offset, data, .. } = &o.message.body {
+        if let Body::InstallSnapshot(InstallSnapshot { offset, data, .. }) = &o.message.body {
             chunks.push((*offset, data.len()));
         }
         true
@@ -109,7 +124,8 @@ fn a_lost_chunk_is_resent_and_a_gap_is_refused() {
     let mut f = Harness::with(small_config(2), Restored::fresh());
     let mut dropped = false;
     exchange(&mut l, &mut f, |o| {
-        let drop_it = !dropped && matches!(&o.message.body, Body::InstallSnapshot { offset, .. } if *offset > 0);
+        let drop_it =
+            !dropped && matches!(&o.message.body, Body::InstallSnapshot(InstallSnapshot { offset, .. }) if *offset > 0);
         dropped |= drop_it;
         !drop_it
     });
@@ -121,12 +137,16 @@ fn a_lost_chunk_is_resent_and_a_gap_is_refused() {
     assert_eq!(f.restored[0].data.len(), 700);
     // A chunk at the wrong offset is answered with the offset wanted.
     let mut g = Harness::with(small_config(2), Restored::fresh());
-    let chunk = |offset| Body::InstallSnapshot {
-        index: LogIndex(7),
-        snapshot_term: Term(1),
-        offset,
-        total_len: 700,
-        data: Bytes::from(vec![1u8; 100]),
+    let chunk = |offset| {
+        Body::InstallSnapshot(InstallSnapshot {
+            index: LogIndex(7),
+            snapshot_term: Term(1),
+            offset,
+            total_len: 700,
+            data: Bytes::from(vec![1u8; 100]),
+            checksum: 0,
+            round: 0,
+        })
     };
     g.recv(1, 1, chunk(0));
     g.recv(1, 1, chunk(300));
@@ -134,8 +154,20 @@ fn a_lost_chunk_is_resent_and_a_gap_is_refused() {
     assert_eq!(
         answers,
         vec![
-            Body::InstallSnapshotResponse { index: LogIndex(7), next_offset: 100, done: false },
-            Body::InstallSnapshotResponse { index: LogIndex(7), next_offset: 100, done: false },
+            Body::InstallSnapshotResponse(SnapshotResponse {
+                index: LogIndex(7),
+                next_offset: 100,
+                done: false,
+                too_large: false,
+                round: 0
+            }),
+            Body::InstallSnapshotResponse(SnapshotResponse {
+                index: LogIndex(7),
+                next_offset: 100,
+                done: false,
+                too_large: false,
+                round: 0
+            }),
         ]
     );
 }
@@ -149,13 +181,15 @@ fn restore_waits_for_durability_and_precedes_later_applies() {
         NodeId(1),
         crate::Message {
             term: Term(2),
-            body: Body::InstallSnapshot {
+            body: Body::InstallSnapshot(InstallSnapshot {
                 index: LogIndex(4),
                 snapshot_term: Term(2),
                 offset: 0,
                 total_len: 5,
                 data: data.clone(),
-            },
+                checksum: crc32fast::hash(b"state"),
+                round: 0,
+            }),
         },
     );
     f.drain();
@@ -165,7 +199,7 @@ fn restore_waits_for_durability_and_precedes_later_applies() {
     assert_eq!(f.restored.len(), 1);
     assert_eq!(f.node.commit_index(), LogIndex(4));
     assert_eq!(f.node.last_applied(), LogIndex(4));
-    assert!(matches!(f.sent[0].message.body, Body::InstallSnapshotResponse { done: true, .. }));
+    assert!(matches!(f.sent[0].message.body, Body::InstallSnapshotResponse(SnapshotResponse { done: true, .. })));
 }
 
 #[test]
@@ -179,13 +213,15 @@ fn a_snapshot_the_follower_is_past_is_acknowledged_without_install() {
     f.recv(
         1,
         1,
-        Body::InstallSnapshot {
+        Body::InstallSnapshot(InstallSnapshot {
             index: LogIndex(3),
             snapshot_term: Term(1),
             offset: 0,
             total_len: 1,
             data: Bytes::from("x"),
-        },
+            checksum: 0,
+            round: 0,
+        }),
     );
     f.persist();
     assert!(f.restored.is_empty());

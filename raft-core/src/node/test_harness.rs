@@ -1,6 +1,7 @@
 //! A tiny manual driver for unit tests of single rules: it records outputs
 //! and lets the test decide when writes become durable.
 
+use crate::message::*;
 use crate::message::{Body, Message};
 use crate::output::{Event, Outgoing, Output, PersistToken, Write};
 use crate::restore::Restored;
@@ -22,6 +23,7 @@ pub(crate) struct Harness {
     pub(crate) applied: Vec<Entry>,
     pub(crate) events: Vec<Event>,
     pub(crate) restored: Vec<Snapshot>,
+    pub(crate) reads: Vec<(crate::ReadId, Result<LogIndex, crate::ReadError>)>,
     last_token: Option<PersistToken>,
 }
 
@@ -30,7 +32,16 @@ impl Harness {
         Harness::with(Config::new(NodeId(id), ids(n)), Restored::fresh())
     }
 
-    pub(crate) fn with(config: Config, restored: Restored) -> Harness {
+    /// A node under the paper's classic rules (no pre-vote, no
+    /// check-quorum), which the rule-by-rule tests cite.
+    pub(crate) fn with(mut config: Config, restored: Restored) -> Harness {
+        config.pre_vote = false;
+        config.check_quorum = false;
+        Harness::exact(config, restored)
+    }
+
+    /// A node with exactly `config`.
+    pub(crate) fn exact(config: Config, restored: Restored) -> Harness {
         let node = Node::new(config, restored, Instant::ZERO).unwrap();
         Harness {
             node,
@@ -40,6 +51,7 @@ impl Harness {
             applied: Vec::new(),
             events: Vec::new(),
             restored: Vec::new(),
+            reads: Vec::new(),
             last_token: None,
         }
     }
@@ -55,6 +67,7 @@ impl Harness {
                 Output::Send(m) => self.sent.push(m),
                 Output::Apply(e) => self.applied.extend(e),
                 Output::Event(e) => self.events.push(e),
+                Output::Read { id, result } => self.reads.push((id, result)),
                 Output::RestoreSnapshot(s) => {
                     assert!(self.applied.last().is_none_or(|e| e.index <= s.meta.index));
                     self.restored.push(s);
@@ -94,7 +107,7 @@ impl Harness {
         let term = self.node.term().0;
         for peer in 2..=self.node.config().members.len() as u64 {
             if peer != self.node.id().0 {
-                self.recv(peer, term, Body::RequestVoteResponse { granted: true });
+                self.recv(peer, term, Body::RequestVoteResponse(VoteResponse { granted: true, pre_vote: false }));
             }
         }
         self.persist();
@@ -103,12 +116,17 @@ impl Harness {
 }
 
 pub(crate) fn vote_req(last_index: u64, last_term: u64) -> Body {
-    Body::RequestVote { last_log_index: LogIndex(last_index), last_log_term: Term(last_term) }
+    Body::RequestVote(RequestVote {
+        last_log_index: LogIndex(last_index),
+        last_log_term: Term(last_term),
+        pre_vote: false,
+        transfer: false,
+    })
 }
 
 pub(crate) fn granted(sent: &[Outgoing], to: u64) -> Option<bool> {
     sent.iter().find_map(|o| match o.message.body {
-        Body::RequestVoteResponse { granted } if o.to == NodeId(to) => Some(granted),
+        Body::RequestVoteResponse(VoteResponse { granted, pre_vote: false }) if o.to == NodeId(to) => Some(granted),
         _ => None,
     })
 }

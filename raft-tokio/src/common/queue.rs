@@ -57,8 +57,8 @@ pub(crate) struct PeerQueue {
 /// True for messages that go in the bulk lane.
 pub(crate) fn is_bulk(msg: &Message) -> bool {
     match &msg.body {
-        Body::AppendEntries { entries, .. } => !entries.is_empty(),
-        Body::InstallSnapshot { .. } => true,
+        Body::AppendEntries(a) => !a.entries.is_empty(),
+        Body::InstallSnapshot(_) => true,
         _ => false,
     }
 }
@@ -66,10 +66,10 @@ pub(crate) fn is_bulk(msg: &Message) -> bool {
 /// An upper estimate of a message's encoded size.
 pub(crate) fn size_estimate(msg: &Message) -> usize {
     match &msg.body {
-        Body::AppendEntries { entries, .. } => {
-            raft_core::APPEND_OVERHEAD_BYTES + entries.iter().map(|e| e.size_bound()).sum::<usize>()
+        Body::AppendEntries(a) => {
+            raft_core::APPEND_OVERHEAD_BYTES + a.entries.iter().map(|e| e.size_bound()).sum::<usize>()
         }
-        Body::InstallSnapshot { data, .. } => 64 + data.len(),
+        Body::InstallSnapshot(s) => 64 + s.data.len(),
         _ => 64,
     }
 }
@@ -184,19 +184,20 @@ mod tests {
     fn heartbeat(t: u64) -> Message {
         Message {
             term: Term(t),
-            body: Body::AppendEntries {
+            body: Body::AppendEntries(raft_core::AppendEntries {
                 prev_log_index: LogIndex(0),
                 prev_log_term: Term(0),
                 entries: vec![],
                 leader_commit: LogIndex(0),
-            },
+                round: 0,
+            }),
         }
     }
 
     fn append(t: u64, bytes: usize) -> Message {
         Message {
             term: Term(t),
-            body: Body::AppendEntries {
+            body: Body::AppendEntries(raft_core::AppendEntries {
                 prev_log_index: LogIndex(0),
                 prev_log_term: Term(0),
                 entries: vec![Entry {
@@ -205,7 +206,8 @@ mod tests {
                     payload: Payload::Command(Bytes::from(vec![0; bytes])),
                 }],
                 leader_commit: LogIndex(0),
-            },
+                round: 0,
+            }),
         }
     }
 

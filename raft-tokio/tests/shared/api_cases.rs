@@ -37,11 +37,13 @@ pub(crate) async fn a_node_without_peers_refuses_and_counts_dropped_messages() {
     let huge = vec![0u8; (512 << 10) + 1];
     assert!(matches!(node.propose(huge).await, Err(ProposeError::TooLarge { .. })));
 
-    // It campaigns (votes are sent, and dropped for want of a connection).
+    // It asks for pre-votes (sent, and dropped for want of a connection),
+    // and never raises its term alone.
     let mut watch = node.role_watch();
-    watch.wait_for(|r| r.role == Role::Candidate).await.unwrap();
+    watch.wait_for(|r| r.role == Role::PreCandidate).await.unwrap();
     sleep(Duration::from_millis(800)).await;
     let status = node.status();
+    assert_eq!(status.role.term, raft_core::Term(0));
     assert_eq!(status.peers.len(), 2);
     for p in &status.peers {
         assert!(!p.connected && p.connects == 0 && p.dropped > 0, "{p:?}");

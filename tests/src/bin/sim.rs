@@ -64,7 +64,7 @@ fn timeline(view: &Rc<RefCell<View>>) -> Box<dyn FnMut(&TraceEvent)> {
     Box::new(move |e: &TraceEvent| {
         let mut v = view.borrow_mut();
         match &e.kind {
-            TraceKind::Deliver { from, to, msg: MsgSummary::Vote { term, granted: true }, .. } => {
+            TraceKind::Deliver { from, to, msg: MsgSummary::Vote { term, granted: true, pre_vote: false }, .. } => {
                 v.votes.entry((*to, *term)).or_default().push(*from);
             }
             TraceKind::Role { node, role, term, leader } => {

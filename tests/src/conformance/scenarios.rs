@@ -338,7 +338,10 @@ pub fn hostile_frames(c: &dyn ClusterUnderTest) {
     let key = c.cluster_key();
     let max = max_frame_len(raft_core::Config::new(NodeId(1), [NodeId(1)]).max_message_bytes);
     // Harmless: a stale-term vote answer (the node ignores it).
-    let harmless = Message { term: Term(0), body: Body::RequestVoteResponse { granted: false } };
+    let harmless = Message {
+        term: Term(0),
+        body: Body::RequestVoteResponse(raft_core::VoteResponse { granted: false, pre_vote: false }),
+    };
     let frame = |key: &ClusterKey, from: u64| encode_frame(key, NodeId(from), &harmless, max).expect("frame");
 
     let closed = |mut s: TcpStream, what: &str| {

@@ -90,12 +90,12 @@ impl MsgKind {
     /// The kind of `body`.
     pub fn of(body: &Body) -> MsgKind {
         match body {
-            Body::RequestVote { .. } => MsgKind::RequestVote,
-            Body::RequestVoteResponse { .. } => MsgKind::RequestVoteResponse,
-            Body::AppendEntries { .. } => MsgKind::AppendEntries,
+            Body::RequestVote(..) => MsgKind::RequestVote,
+            Body::RequestVoteResponse(..) => MsgKind::RequestVoteResponse,
+            Body::AppendEntries(..) => MsgKind::AppendEntries,
             Body::AppendEntriesResponse(_) => MsgKind::AppendEntriesResponse,
-            Body::InstallSnapshot { .. } => MsgKind::InstallSnapshot,
-            Body::InstallSnapshotResponse { .. } => MsgKind::InstallSnapshotResponse,
+            Body::InstallSnapshot(..) => MsgKind::InstallSnapshot,
+            Body::InstallSnapshotResponse(..) => MsgKind::InstallSnapshotResponse,
             _ => MsgKind::Other,
         }
     }

@@ -6,7 +6,10 @@
 //! The digest covers every event ever traced, not just the ones still in the
 //! buffer, so two runs can be compared for determinism cheaply.
 
-use raft_core::{AppendResponse, Body, Instant, LogIndex, Message, NodeId, Role, Term, Write};
+use raft_core::{
+    AppendEntries, AppendResponse, AppendResult, Body, InstallSnapshot, Instant, LogIndex, Message, NodeId,
+    RequestVote, Role, SnapshotResponse, Term, VoteResponse, Write,
+};
 use std::collections::VecDeque;
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -22,6 +25,8 @@ pub enum MsgSummary {
         last_index: LogIndex,
         /// Candidate's last log term.
         last_term: Term,
+        /// A pre-vote.
+        pre_vote: bool,
     },
     /// `RequestVoteResponse`.
     Vote {
@@ -29,6 +34,8 @@ pub enum MsgSummary {
         term: Term,
         /// Whether the vote was granted.
         granted: bool,
+        /// Answers a pre-vote.
+        pre_vote: bool,
     },
     /// `AppendEntries`.
     Append {
@@ -103,25 +110,29 @@ impl MsgSummary {
     pub fn of(msg: &Message) -> MsgSummary {
         let term = msg.term;
         match &msg.body {
-            Body::RequestVote { last_log_index, last_log_term } => {
-                MsgSummary::RequestVote { term, last_index: *last_log_index, last_term: *last_log_term }
-            }
-            Body::RequestVoteResponse { granted } => MsgSummary::Vote { term, granted: *granted },
-            Body::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit } => MsgSummary::Append {
+            Body::RequestVote(RequestVote { last_log_index, last_log_term, pre_vote, .. }) => MsgSummary::RequestVote {
                 term,
-                prev_index: *prev_log_index,
-                prev_term: *prev_log_term,
-                entries: entries.len(),
-                commit: *leader_commit,
+                last_index: *last_log_index,
+                last_term: *last_log_term,
+                pre_vote: *pre_vote,
             },
-            Body::AppendEntriesResponse(AppendResponse::Success { match_index }) => {
+            Body::RequestVoteResponse(VoteResponse { granted, pre_vote }) => {
+                MsgSummary::Vote { term, granted: *granted, pre_vote: *pre_vote }
+            }
+            Body::AppendEntries(AppendEntries { prev_log_index, prev_log_term, entries, leader_commit, .. }) => {
+                MsgSummary::Append {
+                    term,
+                    prev_index: *prev_log_index,
+                    prev_term: *prev_log_term,
+                    entries: entries.len(),
+                    commit: *leader_commit,
+                }
+            }
+            Body::AppendEntriesResponse(AppendResponse { result: AppendResult::Success { match_index }, .. }) => {
                 MsgSummary::AppendOk { term, match_index: *match_index }
             }
-            Body::AppendEntriesResponse(AppendResponse::Reject {
-                prev_log_index,
-                last_log_index,
-                conflict_term,
-                conflict_index,
+            Body::AppendEntriesResponse(AppendResponse {
+                result: AppendResult::Reject { prev_log_index, last_log_index, conflict_term, conflict_index },
                 ..
             }) => MsgSummary::AppendReject {
                 term,
@@ -130,15 +141,17 @@ impl MsgSummary {
                 conflict_term: *conflict_term,
                 conflict_index: *conflict_index,
             },
-            Body::InstallSnapshot { index, snapshot_term, offset, total_len, data } => MsgSummary::Snapshot {
-                term,
-                index: *index,
-                snapshot_term: *snapshot_term,
-                offset: *offset,
-                len: data.len(),
-                total: *total_len,
-            },
-            Body::InstallSnapshotResponse { index, next_offset, done } => {
+            Body::InstallSnapshot(InstallSnapshot { index, snapshot_term, offset, total_len, data, .. }) => {
+                MsgSummary::Snapshot {
+                    term,
+                    index: *index,
+                    snapshot_term: *snapshot_term,
+                    offset: *offset,
+                    len: data.len(),
+                    total: *total_len,
+                }
+            }
+            Body::InstallSnapshotResponse(SnapshotResponse { index, next_offset, done, .. }) => {
                 MsgSummary::SnapshotAck { term, index: *index, next_offset: *next_offset, done: *done }
             }
             other => MsgSummary::Other { term, kind: other.kind() },
@@ -149,11 +162,13 @@ impl MsgSummary {
 impl fmt::Display for MsgSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            MsgSummary::RequestVote { term, last_index, last_term } => {
-                write!(f, "RequestVote{{term {term}, last i{last_index}/t{last_term}}}")
+            MsgSummary::RequestVote { term, last_index, last_term, pre_vote } => {
+                let kind = if *pre_vote { "PreVote" } else { "RequestVote" };
+                write!(f, "{kind}{{term {term}, last i{last_index}/t{last_term}}}")
             }
-            MsgSummary::Vote { term, granted } => {
-                write!(f, "Vote{{term {term}, {}}}", if *granted { "granted" } else { "refused" })
+            MsgSummary::Vote { term, granted, pre_vote } => {
+                let kind = if *pre_vote { "PreVoteAnswer" } else { "Vote" };
+                write!(f, "{kind}{{term {term}, {}}}", if *granted { "granted" } else { "refused" })
             }
             MsgSummary::Append { term, prev_index, prev_term, entries, commit } => {
                 let noun = if *entries == 1 { "entry" } else { "entries" };

@@ -1,0 +1,413 @@
+//! Pre-vote, stickiness, check-quorum, leadership transfer, ReadIndex and
+//! lease reads, catching-up nodes and out-of-range terms: one test per rule,
+//! under the default configuration (pre-vote and check-quorum on).
+
+use super::test_harness::{Harness, ids};
+use super::{MAX_TERM, RoleState};
+use crate::message::*;
+use crate::output::{Event, ReadId, TransferOutcome};
+use crate::types::{HardState, LogIndex, NodeId, Term};
+use crate::{Config, Duration, ProposeError, ReadError, ReadMode, Restored, Role, TransferError};
+use alloc::vec::Vec;
+
+fn node(id: u64, n: u64) -> Harness {
+    Harness::exact(Config::new(NodeId(id), ids(n)), Restored::fresh())
+}
+
+fn pre_grant(granted: bool) -> Body {
+    Body::RequestVoteResponse(VoteResponse { granted, pre_vote: true })
+}
+
+fn vote_grant() -> Body {
+    Body::RequestVoteResponse(VoteResponse { granted: true, pre_vote: false })
+}
+
+fn vote_request(last: (u64, u64), pre_vote: bool, transfer: bool) -> Body {
+    Body::RequestVote(RequestVote { last_log_index: LogIndex(last.0), last_log_term: Term(last.1), pre_vote, transfer })
+}
+
+fn heartbeat(round: u64, commit: u64) -> Body {
+    Body::AppendEntries(AppendEntries {
+        prev_log_index: LogIndex(0),
+        prev_log_term: Term(0),
+        entries: Vec::new(),
+        leader_commit: LogIndex(commit),
+        round,
+    })
+}
+
+fn ack(round: u64, index: u64) -> Body {
+    Body::AppendEntriesResponse(AppendResponse {
+        round,
+        result: AppendResult::Success { match_index: LogIndex(index) },
+    })
+}
+
+/// Elects `h` (node 1 of `n`) through a pre-vote and a real election in which
+/// every peer grants, and lets the no-op commit (every peer acknowledges it).
+fn elect(h: &mut Harness) {
+    let n = h.node.config().members.len() as u64;
+    h.fire_timeout();
+    assert_eq!(h.node.role(), Role::PreCandidate);
+    let proposed = h.node.term().0 + 1;
+    for p in 2..=n {
+        h.recv(p, proposed, pre_grant(true));
+    }
+    assert_eq!(h.node.role(), Role::Candidate);
+    h.persist();
+    for p in 2..=n {
+        h.recv(p, proposed, vote_grant());
+    }
+    assert_eq!(h.node.role(), Role::Leader);
+    h.persist();
+    let last = h.node.last_log_index().0;
+    for p in 2..=n {
+        h.recv(p, proposed, ack(0, last));
+    }
+    assert_eq!(h.node.commit_index().0, last);
+    h.take_sent();
+}
+
+fn sent_kinds(h: &mut Harness) -> Vec<(u64, &'static str, Term)> {
+    h.take_sent().into_iter().map(|o| (o.to.0, o.message.body.kind(), o.message.term)).collect()
+}
+
+#[test]
+fn pre_vote_changes_no_term_and_a_cut_off_node_never_raises_its_term() {
+    let mut h = node(1, 3);
+    for _ in 0..10 {
+        h.fire_timeout();
+        assert_eq!(h.node.role(), Role::PreCandidate);
+        assert_eq!(h.node.term(), Term(0), "a pre-vote raised the term");
+        assert!(h.writes.is_empty(), "a pre-vote wrote something");
+        let sent = sent_kinds(&mut h);
+        assert_eq!(sent, [(2, "PreVote", Term(1)), (3, "PreVote", Term(1))]);
+    }
+    // One refusal and one grant: a majority of 3 (with itself) is enough.
+    h.recv(2, 1, pre_grant(true));
+    assert_eq!(h.node.role(), Role::Candidate);
+    assert_eq!(h.node.term(), Term(1));
+}
+
+#[test]
+fn without_pre_vote_a_cut_off_node_raises_its_term_at_every_timeout() {
+    // The mechanism switched off: the test above fails this way.
+    let mut c = Config::new(NodeId(1), ids(3));
+    c.pre_vote = false;
+    let mut h = Harness::exact(c, Restored::fresh());
+    for t in 1..=3 {
+        h.fire_timeout();
+        assert_eq!(h.node.term(), Term(t));
+    }
+}
+
+#[test]
+fn pre_vote_is_granted_only_to_an_up_to_date_log_by_a_voter_that_lost_its_leader() {
+    let mut h = node(2, 3);
+    // Heard from leader 1 in term 1: sticky for election_timeout_min.
+    h.recv(1, 1, heartbeat(1, 0));
+    h.take_sent();
+    h.persist();
+    h.take_sent();
+    h.recv(3, 2, vote_request((0, 0), true, false));
+    let refused = h.take_sent();
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].message.body, pre_grant(false));
+    assert_eq!(refused[0].message.term, Term(1), "a refusal carries the voter's own term");
+    // After the minimum election timeout without news from the leader it grants.
+    h.now += Duration::from_millis(300);
+    h.recv(3, 2, vote_request((0, 0), true, false));
+    let granted = h.take_sent();
+    assert_eq!(granted[0].message.body, pre_grant(true));
+    assert_eq!(granted[0].message.term, Term(2), "a grant echoes the proposed term");
+    assert_eq!((h.node.term(), h.node.voted_for()), (Term(1), None), "a pre-vote changed the voter");
+    assert!(h.writes.iter().all(|w| w.hard_state.is_none_or(|hs| hs.term == Term(1))));
+    // A candidate whose log is behind is refused even then.
+    h.recv(
+        1,
+        1,
+        Body::AppendEntries(AppendEntries {
+            prev_log_index: LogIndex(0),
+            prev_log_term: Term(0),
+            entries: alloc::vec![crate::Entry { term: Term(1), index: LogIndex(1), payload: crate::Payload::Noop }],
+            leader_commit: LogIndex(0),
+            round: 2,
+        }),
+    );
+    h.persist();
+    h.take_sent();
+    h.now += Duration::from_millis(300);
+    h.recv(3, 2, vote_request((0, 0), true, false));
+    assert_eq!(h.take_sent()[0].message.body, pre_grant(false));
+}
+
+#[test]
+fn a_node_that_hears_from_its_leader_ignores_higher_term_votes_unless_a_transfer_asks() {
+    let mut h = node(2, 3);
+    h.recv(1, 1, heartbeat(1, 0));
+    h.persist();
+    h.take_sent();
+    h.recv(3, 5, vote_request((9, 4), false, false));
+    assert_eq!(h.node.term(), Term(1), "stickiness: the higher term was adopted");
+    assert!(h.take_sent().is_empty());
+    h.recv(3, 5, vote_request((9, 4), false, true));
+    assert_eq!(h.node.term(), Term(5));
+    assert_eq!(h.node.voted_for(), Some(NodeId(3)));
+}
+
+#[test]
+fn check_quorum_steps_a_leader_down_once_a_majority_is_silent_for_an_election_timeout() {
+    let mut h = node(1, 3);
+    elect(&mut h);
+    let elected_at = h.now;
+    // Node 2 keeps answering every heartbeat round: the leader stays.
+    for _ in 0..20 {
+        h.fire_timeout();
+        let round = match &h.node.role {
+            RoleState::Leader(l) => l.round,
+            _ => panic!("stepped down at {:?} although node 2 answers", h.now),
+        };
+        h.recv(2, 1, ack(round, 1));
+        h.take_sent();
+    }
+    // Now nobody answers.
+    let silent_from = h.now;
+    while h.node.role() == Role::Leader {
+        h.fire_timeout();
+        assert!(h.now - silent_from <= Duration::from_millis(600 + 110), "still leader at {:?}", h.now);
+    }
+    assert!(h.now - silent_from >= Duration::from_millis(600 - 110));
+    assert!(h.now > elected_at);
+    assert_eq!((h.node.role(), h.node.term(), h.node.leader()), (Role::Follower, Term(1), None));
+}
+
+#[test]
+fn without_check_quorum_an_isolated_leader_leads_forever() {
+    let mut c = Config::new(NodeId(1), ids(3));
+    c.check_quorum = false;
+    let mut h = Harness::exact(c, Restored::fresh());
+    elect(&mut h);
+    for _ in 0..100 {
+        h.fire_timeout();
+    }
+    assert_eq!(h.node.role(), Role::Leader);
+}
+
+#[test]
+fn transfer_refuses_proposals_catches_the_target_up_then_sends_timeout_now() {
+    let mut h = node(1, 3);
+    elect(&mut h);
+    let index = h.node.propose(h.now, "x").unwrap();
+    h.persist();
+    h.take_sent();
+    assert_eq!(h.node.transfer_leadership(h.now, NodeId(1)), Err(TransferError::NotAVoter(NodeId(1))));
+    assert_eq!(h.node.transfer_leadership(h.now, NodeId(9)), Err(TransferError::NotAVoter(NodeId(9))));
+    h.node.transfer_leadership(h.now, NodeId(2)).unwrap();
+    assert_eq!(h.node.transfer_leadership(h.now, NodeId(3)), Err(TransferError::InProgress { to: NodeId(2) }));
+    assert_eq!(h.node.propose(h.now, "y"), Err(ProposeError::TransferInProgress { to: NodeId(2) }));
+    assert_eq!(h.node.transfer_target(), Some(NodeId(2)));
+    h.drain();
+    assert!(sent_kinds(&mut h).iter().all(|&(_, k, _)| k != "TimeoutNow"), "target not caught up yet");
+    h.recv(2, 1, ack(0, index.0));
+    let sent = sent_kinds(&mut h);
+    assert_eq!(sent.iter().filter(|&&(to, k, _)| to == 2 && k == "TimeoutNow").count(), 1);
+    // The target's election (a higher term) ends the transfer.
+    h.recv(2, 2, vote_request((index.0, 1), false, true));
+    assert_eq!(h.node.role(), Role::Follower);
+    let finished = Event::TransferFinished { to: NodeId(2), outcome: TransferOutcome::HandedOver };
+    assert!(h.events.contains(&finished));
+}
+
+#[test]
+fn an_unfinished_transfer_times_out_and_the_leader_accepts_proposals_again() {
+    let mut h = node(1, 3);
+    elect(&mut h);
+    h.node.transfer_leadership(h.now, NodeId(3)).unwrap();
+    let start = h.now;
+    while h.node.transfer_target().is_some() {
+        h.fire_timeout();
+        // Node 2 keeps the leader's quorum alive; node 3 never answers.
+        let round = match &h.node.role {
+            RoleState::Leader(l) => l.round,
+            _ => panic!("lost leadership"),
+        };
+        h.recv(2, 1, ack(round, 1));
+        assert!(h.now - start <= Duration::from_millis(600 + 110));
+    }
+    let finished = Event::TransferFinished { to: NodeId(3), outcome: TransferOutcome::TimedOut };
+    assert!(h.events.contains(&finished));
+    assert!(h.node.propose(h.now, "z").is_ok());
+}
+
+#[test]
+fn timeout_now_makes_the_target_campaign_at_once_without_pre_vote() {
+    let mut h = node(2, 3);
+    h.recv(1, 1, heartbeat(1, 0));
+    h.persist();
+    h.take_sent();
+    h.recv(3, 1, Body::TimeoutNow);
+    assert_eq!(h.node.role(), Role::Follower, "only the leader can hand over");
+    h.recv(1, 1, Body::TimeoutNow);
+    assert_eq!((h.node.role(), h.node.term()), (Role::Candidate, Term(2)));
+    h.persist();
+    let sent = h.take_sent();
+    assert!(
+        sent.iter().all(|o| matches!(&o.message.body, Body::RequestVote(r) if r.transfer && !r.pre_vote)),
+        "{sent:?}"
+    );
+}
+
+fn leader_round(h: &Harness) -> u64 {
+    match &h.node.role {
+        RoleState::Leader(l) => l.round,
+        _ => panic!("not leader"),
+    }
+}
+
+#[test]
+fn a_read_waits_for_an_entry_of_the_leaders_term_then_for_a_round_that_started_after_it() {
+    let mut h = node(1, 3);
+    h.fire_timeout();
+    h.recv(2, 1, pre_grant(true));
+    h.persist();
+    h.recv(2, 1, vote_grant());
+    assert_eq!(h.node.role(), Role::Leader);
+    h.persist();
+    h.take_sent();
+    // The no-op is not committed yet: the read must wait (etcd #7331).
+    h.node.read_index(h.now, ReadId(7)).unwrap();
+    h.drain();
+    assert_eq!(h.node.read_index(h.now, ReadId(7)), Err(ReadError::DuplicateId));
+    let before = leader_round(&h);
+    h.recv(2, 1, ack(before, 1)); // commits the no-op; the read now needs a new round
+    assert!(h.reads.is_empty(), "answered by a round that started before it was registered");
+    let round = leader_round(&h);
+    assert!(round > before, "no round started for the read");
+    let beats = h.take_sent();
+    assert!(beats.iter().any(|o| matches!(&o.message.body, Body::AppendEntries(a) if a.round == round)));
+    h.recv(3, 1, ack(before, 1));
+    assert!(h.reads.is_empty(), "an older round confirmed a newer read (etcd #20418)");
+    h.recv(3, 1, ack(round, 1));
+    assert_eq!(h.reads, [(ReadId(7), Ok(LogIndex(1)))]);
+    // No entry was written for the read.
+    assert_eq!(h.node.last_log_index(), LogIndex(1));
+}
+
+#[test]
+fn reads_of_one_step_share_a_round_and_a_lost_leadership_fails_them() {
+    let mut h = node(1, 3);
+    elect(&mut h);
+    for id in 0..5 {
+        h.node.read_index(h.now, ReadId(id)).unwrap();
+    }
+    h.drain();
+    let round = leader_round(&h);
+    let beats = h.take_sent().into_iter().filter(|o| matches!(o.message.body, Body::AppendEntries(_))).count();
+    assert_eq!(beats, 2, "one heartbeat per follower for five reads");
+    h.recv(2, 1, ack(round, 1));
+    assert_eq!(h.reads.len(), 5);
+    assert!(h.reads.iter().all(|(_, r)| *r == Ok(LogIndex(1))));
+    h.reads.clear();
+    h.node.read_index(h.now, ReadId(9)).unwrap();
+    h.drain();
+    h.recv(2, 3, heartbeat(1, 0)); // a newer leader
+    assert_eq!(h.reads, [(ReadId(9), Err(ReadError::LeaderChanged))]);
+}
+
+#[test]
+fn a_follower_asks_its_leader_and_the_leader_confirms_for_it() {
+    let mut leader = node(1, 3);
+    elect(&mut leader);
+    let mut f = node(2, 3);
+    assert_eq!(f.node.read_index(f.now, ReadId(1)), Err(ReadError::NotLeader { leader_hint: None }));
+    f.recv(1, 1, heartbeat(1, 0));
+    f.persist();
+    f.take_sent();
+    f.node.read_index(f.now, ReadId(1)).unwrap();
+    f.drain();
+    let ask = f.take_sent();
+    assert_eq!(ask.len(), 1);
+    assert_eq!(ask[0].message.body, Body::ReadIndex(ReadIndexRequest { id: 1 }));
+    leader.node.handle_message(leader.now, NodeId(2), ask[0].message.clone());
+    leader.drain();
+    let round = leader_round(&leader);
+    leader.take_sent();
+    leader.recv(3, 1, ack(round, 1));
+    let answer = leader.take_sent();
+    assert_eq!(answer.len(), 1);
+    assert_eq!(answer[0].message.body, Body::ReadIndexResponse(ReadIndexResponse { id: 1, index: Some(LogIndex(1)) }));
+    f.node.handle_message(f.now, NodeId(1), answer[0].message.clone());
+    f.drain();
+    assert_eq!(f.reads, [(ReadId(1), Ok(LogIndex(1)))]);
+    // An unanswered request fails after an election timeout.
+    f.node.read_index(f.now, ReadId(2)).unwrap();
+    f.drain();
+    f.now += Duration::from_millis(600);
+    f.node.handle_timeout(f.now);
+    f.drain();
+    assert_eq!(f.reads.last(), Some(&(ReadId(2), Err(ReadError::Timeout))));
+}
+
+#[test]
+fn a_lease_answers_reads_at_once_until_it_runs_out() {
+    let mut c = Config::new(NodeId(1), ids(3));
+    c.read_mode = ReadMode::Lease { max_clock_drift: Duration::from_millis(50) };
+    let mut h = Harness::exact(c, Restored::fresh());
+    elect(&mut h);
+    h.fire_timeout();
+    let round = leader_round(&h);
+    let sent_at = h.now;
+    h.recv(2, 1, ack(round, 1));
+    h.node.read_index(h.now, ReadId(1)).unwrap();
+    h.drain();
+    assert_eq!(h.reads, [(ReadId(1), Ok(LogIndex(1)))], "no round needed inside the lease");
+    // Lease = 300 ms - 50 ms from when the acknowledged round started.
+    h.now = sent_at + Duration::from_millis(250);
+    h.node.read_index(h.now, ReadId(2)).unwrap();
+    h.drain();
+    assert_eq!(h.reads.len(), 1, "answered from an expired lease");
+}
+
+#[test]
+fn a_catching_up_node_neither_votes_nor_campaigns_until_it_holds_a_committed_entry_of_its_leader() {
+    let hs = HardState { term: Term(1), voted_for: None, catching_up: true };
+    let mut h = Harness::exact(Config::new(NodeId(2), ids(3)), Restored::new(hs, Vec::new()));
+    for _ in 0..5 {
+        h.fire_timeout();
+        assert_eq!(h.node.role(), Role::Follower, "a catching-up node campaigned");
+    }
+    h.recv(3, 2, vote_request((5, 1), false, false));
+    h.persist();
+    let answer = h.take_sent();
+    assert_eq!(answer[0].message.body, Body::RequestVoteResponse(VoteResponse { granted: false, pre_vote: false }));
+    // The leader of term 2 sends an entry of its term and then its commit.
+    let entry = crate::Entry { term: Term(2), index: LogIndex(1), payload: crate::Payload::Noop };
+    let append = |commit| {
+        Body::AppendEntries(AppendEntries {
+            prev_log_index: LogIndex(0),
+            prev_log_term: Term(0),
+            entries: alloc::vec![entry.clone()],
+            leader_commit: LogIndex(commit),
+            round: 1,
+        })
+    };
+    h.recv(1, 2, append(0));
+    h.persist();
+    assert!(h.node.catching_up());
+    h.recv(1, 2, append(1));
+    h.persist();
+    assert!(!h.node.catching_up());
+    assert_eq!(h.writes.last().and_then(|w| w.hard_state).map(|hs| hs.catching_up), Some(false));
+}
+
+#[test]
+fn terms_near_the_top_of_the_range_are_refused() {
+    let mut h = node(1, 3);
+    h.recv(2, MAX_TERM.0 + 1, heartbeat(1, 0));
+    assert_eq!(h.node.term(), Term(0));
+    let hs = HardState { term: MAX_TERM, voted_for: Some(NodeId(2)), catching_up: false };
+    let mut h = Harness::exact(Config::new(NodeId(1), ids(3)), Restored::new(hs, Vec::new()));
+    h.fire_timeout();
+    h.fire_timeout();
+    assert_eq!((h.node.term(), h.node.voted_for()), (MAX_TERM, Some(NodeId(2))), "the vote was replaced");
+}
