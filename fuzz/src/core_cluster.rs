@@ -1,9 +1,11 @@
 //! Three `raft_core::Node`s whose every event the input decides: which
 //! message is delivered, duplicated or lost, whose timer fires, which write
-//! becomes durable, who proposes, compacts, crashes or restarts. The
+//! becomes durable, who proposes, reads, compacts, crashes or restarts. The
 //! simulator's [`Checker`] checks Raft's invariants (election and vote
 //! safety, log matching, state machine safety, leader completeness, apply
-//! order, commit monotonicity) after every step.
+//! order, commit monotonicity) after every step, and every read is answered
+//! at most once, with an index covering everything applied anywhere before
+//! it started (a linearizable read).
 //!
 //! Messages are the nodes' own, so any peer's message can arrive at any
 //! time, any number of times, or never: everything an asynchronous network
@@ -15,11 +17,13 @@
 use arbitrary::{Result, Unstructured};
 use raft_core::codec::{decode_message, encode_message};
 use raft_core::{
-    Config, Duration, Entry, Event, Instant, LogIndex, Node, NodeId, Output, PersistToken, Restored, Role, Term, Write,
+    Config, Duration, Entry, Event, Instant, LogIndex, Node, NodeId, Output, PersistToken, ReadId, Restored, Role,
+    Term, Write,
 };
 use raft_tests::sim::SimRng;
 use raft_tests::sim::disk::{Disk, DiskConfig};
 use raft_tests::sim::invariants::{Checker, Violation};
+use std::collections::HashMap;
 use std::collections::VecDeque;
 
 const NODES: usize = 3;
@@ -49,6 +53,11 @@ struct Harness {
     now: Instant,
     proposals: u64,
     reached: Reached,
+    /// Reads accepted and not answered yet: `(node, read)` -> the highest
+    /// index applied anywhere when the read started, which its answer
+    /// must cover (linearizability).
+    reads: HashMap<(usize, u64), LogIndex>,
+    next_read: u64,
     /// Messages sent, if recording.
     record: Option<Vec<Vec<u8>>>,
     /// Unused by the input (it decides when writes complete); `Disk::issue` wants one.
@@ -71,6 +80,8 @@ pub struct Reached {
     pub applied: u64,
     /// Snapshots restored from a leader (or at restart).
     pub restored: u64,
+    /// Reads answered with an index.
+    pub reads: u64,
     /// Restarts.
     pub restarts: u64,
 }
@@ -102,6 +113,8 @@ impl Harness {
             now: Instant::ZERO,
             proposals: 0,
             reached: Reached::default(),
+            reads: HashMap::new(),
+            next_read: 0,
             record: None,
             disk_rng: SimRng::new(0),
         };
@@ -134,7 +147,8 @@ impl Harness {
                     self.propose(i, n);
                 }
                 215..=229 => self.now += Duration::from_millis(u.int_in_range(1..=300)?),
-                230..=244 => self.compact(i),
+                230..=237 => self.compact(i),
+                238..=244 => self.read(i),
                 245..=255 => {
                     if self.slots[i].node.is_some() {
                         self.crash(i);
@@ -172,6 +186,7 @@ impl Harness {
         slot.node = None;
         slot.disk.crash();
         slot.pending.clear();
+        self.reads.retain(|&(node, _), _| node != i); // a crash forgets its reads
         self.net.retain(|p| p.to != i); // nothing reaches a crashed node
     }
 
@@ -247,6 +262,32 @@ impl Harness {
         self.drain(i);
     }
 
+    /// The host starts a linearizable read at the node.
+    fn read(&mut self, i: usize) {
+        let Some(node) = self.slots[i].node.as_mut() else { return };
+        self.next_read += 1;
+        let id = self.next_read;
+        if node.read_index(self.now, ReadId(id)).is_ok() {
+            self.reads.insert((i, id), self.checker.max_applied());
+        }
+        self.drain(i);
+    }
+
+    fn read_done(&mut self, i: usize, id: ReadId, index: Option<LogIndex>) {
+        let Some(floor) = self.reads.remove(&(i, id.0)) else {
+            panic!("n{} answered read {} that it did not accept or already answered", i + 1, id.0);
+        };
+        if let Some(index) = index {
+            self.reached.reads += 1;
+            assert!(
+                index >= floor,
+                "n{} answered read {} with i{index}, but i{floor} was applied before the read started",
+                i + 1,
+                id.0
+            );
+        }
+    }
+
     /// The host snapshots its state machine at the last applied index.
     fn compact(&mut self, i: usize) {
         let Some(node) = self.slots[i].node.as_mut() else { return };
@@ -300,6 +341,7 @@ impl Harness {
                     let r = self.checker.on_restore_snapshot(i, id, snap.meta);
                     self.check(r);
                 }
+                Output::Read { id, result } => self.read_done(i, id, result.ok()),
                 Output::Event(Event::RoleChanged { role: Role::Leader, term, .. }) => {
                     self.reached.leaders += 1;
                     if let Some(node) = self.slots[i].node.as_ref() {
@@ -307,7 +349,7 @@ impl Harness {
                         self.check(r);
                     }
                 }
-                _ => {}
+                Output::Event(_) => {}
             }
         }
         if let Some(node) = self.slots[i].node.as_ref() {

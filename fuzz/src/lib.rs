@@ -14,7 +14,7 @@
 //! | [`udp_packet`] | bytes to `raft_udp::packet::decode` | no panic; round trip |
 //! | [`fragments`] | fragments, genuine and forged, to a `Reassembler` | memory bounds; no message spliced from two |
 //! | [`disk_recovery`] | a directory of fuzzed files to `DiskLog::open` | no panic; what opens is a valid log that reopens the same |
-//! | [`core_cluster`] | deliveries, drops, timeouts, proposals, crashes to 3 nodes | Raft's invariants after every step |
+//! | [`core_cluster`] | deliveries, drops, timeouts, proposals, reads, crashes to 3 nodes | Raft's invariants after every step; linearizable read indexes |
 
 pub mod codec;
 pub mod core_cluster;

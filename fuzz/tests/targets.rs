@@ -160,13 +160,14 @@ fn every_target_is_covered() {
 fn core_cluster_inputs_make_progress() {
     let mut rng = Rng(0xC0DE);
     let mut best = raft_fuzz::core_cluster::Reached::default();
-    let (mut committed, mut restored) = (0, 0);
+    let (mut committed, mut restored, mut read) = (0, 0, 0);
     let cases = 200;
     for _ in 0..cases {
         let len = 256 + rng.below(2048);
         let r = raft_fuzz::core_cluster::explore(&rng.bytes(len));
         committed += u64::from(r.applied > 0);
         restored += u64::from(r.restored > 0);
+        read += u64::from(r.reads > 0);
         best.applied = best.applied.max(r.applied);
     }
     println!(
@@ -175,6 +176,7 @@ fn core_cluster_inputs_make_progress() {
     );
     assert!(committed >= cases / 10, "only {committed} of {cases} random inputs applied anything");
     assert!(restored > 0, "no random input restored a snapshot");
+    assert!(read > 0, "no random input had a read answered");
 }
 
 /// Rewrites the seed corpora (run with `--ignored`; the files are checked in).
