@@ -171,7 +171,7 @@ fn core_cluster_inputs_make_progress() {
         best.applied = best.applied.max(r.applied);
     }
     println!(
-        "core_cluster: {committed} of {cases} random inputs applied entries, {restored} restored a snapshot, best applied i{}",
+        "core_cluster: of {cases} random inputs, {committed} applied entries, {restored} restored a snapshot, {read} had reads answered; best applied i{}",
         best.applied
     );
     assert!(committed >= cases / 10, "only {committed} of {cases} random inputs applied anything");
