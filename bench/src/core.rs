@@ -131,7 +131,7 @@ fn apply(sm: &mut Applier, entries: Vec<Entry>, payload_bytes: usize, latency: O
     let mut latency = latency.map(|l| (l, Instant::now()));
     for e in entries {
         match &e.payload {
-            Payload::Noop => sm.apply_empty(e.index.0),
+            Payload::Noop | Payload::Membership(_) => sm.apply_empty(e.index.0),
             Payload::Command(data) => {
                 let seq = sm.apply_command(e.index.0, data, payload_bytes);
                 if let Some((tracker, now)) = latency.as_mut() {

@@ -112,10 +112,13 @@ impl Progress {
             self.inflight.pop_front();
             self.inflight_bytes -= bytes;
         }
-        if let Mode::Probe { .. } = self.mode {
-            // (An ack while sending a snapshot changes nothing but `matched`:
-            // the snapshot answer decides.)
-            // The probe was answered: the follower's position is known.
+        // (An ack while sending a snapshot changes nothing but `matched`: the
+        // snapshot answer decides.) An answer at or past the probe's position
+        // tells the follower's position; an answer below it (a heartbeat
+        // anchored lower) does not.
+        if let Mode::Probe { .. } = self.mode
+            && index.next() >= self.next
+        {
             self.mode = Mode::Replicate;
             self.next = self.matched.next();
             self.clear_inflight();

@@ -182,6 +182,10 @@ fn leader_heartbeats_exactly_every_interval_and_never_times_out() {
     // §5.2: leaders send periodic heartbeats (empty AppendEntries).
     let mut h = Harness::new(1, 3);
     h.elect();
+    for peer in [2, 3] {
+        let ok = AppendResult::Success { match_index: crate::LogIndex(1) };
+        h.recv(peer, 1, Body::AppendEntriesResponse(crate::AppendResponse { round: 0, result: ok }));
+    }
     h.take_sent();
     let start = h.now;
     for k in 1..=5u64 {
@@ -195,13 +199,19 @@ fn leader_heartbeats_exactly_every_interval_and_never_times_out() {
 }
 
 #[test]
-fn messages_from_non_members_or_self_are_ignored() {
+fn messages_from_self_are_ignored_and_unknown_candidates_can_win_a_vote() {
+    // Any authenticated sender is heard, and may get a vote: it may be a
+    // voter of a configuration this node has not received yet (dissertation
+    // §4.1). Only voters' answers count toward its election.
     let mut h = Harness::new(1, 3);
-    h.recv(9, 50, vote_req(0, 0));
     h.recv(1, 50, vote_req(0, 0));
     h.persist();
     assert_eq!(h.node.term(), Term(0));
     assert!(h.sent.is_empty());
+    h.recv(9, 50, vote_req(0, 0));
+    h.persist();
+    assert_eq!((h.node.term(), h.node.voted_for()), (Term(50), Some(NodeId(9))));
+    assert_eq!(super::super::test_harness::granted(&h.sent, 9), Some(true));
 }
 
 #[test]
