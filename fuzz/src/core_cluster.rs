@@ -342,6 +342,7 @@ impl Harness {
                     self.check(r);
                 }
                 Output::Read { id, result } => self.read_done(i, id, result.ok()),
+                Output::Forwarded { .. } => {} // the harness forwards no proposal
                 Output::Event(Event::RoleChanged { role: Role::Leader, term, .. }) => {
                     self.reached.leaders += 1;
                     if let Some(node) = self.slots[i].node.as_ref() {

@@ -62,8 +62,11 @@ fn history() -> (Vec<Write>, Recovered) {
     w.entries = (5..=7).map(|i| entry(2, i)).collect();
     writes.push(w);
     let mut w = Write::default();
-    w.snapshot =
-        Some(Snapshot { meta: SnapshotMeta { index: LogIndex(3), term: Term(1) }, data: Bytes::from("state at 3") });
+    w.snapshot = Some(Snapshot {
+        meta: SnapshotMeta { index: LogIndex(3), term: Term(1) },
+        data: Bytes::from("state at 3"),
+        ..Snapshot::default()
+    });
     w.entries = (8..=9).map(|i| entry(2, i)).collect();
     writes.push(w);
     let mut expected = Recovered::default();
