@@ -23,24 +23,37 @@
 //!   `RAFT_SEED=k` replays one exactly.
 //!
 //! `RAFT_SEEDS` sets how many schedules each test runs.
+//!
+//! Every schedule has one or two quiet phases ([`Op::Quiet`]: faults
+//! suspended until a leader applies what it holds), so every schedule
+//! acknowledges writes before its final crash, and both tests fail if more
+//! than 1% do not. `RAFT_SCHEDULE_STATS=1` prints, per schedule, the operations,
+//! the simulated time they took and the writes acknowledged, then the
+//! distribution. With the default seeds (min/median/max):
+//!
+//! | test | operations | simulated time | acknowledged writes | none acknowledged |
+//! | --- | --- | --- | --- | --- |
+//! | `seeded_schedules` | 1/29/61 | 0.7/6.1/22.3 s | 1/12/79 | 0 of 1000 |
+//! | `quickcheck_schedules` | 1/31/61 | 0.6/6.2/18.3 s | 1/12/62 | 0 of 1000 |
+//!
+//! Before quiet phases: 527 of the 1000 seeded schedules (532 of the
+//! quickcheck ones) acknowledged no write at all; the median was 0.
 
 mod common;
 
 use quickcheck::{Arbitrary, Gen};
-use raft_core::{Bytes, Config, Duration, LogIndex, NodeId, Payload, Role};
-use raft_tests::sim::schedule::{self, Op, OpMix, Property, below, cluster_size, node_id};
-use raft_tests::sim::{Applied, Cluster, SimConfig};
-use std::cell::RefCell;
-use std::collections::HashMap;
+use raft_core::{Bytes, Config, Duration, Instant, NodeId, Payload};
+use raft_tests::sim::schedule::{self, Op, OpMix, Property, Summary, below, cluster_size, node_id};
+use raft_tests::sim::{Cluster, SimConfig};
 use std::fmt;
-use std::rc::Rc;
 
 /// Schedules per test unless `RAFT_SEEDS` says otherwise.
 const SEEDS: u64 = 1_000;
 
 /// The operations drawn: all of them. `Op::Propose(k)` proposes `k` writes
 /// at every node that believes it leads.
-const MIX: OpMix = OpMix { max_run_ms: 1200, disk_latency: true, crash_all: true, propose_weight: 5, max_propose: 8 };
+const MIX: OpMix =
+    OpMix { max_run_ms: 1200, disk_latency: true, crash_all: true, propose_weight: 5, max_propose: 8, quiet_phases: 2 };
 
 /// A cluster size, a simulator seed, the operations, and the final crash:
 /// every node if `crash_all`, otherwise the distinct nodes of `final_crash`,
@@ -114,42 +127,15 @@ fn write(k: u64, tight: bool) -> Bytes {
     Bytes::from(w.as_str())
 }
 
-/// Writes proposed and acknowledged during a run.
-#[derive(Default)]
-struct Acks {
-    /// `(node, lifetime, index)` -> the write a node accepted there.
-    proposed: HashMap<(NodeId, u32, LogIndex), Bytes>,
-    /// Writes the accepting node applied: acknowledged to their clients.
-    acked: Vec<(LogIndex, Bytes)>,
-}
-
-fn track_acks(c: &mut Cluster) -> Rc<RefCell<Acks>> {
-    let acks = Rc::new(RefCell::new(Acks::default()));
-    let sink = Rc::clone(&acks);
-    c.set_apply_hook(Some(Box::new(move |_, id, lifetime, applied| {
-        let Applied::Entries(entries) = applied else { return };
-        let mut a = sink.borrow_mut();
-        for e in entries {
-            if let Some(w) = a.proposed.remove(&(id, lifetime, e.index))
-                && e.payload == Payload::Command(w.clone())
-            {
-                a.acked.push((e.index, w));
-            }
-        }
-    })));
-    acks
-}
-
 impl Property for Schedule {
-    type Outcome = usize;
     /// The longest schedule has 60 operations.
     const SIZE: usize = 60;
 
     /// Runs the schedule, crashes the final minority (or everyone), repairs
     /// everything and checks the properties. Safety violations during the run
     /// panic inside the simulator (with seed and trace).
-    /// Returns how many acknowledged writes were checked.
-    fn check(&self) -> Result<usize, String> {
+    /// Reports the acknowledged writes it checked.
+    fn check(&self) -> Result<Summary, String> {
         let s = self;
         let n = usize::from(s.nodes);
         let mut cfg = SimConfig::new(n, s.seed);
@@ -157,23 +143,16 @@ impl Property for Schedule {
             cfg.configure = tight_limits;
         }
         let mut c = Cluster::new(cfg);
-        let acks = track_acks(&mut c);
+        let acks = schedule::track_acks(&mut c);
         let id = |k: u8| node_id(n, k);
         let mut writes = 0u64;
         schedule::run_ops(&mut c, &s.ops, |c, k| {
-            let leaders: Vec<NodeId> =
-                c.ids().into_iter().filter(|&l| c.node(l).is_some_and(|x| x.role() == Role::Leader)).collect();
-            for l in leaders {
-                for _ in 0..k {
-                    writes += 1;
-                    let w = write(writes, s.tight);
-                    if let Ok(index) = c.propose(l, w.clone()) {
-                        let lifetime = c.lifetime(l);
-                        acks.borrow_mut().proposed.insert((l, lifetime, index), w);
-                    }
-                }
-            }
+            schedule::propose_at_leaders(c, k, &acks, || {
+                writes += 1;
+                write(writes, s.tight)
+            });
         });
+        let summary = Summary { ops: s.ops.len(), sim_time: c.now().saturating_since(Instant::ZERO), acked: 0 };
 
         // The final crash: a minority at once (or everyone), then restart.
         let victims: Vec<NodeId> = if s.crash_all {
@@ -215,29 +194,91 @@ impl Property for Schedule {
                 }
             }
         }
-        Ok(acked.len())
+        Ok(Summary { acked: acked.len(), ..summary })
     }
 }
 
 #[test]
 fn quickcheck_schedules() {
-    schedule::quickcheck::<Schedule>(0x5EED_0E1F, SEEDS);
+    let runs = schedule::quickcheck::<Schedule>(0x5EED_0E1F, SEEDS);
+    // At most 1% (after main's pre-vote and check-quorum, 2 of the 1000
+    // default election schedules end their quiet phases without a commit).
+    let none = runs.iter().filter(|r| r.acked == 0).count();
+    assert!(none * 100 <= runs.len(), "{none} schedules acknowledged no write (RAFT_SCHEDULE_STATS=1 lists them)");
 }
 
 #[test]
 fn seeded_schedules() {
-    let (mut acked, mut with_acks) = (0, 0);
-    schedule::seeded::<Schedule>(60_000, SEEDS, |a| {
-        acked += a;
-        with_acks += usize::from(a > 0);
-    });
-    println!("seeded schedules: {acked} acknowledged writes checked, {with_acks} schedules had some");
+    let runs = schedule::seeded::<Schedule>(60_000, SEEDS);
+    let acked: usize = runs.iter().map(|r| r.acked).sum();
+    println!("seeded schedules: {acked} acknowledged writes checked");
+    let seeds = raft_tests::sim::seeds(60_000, SEEDS);
+    let none: Vec<u64> = seeds.iter().zip(&runs).filter(|(_, r)| r.acked == 0).map(|(s, _)| *s).collect();
+    assert!(none.len() * 100 <= runs.len(), "schedules acknowledged no write: RAFT_SEED={none:?}");
 }
 
 /// Hand-written schedules, replayed exactly.
 #[test]
 fn regression_schedules() {
     let cases = [
+        // A quiet phase at the end, whose leader first has to bring the
+        // others up to date one entry per message (before quiet phases
+        // waited for the leader to apply, this one acknowledged nothing).
+        Schedule {
+            nodes: 3,
+            tight: true,
+            seed: 11210169377855736623,
+            ops: vec![
+                Op::Crash(1),
+                Op::Run(4),
+                Op::LongDelay(true),
+                Op::Propose(3),
+                Op::Propose(1),
+                Op::Heal,
+                Op::Crash(0),
+                Op::Connect(4),
+                Op::Run(1193),
+                Op::Run(140),
+                Op::Restart(3),
+                Op::Run(790),
+                Op::Heal,
+                Op::LongDelay(false),
+                Op::Run(637),
+                Op::Partition(vec![0, 1, 2, 2, 2]),
+                Op::DupRate(14),
+                Op::Propose(1),
+                Op::LongDelay(true),
+                Op::Propose(6),
+                Op::Propose(7),
+                Op::LongDelay(false),
+                Op::Crash(3),
+                Op::Run(600),
+                Op::DiskLatency(30),
+                Op::Propose(7),
+                Op::Crash(0),
+                Op::DropRate(0),
+                Op::Heal,
+                Op::Heal,
+                Op::Propose(4),
+                Op::Propose(3),
+                Op::Crash(2),
+                Op::CrashAll,
+                Op::Connect(0),
+                Op::Run(1),
+                Op::DropRate(14),
+                Op::CrashAll,
+                Op::Connect(3),
+                Op::Crash(3),
+                Op::DropRate(28),
+                Op::Crash(1),
+                Op::Propose(2),
+                Op::DupRate(16),
+                Op::Restart(1),
+                Op::Quiet(4, 300),
+            ],
+            final_crash: vec![2, 4],
+            crash_all: true,
+        },
         // Writes acknowledged by a 3-of-5 majority with slow disks, then the
         // whole cluster crashes mid-write.
         Schedule {
@@ -268,7 +309,7 @@ fn regression_schedules() {
         },
     ];
     for s in &cases {
-        let acked = s.check_or_panic();
+        let acked = s.check_or_panic().acked;
         assert!(acked > 0, "the regression schedule acknowledged nothing: {s:?}");
     }
 }

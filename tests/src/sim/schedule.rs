@@ -8,10 +8,13 @@
 //! Schedules print as Rust source, so a shrunk failure can be pasted into a
 //! regression test.
 
-use super::{Cluster, NetConfig, for_each_seed, seeds};
+use super::{Applied, Cluster, NetConfig, for_each_seed, seeds};
 use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
-use raft_core::{Duration, NodeId};
+use raft_core::{Bytes, Duration, LogIndex, NodeId, Payload};
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt;
+use std::rc::Rc;
 
 /// One step of a fault schedule. Node numbers are taken modulo the cluster size.
 #[derive(Clone, PartialEq, Eq)]
@@ -38,6 +41,13 @@ pub enum Op {
     CrashAll,
     /// Propose this many commands; what that means is up to the test.
     Propose(u8),
+    /// A quiet phase, in which the cluster can make progress: repair the
+    /// network and restart crashed nodes, wait (at most 5 s) for a single
+    /// leader in the newest term, propose this many commands (as `Propose`
+    /// does), wait (at most 5 s more) until that leader has applied its
+    /// whole log, run this many milliseconds, then turn the loss, duplication, reordering and disk
+    /// latency of before back on (partitions stay healed).
+    Quiet(u8, u16),
 }
 
 impl fmt::Debug for Op {
@@ -57,6 +67,7 @@ impl fmt::Debug for Op {
             Op::Restart(k) => write!(f, "Op::Restart({k})"),
             Op::CrashAll => write!(f, "Op::CrashAll"),
             Op::Propose(k) => write!(f, "Op::Propose({k})"),
+            Op::Quiet(k, ms) => write!(f, "Op::Quiet({k}, {ms})"),
         }
     }
 }
@@ -75,7 +86,9 @@ pub fn cluster_size(g: &mut Gen) -> u8 {
 /// below the total weight, read in this order: `Run` (6), `DropRate`,
 /// `DupRate`, `LongDelay`, `DiskLatency` (if enabled), `Partition`, `Heal`,
 /// `Disconnect`, `Connect`, `Crash` (2), `Restart` (2), `CrashAll` (if
-/// enabled), then `Propose` (`propose_weight`).
+/// enabled), then `Propose` (`propose_weight`). Then 1 to `quiet_phases`
+/// [`Op::Quiet`] are inserted at random places, so that every schedule
+/// gives the cluster a chance to acknowledge writes.
 #[derive(Clone, Copy, Debug)]
 pub struct OpMix {
     /// `Run` lasts 1 to this many milliseconds.
@@ -88,12 +101,21 @@ pub struct OpMix {
     pub propose_weight: u32,
     /// `Propose` asks for 1 to this many commands.
     pub max_propose: u32,
+    /// Insert 1 to this many quiet phases (none if 0); each proposes 1 to
+    /// `max_propose` commands and lasts 300 to 1500 ms.
+    pub quiet_phases: u32,
 }
 
 impl OpMix {
     /// Every operation: what [`Op::arbitrary`] draws from.
-    pub const ALL: OpMix =
-        OpMix { max_run_ms: 1500, disk_latency: true, crash_all: true, propose_weight: 5, max_propose: 8 };
+    pub const ALL: OpMix = OpMix {
+        max_run_ms: 1500,
+        disk_latency: true,
+        crash_all: true,
+        propose_weight: 5,
+        max_propose: 8,
+        quiet_phases: 2,
+    };
 
     /// One operation.
     pub fn op(&self, g: &mut Gen) -> Op {
@@ -135,11 +157,20 @@ impl OpMix {
         }
     }
 
-    /// A list of operations, as long as `Vec::<Op>::arbitrary` would draw.
+    /// A list of operations, as long as `Vec::<Op>::arbitrary` would draw,
+    /// plus the quiet phases.
     pub fn ops(&self, g: &mut Gen) -> Vec<Op> {
         // `()` draws nothing, so this is exactly the length draw of `Vec::arbitrary`.
         let len = Vec::<()>::arbitrary(g).len();
-        (0..len).map(|_| self.op(g)).collect()
+        let mut ops: Vec<Op> = (0..len).map(|_| self.op(g)).collect();
+        if self.quiet_phases > 0 {
+            for _ in 0..1 + below(g, self.quiet_phases) {
+                let at = below(g, ops.len() as u32 + 1) as usize;
+                let writes = 1 + below(g, self.max_propose) as u8;
+                ops.insert(at, Op::Quiet(writes, 300 + below(g, 1201) as u16));
+            }
+        }
+        ops
     }
 }
 
@@ -197,7 +228,39 @@ pub fn run_ops(c: &mut Cluster, ops: &[Op], mut propose: impl FnMut(&mut Cluster
                 }
             }
             Op::Propose(k) => propose(c, *k),
+            Op::Quiet(k, ms) => {
+                let (net, disk) = (c.net_config_mut().clone(), c.disk_config_mut().clone());
+                repair(c);
+                c.run_until(settled, Duration::from_secs(5));
+                propose(c, *k);
+                // Until the leader has applied what it holds (it may have a
+                // backlog to replicate first), then the phase's length.
+                if let Some(&(leader, term)) = c.leaders().first() {
+                    let last = c.node(leader).map_or(LogIndex(0), |n| n.last_log_index());
+                    let (lifetime, max) = (c.lifetime(leader), Duration::from_secs(5));
+                    c.run_until(
+                        |c| {
+                            c.lifetime(leader) != lifetime
+                                || c.node(leader).is_none_or(|n| n.term() != term || n.last_applied() >= last)
+                        },
+                        max,
+                    );
+                }
+                c.run_for(Duration::from_millis(u64::from(*ms)));
+                *c.net_config_mut() = net;
+                *c.disk_config_mut() = disk;
+                c.note("quiet phase over");
+            }
         }
+    }
+}
+
+/// One node leads, and no live node has a newer term: not a stale leader
+/// that a partition left behind.
+fn settled(c: &Cluster) -> bool {
+    match c.leaders()[..] {
+        [(_, term)] => c.ids().into_iter().filter_map(|id| c.node(id)).all(|n| n.term() <= term),
+        _ => false,
     }
 }
 
@@ -215,16 +278,103 @@ pub fn repair(c: &mut Cluster) {
     c.note("all faults repaired");
 }
 
+/// What one schedule did up to its final faults: what
+/// [`Property::check`] reports, and what `RAFT_SCHEDULE_STATS=1` prints.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Operations in the schedule.
+    pub ops: usize,
+    /// Simulated time the operations took.
+    pub sim_time: Duration,
+    /// Writes acknowledged to their clients (applied by the node that
+    /// accepted them) while the operations ran.
+    pub acked: usize,
+}
+
+/// The environment variable that turns on [`report`].
+pub const STATS_VAR: &str = "RAFT_SCHEDULE_STATS";
+
+/// Under `RAFT_SCHEDULE_STATS=1`, prints one line per schedule and the
+/// distribution (minimum, median, maximum) of operations, simulated time
+/// and acknowledged writes, with how many schedules acknowledged none.
+pub fn report(name: &str, runs: &[Summary]) {
+    if std::env::var_os(STATS_VAR).is_none_or(|v| v == "0") || runs.is_empty() {
+        return;
+    }
+    for (k, r) in runs.iter().enumerate() {
+        println!(
+            "{name} #{k}: {} ops, {} ms simulated, {} acknowledged writes",
+            r.ops,
+            r.sim_time.as_millis(),
+            r.acked
+        );
+    }
+    fn spread(mut v: Vec<u64>) -> String {
+        v.sort_unstable();
+        format!("{}/{}/{}", v[0], v[v.len() / 2], v[v.len() - 1])
+    }
+    println!(
+        "{name}: {} schedules; min/median/max: {} ops, {} ms simulated, {} acknowledged writes; {} acknowledged none",
+        runs.len(),
+        spread(runs.iter().map(|r| r.ops as u64).collect()),
+        spread(runs.iter().map(|r| r.sim_time.as_millis()).collect()),
+        spread(runs.iter().map(|r| r.acked as u64).collect()),
+        runs.iter().filter(|r| r.acked == 0).count()
+    );
+}
+
+/// Writes proposed and acknowledged during a run: see [`track_acks`].
+#[derive(Debug, Default)]
+pub struct Acks {
+    /// `(node, lifetime, index)` -> the write a node accepted there.
+    pub proposed: HashMap<(NodeId, u32, LogIndex), Bytes>,
+    /// Writes the accepting node applied (acknowledged to their clients), in order.
+    pub acked: Vec<(LogIndex, Bytes)>,
+}
+
+/// Installs an apply hook on `c` that moves a proposed write to
+/// [`Acks::acked`] once the node that accepted it (in the same lifetime)
+/// applies it at its index. [`propose_at_leaders`] records the proposals.
+pub fn track_acks(c: &mut Cluster) -> Rc<RefCell<Acks>> {
+    let acks = Rc::new(RefCell::new(Acks::default()));
+    let sink = Rc::clone(&acks);
+    c.set_apply_hook(Some(Box::new(move |_, id, lifetime, applied| {
+        let Applied::Entries(entries) = applied else { return };
+        let mut a = sink.borrow_mut();
+        for e in entries {
+            if let Some(w) = a.proposed.remove(&(id, lifetime, e.index))
+                && e.payload == Payload::Command(w.clone())
+            {
+                a.acked.push((e.index, w));
+            }
+        }
+    })));
+    acks
+}
+
+/// Proposes `k` writes made by `write` at every node that believes it
+/// leads, recording the accepted ones in `acks`.
+pub fn propose_at_leaders(c: &mut Cluster, k: u8, acks: &RefCell<Acks>, mut write: impl FnMut() -> Bytes) {
+    let leaders: Vec<NodeId> = c.leaders().into_iter().map(|(l, _)| l).collect();
+    for l in leaders {
+        for _ in 0..k {
+            let w = write();
+            if let Ok(index) = c.propose(l, w.clone()) {
+                let lifetime = c.lifetime(l);
+                acks.borrow_mut().proposed.insert((l, lifetime, index), w);
+            }
+        }
+    }
+}
+
 /// A schedule type that a property test generates, runs and checks.
 pub trait Property: Arbitrary + fmt::Debug {
-    /// What a passing run reports (e.g. how much it checked).
-    type Outcome;
     /// Quickcheck's size: the longest schedule has this many operations.
     const SIZE: usize;
 
     /// Runs the schedule and checks the property; `Err` says what failed.
     /// Safety violations panic inside the simulator (with seed and trace).
-    fn check(&self) -> Result<Self::Outcome, String>;
+    fn check(&self) -> Result<Summary, String>;
 
     /// The schedule generated from `seed` alone.
     fn from_seed(seed: u64) -> Self {
@@ -232,17 +382,25 @@ pub trait Property: Arbitrary + fmt::Debug {
     }
 
     /// [`Property::check`], panicking with the schedule on failure.
-    fn check_or_panic(&self) -> Self::Outcome {
+    fn check_or_panic(&self) -> Summary {
         match self.check() {
-            Ok(outcome) => outcome,
+            Ok(summary) => summary,
             Err(e) => panic!("{e}\nschedule: {self:?}"),
         }
     }
 }
 
+thread_local! {
+    /// What the schedules quickcheck ran on this thread reported.
+    static QUICKCHECKED: RefCell<Vec<Summary>> = const { RefCell::new(Vec::new()) };
+}
+
 fn passes<P: Property>(s: P) -> TestResult {
     match s.check() {
-        Ok(_) => TestResult::passed(),
+        Ok(summary) => {
+            QUICKCHECKED.with(|q| q.borrow_mut().push(summary));
+            TestResult::passed()
+        }
         Err(e) => TestResult::error(e),
     }
 }
@@ -250,23 +408,30 @@ fn passes<P: Property>(s: P) -> TestResult {
 /// Quickcheck with a seeded generator (`RAFT_QC_SEED`, else `default_seed`)
 /// so CI is reproducible, over as many schedules as [`seeds`] gives; a
 /// failure prints the shrunk schedule. Does nothing under `RAFT_SEED` (see
-/// [`seeded`]).
-pub fn quickcheck<P: Property>(default_seed: u64, default_count: u64) {
+/// [`seeded`]). Returns what each schedule reported (see [`report`]).
+pub fn quickcheck<P: Property>(default_seed: u64, default_count: u64) -> Vec<Summary> {
     if std::env::var("RAFT_SEED").is_ok() {
-        return; // replaying one seed: see `seeded`
+        return Vec::new(); // replaying one seed: see `seeded`
     }
     let seed = std::env::var("RAFT_QC_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(default_seed);
     let n = seeds(0, default_count).len() as u64;
+    QUICKCHECKED.with(|q| q.borrow_mut().clear());
     QuickCheck::new()
         .rng(Gen::from_size_and_seed(P::SIZE, seed))
         .tests(n)
         .max_tests(n)
         .quickcheck(passes::<P> as fn(P) -> TestResult);
+    let runs = QUICKCHECKED.with(|q| std::mem::take(&mut *q.borrow_mut()));
+    report(&format!("{} (quickcheck)", std::any::type_name::<P>()), &runs);
+    runs
 }
 
 /// Checks schedule [`Property::from_seed`]`(seed)` for every seed of
 /// [`for_each_seed`]`(base, default_count)`, so `RAFT_SEED=k` replays one
-/// exactly; hands each outcome to `each`.
-pub fn seeded<P: Property>(base: u64, default_count: u64, mut each: impl FnMut(P::Outcome)) {
-    for_each_seed(base, default_count, |seed| each(P::from_seed(seed).check_or_panic()));
+/// exactly. Returns what each schedule reported (see [`report`]).
+pub fn seeded<P: Property>(base: u64, default_count: u64) -> Vec<Summary> {
+    let mut runs = Vec::new();
+    for_each_seed(base, default_count, |seed| runs.push(P::from_seed(seed).check_or_panic()));
+    report(&format!("{} (seeded from {base})", std::any::type_name::<P>()), &runs);
+    runs
 }
