@@ -43,7 +43,7 @@ use super::cluster::Cluster;
 use super::kv::{KvSim, ReplyResult};
 use super::rng::SimRng;
 use crate::linearizability::{History, OpId};
-use raft_core::{Duration, Instant, NodeId, ProposeError, ReadError};
+use raft_core::{Duration, Instant, NodeId, ProposeError, ReadError, Role};
 use raft_host::kv::{KvCommand, KvOp, KvOutput, encode_command};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -76,6 +76,10 @@ pub enum ReadPath {
     ReadIndex,
     /// As a command through the log, like a write.
     Log,
+    /// **Unsafe, to show what the checker catches:** a node that believes
+    /// it leads answers from its store at once, with no confirmation; a
+    /// stale leader serves stale reads.
+    LeaderLocal,
 }
 
 /// Client behaviour.
@@ -519,6 +523,19 @@ impl Clients {
                     let answer = Answer::Kv(ReplyResult::ReadFailed(e));
                     self.schedule(c.now() + d, What::Answer { k, node, seq: cmd.seq, attempt, answer });
                 }
+            }
+            return;
+        }
+        if let (KvOp::Get { key }, ReadPath::LeaderLocal) = (&cmd.op, self.cfg.reads) {
+            let attempt = self.clients[k].call.as_ref().map_or(0, |call| call.attempt);
+            let answer = match c.node(node) {
+                Some(n) if n.role() == Role::Leader => {
+                    Answer::Kv(ReplyResult::Output(KvOutput::Get(self.kv.get_local(node, key))))
+                }
+                n => Answer::NotLeader(n.and_then(|n| n.leader())),
+            };
+            if let Some(d) = self.latency(c) {
+                self.schedule(c.now() + d, What::Answer { k, node, seq: cmd.seq, attempt, answer });
             }
             return;
         }
