@@ -903,6 +903,36 @@ mod tests {
     }
 
     #[test]
+    fn clock_rates_come_from_the_seed_within_the_bound() {
+        let rates = |seed| {
+            let mut cfg = SimConfig::new(5, seed);
+            cfg.clock_drift_ppm = 50_000;
+            let c = Cluster::new(cfg);
+            c.ids().into_iter().map(|id| c.clock_rate(id)).collect::<Vec<_>>()
+        };
+        assert_eq!(rates(3), rates(3));
+        assert_ne!(rates(3), rates(4));
+        assert!(rates(3).iter().all(|r| r.abs() <= 50_000) && rates(3).iter().any(|&r| r != 0));
+        let exact = Cluster::new(SimConfig::new(3, 3));
+        assert!(exact.ids().into_iter().all(|id| exact.clock_rate(id) == 0), "no drift unless asked");
+    }
+
+    #[test]
+    fn a_node_lives_by_its_own_clock() {
+        // One node elects itself after one election timeout (300-600 ms) of its own time.
+        let first_election = |ppm: i64| {
+            let mut c = Cluster::new(SimConfig::new(1, 8));
+            c.set_clock_rate(NodeId(1), ppm);
+            c.run_for(Duration::from_secs(2));
+            assert_eq!(c.local_time(NodeId(1)).as_micros(), (2_000_000 * (1_000_000 + ppm) / 1_000_000) as u64);
+            c.elections()[0].at
+        };
+        let (fast, exact, slow) = (first_election(1_000_000), first_election(0), first_election(-500_000));
+        assert!(fast <= Instant::from_micros(300_000) && fast.as_micros() * 2 <= exact.as_micros() + 2, "{fast:?}");
+        assert!(slow >= Instant::from_micros(600_000) && slow.as_micros() <= exact.as_micros() * 2 + 2, "{slow:?}");
+    }
+
+    #[test]
     fn disconnected_nodes_neither_send_nor_receive() {
         let mut c = Cluster::new(SimConfig::new(3, 1));
         c.disconnect(NodeId(1));
