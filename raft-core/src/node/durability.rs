@@ -1,6 +1,22 @@
 //! Bookkeeping for asynchronous durability: the write being gathered during
 //! one step, writes issued but not yet durable, and messages held until the
 //! writes they depend on are durable.
+//!
+//! Two liberties, and why they are safe:
+//!
+//! * **An acknowledgement can outlive its entries.** A success answer held
+//!   for entries appended early in a step is released once that step's write
+//!   is durable, even if a later message of the same step truncated some of
+//!   those entries (so the write never stored them). Every observable outcome
+//!   is one of the sequential execution in which the first message's entries
+//!   were written and acknowledged, and the truncation came after: a crash
+//!   before the write is durable sends nothing, a crash after leaves exactly
+//!   that execution's final state. The acknowledgement is then just a delayed
+//!   one, which Raft tolerates.
+//! * **A snapshot can be restored before its write is durable**, when the
+//!   local log already holds every entry it covers durably (it matched the
+//!   log). A crash before the snapshot write is durable leaves those entries
+//!   on disk, committed; replaying them rebuilds the same state.
 
 use crate::output::{Outgoing, PersistToken, Write};
 use crate::types::{Entry, HardState, LogIndex, Snapshot};

@@ -9,6 +9,8 @@ mod leader;
 mod leadership_tests;
 mod reads;
 mod replication;
+#[cfg(test)]
+mod robustness_tests;
 mod snapshot;
 #[cfg(test)]
 pub(crate) mod test_harness;
