@@ -134,16 +134,19 @@ impl Totals {
         self.clients.ok += clients.ok;
         self.clients.unknown += clients.unknown;
         self.clients.reads_failed += clients.reads_failed;
+        self.clients.follower_reads += clients.follower_reads;
         self.kv.reads_started += kv.reads_started;
         self.kv.reads_served += kv.reads_served;
         self.kv.reads_failed += kv.reads_failed;
     }
 }
 
-fn faulty_reads(seed: u64, configure: fn(&mut Config), drift_ppm: u64, totals: &mut Totals) {
+fn faulty_reads(seed: u64, configure: fn(&mut Config), drift_ppm: u64, totals: &mut Totals) -> u64 {
     let n = if seed.is_multiple_of(2) { 3 } else { 5 };
     let (mut c, kv) = kv_cluster(n, seed, configure, drift_ppm);
-    let cfg = ClientConfig { clients: 4, workload: Workload::Random { keys: 2 }, ..ClientConfig::default() };
+    let reads_anywhere = seed.is_multiple_of(3);
+    let cfg =
+        ClientConfig { clients: 4, workload: Workload::Random { keys: 2 }, reads_anywhere, ..ClientConfig::default() };
     let mut clients = Clients::new(&c, kv.clone(), cfg);
     let mut rng = SimRng::stream(seed, 910);
     clients.run_for(&mut c, ms(800));
@@ -151,17 +154,23 @@ fn faulty_reads(seed: u64, configure: fn(&mut Config), drift_ppm: u64, totals: &
     settle(&mut c, &mut clients);
     clients.check_linearizable(&c);
     totals.add(clients.stats(), &kv.stats());
+    c.trace_digest()
 }
 
 /// ReadIndex (the default): linearizable under every fault of [`nemesis`].
+/// On every third seed the clients send each get to a random node, so
+/// followers serve reads (asking their leader for the read index).
 #[test]
 fn read_index_reads_stay_linearizable_under_faults() {
     let mut totals = Totals::default();
-    for_each_seed(71_000, SEEDS, |seed| faulty_reads(seed, defaults, 0, &mut totals));
+    for_each_seed(71_000, SEEDS, |seed| {
+        faulty_reads(seed, defaults, 0, &mut totals);
+    });
     println!("read index: {totals:?}");
     if std::env::var("RAFT_SEED").is_err() {
         assert!(totals.kv.reads_served > 1_000, "too few reads served to mean anything: {totals:?}");
         assert!(totals.kv.reads_failed > 0, "no read ever failed: the faults did not reach the reads: {totals:?}");
+        assert!(totals.clients.follower_reads > 100, "followers served too few reads: {totals:?}");
     }
 }
 
@@ -170,11 +179,21 @@ fn read_index_reads_stay_linearizable_under_faults() {
 #[test]
 fn lease_reads_with_drift_within_the_bound_stay_linearizable() {
     let mut totals = Totals::default();
-    for_each_seed(72_000, SEEDS, |seed| faulty_reads(seed, lease, DRIFT_WITHIN_BOUND_PPM, &mut totals));
+    for_each_seed(72_000, SEEDS, |seed| {
+        faulty_reads(seed, lease, DRIFT_WITHIN_BOUND_PPM, &mut totals);
+    });
     println!("lease: {totals:?}");
     if std::env::var("RAFT_SEED").is_err() {
         assert!(totals.kv.reads_served > 1_000, "too few reads served to mean anything: {totals:?}");
     }
+}
+
+/// Drifting clocks, reads, transfers and faults replay exactly from the seed.
+#[test]
+fn drifting_runs_replay_exactly() {
+    let run = |seed| faulty_reads(seed, lease, DRIFT_WITHIN_BOUND_PPM, &mut Totals::default());
+    assert_eq!(run(76_000), run(76_000), "same seed, different runs");
+    assert_ne!(run(76_000), run(76_003), "different seeds, same run");
 }
 
 fn no_check_quorum(c: &mut Config) {

@@ -101,6 +101,9 @@ pub struct ClientConfig {
     pub reply_drop: f64,
     /// How gets are served.
     pub reads: ReadPath,
+    /// Every get attempt goes to a random node rather than the believed
+    /// leader (with [`ReadPath::ReadIndex`]: follower reads).
+    pub reads_anywhere: bool,
 }
 
 impl Default for ClientConfig {
@@ -117,6 +120,7 @@ impl Default for ClientConfig {
             think_max: Duration::from_millis(20),
             reply_drop: 0.0,
             reads: ReadPath::ReadIndex,
+            reads_anywhere: false,
         }
     }
 }
@@ -142,6 +146,8 @@ pub struct ClientStats {
     pub replaced: u64,
     /// Failed reads (no read index) answered or refused at once.
     pub reads_failed: u64,
+    /// ReadIndex reads a node that did not lead accepted (it asks its leader).
+    pub follower_reads: u64,
     /// Replies for an operation the client no longer waits for.
     pub late_replies: u64,
     /// Counter workload: swaps acknowledged as done.
@@ -469,10 +475,12 @@ impl Clients {
     fn send(&mut self, c: &mut Cluster, k: usize) {
         let now = c.now();
         let timeout = self.cfg.attempt_timeout;
+        let get = self.clients[k].call.as_ref().is_some_and(|call| matches!(call.op, KvOp::Get { .. }));
+        let anywhere = (self.cfg.reads_anywhere && get).then(|| NodeId(self.rng.below(self.n) + 1));
         let cl = &mut self.clients[k];
         let Some(call) = cl.call.as_mut() else { return };
         call.attempt += 1;
-        call.node = cl.leader;
+        call.node = anywhere.unwrap_or(cl.leader);
         call.attempt_deadline = now + timeout;
         call.retry_at = None;
         let cmd = KvCommand { client: cl.id, seq: call.seq, op: call.op.clone() };
@@ -517,7 +525,12 @@ impl Clients {
         }
         let Some(&k) = self.by_id.get(&cmd.client) else { return };
         if let (KvOp::Get { key }, ReadPath::ReadIndex) = (&cmd.op, self.cfg.reads) {
-            if let Err(e) = self.kv.read(c, node, cmd.client, cmd.seq, key) {
+            let follower = c.node(node).is_some_and(|n| n.role() != Role::Leader);
+            let r = self.kv.read(c, node, cmd.client, cmd.seq, key);
+            if r.is_ok() && follower {
+                self.stats.follower_reads += 1;
+            }
+            if let Err(e) = r {
                 let attempt = self.clients[k].call.as_ref().map_or(0, |call| call.attempt);
                 if let Some(d) = self.latency(c) {
                     let answer = Answer::Kv(ReplyResult::ReadFailed(e));
