@@ -15,7 +15,11 @@ pub const APPEND_OVERHEAD_BYTES: usize = 64;
 pub struct Config {
     /// This node.
     pub id: NodeId,
-    /// Every voting member, this node included.
+    /// The voters of a new cluster, this node included (the bootstrap
+    /// configuration). Once the log or a snapshot holds a configuration, that
+    /// one governs and this list is ignored. Empty: this node joins an
+    /// existing cluster; it waits for a leader to contact it and never
+    /// campaigns before it is a voter.
     pub members: Vec<NodeId>,
     /// How often an idle leader sends heartbeats. Default 110 ms.
     pub heartbeat_interval: Duration,
@@ -58,6 +62,13 @@ pub struct Config {
     pub check_quorum: bool,
     /// How `Node::read_index` confirms leadership. Default [`ReadMode::Safe`].
     pub read_mode: ReadMode,
+    /// A follower that knows the leader forwards `Node::forward` commands to
+    /// it (instead of refusing them), so a client reaching any live node is
+    /// served. Default off.
+    pub forward_proposals: bool,
+    /// A learner is promoted to voter only once it holds the leader's log
+    /// but for at most this many entries. Default 1,000.
+    pub max_learner_lag: u64,
 }
 
 /// How a leader confirms, for a read, that it still leads.
@@ -106,20 +117,19 @@ impl Config {
             pre_vote: true,
             check_quorum: true,
             read_mode: ReadMode::Safe,
+            forward_proposals: false,
+            max_learner_lag: 1_000,
         }
     }
 
     /// Checks every rule; the error names the first one broken.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.members.is_empty() {
-            return Err(ConfigError::NoMembers);
-        }
         for (i, m) in self.members.iter().enumerate() {
             if self.members[..i].contains(m) {
                 return Err(ConfigError::DuplicateMember(*m));
             }
         }
-        if !self.members.contains(&self.id) {
+        if !self.members.is_empty() && !self.members.contains(&self.id) {
             return Err(ConfigError::SelfNotMember(self.id));
         }
         if self.heartbeat_interval == Duration::ZERO {
@@ -175,8 +185,6 @@ impl Config {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// `members` is empty.
-    NoMembers,
     /// A member is listed twice.
     DuplicateMember(NodeId),
     /// `id` is not in `members`.
@@ -231,7 +239,6 @@ pub enum ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConfigError::NoMembers => write!(f, "the member list is empty"),
             ConfigError::DuplicateMember(id) => write!(f, "member {id} is listed more than once"),
             ConfigError::SelfNotMember(id) => write!(f, "this node ({id}) is not in the member list"),
             ConfigError::ZeroHeartbeat => write!(f, "the heartbeat interval is zero"),
@@ -298,7 +305,6 @@ mod tests {
             assert_eq!(c.validate(), Err(want.clone()));
             assert!(!alloc::format!("{want}").is_empty());
         };
-        check(&|c| c.members.clear(), ConfigError::NoMembers);
         check(&|c| c.members.push(NodeId(2)), ConfigError::DuplicateMember(NodeId(2)));
         check(&|c| c.id = NodeId(9), ConfigError::SelfNotMember(NodeId(9)));
         check(&|c| c.heartbeat_interval = Duration::ZERO, ConfigError::ZeroHeartbeat);

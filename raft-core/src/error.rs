@@ -142,3 +142,25 @@ impl fmt::Display for TransferError {
 }
 
 impl core::error::Error for TransferError {}
+
+/// Why a forwarded proposal has no index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ForwardError {
+    /// The leader refused it: definitely not appended, never applied.
+    Refused(ProposeError),
+    /// No answer came within an election timeout, or leadership changed
+    /// first: the leader may or may not have appended it.
+    Unknown,
+}
+
+impl fmt::Display for ForwardError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ForwardError::Refused(e) => write!(f, "the leader refused the command: {e}"),
+            ForwardError::Unknown => write!(f, "the leader did not answer; the command may or may not be appended"),
+        }
+    }
+}
+
+impl core::error::Error for ForwardError {}

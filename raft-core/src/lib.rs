@@ -40,7 +40,7 @@
 //!             }
 //!             Output::Send(m) => unreachable!("no peers, nothing to send to {:?}", m.to),
 //!             Output::Apply(entries) => applied.extend(entries),
-//!             Output::RestoreSnapshot(_) | Output::Read { .. } | Output::Event(_) => {}
+//!             Output::RestoreSnapshot(_) | Output::Read { .. } | Output::Forwarded { .. } | Output::Event(_) => {}
 //!         }
 //!     }
 //! };
@@ -68,6 +68,7 @@ pub mod codec;
 mod config;
 mod error;
 mod log;
+pub mod membership;
 mod message;
 mod node;
 mod output;
@@ -79,13 +80,14 @@ mod time;
 mod types;
 
 pub use config::{APPEND_OVERHEAD_BYTES, Config, ConfigError, ReadMode};
-pub use error::{CompactError, ProposeError, ReadError, TransferError};
+pub use error::{CompactError, ForwardError, ProposeError, ReadError, TransferError};
+pub use membership::{ChangeError, Membership, MembershipChange};
 pub use message::{
-    AppendEntries, AppendResponse, AppendResult, Body, InstallSnapshot, Message, ReadIndexRequest, ReadIndexResponse,
-    RequestVote, SnapshotResponse, VoteResponse,
+    AppendEntries, AppendResponse, AppendResult, Body, ForwardOutcome, ForwardProposal, ForwardResponse,
+    InstallSnapshot, Message, ReadIndexRequest, ReadIndexResponse, RequestVote, SnapshotResponse, VoteResponse,
 };
 pub use node::Node;
-pub use output::{Event, Outgoing, Output, Persist, PersistToken, ReadId, Role, TransferOutcome, Write};
+pub use output::{Event, Outgoing, Output, Persist, PersistToken, ProposalId, ReadId, Role, TransferOutcome, Write};
 pub use restore::{NewNodeError, RestoreError, Restored};
 pub use time::{Duration, Instant};
 pub use types::{

@@ -42,6 +42,44 @@ pub enum Body {
     ReadIndex(ReadIndexRequest),
     /// The leader's answer to `ReadIndex`.
     ReadIndexResponse(ReadIndexResponse),
+    /// A follower forwards a client's command to the leader.
+    Forward(ForwardProposal),
+    /// The leader's answer to `Forward`.
+    ForwardResponse(ForwardResponse),
+}
+
+/// A command a follower forwards to its leader on behalf of a client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForwardProposal {
+    /// The follower's id for the proposal, echoed in the response.
+    pub id: u64,
+    /// The command.
+    pub command: Bytes,
+}
+
+/// The leader's answer to [`ForwardProposal`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForwardResponse {
+    /// The request's id.
+    pub id: u64,
+    /// What the leader did with it.
+    pub outcome: ForwardOutcome,
+}
+
+/// What a leader did with a forwarded command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ForwardOutcome {
+    /// Appended at `index` in the term of the response.
+    Appended {
+        /// Its index.
+        index: LogIndex,
+    },
+    /// Not appended: the sender is not (or no longer) the leader.
+    NotLeader,
+    /// Not appended: a leadership transfer is under way.
+    TransferInProgress,
+    /// Not appended: larger than the leader's `max_entry_bytes`.
+    TooLarge,
 }
 
 /// `RequestVote`: the candidate's last log position.
@@ -135,6 +173,8 @@ pub struct InstallSnapshot {
     /// CRC-32 of the whole snapshot: the follower checks the assembled
     /// bytes against it before installing them.
     pub checksum: u32,
+    /// The configuration in effect at `index`.
+    pub membership: crate::Membership,
     /// The leader's heartbeat round, as in [`AppendEntries::round`].
     pub round: u64,
 }
@@ -187,6 +227,8 @@ impl Body {
             Body::TimeoutNow => "TimeoutNow",
             Body::ReadIndex(_) => "ReadIndex",
             Body::ReadIndexResponse(_) => "ReadIndexResponse",
+            Body::Forward(_) => "Forward",
+            Body::ForwardResponse(_) => "ForwardResponse",
         }
     }
 }

@@ -1,6 +1,6 @@
 //! What the core asks its host to do. Drain with `Node::poll_output` after every input.
 
-use crate::error::ReadError;
+use crate::error::{ForwardError, ReadError};
 use crate::message::Message;
 use crate::types::{Entry, HardState, LogIndex, NodeId, Snapshot, Term};
 use alloc::vec::Vec;
@@ -47,9 +47,25 @@ pub enum Output {
         /// The read index, or why there is none.
         result: Result<LogIndex, ReadError>,
     },
+    /// The outcome of one accepted [`Node::forward`](crate::Node::forward)
+    /// call (exactly one per call). On `Ok((index, term))` the command was
+    /// appended at `index` in `term`: it is applied if an entry of that term
+    /// is applied at that index, and was lost otherwise, exactly as for a
+    /// local [`Node::propose`](crate::Node::propose).
+    Forwarded {
+        /// The id given to `forward`.
+        id: ProposalId,
+        /// Where the leader appended it, or why not (or that it is unknown).
+        result: Result<(LogIndex, Term), ForwardError>,
+    },
     /// Something a host may want to show or react to.
     Event(Event),
 }
+
+/// The host's name for one forwarded proposal, echoed in
+/// [`Output::Forwarded`]. Ids of forwards in progress on one node must differ.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProposalId(pub u64);
 
 /// The host's name for one read, echoed in [`Output::Read`]. Ids of reads
 /// in progress on one node must differ.
@@ -158,6 +174,13 @@ pub enum Event {
         index: LogIndex,
         /// Its size in bytes.
         size: u64,
+    },
+    /// The configuration in effect changed (a configuration entry was
+    /// appended, truncated, or arrived with a snapshot): update the peers'
+    /// addresses from it.
+    MembershipChanged {
+        /// The configuration now in effect.
+        membership: crate::Membership,
     },
     /// A leadership transfer started by `Node::transfer_leadership` ended.
     TransferFinished {

@@ -149,6 +149,9 @@ pub enum Payload {
     Noop,
     /// A command proposed by a client, opaque to the core.
     Command(Bytes),
+    /// A new cluster configuration, in effect from the moment it is
+    /// appended (see [`crate::membership`]); the host skips it when applying.
+    Membership(crate::Membership),
 }
 
 /// One log entry.
@@ -173,6 +176,7 @@ impl Entry {
             + match &self.payload {
                 Payload::Noop => 0,
                 Payload::Command(b) => b.len(),
+                Payload::Membership(m) => m.size_bound(),
             }
     }
 }
@@ -202,11 +206,15 @@ pub struct SnapshotMeta {
 }
 
 /// A state-machine snapshot: everything up to `meta.index`, as opaque bytes
-/// produced by the host's state machine.
+/// produced by the host's state machine, and the cluster configuration in
+/// effect at `meta.index`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Snapshot {
     /// What it covers.
     pub meta: SnapshotMeta,
+    /// The configuration in effect at `meta.index` (empty: none recorded, as
+    /// in snapshots of nodes that never logged one; `Config::members` then applies).
+    pub membership: crate::Membership,
     /// The state machine's serialized state.
     pub data: Bytes,
 }

@@ -83,6 +83,10 @@ impl ClusterKey {
         Ok(ClusterKey(k))
     }
 
+    pub(crate) fn as_bytes(&self) -> &[u8; KEY_LEN] {
+        &self.0
+    }
+
     /// The key-file format (64 lowercase hex digits).
     pub fn to_hex(&self) -> String {
         self.0.iter().map(|b| format!("{b:02x}")).collect()

@@ -52,6 +52,7 @@ mod clock;
 pub mod disk_thread;
 pub mod driver;
 pub mod kv;
+pub mod secure;
 mod state_machine;
 pub mod storage;
 pub mod transport_frame;

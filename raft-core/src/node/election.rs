@@ -53,11 +53,17 @@ impl Node {
         self.config.check_quorum && self.heard_from_leader_within(now, self.config.election_timeout_min)
     }
 
+    /// A node that just started counts as having heard from a leader: it
+    /// may have answered one a moment before it crashed, and that leader's
+    /// lease counts on it not voting yet.
     fn heard_from_leader_within(&mut self, now: Instant, window: crate::Duration) -> bool {
         let me = self.config.id;
-        match &mut self.role {
-            RoleState::Leader(l) => l.quorum_contact(&self.voters, me).is_some_and(|t| now < t + window),
-            _ => self.leader.is_some() && self.leader_contact.is_some_and(|t| now < t + window),
+        match &self.role {
+            RoleState::Leader(l) => now < l.quorum_contact(&self.quorum, me) + window,
+            _ => {
+                let recent = |t: Instant| now < t + window;
+                recent(self.started_at) || (self.leader.is_some() && self.leader_contact.is_some_and(recent))
+            }
         }
     }
 
@@ -88,6 +94,7 @@ impl Node {
         if leader != self.leader {
             self.leader_contact = None;
             self.fail_remote_reads(ReadError::LeaderChanged);
+            self.expire_forwards(None);
         }
         self.leader = leader;
     }
@@ -129,33 +136,35 @@ impl Node {
                     conflict_term: None,
                     conflict_index: last.next(),
                 };
-                let resp = AppendResponse { round: req.round, result };
+                // Round 0: this answer proves nothing about any round of the
+                // (newer) leadership that may receive it.
+                let resp = AppendResponse { round: 0, result };
                 self.send_after_persist(from, Body::AppendEntriesResponse(resp));
             }
             Body::InstallSnapshot(req) => {
-                let resp = SnapshotResponse {
-                    index: req.index,
-                    next_offset: 0,
-                    done: false,
-                    too_large: false,
-                    round: req.round,
-                };
+                let resp =
+                    SnapshotResponse { index: req.index, next_offset: 0, done: false, too_large: false, round: 0 };
                 self.send_after_persist(from, Body::InstallSnapshotResponse(resp));
             }
             Body::ReadIndex(req) => {
                 self.send(from, Body::ReadIndexResponse(ReadIndexResponse { id: req.id, index: None }));
             }
+            Body::Forward(req) => {
+                let outcome = crate::message::ForwardOutcome::NotLeader;
+                self.send(from, Body::ForwardResponse(crate::message::ForwardResponse { id: req.id, outcome }));
+            }
             Body::RequestVoteResponse(_)
             | Body::AppendEntriesResponse(_)
             | Body::InstallSnapshotResponse(_)
             | Body::TimeoutNow
-            | Body::ReadIndexResponse(_) => {}
+            | Body::ReadIndexResponse(_)
+            | Body::ForwardResponse(_) => {}
         }
     }
 
     /// May this node campaign at all? Only voters that lost nothing do.
     fn may_campaign(&self) -> bool {
-        self.voters.contains(self.config.id) && !self.hard.catching_up && self.hard.term < MAX_TERM
+        self.membership.is_voter(self.config.id) && !self.hard.catching_up && self.hard.term < MAX_TERM
     }
 
     /// Election timeout (or `TimeoutNow` with `transfer`): with pre-vote, ask
@@ -181,7 +190,7 @@ impl Node {
         let proposed = self.hard.term.next();
         let (last_log_index, last_log_term) = (self.log.last_index(), self.log.last_term());
         let req = RequestVote { last_log_index, last_log_term, pre_vote: true, transfer: false };
-        for &peer in &self.peers {
+        for peer in self.vote_targets() {
             let message = Message { term: proposed, body: Body::RequestVote(req.clone()) };
             self.out.push_back(Output::Send(Outgoing { to: peer, message }));
         }
@@ -201,7 +210,7 @@ impl Node {
         }
         let (last_log_index, last_log_term) = (self.log.last_index(), self.log.last_term());
         let req = RequestVote { last_log_index, last_log_term, pre_vote: false, transfer };
-        for peer in self.peers.clone() {
+        for peer in self.vote_targets() {
             // The request waits for the term and self-vote to be durable.
             self.send_after_persist(peer, Body::RequestVote(req.clone()));
         }
@@ -210,7 +219,7 @@ impl Node {
     fn tally(&self) -> VoteResult {
         match &self.role {
             RoleState::PreCandidate { votes } | RoleState::Candidate { votes } => {
-                self.voters.vote_result(|id| votes.get(&id).copied())
+                self.quorum.vote_result(|id| votes.get(&id).copied())
             }
             _ => VoteResult::Pending,
         }
@@ -224,7 +233,11 @@ impl Node {
     /// heard from a leader within `election_timeout_min`, and changes nothing.
     pub(super) fn handle_request_vote(&mut self, now: Instant, from: NodeId, term: Term, req: RequestVote) {
         let up_to_date = self.log.is_up_to_date(req.last_log_index, req.last_log_term);
-        let may_vote = !self.hard.catching_up && self.voters.contains(from);
+        // A candidate this node's configuration does not list may still be a
+        // voter of a newer one this node has not received (dissertation
+        // §4.1): it is not refused for that. Pre-vote and stickiness keep
+        // removed servers from disrupting.
+        let may_vote = !self.hard.catching_up;
         if req.pre_vote {
             let quiet = !self.heard_from_leader_within(now, self.config.election_timeout_min);
             let granted = term > self.hard.term && up_to_date && may_vote && quiet;
@@ -277,7 +290,10 @@ impl Node {
         let heartbeat = now + self.config.heartbeat_interval;
         self.role = RoleState::Leader(Box::new(LeaderState::new(&self.peers, next, now, heartbeat)));
         self.set_leader(Some(self.config.id));
-        self.append_as_leader(Payload::Noop);
+        // The first leader of a cluster writes its bootstrap configuration
+        // into the log, which governs from then on.
+        let first = if self.config_logged() { Payload::Noop } else { Payload::Membership(self.membership.clone()) };
+        self.append_as_leader(first);
     }
 
     /// A heartbeat interval passed: check-quorum and the transfer deadline,
@@ -289,7 +305,7 @@ impl Node {
             return;
         };
         l.heartbeat_deadline = now + self.config.heartbeat_interval;
-        let lost = self.config.check_quorum && l.quorum_contact(&self.voters, me).is_none_or(|t| now >= t + window);
+        let lost = self.config.check_quorum && now >= l.quorum_contact(&self.quorum, me) + window;
         if lost {
             // A majority has not answered for an election timeout: another
             // leader may exist. Step down rather than serve clients in vain.

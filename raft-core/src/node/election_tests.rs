@@ -195,13 +195,19 @@ fn leader_heartbeats_exactly_every_interval_and_never_times_out() {
 }
 
 #[test]
-fn messages_from_non_members_or_self_are_ignored() {
+fn messages_from_self_are_ignored_and_unknown_candidates_can_win_a_vote() {
+    // Any authenticated sender is heard, and may get a vote: it may be a
+    // voter of a configuration this node has not received yet (dissertation
+    // §4.1). Only voters' answers count toward its election.
     let mut h = Harness::new(1, 3);
-    h.recv(9, 50, vote_req(0, 0));
     h.recv(1, 50, vote_req(0, 0));
     h.persist();
     assert_eq!(h.node.term(), Term(0));
     assert!(h.sent.is_empty());
+    h.recv(9, 50, vote_req(0, 0));
+    h.persist();
+    assert_eq!((h.node.term(), h.node.voted_for()), (Term(50), Some(NodeId(9))));
+    assert_eq!(super::super::test_harness::granted(&h.sent, 9), Some(true));
 }
 
 #[test]

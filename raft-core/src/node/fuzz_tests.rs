@@ -82,6 +82,7 @@ fn random_body(rng: &mut Rng) -> Body {
                 total_len: total,
                 data: Bytes::from(alloc::vec![1u8; len]),
                 checksum: rng.range(0, 2) as u32,
+                membership: Default::default(),
                 round: edgy(rng, 8),
             })
         }

@@ -3,16 +3,16 @@
 //! reads waiting for such a confirmation, and a leadership transfer.
 
 use super::PeerSet;
+use crate::membership::JointQuorum;
 use crate::output::ReadId;
 use crate::progress::Progress;
-use crate::quorum::Majority;
 use crate::time::Instant;
 use crate::types::{LogIndex, NodeId};
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 
-/// Rounds whose start time is kept; an older round a majority acknowledges
-/// counts as no contact at all.
+/// Rounds whose start time is kept; an answer to an older round proves no
+/// contact later than what the follower's newer answers prove.
 const MAX_ROUNDS: usize = 1024;
 
 /// Who asked for a read.
@@ -60,6 +60,12 @@ pub(super) struct LeaderState {
     /// Reads that arrived before an entry of this term committed.
     pub(super) early_reads: Vec<ReadTarget>,
     pub(super) transfer: Option<Transfer>,
+    /// `TimeoutNow` was sent during this leadership: the target may be
+    /// elected by voters that ignore their stickiness, so no more lease.
+    pub(super) lease_forfeited: bool,
+    /// Per follower: the start of the newest round it answered, i.e. the
+    /// latest moment it is known to have recognised this leader.
+    contact: BTreeMap<NodeId, Instant>,
 }
 
 impl LeaderState {
@@ -76,6 +82,10 @@ impl LeaderState {
             reads: VecDeque::new(),
             early_reads: Vec::new(),
             transfer: None,
+            lease_forfeited: false,
+            // Until a follower answers a later round, the election (round 0)
+            // is the last contact: the voters recognised this leader then.
+            contact: peers.iter().map(|&p| (p, now)).collect(),
         }
     }
 
@@ -89,28 +99,40 @@ impl LeaderState {
         self.round_started.push_back((self.round, now));
     }
 
-    /// A follower answered a message of `round`.
+    /// A follower answered a message of `round` in this term. A round this
+    /// leader never sent (an echo from another leadership) proves nothing.
     pub(super) fn acked_round(&mut self, from: NodeId, round: u64) {
-        if let Some(p) = self.progress.get_mut(&from) {
-            p.acked_round = p.acked_round.max(round.min(self.round));
+        if round > self.round {
+            return;
+        }
+        let Some(p) = self.progress.get_mut(&from) else {
+            return;
+        };
+        if round <= p.acked_round && round != 0 {
+            return;
+        }
+        p.acked_round = p.acked_round.max(round);
+        let at = self.round_started.partition_point(|&(r, _)| r < round);
+        if let Some(&(r, t)) = self.round_started.get(at)
+            && r == round
+        {
+            let c = self.contact.entry(from).or_insert(t);
+            *c = (*c).max(t);
         }
     }
 
     /// The highest round a majority (this leader included) has answered.
-    pub(super) fn quorum_round(&self, voters: &Majority, me: NodeId) -> u64 {
+    pub(super) fn quorum_round(&self, voters: &JointQuorum, me: NodeId) -> u64 {
         voters
             .quorum_value(|id| if id == me { self.round } else { self.progress.get(&id).map_or(0, |p| p.acked_round) })
     }
 
-    /// When the highest round a majority answered started: the last moment
-    /// a majority is known to have recognised this leader. Rounds older than
-    /// the quorum's are forgotten. `None` if that round is no longer known.
-    pub(super) fn quorum_contact(&mut self, voters: &Majority, me: NodeId) -> Option<Instant> {
-        let q = self.quorum_round(voters, me);
-        while self.round_started.len() > 1 && self.round_started.front().is_some_and(|&(r, _)| r < q) {
-            self.round_started.pop_front();
-        }
-        self.round_started.front().filter(|&&(r, _)| r == q).map(|&(_, t)| t)
+    /// The last moment a majority (this leader included) is known to have
+    /// recognised this leader: the start of a round each of them answered.
+    pub(super) fn quorum_contact(&self, voters: &JointQuorum, me: NodeId) -> Instant {
+        let t = voters
+            .quorum_value(|id| if id == me { u64::MAX } else { self.contact.get(&id).map_or(0, |t| t.as_micros()) });
+        Instant::from_micros(t)
     }
 
     /// Removes and returns the reads whose round a majority has answered.
@@ -120,6 +142,23 @@ impl LeaderState {
             done.extend(self.reads.pop_front());
         }
         done
+    }
+
+    /// Follows a configuration change: new members are probed from `next`,
+    /// removed ones forgotten.
+    pub(super) fn sync_peers(&mut self, peers: &[NodeId], next: LogIndex) {
+        self.progress.retain(|id, _| peers.contains(id));
+        self.contact.retain(|id, _| peers.contains(id));
+        let now = self.round_started.back().map_or(Instant::ZERO, |&(_, t)| t);
+        for &p in peers {
+            if let alloc::collections::btree_map::Entry::Vacant(slot) = self.progress.entry(p) {
+                slot.insert(Progress::new(next));
+                // A new voter has not answered yet: count it as heard at the
+                // latest round's start, so that adding it cannot depose a leader at once.
+                self.contact.insert(p, now);
+                self.dirty.insert(p);
+            }
+        }
     }
 
     /// True if a read with this local id is waiting here.

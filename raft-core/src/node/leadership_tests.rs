@@ -411,3 +411,54 @@ fn terms_near_the_top_of_the_range_are_refused() {
     h.fire_timeout();
     assert_eq!((h.node.term(), h.node.voted_for()), (MAX_TERM, Some(NodeId(2))), "the vote was replaced");
 }
+
+#[test]
+fn a_follower_forwards_a_command_and_reports_where_the_leader_appended_it() {
+    let mut leader = node(1, 3);
+    elect(&mut leader);
+    let mut c = Config::new(NodeId(2), ids(3));
+    c.forward_proposals = true;
+    let mut f = Harness::exact(c, Restored::fresh());
+    let id = crate::ProposalId(5);
+    assert_eq!(f.node.forward(f.now, id, "x"), Err(ProposeError::NotLeader { leader_hint: None }));
+    f.recv(1, 1, heartbeat(1, 0));
+    f.persist();
+    f.take_sent();
+    f.node.forward(f.now, id, "x").unwrap();
+    f.drain();
+    let ask = f.take_sent();
+    assert_eq!(ask.len(), 1);
+    // The wire carries an id of the follower's own, not the host's.
+    assert_eq!(ask[0].message.body, Body::Forward(ForwardProposal { id: 1, command: crate::Bytes::from("x") }));
+    leader.node.handle_message(leader.now, NodeId(2), ask[0].message.clone());
+    leader.drain();
+    let last = leader.node.last_log_index();
+    let answer: Vec<_> =
+        leader.take_sent().into_iter().filter(|o| matches!(o.message.body, Body::ForwardResponse(_))).collect();
+    assert_eq!(answer.len(), 1);
+    assert_eq!(
+        leader.node.log_entry(last).map(|e| e.payload.clone()),
+        Some(crate::Payload::Command(crate::Bytes::from("x")))
+    );
+    f.node.handle_message(f.now, NodeId(1), answer[0].message.clone());
+    f.drain();
+    let got: Vec<_> = f.outputs_forwarded();
+    assert_eq!(got, [(id, Ok((last, Term(1))))]);
+    // Unanswered: unknown after an election timeout.
+    f.node.forward(f.now, crate::ProposalId(6), "y").unwrap();
+    f.now += Duration::from_millis(600);
+    f.node.handle_timeout(f.now);
+    f.drain();
+    assert_eq!(f.outputs_forwarded().last(), Some(&(crate::ProposalId(6), Err(crate::ForwardError::Unknown))));
+}
+
+#[test]
+fn without_forwarding_a_follower_refuses_with_the_leader_hint() {
+    let mut f = node(2, 3);
+    f.recv(1, 1, heartbeat(1, 0));
+    f.persist();
+    assert_eq!(
+        f.node.forward(f.now, crate::ProposalId(1), "x"),
+        Err(ProposeError::NotLeader { leader_hint: Some(NodeId(1)) })
+    );
+}

@@ -2,13 +2,19 @@
 
 mod durability;
 mod election;
+mod forward;
 #[cfg(test)]
 mod fuzz_tests;
 mod leader;
 #[cfg(test)]
 mod leadership_tests;
+mod membership;
+#[cfg(test)]
+mod membership_tests;
 mod reads;
 mod replication;
+#[cfg(test)]
+mod review_tests;
 #[cfg(test)]
 mod robustness_tests;
 mod snapshot;
@@ -19,9 +25,9 @@ mod transfer;
 use crate::config::Config;
 use crate::error::{ProposeError, TransferError};
 use crate::log::Log;
+use crate::membership::{JointQuorum, Membership};
 use crate::message::{Body, Message};
 use crate::output::{Event, Outgoing, Output, PersistToken, ReadId, Role};
-use crate::quorum::Majority;
 use crate::restore::{NewNodeError, Restored};
 use crate::rng::Rng;
 use crate::time::{Duration, Instant};
@@ -83,8 +89,18 @@ impl PeerSet {
 #[derive(Debug)]
 pub struct Node {
     config: Config,
-    voters: Majority,
+    /// The configuration in effect: the newest in the log (or snapshot, or
+    /// the bootstrap `Config::members`).
+    membership: Membership,
+    /// Its majorities.
+    quorum: JointQuorum,
+    /// Every other member (voters and learners): where a leader replicates.
     peers: Vec<NodeId>,
+    /// The configuration at the snapshot base (or the bootstrap one), and
+    /// whether it came from the log (a snapshot) rather than `Config::members`.
+    base_membership: (Membership, bool),
+    /// Configuration entries in the log after the base, in index order.
+    configs: Vec<(LogIndex, Membership)>,
     rng: Rng,
     hard: HardState,
     role: RoleState,
@@ -97,6 +113,8 @@ pub struct Node {
     election_deadline: Instant,
     /// The `now` of the latest input (flush has no `now` of its own).
     last_now: Instant,
+    /// When this node (re)started: it does not vote for `election_timeout_min` after.
+    started_at: Instant,
     durability: Durability,
     out: VecDeque<Output>,
     reported: Option<(Role, Term, Option<NodeId>)>,
@@ -110,8 +128,16 @@ pub struct Node {
     pending_restore: Option<Snapshot>,
     /// `Event::SnapshotWanted` was emitted and not yet answered by `compact`.
     snapshot_wanted: bool,
-    /// This node's reads that its leader is confirming: id -> give-up time.
-    remote_reads: BTreeMap<u64, Instant>,
+    /// This node's reads that its leader is confirming, by wire id: the
+    /// host's id and the give-up time.
+    remote_reads: BTreeMap<u64, (ReadId, Instant)>,
+    /// Commands this node forwarded to its leader, by wire id: the host's
+    /// id and the give-up time.
+    forwards: BTreeMap<u64, (crate::ProposalId, Instant)>,
+    /// The last wire id given to a read or forward of this node.
+    last_wire_id: u64,
+    /// The configuration last reported in `Event::MembershipChanged`.
+    reported_membership: Option<Membership>,
 }
 
 impl Node {
@@ -131,12 +157,22 @@ impl Node {
         if log.last_term() > hard_state.term {
             hard_state = HardState { term: log.last_term(), voted_for: None, ..hard_state };
         }
-        let voters = Majority::new(config.members.iter().copied());
-        let peers = voters.voters().iter().copied().filter(|&p| p != config.id).collect();
+        // A node that lost entries may have acknowledged them in its current
+        // term, and that term's leader may still count those answers. It
+        // moves to a term of its own, so that only a leader of a later term,
+        // elected without it, can end its catching up.
+        let catch_up_term = hard_state.catching_up.then(|| hard_state.term.next());
+        let base_membership = match snapshot.as_ref().map(|s| &s.membership) {
+            Some(m) if !m.voters.is_empty() => (m.clone(), true),
+            _ => (Membership::with_voters(config.members.iter().copied()), false),
+        };
         let mut node = Node {
             rng: Rng::new(config.seed),
-            voters,
-            peers,
+            membership: Membership::default(),
+            quorum: Membership::default().quorum(),
+            peers: Vec::new(),
+            base_membership,
+            configs: Vec::new(),
             hard: hard_state,
             role: RoleState::Follower,
             leader: None,
@@ -147,6 +183,7 @@ impl Node {
             applied: last_applied,
             election_deadline: now,
             last_now: now,
+            started_at: now,
             out: VecDeque::new(),
             reported: None,
             snapshot,
@@ -155,8 +192,16 @@ impl Node {
             pending_restore,
             snapshot_wanted: false,
             remote_reads: BTreeMap::new(),
+            forwards: BTreeMap::new(),
+            last_wire_id: 0,
+            reported_membership: None,
             config,
         };
+        if let Some(term) = catch_up_term {
+            node.set_hard_state(HardState { term, voted_for: None, catching_up: true });
+        }
+        node.note_configs_from(LogIndex(0));
+        node.reported_membership = Some(node.membership.clone());
         node.reset_election_timer(now);
         Ok(node)
     }
@@ -168,7 +213,9 @@ impl Node {
     /// ignored.
     pub fn handle_message(&mut self, now: Instant, from: NodeId, msg: Message) {
         self.last_now = now;
-        if from == self.config.id || !self.voters.contains(from) || msg.term > MAX_TERM {
+        // Any authenticated sender is heard: a node may not yet have the
+        // configuration entry that added it. Only voters' votes count.
+        if from == self.config.id || msg.term > MAX_TERM {
             return;
         }
         if !self.apply_term_rules(now, from, &msg) {
@@ -184,6 +231,8 @@ impl Node {
             Body::TimeoutNow => self.handle_timeout_now(now, from),
             Body::ReadIndex(req) => self.handle_read_index_request(from, req),
             Body::ReadIndexResponse(resp) => self.handle_read_index_response(from, resp),
+            Body::Forward(req) => self.handle_forward(now, from, req),
+            Body::ForwardResponse(resp) => self.handle_forward_response(from, msg.term, resp),
         }
     }
 
@@ -193,6 +242,7 @@ impl Node {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.last_now = now;
         self.expire_remote_reads(now);
+        self.expire_forwards(Some(now));
         self.expire_incoming(now);
         match &self.role {
             RoleState::Leader(l) => {
@@ -281,7 +331,7 @@ impl Node {
             RoleState::Leader(l) => l.heartbeat_deadline,
             _ => self.election_deadline,
         };
-        let reads = self.remote_reads.values().copied();
+        let reads = self.remote_reads.values().map(|&(_, t)| t).chain(self.forwards.values().map(|&(_, t)| t));
         let incoming = self.incoming.as_ref().map(|i| i.give_up_at);
         Some(reads.chain(incoming).fold(timer, Instant::min))
     }
@@ -321,6 +371,10 @@ impl Node {
     /// [`HardState::catching_up`]).
     pub fn catching_up(&self) -> bool {
         self.hard.catching_up
+    }
+    /// The configuration in effect (the newest in the log).
+    pub fn membership(&self) -> &Membership {
+        &self.membership
     }
     /// The target of the leadership transfer in progress, if any.
     pub fn transfer_target(&self) -> Option<NodeId> {
@@ -367,6 +421,11 @@ impl Node {
     }
 
     // ---- internals shared by the role modules ----
+
+    fn next_wire_id(&mut self) -> u64 {
+        self.last_wire_id += 1;
+        self.last_wire_id
+    }
 
     fn reset_election_timer(&mut self, now: Instant) {
         let (lo, hi) = (self.config.election_timeout_min, self.config.election_timeout_max);
@@ -448,6 +507,11 @@ impl Node {
         let out = &mut self.out;
         self.durability.release(|m| out.push_back(Output::Send(m)));
         self.deliver_committed();
+        if self.reported_membership.as_ref() != Some(&self.membership) {
+            let membership = self.membership.clone();
+            self.reported_membership = Some(membership.clone());
+            self.out.push_back(Output::Event(Event::MembershipChanged { membership }));
+        }
         let now = (self.role(), self.hard.term, self.leader);
         if self.reported != Some(now) {
             self.reported = Some(now);

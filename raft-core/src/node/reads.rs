@@ -13,8 +13,8 @@ use alloc::vec::Vec;
 
 impl Node {
     pub(super) fn start_read(&mut self, now: Instant, id: ReadId) -> Result<(), ReadError> {
-        let duplicate =
-            self.remote_reads.contains_key(&id.0) || matches!(&self.role, RoleState::Leader(l) if l.has_local_read(id));
+        let duplicate = self.remote_reads.values().any(|&(r, _)| r == id)
+            || matches!(&self.role, RoleState::Leader(l) if l.has_local_read(id));
         if duplicate {
             return Err(ReadError::DuplicateId);
         }
@@ -25,8 +25,11 @@ impl Node {
         let Some(leader) = self.leader else {
             return Err(ReadError::NotLeader { leader_hint: None });
         };
-        self.remote_reads.insert(id.0, now + self.config.election_timeout_max);
-        self.send(leader, Body::ReadIndex(ReadIndexRequest { id: id.0 }));
+        // A wire id of this node's own, never reused: a late answer to an
+        // earlier request can never complete a later read (etcd #20418).
+        let wire = self.next_wire_id();
+        self.remote_reads.insert(wire, (id, now + self.config.election_timeout_max));
+        self.send(leader, Body::ReadIndex(ReadIndexRequest { id: wire }));
         Ok(())
     }
 
@@ -79,10 +82,10 @@ impl Node {
         let RoleState::Leader(l) = &mut self.role else {
             return false;
         };
-        if l.transfer.is_some() {
+        if l.transfer.is_some() || l.lease_forfeited {
             return false;
         }
-        l.quorum_contact(&self.voters, me).is_some_and(|t| now < t + length)
+        now < l.quorum_contact(&self.quorum, me) + length
     }
 
     /// Leader: answers every read whose round a majority has acknowledged.
@@ -94,7 +97,7 @@ impl Node {
         if l.reads.is_empty() {
             return;
         }
-        let q = l.quorum_round(&self.voters, me);
+        let q = l.quorum_round(&self.quorum, me);
         let done: Vec<PendingRead> = l.confirmed_reads(q);
         for r in done {
             self.finish_read(r.target, r.index);
@@ -121,26 +124,30 @@ impl Node {
 
     /// The leader answered one of this node's reads.
     pub(super) fn handle_read_index_response(&mut self, from: NodeId, resp: ReadIndexResponse) {
-        if self.leader != Some(from) || self.remote_reads.remove(&resp.id).is_none() {
+        if self.leader != Some(from) {
             return;
         }
+        let Some((id, _)) = self.remote_reads.remove(&resp.id) else {
+            return;
+        };
         let result = resp.index.ok_or(ReadError::LeaderChanged);
-        self.out.push_back(Output::Read { id: ReadId(resp.id), result });
+        self.out.push_back(Output::Read { id, result });
     }
 
     /// Fails every read this node asked a leader to confirm.
     pub(super) fn fail_remote_reads(&mut self, error: ReadError) {
-        for (id, _) in core::mem::take(&mut self.remote_reads) {
-            self.out.push_back(Output::Read { id: ReadId(id), result: Err(error.clone()) });
+        for (_, (id, _)) in core::mem::take(&mut self.remote_reads) {
+            self.out.push_back(Output::Read { id, result: Err(error.clone()) });
         }
     }
 
     /// Fails the reads whose leader has not answered in time.
     pub(super) fn expire_remote_reads(&mut self, now: Instant) {
-        let expired: Vec<u64> = self.remote_reads.iter().filter(|&(_, &t)| now >= t).map(|(&id, _)| id).collect();
-        for id in expired {
-            self.remote_reads.remove(&id);
-            self.out.push_back(Output::Read { id: ReadId(id), result: Err(ReadError::Timeout) });
+        let expired: Vec<u64> = self.remote_reads.iter().filter(|(_, (_, t))| now >= *t).map(|(&w, _)| w).collect();
+        for wire in expired {
+            if let Some((id, _)) = self.remote_reads.remove(&wire) {
+                self.out.push_back(Output::Read { id, result: Err(ReadError::Timeout) });
+            }
         }
     }
 }

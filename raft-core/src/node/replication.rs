@@ -14,8 +14,12 @@ impl Node {
     pub(super) fn append_as_leader(&mut self, payload: Payload) -> LogIndex {
         let entry = Entry { term: self.hard.term, index: self.log.last_index().next(), payload };
         let index = entry.index;
+        let config = matches!(entry.payload, Payload::Membership(_));
         self.log.push(entry.clone());
         self.durability.append(entry);
+        if config {
+            self.note_configs_from(index);
+        }
         if let RoleState::Leader(l) = &mut self.role
             && l.dirty.len() < self.peers.len()
         {
@@ -201,8 +205,13 @@ impl Node {
                     };
                     // Strictly below the rejected position, never below what matched.
                     let next = hinted.min(prev_log_index).min(last_log_index.next()).max(LogIndex(1));
-                    p.probe_from(next);
-                    l.dirty.insert(from);
+                    // If `matched` keeps `next` where it was (the follower says
+                    // it lacks what it acknowledged), probing again at once
+                    // would only repeat the rejection: wait for the next tick.
+                    if next.max(p.matched.next()) < p.next {
+                        p.probe_from(next);
+                        l.dirty.insert(from);
+                    }
                 }
             }
         }
@@ -220,7 +229,7 @@ impl Node {
         let own = self.durability.durable_index();
         let progress = &l.progress;
         let idx = self
-            .voters
+            .quorum
             .committed_index(|id| if id == me { own } else { progress.get(&id).map_or(LogIndex(0), |p| p.matched) });
         if idx > self.commit && self.log.term_at(idx) == Some(self.hard.term) {
             self.commit = idx;
@@ -229,6 +238,7 @@ impl Node {
                 l.dirty.extend(self.peers.iter().copied());
             }
             self.admit_early_reads();
+            self.advance_membership();
         }
     }
 
@@ -278,12 +288,19 @@ impl Node {
             }
             self.log.truncate_from(first.index);
             self.durability.truncate_from(first.index);
+            self.configs.retain(|(i, _)| *i < first.index);
+            self.note_configs_from(first.index);
         }
         let match_index = LogIndex(prev_log_index.0 + entries.len() as u64);
         let mut entries = entries;
         let new = if skip == 0 { entries } else { entries.split_off(skip) };
+        let first_new = new.first().map(|e| e.index);
+        let config = new.iter().any(|e| matches!(e.payload, Payload::Membership(_)));
         self.log.extend_from_slice(&new);
         self.durability.append_all(new);
+        if let (true, Some(first)) = (config, first_new) {
+            self.note_configs_from(first);
+        }
         let new_commit = leader_commit.min(match_index);
         if new_commit > self.commit {
             self.commit = new_commit;

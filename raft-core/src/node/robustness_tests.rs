@@ -18,6 +18,7 @@ fn chunk(index: u64, offset: u64, data: &[u8], total: u64, checksum: u32) -> Bod
         total_len: total,
         data: Bytes::from(data),
         checksum,
+        membership: Default::default(),
         round: 0,
     })
 }

@@ -21,6 +21,7 @@ pub(super) struct Incoming {
     meta: SnapshotMeta,
     total_len: u64,
     checksum: u32,
+    membership: crate::Membership,
     data: Vec<u8>,
     /// A transfer that makes no progress until then is dropped (its memory
     /// with it).
@@ -41,7 +42,8 @@ impl Node {
             Some(t) if index > snapshot_index => t,
             _ => return Err(CompactError::NotNewer { index, snapshot_index }),
         };
-        let snapshot = Snapshot { meta: SnapshotMeta { index, term }, data: data.into() };
+        let membership = self.compact_configs(index);
+        let snapshot = Snapshot { meta: SnapshotMeta { index, term }, membership, data: data.into() };
         self.log.compact_to(index, term);
         self.durability.set_snapshot(snapshot.clone());
         self.snapshot = Some(snapshot);
@@ -92,6 +94,7 @@ impl Node {
             total_len: total as u64,
             data: Bytes::from(&snapshot.data[start..end]),
             checksum,
+            membership: snapshot.membership.clone(),
             round,
         });
         p.sent(snapshot.meta.index, end - start);
@@ -142,7 +145,7 @@ impl Node {
         if !self.accept_leader(now, from) {
             return;
         }
-        let InstallSnapshot { index, snapshot_term, offset, total_len, data, checksum, round } = req;
+        let InstallSnapshot { index, snapshot_term, offset, total_len, data, checksum, membership, round } = req;
         let chunk_end = offset.checked_add(data.len() as u64);
         if snapshot_term > self.hard.term || index > MAX_INDEX || chunk_end.is_none_or(|end| end > total_len) {
             return; // malformed
@@ -176,7 +179,9 @@ impl Node {
             }
             _ => {
                 let data = Vec::new();
-                self.incoming = Some(Incoming { from, leader_term: term, meta, total_len, checksum, data, give_up_at });
+                let leader_term = term;
+                self.incoming =
+                    Some(Incoming { from, leader_term, meta, total_len, checksum, membership, data, give_up_at });
             }
         }
         let Some(incoming) = self.incoming.as_mut() else {
@@ -201,7 +206,7 @@ impl Node {
             self.send(from, answer(0, false, false)); // damaged in transit: start over
             return;
         }
-        self.install(Snapshot { meta: done.meta, data: Bytes::from(done.data) });
+        self.install(Snapshot { meta: done.meta, membership: done.membership, data: Bytes::from(done.data) });
         self.send_after_persist(from, answer(total_len, true, false));
     }
 
@@ -221,6 +226,7 @@ impl Node {
             self.durability.truncate_from(index);
         }
         self.log.compact_to(index, term);
+        self.install_configs(&snapshot.membership);
         self.durability.set_snapshot(snapshot.clone());
         self.commit = self.commit.max(index);
         if index > self.applied {

@@ -145,6 +145,7 @@ fn a_lost_chunk_is_resent_and_a_gap_is_refused() {
             total_len: 700,
             data: Bytes::from(vec![1u8; 100]),
             checksum: 0,
+            membership: Default::default(),
             round: 0,
         })
     };
@@ -188,6 +189,7 @@ fn restore_waits_for_durability_and_precedes_later_applies() {
                 total_len: 5,
                 data: data.clone(),
                 checksum: crc32fast::hash(b"state"),
+                membership: Default::default(),
                 round: 0,
             }),
         },
@@ -220,6 +222,7 @@ fn a_snapshot_the_follower_is_past_is_acknowledged_without_install() {
             total_len: 1,
             data: Bytes::from("x"),
             checksum: 0,
+            membership: Default::default(),
             round: 0,
         }),
     );
@@ -231,7 +234,11 @@ fn a_snapshot_the_follower_is_past_is_acknowledged_without_install() {
 
 #[test]
 fn restart_from_a_snapshot_restores_first_then_applies_the_rest() {
-    let snap = Snapshot { meta: SnapshotMeta { index: LogIndex(10), term: Term(2) }, data: Bytes::from("sm@10") };
+    let snap = Snapshot {
+        meta: SnapshotMeta { index: LogIndex(10), term: Term(2) },
+        membership: Default::default(),
+        data: Bytes::from("sm@10"),
+    };
     let entries = vec![crate::Entry { term: Term(3), index: LogIndex(11), payload: crate::Payload::Noop }];
     let hs = HardState { term: Term(3), voted_for: Some(NodeId(1)), catching_up: false };
     let restored = Restored::new(hs, entries).with_snapshot(snap.clone());
@@ -253,7 +260,11 @@ fn restart_from_a_snapshot_restores_first_then_applies_the_rest() {
 
 #[test]
 fn restored_entries_must_follow_the_snapshot() {
-    let snap = Snapshot { meta: SnapshotMeta { index: LogIndex(10), term: Term(2) }, data: Bytes::from("x") };
+    let snap = Snapshot {
+        meta: SnapshotMeta { index: LogIndex(10), term: Term(2) },
+        membership: Default::default(),
+        data: Bytes::from("x"),
+    };
     let entries = vec![crate::Entry { term: Term(3), index: LogIndex(12), payload: crate::Payload::Noop }];
     let restored = Restored::new(HardState::default(), entries).with_snapshot(snap);
     let err = crate::Node::new(Config::new(NodeId(1), [NodeId(1)]), restored, crate::Instant::ZERO).unwrap_err();

@@ -14,6 +14,9 @@ pub(crate) fn ids(n: u64) -> Vec<NodeId> {
     (1..=n).map(NodeId).collect()
 }
 
+/// One `Output::Forwarded`.
+pub(crate) type Forwarded = (crate::ProposalId, Result<(LogIndex, Term), crate::ForwardError>);
+
 #[derive(Debug)]
 pub(crate) struct Harness {
     pub(crate) node: Node,
@@ -24,6 +27,7 @@ pub(crate) struct Harness {
     pub(crate) events: Vec<Event>,
     pub(crate) restored: Vec<Snapshot>,
     pub(crate) reads: Vec<(crate::ReadId, Result<LogIndex, crate::ReadError>)>,
+    pub(crate) forwarded: Vec<Forwarded>,
     last_token: Option<PersistToken>,
 }
 
@@ -52,6 +56,7 @@ impl Harness {
             events: Vec::new(),
             restored: Vec::new(),
             reads: Vec::new(),
+            forwarded: Vec::new(),
             last_token: None,
         }
     }
@@ -68,6 +73,7 @@ impl Harness {
                 Output::Apply(e) => self.applied.extend(e),
                 Output::Event(e) => self.events.push(e),
                 Output::Read { id, result } => self.reads.push((id, result)),
+                Output::Forwarded { id, result } => self.forwarded.push((id, result)),
                 Output::RestoreSnapshot(s) => {
                     assert!(self.applied.last().is_none_or(|e| e.index <= s.meta.index));
                     self.restored.push(s);
@@ -83,6 +89,10 @@ impl Harness {
             self.node.handle_persisted(self.now, t);
         }
         self.drain();
+    }
+
+    pub(crate) fn outputs_forwarded(&self) -> Vec<Forwarded> {
+        self.forwarded.clone()
     }
 
     pub(crate) fn take_sent(&mut self) -> Vec<Outgoing> {

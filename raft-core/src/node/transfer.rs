@@ -14,7 +14,7 @@ impl Node {
         let RoleState::Leader(l) = &mut self.role else {
             return Err(TransferError::NotLeader { leader_hint: self.leader });
         };
-        if to == self.config.id || !self.voters.contains(to) {
+        if to == self.config.id || !self.membership.voters.contains(&to) {
             return Err(TransferError::NotAVoter(to));
         }
         if let Some(t) = l.transfer {
@@ -38,6 +38,7 @@ impl Node {
         };
         if l.progress.get(&t.to).is_some_and(|p| p.matched >= last) {
             t.timeout_now_sent = true;
+            l.lease_forfeited = true;
             let to = t.to;
             self.send(to, Body::TimeoutNow);
         }

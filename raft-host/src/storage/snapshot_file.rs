@@ -1,12 +1,15 @@
 //! The `snapshot` file: the latest state-machine snapshot, replaced atomically.
 //!
 //! Layout: `magic "RAFTSNAP" | version: u32 | index: u64 | term: u64 |
-//! data_len: u64 | crc32: u32 | data`, integers little-endian; the CRC covers
-//! the 36 header bytes before it and `data`. The data is stored raw (not
-//! through the codec), so a snapshot may be larger than the codec's limit.
+//! body_len: u64 | crc32: u32 | body`, integers little-endian, where `body =
+//! membership_len: u32 | membership | data`: the configuration in effect at
+//! `index` (codec encoding) and the state machine's bytes. The CRC covers the
+//! 36 header bytes before it and `body`. The data is stored raw (not through
+//! the codec), so a snapshot may be larger than the codec's limit. Version 2
+//! added the configuration; version 1 files are refused.
 
 use super::error::StorageError;
-use super::files::{self, VERSION};
+use super::files;
 use super::shape::MAX_INDEX;
 use raft_core::{Bytes, LogIndex, Snapshot, SnapshotMeta, Term};
 use std::fs::File;
@@ -16,16 +19,28 @@ use std::path::{Path, PathBuf};
 const SNAPSHOT_FILE: &str = "snapshot";
 const SNAPSHOT_MAGIC: &[u8; 8] = b"RAFTSNAP";
 const HEADER: usize = 40;
+/// The snapshot file's own format version.
+const VERSION: u32 = 2;
 
-fn header(snapshot: &Snapshot) -> [u8; HEADER] {
+/// `membership_len: u32 | membership`, the body's first part.
+fn membership_frame(snapshot: &Snapshot) -> Result<Vec<u8>, StorageError> {
+    let m = raft_core::codec::encode_value(&snapshot.membership)
+        .map_err(|e| StorageError::InvalidWrite { dir: PathBuf::new(), reason: format!("configuration: {e}") })?;
+    let mut frame = (m.len() as u32).to_le_bytes().to_vec();
+    frame.extend_from_slice(&m);
+    Ok(frame)
+}
+
+fn header(snapshot: &Snapshot, membership: &[u8]) -> [u8; HEADER] {
     let mut h = [0u8; HEADER];
     h[..8].copy_from_slice(SNAPSHOT_MAGIC);
     h[8..12].copy_from_slice(&VERSION.to_le_bytes());
     h[12..20].copy_from_slice(&snapshot.meta.index.0.to_le_bytes());
     h[20..28].copy_from_slice(&snapshot.meta.term.0.to_le_bytes());
-    h[28..36].copy_from_slice(&(snapshot.data.len() as u64).to_le_bytes());
+    h[28..36].copy_from_slice(&((membership.len() + snapshot.data.len()) as u64).to_le_bytes());
     let mut crc = crc32fast::Hasher::new();
     crc.update(&h[..36]);
+    crc.update(membership);
     crc.update(&snapshot.data);
     h[36..].copy_from_slice(&crc.finalize().to_le_bytes());
     h
@@ -38,7 +53,8 @@ pub(super) fn path(dir: &Path) -> PathBuf {
 
 /// Replaces the stored snapshot, atomically and durably.
 pub(super) fn write(dir: &Path, snapshot: &Snapshot) -> Result<(), StorageError> {
-    files::write_atomic(dir, SNAPSHOT_FILE, &[&header(snapshot), &snapshot.data])
+    let membership = membership_frame(snapshot)?;
+    files::write_atomic(dir, SNAPSHOT_FILE, &[&header(snapshot, &membership), &membership, &snapshot.data])
 }
 
 /// Reads the stored snapshot, `None` if there is none. A leftover temp file
@@ -93,5 +109,14 @@ pub(super) fn read(dir: &Path) -> Result<Option<Snapshot>, StorageError> {
         return Err(corrupt(12, format!("snapshot index {} is out of range", u64_at(12))));
     }
     let meta = SnapshotMeta { index: LogIndex(u64_at(12)), term: Term(u64_at(20)) };
-    Ok(Some(Snapshot { meta, data: Bytes::from(data) }))
+    let body = HEADER as u64;
+    let (len, rest) = data.split_first_chunk::<4>().ok_or_else(|| corrupt(body, "no configuration".into()))?;
+    let len = u32::from_le_bytes(*len) as usize;
+    if len > rest.len() {
+        return Err(corrupt(body, format!("configuration of {len} bytes exceeds the file")));
+    }
+    let membership = raft_core::codec::decode_value(&rest[..len])
+        .map_err(|e| corrupt(body + 4, format!("configuration does not decode: {e}")))?;
+    let state = rest[len..].to_vec();
+    Ok(Some(Snapshot { meta, membership, data: Bytes::from(state) }))
 }

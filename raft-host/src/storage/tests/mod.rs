@@ -77,7 +77,8 @@ fn hard_state(term: u64, vote: Option<u64>) -> HardState {
 }
 
 fn snapshot(index: u64, term: u64, data: &[u8]) -> Snapshot {
-    Snapshot { meta: SnapshotMeta { index: LogIndex(index), term: Term(term) }, data: Bytes::from(data) }
+    let membership = raft_core::Membership::with_voters([NodeId(1), NodeId(term)]);
+    Snapshot { meta: SnapshotMeta { index: LogIndex(index), term: Term(term) }, membership, data: Bytes::from(data) }
 }
 
 fn open(dir: &Path) -> (DiskLog, Recovered) {
