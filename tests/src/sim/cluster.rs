@@ -759,6 +759,10 @@ impl Cluster {
                 Output::Event(Event::TransferFinished { to, outcome }) => self.transfer_finished(i, to, outcome),
                 Output::Event(_) => {}
                 Output::Read { id, result } => self.read_done(i, id, result),
+                Output::Forwarded { id, result } => self.fail(format_args!(
+                    "n{} reported forwarded proposal {id:?} ({result:?}), but the simulator forwards none",
+                    i + 1
+                )),
             }
         }
         self.scratch = outs;
