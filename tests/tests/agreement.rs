@@ -29,6 +29,7 @@ fn test_rng(seed: u64) -> SimRng {
 
 /// Every entry committed below `index` is a leader's no-op.
 fn only_noops_below(c: &Cluster, index: LogIndex) -> bool {
+    // A first leader logs the configuration instead of a no-op: neither is a command.
     (1..index.0).all(|i| {
         c.committed_entry(LogIndex(i)).is_none_or(|(_, p)| matches!(p, Payload::Noop | Payload::Membership(_)))
     })

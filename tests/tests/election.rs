@@ -250,6 +250,10 @@ fn stale_candidate_does_not_starve_the_up_to_date_follower() {
         };
         c.election_timeout_min = Duration::from_millis(lo);
         c.election_timeout_max = Duration::from_millis(hi);
+        // The regression is about real vote requests of a higher term; and
+        // with pre-vote, voters refuse for their own (here unequal) minimum
+        // timeout after start-up, so n1 would not reliably win first.
+        c.pre_vote = false;
     }
     for_each_seed(8_000, 20, |seed| {
         let mut cfg = SimConfig::new(3, seed);

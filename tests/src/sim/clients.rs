@@ -12,6 +12,11 @@
 //! [`ClientConfig::op_timeout`] the client gives up: the operation's outcome
 //! stays unknown in the history, and the client moves on to the next `seq`.
 //!
+//! A get goes through ReadIndex by default ([`ReadPath`]): the node the
+//! client reaches calls `Node::read_index` (a follower asks its leader) and
+//! answers from its own store once that has applied the read index; no log
+//! entry is written. A failed read is retried like a `NotLeader` answer.
+//!
 //! Requests and replies travel a simple client network: each is lost with
 //! the cluster's current drop rate (replies also with
 //! [`ClientConfig::reply_drop`]) and otherwise delayed by the cluster's
@@ -38,7 +43,7 @@ use super::cluster::Cluster;
 use super::kv::{KvSim, ReplyResult};
 use super::rng::SimRng;
 use crate::linearizability::{History, OpId};
-use raft_core::{Duration, Instant, NodeId, ProposeError};
+use raft_core::{Duration, Instant, NodeId, ProposeError, ReadError, Role};
 use raft_host::kv::{KvCommand, KvOp, KvOutput, encode_command};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -64,6 +69,19 @@ pub enum Workload {
     Counter,
 }
 
+/// How a get reaches the store.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum ReadPath {
+    /// `Node::read_index` at the node reached, then that node's store (no log entry).
+    ReadIndex,
+    /// As a command through the log, like a write.
+    Log,
+    /// **Unsafe, to show what the checker catches:** a node that believes
+    /// it leads answers from its store at once, with no confirmation; a
+    /// stale leader serves stale reads.
+    LeaderLocal,
+}
+
 /// Client behaviour.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClientConfig {
@@ -81,11 +99,17 @@ pub struct ClientConfig {
     pub think_max: Duration,
     /// Extra probability that a node's reply is lost (on top of the network's drop rate).
     pub reply_drop: f64,
+    /// How gets are served.
+    pub reads: ReadPath,
+    /// Every get attempt goes to a random node rather than the believed
+    /// leader (with [`ReadPath::ReadIndex`]: follower reads).
+    pub reads_anywhere: bool,
 }
 
 impl Default for ClientConfig {
     /// 3 clients, random operations on 3 keys, 300 ms per attempt, give up
-    /// after 3 s, 0-20 ms between operations, no extra reply loss.
+    /// after 3 s, 0-20 ms between operations, no extra reply loss, gets
+    /// through ReadIndex.
     fn default() -> ClientConfig {
         ClientConfig {
             clients: 3,
@@ -95,6 +119,8 @@ impl Default for ClientConfig {
             think_min: Duration::ZERO,
             think_max: Duration::from_millis(20),
             reply_drop: 0.0,
+            reads: ReadPath::ReadIndex,
+            reads_anywhere: false,
         }
     }
 }
@@ -118,6 +144,10 @@ pub struct ClientStats {
     pub not_leader: u64,
     /// `Replaced` answers received (the node lost its leadership).
     pub replaced: u64,
+    /// Failed reads (no read index) answered or refused at once.
+    pub reads_failed: u64,
+    /// ReadIndex reads a node that did not lead accepted (it asks its leader).
+    pub follower_reads: u64,
     /// Replies for an operation the client no longer waits for.
     pub late_replies: u64,
     /// Counter workload: swaps acknowledged as done.
@@ -130,6 +160,8 @@ pub struct ClientStats {
 enum Answer {
     Kv(ReplyResult),
     NotLeader(Option<NodeId>),
+    /// The leader is handing over leadership: try again shortly.
+    Busy,
 }
 
 #[derive(Clone, Debug)]
@@ -443,10 +475,12 @@ impl Clients {
     fn send(&mut self, c: &mut Cluster, k: usize) {
         let now = c.now();
         let timeout = self.cfg.attempt_timeout;
+        let get = self.clients[k].call.as_ref().is_some_and(|call| matches!(call.op, KvOp::Get { .. }));
+        let anywhere = (self.cfg.reads_anywhere && get).then(|| NodeId(self.rng.below(self.n) + 1));
         let cl = &mut self.clients[k];
         let Some(call) = cl.call.as_mut() else { return };
         call.attempt += 1;
-        call.node = cl.leader;
+        call.node = anywhere.unwrap_or(cl.leader);
         call.attempt_deadline = now + timeout;
         call.retry_at = None;
         let cmd = KvCommand { client: cl.id, seq: call.seq, op: call.op.clone() };
@@ -490,6 +524,34 @@ impl Clients {
             return;
         }
         let Some(&k) = self.by_id.get(&cmd.client) else { return };
+        if let (KvOp::Get { key }, ReadPath::ReadIndex) = (&cmd.op, self.cfg.reads) {
+            let follower = c.node(node).is_some_and(|n| n.role() != Role::Leader);
+            let r = self.kv.read(c, node, cmd.client, cmd.seq, key);
+            if r.is_ok() && follower {
+                self.stats.follower_reads += 1;
+            }
+            if let Err(e) = r {
+                let attempt = self.clients[k].call.as_ref().map_or(0, |call| call.attempt);
+                if let Some(d) = self.latency(c) {
+                    let answer = Answer::Kv(ReplyResult::ReadFailed(e));
+                    self.schedule(c.now() + d, What::Answer { k, node, seq: cmd.seq, attempt, answer });
+                }
+            }
+            return;
+        }
+        if let (KvOp::Get { key }, ReadPath::LeaderLocal) = (&cmd.op, self.cfg.reads) {
+            let attempt = self.clients[k].call.as_ref().map_or(0, |call| call.attempt);
+            let answer = match c.node(node) {
+                Some(n) if n.role() == Role::Leader => {
+                    Answer::Kv(ReplyResult::Output(KvOutput::Get(self.kv.get_local(node, key))))
+                }
+                n => Answer::NotLeader(n.and_then(|n| n.leader())),
+            };
+            if let Some(d) = self.latency(c) {
+                self.schedule(c.now() + d, What::Answer { k, node, seq: cmd.seq, attempt, answer });
+            }
+            return;
+        }
         match c.propose(node, encode_command(&cmd)) {
             Ok(index) => self.kv.expect(c, node, index, cmd.client, cmd.seq),
             Err(ProposeError::NotLeader { leader_hint }) => {
@@ -497,6 +559,12 @@ impl Clients {
                 if let Some(d) = self.latency(c) {
                     let answer = Answer::NotLeader(leader_hint);
                     self.schedule(c.now() + d, What::Answer { k, node, seq: cmd.seq, attempt, answer });
+                }
+            }
+            Err(ProposeError::TransferInProgress { .. }) => {
+                let attempt = self.clients[k].call.as_ref().map_or(0, |call| call.attempt);
+                if let Some(d) = self.latency(c) {
+                    self.schedule(c.now() + d, What::Answer { k, node, seq: cmd.seq, attempt, answer: Answer::Busy });
                 }
             }
             Err(e) => c.fail(format_args!("n{node} refused client command {cmd:?}: {e}")),
@@ -531,12 +599,33 @@ impl Clients {
             Answer::Kv(ReplyResult::Error(e)) => {
                 c.fail(format_args!("client {} seq {seq}: n{node} answered with an error: {e}", self.clients[k].id))
             }
+            Answer::Kv(ReplyResult::ReadFailed(e)) => {
+                self.stats.reads_failed += 1;
+                if this_attempt {
+                    let hint = match e {
+                        ReadError::NotLeader { leader_hint } => leader_hint,
+                        _ => c.node(node).and_then(|n| n.leader()),
+                    };
+                    match hint.filter(|&h| h != node) {
+                        Some(h) => self.retry(k, h, now + Duration::from_millis(1)),
+                        None => {
+                            let next = self.next_node(node);
+                            self.retry(k, next, now + Duration::from_millis(10));
+                        }
+                    }
+                }
+            }
             Answer::Kv(ReplyResult::Replaced) => {
                 self.stats.replaced += 1;
                 if this_attempt {
                     let hint = c.node(node).and_then(|n| n.leader()).filter(|&l| l != node);
                     let next = hint.unwrap_or_else(|| self.next_node(node));
                     self.retry(k, next, now + Duration::from_millis(1));
+                }
+            }
+            Answer::Busy => {
+                if this_attempt {
+                    self.retry(k, node, now + Duration::from_millis(20));
                 }
             }
             Answer::NotLeader(hint) => {

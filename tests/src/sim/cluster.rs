@@ -1,5 +1,6 @@
 //! [`Cluster`]: nodes, network, disks and checker driven in virtual time.
 
+use super::clock::Clock;
 use super::disk::{Disk, DiskConfig, DiskStats};
 use super::invariants::{Checker, Violation};
 use super::network::{MsgKind, MsgStats, NetConfig, Network};
@@ -8,7 +9,8 @@ use super::trace::{DropReason, MsgSummary, Trace, TraceKind, WriteSummary};
 use raft_core::codec::{decode_message, encode_message};
 use raft_core::{
     Bytes, CompactError, Config, Duration, Entry, Event, Instant, LogIndex, Node, NodeId, Outgoing, Output,
-    PersistToken, ProposeError, Restored, Role, Snapshot, SnapshotMeta, Term,
+    PersistToken, ProposeError, ReadError, ReadId, Restored, Role, Snapshot, SnapshotMeta, Term, TransferError,
+    TransferOutcome,
 };
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -32,6 +34,10 @@ pub struct SimConfig {
     pub trace_capacity: usize,
     /// How many trace lines a failure report shows.
     pub report_lines: usize,
+    /// Bound on clock drift: each node's clock runs at a rate drawn from the
+    /// seed in `[-clock_drift_ppm, +clock_drift_ppm]` parts per million of
+    /// virtual time (see [`super::clock`]). 0 (the default): every clock is exact.
+    pub clock_drift_ppm: u64,
 }
 
 impl SimConfig {
@@ -46,6 +52,7 @@ impl SimConfig {
             configure: |_| {},
             trace_capacity: 1024,
             report_lines: 60,
+            clock_drift_ppm: 0,
         }
     }
 }
@@ -119,6 +126,38 @@ pub type ApplyHook = Box<dyn FnMut(Instant, NodeId, u32, Applied<'_>)>;
 /// a host's apply loop would); a refused compaction is a failure.
 pub type CompactHook = Box<dyn FnMut(Instant, NodeId, u32, Option<LogIndex>) -> Option<(LogIndex, Bytes)>>;
 
+/// The outcome of one [`Cluster::read_index`] call, as the node reported it
+/// in an [`Output::Read`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadDone {
+    /// Virtual time of the report.
+    pub at: Instant,
+    /// The node that was asked.
+    pub node: NodeId,
+    /// Its lifetime (a crash loses the reads of a lifetime).
+    pub lifetime: u32,
+    /// The id given to `read_index`.
+    pub id: ReadId,
+    /// The read index, or why there is none.
+    pub result: Result<LogIndex, ReadError>,
+}
+
+/// Called for every [`Output::Read`] (see [`Cluster::set_read_hook`]).
+pub type ReadHook = Box<dyn FnMut(&ReadDone)>;
+
+/// A leadership transfer that ended ([`Event::TransferFinished`]).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct TransferDone {
+    /// Virtual time of the report.
+    pub at: Instant,
+    /// The leader that started the transfer.
+    pub from: NodeId,
+    /// Its target.
+    pub to: NodeId,
+    /// How it ended.
+    pub outcome: TransferOutcome,
+}
+
 /// Called after every simulator step with the whole cluster (read-only), e.g.
 /// to check a bound on every node's state; it may panic via [`Cluster::fail`].
 pub type StepObserver = Box<dyn FnMut(&Cluster)>;
@@ -160,6 +199,8 @@ pub(super) struct Slot {
     /// Entries applied in the current (or, while crashed, the last) lifetime,
     /// in increasing index order (a restored snapshot leaves a gap).
     pub(super) applied: Vec<Entry>,
+    /// The node's clock (kept across restarts, like a machine's).
+    pub(super) clock: Clock,
 }
 
 impl Slot {
@@ -202,6 +243,10 @@ pub struct Cluster {
     pub(super) checker: Checker,
     pub(super) trace: Trace,
     pub(super) apply_hook: Option<ApplyHook>,
+    read_hook: Option<ReadHook>,
+    /// Read outcomes not yet taken (only while no read hook is installed).
+    reads_done: Vec<ReadDone>,
+    transfers_done: Vec<TransferDone>,
     compact_hook: Option<CompactHook>,
     step_observer: Option<StepObserver>,
     pub(super) elections: Vec<Election>,
@@ -229,8 +274,21 @@ impl Cluster {
     pub fn new(cfg: SimConfig) -> Cluster {
         assert!(cfg.nodes >= 1, "a cluster needs at least one node");
         let n = cfg.nodes;
+        let mut clock_rng = SimRng::stream(cfg.seed, 4);
+        let drift = i64::try_from(cfg.clock_drift_ppm.min(999_999)).unwrap_or(0);
         let slots = (0..n)
-            .map(|i| Slot { id: NodeId(i as u64 + 1), node: None, lifetime: 0, disk: Disk::new(), applied: Vec::new() })
+            .map(|i| {
+                let ppm = if drift == 0 { 0 } else { clock_rng.between(0, 2 * drift as u64) as i64 - drift };
+                let clock = Clock::new(ppm);
+                Slot {
+                    id: NodeId(i as u64 + 1),
+                    node: None,
+                    lifetime: 0,
+                    disk: Disk::new(),
+                    applied: Vec::new(),
+                    clock,
+                }
+            })
             .collect();
         let mut c = Cluster {
             seed: cfg.seed,
@@ -247,6 +305,9 @@ impl Cluster {
             checker: Checker::new(n),
             trace: Trace::new(cfg.trace_capacity),
             apply_hook: None,
+            read_hook: None,
+            reads_done: Vec::new(),
+            transfers_done: Vec::new(),
             compact_hook: None,
             step_observer: None,
             elections: Vec::new(),
@@ -336,7 +397,7 @@ impl Cluster {
         let mut config = Config::new(NodeId(i as u64 + 1), members);
         config.seed = mix64(self.seed ^ mix64((i as u64 + 1) << 32 | u64::from(slot.lifetime)));
         (self.configure)(&mut config);
-        match Node::new(config, restored, self.now) {
+        match Node::new(config, restored, slot.clock.local(self.now)) {
             Ok(node) => slot.node = Some(node),
             Err(e) => self.fail(format_args!("Node::new failed for n{}: {e}", i + 1)),
         }
@@ -349,10 +410,11 @@ impl Cluster {
     /// node refuses with `NotLeader { leader_hint: None }`.
     pub fn propose(&mut self, id: NodeId, command: impl Into<Bytes>) -> Result<LogIndex, ProposeError> {
         let i = self.idx(id);
+        let now = self.local_now(i);
         let Some(node) = self.slots[i].node.as_mut() else {
             return Err(ProposeError::NotLeader { leader_hint: None });
         };
-        let r = node.propose(self.now, command);
+        let r = node.propose(now, command);
         self.trace.push(self.now, TraceKind::Propose { node: id, index: r.as_ref().ok().copied() });
         self.steps += 1;
         self.drain(i);
@@ -370,6 +432,7 @@ impl Cluster {
         commands: impl IntoIterator<Item = Bytes>,
     ) -> Result<LogIndex, ProposeError> {
         let i = self.idx(id);
+        let now = self.local_now(i);
         let Some(node) = self.slots[i].node.as_mut() else {
             return Err(ProposeError::NotLeader { leader_hint: None });
         };
@@ -378,7 +441,7 @@ impl Cluster {
             _ => Err(ProposeError::NotLeader { leader_hint: node.leader() }),
         };
         for command in commands {
-            r = node.propose(self.now, command);
+            r = node.propose(now, command);
             self.trace.push(self.now, TraceKind::Propose { node: id, index: r.as_ref().ok().copied() });
             if r.is_err() {
                 break;
@@ -393,14 +456,109 @@ impl Cluster {
     /// [`Node::compact`]. A crashed node refuses with `NotApplied`.
     pub fn compact(&mut self, id: NodeId, index: LogIndex, data: impl Into<Bytes>) -> Result<(), CompactError> {
         let i = self.idx(id);
+        let now = self.local_now(i);
         let Some(node) = self.slots[i].node.as_mut() else {
             return Err(CompactError::NotApplied { index, applied: LogIndex(0) });
         };
-        let r = node.compact(self.now, index, data);
+        let r = node.compact(now, index, data);
         self.trace.push(self.now, TraceKind::Compact { node: id, index, ok: r.is_ok() });
         self.steps += 1;
         self.drain(i);
         r
+    }
+
+    /// Starts a linearizable read at the node ([`Node::read_index`]); its
+    /// outcome goes to the read hook ([`Cluster::set_read_hook`]) or, without
+    /// one, to [`Cluster::take_reads`]. A crashed node refuses with
+    /// `NotLeader { leader_hint: None }`.
+    pub fn read_index(&mut self, id: NodeId, read: ReadId) -> Result<(), ReadError> {
+        let i = self.idx(id);
+        let now = self.local_now(i);
+        let Some(node) = self.slots[i].node.as_mut() else {
+            return Err(ReadError::NotLeader { leader_hint: None });
+        };
+        let r = node.read_index(now, read);
+        let refused = r.as_ref().err().map(ToString::to_string);
+        self.trace.push(self.now, TraceKind::ReadStart { node: id, id: read.0, refused });
+        self.steps += 1;
+        self.drain(i);
+        r
+    }
+
+    /// Asks the node, which must lead, to hand leadership to `to`
+    /// ([`Node::transfer_leadership`]); the end is traced and listed by
+    /// [`Cluster::transfers`]. A crashed node refuses with `NotLeader`.
+    pub fn transfer_leadership(&mut self, id: NodeId, to: NodeId) -> Result<(), TransferError> {
+        let i = self.idx(id);
+        let now = self.local_now(i);
+        let Some(node) = self.slots[i].node.as_mut() else {
+            return Err(TransferError::NotLeader { leader_hint: None });
+        };
+        let r = node.transfer_leadership(now, to);
+        let refused = r.as_ref().err().map(ToString::to_string);
+        self.trace.push(self.now, TraceKind::TransferStart { node: id, to, refused });
+        self.steps += 1;
+        self.drain(i);
+        r
+    }
+
+    /// From now on, the node's clock runs at `ppm` parts per million off
+    /// virtual time (e.g. `500_000`: 1.5 times as fast). Its local time stays
+    /// continuous. Panics below [`super::clock::MIN_PPM`].
+    pub fn set_clock_rate(&mut self, id: NodeId, ppm: i64) {
+        let i = self.idx(id);
+        let now = self.now;
+        self.slots[i].clock.set_rate(now, ppm);
+        self.trace.push(now, TraceKind::ClockRate { node: id, ppm });
+    }
+
+    /// The node's local time now (what its host passes as `now`).
+    pub fn local_time(&self, id: NodeId) -> Instant {
+        self.local_now(self.idx(id))
+    }
+
+    /// The node's clock rate in parts per million off virtual time.
+    pub fn clock_rate(&self, id: NodeId) -> i64 {
+        self.slots[self.idx(id)].clock.ppm()
+    }
+
+    pub(super) fn local_now(&self, i: usize) -> Instant {
+        self.slots[i].clock.local(self.now)
+    }
+
+    /// Installs the callback that receives every read outcome (replacing
+    /// [`Cluster::take_reads`]'s queue).
+    pub fn set_read_hook(&mut self, hook: Option<ReadHook>) {
+        self.read_hook = hook;
+    }
+
+    /// Takes the read outcomes reported since the last call (while no read
+    /// hook is installed), oldest first.
+    pub fn take_reads(&mut self) -> Vec<ReadDone> {
+        std::mem::take(&mut self.reads_done)
+    }
+
+    /// Every leadership transfer that ended, in order.
+    pub fn transfers(&self) -> &[TransferDone] {
+        &self.transfers_done
+    }
+
+    fn read_done(&mut self, i: usize, id: ReadId, result: Result<LogIndex, ReadError>) {
+        let (node, lifetime) = (self.slots[i].id, self.slots[i].lifetime);
+        let error = result.as_ref().err().map(ToString::to_string);
+        let index = result.as_ref().ok().copied();
+        self.trace.push(self.now, TraceKind::Read { node, id: id.0, index, error });
+        let done = ReadDone { at: self.now, node, lifetime, id, result };
+        match self.read_hook.as_mut() {
+            Some(hook) => hook(&done),
+            None => self.reads_done.push(done),
+        }
+    }
+
+    fn transfer_finished(&mut self, i: usize, to: NodeId, outcome: TransferOutcome) {
+        let from = self.slots[i].id;
+        self.trace.push(self.now, TraceKind::TransferEnd { node: from, to, outcome });
+        self.transfers_done.push(TransferDone { at: self.now, from, to, outcome });
     }
 
     /// Installs the host's snapshot taker (see [`CompactHook`]).
@@ -431,7 +589,7 @@ impl Cluster {
     fn next_event(&self) -> Option<(Instant, Next)> {
         let mut best: Option<(Instant, Next)> = self.queue.peek().map(|s| (s.at, Next::Queue));
         for (i, s) in self.slots.iter().enumerate() {
-            if let Some(t) = s.node.as_ref().and_then(Node::poll_timeout)
+            if let Some(t) = s.node.as_ref().and_then(Node::poll_timeout).map(|t| s.clock.virtual_at(t))
                 && best.as_ref().is_none_or(|(b, _)| t < *b)
             {
                 best = Some((t, Next::Timer(i)));
@@ -503,13 +661,13 @@ impl Cluster {
     }
 
     fn fire_timer(&mut self, i: usize) {
-        let now = self.now;
+        let (now, local) = (self.now, self.local_now(i));
         let Some(node) = self.slots[i].node.as_mut() else {
             return;
         };
         let role = node.role();
         self.trace.push(now, TraceKind::Timeout { node: NodeId(i as u64 + 1), role });
-        node.handle_timeout(now);
+        node.handle_timeout(local);
         self.drain(i);
     }
 
@@ -534,8 +692,9 @@ impl Cluster {
         }
         self.net.count_delivered(from);
         self.trace.push(self.now, TraceKind::Deliver { from: from_id, to: to_id, msg: MsgSummary::of(&msg), sent });
+        let now = self.local_now(to);
         if let Some(node) = self.slots[to].node.as_mut() {
-            node.handle_message(self.now, from_id, msg);
+            node.handle_message(now, from_id, msg);
         }
         self.drain(to);
     }
@@ -554,8 +713,9 @@ impl Cluster {
         let r = self.checker_durable(i, id, &write);
         self.check(r);
         self.trace.push(self.now, TraceKind::Durable { node: id, token: token.get() });
+        let now = self.local_now(i);
         if let Some(node) = self.slots[i].node.as_mut() {
-            node.handle_persisted(self.now, token);
+            node.handle_persisted(now, token);
         }
         self.drain(i);
     }
@@ -596,7 +756,13 @@ impl Cluster {
                 }
                 Output::Event(Event::RoleChanged { role, term, leader }) => self.role_changed(i, role, term, leader),
                 Output::Event(Event::SnapshotWanted { applied }) => wanted = Some(applied),
-                _ => {}
+                Output::Event(Event::TransferFinished { to, outcome }) => self.transfer_finished(i, to, outcome),
+                Output::Event(_) => {}
+                Output::Read { id, result } => self.read_done(i, id, result),
+                Output::Forwarded { id, result } => self.fail(format_args!(
+                    "n{} reported forwarded proposal {id:?} ({result:?}), but the simulator forwards none",
+                    i + 1
+                )),
             }
         }
         self.scratch = outs;
@@ -738,6 +904,36 @@ mod tests {
         assert_eq!(c.lifetime(leader), 1);
         c.run_for(Duration::from_secs(2));
         assert!(c.applied(leader).first().is_some_and(|e| e.index == LogIndex(1)));
+    }
+
+    #[test]
+    fn clock_rates_come_from_the_seed_within_the_bound() {
+        let rates = |seed| {
+            let mut cfg = SimConfig::new(5, seed);
+            cfg.clock_drift_ppm = 50_000;
+            let c = Cluster::new(cfg);
+            c.ids().into_iter().map(|id| c.clock_rate(id)).collect::<Vec<_>>()
+        };
+        assert_eq!(rates(3), rates(3));
+        assert_ne!(rates(3), rates(4));
+        assert!(rates(3).iter().all(|r| r.abs() <= 50_000) && rates(3).iter().any(|&r| r != 0));
+        let exact = Cluster::new(SimConfig::new(3, 3));
+        assert!(exact.ids().into_iter().all(|id| exact.clock_rate(id) == 0), "no drift unless asked");
+    }
+
+    #[test]
+    fn a_node_lives_by_its_own_clock() {
+        // One node elects itself after one election timeout (300-600 ms) of its own time.
+        let first_election = |ppm: i64| {
+            let mut c = Cluster::new(SimConfig::new(1, 8));
+            c.set_clock_rate(NodeId(1), ppm);
+            c.run_for(Duration::from_secs(2));
+            assert_eq!(c.local_time(NodeId(1)).as_micros(), (2_000_000 * (1_000_000 + ppm) / 1_000_000) as u64);
+            c.elections()[0].at
+        };
+        let (fast, exact, slow) = (first_election(1_000_000), first_election(0), first_election(-500_000));
+        assert!(fast <= Instant::from_micros(300_000) && fast.as_micros() * 2 <= exact.as_micros() + 2, "{fast:?}");
+        assert!(slow >= Instant::from_micros(600_000) && slow.as_micros() <= exact.as_micros() * 2 + 2, "{slow:?}");
     }
 
     #[test]

@@ -16,6 +16,12 @@
 //! pending request. Replies are queued ([`KvSim::take_replies`]); what the
 //! network does to them is up to the client model ([`super::clients`]).
 //!
+//! Reads need no log entry: [`KvSim::read`] starts a ReadIndex read at a node
+//! (`Node::read_index`); once the node reports the read index, it answers
+//! from its own store as soon as that store has applied the index (at once
+//! if it already has). A failed read is answered with
+//! [`ReplyResult::ReadFailed`]; a crash forgets the node's reads.
+//!
 //! ```
 //! use raft_core::{Duration, LogIndex};
 //! use raft_host::kv::{KvCommand, KvOp, KvOutput, encode_command};
@@ -35,8 +41,8 @@
 //! assert!(c.ids().into_iter().all(|id| kv.get_local(id, "x").as_deref() == Some("1")));
 //! ```
 
-use super::cluster::{Applied, Cluster};
-use raft_core::{Instant, LogIndex, NodeId, Payload};
+use super::cluster::{Applied, Cluster, ReadDone};
+use raft_core::{Instant, LogIndex, NodeId, Payload, ReadError, ReadId};
 use raft_host::StateMachine;
 use raft_host::kv::{KvError, KvOutput, KvStore, decode_command};
 use std::cell::RefCell;
@@ -55,6 +61,9 @@ pub enum ReplyResult {
     /// leadership before the command committed. The client should retry
     /// elsewhere (the command may still be committed at another index).
     Replaced,
+    /// A read ([`KvSim::read`]) got no read index; nothing was read. The
+    /// client should retry (at the hinted leader, if any).
+    ReadFailed(ReadError),
 }
 
 /// One answer of a node to a client.
@@ -86,6 +95,20 @@ pub struct KvStats {
     pub snapshots_restored: u64,
     /// Replies produced (before any network loss).
     pub replies: u64,
+    /// Reads started with [`KvSim::read`] that a node accepted.
+    pub reads_started: u64,
+    /// Reads answered with a value (served from a store).
+    pub reads_served: u64,
+    /// Reads that failed (no read index).
+    pub reads_failed: u64,
+}
+
+/// A read: who asked, and for what.
+#[derive(Clone, Debug)]
+struct ReadRequest {
+    client: u64,
+    seq: u64,
+    key: String,
 }
 
 #[derive(Debug, Default)]
@@ -99,6 +122,12 @@ struct State {
     nodes: HashMap<NodeId, NodeKv>,
     /// `(node, lifetime, index)` -> `(client, seq)` of proposals awaiting their apply.
     pending: HashMap<(NodeId, u32, LogIndex), (u64, u64)>,
+    /// `(node, lifetime, read id)` -> reads awaiting their read index.
+    reads: HashMap<(NodeId, u32, u64), ReadRequest>,
+    /// Reads with a read index, waiting for the node's store to apply it.
+    reads_ready: Vec<(NodeId, u32, LogIndex, ReadRequest)>,
+    /// The next read id (unique over the run, so never reused on a node).
+    next_read: u64,
     replies: VecDeque<Reply>,
     /// Highest committed index looked at for duplicate counting.
     scanned: LogIndex,
@@ -129,7 +158,78 @@ impl KvSim {
         let kv = KvSim::new();
         let hook = kv.clone();
         c.set_apply_hook(Some(Box::new(move |now, id, lifetime, applied| hook.on_apply(now, id, lifetime, applied))));
+        let hook = kv.clone();
+        c.set_read_hook(Some(Box::new(move |done| hook.on_read(done))));
         kv
+    }
+
+    /// Starts a linearizable read of `key` for `(client, seq)` at `node`
+    /// through `Node::read_index` (no log entry). The node answers with the
+    /// value in its store once the store has applied the read index, or with
+    /// [`ReplyResult::ReadFailed`]. An `Err` is the node's immediate refusal
+    /// (no reply follows).
+    pub fn read(&self, c: &mut Cluster, node: NodeId, client: u64, seq: u64, key: &str) -> Result<(), ReadError> {
+        let lifetime = c.lifetime(node);
+        let id = {
+            let mut st = self.state.borrow_mut();
+            st.next_read += 1;
+            let id = st.next_read;
+            st.reads.insert((node, lifetime, id), ReadRequest { client, seq, key: key.to_owned() });
+            id
+        };
+        let r = c.read_index(node, ReadId(id));
+        let mut st = self.state.borrow_mut();
+        match r {
+            Ok(()) => st.stats.reads_started += 1,
+            Err(_) => {
+                st.reads.remove(&(node, lifetime, id));
+            }
+        }
+        r
+    }
+
+    /// Feeds one read outcome (the read hook [`KvSim::install`] sets).
+    pub fn on_read(&self, done: &ReadDone) {
+        let mut st = self.state.borrow_mut();
+        let st = &mut *st;
+        let Some(req) = st.reads.remove(&(done.node, done.lifetime, done.id.0)) else {
+            return; // not a KV read
+        };
+        match &done.result {
+            Ok(index) => {
+                st.reads_ready.push((done.node, done.lifetime, *index, req));
+                Self::serve_reads(st, done.at, done.node);
+            }
+            Err(e) => {
+                st.stats.reads_failed += 1;
+                st.stats.replies += 1;
+                let result = ReplyResult::ReadFailed(e.clone());
+                let (client, seq) = (req.client, req.seq);
+                st.replies.push_back(Reply { at: done.at, node: done.node, index: LogIndex(0), client, seq, result });
+            }
+        }
+    }
+
+    /// Answers the node's reads whose index its store has applied.
+    fn serve_reads(st: &mut State, now: Instant, id: NodeId) {
+        let Some(node) = st.nodes.get(&id) else {
+            return;
+        };
+        let (lifetime, applied) = (node.lifetime, node.store.last_applied());
+        let mut k = 0;
+        while k < st.reads_ready.len() {
+            let (n, l, index, _) = &st.reads_ready[k];
+            if *n != id || *l != lifetime || *index > applied {
+                k += 1;
+                continue;
+            }
+            let (_, _, index, req) = st.reads_ready.swap_remove(k);
+            let value = node.store.get_local(&req.key).map(str::to_owned);
+            st.stats.reads_served += 1;
+            st.stats.replies += 1;
+            let result = ReplyResult::Output(KvOutput::Get(value));
+            st.replies.push_back(Reply { at: now, node: id, index, client: req.client, seq: req.seq, result });
+        }
     }
 
     /// Feeds one apply-hook call: applies entries to the node's store (a new
@@ -145,6 +245,8 @@ impl KvSim {
         if node.lifetime != lifetime {
             *node = NodeKv { lifetime, store: KvStore::new() };
             st.pending.retain(|&(n, l, _), _| n != id || l == lifetime);
+            st.reads.retain(|&(n, l, _), _| n != id || l == lifetime);
+            st.reads_ready.retain(|&(n, l, _, _)| n != id || l == lifetime);
         }
         match applied {
             Applied::Snapshot(snap) => {
@@ -198,6 +300,7 @@ impl KvSim {
                 }
             }
         }
+        Self::serve_reads(st, now, id);
     }
 
     /// Registers that `node` accepted `(client, seq)` at `index` just now (in

@@ -28,6 +28,7 @@
 //! ```
 
 pub mod clients;
+pub mod clock;
 mod cluster;
 pub mod disk;
 pub mod invariants;
@@ -40,7 +41,10 @@ pub mod snapshots;
 pub mod trace;
 mod views;
 
-pub use cluster::{Applied, ApplyHook, Cluster, CompactHook, Election, NodeStats, SimConfig, Stats, StepObserver};
+pub use cluster::{
+    Applied, ApplyHook, Cluster, CompactHook, Election, NodeStats, ReadDone, ReadHook, SimConfig, Stats, StepObserver,
+    TransferDone,
+};
 pub use disk::{DiskConfig, DurableState};
 pub use network::{MsgKind, MsgStats, NetConfig};
 pub use rng::SimRng;

@@ -8,7 +8,7 @@
 
 use raft_core::{
     AppendEntries, AppendResponse, AppendResult, Body, InstallSnapshot, Instant, LogIndex, Message, NodeId,
-    RequestVote, Role, SnapshotResponse, Term, VoteResponse, Write,
+    RequestVote, Role, SnapshotResponse, Term, TransferOutcome, VoteResponse, Write,
 };
 use std::collections::VecDeque;
 use std::fmt;
@@ -393,6 +393,51 @@ pub enum TraceKind {
     },
     /// `heal()`: full connectivity.
     Heal,
+    /// A read was started at a node (`refused`: `read_index` returned this error).
+    ReadStart {
+        /// The node.
+        node: NodeId,
+        /// The read's id.
+        id: u64,
+        /// Why `read_index` refused, if it did.
+        refused: Option<String>,
+    },
+    /// A node reported a read's outcome (`Output::Read`).
+    Read {
+        /// The node.
+        node: NodeId,
+        /// The read's id.
+        id: u64,
+        /// The read index, on success.
+        index: Option<LogIndex>,
+        /// The error, on failure.
+        error: Option<String>,
+    },
+    /// A leadership transfer was asked of a node.
+    TransferStart {
+        /// The leader asked.
+        node: NodeId,
+        /// The target.
+        to: NodeId,
+        /// Why `transfer_leadership` refused, if it did.
+        refused: Option<String>,
+    },
+    /// A leadership transfer ended (`Event::TransferFinished`).
+    TransferEnd {
+        /// The leader that started it.
+        node: NodeId,
+        /// The target.
+        to: NodeId,
+        /// How it ended.
+        outcome: TransferOutcome,
+    },
+    /// A node's clock rate changed.
+    ClockRate {
+        /// The node.
+        node: NodeId,
+        /// The new rate, in parts per million off virtual time.
+        ppm: i64,
+    },
     /// Free text from a test.
     Note(String),
 }
@@ -416,6 +461,7 @@ fn role_name(r: Role) -> &'static str {
     match r {
         Role::Leader => "leader",
         Role::Candidate => "candidate",
+        Role::PreCandidate => "pre-candidate",
         _ => "follower",
     }
 }
@@ -467,6 +513,18 @@ impl fmt::Display for TraceEvent {
             }
             TraceKind::CutLink { from, to } => write!(f, "CUT n{from} -> n{to}"),
             TraceKind::Heal => write!(f, "HEAL"),
+            TraceKind::ReadStart { node, id, refused: None } => write!(f, "n{node} read #{id} started"),
+            TraceKind::ReadStart { node, id, refused: Some(e) } => write!(f, "n{node} read #{id} REFUSED ({e})"),
+            TraceKind::Read { node, id, index: Some(i), .. } => write!(f, "n{node} read #{id} -> read index i{i}"),
+            TraceKind::Read { node, id, error, .. } => {
+                write!(f, "n{node} read #{id} FAILED ({})", error.as_deref().unwrap_or("?"))
+            }
+            TraceKind::TransferStart { node, to, refused: None } => write!(f, "n{node} TRANSFER to n{to}"),
+            TraceKind::TransferStart { node, to, refused: Some(e) } => {
+                write!(f, "n{node} transfer to n{to} REFUSED ({e})")
+            }
+            TraceKind::TransferEnd { node, to, outcome } => write!(f, "n{node} transfer to n{to} ended: {outcome:?}"),
+            TraceKind::ClockRate { node, ppm } => write!(f, "n{node} clock rate {ppm:+} ppm"),
             TraceKind::Note(s) => write!(f, "note: {s}"),
         }
     }
