@@ -9,7 +9,7 @@ use raft_core::NodeId;
 use raft_core::codec::{decode_message, encode_message};
 use raft_host::ClusterKey;
 use raft_host::auth::{FRAME_OVERHEAD, OpenError};
-use raft_host::transport_frame::{FrameError, LEN_BYTES, open_frame, split_frame};
+use raft_host::transport_frame::{FrameError, LEN_BYTES, check_len, open_frame};
 
 /// The key every frame here is opened with.
 fn key() -> ClusterKey {
@@ -32,9 +32,10 @@ pub fn run(data: &[u8]) {
     }
     let _ = open_frame(&key, data);
     // The stream framing in front of it: a length prefix, checked first.
-    if let Ok(Some((body, used))) = split_frame(data, 4096) {
-        assert_eq!(used, LEN_BYTES + body.len());
-        assert!(used <= data.len() && (FRAME_OVERHEAD..=4096).contains(&body.len()));
+    if let Some(prefix) = data.first_chunk::<LEN_BYTES>()
+        && let Ok(len) = check_len(*prefix, 4096)
+    {
+        assert!((FRAME_OVERHEAD..=4096).contains(&len));
     }
 
     let (sender, payload) = match data.split_first_chunk::<8>() {
