@@ -21,6 +21,7 @@ pub mod core_cluster;
 pub mod disk_recovery;
 pub mod fragments;
 pub mod frame;
+pub mod rng;
 pub mod udp_packet;
 
 /// A target's body.
