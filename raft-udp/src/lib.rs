@@ -25,7 +25,9 @@
 //! * A client is told `ok` only after its command is committed (durable on a
 //!   majority, this node included) and applied, so an acknowledged write
 //!   survives `kill -9` of any minority, or of every node.
-//! * Gets go through the log, so reads are linearizable.
+//! * Gets are ReadIndex reads (the leader confirms it still leads with a
+//!   heartbeat round a majority answers, then reads its store once it has
+//!   applied that far): linearizable, and no log entry, no fsync.
 //! * A client retries one command with the same (client id, sequence number)
 //!   across nodes; the key-value store's sessions apply it at most once.
 //! * Datagrams that fail authentication, do not decode, claim to come from an

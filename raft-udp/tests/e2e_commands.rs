@@ -41,6 +41,16 @@ fn election_and_every_command() {
         assert_eq!(c.kv(args), (0, want.clone()), "{args:?}");
     }
 
+    // Gets write nothing to the log (ReadIndex): 20 of them move no node's
+    // last log index, while they still see the latest value.
+    assert_eq!(c.kv(&["put", "r", "7"]).0, 0);
+    let last = |c: &Cluster| c.status().iter().map(|(_, v)| v["last_log_index"].as_u64().unwrap()).max().unwrap();
+    let before = last(&c);
+    for _ in 0..20 {
+        assert_eq!(c.kv(&["get", "r"]), (0, json!({"op":"get","key":"r","ok":true,"value":"7"})));
+    }
+    assert_eq!(last(&c), before, "gets appended log entries");
+
     // The line protocol: in order, one JSON line per command, errors included.
     let out = c.cli("client", &[], "put x 1\nget x\n\ncas x 1 2\nget x\nbogus y\nput z\ndelete x\nget x\n");
     assert_eq!(out.code, Some(0), "{out:?}");

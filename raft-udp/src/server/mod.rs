@@ -15,7 +15,7 @@ use crate::keyfile::cluster_id;
 use crate::packet::MAX_DATAGRAM;
 use crate::random_u64;
 use raft_core::{Config, Duration as CoreDuration, NodeId};
-use raft_host::{ClusterKey, KvStore};
+use raft_host::{ClusterKey, KvOp, KvOutput, KvStore};
 use raft_net::{NodeConfig, RoleInfo, StartError, UdpOptions};
 use raft_tokio::Tokio;
 use std::collections::BTreeMap;
@@ -206,7 +206,15 @@ async fn serve(mut service: clients::Service, stop: impl Future<Output = ()>) ->
                     let handle = service.handle.clone();
                     let done = done_tx.clone();
                     tokio::spawn(async move {
-                        let result = handle.propose(&command).await;
+                        // A get is a ReadIndex read: linearizable, and no log entry.
+                        let result = match &command.op {
+                            KvOp::Get { key } => {
+                                let key = key.clone();
+                                let get = move |kv: &KvStore| KvOutput::Get(kv.get_local(&key).map(str::to_owned));
+                                handle.read(get).await.map(Ok)
+                            }
+                            _ => handle.propose(&command).await,
+                        };
                         let _ = done.send((client, seq, result));
                     });
                 }
