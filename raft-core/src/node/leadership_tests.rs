@@ -2,71 +2,15 @@
 //! lease reads, catching-up nodes and out-of-range terms: one test per rule,
 //! under the default configuration (pre-vote and check-quorum on).
 
-use super::test_harness::{Harness, ids};
+use super::test_harness::{
+    Harness, ack, elect_by_pre_vote, heartbeat, ids, leader_round, node, pre_grant, vote_grant, vote_request,
+};
 use super::{MAX_TERM, RoleState};
 use crate::message::*;
 use crate::output::{Event, ReadId, TransferOutcome};
 use crate::types::{HardState, LogIndex, NodeId, Term};
 use crate::{Config, Duration, ProposeError, ReadError, ReadMode, Restored, Role, TransferError};
 use alloc::vec::Vec;
-
-fn node(id: u64, n: u64) -> Harness {
-    Harness::exact(Config::new(NodeId(id), ids(n)), Restored::fresh())
-}
-
-fn pre_grant(granted: bool) -> Body {
-    Body::RequestVoteResponse(VoteResponse { granted, pre_vote: true })
-}
-
-fn vote_grant() -> Body {
-    Body::RequestVoteResponse(VoteResponse { granted: true, pre_vote: false })
-}
-
-fn vote_request(last: (u64, u64), pre_vote: bool, transfer: bool) -> Body {
-    Body::RequestVote(RequestVote { last_log_index: LogIndex(last.0), last_log_term: Term(last.1), pre_vote, transfer })
-}
-
-fn heartbeat(round: u64, commit: u64) -> Body {
-    Body::AppendEntries(AppendEntries {
-        prev_log_index: LogIndex(0),
-        prev_log_term: Term(0),
-        entries: Vec::new(),
-        leader_commit: LogIndex(commit),
-        round,
-    })
-}
-
-fn ack(round: u64, index: u64) -> Body {
-    Body::AppendEntriesResponse(AppendResponse {
-        round,
-        result: AppendResult::Success { match_index: LogIndex(index) },
-    })
-}
-
-/// Elects `h` (node 1 of `n`) through a pre-vote and a real election in which
-/// every peer grants, and lets the no-op commit (every peer acknowledges it).
-fn elect(h: &mut Harness) {
-    let n = h.node.config().members.len() as u64;
-    h.fire_timeout();
-    assert_eq!(h.node.role(), Role::PreCandidate);
-    let proposed = h.node.term().0 + 1;
-    for p in 2..=n {
-        h.recv(p, proposed, pre_grant(true));
-    }
-    assert_eq!(h.node.role(), Role::Candidate);
-    h.persist();
-    for p in 2..=n {
-        h.recv(p, proposed, vote_grant());
-    }
-    assert_eq!(h.node.role(), Role::Leader);
-    h.persist();
-    let last = h.node.last_log_index().0;
-    for p in 2..=n {
-        h.recv(p, proposed, ack(0, last));
-    }
-    assert_eq!(h.node.commit_index().0, last);
-    h.take_sent();
-}
 
 fn sent_kinds(h: &mut Harness) -> Vec<(u64, &'static str, Term)> {
     h.take_sent().into_iter().map(|o| (o.to.0, o.message.body.kind(), o.message.term)).collect()
@@ -158,7 +102,7 @@ fn a_node_that_hears_from_its_leader_ignores_higher_term_votes_unless_a_transfer
 #[test]
 fn check_quorum_steps_a_leader_down_once_a_majority_is_silent_for_an_election_timeout() {
     let mut h = node(1, 3);
-    elect(&mut h);
+    elect_by_pre_vote(&mut h);
     let elected_at = h.now;
     // Node 2 keeps answering every heartbeat round: the leader stays.
     for _ in 0..20 {
@@ -186,7 +130,7 @@ fn without_check_quorum_an_isolated_leader_leads_forever() {
     let mut c = Config::new(NodeId(1), ids(3));
     c.check_quorum = false;
     let mut h = Harness::exact(c, Restored::fresh());
-    elect(&mut h);
+    elect_by_pre_vote(&mut h);
     for _ in 0..100 {
         h.fire_timeout();
     }
@@ -196,7 +140,7 @@ fn without_check_quorum_an_isolated_leader_leads_forever() {
 #[test]
 fn transfer_refuses_proposals_catches_the_target_up_then_sends_timeout_now() {
     let mut h = node(1, 3);
-    elect(&mut h);
+    elect_by_pre_vote(&mut h);
     let index = h.node.propose(h.now, "x").unwrap();
     h.persist();
     h.take_sent();
@@ -221,7 +165,7 @@ fn transfer_refuses_proposals_catches_the_target_up_then_sends_timeout_now() {
 #[test]
 fn an_unfinished_transfer_times_out_and_the_leader_accepts_proposals_again() {
     let mut h = node(1, 3);
-    elect(&mut h);
+    elect_by_pre_vote(&mut h);
     h.node.transfer_leadership(h.now, NodeId(3)).unwrap();
     let start = h.now;
     while h.node.transfer_target().is_some() {
@@ -257,13 +201,6 @@ fn timeout_now_makes_the_target_campaign_at_once_without_pre_vote() {
     );
 }
 
-fn leader_round(h: &Harness) -> u64 {
-    match &h.node.role {
-        RoleState::Leader(l) => l.round,
-        _ => panic!("not leader"),
-    }
-}
-
 #[test]
 fn a_read_waits_for_an_entry_of_the_leaders_term_then_for_a_round_that_started_after_it() {
     let mut h = node(1, 3);
@@ -296,7 +233,7 @@ fn a_read_waits_for_an_entry_of_the_leaders_term_then_for_a_round_that_started_a
 #[test]
 fn reads_of_one_step_share_a_round_and_a_lost_leadership_fails_them() {
     let mut h = node(1, 3);
-    elect(&mut h);
+    elect_by_pre_vote(&mut h);
     for id in 0..5 {
         h.node.read_index(h.now, ReadId(id)).unwrap();
     }
@@ -317,7 +254,7 @@ fn reads_of_one_step_share_a_round_and_a_lost_leadership_fails_them() {
 #[test]
 fn a_follower_asks_its_leader_and_the_leader_confirms_for_it() {
     let mut leader = node(1, 3);
-    elect(&mut leader);
+    elect_by_pre_vote(&mut leader);
     let mut f = node(2, 3);
     assert_eq!(f.node.read_index(f.now, ReadId(1)), Err(ReadError::NotLeader { leader_hint: None }));
     f.recv(1, 1, heartbeat(1, 0));
@@ -353,7 +290,7 @@ fn a_lease_answers_reads_at_once_until_it_runs_out() {
     let mut c = Config::new(NodeId(1), ids(3));
     c.read_mode = ReadMode::Lease { max_clock_drift: Duration::from_millis(50) };
     let mut h = Harness::exact(c, Restored::fresh());
-    elect(&mut h);
+    elect_by_pre_vote(&mut h);
     h.fire_timeout();
     let round = leader_round(&h);
     let sent_at = h.now;
@@ -415,7 +352,7 @@ fn terms_near_the_top_of_the_range_are_refused() {
 #[test]
 fn a_follower_forwards_a_command_and_reports_where_the_leader_appended_it() {
     let mut leader = node(1, 3);
-    elect(&mut leader);
+    elect_by_pre_vote(&mut leader);
     let mut c = Config::new(NodeId(2), ids(3));
     c.forward_proposals = true;
     let mut f = Harness::exact(c, Restored::fresh());

@@ -2,8 +2,7 @@
 //! catching up, follower reads, check-quorum, membership): one test each,
 //! each failing on the code as it was reviewed.
 
-use super::RoleState;
-use super::test_harness::{Harness, granted, ids};
+use super::test_harness::{Harness, ack, elect_by_pre_vote, granted, ids, leader_round, node};
 use crate::message::*;
 use crate::output::{Event, ReadId, TransferOutcome};
 use crate::types::{Entry, HardState, LogIndex, NodeId, Payload, Term};
@@ -11,19 +10,7 @@ use crate::{Config, Duration, ReadMode, Restored, Role};
 use alloc::vec;
 use alloc::vec::Vec;
 
-fn node(id: u64, n: u64) -> Harness {
-    Harness::exact(Config::new(NodeId(id), ids(n)), Restored::fresh())
-}
-
-fn pre_grant(granted: bool) -> Body {
-    Body::RequestVoteResponse(VoteResponse { granted, pre_vote: true })
-}
-
-fn vote_grant() -> Body {
-    Body::RequestVoteResponse(VoteResponse { granted: true, pre_vote: false })
-}
-
-fn vote_request(last: (u64, u64), transfer: bool) -> Body {
+fn real_vote_request(last: (u64, u64), transfer: bool) -> Body {
     Body::RequestVote(RequestVote {
         last_log_index: LogIndex(last.0),
         last_log_term: Term(last.1),
@@ -42,44 +29,8 @@ fn append(prev: (u64, u64), entries: Vec<Entry>, commit: u64, round: u64) -> Bod
     })
 }
 
-fn ack(round: u64, index: u64) -> Body {
-    Body::AppendEntriesResponse(AppendResponse {
-        round,
-        result: AppendResult::Success { match_index: LogIndex(index) },
-    })
-}
-
 fn entry(index: u64, term: u64) -> Entry {
     Entry { term: Term(term), index: LogIndex(index), payload: Payload::Noop }
-}
-
-/// Elects `h` (node 1 of `n`) via pre-vote and vote; every peer acks the no-op in round 0.
-fn elect(h: &mut Harness) {
-    let n = h.node.config().members.len() as u64;
-    h.fire_timeout();
-    let proposed = h.node.term().0 + 1;
-    for p in 2..=n {
-        h.recv(p, proposed, pre_grant(true));
-    }
-    h.persist();
-    for p in 2..=n {
-        h.recv(p, proposed, vote_grant());
-    }
-    assert_eq!(h.node.role(), Role::Leader);
-    h.persist();
-    let last = h.node.last_log_index().0;
-    for p in 2..=n {
-        h.recv(p, proposed, ack(0, last));
-    }
-    assert_eq!(h.node.commit_index().0, last);
-    h.take_sent();
-}
-
-fn leader_round(h: &Harness) -> u64 {
-    match &h.node.role {
-        RoleState::Leader(l) => l.round,
-        _ => panic!("not leader"),
-    }
 }
 
 fn lease_config(id: u64) -> Config {
@@ -96,7 +47,7 @@ fn lease_config(id: u64) -> Config {
 #[test]
 fn no_lease_after_timeout_now_was_sent_even_when_the_transfer_times_out() {
     let mut h = Harness::exact(lease_config(1), Restored::fresh());
-    elect(&mut h);
+    elect_by_pre_vote(&mut h);
     h.node.transfer_leadership(h.now, NodeId(2)).unwrap();
     h.drain();
     assert!(h.take_sent().iter().any(|o| o.to == NodeId(2) && o.message.body == Body::TimeoutNow));
@@ -114,7 +65,7 @@ fn no_lease_after_timeout_now_was_sent_even_when_the_transfer_times_out() {
     n3.recv(1, 1, append((0, 0), vec![entry(1, 1)], 1, 1));
     n3.persist();
     n3.take_sent();
-    n3.recv(2, 2, vote_request((1, 1), true));
+    n3.recv(2, 2, real_vote_request((1, 1), true));
     n3.persist();
     assert_eq!(granted(&n3.take_sent(), 2), Some(true), "a transfer vote is granted inside the lease");
     // ...so node 2 leads term 2 and may commit writes; the old leader must not
@@ -142,7 +93,7 @@ fn a_reply_echoing_a_round_never_sent_in_this_term_confirms_no_read() {
     // Node 1 leads term 2 (elected from term 1). The stale answer is in flight.
     let hs1 = HardState { term: Term(1), voted_for: None, catching_up: false };
     let mut h = Harness::exact(Config::new(NodeId(1), ids(3)), Restored::new(hs1, vec![entry(1, 1)]));
-    elect(&mut h);
+    elect_by_pre_vote(&mut h);
     assert_eq!(h.node.term(), Term(2));
     // A read starts now; its round is 1. Node 2 may meanwhile have moved on
     // (voted for node 3 in term 3, which committed writes).
@@ -161,7 +112,7 @@ fn a_reply_echoing_a_round_never_sent_in_this_term_confirms_no_read() {
 #[test]
 fn catching_up_is_not_cleared_by_an_entry_of_the_term_the_node_lost_acks_in() {
     let mut l = node(1, 3);
-    elect(&mut l); // term 1, index 1 committed everywhere
+    elect_by_pre_vote(&mut l); // term 1, index 1 committed everywhere
     let x = l.node.propose(l.now, "x").unwrap(); // index 2
     l.persist();
     let to2: Vec<Message> = l.take_sent().into_iter().filter(|o| o.to == NodeId(2)).map(|o| o.message).collect();
@@ -193,7 +144,7 @@ fn catching_up_is_not_cleared_by_an_entry_of_the_term_the_node_lost_acks_in() {
     assert_eq!(l.node.commit_index(), x, "index 2 committed using node 2's lost copy");
     // Leader 1 dies. Node 3 (log: index 1 only) campaigns in term 2.
     n2.now += Duration::from_secs(1);
-    n2.recv(3, 2, vote_request((1, 1), false));
+    n2.recv(3, 2, real_vote_request((1, 1), false));
     n2.persist();
     assert_ne!(granted(&n2.take_sent(), 3), Some(true), "node 2 helped elect a leader without committed index 2");
 }
@@ -248,7 +199,7 @@ fn a_restarted_voter_does_not_vote_inside_the_lease_window() {
     let hs = HardState { term: Term(1), voted_for: Some(NodeId(1)), catching_up: false };
     let mut n2 = Harness::exact(lease_config(2), Restored::new(hs, vec![entry(1, 1)]));
     n2.now = crate::Instant::ZERO + Duration::from_millis(10);
-    n2.recv(3, 2, vote_request((1, 1), false));
+    n2.recv(3, 2, real_vote_request((1, 1), false));
     n2.persist();
     assert_ne!(granted(&n2.take_sent(), 3), Some(true), "voted 10 ms after a restart, inside the old leader's lease");
 }
@@ -260,7 +211,7 @@ fn a_restarted_voter_does_not_vote_inside_the_lease_window() {
 #[test]
 fn a_burst_of_reads_does_not_make_a_healthy_leader_step_down() {
     let mut h = node(1, 3);
-    elect(&mut h);
+    elect_by_pre_vote(&mut h);
     for i in 0..1100 {
         h.node.read_index(h.now, ReadId(i)).unwrap();
         h.drain();
@@ -283,7 +234,7 @@ fn a_burst_of_reads_does_not_make_a_healthy_leader_step_down() {
 #[test]
 fn a_follower_that_lost_acknowledged_entries_is_not_flooded_and_deposes_its_leader() {
     let mut l = node(1, 3);
-    elect(&mut l);
+    elect_by_pre_vote(&mut l);
     l.node.propose(l.now, "x").unwrap();
     l.persist();
     l.take_sent();
@@ -331,7 +282,7 @@ fn a_follower_that_lost_acknowledged_entries_is_not_flooded_and_deposes_its_lead
 fn promoting_a_slightly_lagging_learner_does_not_depose_the_leader() {
     use crate::membership::MembershipChange;
     let mut h = node(1, 3);
-    elect(&mut h);
+    elect_by_pre_vote(&mut h);
     let addr = crate::types::Bytes::from("h4:1");
     let at = h.node.change_membership(h.now, MembershipChange::AddLearner { id: NodeId(4), addr }).unwrap();
     h.persist();

@@ -1,13 +1,14 @@
 //! A tiny manual driver for unit tests of single rules: it records outputs
 //! and lets the test decide when writes become durable.
 
+use super::RoleState;
 use crate::message::*;
 use crate::message::{Body, Message};
 use crate::output::{Event, Outgoing, Output, PersistToken, Write};
 use crate::restore::Restored;
 use crate::time::Instant;
 use crate::types::{Entry, LogIndex, NodeId, Snapshot, Term};
-use crate::{Config, Node};
+use crate::{Config, Node, Role};
 use alloc::vec::Vec;
 
 pub(crate) fn ids(n: u64) -> Vec<NodeId> {
@@ -165,5 +166,72 @@ pub(crate) fn exchange(a: &mut Harness, b: &mut Harness, mut filter: impl FnMut(
                 a.node.handle_message(a.now, idb, o.message);
             }
         }
+    }
+}
+
+// ---- nodes under the default rules (pre-vote and check-quorum on) ----
+
+pub(crate) fn node(id: u64, n: u64) -> Harness {
+    Harness::exact(Config::new(NodeId(id), ids(n)), Restored::fresh())
+}
+
+pub(crate) fn pre_grant(granted: bool) -> Body {
+    Body::RequestVoteResponse(VoteResponse { granted, pre_vote: true })
+}
+
+pub(crate) fn vote_grant() -> Body {
+    Body::RequestVoteResponse(VoteResponse { granted: true, pre_vote: false })
+}
+
+pub(crate) fn vote_request(last: (u64, u64), pre_vote: bool, transfer: bool) -> Body {
+    Body::RequestVote(RequestVote { last_log_index: LogIndex(last.0), last_log_term: Term(last.1), pre_vote, transfer })
+}
+
+pub(crate) fn heartbeat(round: u64, commit: u64) -> Body {
+    Body::AppendEntries(AppendEntries {
+        prev_log_index: LogIndex(0),
+        prev_log_term: Term(0),
+        entries: Vec::new(),
+        leader_commit: LogIndex(commit),
+        round,
+    })
+}
+
+pub(crate) fn ack(round: u64, index: u64) -> Body {
+    Body::AppendEntriesResponse(AppendResponse {
+        round,
+        result: AppendResult::Success { match_index: LogIndex(index) },
+    })
+}
+
+/// Elects `h` (node 1 of `n`) through a pre-vote and a real election in which
+/// every peer grants, and lets the no-op commit (every peer acknowledges it).
+pub(crate) fn elect_by_pre_vote(h: &mut Harness) {
+    let n = h.node.config().members.len() as u64;
+    h.fire_timeout();
+    assert_eq!(h.node.role(), Role::PreCandidate);
+    let proposed = h.node.term().0 + 1;
+    for p in 2..=n {
+        h.recv(p, proposed, pre_grant(true));
+    }
+    assert_eq!(h.node.role(), Role::Candidate);
+    h.persist();
+    for p in 2..=n {
+        h.recv(p, proposed, vote_grant());
+    }
+    assert_eq!(h.node.role(), Role::Leader);
+    h.persist();
+    let last = h.node.last_log_index().0;
+    for p in 2..=n {
+        h.recv(p, proposed, ack(0, last));
+    }
+    assert_eq!(h.node.commit_index().0, last);
+    h.take_sent();
+}
+
+pub(crate) fn leader_round(h: &Harness) -> u64 {
+    match &h.node.role {
+        RoleState::Leader(l) => l.round,
+        _ => panic!("not leader"),
     }
 }
