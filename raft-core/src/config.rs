@@ -28,7 +28,10 @@ pub struct Config {
     /// Upper bound (exclusive) of the randomized election timeout. Default 600 ms.
     /// A fresh timeout is drawn uniformly from `[min, max)` for every wait.
     pub election_timeout_max: Duration,
-    /// Seed of the node's PRNG (election timeouts). Give each node its own seed.
+    /// Seed of the node's PRNG (election timeouts, the ids of its requests
+    /// to the leader). Give each node its own seed, and a fresh one at every
+    /// start (e.g. mixed with OS randomness): ids of a previous lifetime must
+    /// not repeat.
     pub seed: u64,
     /// Upper bound on one message's encoded size; every AppendEntries fits in it.
     /// Default 1 MiB.

@@ -200,6 +200,10 @@ impl Node {
         if let Some(term) = catch_up_term {
             node.set_hard_state(HardState { term, voted_for: None, catching_up: true });
         }
+        // Wire ids start at a point of this lifetime's own (from the seed), so
+        // that a leader's late answer to a request sent before a restart
+        // cannot complete a read of the new lifetime that reuses its id.
+        node.last_wire_id = node.rng.next_u64() >> 1;
         node.note_configs_from(LogIndex(0));
         node.reported_membership = Some(node.membership.clone());
         node.reset_election_timer(now);
@@ -423,7 +427,7 @@ impl Node {
     // ---- internals shared by the role modules ----
 
     fn next_wire_id(&mut self) -> u64 {
-        self.last_wire_id += 1;
+        self.last_wire_id = self.last_wire_id.wrapping_add(1);
         self.last_wire_id
     }
 
