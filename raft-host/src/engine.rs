@@ -210,7 +210,8 @@ impl<S: StateMachine, W> Engine<S, W> {
     /// Starts a node from what `log` recovered and the disk thread that
     /// writes to `log`; `on_durable` runs on that thread after every durable
     /// batch (send the report to whoever calls [`Engine::handle_durable`]).
-    /// `sm` must be in the state of its `last_applied()` index.
+    /// `sm` must be in the state of its `last_applied()` index. The
+    /// operating system's randomness is mixed into `config.seed`.
     pub fn start(
         config: Config,
         log: DiskLog,
@@ -219,6 +220,13 @@ impl<S: StateMachine, W> Engine<S, W> {
         now: Instant,
         on_durable: impl FnMut(DiskReport) + Send + 'static,
     ) -> Result<Engine<S, W>, EngineStartError> {
+        // A fresh seed at every start (see `Config::seed`): the ids of this
+        // lifetime's requests to the leader must not repeat a previous one's.
+        let mut config = config;
+        let mut fresh = [0u8; 8];
+        if getrandom::fill(&mut fresh).is_ok() {
+            config.seed ^= u64::from_le_bytes(fresh);
+        }
         let driver = Driver::new(config, recovered.into_restored(), sm, now).map_err(EngineStartError::Node)?;
         let disk = DiskThread::spawn(log, on_durable).map_err(EngineStartError::DiskThread)?;
         Ok(Engine::from_parts(driver, disk))
