@@ -67,7 +67,7 @@ pub mod transport_frame;
 pub use auth::ClusterKey;
 pub use clock::StdClock;
 pub use disk_thread::DiskThread;
-pub use driver::{Actions, Completion, Driver, Outcome, Ticket};
+pub use driver::{Actions, Completion, Driver, Outcome, SnapshotsTaken, Ticket};
 pub use engine::{Engine, Transport};
 pub use kv::{KvCommand, KvError, KvOp, KvOutput, KvStore};
 pub use state_machine::StateMachine;

@@ -53,6 +53,11 @@ pub struct NodeConfig {
     pub handshake_timeout: Duration,
     /// Inbound connections served at once; more are closed on accept. Default 64.
     pub max_inbound_connections: usize,
+    /// Where to serve the node's metrics over HTTP (`GET /metrics`, the
+    /// Prometheus text format), if anywhere (port 0: any free port, see
+    /// `Handle::metrics_addr`). Default none; `Handle::metrics_text` renders
+    /// them either way.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl NodeConfig {
@@ -78,6 +83,7 @@ impl NodeConfig {
             io_timeout: Duration::from_secs(2),
             handshake_timeout: Duration::from_secs(10),
             max_inbound_connections: 64,
+            metrics_listen: None,
         }
     }
 

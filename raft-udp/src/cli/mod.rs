@@ -116,6 +116,9 @@ struct NodeArgs {
     /// Snapshot every N applied entries instead of 10,000 (for tests).
     #[arg(long, hide = true, value_parser = args::positive)]
     snapshot_after_entries: Option<u64>,
+    /// Serve Prometheus metrics over HTTP at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR", value_parser = args::addr)]
+    metrics_listen: Option<SocketAddr>,
 }
 
 /// How to reach a cluster.
@@ -225,6 +228,7 @@ fn node(a: NodeArgs) -> Result<u8, String> {
         ),
         max_datagram: a.max_datagram,
         snapshot_after_entries: a.snapshot_after_entries,
+        metrics_listen: a.metrics_listen,
     };
     let stop = stdin_eof(a.exit_on_stdin_eof);
     match server::run(opts, stop) {

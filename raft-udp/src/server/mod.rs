@@ -66,6 +66,8 @@ pub struct NodeOptions {
     /// Take a snapshot every this many applied entries (`None`: the core's
     /// default, 10,000).
     pub snapshot_after_entries: Option<u64>,
+    /// Where to serve Prometheus metrics over HTTP (`GET /metrics`), if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Why a node stopped with an error.
@@ -155,6 +157,7 @@ pub fn run(opts: NodeOptions, stop: impl Future<Output = ()>) -> Result<(), Node
         // A client is answered when its command is applied; one that waits
         // longer than this has long given up (a retry settles the outcome).
         node.propose_timeout = FORGET_AFTER;
+        node.metrics_listen = opts.metrics_listen;
         let udp = UdpOptions::new(opts.max_datagram).with_socket(std_socket);
         let (handle, app) = match raft_net::Node::start_udp(Tokio::current(), node, KvStore::new(), udp).await {
             Ok(started) => started,
@@ -170,6 +173,7 @@ pub fn run(opts: NodeOptions, stop: impl Future<Output = ()>) -> Result<(), Node
             term = status.role.term.0,
             last_index = status.last_log_index.0,
             snapshot_index = status.snapshot_index.0,
+            metrics = ?handle.metrics_addr(),
             "node started"
         );
         let service = clients::Service::new(handle.clone(), app, opts.peers.into_iter().collect());
