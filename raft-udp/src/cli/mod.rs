@@ -7,9 +7,12 @@
 
 mod args;
 mod bench;
+mod bench_failover;
 mod cluster;
+mod floor;
 mod kv;
 mod status;
+mod status_table;
 
 use crate::server::{self, NodeOptions};
 use clap::{Args, Parser, Subcommand};
@@ -82,6 +85,9 @@ enum Command {
     Cluster(cluster::ClusterArgs),
     /// Closed-loop put load from several clients; one JSON line of results.
     Bench(bench::BenchArgs),
+    /// Kill -9 the leader of a local cluster, retry a one-shot put until it
+    /// succeeds; one JSON line per round with the time from kill to success.
+    BenchFailover(bench_failover::BenchFailoverArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -168,6 +174,7 @@ pub fn main() -> ExitCode {
         Command::Status(s) => status::run(&s),
         Command::Cluster(c) => cluster::run(c, cli.log_level),
         Command::Bench(b) => bench::run(&b),
+        Command::BenchFailover(b) => bench_failover::run(&b, cli.log_level),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -9,6 +9,7 @@
 //! (timed out; see [`CommandOutcome`]).
 
 mod route;
+mod rtt;
 mod status;
 
 pub use status::query_status;
@@ -17,6 +18,7 @@ use crate::packet::{self, ClientRequest, ClientResult, MAX_DATAGRAM, Packet, Ret
 use crate::random_u64;
 use raft_host::{ClusterKey, KvOp, KvOutput};
 use route::Route;
+use rtt::RttEstimate;
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -48,7 +50,14 @@ pub struct Client {
     nonce: u64,
     route: Route,
     timeout: Duration,
+    rtt: RttEstimate,
     buf: Vec<u8>,
+}
+
+/// The longest one attempt at one server waits (the first command's
+/// attempts, before any round trip was observed, wait much less).
+fn max_attempt(timeout: Duration) -> Duration {
+    (timeout / 4).clamp(Duration::from_millis(20), Duration::from_secs(1))
 }
 
 /// Binds a socket of the same address family as `first`, on any port.
@@ -74,6 +83,7 @@ impl Client {
             nonce: random_u64(),
             route: Route::new(servers, start),
             timeout,
+            rtt: RttEstimate::new(max_attempt(timeout)),
             buf: vec![0u8; MAX_DATAGRAM + 1],
         })
     }
@@ -81,11 +91,6 @@ impl Client {
     /// This client's id (random).
     pub fn id(&self) -> u64 {
         self.id
-    }
-
-    /// How long one attempt at one server waits before trying the next.
-    fn attempt_timeout(&self) -> Duration {
-        (self.timeout / 4).clamp(Duration::from_millis(200), Duration::from_secs(1))
     }
 
     /// Runs one command to completion (see [`CommandOutcome`]).
@@ -119,12 +124,15 @@ impl Client {
                 continue;
             }
             sent = true;
-            let attempt_end = deadline.min(now + self.attempt_timeout());
+            // One attempt waits about a round trip (see `rtt`), then the next server is tried.
+            let attempt_end = deadline.min(now + self.rtt.timeout());
             let Some((node, result)) = self.wait_reply(nonce, seq, attempt_end).await else {
                 unanswered = true;
+                self.rtt.missed();
                 self.route.no_answer(Instant::now());
                 continue;
             };
+            self.rtt.observe(now.elapsed());
             self.route.answered(node, target);
             redirects = if matches!(result, ClientResult::NotLeader { .. }) { redirects + 1 } else { 0 };
             let pause = match result {
@@ -136,7 +144,8 @@ impl Client {
                     match (leader, redirects) {
                         (Some(_), 0..=2) => Duration::ZERO,
                         (Some(_), _) => Duration::from_millis(10),
-                        (None, _) => Duration::from_millis(50),
+                        // An election is under way: it usually ends within tens of milliseconds.
+                        (None, _) => Duration::from_millis(20),
                     }
                 }
                 ClientResult::Retry(reason) => {
