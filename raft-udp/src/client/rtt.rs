@@ -51,7 +51,7 @@ impl RttEstimate {
             None => INITIAL,
             Some((srtt, var)) => srtt + 4 * var,
         };
-        base.saturating_mul(1 << self.backoff).clamp(MIN, self.max)
+        base.max(MIN).saturating_mul(1 << self.backoff).min(self.max)
     }
 }
 
