@@ -119,7 +119,7 @@ struct NodeArgs {
     /// Stop cleanly when standard input reaches its end (used by `cluster`).
     #[arg(long, hide = true)]
     exit_on_stdin_eof: bool,
-    /// Snapshot every N applied entries instead of 10,000 (for tests).
+    /// Snapshot every N applied entries instead of 100,000 (for tests).
     #[arg(long, hide = true, value_parser = args::positive)]
     snapshot_after_entries: Option<u64>,
     /// Serve Prometheus metrics over HTTP at http://ADDR/metrics.

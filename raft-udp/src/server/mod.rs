@@ -40,6 +40,15 @@ pub const MAX_MESSAGE_BYTES: usize = 256 << 10;
 /// Largest command a node accepts (`Config::max_entry_bytes`). A client
 /// request travels in one datagram, so commands are bounded by that anyway.
 pub const MAX_ENTRY_BYTES: usize = 64 << 10;
+/// Entries applied between two snapshots, unless told otherwise. A
+/// snapshot serializes the whole store on the node's task and is written
+/// and fsynced on the disk thread ahead of the log's next sync, so every one
+/// stalls writes: at 10,000 (the core's default) a node under 64 clients
+/// took one every ~2 s and its worst write waited 0.4-1 s; at 100,000 (as
+/// etcd's default snapshot count) the worst was under 0.1 s in the same
+/// back-to-back runs. The in-memory log stays bounded by the core's
+/// `snapshot_after_log_bytes` (64 MiB) either way.
+pub const SNAPSHOT_AFTER_ENTRIES: u64 = 100_000;
 /// Requested size of the socket's kernel buffers (the kernel may cap it at
 /// `net.core.rmem_max` / `wmem_max`).
 const SOCKET_BUFFER_BYTES: usize = 4 << 20;
@@ -63,8 +72,8 @@ pub struct NodeOptions {
     pub election_timeout: (Duration, Duration),
     /// Largest datagram sent to a peer, seal included.
     pub max_datagram: usize,
-    /// Take a snapshot every this many applied entries (`None`: the core's
-    /// default, 10,000).
+    /// Take a snapshot every this many applied entries (`None`:
+    /// [`SNAPSHOT_AFTER_ENTRIES`]).
     pub snapshot_after_entries: Option<u64>,
     /// Where to serve Prometheus metrics over HTTP (`GET /metrics`), if anywhere.
     pub metrics_listen: Option<SocketAddr>,
@@ -122,9 +131,7 @@ pub fn config(opts: &NodeOptions) -> Result<Config, String> {
     config.max_message_bytes = MAX_MESSAGE_BYTES;
     config.max_entry_bytes = MAX_ENTRY_BYTES;
     config.max_inflight_bytes = 4 * MAX_MESSAGE_BYTES;
-    if let Some(n) = opts.snapshot_after_entries {
-        config.snapshot_after_entries = Some(n);
-    }
+    config.snapshot_after_entries = Some(opts.snapshot_after_entries.unwrap_or(SNAPSHOT_AFTER_ENTRIES));
     config.validate().map_err(|e| format!("invalid node settings: {e}"))?;
     Ok(config)
 }
