@@ -54,6 +54,16 @@ pub struct Client {
     buf: Vec<u8>,
 }
 
+/// A reply to one of a command's attempts.
+struct Reply {
+    /// The node that sealed it, and the address it came from.
+    node: u64,
+    from: SocketAddr,
+    /// The attempt it answers.
+    nonce: u64,
+    result: ClientResult,
+}
+
 /// The longest one attempt at one server waits (the first command's
 /// attempts, before any round trip was observed, wait much less).
 fn max_attempt(timeout: Duration) -> Duration {
@@ -104,6 +114,9 @@ impl Client {
         let mut problem = String::from("timed out before sending");
         // Redirects in a row: hints can point in circles while leadership moves.
         let mut redirects = 0u32;
+        // Every attempt of this command has a nonce from here on: a late
+        // answer to an earlier attempt answers the command too.
+        let first_nonce = self.nonce.wrapping_add(1);
         loop {
             let now = Instant::now();
             if now >= deadline {
@@ -126,14 +139,17 @@ impl Client {
             sent = true;
             // One attempt waits about a round trip (see `rtt`), then the next server is tried.
             let attempt_end = deadline.min(now + self.rtt.timeout());
-            let Some((node, result)) = self.wait_reply(nonce, seq, attempt_end).await else {
+            let Some(reply) = self.wait_reply(first_nonce, nonce, seq, attempt_end).await else {
                 unanswered = true;
                 self.rtt.missed();
                 self.route.no_answer(Instant::now());
                 continue;
             };
-            self.rtt.observe(now.elapsed());
-            self.route.answered(node, target);
+            let Reply { node, from, nonce: answered, result } = reply;
+            if answered == nonce {
+                self.rtt.observe(now.elapsed());
+            }
+            self.route.answered(node, from);
             redirects = if matches!(result, ClientResult::NotLeader { .. }) { redirects + 1 } else { 0 };
             let pause = match result {
                 ClientResult::Done(output) => return CommandOutcome::Ok(output),
@@ -162,21 +178,22 @@ impl Client {
         if sent { CommandOutcome::Unknown } else { CommandOutcome::Failed(problem) }
     }
 
-    /// Waits for the reply to request `nonce` until `until`; skips anything else.
-    async fn wait_reply(&mut self, nonce: u64, seq: u64, until: Instant) -> Option<(u64, ClientResult)> {
+    /// Waits until `until` for a reply to command `seq`, to any of its
+    /// attempts (nonces `first..=last`); skips anything else.
+    async fn wait_reply(&mut self, first: u64, last: u64, seq: u64, until: Instant) -> Option<Reply> {
         loop {
             let received = tokio::time::timeout_at(until.into(), self.socket.recv_from(&mut self.buf)).await.ok()?;
-            let Ok((n, _)) = received else {
+            let Ok((n, from)) = received else {
                 // An ICMP error surfacing on the socket: keep waiting, briefly.
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 continue;
             };
             let Ok((sender, payload)) = self.key.open(&self.buf[..n]) else { continue };
             if let Ok(Packet::ClientReply(r)) = packet::decode(payload)
-                && r.nonce == nonce
+                && r.nonce.wrapping_sub(first) <= last.wrapping_sub(first)
                 && r.seq == seq
             {
-                return Some((sender, r.result));
+                return Some(Reply { node: sender, from, nonce: r.nonce, result: r.result });
             }
         }
     }
