@@ -52,6 +52,11 @@ fn bench_failover_reports_each_round() {
         // An election follows the kill: at least the minimum election timeout.
         assert!(ms > 100.0 && ms < 60_000.0, "{round}");
         assert!(round["puts"].as_u64().unwrap() >= 1);
+        // The put cannot succeed before a new leader exists (seen by polling
+        // every 5 ms, so roughly; a put faster than the poll leaves it null).
+        if let Some(elected) = round["elected_ms"].as_f64() {
+            assert!(elected > 100.0 && elected <= ms + 10.0, "{round}");
+        }
     }
     assert_eq!(lines[2]["rounds"], 2);
     assert!(lines[2]["max_ms"].as_f64().unwrap() >= lines[2]["p50_ms"].as_f64().unwrap());

@@ -40,6 +40,8 @@ pub(crate) struct BenchFailoverArgs {
 struct Round {
     killed: u64,
     elapsed: Duration,
+    /// When a surviving node first reported itself leader (polled every 5 ms).
+    elected: Option<Duration>,
     /// One-shot puts started (the last one succeeded).
     puts: u32,
 }
@@ -76,22 +78,41 @@ fn rounds(a: &BenchFailoverArgs, nodes: &mut Nodes, key: &ClusterKey) -> Result<
     for round in 1..=a.rounds {
         // Every node up, one leader, everyone caught up with it.
         let leader = runtime.block_on(settled(&nodes.addrs, key))?;
-        put(nodes, &servers, a.put_timeout_ms, &format!("warm-{round}"))?;
+        put(&nodes.exe, &nodes.key_file, &servers, a.put_timeout_ms, &format!("warm-{round}"))?;
         let i = usize::try_from(leader - 1).map_err(|e| e.to_string())?;
         let killed_at = Instant::now();
         nodes.kill9(i);
-        let mut puts = 0;
-        loop {
-            puts += 1;
-            if put(nodes, &servers, a.put_timeout_ms, &format!("failover-{round}"))? {
-                break;
+        // The puts run beside a watch for the new leader, which tells the
+        // election's share of the time from the client's.
+        let (exe, key_file) = (nodes.exe.clone(), nodes.key_file.clone());
+        let (servers_list, timeout) = (servers.clone(), a.put_timeout_ms);
+        let puts = std::thread::spawn(move || -> Result<(u32, Duration), String> {
+            let mut puts = 0;
+            loop {
+                puts += 1;
+                if put(&exe, &key_file, &servers_list, timeout, &format!("failover-{round}"))? {
+                    return Ok((puts, killed_at.elapsed()));
+                }
+                if killed_at.elapsed() > Duration::from_secs(60) {
+                    return Err(format!("round {round}: no put succeeded within 60 s of the kill"));
+                }
             }
-            if killed_at.elapsed() > Duration::from_secs(60) {
-                return Err(format!("round {round}: no put succeeded within 60 s of the kill"));
-            }
-        }
-        let r = Round { killed: leader, elapsed: killed_at.elapsed(), puts };
-        print_line(&json!({"round": round, "killed": r.killed, "ms": ms(r.elapsed), "puts": r.puts}).to_string());
+        });
+        let survivors: Vec<SocketAddr> =
+            nodes.addrs.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, a)| *a).collect();
+        let elected = runtime.block_on(new_leader(&survivors, key, &puts, killed_at));
+        let (puts, elapsed) = puts.join().map_err(|_| "the put thread panicked".to_string())??;
+        let r = Round { killed: leader, elapsed, elected, puts };
+        print_line(
+            &json!({
+                "round": round,
+                "killed": r.killed,
+                "ms": ms(r.elapsed),
+                "elected_ms": r.elected.map(ms),
+                "puts": r.puts,
+            })
+            .to_string(),
+        );
         results.push(r);
         nodes.start(i)?;
     }
@@ -99,7 +120,13 @@ fn rounds(a: &BenchFailoverArgs, nodes: &mut Nodes, key: &ClusterKey) -> Result<
     times.sort_unstable();
     let p50 = times.get(times.len() / 2).copied().unwrap_or_default();
     let max = times.last().copied().unwrap_or_default();
-    print_line(&json!({"rounds": times.len(), "p50_ms": ms(p50), "max_ms": ms(max)}).to_string());
+    let mut elections: Vec<Duration> = results.iter().filter_map(|r| r.elected).collect();
+    elections.sort_unstable();
+    let election_p50 = elections.get(elections.len() / 2).copied().map(ms);
+    print_line(
+        &json!({"rounds": times.len(), "p50_ms": ms(p50), "max_ms": ms(max), "elected_p50_ms": election_p50})
+            .to_string(),
+    );
     Ok(0)
 }
 
@@ -107,10 +134,34 @@ fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e4).round() / 10.0
 }
 
+/// Polls `survivors` until one reports itself leader (or `puts` ends first);
+/// the time since `since`.
+async fn new_leader(
+    survivors: &[SocketAddr],
+    key: &ClusterKey,
+    puts: &std::thread::JoinHandle<Result<(u32, Duration), String>>,
+    since: Instant,
+) -> Option<Duration> {
+    while !puts.is_finished() {
+        let answers = query_status(survivors, key, Duration::from_millis(5)).await.ok()?;
+        if answers.iter().flatten().any(|s| s.role == "leader") {
+            return Some(since.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    None
+}
+
 /// One one-shot `raft-udp put` as a user runs it; true if it exited 0.
-fn put(nodes: &Nodes, servers: &str, timeout_ms: Option<u64>, key: &str) -> Result<bool, String> {
-    let mut cmd = Command::new(&nodes.exe);
-    cmd.args(["put", "--servers", servers, "--key-file"]).arg(&nodes.key_file).args([key, "v"]);
+fn put(
+    exe: &std::path::Path,
+    key_file: &std::path::Path,
+    servers: &str,
+    timeout_ms: Option<u64>,
+    key: &str,
+) -> Result<bool, String> {
+    let mut cmd = Command::new(exe);
+    cmd.args(["put", "--servers", servers, "--key-file"]).arg(key_file).args([key, "v"]);
     if let Some(t) = timeout_ms {
         cmd.args(["--timeout-ms", &t.to_string()]);
     }
