@@ -34,6 +34,10 @@ pub(crate) struct BenchFailoverArgs {
     /// Passed to each one-shot put as --timeout-ms (default: the put's own default).
     #[arg(long, value_parser = args::positive)]
     put_timeout_ms: Option<u64>,
+    /// The raft-udp binary that runs the nodes and the puts (default: this
+    /// one), to compare builds back to back.
+    #[arg(long, value_name = "FILE")]
+    exe: Option<PathBuf>,
 }
 
 /// What one round measured.
@@ -54,7 +58,10 @@ pub(super) fn run(a: &BenchFailoverArgs, log_level: LevelFilter) -> Result<u8, S
     fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let key_file = dir.join("cluster.key");
     let key = load_or_make_key(&key_file)?;
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find the raft-udp executable: {e}"))?;
+    let exe = match &a.exe {
+        Some(exe) => exe.clone(),
+        None => std::env::current_exe().map_err(|e| format!("cannot find the raft-udp executable: {e}"))?,
+    };
     let n = a.nodes as usize;
     let addrs = free_addrs(n)?;
     let mut nodes = Nodes { exe, dir: dir.clone(), key_file, log_level, addrs, children: Vec::new() };
