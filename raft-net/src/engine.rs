@@ -12,7 +12,7 @@ use crate::sync::{Stop, TaskCount, Watch};
 use crate::timed::Timed;
 use crate::udp::Counters;
 use raft_core::{Body, Bytes, Event, LogIndex, Message, NodeId, ReadError, Role};
-use raft_host::engine::{DiskReport, EngineStartError, Refused, Transport};
+use raft_host::engine::{DiskReport, EngineStartError, Failure, Refused, Transport};
 use raft_host::transport_frame::max_frame_len;
 use raft_host::{DiskLog, DiskThread, Engine, NodeMeta, Outcome, StateMachine, StdClock};
 use std::collections::{BTreeMap, VecDeque};
@@ -101,7 +101,7 @@ struct CoreState {
     durable_index: LogIndex,
     snapshot_index: LogIndex,
     stopped: bool,
-    failure: Option<String>,
+    failure: Option<Arc<Failure>>,
 }
 
 /// What the handles and every task of one node share.
@@ -362,8 +362,7 @@ impl<S: StateMachine> Owner<S> {
         let flushed = match self.engine.flush(self.clock.now(), &mut self.peers) {
             Ok(f) => f,
             Err(failure) => {
-                let reason = failure.to_string();
-                self.shared.state().failure.get_or_insert(reason);
+                self.shared.state().failure.get_or_insert(failure);
                 return false;
             }
         };

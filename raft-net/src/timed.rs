@@ -24,9 +24,23 @@ impl<S: StateMachine> StateMachine for Timed<S> {
     type Command = S::Command;
     type Output = S::Output;
 
-    fn apply(&mut self, entry: &Entry) -> Option<S::Output> {
+    fn apply(&mut self, index: LogIndex, command: S::Command) -> S::Output {
+        self.inner.apply(index, command)
+    }
+
+    fn skip(&mut self, index: LogIndex) {
+        self.inner.skip(index)
+    }
+
+    fn undecodable(&mut self, index: LogIndex, error: DecodeError) -> Option<S::Output> {
+        self.inner.undecodable(index, error)
+    }
+
+    /// What the host calls: timed, and the application's own version (typed
+    /// or raw) does the work.
+    fn apply_entry(&mut self, entry: &Entry) -> Option<S::Output> {
         let started = Instant::now();
-        let out = self.inner.apply(entry);
+        let out = self.inner.apply_entry(entry);
         self.metrics.applied(started.elapsed());
         out
     }
