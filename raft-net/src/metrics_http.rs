@@ -43,7 +43,6 @@ impl MetricsServer {
         let server = self.server.clone();
         let serving = shared.clone();
         std::thread::Builder::new().name("raft-metrics".into()).spawn(move || {
-            let _counted = guard;
             // `recv` fails once `unblock` was called: the node is stopping.
             while let Ok(request) = server.recv() {
                 let response = if request.url() == "/metrics" || request.url().starts_with("/metrics?") {
@@ -59,6 +58,10 @@ impl MetricsServer {
                 };
                 let _ = request.respond(response); // the scraper hung up: nothing to do
             }
+            // The server and the node's state go before the thread stops counting.
+            drop(server);
+            drop(serving);
+            drop(guard);
         })?;
         let server = self.server;
         Ok(async move {
