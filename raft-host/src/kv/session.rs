@@ -9,7 +9,7 @@ use super::command::KvOutput;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// What one session costs in [`SessionTable::bytes`] before its cached
+/// What one session costs in [`KvStore::session_bytes`](super::KvStore::session_bytes) before its cached
 /// output: the record and its two index entries, rounded up.
 pub const SESSION_OVERHEAD_BYTES: u64 = 96;
 
