@@ -25,7 +25,7 @@ impl Log {
     fn apply(&mut self, e: KvEntry) -> Result<KvOutput, KvError> {
         let index = self.next;
         self.next += 1;
-        StateMachine::apply(&mut self.kv, &raw(index, encode_entry(&e))).expect("a command entry has an output")
+        StateMachine::apply_entry(&mut self.kv, &raw(index, encode_entry(&e))).expect("a command entry has an output")
     }
 
     fn register(&mut self, time_ms: u64, limits: SessionLimits) -> u64 {
@@ -122,7 +122,7 @@ fn sessions_expire_by_log_time_only() {
     // Noops and format-1 commands carry no time: nothing expires on them.
     let before = log.kv.clone();
     let noop = Entry { term: Term(2), index: LogIndex(log.next), payload: Payload::Noop };
-    StateMachine::apply(&mut log.kv, &noop);
+    StateMachine::apply_entry(&mut log.kv, &noop);
     assert_eq!(log.kv.session_count(), before.session_count());
 }
 
@@ -221,7 +221,7 @@ fn both_entry_formats_decode_and_garbage_is_malformed() {
     let good = encode_entry(&v2);
     for cut in 0..good.len() {
         let mut kv = KvStore::new();
-        let out = StateMachine::apply(&mut kv, &raw(1, good[..cut].to_vec()));
+        let out = StateMachine::apply_entry(&mut kv, &raw(1, good[..cut].to_vec()));
         assert!(matches!(out, Some(Err(KvError::Malformed { .. }))), "cut {cut}: {out:?}");
     }
 }

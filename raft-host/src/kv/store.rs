@@ -78,7 +78,7 @@ impl KvStore {
 
     /// Applies a decoded format-2 entry committed at `index`; see
     /// [`apply_command`](Self::apply_command) and the type's docs.
-    pub fn apply_entry(&mut self, index: LogIndex, entry: &KvEntry) -> Result<KvOutput, KvError> {
+    pub fn apply_session_entry(&mut self, index: LogIndex, entry: &KvEntry) -> Result<KvOutput, KvError> {
         self.advance_to(index)?;
         match entry {
             KvEntry::Register { time_ms, limits } => {
@@ -312,24 +312,35 @@ impl StateMachine for KvStore {
     type Command = KvCommand;
     type Output = Result<KvOutput, KvError>;
 
-    /// Decodes and applies a command entry of either format; a `Noop` (or any payload without
-    /// a command) only advances `last_applied`. Undecodable bytes advance it
-    /// too and yield [`KvError::Malformed`].
-    fn apply(&mut self, entry: &Entry) -> Option<Self::Output> {
+    fn apply(&mut self, index: LogIndex, command: KvCommand) -> Self::Output {
+        self.apply_command(index, &command)
+    }
+
+    fn skip(&mut self, index: LogIndex) {
+        self.last_applied = index;
+    }
+
+    /// Undecodable bytes advance `last_applied` and yield [`KvError::Malformed`].
+    fn undecodable(&mut self, index: LogIndex, error: DecodeError) -> Option<Self::Output> {
+        self.last_applied = index;
+        Some(Err(KvError::Malformed { index, reason: error.to_string() }))
+    }
+
+    /// Decodes entries of either format ([`decode_entry`]): a
+    /// [`KvCommand`] goes to [`apply`](StateMachine::apply), a [`KvEntry`]
+    /// to [`KvStore::apply_session_entry`]; the rest as the trait's version.
+    fn apply_entry(&mut self, entry: &Entry) -> Option<Self::Output> {
         if entry.index <= self.last_applied {
             return None;
         }
         match &entry.payload {
-            Payload::Command(bytes) => Some(match decode_entry(bytes) {
-                Ok(AnyEntry::Legacy(cmd)) => self.apply_command(entry.index, &cmd),
-                Ok(AnyEntry::V2(e)) => self.apply_entry(entry.index, &e),
-                Err(e) => {
-                    self.last_applied = entry.index;
-                    Err(KvError::Malformed { index: entry.index, reason: e.to_string() })
-                }
-            }),
+            Payload::Command(bytes) => match decode_entry(bytes) {
+                Ok(AnyEntry::Legacy(cmd)) => Some(self.apply_command(entry.index, &cmd)),
+                Ok(AnyEntry::V2(e)) => Some(self.apply_session_entry(entry.index, &e)),
+                Err(e) => self.undecodable(entry.index, e),
+            },
             _ => {
-                self.last_applied = entry.index;
+                self.skip(entry.index);
                 None
             }
         }
