@@ -69,6 +69,6 @@ pub use clock::StdClock;
 pub use disk_thread::DiskThread;
 pub use driver::{Actions, Completion, Driver, Outcome, SnapshotsTaken, Ticket};
 pub use engine::{Engine, Transport};
-pub use kv::{KvCommand, KvError, KvOp, KvOutput, KvStore};
+pub use kv::{KvCommand, KvError, KvOp, KvOutput, KvStore, SessionLimits};
 pub use state_machine::StateMachine;
 pub use storage::{DiskLog, DiskLogOptions, NodeMeta, Recovered, Repaired, StorageError};

@@ -125,6 +125,25 @@ struct NodeArgs {
     /// Serve Prometheus metrics over HTTP at http://ADDR/metrics.
     #[arg(long, value_name = "ADDR", value_parser = args::addr)]
     metrics_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// Client sessions and the leader's backlog.
+#[derive(Args, Debug, Clone)]
+struct LimitArgs {
+    /// A client session with no command for this long expires (log time:
+    /// the leader's clock as written into entries), e.g. 1h is 60m.
+    #[arg(long, default_value = "60m", value_parser = args::duration)]
+    session_timeout: Duration,
+    /// Bound on the client session table, in bytes; the sessions idle the
+    /// longest expire first when it is reached.
+    #[arg(long, default_value_t = raft_host::SessionLimits::DEFAULT.max_bytes, value_parser = args::positive)]
+    max_session_bytes: u64,
+    /// Most bytes of client commands the leader holds proposed and not yet
+    /// applied; beyond it commands are refused with a clear error.
+    #[arg(long, default_value = "16777216", value_parser = args::positive)]
+    max_uncommitted_bytes: u64,
 }
 
 /// How to reach a cluster.
@@ -236,6 +255,13 @@ fn node(a: NodeArgs) -> Result<u8, String> {
         max_datagram: a.max_datagram,
         snapshot_after_entries: a.snapshot_after_entries,
         metrics_listen: a.metrics_listen,
+        limits: server::ServiceLimits {
+            sessions: raft_host::SessionLimits {
+                idle_timeout_ms: a.limits.session_timeout.as_millis() as u64,
+                max_bytes: a.limits.max_session_bytes,
+            },
+            max_uncommitted_bytes: a.limits.max_uncommitted_bytes,
+        },
     };
     let stop = stdin_eof(a.exit_on_stdin_eof);
     match server::run(opts, stop) {

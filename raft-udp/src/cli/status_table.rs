@@ -67,6 +67,10 @@ mod tests {
             last_log_index: 18,
             snapshot_index: 0,
             dropped: Counters { malformed: 2, ..Counters::default() },
+            sessions: 4,
+            session_bytes: 384,
+            session_limit_bytes: 1 << 20,
+            unproven: 0,
         };
         let t = table(&addrs, &[Some(up), None]);
         let lines: Vec<&str> = t.lines().collect();

@@ -10,13 +10,17 @@
 //! durable on a majority and locally.
 
 mod clients;
+mod registrations;
+mod sessions;
+
+pub use clients::ServiceLimits;
 
 use crate::keyfile::cluster_id;
 use crate::packet::MAX_DATAGRAM;
 use crate::random_u64;
 use raft_core::{Config, ConfigError, Duration as CoreDuration, NodeId};
 use raft_host::engine::Failure;
-use raft_host::{ClusterKey, KvOp, KvOutput, KvStore};
+use raft_host::{ClusterKey, KvStore};
 use raft_net::{NodeConfig, RoleInfo, StartError, UdpOptions};
 use raft_tokio::Tokio;
 use std::collections::BTreeMap;
@@ -40,7 +44,9 @@ const FORGET_AFTER: Duration = Duration::from_secs(60);
 /// fragment costs little.
 pub const MAX_MESSAGE_BYTES: usize = 256 << 10;
 /// Largest command a node accepts (`Config::max_entry_bytes`). A client
-/// request travels in one datagram, so commands are bounded by that anyway.
+/// request travels in one datagram, and its entry is smaller than the
+/// request, so commands are bounded by that anyway; values are bounded
+/// further by [`crate::packet::MAX_VALUE_BYTES`], so that a get can return them.
 pub const MAX_ENTRY_BYTES: usize = 64 << 10;
 /// Entries applied between two snapshots, unless told otherwise. A
 /// snapshot serializes the whole store on the node's task and is written
@@ -79,6 +85,8 @@ pub struct NodeOptions {
     pub snapshot_after_entries: Option<u64>,
     /// Where to serve Prometheus metrics over HTTP (`GET /metrics`), if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// Client sessions and the leader's uncommitted bytes.
+    pub limits: ServiceLimits,
 }
 
 /// Why a node stopped with an error.
@@ -246,7 +254,7 @@ pub fn run(opts: NodeOptions, stop: impl Future<Output = ()>) -> Result<(), Node
             metrics = ?handle.metrics_addr(),
             "node started"
         );
-        let service = clients::Service::new(handle.clone(), app, opts.peers.into_iter().collect());
+        let service = clients::Service::new(handle.clone(), app, opts.peers.into_iter().collect(), opts.limits);
         let stop = async move {
             tokio::select! {
                 () = stop => {}
@@ -263,9 +271,11 @@ pub fn run(opts: NodeOptions, stop: impl Future<Output = ()>) -> Result<(), Node
 }
 
 /// Serves clients until `stop` completes (`Ok`) or the node fails.
-async fn serve(mut service: clients::Service, stop: impl Future<Output = ()>) -> Result<(), NodeError> {
+async fn serve(
+    (mut service, mut done_rx): (clients::Service, tokio::sync::mpsc::UnboundedReceiver<clients::Finished>),
+    stop: impl Future<Output = ()>,
+) -> Result<(), NodeError> {
     tokio::pin!(stop);
-    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<clients::Finished>();
     let mut roles = service.handle.role_watch();
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
     let mut logged_drops: (u64, Option<Instant>) = (0, None);
@@ -276,22 +286,7 @@ async fn serve(mut service: clients::Service, stop: impl Future<Output = ()>) ->
             Some(done) = done_rx.recv() => service.finished(done),
             d = service.app.recv() => {
                 let Some(d) = d else { break };
-                if let Some((client, seq, command)) = service.datagram(d) {
-                    let handle = service.handle.clone();
-                    let done = done_tx.clone();
-                    tokio::spawn(async move {
-                        // A get is a ReadIndex read: linearizable, and no log entry.
-                        let result = match &command.op {
-                            KvOp::Get { key } => {
-                                let key = key.clone();
-                                let get = move |kv: &KvStore| KvOutput::Get(kv.get_local(&key).map(str::to_owned));
-                                handle.read(get).await.map(Ok)
-                            }
-                            _ => handle.propose(&command).await,
-                        };
-                        let _ = done.send((client, seq, result));
-                    });
-                }
+                service.datagram(d);
             }
             r = roles.changed() => match r {
                 Some(RoleInfo { role, term, leader }) => {
