@@ -33,6 +33,7 @@ mod cluster;
 pub mod disk;
 pub mod invariants;
 pub mod kv;
+pub mod members;
 pub mod mit;
 pub mod network;
 pub mod rng;
@@ -46,9 +47,10 @@ pub use cluster::{
     TransferDone,
 };
 pub use disk::{DiskConfig, DurableState};
+pub use members::{ChangeFailed, ChangeTask, sim_addr};
 pub use network::{MsgKind, MsgStats, NetConfig};
 pub use rng::SimRng;
-pub use trace::{TraceEvent, TraceKind};
+pub use trace::{ConfigSummary, TraceEvent, TraceKind};
 
 /// Reads the seeds a test should run: `RAFT_SEED=N` gives just `[N]`;
 /// otherwise `RAFT_SEEDS=K` (default `default_count`) gives `0..K`, offset
