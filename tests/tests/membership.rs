@@ -6,7 +6,8 @@
 //! partition, and crashes in the middle of a joint configuration. Every step
 //! is checked by the simulator's invariants (one leader per term across all
 //! configurations, commit quorum of the configuration in force, removed
-//! nodes never lead, ...); each scenario then checks where it ended.
+//! nodes never lead, ...); each scenario then checks where it ended. Key-value
+//! client histories across changes must pass the linearizability checker.
 //!
 //! `RAFT_SEEDS=K` sets how many seeds each scenario runs; `RAFT_SEED=N`
 //! reruns just seed `N`. A failure names its seed and how to rerun it.
@@ -15,7 +16,9 @@ mod common;
 
 use common::{cmd, ms, secs};
 use raft_core::{Duration, LogIndex, MembershipChange, NodeId, Payload, Role};
-use raft_tests::sim::{Cluster, NetConfig, SimConfig, SimRng, for_each_seed, sim_addr};
+use raft_tests::sim::clients::{ClientConfig, Clients, Workload};
+use raft_tests::sim::kv::KvSim;
+use raft_tests::sim::{ChangeTask, Cluster, NetConfig, SimConfig, SimRng, for_each_seed, sim_addr};
 use std::collections::BTreeSet;
 
 /// Seeds per scenario unless `RAFT_SEEDS` says otherwise.
@@ -227,11 +230,7 @@ fn a_crashed_voter_is_replaced_by_a_new_node() {
         c.crash(dead);
         run_writing(&mut c, &mut rng, ms(500));
         let new = c.add_node();
-        let mut task = raft_tests::sim::ChangeTask::new(
-            &c,
-            MembershipChange::AddLearner { id: new, addr: sim_addr(new) },
-            CHANGE_MAX,
-        );
+        let mut task = ChangeTask::new(&c, MembershipChange::AddLearner { id: new, addr: sim_addr(new) }, CHANGE_MAX);
         let mut bounced = false;
         loop {
             if let Some(r) = task.poll(&mut c) {
@@ -463,4 +462,90 @@ fn crash_in_the_middle_of_a_joint_configuration() {
         totals.add(check_end(&mut c, &voters, &BTreeSet::new()));
     });
     println!("crash in the middle of a joint configuration: {totals:?}");
+}
+
+/// Runs the clients (and the cluster) in 20 ms slices until `change` is done.
+fn change_with_clients(c: &mut Cluster, clients: &mut Clients, change: MembershipChange) {
+    let what = format!("{change:?}");
+    let mut task = ChangeTask::new(c, change, CHANGE_MAX);
+    loop {
+        if let Some(r) = task.poll(c) {
+            if let Err(e) = r {
+                c.fail(format_args!("{what}: {e}"));
+            }
+            return;
+        }
+        clients.run_for(c, ms(20));
+    }
+}
+
+/// Key-value clients (puts, gets, deletes, swaps) run through a sequence of
+/// membership changes on the faulty network with crashes: a voter crashes
+/// for good and a new node replaces it, the cluster grows to 5, the leader
+/// is removed, and it shrinks back to 3. The history passes the
+/// linearizability checker and the replicas agree.
+#[test]
+fn kv_histories_across_membership_changes_are_linearizable() {
+    let mut total = 0;
+    for_each_seed(97_000, SEEDS / 2, |seed| {
+        let mut c = faulty(3, seed);
+        let kv = KvSim::install(&mut c);
+        let cfg = ClientConfig { clients: 4, workload: Workload::Random { keys: 3 }, ..ClientConfig::default() };
+        let mut clients = Clients::new(&c, kv.clone(), cfg);
+        let mut rng = SimRng::stream(seed, 970);
+        clients.run_for(&mut c, secs(1));
+        // Replace a crashed voter.
+        let dead = NodeId(1 + rng.below(3));
+        c.crash(dead);
+        clients.run_for(&mut c, ms(300));
+        let new = c.add_node();
+        change_with_clients(&mut c, &mut clients, MembershipChange::AddLearner { id: new, addr: sim_addr(new) });
+        change_with_clients(&mut c, &mut clients, MembershipChange::Promote { id: new });
+        change_with_clients(&mut c, &mut clients, MembershipChange::Remove { id: dead });
+        // Grow to 5, with a crash and restart on the way.
+        let (a, b) = (c.add_node(), c.add_node());
+        for id in [a, b] {
+            change_with_clients(&mut c, &mut clients, MembershipChange::AddLearner { id, addr: sim_addr(id) });
+            change_with_clients(&mut c, &mut clients, MembershipChange::Promote { id });
+        }
+        let bounced = c.ids().into_iter().filter(|&id| id != dead).nth(rng.below(3) as usize).unwrap_or(new);
+        c.crash(bounced);
+        clients.run_for(&mut c, ms(200 + rng.below(400)));
+        c.restart(bounced);
+        // Remove the leader, then one more voter: back to 3.
+        let leader = loop {
+            if let Some(l) = c.current_leader() {
+                break l;
+            }
+            clients.run_for(&mut c, ms(20));
+        };
+        change_with_clients(&mut c, &mut clients, MembershipChange::Remove { id: leader });
+        let voters = c.committed_config().map(|(_, m)| m.voters.clone()).unwrap_or_default();
+        let other = voters.iter().copied().nth(rng.below(voters.len() as u64) as usize).unwrap_or(new);
+        change_with_clients(&mut c, &mut clients, MembershipChange::Remove { id: other });
+        clients.run_for(&mut c, ms(500));
+        // Heal, let the clients finish, and check.
+        *c.net_config_mut() = NetConfig::reliable();
+        c.heal();
+        clients.stop();
+        if !clients.finish(&mut c, secs(30)) {
+            c.fail("clients still waiting 30 s after healing");
+        }
+        let members: Vec<NodeId> = c.committed_config().map(|(_, m)| m.members()).unwrap_or_default();
+        let caught_up = c.run_until(
+            |c| {
+                let max = c.max_applied();
+                members.iter().all(|&id| kv.last_applied(id) == max)
+            },
+            secs(10),
+        );
+        if !caught_up || members.len() != 3 {
+            c.fail(format_args!("members {members:?} did not all catch up"));
+        }
+        kv.check_replicas_agree(&c);
+        common::check_final_state(&mut c).unwrap_or_else(|e| panic!("{e}"));
+        clients.check_linearizable(&c);
+        total += clients.stats().ok;
+    });
+    println!("kv across membership changes: {total} operations completed");
 }
