@@ -28,8 +28,9 @@
 //!    the step: a leader appends the final configuration right after
 //!    committing a joint one), and in a joint configuration on a majority of
 //!    the outgoing voters as well;
-//! 10. membership: a new leader is a voter of its own configuration, and is
-//!     a member of the newest configuration known committed before its term
+//! 10. membership: a new leader is a voter of its own configuration or of
+//!     the newest one known committed before its term (its own may be the
+//!     uncommitted final step of its removal), and is a member of the latter
 //!     (a node removed from the cluster, or one still joining, never leads).
 
 use raft_core::{Entry, LogIndex, Membership, Node, NodeId, Payload, Role, SnapshotMeta, Term, Write};
@@ -292,15 +293,6 @@ impl Checker {
             );
         }
         self.record_leader(id, term)?;
-        if !node.membership().is_voter(id) {
-            return violation(
-                "membership",
-                format!(
-                    "n{id} became leader of term {term} but is no voter of its configuration {:?}",
-                    node.membership()
-                ),
-            );
-        }
         let compacted = node.snapshot_index();
         let mut committed_config = None;
         for (k, a) in self.applied.iter().enumerate() {
@@ -328,6 +320,18 @@ impl Checker {
                     ),
                 );
             }
+        }
+        // A voter of its own configuration, or of the committed one (the
+        // final configuration that removes it may be in its log only).
+        if !node.membership().is_voter(id) && committed_config.is_none_or(|(_, m)| !m.is_voter(id)) {
+            return violation(
+                "membership",
+                format!(
+                    "n{id} became leader of term {term} but is no voter of its configuration {:?} nor of the one committed before, {:?}",
+                    node.membership(),
+                    committed_config.map(|(_, m)| m)
+                ),
+            );
         }
         if let Some((index, m)) = committed_config
             && !m.contains(id)
@@ -358,10 +362,12 @@ impl Checker {
         let id = node.id();
         let (from, commit) = (self.lifetimes[i].last_commit, node.commit_index());
         let led_term = node.role() == Role::Leader || self.leaders.get(&node.term()) == Some(&id);
+        // The first step of a lifetime restores a commit index (from the
+        // snapshot) that an earlier step of some leader decided.
+        let Some(config) = self.configs[i].as_ref() else { return Ok(()) };
         if commit <= from || !led_term {
             return Ok(());
         }
-        let config = self.configs[i].as_ref().unwrap_or(node.membership());
         let halves: [(&str, &BTreeSet<NodeId>); 2] =
             [("voters", &config.voters), ("outgoing voters", &config.outgoing)];
         let mut index = commit;
@@ -514,7 +520,9 @@ mod tests {
     fn a_commit_without_a_durable_majority_is_caught() {
         let n = lone_leader_persisting(1, true);
         assert_eq!(n.commit_index(), LogIndex(1));
-        let c = Checker::new(1);
+        let mut c = Checker::new(1);
+        assert!(c.check_commit_quorum(0, &n, |_, _, _| false).is_ok(), "a lifetime's first step restores");
+        assert!(c.after_step(0, &lone_leader(1)).is_ok()); // before its write was durable: commit 0
         let e = c.check_commit_quorum(0, &n, |_, _, _| false).unwrap_err();
         assert_eq!(e.invariant, "commit quorum");
         assert!(c.check_commit_quorum(0, &n, |id, i, t| id == NodeId(1) && i == LogIndex(1) && t == Term(1)).is_ok());

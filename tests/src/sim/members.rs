@@ -174,6 +174,53 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Runs until the membership has settled: a node leads, holds the newest
+    /// committed configuration as its own (not joint), and every live member
+    /// of it has applied `write`, proposed at that leader once it held the
+    /// configuration (again at the next leader if that one loses its term);
+    /// at most `max`. Returns the write's index, or what was missing.
+    pub fn settle_membership(&mut self, write: Bytes, max: Duration) -> Result<LogIndex, String> {
+        let deadline = self.now() + max;
+        let mut proposed: Option<(NodeId, u32, Term, LogIndex)> = None;
+        loop {
+            if let Some((l, life, term, index)) = proposed {
+                let still = self.lifetime(l) == life && self.node(l).is_some_and(|n| n.term() == term);
+                let members = self.committed_config().map(|(_, m)| m.members()).unwrap_or_default();
+                let wanted = raft_core::Payload::Command(write.clone());
+                let committed = self.committed_entry(index).is_some_and(|(_, p)| *p == wanted);
+                // Applied as an entry or inside a restored snapshot.
+                let applied = |id: NodeId| self.node(id).is_some_and(|n| n.last_applied() >= index);
+                let live: Vec<NodeId> = members.iter().copied().filter(|&id| self.is_up(id)).collect();
+                if committed && live.iter().all(|&id| applied(id)) {
+                    return Ok(index);
+                }
+                if !still {
+                    proposed = None;
+                }
+            }
+            if proposed.is_none()
+                && let Some(l) = self.current_leader()
+                && let Some((_, m)) = self.committed_config()
+                && !m.is_joint()
+                && self.membership(l) == Some(m)
+                && let Ok(index) = self.propose(l, write.clone())
+            {
+                let term = self.node(l).map_or(Term(0), Node::term);
+                proposed = Some((l, self.lifetime(l), term, index));
+            }
+            if self.now() >= deadline {
+                let config = self.committed_config().map(|(i, m)| format!("{m:?} (i{i})"));
+                return Err(format!(
+                    "membership did not settle: leader {:?}, committed configuration {config:?}, write proposed {proposed:?}",
+                    self.current_leader()
+                ));
+            }
+            self.run_for(POLL);
+        }
+    }
+}
+
 /// The configuration a joint one leads to.
 fn strip_joint(m: &Membership) -> Membership {
     Membership { outgoing: Default::default(), ..m.clone() }
