@@ -225,3 +225,33 @@ impl Cluster {
 fn strip_joint(m: &Membership) -> Membership {
     Membership { outgoing: Default::default(), ..m.clone() }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::SimConfig;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn a_crashed_voter_is_replaced_and_the_new_node_catches_up() {
+        let mut c = Cluster::new(SimConfig::new(3, 77));
+        let leader = c.check_one_leader();
+        for k in 0..5 {
+            c.propose(leader, format!("before {k}").as_str()).unwrap();
+        }
+        c.run_for(Duration::from_millis(200));
+        let dead = NodeId(leader.0 % 3 + 1);
+        c.crash(dead);
+        let new = c.replace_voter(dead, Duration::from_secs(10)).unwrap();
+        assert_eq!(new, NodeId(4));
+        let (_, m) = c.committed_config().unwrap();
+        let expected: BTreeSet<NodeId> = [1, 2, 3, 4].map(NodeId).into_iter().filter(|&v| v != dead).collect();
+        assert_eq!((&m.voters, m.is_joint(), m.learners.is_empty()), (&expected, false, true));
+        let index = c.settle_membership(Bytes::from("after"), Duration::from_secs(5)).unwrap();
+        assert!(c.node(new).is_some_and(|n| n.last_applied() >= index && n.membership().voters == expected));
+        assert!(c.applied(new).iter().any(|e| e.payload == raft_core::Payload::Command(Bytes::from("before 4"))));
+        // A change that cannot be made is refused with its reason.
+        let r = c.change_until_done(MembershipChange::Promote { id: NodeId(9) }, Duration::from_secs(1));
+        assert_eq!(r, Err(ChangeFailed::Refused(ChangeError::UnknownNode(NodeId(9)))));
+    }
+}

@@ -13,6 +13,11 @@
 //! [`trace`] lines. [`mit`] adds helpers with the MIT 6.5840 tester's
 //! semantics (`check_one_leader`, `one`, ...).
 //!
+//! Membership: the `n` nodes of [`SimConfig::nodes`] bootstrap the cluster;
+//! [`Cluster::add_node`] starts more (joining, empty disk), and [`members`]
+//! changes the configuration through whichever node leads (add, promote,
+//! remove, replace a crashed voter) and waits for it to settle.
+//!
 //! ```
 //! use raft_tests::sim::{Cluster, SimConfig};
 //! use raft_core::Duration;
