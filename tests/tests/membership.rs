@@ -166,9 +166,10 @@ fn learners_and_voters_come_and_go() {
         let (n4, n5) = (c.add_node(), c.add_node());
         add_learner(&mut c, n4);
         run_writing(&mut c, &mut rng, ms(300));
-        let learner = c.membership(n4).cloned().unwrap_or_default();
-        if !learner.learners.contains(&n4) || c.node(n4).is_none_or(|n| n.role() == Role::Leader) {
-            c.fail(format_args!("n4 should be a learner: {learner:?}"));
+        // The learner receives the log (loss and reordering may slow it down).
+        let learns = c.run_until(|c| c.membership(n4).is_some_and(|m| m.learners.contains(&n4)), secs(5));
+        if !learns || c.node(n4).is_none_or(|n| n.role() == Role::Leader) {
+            c.fail(format_args!("n4 should be a learner: {:?}", c.membership(n4)));
         }
         bounce(&mut c, &mut rng, &[NodeId(1), NodeId(2), NodeId(3), n4]);
         change(&mut c, MembershipChange::Promote { id: n4 });
