@@ -161,7 +161,9 @@ pub(super) fn run(args: ClusterArgs, log_level: LevelFilter) -> Result<u8, Strin
     let servers: Vec<String> = nodes.addrs.iter().map(ToString::to_string).collect();
     eprintln!("raft-udp cluster: {n} nodes on {}; data and logs in {}", servers.join(" "), dir.display());
     eprintln!("  other terminal: raft-udp client --servers {} --key-file {}", servers.join(","), key_file.display());
-    eprintln!("  type: put KEY VALUE | get KEY | delete KEY | cas KEY EXPECTED NEW | status | kill N | start N | help");
+    eprintln!(
+        "  type: put KEY VALUE | get KEY | delete KEY | cas KEY EXPECTED NEW | status | kill N | start N | transfer N | help"
+    );
     eprintln!("  Ctrl-C or end of input stops the cluster.");
     let nodes = Arc::new(Mutex::new(nodes));
     let runtime = super::runtime()?;
@@ -209,7 +211,9 @@ async fn interact(nodes: Arc<Mutex<Nodes>>, key: ClusterKey) -> Result<u8, Strin
         let index = |w: &str| w.parse::<usize>().ok().filter(|i| (1..=addrs.len()).contains(i)).map(|i| i - 1);
         match words.as_slice() {
             ["help"] => {
-                eprintln!("put KEY VALUE | get KEY | delete KEY | cas KEY EXPECTED NEW | status | kill N | start N")
+                eprintln!(
+                    "put KEY VALUE | get KEY | delete KEY | cas KEY EXPECTED NEW | status | kill N | start N | transfer N"
+                )
             }
             ["status"] => {
                 let answers = query_status(&addrs, &key, Duration::from_millis(500)).await.unwrap_or_default();
@@ -227,6 +231,10 @@ async fn interact(nodes: Arc<Mutex<Nodes>>, key: ClusterKey) -> Result<u8, Strin
                     "{}",
                     if killed { format!("node {n} killed (SIGKILL)") } else { format!("node {n} is not running") }
                 );
+            }
+            ["transfer", n] if index(n).is_some() => {
+                let to = n.parse().unwrap_or_default();
+                super::transfer::transfer_and_print(&addrs, &key, to, Duration::from_secs(2)).await;
             }
             ["start", n] if index(n).is_some() => {
                 let i = index(n).unwrap_or_default();

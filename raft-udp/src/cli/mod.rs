@@ -10,6 +10,7 @@ mod bench;
 mod cluster;
 mod kv;
 mod status;
+mod transfer;
 
 use crate::server::{self, NodeOptions};
 use clap::{Args, Parser, Subcommand};
@@ -82,6 +83,9 @@ enum Command {
     Cluster(cluster::ClusterArgs),
     /// Closed-loop put load from several clients; one JSON line of results.
     Bench(bench::BenchArgs),
+    /// Move leadership to node --to. Prints {"ok":true,"leader":N,"term":T}
+    /// and exits 0 once it leads; {"ok":false,"error":...} and 1 otherwise.
+    TransferLeader(transfer::TransferArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -165,6 +169,7 @@ pub fn main() -> ExitCode {
         Command::Status(s) => status::run(&s),
         Command::Cluster(c) => cluster::run(c, cli.log_level),
         Command::Bench(b) => bench::run(&b),
+        Command::TransferLeader(t) => transfer::run(&t),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -10,8 +10,10 @@
 
 mod route;
 mod status;
+mod transfer;
 
 pub use status::query_status;
+pub use transfer::{Leading, TransferLeaderError, transfer_leader};
 
 use crate::packet::{self, ClientRequest, ClientResult, MAX_DATAGRAM, Packet, RetryReason};
 use crate::random_u64;

@@ -60,12 +60,16 @@ impl Service {
                 self.reply(d.from, &Packet::StatusReply { nonce, status });
                 None
             }
+            Packet::TransferRequest { nonce, to } => {
+                super::transfer::spawn(self.handle.clone(), self.app.clone(), d.from, nonce, to);
+                None
+            }
             // A peer fragment that raft-net did not take is malformed.
             Packet::Peer(_) => {
                 self.app.count(|c| c.malformed += 1);
                 None
             }
-            Packet::ClientReply(_) | Packet::StatusReply { .. } => {
+            Packet::ClientReply(_) | Packet::StatusReply { .. } | Packet::TransferReply { .. } => {
                 self.app.count(|c| c.unexpected += 1);
                 None
             }
@@ -75,14 +79,20 @@ impl Service {
     fn request(&mut self, client: u64, from: SocketAddr, req: ClientRequest) -> Option<(u64, u64, KvCommand)> {
         let ClientRequest { nonce, seq, op } = req;
         let status = self.handle.status();
-        let leading = status.role.role == Role::Leader;
-        if leading && let Some(w) = self.in_flight.get_mut(&client).filter(|w| w.seq == seq) {
+        // The leader proposes; a follower that knows the leader forwards the
+        // command to it (`Config::forward_proposals`) or asks it for a read
+        // index, and answers when it has applied the outcome. With no leader
+        // known (or contact lost: a candidate) the client is answered at once.
+        let me = self.handle.id();
+        let following = status.role.role == Role::Follower && status.role.leader.is_some_and(|l| l != me);
+        let serving = status.role.role == Role::Leader || following;
+        if serving && let Some(w) = self.in_flight.get_mut(&client).filter(|w| w.seq == seq) {
             // Already proposed; answered when applied, at the newest address.
             w.nonce = nonce;
             w.addr = from;
             return None;
         }
-        let result = if !leading {
+        let result = if !serving {
             self.not_leader(status.role.leader.map(|l| l.0))
         } else if self.pending >= MAX_PENDING {
             ClientResult::Retry(RetryReason::Busy)
