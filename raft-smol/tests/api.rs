@@ -1,7 +1,7 @@
 //! The handle's promises on one process: errors that promise "not applied",
 //! link counters, start-up errors, and what a shutdown leaves behind.
 
-use raft_smol::{Node, NodeConfig, ProposeError, StartError};
+use raft_smol::{Node, NodeConfig, ProposeError, StartError, TransferError};
 use smol::future::FutureExt;
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The handle's promises on one process: errors that promise "not applied",
 //! link counters, start-up errors, and what a shutdown leaves behind.
 
-use raft_tokio::{Node, NodeConfig, ProposeError, StartError};
+use raft_tokio::{Node, NodeConfig, ProposeError, StartError, TransferError};
 use std::time::Duration;
 
 #[path = "shared/api_cases.rs"]

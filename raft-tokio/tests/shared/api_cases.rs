@@ -1,10 +1,10 @@
 //! The bodies of the API tests (each runtime crate keeps its own copy):
 //! `tests/api.rs` imports its `Node`,
-//! `NodeConfig`, `ProposeError` and `StartError` and defines `sleep` and
+//! `NodeConfig`, `ProposeError`, `StartError` and `TransferError` and defines `sleep` and
 //! `within` on its runtime, then runs these on it.
 
-use super::{Node, NodeConfig, ProposeError, StartError, sleep, within};
-use raft_core::{Config, NodeId, Role};
+use super::{Node, NodeConfig, ProposeError, StartError, TransferError, sleep, within};
+use raft_core::{Config, NodeId, ReadMode, Role};
 use raft_host::kv::{KvCommand, KvOp, encode_command};
 use raft_host::{ClusterKey, KvStore};
 use std::net::{SocketAddr, TcpListener};
@@ -44,6 +44,8 @@ pub(crate) async fn a_node_without_peers_refuses_and_counts_dropped_messages() {
     sleep(Duration::from_millis(800)).await;
     let status = node.status();
     assert_eq!(status.role.term, raft_core::Term(0));
+    assert_eq!((status.read_mode, status.transfer_target), (ReadMode::Safe, None));
+    assert_eq!(node.transfer_leadership(NodeId(2)).await, Err(TransferError::NotLeader { leader_hint: None }));
     assert_eq!(status.peers.len(), 2);
     for p in &status.peers {
         assert!(!p.connected && p.connects == 0 && p.dropped > 0, "{p:?}");
@@ -55,6 +57,7 @@ pub(crate) async fn a_node_without_peers_refuses_and_counts_dropped_messages() {
     node.shutdown().await;
     assert_eq!(tasks.running(), 0);
     assert_eq!(other.propose_bytes(put(2)).await, Err(ProposeError::Shutdown));
+    assert_eq!(other.transfer_leadership(NodeId(2)).await, Err(TransferError::Shutdown));
     assert!(other.status().stopped);
     // The watch reports what changed before the stop, then ends.
     let mut changes = 0;
