@@ -225,7 +225,8 @@ pub fn node_id(n: usize, k: u8) -> NodeId {
 /// Applies `ops` to the cluster in order, leaving `Op::Propose(k)` to
 /// `propose(c, k)`. After every operation it checks the reads that
 /// [`Op::Read`] started and [`Cluster::take_reads`] reports (none, if the
-/// test installed a read hook): see [`Reads`].
+/// test installed a read hook): a read index below the largest index any
+/// node had applied when the read started is a stale read, and fails the run.
 pub fn run_ops(c: &mut Cluster, ops: &[Op], mut propose: impl FnMut(&mut Cluster, u8)) {
     let mut reads = Reads::default();
     for op in ops {
