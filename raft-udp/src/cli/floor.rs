@@ -13,7 +13,7 @@
 //!   bench's entry size overwritten in place and fdatasync'ed.
 
 use crate::client::bind_for;
-use crate::packet::{self, COOKIE_REQUEST_PADDING, Chunk, Cookie, MAX_DATAGRAM, NodeStatus, Packet};
+use crate::packet::{self, MAX_DATAGRAM, NodeStatus, Packet};
 use crate::random_u64;
 use raft_host::ClusterKey;
 use serde_json::{Value, json};
@@ -98,32 +98,13 @@ async fn find_leader(servers: &[SocketAddr], key: &ClusterKey) -> Result<(Socket
     Err("floor probe: no leader within 10 s".into())
 }
 
-/// A cookie from `addr` for this socket's address: a node answers status
-/// queries only from an address that proved itself (see `crate::cookie`).
-async fn cookie(socket: &tokio::net::UdpSocket, addr: SocketAddr, key: &ClusterKey, me: u64) -> Option<Cookie> {
-    let mut buf = vec![0u8; MAX_DATAGRAM + 1];
-    for attempt in 0..10u64 {
-        let nonce = random_u64();
-        let p = packet::encode(&Packet::CookieRequest { nonce, padding: Chunk(&[0; COOKIE_REQUEST_PADDING]) })?;
-        socket.send_to(&key.seal(me, &p), addr).await.ok()?;
-        let until = Instant::now() + Duration::from_millis(100 << attempt.min(3));
-        while let Ok(Ok((n, _))) = tokio::time::timeout_at(until.into(), socket.recv_from(&mut buf)).await {
-            let Ok((_, payload)) = key.open(&buf[..n]) else { continue };
-            if let Ok(Packet::CookieReply { nonce: got, cookie }) = packet::decode(payload)
-                && got == nonce
-            {
-                return Some(cookie);
-            }
-        }
-    }
-    None
-}
-
 /// Round trips of status queries to `addr`, one at a time on one socket.
 async fn round_trips(addr: SocketAddr, key: &ClusterKey) -> Result<Vec<Duration>, String> {
     let socket = bind_for(addr).await.map_err(|e| format!("cannot open a client socket: {e}"))?;
     let me = random_u64();
-    let cookie = cookie(&socket, addr, key, me).await.ok_or_else(|| format!("floor probe: {addr} does not answer"))?;
+    let cookie = crate::client::fetch_cookie(&socket, addr, key, me)
+        .await
+        .ok_or_else(|| format!("floor probe: {addr} does not answer"))?;
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
     let mut samples = Vec::with_capacity(SAMPLES);
     let mut nonce = random_u64();
