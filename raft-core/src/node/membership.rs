@@ -109,6 +109,17 @@ impl Node {
         self.base_membership.1 || !self.configs.is_empty()
     }
 
+    /// The index of the configuration entry in effect (the snapshot's index
+    /// when it came with the snapshot; 0 for the bootstrap configuration of
+    /// `Config::members`, not yet logged).
+    pub fn membership_index(&self) -> LogIndex {
+        match self.configs.last() {
+            Some(&(i, _)) => i,
+            None if self.base_membership.1 => self.log.base_index(),
+            None => LogIndex(0),
+        }
+    }
+
     /// The other voters (both halves of a joint configuration): whom to ask for votes.
     pub(super) fn vote_targets(&self) -> alloc::vec::Vec<crate::NodeId> {
         let me = self.config.id;
@@ -125,8 +136,9 @@ impl Node {
         let me = self.config.id;
         self.peers = self.membership.members().into_iter().filter(|&p| p != me).collect();
         let next = self.log.last_index().next();
+        let config_index = self.configs.last().map_or(self.log.base_index(), |&(i, _)| i);
         if let RoleState::Leader(l) = &mut self.role {
-            l.sync_peers(&self.peers, next);
+            l.sync_peers(&self.peers, next, config_index);
         }
     }
 
