@@ -407,6 +407,11 @@ impl<S: StateMachine, W> Engine<S, W> {
         self.waiting.get_mut(&ticket)
     }
 
+    /// The waiter of a membership change still waiting for its entry.
+    pub fn change_waiter_mut(&mut self, ticket: Ticket) -> Option<&mut W> {
+        self.changes.get_mut(&ticket)
+    }
+
     /// Stops waiting for a proposal (its outcome will be ignored) and returns its waiter.
     pub fn forget(&mut self, ticket: Ticket) -> Option<W> {
         self.waiting.remove(&ticket)

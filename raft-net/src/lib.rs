@@ -62,7 +62,8 @@ mod sync;
 pub mod udp;
 
 pub use api::{
-    CommandOutcome, NodeConfig, PeerStatus, ProposeError, RoleInfo, RoleWatch, StartError, Status, TaskMonitor,
+    CommandOutcome, MembershipError, NodeConfig, PeerStatus, ProposeError, RoleInfo, RoleWatch, StartError, Status,
+    TaskMonitor,
 };
 pub use handle::Handle;
 pub use node::Node;
