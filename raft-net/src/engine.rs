@@ -365,6 +365,11 @@ impl<S: StateMachine> Owner<S> {
             true
         });
         let was_member = engine.membership().contains(shared.id());
+        {
+            let mut st = shared.state();
+            st.membership = engine.membership().clone();
+            st.membership_index = engine.node().membership_index();
+        }
         Owner { engine, clock, peers, shared, was_member }
     }
 

@@ -44,6 +44,7 @@
 pub mod cli;
 pub mod client;
 pub mod keyfile;
+pub mod members;
 pub mod packet;
 pub mod server;
 

@@ -37,6 +37,21 @@ pub enum Packet<'a> {
         /// The state.
         status: NodeStatus,
     },
+    /// Anyone holding the key asks the leader about the configuration or
+    /// to change it.
+    MemberRequest {
+        /// Echoed in the reply.
+        nonce: u64,
+        /// What to do.
+        op: crate::members::MemberOp,
+    },
+    /// A node answers a [`Packet::MemberRequest`].
+    MemberReply {
+        /// The request's nonce.
+        nonce: u64,
+        /// The answer.
+        result: crate::members::MemberResult,
+    },
 }
 
 /// One command from a client.
@@ -98,7 +113,8 @@ pub enum RetryReason {
 pub struct NodeStatus {
     /// The node's id.
     pub id: u64,
-    /// `"leader"`, `"follower"` or `"candidate"`.
+    /// `"leader"`, `"follower"`, `"candidate"`, or `"removed"` once a
+    /// configuration without this node took effect.
     pub role: String,
     /// The current term.
     pub term: u64,
@@ -114,6 +130,10 @@ pub struct NodeStatus {
     pub snapshot_index: u64,
     /// Datagrams dropped, by reason.
     pub dropped: Counters,
+    /// The voters of the configuration in effect on this node.
+    pub voters: Vec<u64>,
+    /// Its learners.
+    pub learners: Vec<u64>,
 }
 
 /// Encodes a packet; `None` only if it exceeds the codec's size limit.
@@ -154,7 +174,14 @@ mod tests {
                     last_log_index: 4,
                     snapshot_index: 0,
                     dropped: Counters::default(),
+                    voters: vec![1, 2, 3],
+                    learners: vec![4],
                 },
+            },
+            Packet::MemberRequest { nonce: 6, op: crate::members::MemberOp::AddLearner { id: 4, addr: "h:1".into() } },
+            Packet::MemberReply {
+                nonce: 6,
+                result: crate::members::MemberResult::Refused { error: "no".into(), retry: true },
             },
         ]
     }

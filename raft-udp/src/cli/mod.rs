@@ -9,6 +9,7 @@ mod args;
 mod bench;
 mod cluster;
 mod kv;
+mod member;
 mod status;
 
 use crate::server::{self, NodeOptions};
@@ -82,6 +83,8 @@ enum Command {
     Cluster(cluster::ClusterArgs),
     /// Closed-loop put load from several clients; one JSON line of results.
     Bench(bench::BenchArgs),
+    /// List the cluster's members, add one (learner, then voter) or remove one.
+    Member(member::MemberArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -92,9 +95,16 @@ struct NodeArgs {
     /// UDP address to listen on, for peers and clients.
     #[arg(long, value_name = "ADDR", value_parser = args::addr)]
     listen: SocketAddr,
-    /// Another member, as ID=ADDR; give one per other member.
+    /// Another member, as ID=ADDR; give one per other member. They bootstrap
+    /// a new cluster; once the data directory holds a configuration they
+    /// are ignored (and the node logs that).
     #[arg(long = "peer", value_name = "ID=ADDR", value_parser = args::peer)]
     peers: Vec<(u64, SocketAddr)>,
+    /// Start as a node that is not yet a member: it waits for a leader to
+    /// add it (`raft-udp member add`), learns every address from the
+    /// configuration it receives, and never campaigns before it is a voter.
+    #[arg(long, conflicts_with = "peers")]
+    join: bool,
     /// Directory of this node's log (created if missing).
     #[arg(long, value_name = "DIR")]
     data_dir: PathBuf,
@@ -165,6 +175,7 @@ pub fn main() -> ExitCode {
         Command::Status(s) => status::run(&s),
         Command::Cluster(c) => cluster::run(c, cli.log_level),
         Command::Bench(b) => bench::run(&b),
+        Command::Member(m) => member::run(m),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -224,6 +235,7 @@ fn node(a: NodeArgs) -> Result<u8, String> {
             Duration::from_millis(a.election_timeout_ms.1),
         ),
         max_datagram: a.max_datagram,
+        join: a.join,
         snapshot_after_entries: a.snapshot_after_entries,
     };
     let stop = stdin_eof(a.exit_on_stdin_eof);

@@ -21,6 +21,8 @@ pub(crate) fn json_line(addr: SocketAddr, s: &NodeStatus) -> String {
         "last_log_index": s.last_log_index,
         "snapshot_index": s.snapshot_index,
         "dropped": s.dropped,
+        "voters": s.voters,
+        "learners": s.learners,
     })
     .to_string()
 }

@@ -8,9 +8,11 @@
 //! one of: applied with a known output, definitely not applied, or unknown
 //! (timed out; see [`CommandOutcome`]).
 
+mod member;
 mod route;
 mod status;
 
+pub use member::MemberClient;
 pub use status::query_status;
 
 use crate::packet::{self, ClientRequest, ClientResult, MAX_DATAGRAM, Packet, RetryReason};

@@ -55,6 +55,10 @@ impl Service {
         };
         match packet {
             Packet::ClientRequest(req) => self.request(d.sender, d.from, req),
+            Packet::MemberRequest { nonce, op } => {
+                super::members::request(&self.handle, &self.app, d.from, nonce, op);
+                None
+            }
             Packet::StatusRequest { nonce } => {
                 let status = self.status();
                 self.reply(d.from, &Packet::StatusReply { nonce, status });
@@ -65,7 +69,7 @@ impl Service {
                 self.app.count(|c| c.malformed += 1);
                 None
             }
-            Packet::ClientReply(_) | Packet::StatusReply { .. } => {
+            Packet::ClientReply(_) | Packet::StatusReply { .. } | Packet::MemberReply { .. } => {
                 self.app.count(|c| c.unexpected += 1);
                 None
             }
@@ -114,7 +118,11 @@ impl Service {
     fn not_leader(&self, leader: Option<u64>) -> ClientResult {
         let id = self.handle.id().0;
         let leader = leader.filter(|l| *l != id);
-        let addr = leader.and_then(|l| self.peers.get(&l)).map(|a| a.to_string());
+        // The configuration's address first: the leader may have joined at runtime.
+        let status = self.handle.status();
+        let addr = leader
+            .and_then(|l| super::members::member_addr(&status, raft_core::NodeId(l)))
+            .or_else(|| leader.and_then(|l| self.peers.get(&l)).map(|a| a.to_string()));
         ClientResult::NotLeader { leader, addr }
     }
 
@@ -126,6 +134,7 @@ impl Service {
 /// The status a node reports to `raft-udp status`.
 pub(crate) fn node_status(s: &Status) -> NodeStatus {
     let role = match s.role.role {
+        _ if s.removed => "removed",
         Role::Leader => "leader",
         Role::Follower => "follower",
         _ => "candidate",
@@ -140,5 +149,7 @@ pub(crate) fn node_status(s: &Status) -> NodeStatus {
         last_log_index: s.last_log_index.0,
         snapshot_index: s.snapshot_index.0,
         dropped: s.datagrams.clone().unwrap_or_default(),
+        voters: s.membership.voters.iter().map(|id| id.0).collect(),
+        learners: s.membership.learners.iter().map(|id| id.0).collect(),
     }
 }

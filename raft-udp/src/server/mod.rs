@@ -10,6 +10,7 @@
 //! durable on a majority and locally.
 
 mod clients;
+mod members;
 
 use crate::keyfile::cluster_id;
 use crate::packet::MAX_DATAGRAM;
@@ -63,6 +64,8 @@ pub struct NodeOptions {
     pub election_timeout: (Duration, Duration),
     /// Largest datagram sent to a peer, seal included.
     pub max_datagram: usize,
+    /// Not yet a member: no bootstrap configuration (`peers` must be empty).
+    pub join: bool,
     /// Take a snapshot every this many applied entries (`None`: the core's
     /// default, 10,000).
     pub snapshot_after_entries: Option<u64>,
@@ -111,7 +114,14 @@ pub fn config(opts: &NodeOptions) -> Result<Config, String> {
             crate::fragment::MIN_DATAGRAM
         ));
     }
-    let members = std::iter::once(opts.id).chain(opts.peers.keys().copied()).map(NodeId);
+    if opts.join && !opts.peers.is_empty() {
+        return Err("--join takes no --peer: a joining node learns its peers from the cluster".into());
+    }
+    let members: Vec<NodeId> = if opts.join {
+        Vec::new()
+    } else {
+        std::iter::once(opts.id).chain(opts.peers.keys().copied()).map(NodeId).collect()
+    };
     let mut config = Config::new(NodeId(opts.id), members);
     config.heartbeat_interval = CoreDuration::from(opts.heartbeat);
     config.election_timeout_min = CoreDuration::from(opts.election_timeout.0);
@@ -172,6 +182,15 @@ pub fn run(opts: NodeOptions, stop: impl Future<Output = ()>) -> Result<(), Node
             snapshot_index = status.snapshot_index.0,
             "node started"
         );
+        if status.membership_index.0 > 0 && (!opts.peers.is_empty() || opts.join) {
+            tracing::info!(
+                voters = ?status.membership.voters.iter().map(|v| v.0).collect::<Vec<_>>(),
+                learners = ?status.membership.learners.iter().map(|v| v.0).collect::<Vec<_>>(),
+                "the data directory holds a configuration: --peer/--join flags ignored"
+            );
+        } else if opts.join {
+            tracing::info!("joining: waiting for a leader to add this node");
+        }
         let service = clients::Service::new(handle.clone(), app, opts.peers.into_iter().collect());
         let stop = async move {
             tokio::select! {
@@ -195,6 +214,7 @@ async fn serve(mut service: clients::Service, stop: impl Future<Output = ()>) ->
     let mut roles = service.handle.role_watch();
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
     let mut logged_drops: (u64, Option<Instant>) = (0, None);
+    let mut logged_removed = false;
     loop {
         tokio::select! {
             biased;
@@ -226,6 +246,10 @@ async fn serve(mut service: clients::Service, stop: impl Future<Output = ()>) ->
                 None => break,
             },
             _ = housekeeping.tick() => {
+                if !logged_removed && service.handle.status().removed {
+                    logged_removed = true;
+                    tracing::warn!("this node was removed from the cluster: it no longer campaigns; stop it");
+                }
                 let now = Instant::now();
                 let total = service.handle.status().datagrams.map_or(0, |c| c.total());
                 let due = logged_drops.1.is_none_or(|t| now.saturating_duration_since(t) >= LOG_DROPS_EVERY);
