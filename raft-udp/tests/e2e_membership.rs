@@ -97,7 +97,7 @@ fn start_clients(
                     let mut seen: Option<String> = None;
                     while !stop.load(Ordering::Relaxed) {
                         i += 1;
-                        let k = if i % 3 == 0 { "y" } else { "x" };
+                        let k = if i.is_multiple_of(3) { "y" } else { "x" };
                         let op = match i % 4 {
                             0 => KvOp::get(k),
                             1 => KvOp::cas(k, seen.as_deref(), format!("c{c}-{i}")),
