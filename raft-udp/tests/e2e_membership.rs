@@ -312,3 +312,23 @@ fn bad_member_flags_exit_2() {
         assert!(out.stderr.starts_with("raft-udp: "), "{out:?}");
     }
 }
+
+#[test]
+fn cluster_add_and_remove_change_the_running_cluster() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().display().to_string();
+    let input = "put a 1\nadd\nremove 1\nput b 2\nget a\nstatus\n";
+    let out = common::run(&["cluster", "--nodes", "3", "--dir", &dir], input, Duration::from_secs(90));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stderr.contains("node 4 ("), "{}", out.stderr);
+    assert!(out.stderr.contains("added; voters [1, 2, 3, 4]"), "{}", out.stderr);
+    assert!(out.stderr.contains("node 1 removed; its process stopped; voters [2, 3, 4]"), "{}", out.stderr);
+    let lines = out.json();
+    assert_eq!(lines[0]["ok"], true, "{lines:?}");
+    assert_eq!((&lines[1]["ok"], &lines[2]["value"]), (&Value::from(true), &Value::from("1")), "{lines:?}");
+    // The status lines cover the added node, which the leader reached
+    // before promoting it.
+    let st: Vec<&Value> = lines[3..].iter().collect();
+    assert!(st.iter().any(|v| v["id"] == 4 && v["term"].as_u64() > Some(0)), "{st:?}");
+    assert!(st.iter().any(|v| v["role"] == "leader" && ids(&v["voters"]) == [2, 3, 4]), "{st:?}");
+}

@@ -43,7 +43,10 @@ impl Node {
                 }
                 let last = self.log.last_index();
                 let matched = l.progress.get(&id).map_or(LogIndex(0), |p| p.matched);
-                if matched.0.saturating_add(self.config.max_learner_lag) < last.0 {
+                // A learner that never acknowledged anything (not reached
+                // yet) is behind however short the log: as a voter it would
+                // only count against every majority.
+                if matched == LogIndex(0) || matched.0.saturating_add(self.config.max_learner_lag) < last.0 {
                     return Err(ChangeError::LearnerBehind { id, matched, last });
                 }
                 next.learners.remove(&id);

@@ -415,3 +415,16 @@ fn a_dead_removed_member_is_given_up_at_the_next_change() {
     net.change(1, add_learner(4)).unwrap();
     assert!(!beat(&mut net), "node 3 still gets messages after the next change");
 }
+
+#[test]
+fn a_learner_that_never_answered_is_not_promoted_however_short_the_log() {
+    let mut net = Net::new(4, 3);
+    net.campaign(1);
+    net.cut.insert(4); // added, but not reachable yet
+    net.change(1, add_learner(4)).unwrap();
+    let r = net.change(1, MembershipChange::Promote { id: NodeId(4) });
+    assert!(matches!(r, Err(ChangeError::LearnerBehind { matched: LogIndex(0), .. })), "{r:?}");
+    net.cut.clear();
+    net.heartbeat(1);
+    net.change(1, MembershipChange::Promote { id: NodeId(4) }).unwrap();
+}

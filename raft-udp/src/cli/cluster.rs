@@ -31,17 +31,19 @@ pub(crate) struct ClusterArgs {
 }
 
 /// The children and how to start them again.
-struct Nodes {
+pub(super) struct Nodes {
     exe: PathBuf,
     dir: PathBuf,
     key_file: PathBuf,
     log_level: LevelFilter,
-    addrs: Vec<SocketAddr>,
-    children: Vec<Option<Child>>,
+    pub(super) addrs: Vec<SocketAddr>,
+    pub(super) children: Vec<Option<Child>>,
+    /// Nodes `0..bootstrap` form the initial cluster; later ones (`add`) join.
+    bootstrap: usize,
 }
 
 impl Nodes {
-    fn start(&mut self, i: usize) -> Result<(), String> {
+    pub(super) fn start(&mut self, i: usize) -> Result<(), String> {
         let id = i + 1;
         let log_path = self.dir.join(format!("node-{id}.log"));
         let log = OpenOptions::new()
@@ -57,7 +59,12 @@ impl Nodes {
             .arg("--key-file")
             .arg(&self.key_file)
             .args(["--log-level", &self.log_level.to_string().to_lowercase(), "--exit-on-stdin-eof"]);
-        for (j, a) in self.addrs.iter().enumerate().filter(|(j, _)| *j != i) {
+        if i >= self.bootstrap {
+            cmd.arg("--join");
+        }
+        for (j, a) in
+            self.addrs.iter().enumerate().filter(|(j, _)| *j != i && i < self.bootstrap && *j < self.bootstrap)
+        {
             cmd.arg("--peer").arg(format!("{}={a}", j + 1));
         }
         // Its own process group: Ctrl-C reaches only this process, which stops
@@ -82,7 +89,7 @@ impl Nodes {
         }
     }
 
-    fn kill9(&mut self, i: usize) -> bool {
+    pub(super) fn kill9(&mut self, i: usize) -> bool {
         match self.children.get_mut(i).and_then(Option::take) {
             Some(mut child) => {
                 let _ = child.kill();
@@ -118,7 +125,7 @@ impl Drop for Nodes {
 }
 
 /// Loopback addresses with ports free right now.
-fn free_addrs(n: usize) -> Result<Vec<SocketAddr>, String> {
+pub(super) fn free_addrs(n: usize) -> Result<Vec<SocketAddr>, String> {
     let sockets: Vec<std::net::UdpSocket> = (0..n)
         .map(|_| std::net::UdpSocket::bind("127.0.0.1:0"))
         .collect::<Result<_, _>>()
@@ -153,7 +160,15 @@ pub(super) fn run(args: ClusterArgs, log_level: LevelFilter) -> Result<u8, Strin
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the raft-udp executable: {e}"))?;
     let n = args.nodes as usize;
     let addrs = free_addrs(n)?;
-    let mut nodes = Nodes { exe, dir: dir.clone(), key_file: key_file.clone(), log_level, addrs, children: Vec::new() };
+    let mut nodes = Nodes {
+        exe,
+        dir: dir.clone(),
+        key_file: key_file.clone(),
+        log_level,
+        addrs,
+        children: Vec::new(),
+        bootstrap: n,
+    };
     nodes.children.resize_with(n, || None);
     for i in 0..n {
         nodes.start(i)?;
@@ -161,7 +176,7 @@ pub(super) fn run(args: ClusterArgs, log_level: LevelFilter) -> Result<u8, Strin
     let servers: Vec<String> = nodes.addrs.iter().map(ToString::to_string).collect();
     eprintln!("raft-udp cluster: {n} nodes on {}; data and logs in {}", servers.join(" "), dir.display());
     eprintln!("  other terminal: raft-udp client --servers {} --key-file {}", servers.join(","), key_file.display());
-    eprintln!("  type: put KEY VALUE | get KEY | delete KEY | cas KEY EXPECTED NEW | status | kill N | start N | help");
+    eprintln!("  type: {HELP} | help");
     eprintln!("  Ctrl-C or end of input stops the cluster.");
     let nodes = Arc::new(Mutex::new(nodes));
     let runtime = super::runtime()?;
@@ -179,9 +194,13 @@ pub(super) fn run(args: ClusterArgs, log_level: LevelFilter) -> Result<u8, Strin
     result
 }
 
+/// What `cluster` understands on standard input.
+const HELP: &str =
+    "put KEY VALUE | get KEY | delete KEY | cas KEY EXPECTED NEW | status | kill N | start N | add | remove N";
+
 async fn interact(nodes: Arc<Mutex<Nodes>>, key: ClusterKey) -> Result<u8, String> {
     let addrs = nodes.lock().map_err(|_| "lock poisoned")?.addrs.clone();
-    let view = tokio::spawn(status_view(nodes.clone(), addrs.clone(), key.clone()));
+    let view = tokio::spawn(status_view(nodes.clone(), key.clone()));
     let mut client = Client::connect(addrs.clone(), key.clone(), Duration::from_secs(2))
         .await
         .map_err(|e| format!("cannot open a client socket: {e}"))?;
@@ -205,11 +224,15 @@ async fn interact(nodes: Arc<Mutex<Nodes>>, key: ClusterKey) -> Result<u8, Strin
             _ = tokio::signal::ctrl_c() => break,
             () = &mut sigterm => break,
         };
+        // Nodes added with `add` count too.
+        let addrs = nodes.lock().map(|g| g.addrs.clone()).unwrap_or_else(|_| addrs.clone());
         let words: Vec<&str> = line.split_whitespace().collect();
         let index = |w: &str| w.parse::<usize>().ok().filter(|i| (1..=addrs.len()).contains(i)).map(|i| i - 1);
         match words.as_slice() {
-            ["help"] => {
-                eprintln!("put KEY VALUE | get KEY | delete KEY | cas KEY EXPECTED NEW | status | kill N | start N")
+            ["help"] => eprintln!("{HELP}"),
+            ["add"] => eprintln!("{}", super::cluster_member::add(&nodes, &key).await),
+            ["remove", n] if index(n).is_some() => {
+                eprintln!("{}", super::cluster_member::remove(&nodes, &key, index(n).unwrap_or_default()).await)
             }
             ["status"] => {
                 let answers = query_status(&addrs, &key, Duration::from_millis(500)).await.unwrap_or_default();
@@ -266,15 +289,19 @@ fn summary(addrs: &[SocketAddr], answers: &[Option<NodeStatus>], with_commit: bo
 
 /// Polls every node twice a second; prints a line when roles, terms or
 /// liveness change, and every 5 s while commit indexes move.
-async fn status_view(nodes: Arc<Mutex<Nodes>>, addrs: Vec<SocketAddr>, key: ClusterKey) {
+async fn status_view(nodes: Arc<Mutex<Nodes>>, key: ClusterKey) {
     let started = Instant::now();
     let mut shape = String::new();
     let mut full = String::new();
     let mut printed = Instant::now();
     loop {
-        if let Ok(mut g) = nodes.lock() {
-            g.reap();
-        }
+        let addrs = match nodes.lock() {
+            Ok(mut g) => {
+                g.reap();
+                g.addrs.clone()
+            }
+            Err(_) => return,
+        };
         let answers = query_status(&addrs, &key, Duration::from_millis(400)).await.unwrap_or_default();
         let new_shape = summary(&addrs, &answers, false);
         let new_full = summary(&addrs, &answers, true);

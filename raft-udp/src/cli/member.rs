@@ -81,7 +81,7 @@ struct Conn {
 
 /// What a change is after.
 #[derive(Debug, Clone, Copy)]
-enum Goal {
+pub(super) enum Goal {
     Voter(u64, SocketAddr),
     Learner(u64, SocketAddr),
     Gone(u64),
@@ -162,7 +162,7 @@ async fn list(client: &mut MemberClient, deadline: Instant) -> Result<Members, S
 }
 
 /// Steps toward `goal` until the committed configuration reaches it.
-async fn change(client: &mut MemberClient, goal: Goal, deadline: Instant) -> Result<Members, String> {
+pub(super) async fn change(client: &mut MemberClient, goal: Goal, deadline: Instant) -> Result<Members, String> {
     let mut last = String::from("no leader answered");
     let mut asked = false;
     loop {

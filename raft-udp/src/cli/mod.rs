@@ -8,6 +8,7 @@
 mod args;
 mod bench;
 mod cluster;
+mod cluster_member;
 mod kv;
 mod member;
 mod status;
