@@ -31,7 +31,10 @@ pub struct NodeConfig {
     /// see `Handle::local_addr`).
     pub listen: SocketAddr,
     /// The address of every other member. Must name exactly the members of
-    /// `raft.members` other than `raft.id`.
+    /// `raft.members` other than `raft.id`; for a joining node (no
+    /// members), any members to reach before its configuration arrives
+    /// (over UDP none are needed: it answers whoever contacts it). Once a
+    /// configuration names addresses, those govern.
     pub peers: BTreeMap<NodeId, SocketAddr>,
     /// The shared secret: every frame is authenticated under it.
     pub key: ClusterKey,
@@ -89,8 +92,9 @@ impl NodeConfig {
                 return Err(StartError::NoAddress { member: *m });
             }
         }
+        // A joining node (no members) may be given addresses to reach first.
         for p in self.peers.keys() {
-            if *p == self.raft.id || !self.raft.members.contains(p) {
+            if *p == self.raft.id || (!self.raft.members.contains(p) && !self.raft.members.is_empty()) {
                 return Err(StartError::NotAPeer { peer: *p });
             }
         }
