@@ -10,7 +10,7 @@ use crate::runtime::Sleeper;
 use crate::sync::{Joinable, Stop, TaskCount, Watch};
 use crate::udp::Counters;
 use raft_core::{Bytes, Event, LogIndex, Membership, MembershipChange, Message, NodeId, ReadError};
-use raft_host::engine::{ChangeFailed, DiskReport, EngineStartError, Refused, Transport};
+use raft_host::engine::{ChangeFailed, DiskReport, EngineStartError, Failure, Refused, Transport};
 use raft_host::transport_frame::max_frame_len;
 use raft_host::{DiskLog, DiskThread, Engine, NodeMeta, Outcome, StateMachine, StdClock};
 use std::collections::BTreeMap;
@@ -137,7 +137,7 @@ struct CoreState {
     membership_index: LogIndex,
     removed: bool,
     stopped: bool,
-    failure: Option<String>,
+    failure: Option<Arc<Failure>>,
 }
 
 /// Starts the writer task of a peer added while the node runs (the
@@ -463,8 +463,7 @@ impl<S: StateMachine> Owner<S> {
         let flushed = match self.engine.flush(self.clock.now(), &mut self.peers) {
             Ok(f) => f,
             Err(failure) => {
-                let reason = failure.to_string();
-                self.shared.state().failure.get_or_insert(reason);
+                self.shared.state().failure.get_or_insert(failure);
                 return false;
             }
         };
