@@ -33,8 +33,9 @@ pub struct NodeConfig {
     /// The address of every other member. Must name exactly the members of
     /// `raft.members` other than `raft.id`; for a joining node (no
     /// members), any members to reach before its configuration arrives
-    /// (over UDP none are needed: it answers whoever contacts it). Once a
-    /// configuration names addresses, those govern.
+    /// (over UDP none are needed: it answers whoever contacts it). Members
+    /// not listed here are reached at the address their configuration
+    /// entry carries; an address listed here wins (a route the operator chose).
     pub peers: BTreeMap<NodeId, SocketAddr>,
     /// The shared secret: every frame is authenticated under it.
     pub key: ClusterKey,

@@ -236,8 +236,9 @@ impl Shared {
         *self.spawn_peer.lock().unwrap_or_else(|e| e.into_inner()) = Some(f);
     }
 
-    /// Makes `id` reachable at `addr`: moves a known peer, or adds a queue
-    /// and starts its writer. Nothing once the node stops.
+    /// Makes `id` reachable at `addr`: moves a known peer (not one given an
+    /// address at start), or adds a queue and starts its writer. Nothing
+    /// once the node stops.
     pub(crate) fn add_peer(self: &Arc<Self>, id: NodeId, addr: SocketAddr) {
         if id == self.id() || self.stop.is_closed() {
             return;
@@ -245,8 +246,11 @@ impl Shared {
         let added = {
             let mut peers = self.peer_map();
             match peers.get(&id) {
+                // An address given at start (`NodeConfig::peers`: the
+                // operator's route, maybe through a proxy or NAT) wins over
+                // the one a configuration entry carries.
                 Some(q) => {
-                    if q.addr() != addr {
+                    if q.addr() != addr && !self.config.peers.contains_key(&id) {
                         q.set_addr(addr);
                     }
                     None

@@ -254,7 +254,8 @@ pub fn run(opts: NodeOptions, stop: impl Future<Output = ()>) -> Result<(), Node
             tracing::info!(
                 voters = ?status.membership.voters.iter().map(|v| v.0).collect::<Vec<_>>(),
                 learners = ?status.membership.learners.iter().map(|v| v.0).collect::<Vec<_>>(),
-                "the data directory holds a configuration: --peer/--join flags ignored"
+                "the data directory holds a configuration: it governs membership (--peer/--join flags ignored; \
+                 a --peer address still routes to its member)"
             );
         } else if opts.join {
             tracing::info!("joining: waiting for a leader to add this node");
