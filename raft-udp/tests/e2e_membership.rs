@@ -317,7 +317,7 @@ fn bad_member_flags_exit_2() {
 fn cluster_add_and_remove_change_the_running_cluster() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path().display().to_string();
-    let input = "put a 1\nadd\nremove 1\nput b 2\nget a\nstatus\n";
+    let input = "put a 1\nadd\nremove 1\nput b 2\nget a\nstatus --json\n";
     let out = common::run(&["cluster", "--nodes", "3", "--dir", &dir], input, Duration::from_secs(90));
     assert_eq!(out.code, Some(0), "{out:?}");
     assert!(out.stderr.contains("node 4 ("), "{}", out.stderr);

@@ -15,6 +15,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// How long removing the leader waits for it to hand leadership over.
+const HAND_OVER_WAIT: Duration = Duration::from_secs(3);
 /// How long one listing waits for the leader's answer before the next server.
 const LIST_ATTEMPT: Duration = Duration::from_millis(500);
 /// How long one change waits for its answer (it comes once committed).
@@ -54,7 +56,7 @@ enum MemberCommand {
         #[arg(long, default_value = "30000", value_parser = args::positive)]
         timeout_ms: u64,
     },
-    /// Remove node ID (the leader too: it steps down). Exit 0 once committed,
+    /// Remove node ID (the leader too: it hands over first). Exit 0 once committed,
     /// 1 if refused or timed out.
     Remove {
         #[command(flatten)]
@@ -165,6 +167,7 @@ async fn list(client: &mut MemberClient, deadline: Instant) -> Result<Members, S
 pub(super) async fn change(client: &mut MemberClient, goal: Goal, deadline: Instant) -> Result<Members, String> {
     let mut last = String::from("no leader answered");
     let mut asked = false;
+    let mut handed = false;
     loop {
         if Instant::now() >= deadline {
             return Err(format!("timed out: {last}"));
@@ -183,6 +186,22 @@ pub(super) async fn change(client: &mut MemberClient, goal: Goal, deadline: Inst
             };
         };
         asked = true;
+        // Removing the leader: hand leadership to another voter first, so the
+        // cluster does not wait an election timeout once the removal commits.
+        // If that fails, the removal goes ahead (the leader steps down then).
+        if let MemberOp::Remove { id } = step
+            && m.leader == id
+            && !handed
+        {
+            handed = true;
+            if let Some(&to) = m.voter_ids().iter().find(|&&v| v != id) {
+                let wait = deadline.saturating_duration_since(Instant::now()).min(HAND_OVER_WAIT);
+                match crate::client::transfer_leader(client.servers(), client.key(), to, wait).await {
+                    Ok(_) => continue,
+                    Err(e) => last = format!("handing leadership to node {to} first: {e}"),
+                }
+            }
+        }
         match client.ask(&step, CHANGE_ATTEMPT, deadline).await {
             Some(MemberResult::Done(_)) | None | Some(MemberResult::NotLeader { .. }) => {}
             Some(MemberResult::Unknown(why)) => last = why,

@@ -39,6 +39,16 @@ impl MemberClient {
         Ok(MemberClient { socket, key, id, nonce, servers, next: 0, target: first, buf, cookies })
     }
 
+    /// The servers it was given.
+    pub fn servers(&self) -> &[SocketAddr] {
+        &self.servers
+    }
+
+    /// The cluster key it seals requests with.
+    pub fn key(&self) -> &ClusterKey {
+        &self.key
+    }
+
     fn rotate(&mut self) {
         self.next = (self.next + 1) % self.servers.len();
         self.target = self.servers[self.next];
