@@ -11,7 +11,7 @@ use crate::sync::{Stop, TaskCount, Watch};
 use crate::udp::Counters;
 use raft_core::{Bytes, Event, LogIndex, Message, NodeId, ReadError};
 use raft_host::engine::{DiskReport, EngineStartError, Refused, Transport};
-use raft_host::transport_frame::max_frame_len;
+use raft_host::secure::SecureConfig;
 use raft_host::{DiskLog, DiskThread, Engine, NodeMeta, Outcome, StateMachine, StdClock};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -108,8 +108,10 @@ pub(crate) struct Shared {
     pub(crate) config: NodeConfig,
     /// The bound listen address.
     pub(crate) listen: SocketAddr,
-    /// Largest frame accepted or sent (without its length prefix).
-    pub(crate) max_frame: usize,
+    /// This node's side of transport v2 (key, incarnation, id).
+    pub(crate) secure: SecureConfig,
+    /// The transports' clock (sessions' ages).
+    pub(crate) clock: StdClock,
     pub(crate) role: Arc<Watch<RoleInfo>>,
     pub(crate) peers: Vec<Arc<PeerQueue>>,
     pub(crate) tasks: TaskCount,
@@ -136,7 +138,8 @@ impl Shared {
             .collect();
         let role = RoleInfo { role: raft_core::Role::Follower, term: raft_core::Term(0), leader: None };
         Shared {
-            max_frame: max_frame_len(config.raft.max_message_bytes),
+            secure: SecureConfig::new(&config.keys, config.raft.id),
+            clock: StdClock::new(),
             config,
             listen,
             role: Arc::new(Watch::new(role)),

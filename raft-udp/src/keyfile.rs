@@ -1,13 +1,20 @@
 //! The cluster key file, and the cluster id derived from the key.
 
 use raft_host::ClusterKey;
+use raft_host::secure::{KeyFile, MAX_KEY_FILE_BYTES};
+use std::io::Read as _;
 use std::path::Path;
 
-/// Reads a key file (64 hex digits, as `raft-udp keygen` prints). The error
-/// is one line naming the file and what is wrong.
-pub fn read_key(path: &Path) -> Result<ClusterKey, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read key file {}: {e}", path.display()))?;
-    ClusterKey::from_hex(&text).map_err(|e| format!("key file {}: {e}", path.display()))
+/// Reads a key file (format version 2: the key and the cluster
+/// incarnation, as `raft-udp keygen` prints; see
+/// [`raft_host::secure::KeyFile`]). The error is one line naming the file
+/// and what is wrong.
+pub fn read_key(path: &Path) -> Result<KeyFile, String> {
+    let cannot = |e: std::io::Error| format!("cannot read key file {}: {e}", path.display());
+    let mut text = String::new();
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    file.take(MAX_KEY_FILE_BYTES as u64 + 1).read_to_string(&mut text).map_err(cannot)?;
+    KeyFile::parse(&text).map_err(|e| format!("key file {}: {e}", path.display()))
 }
 
 /// The id a data directory is stamped with: the first 8 bytes of an
@@ -41,10 +48,14 @@ mod tests {
         let bad = dir.path().join("bad.key");
         std::fs::write(&bad, "not hex").unwrap();
         let e = read_key(&bad).unwrap_err();
-        assert!(e.contains("bad.key") && e.contains("hex"), "{e}");
+        assert!(e.contains("bad.key") && e.contains("raft-key-file v2"), "{e}");
+        let v1 = dir.path().join("v1.key");
+        std::fs::write(&v1, format!("{}\n", ClusterKey::generate().unwrap().to_hex())).unwrap();
+        let e = read_key(&v1).unwrap_err();
+        assert!(e.contains("v1.key") && e.contains("version 1"), "{e}");
         let good = dir.path().join("good.key");
-        let k = ClusterKey::generate().unwrap();
-        std::fs::write(&good, format!("{}\n", k.to_hex())).unwrap();
+        let k = KeyFile::generate(&mut raft_host::secure::OsEntropy).unwrap();
+        std::fs::write(&good, k.format()).unwrap();
         assert_eq!(read_key(&good).unwrap(), k);
     }
 }

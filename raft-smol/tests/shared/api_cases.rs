@@ -6,12 +6,13 @@
 use super::{Node, NodeConfig, ProposeError, StartError, sleep, within};
 use raft_core::{Config, NodeId, Role};
 use raft_host::kv::{KvCommand, KvOp, encode_command};
+use raft_host::secure::{Incarnation, KeyFile};
 use raft_host::{ClusterKey, KvStore};
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
-fn key() -> ClusterKey {
-    ClusterKey::from_bytes([1; 32])
+fn key() -> KeyFile {
+    KeyFile::new(ClusterKey::from_bytes([1; 32]), Incarnation::from_bytes([2; 16]))
 }
 
 /// An address nothing listens on.

@@ -6,6 +6,7 @@
 use super::{Handle, Node, NodeConfig};
 use raft_core::{Config, NodeId};
 use raft_host::kv::{KvCommand, KvOp, encode_command};
+use raft_host::secure::{Incarnation, KeyFile};
 use raft_host::{ClusterKey, KvStore};
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -59,8 +60,8 @@ pub(crate) fn peers(id: u64, addrs: &[SocketAddr]) -> Vec<(NodeId, SocketAddr)> 
     (1..=3u64).filter(|&p| p != id).map(|p| (NodeId(p), addrs[p as usize - 1])).collect()
 }
 
-pub(crate) fn key() -> ClusterKey {
-    ClusterKey::from_bytes([0x5A; 32])
+pub(crate) fn key() -> KeyFile {
+    KeyFile::new(ClusterKey::from_bytes([0x5A; 32]), Incarnation::from_bytes([0x5B; 16]))
 }
 
 /// Proposer `p`'s `seq`-th command: a 16-byte-ish put on its own key.

@@ -6,8 +6,9 @@
 
 use super::{Handle, Node, NodeConfig, ProposeError, RoleWatch};
 use raft_core::{Config, NodeId};
+use raft_host::KvStore;
 use raft_host::kv::{KvCommand, KvOp, KvOutput};
-use raft_host::{ClusterKey, KvStore};
+use raft_host::secure::{KeyFile, OsEntropy};
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::net::SocketAddr;
@@ -25,7 +26,7 @@ pub(crate) struct Options {
     pub(crate) listen: SocketAddr,
     pub(crate) peers: BTreeMap<u64, SocketAddr>,
     pub(crate) data_dir: PathBuf,
-    pub(crate) key: ClusterKey,
+    pub(crate) key: KeyFile,
     pub(crate) cluster_id: u64,
 }
 
@@ -42,11 +43,11 @@ pub(crate) fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Opt
             }
             "--gen-key" => {
                 let path = PathBuf::from(value()?);
-                let key = ClusterKey::generate().map_err(|e| e.to_string())?;
+                let key = KeyFile::generate(&mut OsEntropy).map_err(|e| e.to_string())?;
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
                 }
-                std::fs::write(&path, key.to_hex() + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
+                std::fs::write(&path, key.format()).map_err(|e| format!("{}: {e}", path.display()))?;
                 println!("wrote a new cluster key to {}", path.display());
                 return Ok(None);
             }
@@ -67,7 +68,7 @@ pub(crate) fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Opt
     }
     let key_file = key_file.ok_or("--key-file is required")?;
     let text = std::fs::read_to_string(&key_file).map_err(|e| format!("{}: {e}", key_file.display()))?;
-    let key = ClusterKey::from_hex(&text).map_err(|e| format!("{}: {e}", key_file.display()))?;
+    let key = KeyFile::parse(&text).map_err(|e| format!("{}: {e}", key_file.display()))?;
     Ok(Some(Options {
         id: id.ok_or("--id is required")?,
         listen: listen.ok_or("--listen is required")?,

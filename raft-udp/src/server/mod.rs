@@ -15,7 +15,8 @@ use crate::keyfile::cluster_id;
 use crate::packet::MAX_DATAGRAM;
 use crate::random_u64;
 use raft_core::{Config, Duration as CoreDuration, NodeId};
-use raft_host::{ClusterKey, KvOp, KvOutput, KvStore};
+use raft_host::secure::KeyFile;
+use raft_host::{KvOp, KvOutput, KvStore};
 use raft_net::{NodeConfig, RoleInfo, StartError, UdpOptions};
 use raft_tokio::Tokio;
 use std::collections::BTreeMap;
@@ -55,8 +56,8 @@ pub struct NodeOptions {
     pub peers: BTreeMap<u64, SocketAddr>,
     /// Where the log, hard state and snapshot live.
     pub data_dir: PathBuf,
-    /// The cluster key.
-    pub key: ClusterKey,
+    /// The cluster key file (key and incarnation).
+    pub key: KeyFile,
     /// Heartbeat interval.
     pub heartbeat: Duration,
     /// Election timeout range, `[min, max)`.
@@ -151,7 +152,7 @@ pub fn run(opts: NodeOptions, stop: impl Future<Output = ()>) -> Result<(), Node
     runtime.block_on(async move {
         let peers: BTreeMap<NodeId, SocketAddr> = opts.peers.iter().map(|(id, a)| (NodeId(*id), *a)).collect();
         let mut node = NodeConfig::new(config, &opts.data_dir, opts.listen, peers, opts.key.clone());
-        node.cluster_id = cluster_id(&opts.key);
+        node.cluster_id = cluster_id(&opts.key.key);
         // A client is answered when its command is applied; one that waits
         // longer than this has long given up (a retry settles the outcome).
         node.propose_timeout = FORGET_AFTER;
