@@ -1,6 +1,5 @@
-//! The cluster key file, and the cluster id derived from the key.
+//! The cluster key file, and the cluster id derived from its incarnation.
 
-use raft_host::ClusterKey;
 use raft_host::secure::{KeyFile, MAX_KEY_FILE_BYTES};
 use std::io::Read as _;
 use std::path::Path;
@@ -17,27 +16,30 @@ pub fn read_key(path: &Path) -> Result<KeyFile, String> {
     KeyFile::parse(&text).map_err(|e| format!("key file {}: {e}", path.display()))
 }
 
-/// The id a data directory is stamped with: the first 8 bytes of an
-/// HMAC-SHA256 under the key (of a fixed label), so every node holding the
-/// key derives the same id, and the id reveals nothing about the key.
-pub fn cluster_id(key: &ClusterKey) -> u64 {
-    let frame = key.seal(0, b"raft-udp cluster id");
-    let tag = &frame[frame.len() - 32..];
+/// The id a data directory is stamped with: the first 8 bytes of the
+/// cluster incarnation, so every node of one cluster derives the same id, a
+/// cluster rebuilt with a new key file refuses the old data directories, and
+/// a key rotated within the same incarnation keeps them. It reveals nothing
+/// about the key.
+pub fn cluster_id(keys: &KeyFile) -> u64 {
     let mut id = [0u8; 8];
-    id.copy_from_slice(&tag[..8]);
+    id.copy_from_slice(&keys.incarnation.as_bytes()[..8]);
     u64::from_le_bytes(id)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use raft_host::ClusterKey;
 
     #[test]
-    fn cluster_id_depends_on_the_key_only() {
-        let a = ClusterKey::from_bytes([1; 32]);
-        let b = ClusterKey::from_bytes([2; 32]);
-        assert_eq!(cluster_id(&a), cluster_id(&a.clone()));
-        assert_ne!(cluster_id(&a), cluster_id(&b));
+    fn cluster_id_depends_on_the_incarnation_only() {
+        use raft_host::secure::Incarnation;
+        let a = KeyFile::new(ClusterKey::from_bytes([1; 32]), Incarnation::from_bytes([1; 16]));
+        let rotated = KeyFile::new(ClusterKey::from_bytes([2; 32]), a.incarnation);
+        let rebuilt = KeyFile::new(a.key.clone(), Incarnation::from_bytes([2; 16]));
+        assert_eq!(cluster_id(&a), cluster_id(&rotated));
+        assert_ne!(cluster_id(&a), cluster_id(&rebuilt));
     }
 
     #[test]

@@ -152,7 +152,7 @@ pub fn run(opts: NodeOptions, stop: impl Future<Output = ()>) -> Result<(), Node
     runtime.block_on(async move {
         let peers: BTreeMap<NodeId, SocketAddr> = opts.peers.iter().map(|(id, a)| (NodeId(*id), *a)).collect();
         let mut node = NodeConfig::new(config, &opts.data_dir, opts.listen, peers, opts.key.clone());
-        node.cluster_id = cluster_id(&opts.key.key);
+        node.cluster_id = cluster_id(&opts.key);
         // A client is answered when its command is applied; one that waits
         // longer than this has long given up (a retry settles the outcome).
         node.propose_timeout = FORGET_AFTER;
