@@ -96,12 +96,17 @@ impl Sessions {
         Ok(out)
     }
 
-    /// Starts (or retries) a handshake with `peer` if none is in progress
-    /// recently: after a frame of an unknown session, the peer has
-    /// restarted or lost its session. Returns the initiation to send.
+    /// After a frame of a session this node does not hold: if it holds no
+    /// usable session with `peer` (it restarted, or its session expired),
+    /// starts a handshake, unless one was sent recently. Returns the
+    /// initiation to send. With a working session nothing happens, so
+    /// replayed frames of old sessions cannot make the nodes rekey.
     pub(crate) fn restart_handshake(&self, peer: NodeId, entropy: &mut dyn Entropy) -> Option<Vec<u8>> {
         let now = self.clock.now();
         let mut p = self.lock(peer)?;
+        if p.link.current().is_some_and(|s| !s.is_expired(now)) {
+            return None;
+        }
         if p.initiated.is_some_and(|at| now.saturating_since(at) < HANDSHAKE_RETRY.into()) {
             return None;
         }
@@ -167,5 +172,81 @@ impl PeerLink {
         if due && self.link.initiate(now, entropy, out).is_ok() {
             self.initiated = Some(now);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft_host::ClusterKey;
+    use raft_host::secure::{Incarnation, KeyFile, SeededEntropy};
+
+    const A: NodeId = NodeId(1);
+    const B: NodeId = NodeId(2);
+    const C: NodeId = NodeId(3);
+
+    fn node(keys: &KeyFile, me: NodeId) -> Sessions {
+        let peers = [A, B, C].into_iter().filter(|&p| p != me);
+        Sessions::new(&SecureConfig::new(keys, me), peers, StdClock::new())
+    }
+
+    fn keys() -> KeyFile {
+        KeyFile::new(ClusterKey::from_bytes([4; 32]), Incarnation::from_bytes([5; 16]))
+    }
+
+    /// `from` seals one payload for `to`, setting up the session first.
+    fn sealed(x: &Sessions, xid: NodeId, y: &Sessions, yid: NodeId, rng: &mut SeededEntropy, p: &[u8]) -> Vec<u8> {
+        let mut init = Vec::new();
+        if let Ok(mut d) = x.seal(yid, &[p.to_vec()], rng, &mut init) {
+            return d.remove(0);
+        }
+        let Ok(Reply::Send(response)) = y.handshake(xid, &init, rng) else { panic!("no response") };
+        let Ok(Reply::Send(confirm)) = x.handshake(yid, &response, rng) else { panic!("not established") };
+        assert_eq!(y.open(xid, &confirm), Ok(Vec::new()), "the confirmation opens, empty");
+        x.seal(yid, &[p.to_vec()], rng, &mut Vec::new()).unwrap().remove(0)
+    }
+
+    #[test]
+    fn replayed_redirected_and_pre_restart_datagrams_do_not_open() {
+        let keys = keys();
+        let mut rng = SeededEntropy::new(3);
+        let (a, b, c) = (node(&keys, A), node(&keys, B), node(&keys, C));
+        let d = sealed(&a, A, &b, B, &mut rng, b"vote granted");
+        assert_eq!(b.open(A, &d), Ok(b"vote granted".to_vec()));
+        assert_eq!(b.open(A, &d), Err(OpenError::Replayed), "replayed");
+        assert!(c.open(A, &d).is_err(), "redirected to another node");
+        let mut renamed = d.clone();
+        renamed[9..17].copy_from_slice(&C.0.to_le_bytes());
+        assert!(c.open(A, &renamed).is_err(), "redirected with its receiver rewritten");
+        assert!(a.open(B, &d).is_err(), "reflected to its sender");
+
+        // B restarts: A's frames of the old session never open at the new
+        // B, which offers a new handshake; then traffic flows again.
+        let b = node(&keys, B);
+        let old = a.seal(B, &[b"append".to_vec()], &mut rng, &mut Vec::new()).unwrap().remove(0);
+        assert_eq!(b.open(A, &d), Err(OpenError::UnknownSession));
+        assert_eq!(b.open(A, &old), Err(OpenError::UnknownSession));
+        let init = b.restart_handshake(A, &mut rng).expect("a new handshake");
+        assert_eq!(b.restart_handshake(A, &mut rng), None, "not again at once");
+        let Ok(Reply::Send(response)) = a.handshake(B, &init, &mut rng) else { panic!("no response") };
+        let Ok(Reply::Send(confirm)) = b.handshake(A, &response, &mut rng) else { panic!("not established") };
+        assert_eq!(a.open(B, &confirm), Ok(Vec::new()));
+        let fresh = a.seal(B, &[b"append".to_vec()], &mut rng, &mut Vec::new()).unwrap().remove(0);
+        assert_eq!(b.open(A, &fresh), Ok(b"append".to_vec()));
+        assert_eq!(b.open(A, &old), Err(OpenError::UnknownSession), "still refused");
+        assert_eq!(a.restart_handshake(B, &mut rng), None, "a working session is not replaced");
+    }
+
+    #[test]
+    fn handshakes_answered_per_peer_are_bounded() {
+        let keys = keys();
+        let mut rng = SeededEntropy::new(4);
+        let (a, b) = (node(&keys, A), node(&keys, B));
+        let mut init = Vec::new();
+        assert!(a.seal(B, &[vec![1]], &mut rng, &mut init).is_err());
+        let answers = (0..ANSWERS_PER_PERIOD + 10)
+            .filter(|_| matches!(b.handshake(A, &init, &mut rng), Ok(Reply::Send(_))))
+            .count();
+        assert_eq!(answers, ANSWERS_PER_PERIOD as usize, "a replayed initiation is answered a bounded number of times");
     }
 }
