@@ -221,6 +221,20 @@ impl<S: StateMachine, W> Engine<S, W> {
         now: Instant,
         on_durable: impl FnMut(DiskReport) + Send + 'static,
     ) -> Result<Engine<S, W>, EngineStartError> {
+        Engine::start_timed(config, log, recovered, sm, now, on_durable, |_| {})
+    }
+
+    /// [`Engine::start`], with `on_sync` told the duration of each durable
+    /// sync of the disk thread (see [`DiskThread::spawn_timed`]).
+    pub fn start_timed(
+        config: Config,
+        log: DiskLog,
+        recovered: Recovered,
+        sm: S,
+        now: Instant,
+        on_durable: impl FnMut(DiskReport) + Send + 'static,
+        on_sync: impl FnMut(std::time::Duration) + Send + 'static,
+    ) -> Result<Engine<S, W>, EngineStartError> {
         // A fresh seed at every start (see `Config::seed`): the ids of this
         // lifetime's requests to the leader must not repeat a previous one's.
         let mut config = config;
@@ -229,7 +243,7 @@ impl<S: StateMachine, W> Engine<S, W> {
             config.seed ^= u64::from_le_bytes(fresh);
         }
         let driver = Driver::new(config, recovered.into_restored(), sm, now).map_err(EngineStartError::Node)?;
-        let disk = DiskThread::spawn(log, on_durable).map_err(EngineStartError::DiskThread)?;
+        let disk = DiskThread::spawn_timed(log, on_durable, on_sync).map_err(EngineStartError::DiskThread)?;
         Ok(Engine::from_parts(driver, disk))
     }
 
@@ -260,6 +274,11 @@ impl<S: StateMachine, W> Engine<S, W> {
     /// Why the engine stopped by itself, if it did.
     pub fn failure(&self) -> Option<&Failure> {
         self.failure.as_deref()
+    }
+
+    /// The snapshots taken of the state machine so far.
+    pub fn snapshots_taken(&self) -> crate::SnapshotsTaken {
+        self.driver.snapshots_taken()
     }
 
     /// Role, term, leader and indexes.

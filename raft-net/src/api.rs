@@ -63,6 +63,11 @@ pub struct NodeConfig {
     /// is closed if every one has). Each peer keeps at most one
     /// authenticated connection: a newer one replaces it. Default 64.
     pub max_inbound_connections: usize,
+    /// Where to serve the node's metrics over HTTP (`GET /metrics`, the
+    /// Prometheus text format), if anywhere (port 0: any free port, see
+    /// `Handle::metrics_addr`). Default none; `Handle::metrics_text` renders
+    /// them either way.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl NodeConfig {
@@ -89,6 +94,7 @@ impl NodeConfig {
             handshake_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
             max_inbound_connections: 64,
+            metrics_listen: None,
         }
     }
 

@@ -5,15 +5,17 @@
 //! it inputs and calls [`Owner::flush`] after each batch of them.
 
 use crate::api::{NodeConfig, ProposeError, RoleInfo, StartError, Status};
+use crate::metrics::{Metrics, ProposalOutcome, ReadOutcome};
 use crate::queue::PeerQueue;
 use crate::runtime::Sleeper;
 use crate::sync::{Stop, TaskCount, Watch};
+use crate::timed::Timed;
 use crate::udp::Counters;
-use raft_core::{Bytes, Event, LogIndex, Message, NodeId, ReadError};
+use raft_core::{Body, Bytes, Event, LogIndex, Message, NodeId, ReadError, Role};
 use raft_host::engine::{DiskReport, EngineStartError, Failure, Refused, Transport};
 use raft_host::secure::SecureConfig;
 use raft_host::{DiskLog, DiskThread, Engine, NodeMeta, Outcome, StateMachine, StdClock};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -21,7 +23,7 @@ use std::sync::{Arc, Mutex};
 type Answer<O> = Box<dyn FnOnce(Result<O, ProposeError>) + Send>;
 
 /// The host engine with a [`Waiter`] per waiting proposal or read.
-pub(crate) type NodeEngine<S> = Engine<S, Waiter<S>>;
+pub(crate) type NodeEngine<S> = Engine<Timed<S>, Waiter<S>>;
 
 /// Serves one linearizable read, or tells why it failed.
 pub(crate) type ReadFn<S> = Box<dyn FnOnce(Result<&S, ProposeError>) + Send>;
@@ -120,6 +122,9 @@ pub(crate) struct Shared {
     pub(crate) sleeper: Box<dyn Sleeper>,
     /// What the UDP transport dropped, if the peers talk over UDP.
     pub(crate) datagrams: Option<Arc<Mutex<Counters>>>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Where the metrics are served over HTTP, if they are.
+    pub(crate) metrics_addr: Option<SocketAddr>,
     state: Mutex<CoreState>,
 }
 
@@ -130,6 +135,8 @@ impl Shared {
         tasks: TaskCount,
         sleeper: Box<dyn Sleeper>,
         datagrams: Option<Arc<Mutex<Counters>>>,
+        metrics: Arc<Metrics>,
+        metrics_addr: Option<SocketAddr>,
     ) -> Shared {
         let peers = config
             .peers
@@ -148,6 +155,8 @@ impl Shared {
             stop: Arc::new(Watch::new(())),
             sleeper,
             datagrams,
+            metrics,
+            metrics_addr,
             state: Mutex::default(),
         }
     }
@@ -179,6 +188,11 @@ impl Shared {
         }
     }
 
+    /// The node's metrics in the Prometheus text format.
+    pub(crate) fn metrics_text(&self) -> String {
+        self.metrics.render(&self.status())
+    }
+
     /// The last step of a shutdown: the node reports itself stopped and
     /// role watches end.
     pub(crate) fn finish(&self) {
@@ -197,13 +211,17 @@ impl Shared {
 pub(crate) fn open<S: StateMachine>(
     config: &NodeConfig,
     sm: S,
+    metrics: &Arc<Metrics>,
     on_durable: impl FnMut(DiskResult) + Send + 'static,
 ) -> Result<(NodeEngine<S>, StdClock), StartError> {
     let meta = NodeMeta::new(config.raft.id, config.cluster_id);
     let (log, recovered) = DiskLog::open(&config.data_dir, meta).map_err(StartError::Storage)?;
     let clock = StdClock::new();
-    let engine =
-        Engine::start(config.raft.clone(), log, recovered, sm, clock.now(), on_durable).map_err(|e| match e {
+    let sm = Timed::new(sm, metrics.clone());
+    let timing = metrics.clone();
+    let on_sync = move |took| timing.disk_sync(took);
+    let engine = Engine::start_timed(config.raft.clone(), log, recovered, sm, clock.now(), on_durable, on_sync)
+        .map_err(|e| match e {
             EngineStartError::Node(e) => StartError::Node(e),
             EngineStartError::DiskThread(e) => StartError::DiskThread(e),
             _ => StartError::Interrupted,
@@ -212,10 +230,13 @@ pub(crate) fn open<S: StateMachine>(
 }
 
 /// The peers' queues, as the engine's transport.
-struct Peers(BTreeMap<NodeId, Arc<PeerQueue>>);
+struct Peers(BTreeMap<NodeId, Arc<PeerQueue>>, Arc<Metrics>);
 
 impl Transport for Peers {
     fn send(&mut self, to: NodeId, message: Message) {
+        if let Body::InstallSnapshot(chunk) = &message.body {
+            self.1.snapshot_chunk_sent(chunk.offset == 0, chunk.data.len());
+        }
         if let Some(q) = self.0.get(&to) {
             q.push(message);
         }
@@ -228,6 +249,11 @@ pub(crate) struct Owner<S: StateMachine> {
     clock: StdClock,
     peers: Peers,
     shared: Arc<Shared>,
+    /// On the leader: its proposals' indexes and arrival times, oldest
+    /// first, until they are seen committed (for the commit latency).
+    proposed: VecDeque<(LogIndex, std::time::Instant)>,
+    /// Whether peer progress was last reported as the leader's.
+    reported_leader: bool,
 }
 
 impl<S: StateMachine> fmt::Debug for Owner<S> {
@@ -238,40 +264,55 @@ impl<S: StateMachine> fmt::Debug for Owner<S> {
 
 impl<S: StateMachine> Owner<S> {
     pub(crate) fn new(engine: NodeEngine<S>, clock: StdClock, shared: Arc<Shared>) -> Owner<S> {
-        let peers = Peers(shared.peers.iter().map(|p| (p.id, p.clone())).collect());
+        let peers = Peers(shared.peers.iter().map(|p| (p.id, p.clone())).collect(), shared.metrics.clone());
         let s = engine.status();
         shared.role.update(|v| {
             *v = RoleInfo { role: s.role, term: s.term, leader: s.leader };
             true
         });
-        Owner { engine, clock, peers, shared }
+        Owner { engine, clock, peers, shared, proposed: VecDeque::new(), reported_leader: false }
     }
 
     /// Handles a request from a handle.
     pub(crate) fn command(&mut self, cmd: Command<S>) {
         match cmd {
             Command::Propose { command, reply } => {
+                let arrived = std::time::Instant::now();
                 match self.engine.propose(self.clock.now(), command, Waiter::Propose(reply)) {
                     Ok(ticket) => {
                         if let Some(Waiter::Propose(reply)) = self.engine.waiter_mut(ticket) {
                             reply.in_log = true;
                         }
+                        let node = self.engine.node();
+                        if node.role() == Role::Leader {
+                            self.proposed.push_back((node.last_log_index(), arrived));
+                        }
                     }
-                    Err((why, Waiter::Propose(reply))) => reply.send(Err(match why {
-                        Refused::NotLeader { leader_hint } => ProposeError::NotLeader { leader_hint },
-                        Refused::TooLarge { size, max } => ProposeError::TooLarge { size, max },
-                        _ => ProposeError::Shutdown,
-                    })),
+                    Err((why, Waiter::Propose(reply))) => {
+                        let (error, outcome) = match why {
+                            Refused::NotLeader { leader_hint } => {
+                                (ProposeError::NotLeader { leader_hint }, ProposalOutcome::NotLeader)
+                            }
+                            Refused::TooLarge { size, max } => {
+                                (ProposeError::TooLarge { size, max }, ProposalOutcome::TooLarge)
+                            }
+                            _ => (ProposeError::Shutdown, ProposalOutcome::Shutdown),
+                        };
+                        self.shared.metrics.proposal(outcome);
+                        reply.send(Err(error));
+                    }
                     Err((_, Waiter::Read(_))) => unreachable!("a proposal's waiter"),
                 }
             }
             Command::Read(f) => {
                 if let Err((why, waiter)) = self.engine.read(self.clock.now(), Waiter::Read(f)) {
                     let leader_hint = self.engine.node().leader();
-                    answer_read(waiter, Err(read_error(why, leader_hint)), self.engine.state_machine());
+                    let error = read_error(why, leader_hint);
+                    self.shared.metrics.read(read_outcome::<()>(&Err(error.clone())));
+                    answer_read(waiter, Err(error), &self.engine.state_machine().inner);
                 }
             }
-            Command::LocalRead(f) => f(self.engine.state_machine()),
+            Command::LocalRead(f) => f(&self.engine.state_machine().inner),
         }
     }
 
@@ -329,19 +370,25 @@ impl<S: StateMachine> Owner<S> {
             }
         };
         let leader_hint = self.engine.node().leader();
+        let metrics = &self.shared.metrics;
         for d in flushed.done {
             let Waiter::Propose(reply) = d.waiter else { continue };
-            reply.send(match d.outcome {
-                Outcome::Applied(Some(output)) => Ok(output),
-                Outcome::Superseded => Err(ProposeError::Superseded { leader_hint }),
+            let (result, outcome) = match d.outcome {
+                Outcome::Applied(Some(output)) => (Ok(output), ProposalOutcome::Applied),
+                Outcome::Superseded => (Err(ProposeError::Superseded { leader_hint }), ProposalOutcome::Superseded),
                 // `Applied(None)` (a state machine that gave no output for a
                 // command) and `Unknown` leave the caller without an answer.
-                Outcome::Applied(None) | Outcome::Unknown => Err(ProposeError::OutcomeUnknown),
-            });
+                Outcome::Applied(None) | Outcome::Unknown => {
+                    (Err(ProposeError::OutcomeUnknown), ProposalOutcome::Unknown)
+                }
+            };
+            metrics.proposal(outcome);
+            reply.send(result);
         }
         for r in flushed.reads {
             let result = r.result.map_err(|e| read_error(e, leader_hint));
-            answer_read(r.waiter, result, self.engine.state_machine());
+            metrics.read(read_outcome(&result));
+            answer_read(r.waiter, result, &self.engine.state_machine().inner);
         }
         for e in flushed.events {
             if let Event::RoleChanged { role, term, leader } = e {
@@ -352,6 +399,7 @@ impl<S: StateMachine> Owner<S> {
             }
         }
         let st = self.engine.status();
+        self.observe(&st);
         let mut s = self.shared.state();
         s.commit_index = st.commit_index;
         s.last_applied = st.last_applied;
@@ -359,6 +407,38 @@ impl<S: StateMachine> Owner<S> {
         s.durable_index = st.durable_index;
         s.snapshot_index = st.snapshot_index;
         true
+    }
+
+    /// Records what this flush moved: commit latencies, the leader's view
+    /// of its peers, snapshots taken.
+    fn observe(&mut self, st: &raft_host::engine::EngineStatus) {
+        let metrics = &self.shared.metrics;
+        let now = std::time::Instant::now();
+        while let Some(&(index, arrived)) = self.proposed.front() {
+            if index > st.commit_index {
+                break;
+            }
+            metrics.committed(now.duration_since(arrived));
+            self.proposed.pop_front();
+        }
+        if st.role == Role::Leader {
+            let node = self.engine.node();
+            for p in &self.shared.peers {
+                if let Some(matched) = node.match_index(p.id) {
+                    metrics.peer_progress(p.id, matched, st.last_log_index);
+                }
+            }
+            self.reported_leader = true;
+        } else {
+            // Proposals of a lost leadership: their commit is no longer ours to time.
+            self.proposed.clear();
+            if self.reported_leader {
+                metrics.clear_peer_progress();
+                self.reported_leader = false;
+            }
+        }
+        let taken = self.engine.snapshots_taken();
+        metrics.snapshots_taken(taken.count, taken.bytes);
     }
 
     /// Stops the engine: every proposer still waiting is told the outcome is
@@ -374,6 +454,15 @@ impl<S: StateMachine> Owner<S> {
 fn answer_read<S: StateMachine>(waiter: Waiter<S>, result: Result<(), ProposeError>, sm: &S) {
     if let Waiter::Read(f) = waiter {
         f(result.map(|()| sm));
+    }
+}
+
+/// How a read's answer is counted.
+fn read_outcome<T>(result: &Result<T, ProposeError>) -> ReadOutcome {
+    match result {
+        Ok(_) => ReadOutcome::Served,
+        Err(ProposeError::OutcomeUnknown) => ReadOutcome::Unknown,
+        Err(_) => ReadOutcome::NotLeader,
     }
 }
 

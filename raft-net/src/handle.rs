@@ -141,6 +141,17 @@ impl<S: StateMachine> Handle<S> {
         self.shared.status()
     }
 
+    /// The node's metrics in the Prometheus text format (OpenMetrics), as
+    /// served at `/metrics` when `NodeConfig::metrics_listen` is set.
+    pub fn metrics_text(&self) -> String {
+        self.shared.metrics_text()
+    }
+
+    /// Where the node serves its metrics over HTTP, if it does.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.shared.metrics_addr
+    }
+
     /// Follows role, term and leader changes.
     pub fn role_watch(&self) -> RoleWatch {
         RoleWatch::new(self.shared.role.clone())

@@ -57,11 +57,14 @@ mod api;
 mod backoff;
 mod engine;
 mod handle;
+mod metrics;
+mod metrics_http;
 mod net;
 mod node;
 mod queue;
 mod runtime;
 mod sync;
+mod timed;
 pub mod udp;
 
 pub use api::{

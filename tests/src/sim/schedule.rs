@@ -8,9 +8,9 @@
 //! Schedules print as Rust source, so a shrunk failure can be pasted into a
 //! regression test.
 
-use super::{Applied, Cluster, NetConfig, for_each_seed, seeds};
+use super::{Applied, Cluster, NetConfig, for_each_seed, seeds, sim_addr};
 use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
-use raft_core::{Bytes, Duration, LogIndex, NodeId, Payload};
+use raft_core::{Bytes, Duration, LogIndex, MembershipChange, NodeId, Payload};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
@@ -48,6 +48,23 @@ pub enum Op {
     /// whole log, run this many milliseconds, then turn the loss, duplication, reordering and disk
     /// latency of before back on (partitions stay healed).
     Quiet(u8, u16),
+
+    // ---- membership (issue 10); drawn only through `MemberMix` ----
+    /// Start a new machine (the next id, an empty disk, joining; at most
+    /// [`MAX_NODES`] in all) and ask every node that believes it leads to add
+    /// it as a learner.
+    AddNode,
+    /// Ask every node that believes it leads to add a machine that is not a
+    /// member of its configuration (the `k`-th, wrapping; e.g. one removed
+    /// earlier) as a learner.
+    AddLearner(u8),
+    /// Ask every node that believes it leads to promote the `k`-th learner
+    /// (wrapping) of its configuration.
+    Promote(u8),
+    /// Ask every node that believes it leads to remove the `k`-th member
+    /// (wrapping) of its configuration.
+    RemoveMember(u8),
+    // ---- end of membership ----
 }
 
 impl fmt::Debug for Op {
@@ -68,6 +85,11 @@ impl fmt::Debug for Op {
             Op::CrashAll => write!(f, "Op::CrashAll"),
             Op::Propose(k) => write!(f, "Op::Propose({k})"),
             Op::Quiet(k, ms) => write!(f, "Op::Quiet({k}, {ms})"),
+            // ---- membership ----
+            Op::AddNode => write!(f, "Op::AddNode"),
+            Op::AddLearner(k) => write!(f, "Op::AddLearner({k})"),
+            Op::Promote(k) => write!(f, "Op::Promote({k})"),
+            Op::RemoveMember(k) => write!(f, "Op::RemoveMember({k})"),
         }
     }
 }
@@ -188,6 +210,86 @@ impl Arbitrary for Op {
     }
 }
 
+// ---- membership (issue 10) ----
+
+/// The most machines a schedule's [`Op::AddNode`]s bring the cluster to.
+pub const MAX_NODES: usize = 8;
+
+/// Membership operations to add to a schedule drawn with an [`OpMix`]
+/// (which draws none, so that the schedules of tests without membership stay
+/// what they were): [`MemberMix::sprinkle`] inserts some at random places.
+#[derive(Clone, Copy, Debug)]
+pub struct MemberMix {
+    /// Insert 0 to this many membership operations.
+    pub max_ops: u32,
+}
+
+impl MemberMix {
+    /// One membership operation: `AddNode` (2), `AddLearner`, `Promote` (2),
+    /// `RemoveMember` (2), on node numbers below [`MAX_NODES`].
+    pub fn op(&self, g: &mut Gen) -> Op {
+        let node = |g: &mut Gen| below(g, MAX_NODES as u32) as u8;
+        match below(g, 7) {
+            0 | 1 => Op::AddNode,
+            2 => Op::AddLearner(node(g)),
+            3 | 4 => Op::Promote(node(g)),
+            _ => Op::RemoveMember(node(g)),
+        }
+    }
+
+    /// Inserts 0 to `max_ops` membership operations into `ops` at random places.
+    pub fn sprinkle(&self, g: &mut Gen, ops: &mut Vec<Op>) {
+        for _ in 0..below(g, self.max_ops + 1) {
+            let at = below(g, ops.len() as u32 + 1) as usize;
+            let op = self.op(g);
+            ops.insert(at, op);
+        }
+    }
+}
+
+/// Runs one membership operation (see [`Op::AddNode`] and the next ones):
+/// every node that believes it leads is asked, every 10 ms, until one
+/// accepts or 300 ms have passed; refusals are expected (no leader, a change
+/// in progress, a learner behind...).
+fn run_member_op(c: &mut Cluster, op: &Op) {
+    if *op == Op::AddNode {
+        if c.len() >= MAX_NODES {
+            return;
+        }
+        c.add_node();
+    }
+    for _ in 0..30 {
+        if ask_leaders(c, op) {
+            return;
+        }
+        c.run_for(Duration::from_millis(10));
+    }
+}
+
+/// Asks every node that believes it leads to make the change `op` stands
+/// for; true if one accepted.
+fn ask_leaders(c: &mut Cluster, op: &Op) -> bool {
+    let mut accepted = false;
+    let leaders: Vec<NodeId> = c.leaders().into_iter().map(|(l, _)| l).collect();
+    for l in leaders {
+        let Some(m) = c.membership(l).cloned() else { continue };
+        let pick = |v: Vec<NodeId>, k: u8| (!v.is_empty()).then(|| v[usize::from(k) % v.len()]);
+        let outsiders = c.ids().into_iter().filter(|&id| !m.contains(id)).collect();
+        let change = match *op {
+            Op::AddNode => c.ids().last().map(|&id| MembershipChange::AddLearner { id, addr: sim_addr(id) }),
+            Op::AddLearner(k) => pick(outsiders, k).map(|id| MembershipChange::AddLearner { id, addr: sim_addr(id) }),
+            Op::Promote(k) => pick(m.learners.iter().copied().collect(), k).map(|id| MembershipChange::Promote { id }),
+            Op::RemoveMember(k) => pick(m.members(), k).map(|id| MembershipChange::Remove { id }),
+            _ => unreachable!("not a membership operation: {op:?}"),
+        };
+        let Some(change) = change else { continue };
+        accepted |= c.change_membership(l, change).is_ok();
+    }
+    accepted
+}
+
+// ---- end of membership ----
+
 /// Node number `k` of a cluster of `n` (numbers wrap around).
 pub fn node_id(n: usize, k: u8) -> NodeId {
     NodeId(u64::from(k) % n as u64 + 1)
@@ -196,9 +298,10 @@ pub fn node_id(n: usize, k: u8) -> NodeId {
 /// Applies `ops` to the cluster in order, leaving `Op::Propose(k)` to
 /// `propose(c, k)`.
 pub fn run_ops(c: &mut Cluster, ops: &[Op], mut propose: impl FnMut(&mut Cluster, u8)) {
-    let n = c.len();
-    let id = |k: u8| node_id(n, k);
     for op in ops {
+        // Nodes may have been added by an earlier operation.
+        let n = c.len();
+        let id = |k: u8| node_id(n, k);
         match op {
             Op::Run(ms) => c.run_for(Duration::from_millis(u64::from(*ms))),
             Op::DropRate(p) => c.net_config_mut().drop_rate = f64::from(*p) / 100.0,
@@ -251,6 +354,7 @@ pub fn run_ops(c: &mut Cluster, ops: &[Op], mut propose: impl FnMut(&mut Cluster
                 *c.disk_config_mut() = disk;
                 c.note("quiet phase over");
             }
+            Op::AddNode | Op::AddLearner(_) | Op::Promote(_) | Op::RemoveMember(_) => run_member_op(c, op),
         }
     }
 }
