@@ -5,11 +5,11 @@
 //! leaves behind.
 
 use futures_lite::FutureExt;
-use raft_core::{Config, NodeId, Role};
+use raft_core::{Config, NodeId, ReadMode, Role};
 use raft_host::kv::{KvCommand, KvOp, encode_command};
 use raft_host::secure::{Incarnation, KeyFile};
 use raft_host::{ClusterKey, KvStore};
-use raft_net::{Node, NodeConfig, ProposeError, Runtime, StartError};
+use raft_net::{Node, NodeConfig, ProposeError, Runtime, StartError, TransferError};
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
@@ -63,6 +63,8 @@ pub async fn a_node_without_peers_refuses_and_counts_dropped_messages<R: Runtime
     sleep(&rt, Duration::from_millis(800)).await;
     let status = node.status();
     assert_eq!(status.role.term, raft_core::Term(0));
+    assert_eq!((status.read_mode, status.transfer_target), (ReadMode::Safe, None));
+    assert_eq!(node.transfer_leadership(NodeId(2)).await, Err(TransferError::NotLeader { leader_hint: None }));
     assert_eq!(status.peers.len(), 2);
     for p in &status.peers {
         assert!(!p.connected && p.connects == 0 && p.dropped > 0, "{p:?}");
@@ -74,6 +76,7 @@ pub async fn a_node_without_peers_refuses_and_counts_dropped_messages<R: Runtime
     node.shutdown().await;
     assert_eq!(tasks.running(), 0);
     assert_eq!(other.propose_bytes(put(2)).await, Err(ProposeError::Shutdown));
+    assert_eq!(other.transfer_leadership(NodeId(2)).await, Err(TransferError::Shutdown));
     assert!(other.status().stopped);
     // The watch reports what changed before the stop, then ends.
     let mut changes = 0;

@@ -9,7 +9,7 @@
 use crate::state_machine::StateMachine;
 use raft_core::{
     Bytes, Config, Event, ForwardError, Instant, LogIndex, Message, NewNodeError, Node, NodeId, Outgoing, Output,
-    Persist, PersistToken, ProposeError, ReadError, ReadId, Restored, Term,
+    Persist, PersistToken, ProposeError, ReadError, ReadId, Restored, Term, TransferError,
 };
 use std::collections::BTreeMap;
 use std::fmt;
@@ -164,6 +164,12 @@ impl<S: StateMachine> Driver<S> {
     /// arrives in [`Actions::reads`].
     pub fn read_index(&mut self, now: Instant, id: ReadId) -> Result<(), ReadError> {
         self.node.read_index(now, id)
+    }
+
+    /// Hands leadership to `to` (`Node::transfer_leadership`); the outcome
+    /// arrives later as an `Event::TransferFinished` in [`Actions::events`].
+    pub fn transfer_leadership(&mut self, now: Instant, to: NodeId) -> Result<(), TransferError> {
+        self.node.transfer_leadership(now, to)
     }
 
     /// Proposes a command wherever the leader is (see `Node::forward`): on a

@@ -22,7 +22,7 @@ use crate::state_machine::StateMachine;
 use crate::storage::{DiskLog, Recovered, StorageError};
 use raft_core::{
     Bytes, Config, Event, Instant, LogIndex, Message, NewNodeError, Node, NodeId, PersistToken, ReadError, ReadId,
-    Role, Term,
+    Role, Term, TransferError,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -309,15 +309,53 @@ impl<S: StateMachine, W> Engine<S, W> {
                 self.waiting.insert(ticket, waiter);
                 Ok(ticket)
             }
-            Err(raft_core::ProposeError::TooLarge { size, max }) => Err((Refused::TooLarge { size, max }, waiter)),
-            Err(raft_core::ProposeError::NotLeader { leader_hint }) => {
-                Err((Refused::NotLeader { leader_hint }, waiter))
+            Err(e) => Err((self.refused(e), waiter)),
+        }
+    }
+
+    /// Proposes `command` wherever the leader is (`Node::forward`): the
+    /// leader appends it at once; a follower with
+    /// `Config::forward_proposals` that knows the leader hands it over. Like
+    /// [`Engine::propose`], `waiter` comes back from a later
+    /// [`Engine::flush`] with the outcome (a forwarded command the leader
+    /// refused is [`Outcome::Superseded`]: not applied; one it never
+    /// answered is [`Outcome::Unknown`]). On refusal it is returned at once.
+    pub fn forward(&mut self, now: Instant, command: impl Into<Bytes>, waiter: W) -> Result<Ticket, (Refused, W)> {
+        if self.failure.is_some() {
+            return Err((Refused::Stopped, waiter));
+        }
+        let ticket = self.next_ticket;
+        match self.driver.forward(now, command, ticket) {
+            Ok(()) => {
+                self.next_ticket += 1;
+                self.waiting.insert(ticket, waiter);
+                Ok(ticket)
             }
+            Err(e) => Err((self.refused(e), waiter)),
+        }
+    }
+
+    /// A proposal refused by the core, as the engine reports it.
+    fn refused(&self, e: raft_core::ProposeError) -> Refused {
+        match e {
+            raft_core::ProposeError::TooLarge { size, max } => Refused::TooLarge { size, max },
+            raft_core::ProposeError::NotLeader { leader_hint } => Refused::NotLeader { leader_hint },
             // A leadership transfer holds proposals back; nothing was appended.
-            Err(raft_core::ProposeError::TransferInProgress { .. }) => {
-                Err((Refused::NotLeader { leader_hint: self.driver.node().leader() }, waiter))
+            raft_core::ProposeError::TransferInProgress { .. } => {
+                Refused::NotLeader { leader_hint: self.driver.node().leader() }
             }
         }
+    }
+
+    /// Hands leadership to `to` (see `Node::transfer_leadership`). The
+    /// outcome comes from a later [`Engine::flush`] as
+    /// `Event::TransferFinished` in [`Flushed::events`]; meanwhile this node
+    /// refuses proposals. An `Err` means no transfer started.
+    pub fn transfer_leadership(&mut self, now: Instant, to: NodeId) -> Result<(), TransferError> {
+        if self.failure.is_some() {
+            return Err(TransferError::NotLeader { leader_hint: None });
+        }
+        self.driver.transfer_leadership(now, to)
     }
 
     /// Asks for a linearizable read; `waiter` comes back from a later

@@ -4,14 +4,14 @@
 //! is synchronous and quick; the owning task ([`crate::node`]) feeds
 //! it inputs and calls [`Owner::flush`] after each batch of them.
 
-use crate::api::{NodeConfig, ProposeError, RoleInfo, StartError, Status};
+use crate::api::{NodeConfig, ProposeError, RoleInfo, StartError, Status, TransferError};
 use crate::metrics::{Metrics, ProposalOutcome, ReadOutcome};
 use crate::queue::PeerQueue;
 use crate::runtime::Sleeper;
 use crate::sync::{Stop, TaskCount, Watch};
 use crate::timed::Timed;
 use crate::udp::Counters;
-use raft_core::{Body, Bytes, Event, LogIndex, Message, NodeId, ReadError, Role};
+use raft_core::{Body, Bytes, Event, LogIndex, Message, NodeId, ReadError, Role, TransferOutcome};
 use raft_host::engine::{DiskReport, EngineStartError, Failure, Refused, Transport};
 use raft_host::secure::SecureConfig;
 use raft_host::{DiskLog, DiskThread, Engine, NodeMeta, Outcome, StateMachine, StdClock};
@@ -64,6 +64,10 @@ impl<O> Drop for Reply<O> {
         }
     }
 }
+/// Answers one `transfer_leadership` call, at most once (dropped
+/// unanswered, the handle reports `Shutdown`).
+pub(crate) type TransferReply = Box<dyn FnOnce(Result<(), TransferError>) + Send>;
+
 /// Runs against the state machine inside the owning task.
 pub(crate) type LocalRead<S> = Box<dyn FnOnce(&S) + Send>;
 /// Requests a handle may queue before `propose` waits for room.
@@ -81,6 +85,7 @@ pub(crate) enum Command<S: StateMachine> {
     Propose { command: Bytes, reply: Reply<S::Output> },
     Read(ReadFn<S>),
     LocalRead(LocalRead<S>),
+    Transfer { to: NodeId, reply: TransferReply },
 }
 
 impl<S: StateMachine> fmt::Debug for Command<S> {
@@ -89,6 +94,7 @@ impl<S: StateMachine> fmt::Debug for Command<S> {
             Command::Propose { command, .. } => write!(f, "Propose({} bytes)", command.len()),
             Command::Read(_) => f.write_str("Read"),
             Command::LocalRead(_) => f.write_str("LocalRead"),
+            Command::Transfer { to, .. } => write!(f, "Transfer({to})"),
         }
     }
 }
@@ -100,6 +106,7 @@ struct CoreState {
     last_log_index: LogIndex,
     durable_index: LogIndex,
     snapshot_index: LogIndex,
+    transfer_target: Option<NodeId>,
     stopped: bool,
     failure: Option<Arc<Failure>>,
 }
@@ -181,6 +188,8 @@ impl Shared {
             last_log_index: s.last_log_index,
             durable_index: s.durable_index,
             snapshot_index: s.snapshot_index,
+            transfer_target: s.transfer_target,
+            read_mode: self.config.raft.read_mode,
             datagrams: self.datagrams.as_ref().map(|c| c.lock().unwrap_or_else(|e| e.into_inner()).clone()),
             peers: self.peers.iter().map(|p| p.status()).collect(),
             stopped: s.stopped,
@@ -254,6 +263,8 @@ pub(crate) struct Owner<S: StateMachine> {
     proposed: VecDeque<(LogIndex, std::time::Instant)>,
     /// Whether peer progress was last reported as the leader's.
     reported_leader: bool,
+    /// The caller waiting for the transfer in progress, and its target.
+    transfer: Option<(NodeId, TransferReply)>,
 }
 
 impl<S: StateMachine> fmt::Debug for Owner<S> {
@@ -270,7 +281,7 @@ impl<S: StateMachine> Owner<S> {
             *v = RoleInfo { role: s.role, term: s.term, leader: s.leader };
             true
         });
-        Owner { engine, clock, peers, shared, proposed: VecDeque::new(), reported_leader: false }
+        Owner { engine, clock, peers, shared, proposed: VecDeque::new(), reported_leader: false, transfer: None }
     }
 
     /// Handles a request from a handle.
@@ -278,7 +289,9 @@ impl<S: StateMachine> Owner<S> {
         match cmd {
             Command::Propose { command, reply } => {
                 let arrived = std::time::Instant::now();
-                match self.engine.propose(self.clock.now(), command, Waiter::Propose(reply)) {
+                // `forward` is `propose` on the leader; a follower with
+                // `Config::forward_proposals` hands the command to its leader.
+                match self.engine.forward(self.clock.now(), command, Waiter::Propose(reply)) {
                     Ok(ticket) => {
                         if let Some(Waiter::Propose(reply)) = self.engine.waiter_mut(ticket) {
                             reply.in_log = true;
@@ -313,6 +326,16 @@ impl<S: StateMachine> Owner<S> {
                 }
             }
             Command::LocalRead(f) => f(&self.engine.state_machine().inner),
+            Command::Transfer { to, reply } => match self.engine.transfer_leadership(self.clock.now(), to) {
+                // The core allows one transfer at a time, so no caller waits here.
+                Ok(()) => self.transfer = Some((to, reply)),
+                Err(e) => reply(Err(match e {
+                    raft_core::TransferError::NotLeader { leader_hint } => TransferError::NotLeader { leader_hint },
+                    raft_core::TransferError::NotAVoter(id) => TransferError::NotAVoter(id),
+                    raft_core::TransferError::InProgress { to } => TransferError::InProgress { to },
+                    _ => TransferError::NotLeader { leader_hint: self.engine.node().leader() },
+                })),
+            },
         }
     }
 
@@ -391,11 +414,23 @@ impl<S: StateMachine> Owner<S> {
             answer_read(r.waiter, result, &self.engine.state_machine().inner);
         }
         for e in flushed.events {
-            if let Event::RoleChanged { role, term, leader } = e {
-                self.shared.role.update(|v| {
-                    *v = RoleInfo { role, term, leader };
-                    true
-                });
+            match e {
+                Event::RoleChanged { role, term, leader } => {
+                    self.shared.role.update(|v| {
+                        *v = RoleInfo { role, term, leader };
+                        true
+                    });
+                }
+                Event::TransferFinished { to, outcome } => {
+                    if let Some((_, reply)) = self.transfer.take_if(|(target, _)| *target == to) {
+                        reply(match outcome {
+                            TransferOutcome::HandedOver => Ok(()),
+                            TransferOutcome::TimedOut => Err(TransferError::TimedOut),
+                            _ => Err(TransferError::LeadershipLost { leader_hint: self.engine.node().leader() }),
+                        });
+                    }
+                }
+                _ => {}
             }
         }
         let st = self.engine.status();
@@ -406,6 +441,7 @@ impl<S: StateMachine> Owner<S> {
         s.last_log_index = st.last_log_index;
         s.durable_index = st.durable_index;
         s.snapshot_index = st.snapshot_index;
+        s.transfer_target = self.engine.node().transfer_target();
         true
     }
 

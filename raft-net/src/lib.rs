@@ -69,6 +69,7 @@ pub mod udp;
 
 pub use api::{
     CommandOutcome, NodeConfig, PeerStatus, ProposeError, RoleInfo, RoleWatch, StartError, Status, TaskMonitor,
+    TransferError,
 };
 pub use handle::Handle;
 pub use node::Node;

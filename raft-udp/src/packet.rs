@@ -66,6 +66,43 @@ pub enum Packet<'a> {
         /// The address cookie.
         cookie: Cookie,
     },
+    /// Anyone holding the key, from an address proven by its cookie, asks
+    /// the leader to hand leadership to node `to`.
+    TransferRequest {
+        /// Echoed in the reply.
+        nonce: u64,
+        /// The address cookie.
+        cookie: Cookie,
+        /// The node that should lead.
+        to: u64,
+    },
+    /// A node answers a [`Packet::TransferRequest`] once the transfer ended.
+    TransferReply {
+        /// The request's nonce.
+        nonce: u64,
+        /// How it ended.
+        result: TransferResult,
+    },
+}
+
+/// How a node answers a [`Packet::TransferRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TransferResult {
+    /// The target started its election in a higher term; this node stepped down.
+    HandedOver,
+    /// This node does not lead; it names the leader it knows of, if any.
+    NotLeader {
+        /// The leader's node id.
+        leader: Option<u64>,
+    },
+    /// A transfer to `to` is already running on this node.
+    InProgress {
+        /// Its target.
+        to: u64,
+    },
+    /// The transfer was refused or did not finish (the target is not a
+    /// member, or did not take over in time); this node leads on.
+    Failed(String),
 }
 
 /// One command from a client.
@@ -188,6 +225,11 @@ mod tests {
                 result: ClientResult::NotLeader { leader: Some(3), addr: Some("127.0.0.1:9".into()) },
             }),
             Packet::StatusRequest { nonce: 5 },
+            Packet::TransferRequest { nonce: 6, cookie: Cookie { expires: 9, tag: [4; 16] }, to: 2 },
+            Packet::TransferReply { nonce: 6, result: TransferResult::HandedOver },
+            Packet::TransferReply { nonce: 7, result: TransferResult::NotLeader { leader: Some(3) } },
+            Packet::TransferReply { nonce: 8, result: TransferResult::InProgress { to: 2 } },
+            Packet::TransferReply { nonce: 9, result: TransferResult::Failed("no".into()) },
             Packet::StatusReply {
                 nonce: 5,
                 status: NodeStatus {

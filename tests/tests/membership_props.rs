@@ -40,8 +40,15 @@ use std::fmt;
 const SEEDS: u64 = 150;
 
 /// The fault and proposal operations (all of them, shorter runs).
-const MIX: OpMix =
-    OpMix { max_run_ms: 800, disk_latency: true, crash_all: true, propose_weight: 5, max_propose: 6, quiet_phases: 2 };
+const MIX: OpMix = OpMix {
+    max_run_ms: 800,
+    disk_latency: true,
+    crash_all: true,
+    propose_weight: 5,
+    max_propose: 6,
+    quiet_phases: 2,
+    leadership: false,
+};
 
 /// Up to 20 membership operations per schedule.
 const MEMBERS: MemberMix = MemberMix { max_ops: 20 };

@@ -163,7 +163,7 @@ pub(super) fn run(args: ClusterArgs, log_level: LevelFilter) -> Result<u8, Strin
     eprintln!("raft-udp cluster: {n} nodes on {}; data and logs in {}", servers.join(" "), dir.display());
     eprintln!("  other terminal: raft-udp client --servers {} --key-file {}", servers.join(","), key_file.display());
     eprintln!(
-        "  type: put KEY VALUE | get KEY | delete KEY | cas KEY EXPECTED NEW | status [--json] | kill N | start N | help"
+        "  type: put KEY VALUE | get KEY | delete KEY | cas KEY EXPECTED NEW | status [--json] | kill N | start N | transfer N | help"
     );
     eprintln!("  Ctrl-C or end of input stops the cluster.");
     let nodes = Arc::new(Mutex::new(nodes));
@@ -213,7 +213,7 @@ async fn interact(nodes: Arc<Mutex<Nodes>>, key: ClusterKey) -> Result<u8, Strin
         match words.as_slice() {
             ["help"] => {
                 eprintln!(
-                    "put KEY VALUE | get KEY | delete KEY | cas KEY EXPECTED NEW | status [--json] | kill N | start N"
+                    "put KEY VALUE | get KEY | delete KEY | cas KEY EXPECTED NEW | status [--json] | kill N | start N | transfer N"
                 )
             }
             ["status"] => {
@@ -236,6 +236,10 @@ async fn interact(nodes: Arc<Mutex<Nodes>>, key: ClusterKey) -> Result<u8, Strin
                     "{}",
                     if killed { format!("node {n} killed (SIGKILL)") } else { format!("node {n} is not running") }
                 );
+            }
+            ["transfer", n] if index(n).is_some() => {
+                let to = n.parse().unwrap_or_default();
+                super::transfer::transfer_and_print(&addrs, &key, to, Duration::from_secs(2)).await;
             }
             ["start", n] if index(n).is_some() => {
                 let i = index(n).unwrap_or_default();

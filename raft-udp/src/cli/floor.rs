@@ -98,10 +98,13 @@ async fn find_leader(servers: &[SocketAddr], key: &ClusterKey) -> Result<(Socket
     Err("floor probe: no leader within 10 s".into())
 }
 
-/// Round trips of status requests to `addr`, one at a time on one socket.
+/// Round trips of status queries to `addr`, one at a time on one socket.
 async fn round_trips(addr: SocketAddr, key: &ClusterKey) -> Result<Vec<Duration>, String> {
     let socket = bind_for(addr).await.map_err(|e| format!("cannot open a client socket: {e}"))?;
     let me = random_u64();
+    let cookie = crate::client::fetch_cookie(&socket, addr, key, me)
+        .await
+        .ok_or_else(|| format!("floor probe: {addr} does not answer"))?;
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
     let mut samples = Vec::with_capacity(SAMPLES);
     let mut nonce = random_u64();
@@ -110,7 +113,7 @@ async fn round_trips(addr: SocketAddr, key: &ClusterKey) -> Result<Vec<Duration>
             break;
         }
         nonce = nonce.wrapping_add(1);
-        let Some(p) = packet::encode(&Packet::StatusRequest { nonce }) else { continue };
+        let Some(p) = packet::encode(&Packet::StatusQuery { nonce, cookie }) else { continue };
         let frame = key.seal(me, &p);
         let started = Instant::now();
         if socket.send_to(&frame, addr).await.is_err() {

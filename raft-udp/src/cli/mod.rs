@@ -13,6 +13,7 @@ mod floor;
 mod kv;
 mod status;
 mod status_table;
+mod transfer;
 
 use crate::server::{self, NodeOptions};
 use clap::{Args, Parser, Subcommand};
@@ -89,6 +90,9 @@ enum Command {
     /// Kill -9 the leader of a local cluster, retry a one-shot put until it
     /// succeeds; one JSON line per round with the time from kill to success.
     BenchFailover(bench_failover::BenchFailoverArgs),
+    /// Move leadership to node --to. Prints {"ok":true,"leader":N,"term":T}
+    /// and exits 0 once it leads; {"ok":false,"error":...} and 1 otherwise.
+    TransferLeader(transfer::TransferArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -195,6 +199,7 @@ pub fn main() -> ExitCode {
         Command::Cluster(c) => cluster::run(c, cli.log_level),
         Command::Bench(b) => bench::run(&b),
         Command::BenchFailover(b) => bench_failover::run(&b, cli.log_level),
+        Command::TransferLeader(t) => transfer::run(&t),
     };
     match result {
         Ok(code) => ExitCode::from(code),

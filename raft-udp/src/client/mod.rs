@@ -15,8 +15,11 @@
 mod route;
 mod rtt;
 mod status;
+mod transfer;
 
+pub(crate) use status::fetch_cookie;
 pub use status::query_status;
+pub use transfer::{Leading, TransferLeaderError, transfer_leader};
 
 use crate::packet::{
     self, COOKIE_REQUEST_PADDING, Chunk, ClientOp, ClientResult, Cookie, MAX_DATAGRAM, MAX_VALUE_BYTES, Packet,

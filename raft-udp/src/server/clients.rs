@@ -133,12 +133,19 @@ impl Service {
             | Packet::ClientRequest(packet::ClientRequest { nonce, .. }) => self.challenge(d.from, nonce, size),
             Packet::StatusQuery { nonce, cookie } => self.status_query(d.from, nonce, &cookie, size),
             Packet::SessionRequest(req) => self.request(d.from, req, size),
+            Packet::TransferRequest { nonce, cookie, to } => {
+                if !self.proven(d.from, &cookie) {
+                    return self.challenge(d.from, nonce, size);
+                }
+                super::transfer::spawn(self.handle.clone(), self.app.clone(), d.from, nonce, to);
+            }
             // A peer fragment that raft-net did not take is malformed.
             Packet::Peer(_) => self.app.count(|c| c.malformed += 1),
             Packet::ClientReply(_)
             | Packet::StatusReply { .. }
             | Packet::CookieReply { .. }
-            | Packet::SessionReply(_) => self.app.count(|c| c.unexpected += 1),
+            | Packet::SessionReply(_)
+            | Packet::TransferReply { .. } => self.app.count(|c| c.unexpected += 1),
         }
     }
 
@@ -185,7 +192,13 @@ impl Service {
         }
         let answer = |s: &Service, result| s.reply(from, &Packet::SessionReply(ClientReply { nonce, seq, result }));
         let status = self.handle.status();
-        if status.role.role != Role::Leader {
+        // The leader proposes; a follower that knows the leader forwards the
+        // command to it (`Config::forward_proposals`) or asks it for a read
+        // index, and answers when it has applied the outcome. With no leader
+        // known (or contact lost: a candidate) the client is answered at once.
+        let me = self.handle.id();
+        let following = status.role.role == Role::Follower && status.role.leader.is_some_and(|l| l != me);
+        if status.role.role != Role::Leader && !following {
             return answer(self, self.not_leader(status.role.leader.map(|l| l.0)));
         }
         if let ClientOp::Kv(KvOp::Put { value: v, .. } | KvOp::Cas { new: v, .. }) = &op

@@ -5,13 +5,15 @@
 //! [`raft_host::Engine`] with the key-value store, the disk thread, and
 //! raft-net's UDP transport on this socket), and this module's service,
 //! which turns client datagrams into proposals through the node's
-//! [`raft_net::Handle`] and answers status requests. A client is answered
+//! [`raft_net::Handle`] (a follower forwards them to its leader) and
+//! answers status and leadership-transfer requests. A client is answered
 //! only when its command is applied, which the core allows only once it is
 //! durable on a majority and locally.
 
 mod clients;
 mod registrations;
 mod sessions;
+mod transfer;
 
 pub use clients::ServiceLimits;
 
@@ -209,6 +211,8 @@ pub fn config(opts: &NodeOptions) -> Result<Config, OptionsError> {
     config.max_entry_bytes = MAX_ENTRY_BYTES;
     config.max_inflight_bytes = 4 * MAX_MESSAGE_BYTES;
     config.snapshot_after_entries = Some(opts.snapshot_after_entries.unwrap_or(SNAPSHOT_AFTER_ENTRIES));
+    // A client reaching any live follower is served: its command goes to the leader.
+    config.forward_proposals = true;
     config.validate().map_err(OptionsError::Invalid)?;
     Ok(config)
 }

@@ -10,7 +10,7 @@
 
 use super::{Applied, Cluster, NetConfig, for_each_seed, seeds, sim_addr};
 use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
-use raft_core::{Bytes, Duration, LogIndex, MembershipChange, NodeId, Payload};
+use raft_core::{Bytes, Duration, LogIndex, MembershipChange, NodeId, Payload, ReadId};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
@@ -65,6 +65,19 @@ pub enum Op {
     /// (wrapping) of its configuration.
     RemoveMember(u8),
     // ---- end of membership ----
+    // ---- Leadership and reads: pre-vote, check-quorum, transfer, ReadIndex ----
+    /// Cut one follower off (the `k`-th node, by id, of those that do not
+    /// lead) for this many milliseconds, then reconnect it: with pre-vote
+    /// it must come back without deposing anyone.
+    IsolateFollower(u8, u16),
+    /// Every node that believes it leads hands leadership to node `k`
+    /// (refusals, e.g. `k` is the leader itself, are fine).
+    Transfer(u8),
+    /// Start this many linearizable reads at node `k` (a leader confirms
+    /// them, a follower asks its leader). [`run_ops`] checks every read
+    /// index it sees reported: it must cover every entry any node had
+    /// applied when the read started.
+    Read(u8, u8),
 }
 
 impl fmt::Debug for Op {
@@ -90,6 +103,9 @@ impl fmt::Debug for Op {
             Op::AddLearner(k) => write!(f, "Op::AddLearner({k})"),
             Op::Promote(k) => write!(f, "Op::Promote({k})"),
             Op::RemoveMember(k) => write!(f, "Op::RemoveMember({k})"),
+            Op::IsolateFollower(k, ms) => write!(f, "Op::IsolateFollower({k}, {ms})"),
+            Op::Transfer(k) => write!(f, "Op::Transfer({k})"),
+            Op::Read(k, n) => write!(f, "Op::Read({k}, {n})"),
         }
     }
 }
@@ -108,7 +124,8 @@ pub fn cluster_size(g: &mut Gen) -> u8 {
 /// below the total weight, read in this order: `Run` (6), `DropRate`,
 /// `DupRate`, `LongDelay`, `DiskLatency` (if enabled), `Partition`, `Heal`,
 /// `Disconnect`, `Connect`, `Crash` (2), `Restart` (2), `CrashAll` (if
-/// enabled), then `Propose` (`propose_weight`). Then 1 to `quiet_phases`
+/// enabled), `IsolateFollower`, `Transfer`, `Read` (2) (if `leadership`),
+/// then `Propose` (`propose_weight`). Then 1 to `quiet_phases`
 /// [`Op::Quiet`] are inserted at random places, so that every schedule
 /// gives the cluster a chance to acknowledge writes.
 #[derive(Clone, Copy, Debug)]
@@ -119,6 +136,8 @@ pub struct OpMix {
     pub disk_latency: bool,
     /// Draw `CrashAll`.
     pub crash_all: bool,
+    /// Draw `IsolateFollower`, `Transfer` and `Read`.
+    pub leadership: bool,
     /// How many draws out of the total are `Propose`.
     pub propose_weight: u32,
     /// `Propose` asks for 1 to this many commands.
@@ -134,6 +153,7 @@ impl OpMix {
         max_run_ms: 1500,
         disk_latency: true,
         crash_all: true,
+        leadership: true,
         propose_weight: 5,
         max_propose: 8,
         quiet_phases: 2,
@@ -142,7 +162,8 @@ impl OpMix {
     /// One operation.
     pub fn op(&self, g: &mut Gen) -> Op {
         let node = |g: &mut Gen| below(g, 5) as u8;
-        let total = 17 + u32::from(self.disk_latency) + u32::from(self.crash_all) + self.propose_weight;
+        let leadership = if self.leadership { 4 } else { 0 };
+        let total = 17 + u32::from(self.disk_latency) + u32::from(self.crash_all) + leadership + self.propose_weight;
         let mut k = below(g, total);
         // Whether the draw falls in the next `weight` values.
         let mut next = |weight: u32| {
@@ -174,6 +195,12 @@ impl OpMix {
             Op::Restart(node(g))
         } else if self.crash_all && next(1) {
             Op::CrashAll
+        } else if self.leadership && next(1) {
+            Op::IsolateFollower(node(g), 1 + below(g, self.max_run_ms * 3) as u16)
+        } else if self.leadership && next(1) {
+            Op::Transfer(node(g))
+        } else if self.leadership && next(2) {
+            Op::Read(node(g), 1 + below(g, 4) as u8)
         } else {
             Op::Propose(1 + below(g, self.max_propose) as u8)
         }
@@ -205,6 +232,7 @@ impl Arbitrary for Op {
         match self {
             Op::Run(ms) if *ms > 1 => Box::new([Op::Run(ms / 2)].into_iter()),
             Op::Propose(k) if *k > 1 => Box::new([Op::Propose(k / 2)].into_iter()),
+            Op::IsolateFollower(k, ms) if *ms > 1 => Box::new([Op::IsolateFollower(*k, ms / 2)].into_iter()),
             _ => Box::new(std::iter::empty()),
         }
     }
@@ -296,66 +324,131 @@ pub fn node_id(n: usize, k: u8) -> NodeId {
 }
 
 /// Applies `ops` to the cluster in order, leaving `Op::Propose(k)` to
-/// `propose(c, k)`.
+/// `propose(c, k)`. After every operation it checks the reads that
+/// [`Op::Read`] started and [`Cluster::take_reads`] reports (none, if the
+/// test installed a read hook): a read index below the largest index any
+/// node had applied when the read started is a stale read, and fails the run.
 pub fn run_ops(c: &mut Cluster, ops: &[Op], mut propose: impl FnMut(&mut Cluster, u8)) {
+    let mut reads = Reads::default();
     for op in ops {
-        // Nodes may have been added by an earlier operation.
-        let n = c.len();
-        let id = |k: u8| node_id(n, k);
-        match op {
-            Op::Run(ms) => c.run_for(Duration::from_millis(u64::from(*ms))),
-            Op::DropRate(p) => c.net_config_mut().drop_rate = f64::from(*p) / 100.0,
-            Op::DupRate(p) => c.net_config_mut().duplicate_rate = f64::from(*p) / 100.0,
-            Op::LongDelay(b) => c.net_config_mut().long_reordering = *b,
-            Op::DiskLatency(ms) => c.disk_config_mut().latency_max = Duration::from_millis(u64::from(*ms)),
-            Op::Partition(groups) => {
-                let mut members: Vec<Vec<NodeId>> = vec![Vec::new(); 3];
-                for k in 0..n {
-                    let g = groups.get(k).copied().unwrap_or(0) % 3;
-                    members[usize::from(g)].push(NodeId(k as u64 + 1));
-                }
-                let refs: Vec<&[NodeId]> = members.iter().map(Vec::as_slice).collect();
-                c.partition(&refs);
+        run_op(c, op, &mut propose, &mut reads);
+        reads.check(c);
+    }
+}
+
+/// The reads [`Op::Read`] started and the least read index each may get.
+///
+/// Linearizability of a read comes down to its read index: the state
+/// machine serves it once it has applied that index, so the index must
+/// cover every write completed before the read began. Every entry any node
+/// has applied is committed, and a leader that confirmed its leadership
+/// after the read began has committed all of them; so a read index below
+/// the largest index applied anywhere at the start is a stale read.
+#[derive(Debug, Default)]
+struct Reads {
+    next: u64,
+    /// `(node, lifetime, read id)` -> the largest index applied anywhere when it started.
+    started: HashMap<(NodeId, u32, ReadId), LogIndex>,
+}
+
+impl Reads {
+    fn start(&mut self, c: &mut Cluster, node: NodeId, count: u8) {
+        for _ in 0..count {
+            self.next += 1;
+            let id = ReadId(self.next);
+            let floor = c.max_applied();
+            if c.read_index(node, id).is_ok() {
+                self.started.insert((node, c.lifetime(node), id), floor);
             }
-            Op::Heal => c.heal(),
-            Op::Disconnect(k) => c.disconnect(id(*k)),
-            Op::Connect(k) => c.connect(id(*k)),
-            Op::Crash(k) => c.crash(id(*k)),
-            Op::Restart(k) => c.restart(id(*k)),
-            Op::CrashAll => {
-                for node in c.ids() {
-                    c.crash(node);
-                }
-                for node in c.ids() {
-                    c.restart(node);
-                }
-            }
-            Op::Propose(k) => propose(c, *k),
-            Op::Quiet(k, ms) => {
-                let (net, disk) = (c.net_config_mut().clone(), c.disk_config_mut().clone());
-                repair(c);
-                c.run_until(settled, Duration::from_secs(5));
-                propose(c, *k);
-                // Until the leader has applied what it holds (it may have a
-                // backlog to replicate first), then the phase's length.
-                if let Some(&(leader, term)) = c.leaders().first() {
-                    let last = c.node(leader).map_or(LogIndex(0), |n| n.last_log_index());
-                    let (lifetime, max) = (c.lifetime(leader), Duration::from_secs(5));
-                    c.run_until(
-                        |c| {
-                            c.lifetime(leader) != lifetime
-                                || c.node(leader).is_none_or(|n| n.term() != term || n.last_applied() >= last)
-                        },
-                        max,
-                    );
-                }
-                c.run_for(Duration::from_millis(u64::from(*ms)));
-                *c.net_config_mut() = net;
-                *c.disk_config_mut() = disk;
-                c.note("quiet phase over");
-            }
-            Op::AddNode | Op::AddLearner(_) | Op::Promote(_) | Op::RemoveMember(_) => run_member_op(c, op),
         }
+    }
+
+    fn check(&mut self, c: &mut Cluster) {
+        for done in c.take_reads() {
+            let Some(floor) = self.started.remove(&(done.node, done.lifetime, done.id)) else { continue };
+            if let Ok(index) = done.result
+                && index < floor
+            {
+                c.fail(format_args!(
+                    "stale read: {} read {:?} got read index {index}, but index {floor} was applied before it started",
+                    done.node, done.id
+                ));
+            }
+        }
+    }
+}
+
+fn run_op(c: &mut Cluster, op: &Op, propose: &mut impl FnMut(&mut Cluster, u8), reads: &mut Reads) {
+    let n = c.len();
+    let id = |k: u8| node_id(n, k);
+    match op {
+        Op::Run(ms) => c.run_for(Duration::from_millis(u64::from(*ms))),
+        Op::DropRate(p) => c.net_config_mut().drop_rate = f64::from(*p) / 100.0,
+        Op::DupRate(p) => c.net_config_mut().duplicate_rate = f64::from(*p) / 100.0,
+        Op::LongDelay(b) => c.net_config_mut().long_reordering = *b,
+        Op::DiskLatency(ms) => c.disk_config_mut().latency_max = Duration::from_millis(u64::from(*ms)),
+        Op::Partition(groups) => {
+            let mut members: Vec<Vec<NodeId>> = vec![Vec::new(); 3];
+            for k in 0..n {
+                let g = groups.get(k).copied().unwrap_or(0) % 3;
+                members[usize::from(g)].push(NodeId(k as u64 + 1));
+            }
+            let refs: Vec<&[NodeId]> = members.iter().map(Vec::as_slice).collect();
+            c.partition(&refs);
+        }
+        Op::Heal => c.heal(),
+        Op::Disconnect(k) => c.disconnect(id(*k)),
+        Op::Connect(k) => c.connect(id(*k)),
+        Op::Crash(k) => c.crash(id(*k)),
+        Op::Restart(k) => c.restart(id(*k)),
+        Op::CrashAll => {
+            for node in c.ids() {
+                c.crash(node);
+            }
+            for node in c.ids() {
+                c.restart(node);
+            }
+        }
+        Op::Propose(k) => propose(c, *k),
+        Op::Quiet(k, ms) => {
+            let (net, disk) = (c.net_config_mut().clone(), c.disk_config_mut().clone());
+            repair(c);
+            c.run_until(settled, Duration::from_secs(5));
+            propose(c, *k);
+            // Until the leader has applied what it holds (it may have a
+            // backlog to replicate first), then the phase's length.
+            if let Some(&(leader, term)) = c.leaders().first() {
+                let last = c.node(leader).map_or(LogIndex(0), |n| n.last_log_index());
+                let (lifetime, max) = (c.lifetime(leader), Duration::from_secs(5));
+                c.run_until(
+                    |c| {
+                        c.lifetime(leader) != lifetime
+                            || c.node(leader).is_none_or(|n| n.term() != term || n.last_applied() >= last)
+                    },
+                    max,
+                );
+            }
+            c.run_for(Duration::from_millis(u64::from(*ms)));
+            *c.net_config_mut() = net;
+            *c.disk_config_mut() = disk;
+            c.note("quiet phase over");
+        }
+        Op::IsolateFollower(k, ms) => {
+            let leaders: Vec<NodeId> = c.leaders().into_iter().map(|(l, _)| l).collect();
+            let followers: Vec<NodeId> = c.ids().into_iter().filter(|i| !leaders.contains(i)).collect();
+            if let Some(&f) = followers.get(usize::from(*k) % followers.len().max(1)) {
+                c.disconnect(f);
+                c.run_for(Duration::from_millis(u64::from(*ms)));
+                c.connect(f);
+            }
+        }
+        Op::Transfer(k) => {
+            for (leader, _) in c.leaders() {
+                let _ = c.transfer_leadership(leader, id(*k));
+            }
+        }
+        Op::Read(k, count) => reads.start(c, id(*k), *count),
+        Op::AddNode | Op::AddLearner(_) | Op::Promote(_) | Op::RemoveMember(_) => run_member_op(c, op),
     }
 }
 
