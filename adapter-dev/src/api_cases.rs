@@ -7,6 +7,7 @@
 use futures_lite::FutureExt;
 use raft_core::{Config, NodeId, ReadMode, Role};
 use raft_host::kv::{KvCommand, KvOp, encode_command};
+use raft_host::secure::{Incarnation, KeyFile};
 use raft_host::{ClusterKey, KvStore};
 use raft_net::{Node, NodeConfig, ProposeError, Runtime, StartError, TransferError};
 use std::net::{SocketAddr, TcpListener};
@@ -26,8 +27,8 @@ async fn within<R: Runtime, T>(rt: &R, d: Duration, f: impl Future<Output = T>) 
         .await
 }
 
-fn key() -> ClusterKey {
-    ClusterKey::from_bytes([1; 32])
+fn key() -> KeyFile {
+    KeyFile::new(ClusterKey::from_bytes([1; 32]), Incarnation::from_bytes([2; 16]))
 }
 
 /// An address nothing listens on.

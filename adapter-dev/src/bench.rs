@@ -5,6 +5,7 @@
 use clap::Parser;
 use raft_core::{Config, NodeId};
 use raft_host::kv::{KvCommand, KvOp, encode_command};
+use raft_host::secure::{Incarnation, KeyFile};
 use raft_host::{ClusterKey, KvStore};
 use raft_net::{Handle, NodeConfig, Runtime};
 use std::net::{SocketAddr, TcpListener};
@@ -36,7 +37,13 @@ fn free_addrs() -> Vec<SocketAddr> {
 fn node_config(id: u64, addrs: &[SocketAddr], dir: &std::path::Path) -> NodeConfig {
     let raft = Config::new(NodeId(id), (1..=3).map(NodeId));
     let peers = (1..=3u64).filter(|&p| p != id).map(|p| (NodeId(p), addrs[p as usize - 1]));
-    NodeConfig::new(raft, dir.join(id.to_string()), addrs[id as usize - 1], peers, ClusterKey::from_bytes([0x5A; 32]))
+    NodeConfig::new(
+        raft,
+        dir.join(id.to_string()),
+        addrs[id as usize - 1],
+        peers,
+        KeyFile::new(ClusterKey::from_bytes([0x5A; 32]), Incarnation::from_bytes([0x5B; 16])),
+    )
 }
 
 /// Proposer `p`'s `seq`-th command: a 16-byte-ish put on its own key.

@@ -5,8 +5,9 @@
 
 use clap::Parser;
 use raft_core::{Config, NodeId};
+use raft_host::KvStore;
 use raft_host::kv::{KvCommand, KvOp, KvOutput};
-use raft_host::{ClusterKey, KvStore};
+use raft_host::secure::{KeyFile, OsEntropy};
 use raft_net::{Handle, NodeConfig, ProposeError, RoleWatch, Runtime};
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -58,16 +59,16 @@ struct Options {
     listen: SocketAddr,
     peers: BTreeMap<u64, SocketAddr>,
     data_dir: PathBuf,
-    key: ClusterKey,
+    key: KeyFile,
     cluster_id: u64,
 }
 
 fn gen_key(path: &PathBuf) -> Result<(), String> {
-    let key = ClusterKey::generate().map_err(|e| e.to_string())?;
+    let key = KeyFile::generate(&mut OsEntropy).map_err(|e| e.to_string())?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
-    std::fs::write(path, key.to_hex() + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::write(path, key.format()).map_err(|e| format!("{}: {e}", path.display()))?;
     println!("wrote a new cluster key to {}", path.display());
     Ok(())
 }
@@ -83,7 +84,7 @@ impl Options {
             return Err("--id, --listen, --data-dir and --key-file are required".into());
         };
         let text = std::fs::read_to_string(&key_file).map_err(|e| format!("{}: {e}", key_file.display()))?;
-        let key = ClusterKey::from_hex(&text).map_err(|e| format!("{}: {e}", key_file.display()))?;
+        let key = KeyFile::parse(&text).map_err(|e| format!("{}: {e}", key_file.display()))?;
         let mut peers = BTreeMap::new();
         for (pid, addr) in a.peers {
             if pid == id || peers.insert(pid, addr).is_some() {

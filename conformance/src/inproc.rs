@@ -5,6 +5,7 @@
 use super::{ClusterUnderTest, Failure, FaultProxy, KvResult, NodeView};
 use raft_core::{Config, Duration as CoreDuration, NodeId};
 use raft_host::kv::{KvCommand, encode_command};
+use raft_host::secure::{Incarnation, KeyFile};
 use raft_host::{ClusterKey, KvStore};
 use raft_net::{Handle, Node, NodeConfig, ProposeError, TransferError, UdpOptions};
 use raft_smol::Smol;
@@ -25,8 +26,8 @@ pub struct NodeSpec {
     pub data_dir: PathBuf,
     /// Peers' addresses (proxy addresses).
     pub peers: BTreeMap<NodeId, SocketAddr>,
-    /// The cluster key.
-    pub key: ClusterKey,
+    /// The cluster key file.
+    pub key: KeyFile,
     /// The node's proposal timeout.
     pub propose_timeout: Duration,
 }
@@ -215,7 +216,7 @@ pub struct InProcessCluster {
     slots: BTreeMap<u64, Mutex<Slot>>,
     proxy: FaultProxy,
     dir: tempfile::TempDir,
-    key: ClusterKey,
+    key: KeyFile,
 }
 
 impl fmt::Debug for InProcessCluster {
@@ -245,7 +246,10 @@ impl InProcessCluster {
             ids,
             slots,
             dir: tempfile::tempdir().expect("tempdir"),
-            key: ClusterKey::from_bytes(*b"conformance-suite-cluster-key-32"),
+            key: KeyFile::new(
+                ClusterKey::from_bytes(*b"conformance-suite-cluster-key-32"),
+                Incarnation::from_bytes(*b"conformance-inc1"),
+            ),
         }
     }
 
@@ -348,7 +352,15 @@ impl ClusterUnderTest for InProcessCluster {
         self.with_node(id, |n| n.listen())
     }
 
-    fn cluster_key(&self) -> ClusterKey {
+    fn start_capture(&self) {
+        self.proxy.start_recording();
+    }
+
+    fn take_capture(&self) -> Vec<((u64, u64), Vec<u8>)> {
+        self.proxy.take_recorded()
+    }
+
+    fn cluster_key(&self) -> KeyFile {
         self.key.clone()
     }
 

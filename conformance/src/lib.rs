@@ -23,8 +23,8 @@ pub mod scenarios;
 pub use proxy::FaultProxy;
 
 use raft_core::Role;
-use raft_host::ClusterKey;
 use raft_host::kv::{KvCommand, KvError, KvOp, KvOutput};
+use raft_host::secure::KeyFile;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -109,8 +109,12 @@ pub trait ClusterUnderTest: Send + Sync {
     /// Where member `id` itself accepts peer connections (not through the
     /// proxy); `None` if it is not running.
     fn direct_addr(&self, id: u64) -> Option<SocketAddr>;
-    /// The key the cluster's frames are sealed with.
-    fn cluster_key(&self) -> ClusterKey;
+    /// Starts capturing the datagrams members send each other (UDP).
+    fn start_capture(&self);
+    /// Stops capturing; what was captured, as `((from, to), datagram)`.
+    fn take_capture(&self) -> Vec<((u64, u64), Vec<u8>)>;
+    /// The key file of the cluster (key and incarnation).
+    fn cluster_key(&self) -> KeyFile;
     /// How the members reach each other.
     fn transport(&self) -> inproc::TransportKind;
 }

@@ -28,7 +28,13 @@ struct State {
     /// flag its pumps set once it is over.
     conns: Vec<(Link, TcpStream, Arc<AtomicBool>)>,
     threads: Vec<JoinHandle<()>>,
+    /// Copies of forwarded datagrams, while recording (at most
+    /// [`MAX_RECORDED`]).
+    recorded: Option<Vec<(Link, Vec<u8>)>>,
 }
+
+/// Datagrams kept by one recording.
+pub const MAX_RECORDED: usize = 4096;
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -98,6 +104,17 @@ impl FaultProxy {
         }
     }
 
+    /// Starts keeping a copy of every datagram forwarded (as an on-path
+    /// attacker would capture them), forgetting earlier ones.
+    pub fn start_recording(&self) {
+        self.inner.lock().recorded = Some(Vec::new());
+    }
+
+    /// Stops recording and returns what was captured, by link, in order.
+    pub fn take_recorded(&self) -> Vec<((u64, u64), Vec<u8>)> {
+        self.inner.lock().recorded.take().unwrap_or_default()
+    }
+
     /// Whether the link from `from` to `to` is up.
     pub fn is_up(&self, from: u64, to: u64) -> bool {
         !self.inner.lock().down.contains(&(from, to))
@@ -146,9 +163,12 @@ fn forward_datagrams(socket: UdpSocket, link: Link, inner: &Inner) {
     while !inner.stop.load(Ordering::SeqCst) {
         let Ok((n, _)) = socket.recv_from(&mut buf) else { continue };
         let target = {
-            let s = inner.lock();
+            let mut s = inner.lock();
             if s.down.contains(&link) {
                 continue;
+            }
+            if let Some(r) = s.recorded.as_mut().filter(|r| r.len() < MAX_RECORDED) {
+                r.push((link, buf[..n].to_vec()));
             }
             s.targets.get(&link.1).copied()
         };

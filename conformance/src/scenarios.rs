@@ -6,12 +6,12 @@ use super::{Client, ClusterUnderTest, Failure, agreed_leader, fresh_client_id, i
 use raft_core::{Body, Message, NodeId, Role, Term};
 use raft_host::ClusterKey;
 use raft_host::kv::{KvCommand, KvOp, KvOutput};
-use raft_host::transport_frame::{encode_frame, max_frame_len};
+use raft_host::secure::{Incarnation, Initiator, KeyFile, OsEntropy, RESPONSE_LEN, SecureConfig};
 use raft_tests::linearizability::History;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -380,11 +380,77 @@ pub fn graceful_shutdown(c: &dyn ClusterUnderTest) {
     }
 }
 
-/// Hostile or broken peers: a frame announcing more than the limit, a
-/// frame sealed with another key, a frame claiming to come from the node
-/// itself, and a connection that switches sender are each answered by
-/// closing the connection (the over-long one after its 4-byte prefix alone,
-/// before any body is sent), and the cluster keeps working.
+/// A transport v2 packet with the length prefix a TCP connection carries.
+fn prefixed(packet: &[u8]) -> Vec<u8> {
+    let mut v = (packet.len() as u32).to_le_bytes().to_vec();
+    v.extend_from_slice(packet);
+    v
+}
+
+/// A handshake initiation from `from` to `to` under `keys`. One claiming
+/// to come from its receiver is made by another node, its header altered.
+fn initiation(keys: &KeyFile, from: u64, to: u64) -> Vec<u8> {
+    let maker = if from == to { to + 1 } else { from };
+    let me = SecureConfig::new(keys, NodeId(maker));
+    let mut packet = Vec::new();
+    Initiator::start(&me, NodeId(to), raft_core::Instant::ZERO, &mut OsEntropy, &mut packet).expect("initiation");
+    packet[1..9].copy_from_slice(&from.to_le_bytes());
+    packet
+}
+
+/// Dials `addr` as member `from` (the test holds the key file), completes
+/// the handshake with `to` and sends `msg`: returns the stream and every
+/// byte sent on it, as an attacker on the path would capture them.
+fn dial_as(keys: &KeyFile, from: u64, to: u64, addr: SocketAddr, msg: &Message) -> (TcpStream, Vec<u8>) {
+    let me = SecureConfig::new(keys, NodeId(from));
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let mut init = Vec::new();
+    let mut initiator =
+        Initiator::start(&me, NodeId(to), raft_core::Instant::ZERO, &mut OsEntropy, &mut init).expect("initiation");
+    let mut sent = prefixed(&init);
+    s.write_all(&sent).expect("write");
+    let mut response = [0u8; 4 + RESPONSE_LEN];
+    s.read_exact(&mut response).expect("a response");
+    let mut session = initiator.handle_response(&response[4..], raft_core::Instant::ZERO).expect("authentic response");
+    let mut frames = Vec::new();
+    let mut f = Vec::new();
+    session.seal(&[], &mut f).expect("seal");
+    frames.extend(prefixed(&f));
+    let mut payload = vec![0u8];
+    payload.extend(raft_core::codec::encode_message(msg));
+    f.clear();
+    session.seal(&payload, &mut f).expect("seal");
+    frames.extend(prefixed(&f));
+    s.write_all(&frames).expect("write");
+    sent.extend(frames);
+    (s, sent)
+}
+
+/// Whether the peer has closed `s` (without waiting).
+fn is_closed(s: &TcpStream) -> bool {
+    s.set_nonblocking(true).expect("nonblocking");
+    let mut b = [0u8; 1];
+    let closed = match s.peek(&mut b) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    };
+    s.set_nonblocking(false).expect("blocking");
+    closed
+}
+
+/// Hostile or broken peers over TCP (transport v2). Each of these is
+/// answered by closing the connection: a length above the limit (after its
+/// 4-byte prefix alone), an initiation under another key, one of another
+/// cluster incarnation with the same key, one claiming the node itself as
+/// sender, one addressed to another node (redirected), and a captured
+/// connection replayed byte for byte (on 128 connections: the node answers
+/// with a fresh session, and the replayed frames fail under it). A flood of
+/// connections that replay a captured initiation and then stall does not
+/// lock a real peer out: the peer's new connection takes the slot of the
+/// oldest unauthenticated one. A slowloris connection (one byte every
+/// 200 ms) is closed at the handshake deadline. The cluster keeps working.
 pub fn hostile_frames(c: &dyn ClusterUnderTest) {
     if c.transport() == TransportKind::Udp {
         return hostile_datagrams(c);
@@ -395,54 +461,116 @@ pub fn hostile_frames(c: &dyn ClusterUnderTest) {
     let target = others(c, leader)[0];
     let other = others(c, target).into_iter().find(|&i| i != leader).unwrap_or(leader);
     let addr = c.direct_addr(target).expect("running");
-    let key = c.cluster_key();
-    let max = max_frame_len(raft_core::Config::new(NodeId(1), [NodeId(1)]).max_message_bytes);
+    let keys = c.cluster_key();
+    let stranger = KeyFile::new(ClusterKey::from_bytes([0xEE; 32]), keys.incarnation);
+    let old_cluster = KeyFile::new(keys.key.clone(), Incarnation::from_bytes([0xEE; 16]));
     // Harmless: a stale-term vote answer (the node ignores it).
     let harmless = Message {
         term: Term(0),
         body: Body::RequestVoteResponse(raft_core::VoteResponse { granted: false, pre_vote: false }),
     };
-    let frame = |key: &ClusterKey, from: u64| encode_frame(key, NodeId(from), &harmless, max).expect("frame");
 
     let closed = |mut s: TcpStream, what: &str| {
         s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-        let mut b = [0u8; 16];
-        match s.read(&mut b) {
-            Ok(0) => {}
-            Err(e) if e.kind() != std::io::ErrorKind::WouldBlock && e.kind() != std::io::ErrorKind::TimedOut => {}
-            other => panic!("{}: {what}: connection not closed ({other:?})", c.name()),
+        let mut b = [0u8; 128];
+        loop {
+            match s.read(&mut b) {
+                Ok(0) => return,
+                // The node's handshake response to a replayed initiation.
+                Ok(_) => continue,
+                Err(e) if e.kind() != std::io::ErrorKind::WouldBlock && e.kind() != std::io::ErrorKind::TimedOut => {
+                    return;
+                }
+                other => panic!("{}: {what}: connection not closed ({other:?})", c.name()),
+            }
         }
     };
     let connect = || TcpStream::connect(addr).expect("connect");
+    let send = |bytes: &[u8], what: &str| {
+        let mut s = connect();
+        s.write_all(bytes).expect("write");
+        closed(s, what);
+    };
 
-    let mut s = connect();
-    s.write_all(&u32::MAX.to_le_bytes()).expect("write");
-    closed(s, "a length above the limit");
+    send(&u32::MAX.to_le_bytes(), "a length above the limit");
+    send(&prefixed(&initiation(&stranger, leader, target)), "an initiation under another key");
+    send(&prefixed(&initiation(&old_cluster, leader, target)), "an initiation of another incarnation");
+    send(&prefixed(&initiation(&keys, target, target)), "an initiation claiming the node itself");
+    send(&prefixed(&initiation(&keys, leader, other)), "an initiation addressed to another node");
 
-    let mut s = connect();
-    s.write_all(&frame(&ClusterKey::from_bytes([0xEE; 32]), leader)).expect("write");
-    closed(s, "a frame under another key");
+    let (real, captured) = dial_as(&keys, other, target, addr, &harmless);
+    assert!(!is_closed(&real), "{}: an authentic connection is served", c.name());
+    drop(real);
+    for _ in 0..128 {
+        send(&captured, "a captured connection replayed");
+    }
 
-    let mut s = connect();
-    s.write_all(&frame(&key, target)).expect("write");
-    closed(s, "a frame claiming the node itself as sender");
-
-    let mut s = connect();
-    s.write_all(&frame(&key, other)).expect("write");
-    s.write_all(&frame(&key, leader)).expect("write");
-    closed(s, "a connection switching sender");
-
+    // Stalled replays of the captured initiation, as fast as the node
+    // takes them, while the leader has to reconnect to the target.
+    let init_len = 4 + raft_host::secure::INITIATION_LEN;
+    let flooding = Arc::new(AtomicBool::new(true));
+    let made = Arc::new(AtomicUsize::new(0));
+    let flood = {
+        let (flooding, made) = (flooding.clone(), made.clone());
+        let first = captured[..init_len].to_vec();
+        std::thread::spawn(move || {
+            // Every connection is kept open (closing one would free its slot).
+            let mut held = Vec::new();
+            while flooding.load(Ordering::SeqCst) && held.len() < 4000 {
+                if let Ok(mut s) = TcpStream::connect(addr) {
+                    let _ = s.write_all(&first);
+                    held.push(s);
+                    made.fetch_add(1, Ordering::SeqCst);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    wait_for(Duration::from_secs(10), "the flood fills every slot twice over", || {
+        (made.load(Ordering::SeqCst) >= 128).then_some(())
+    });
+    // Every slot is held by a stalled replay now: a real peer still gets in.
+    let (real, _) = dial_as(&keys, other, target, addr, &harmless);
+    assert!(!is_closed(&real), "{}: a real peer is served during the flood", c.name());
+    drop(real);
+    c.set_link(leader, target, false);
+    std::thread::sleep(Duration::from_millis(200));
+    c.set_link(leader, target, true);
     let mut client = Client::new(leader);
+    client.must(c, KvOp::put("during", "flood"));
+    wait_all_have(c, &ids, &[("during", "flood")]);
+    flooding.store(false, Ordering::SeqCst);
+    flood.join().expect("flood");
+
+    // Slowloris: the initiation, one byte every 200 ms.
+    let mut slow = connect();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut dropped = false;
+    for &b in captured.iter().take(75) {
+        if slow.write_all(&[b]).is_err() || is_closed(&slow) {
+            dropped = true;
+            break;
+        }
+        if Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(dropped, "{}: a slowloris connection is closed at the handshake deadline", c.name());
+
     client.must(c, KvOp::put("after", "hostile"));
     wait_all_have(c, &ids, &[("after", "hostile")]);
     stop_all(c);
 }
 
-/// Hostile datagrams (the UDP transport's [`hostile_frames`]): garbage, a
-/// frame sealed with another key, a peer fragment claiming to come from the
-/// node itself, a fragment with an impossible index, and an authenticated
-/// payload that decodes as nothing are each dropped and counted, and the
-/// cluster keeps working.
+/// Hostile datagrams (the UDP transport's [`hostile_frames`]): garbage,
+/// peer traffic in the old (version 1) frame format under the real key, an
+/// initiation under another key, one claiming the node itself, and a
+/// client-format payload that decodes as nothing are each dropped and
+/// counted. Then an attacker's capture of real peer datagrams (data
+/// frames the leader sent the target) is replayed to the target and
+/// redirected to the third member: every one is dropped and counted, and
+/// the cluster keeps working.
 fn hostile_datagrams(c: &dyn ClusterUnderTest) {
     use raft_net::udp::fragment::Fragmenter;
     use raft_net::udp::packet::{self, Chunk, Fragment, PeerPacket};
@@ -450,32 +578,55 @@ fn hostile_datagrams(c: &dyn ClusterUnderTest) {
     let ids = c.ids();
     let leader = wait_leader(c, &ids, ELECTION);
     let target = others(c, leader)[0];
+    let other = others(c, target).into_iter().find(|&i| i != leader).unwrap_or(leader);
     let addr = c.direct_addr(target).expect("running");
-    let key = c.cluster_key();
+    let keys = c.cluster_key();
+    let stranger = KeyFile::new(ClusterKey::from_bytes([0xEE; 32]), keys.incarnation);
     let harmless = Message {
         term: Term(0),
         body: Body::RequestVoteResponse(raft_core::VoteResponse { granted: false, pre_vote: false }),
     };
     let bytes = raft_core::codec::encode_message(&harmless);
-    let mut frag = Fragmenter::new(1400, 77);
+    let old_format = Fragmenter::new(1400, 77).split(&bytes).remove(0);
     let bad_index =
         packet::encode(&PeerPacket::Peer(Fragment { msg: 1, index: 5, count: 2, data: Chunk(&[1]) })).expect("encode");
     let datagrams: Vec<Vec<u8>> = vec![
         vec![0xAB; 100],
-        frag.split(&ClusterKey::from_bytes([0xEE; 32]), leader, &bytes).remove(0),
-        frag.split(&key, target, &bytes).remove(0),
-        key.seal(leader, &bad_index),
+        keys.key.seal(leader, &old_format),
+        initiation(&stranger, leader, target),
+        initiation(&keys, target, target),
+        keys.key.seal(leader, &bad_index),
     ];
-    let before = c.status(target).and_then(|v| v.datagrams_dropped).expect("UDP counters");
+    let dropped = |id: u64| c.status(id).and_then(|v| v.datagrams_dropped).expect("UDP counters");
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-    for d in &datagrams {
-        socket.send_to(d, addr).expect("send");
-    }
-    wait_for(Duration::from_secs(5), &format!("{}: hostile datagrams counted", c.name()), || {
-        let now = c.status(target)?.datagrams_dropped?;
-        (now >= before + datagrams.len() as u64).then_some(())
-    });
+    let send_all = |to: u64, datagrams: &[Vec<u8>], what: &str| {
+        let before = dropped(to);
+        let at = c.direct_addr(to).expect("running");
+        for d in datagrams {
+            socket.send_to(d, at).expect("send");
+        }
+        wait_for(Duration::from_secs(5), &format!("{}: {what} dropped and counted", c.name()), || {
+            let now = c.status(to)?.datagrams_dropped?;
+            (now >= before + datagrams.len() as u64).then_some(())
+        });
+    };
+    assert_eq!(c.direct_addr(target), Some(addr));
+    send_all(target, &datagrams, "hostile datagrams");
+
+    c.start_capture();
     let mut client = Client::new(leader);
+    client.must(c, KvOp::put("captured", "traffic"));
+    std::thread::sleep(Duration::from_millis(500));
+    let captured: Vec<Vec<u8>> = c
+        .take_capture()
+        .into_iter()
+        .filter(|(link, d)| *link == (leader, target) && d.first() == Some(&0x23))
+        .map(|(_, d)| d)
+        .collect();
+    assert!(!captured.is_empty(), "{}: the leader sent the target data frames", c.name());
+    send_all(target, &captured, "replayed data frames");
+    send_all(other, &captured, "data frames redirected to another node");
+
     client.must(c, KvOp::put("after", "hostile"));
     wait_all_have(c, &ids, &[("after", "hostile")]);
     stop_all(c);

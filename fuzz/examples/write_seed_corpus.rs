@@ -52,4 +52,8 @@ fn main() {
         write("fragments", &format!("seed-{k}"), &rng.bytes(len));
         write("disk_recovery", &format!("seed-{k}"), &rng.bytes(len / 4));
     }
+    // secure: random programs.
+    for (k, len) in [64, 256, 1024].into_iter().enumerate() {
+        write("secure", &format!("seed-{k}"), &rng.bytes(len));
+    }
 }

@@ -3,7 +3,6 @@
 //! lost, mixed with forged fragments and with time passing.
 
 use arbitrary::{Result, Unstructured};
-use raft_host::ClusterKey;
 use raft_udp::counters::Counters;
 use raft_udp::fragment::{Fragmenter, Limits, Reassembler};
 use raft_udp::packet::{Chunk, Fragment, Packet, decode};
@@ -29,7 +28,6 @@ pub fn run(data: &[u8]) {
 }
 
 fn steps(u: &mut Unstructured<'_>) -> Result<()> {
-    let key = ClusterKey::from_bytes([7; 32]);
     let limits = Limits { timeout: Duration::from_millis(500), ..Limits::for_messages(MAX_MESSAGE) };
     let mut r = Reassembler::new(limits.clone());
     let mut counters = Counters::default();
@@ -47,8 +45,8 @@ fn steps(u: &mut Unstructured<'_>) -> Result<()> {
                 let len = u.int_in_range(0..=MAX_MESSAGE)?;
                 let fill: u8 = u.arbitrary()?;
                 let msg: Vec<u8> = (0..len).map(|k| fill.wrapping_add(k as u8)).collect();
-                let frames = split.split(&key, HONEST, &msg);
-                let id = match decode_fragment(&key, &frames[0]) {
+                let frames = split.split(&msg);
+                let id = match decode_fragment(&frames[0]) {
                     Some(f) => f.msg,
                     None => panic!("the Fragmenter's first datagram does not decode"),
                 };
@@ -59,7 +57,7 @@ fn steps(u: &mut Unstructured<'_>) -> Result<()> {
                 // Deliver (or, on 2, duplicate) one in-flight honest fragment.
                 let k = u.choose_index(in_flight.len())?;
                 let frame = if u.arbitrary()? { in_flight.swap_remove(k).1 } else { in_flight[k].1.clone() };
-                let frag = decode_fragment(&key, &frame).unwrap_or_else(|| panic!("a sealed fragment does not decode"));
+                let frag = decode_fragment(&frame).unwrap_or_else(|| panic!("a fragment packet does not decode"));
                 let (id, index, count) = (frag.msg, frag.index, frag.count);
                 let p = progress.entry(id).or_insert_with(|| Progress {
                     delivered: BTreeSet::new(),
@@ -115,10 +113,9 @@ struct Progress {
     returned: bool,
 }
 
-/// Opens a datagram sealed by the Fragmenter and decodes its fragment.
-fn decode_fragment<'a>(key: &ClusterKey, frame: &'a [u8]) -> Option<Fragment<'a>> {
-    let (_, payload) = key.open(frame).ok()?;
-    match decode(payload).ok()? {
+/// Decodes the fragment of a packet made by the Fragmenter.
+fn decode_fragment(packet: &[u8]) -> Option<Fragment<'_>> {
+    match decode(packet).ok()? {
         Packet::Peer(f) => Some(f),
         _ => None,
     }

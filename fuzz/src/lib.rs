@@ -10,10 +10,11 @@
 //! | target | what it feeds | what it checks |
 //! | --- | --- | --- |
 //! | [`codec`] | bytes to `decode_message` | no panic; decode ∘ encode is the identity on what decodes |
-//! | [`frame`] | bytes to `ClusterKey::open` / `open_frame`, raw and sealed | no panic; the sealed sender and payload come back |
+//! | [`frame`] | bytes to `ClusterKey::open` (client frames), raw and sealed | no panic; the sealed sender and payload come back |
 //! | [`udp_packet`] | bytes to `raft_udp::packet::decode` | no panic; round trip |
 //! | [`fragments`] | fragments, genuine and forged, to a `Reassembler` | memory bounds; no message spliced from two |
 //! | [`disk_recovery`] | a directory of fuzzed files to `DiskLog::open` | no panic; what opens is a valid log that reopens the same |
+//! | [`secure`] | transport v2 handshakes, frames, replays, reflections, redirections, bit flips, restarts | each payload opens once, only at its addressee, unaltered; nothing misdirected, altered or pre-restart opens |
 //! | [`core_cluster`] | deliveries, drops, timeouts, proposals, reads, crashes to 3 nodes | Raft's invariants after every step; linearizable read indexes |
 
 pub mod codec;
@@ -22,6 +23,7 @@ pub mod disk_recovery;
 pub mod fragments;
 pub mod frame;
 pub mod rng;
+pub mod secure;
 pub mod udp_packet;
 
 /// A target's body.
@@ -35,4 +37,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("fragments", fragments::run),
     ("disk_recovery", disk_recovery::run),
     ("core_cluster", core_cluster::run),
+    ("secure", secure::run),
 ];

@@ -124,11 +124,16 @@ fn core_cluster() {
     check("core_cluster", raft_fuzz::core_cluster::run, 6);
 }
 
+#[test]
+fn secure() {
+    check("secure", raft_fuzz::secure::run, 7);
+}
+
 /// Every target in the library has a test here and a libFuzzer binary.
 #[test]
 fn every_target_is_covered() {
     let names: Vec<&str> = raft_fuzz::TARGETS.iter().map(|(n, _)| *n).collect();
-    assert_eq!(names, ["codec", "frame", "udp_packet", "fragments", "disk_recovery", "core_cluster"]);
+    assert_eq!(names, ["codec", "frame", "udp_packet", "fragments", "disk_recovery", "core_cluster", "secure"]);
     for name in names {
         let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz_targets").join(format!("{name}.rs"));
         assert!(bin.exists(), "no fuzz target binary {}", bin.display());

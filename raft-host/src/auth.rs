@@ -1,7 +1,9 @@
-//! Authenticated frames: every byte between nodes (and clients) is sealed
-//! with HMAC-SHA256 under the cluster key, and the sender's id travels inside
-//! the authenticated part, so a peer is identified by what it proves, never
-//! by the address a packet came from.
+//! The cluster key, and the frames of the client protocol: a client's
+//! datagram (and a node's answer) is sealed with HMAC-SHA256 under the
+//! cluster key, with the sender's id inside the authenticated part. Traffic
+//! between nodes does not use these frames: it travels in transport v2
+//! sessions ([`crate::secure`]), which also bind the receiver, the cluster
+//! incarnation and a fresh session.
 //!
 //! Frame: `version: u8 | sender: u64 LE | payload | tag: [u8; 32]`, where
 //! `tag = HMAC-SHA256(key, version | sender | payload)`.

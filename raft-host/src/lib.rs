@@ -15,7 +15,10 @@
 //!   executes the core's outputs in the contract's order (the only std code
 //!   that drains the core) and [`DiskThread`] makes writes durable off the
 //!   async executor with group commit;
-//! * [`auth`]: HMAC-SHA256 frames under the cluster key.
+//! * [`secure`]: transport protocol v2 between nodes (Noise sessions bound
+//!   to the cluster incarnation and both node ids, with replay windows)
+//!   and the key file; [`auth`]: the cluster key, and the HMAC-SHA256
+//!   frames of the client protocol.
 //!
 //! # Durability promise
 //!
@@ -62,7 +65,6 @@ pub mod kv;
 pub mod secure;
 mod state_machine;
 pub mod storage;
-pub mod transport_frame;
 
 pub use auth::ClusterKey;
 pub use clock::StdClock;

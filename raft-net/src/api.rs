@@ -3,7 +3,8 @@
 
 use crate::sync::{TaskCount, Watch, all_stopped};
 use raft_core::{ChangeError, Config, ConfigError, LogIndex, Membership, NewNodeError, NodeId, ReadMode, Role, Term};
-use raft_host::{ClusterKey, StorageError};
+use raft_host::StorageError;
+use raft_host::secure::KeyFile;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::poll_fn;
@@ -37,8 +38,10 @@ pub struct NodeConfig {
     /// not listed here are reached at the address their configuration
     /// entry carries; an address listed here wins (a route the operator chose).
     pub peers: BTreeMap<NodeId, SocketAddr>,
-    /// The shared secret: every frame is authenticated under it.
-    pub key: ClusterKey,
+    /// The cluster key and incarnation (the key file every member shares):
+    /// every peer frame travels in a transport v2 session set up under the
+    /// key and bound to the incarnation (see [`raft_host::secure`]).
+    pub keys: KeyFile,
     /// How long `propose` and `read` wait for an outcome before giving up
     /// with [`ProposeError::OutcomeUnknown`]. Default 5 s.
     pub propose_timeout: Duration,
@@ -52,10 +55,17 @@ pub struct NodeConfig {
     /// Limit on connecting to a peer and on writing one batch to it; a
     /// connection that exceeds it is dropped and re-established. Default 2 s.
     pub io_timeout: Duration,
-    /// An inbound connection must deliver its first authentic frame within
-    /// this time or it is closed. Default 10 s.
+    /// An inbound connection must complete its handshake and deliver its
+    /// first authentic frame within this time or it is closed. Default 5 s.
     pub handshake_timeout: Duration,
-    /// Inbound connections served at once; more are closed on accept. Default 64.
+    /// An authenticated inbound connection that delivers no frame for this
+    /// long is closed (the peer reconnects when it has something to send).
+    /// Default 30 s.
+    pub idle_timeout: Duration,
+    /// Inbound connections served at once. When all are taken, a new
+    /// connection replaces the oldest one that has not authenticated yet (or
+    /// is closed if every one has). Each peer keeps at most one
+    /// authenticated connection: a newer one replaces it. Default 64.
     pub max_inbound_connections: usize,
     /// Where to serve the node's metrics over HTTP (`GET /metrics`, the
     /// Prometheus text format), if anywhere (port 0: any free port, see
@@ -71,7 +81,7 @@ impl NodeConfig {
         data_dir: impl Into<PathBuf>,
         listen: SocketAddr,
         peers: impl IntoIterator<Item = (NodeId, SocketAddr)>,
-        key: ClusterKey,
+        keys: KeyFile,
     ) -> NodeConfig {
         NodeConfig {
             raft,
@@ -79,13 +89,14 @@ impl NodeConfig {
             data_dir: data_dir.into(),
             listen,
             peers: peers.into_iter().collect(),
-            key,
+            keys,
             propose_timeout: Duration::from_secs(5),
             peer_queue_capacity: 1024,
             reconnect_min: Duration::from_millis(20),
             reconnect_max: Duration::from_secs(1),
             io_timeout: Duration::from_secs(2),
-            handshake_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
             max_inbound_connections: 64,
             metrics_listen: None,
         }
@@ -105,7 +116,11 @@ impl NodeConfig {
                 return Err(StartError::NotAPeer { peer: *p });
             }
         }
-        if self.propose_timeout.is_zero() || self.io_timeout.is_zero() || self.handshake_timeout.is_zero() {
+        if self.propose_timeout.is_zero()
+            || self.io_timeout.is_zero()
+            || self.handshake_timeout.is_zero()
+            || self.idle_timeout.is_zero()
+        {
             return Err(StartError::ZeroSetting("timeouts"));
         }
         if self.max_inbound_connections == 0 || self.peer_queue_capacity == 0 {

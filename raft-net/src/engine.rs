@@ -15,7 +15,7 @@ use raft_core::{
     Body, Bytes, Event, LogIndex, Membership, MembershipChange, Message, NodeId, ReadError, Role, TransferOutcome,
 };
 use raft_host::engine::{ChangeFailed, DiskReport, EngineStartError, Failure, Refused, Transport};
-use raft_host::transport_frame::max_frame_len;
+use raft_host::secure::SecureConfig;
 use raft_host::{DiskLog, DiskThread, Engine, NodeMeta, Outcome, StateMachine, StdClock};
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -160,8 +160,10 @@ pub(crate) struct Shared {
     pub(crate) config: NodeConfig,
     /// The bound listen address.
     pub(crate) listen: SocketAddr,
-    /// Largest frame accepted or sent (without its length prefix).
-    pub(crate) max_frame: usize,
+    /// This node's side of transport v2 (key, incarnation, id).
+    pub(crate) secure: SecureConfig,
+    /// The transports' clock (sessions' ages).
+    pub(crate) clock: StdClock,
     pub(crate) role: Arc<Watch<RoleInfo>>,
     /// The peers' queues: those of `NodeConfig::peers`, then every member a
     /// configuration names (with its address), and, while this node has no
@@ -209,7 +211,8 @@ impl Shared {
             .collect();
         let role = RoleInfo { role: raft_core::Role::Follower, term: raft_core::Term(0), leader: None };
         Shared {
-            max_frame: max_frame_len(config.raft.max_message_bytes),
+            secure: SecureConfig::new(&config.keys, config.raft.id),
+            clock: StdClock::new(),
             joining: AtomicBool::new(config.raft.members.is_empty()),
             config,
             listen,

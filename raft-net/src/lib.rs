@@ -13,7 +13,7 @@
 //! and runtime-neutral crates (`async-channel`, `futures-lite`). raft-tokio
 //! and raft-smol each implement [`Runtime`] and re-export this API; a new
 //! runtime plugs in the same way. A new transport plugs in beside the TCP
-//! links (`src/net.rs`): a task that feeds authenticated `(from, message)`
+//! links (`src/net/`): a task that feeds authenticated `(from, message)`
 //! pairs to the owning task, and a sender behind [`raft_host::Transport`].
 //!
 //! # Architecture
@@ -30,10 +30,13 @@
 //!   with group commit and reports durable tokens back over a channel.
 //! * **Transport**: each node dials every peer for its own outgoing
 //!   direction, so each ordered pair of members has one connection that
-//!   carries frames one way. Frames are `len: u32 LE | sealed message`
-//!   ([`raft_host::transport_frame`]), authenticated with HMAC-SHA256 under
-//!   the cluster key; the sender is what the frame proves, not the address.
-//!   A length above the limit closes the connection before any allocation.
+//!   carries frames one way. Each connection is a transport v2 session
+//!   ([`raft_host::secure`]: a Noise handshake under the cluster key, bound
+//!   to the cluster incarnation and both node ids, counters against
+//!   replay), so the sender is what the session proves, not the address.
+//!   Unauthenticated connections get fixed-size reads, a deadline and only
+//!   the slots nobody authenticated holds; each peer keeps one
+//!   authenticated connection (the newest), closed when idle.
 //!   Each peer has a writer task with a bounded two-lane queue (control
 //!   before bulk, drop-oldest, drops counted) so heartbeats never wait
 //!   behind a backlog; a lost connection is re-established lazily, with

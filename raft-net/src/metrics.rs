@@ -235,6 +235,8 @@ impl Metrics {
         if let Some(d) = &status.datagrams {
             for (kind, n) in [
                 ("bad_frame", d.bad_frame),
+                ("replayed", d.replayed),
+                ("stale_session", d.stale_session),
                 ("malformed", d.malformed),
                 ("oversize", d.oversize),
                 ("unknown_peer", d.unknown_peer),

@@ -89,7 +89,7 @@ impl Node {
         let counters = Arc::new(std::sync::Mutex::new(udp::Counters::default()));
         let (app_tx, app_rx) = async_channel::bounded(udp::APP_QUEUE);
         let (out_tx, out_rx) = async_channel::bounded(udp::APP_QUEUE);
-        let app = UdpApp::new(app_rx, out_tx, config.key.clone(), config.raft.id, counters.clone());
+        let app = UdpApp::new(app_rx, out_tx, config.keys.key.clone(), config.raft.id, counters.clone());
         let links = |shared: &Arc<Shared>, inbound| {
             udp::spawn_links(&rt, socket, shared, inbound, app_tx, out_rx, udp.max_datagram)
         };

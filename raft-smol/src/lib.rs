@@ -21,13 +21,14 @@
 //! ```
 //! use raft_core::{Config, NodeId};
 //! use raft_host::kv::{KvCommand, KvOp, KvOutput};
+//! use raft_host::secure::{Incarnation, KeyFile};
 //! use raft_host::{ClusterKey, KvStore};
 //! use raft_smol::{Node, NodeConfig};
 //!
 //! smol::block_on(async {
 //!     let dir = tempfile::tempdir().unwrap();
 //!     let raft = Config::new(NodeId(1), [NodeId(1)]);
-//!     let key = ClusterKey::from_bytes([7; 32]);
+//!     let key = KeyFile::new(ClusterKey::from_bytes([7; 32]), Incarnation::from_bytes([1; 16]));
 //!     let config = NodeConfig::new(raft, dir.path(), "127.0.0.1:0".parse().unwrap(), [], key);
 //!     let node = Node::start(config, KvStore::new()).await.unwrap();
 //!

@@ -22,13 +22,14 @@
 //! ```
 //! use raft_core::{Config, NodeId};
 //! use raft_host::kv::{KvCommand, KvOp, KvOutput};
+//! use raft_host::secure::{Incarnation, KeyFile};
 //! use raft_host::{ClusterKey, KvStore};
 //! use raft_tokio::{Node, NodeConfig};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let dir = tempfile::tempdir().unwrap();
 //! let raft = Config::new(NodeId(1), [NodeId(1)]);
-//! let key = ClusterKey::from_bytes([7; 32]);
+//! let key = KeyFile::new(ClusterKey::from_bytes([7; 32]), Incarnation::from_bytes([1; 16]));
 //! let config = NodeConfig::new(raft, dir.path(), "127.0.0.1:0".parse().unwrap(), [], key);
 //! let node = Node::start(config, KvStore::new()).await.unwrap();
 //!

@@ -4,6 +4,7 @@
 //! without restarting, and a removed node knows it.
 
 use raft_core::{ChangeError, Config, NodeId};
+use raft_host::secure::{Incarnation, KeyFile};
 use raft_host::{ClusterKey, KvCommand, KvOp, KvStore};
 use raft_net::UdpOptions;
 use raft_tokio::{Handle, MembershipError, NodeConfig, Tokio};
@@ -31,7 +32,7 @@ async fn start(
     raft.election_timeout_min = raft_core::Duration::from_millis(150);
     raft.election_timeout_max = raft_core::Duration::from_millis(300);
     let listen = s.local_addr().unwrap();
-    let key = ClusterKey::from_bytes([7; 32]);
+    let key = KeyFile::new(ClusterKey::from_bytes([7; 32]), Incarnation::from_bytes([7; 16]));
     let mut config = NodeConfig::new(raft, dir.join(id.to_string()), listen, peers, key);
     config.propose_timeout = Duration::from_secs(5);
     let udp = UdpOptions::new(1400).with_socket(s);

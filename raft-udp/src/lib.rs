@@ -7,14 +7,19 @@
 //!
 //! # Wire format
 //!
-//! Every datagram, between peers and between clients and nodes, is a frame
-//! sealed with HMAC-SHA256 under the cluster key
-//! ([`raft_host::ClusterKey::seal`]): `version | sender: u64 | payload | tag`.
-//! The payload is one [`packet::Packet`] in the `raft_core::codec` encoding.
-//! A peer is the authenticated sender id of a `Peer` packet; replies to peers
-//! go to the address configured for that id, never to a datagram's source
-//! address. Clients seal with a random 64-bit client id and get their replies
-//! at the source address of their request.
+//! Between peers, every datagram is a transport v2 packet
+//! ([`raft_host::secure`]): a Noise handshake message or a data frame of a
+//! session bound to the cluster incarnation and to both node ids, with a
+//! replay window; the data frame's payload is a `Peer` fragment. A peer is
+//! the node its session proves; replies to peers go to the address
+//! configured for that id, never to a datagram's source address.
+//!
+//! Between clients and nodes, every datagram is a frame sealed with
+//! HMAC-SHA256 under the cluster key ([`raft_host::ClusterKey::seal`]):
+//! `version | sender: u64 | payload | tag`, whose payload is one
+//! [`packet::Packet`] in the `raft_core::codec` encoding. Clients seal with a
+//! random 64-bit client id and get their replies at the source address of
+//! their request. Peer traffic in this format is refused.
 //!
 //! Raft messages larger than `--max-datagram` are split into fragments
 //! ([`fragment`]) and reassembled in bounded buffers; a lost fragment loses
@@ -52,11 +57,13 @@
 //!   ([`counters::Counters`], shown by `raft-udp status`); none can panic the
 //!   node or make it allocate more than its limits.
 //!
-//! Authentication does not stop replays: an old authenticated datagram sent
-//! again is accepted. Raft tolerates duplicated messages, and client
-//! sessions, registration ids and cookies make a replayed client request
-//! cost no log entry; a request captured and held back is refused once its
-//! cookie (two minutes) or its session has expired.
+//! Peer datagrams replayed, redirected to another node, or kept from
+//! before a restart are refused (and counted). Client frames alone do not
+//! stop replays: an old client datagram sent again is authentic. Raft
+//! tolerates duplicated messages, and client sessions, registration ids
+//! and cookies make a replayed client request cost no log entry; a request
+//! captured and held back is refused once its cookie (two minutes) or its
+//! session has expired.
 
 #![warn(missing_docs)]
 

@@ -21,12 +21,14 @@ fn fails(args: &[&str], needles: &[&str]) {
 }
 
 #[test]
-fn keygen_prints_a_key() {
+fn keygen_prints_a_key_file() {
     let out = run(&["keygen"], "", Duration::from_secs(10));
     assert_eq!(out.code, Some(0));
-    let key = out.stdout.trim();
-    assert_eq!(key.len(), 64);
-    assert!(key.chars().all(|c| c.is_ascii_hexdigit()));
+    let keys = raft_host::secure::KeyFile::parse(&out.stdout).expect("a version 2 key file");
+    let again = run(&["keygen"], "", Duration::from_secs(10));
+    let other = raft_host::secure::KeyFile::parse(&again.stdout).expect("a version 2 key file");
+    assert_ne!(keys.key, other.key, "a fresh key each time");
+    assert_ne!(keys.incarnation, other.incarnation, "a fresh incarnation each time");
 }
 
 #[test]

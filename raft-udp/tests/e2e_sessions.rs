@@ -84,7 +84,7 @@ impl Raw {
 }
 
 fn key_of(c: &Cluster) -> ClusterKey {
-    ClusterKey::from_hex(&std::fs::read_to_string(&c.key_file).unwrap()).unwrap()
+    raft_host::secure::KeyFile::parse(&std::fs::read_to_string(&c.key_file).unwrap()).unwrap().key
 }
 
 fn last_log_indexes(c: &Cluster) -> Vec<u64> {

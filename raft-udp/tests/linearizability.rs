@@ -90,7 +90,7 @@ fn concurrent_clients_through_a_faulty_network_see_a_linearizable_store() {
     c.wait_leader(Duration::from_secs(15));
     proxy.set(5, 5, 15);
 
-    let key = ClusterKey::from_hex(&std::fs::read_to_string(&c.key_file).unwrap()).unwrap();
+    let key = raft_host::secure::KeyFile::parse(&std::fs::read_to_string(&c.key_file).unwrap()).unwrap().key;
     let log = Arc::new(Mutex::new(Vec::new()));
     let t0 = Instant::now();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

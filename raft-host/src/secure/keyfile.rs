@@ -127,6 +127,11 @@ impl fmt::Display for KeyFileError {
 impl std::error::Error for KeyFileError {}
 
 impl KeyFile {
+    /// The file of `key` and `incarnation`.
+    pub fn new(key: ClusterKey, incarnation: Incarnation) -> KeyFile {
+        KeyFile { key, incarnation }
+    }
+
     /// A new cluster: a fresh key and a fresh incarnation.
     pub fn generate(entropy: &mut dyn Entropy) -> Result<KeyFile, KeyFileError> {
         let mut key = [0u8; KEY_LEN];

@@ -7,9 +7,16 @@ use std::fmt;
 /// count only grows while the node runs; they start at zero.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
-    /// Frames that failed authentication: wrong key, altered, too short, or
-    /// an unknown frame version.
+    /// Packets that failed authentication: wrong key or incarnation,
+    /// altered, addressed to another node, of an unknown kind or length,
+    /// and peer traffic in the old (version 1) frame format.
     pub bad_frame: u64,
+    /// Data frames refused by the replay window: a counter seen before, or
+    /// too far behind the newest.
+    pub replayed: u64,
+    /// Data frames of a session this node does not hold (from before a
+    /// restart of either side, or an expired one).
+    pub stale_session: u64,
     /// Authenticated payloads that did not decode as a packet or message.
     pub malformed: u64,
     /// Datagrams over the size limit, and fragmented messages over the
@@ -26,7 +33,14 @@ pub struct Counters {
 impl Counters {
     /// The sum of every count.
     pub fn total(&self) -> u64 {
-        self.bad_frame + self.malformed + self.oversize + self.unknown_peer + self.unexpected + self.incomplete
+        self.bad_frame
+            + self.replayed
+            + self.stale_session
+            + self.malformed
+            + self.oversize
+            + self.unknown_peer
+            + self.unexpected
+            + self.incomplete
     }
 }
 
@@ -34,8 +48,15 @@ impl fmt::Display for Counters {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "bad_frame={} malformed={} oversize={} unknown_peer={} unexpected={} incomplete={}",
-            self.bad_frame, self.malformed, self.oversize, self.unknown_peer, self.unexpected, self.incomplete
+            "bad_frame={} replayed={} stale_session={} malformed={} oversize={} unknown_peer={} unexpected={} incomplete={}",
+            self.bad_frame,
+            self.replayed,
+            self.stale_session,
+            self.malformed,
+            self.oversize,
+            self.unknown_peer,
+            self.unexpected,
+            self.incomplete
         )
     }
 }

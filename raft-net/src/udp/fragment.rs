@@ -10,8 +10,7 @@
 
 use super::counters::Counters;
 use super::packet::{self, Chunk, Fragment, MAX_DATAGRAM, PeerPacket};
-use raft_host::ClusterKey;
-use raft_host::auth::FRAME_OVERHEAD;
+use raft_host::secure::DATA_OVERHEAD;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -25,10 +24,11 @@ pub const MIN_DATAGRAM: usize = 256;
 
 /// Data bytes per fragment for datagrams of at most `max_datagram` bytes.
 pub fn chunk_len(max_datagram: usize) -> usize {
-    max_datagram.clamp(MIN_DATAGRAM, MAX_DATAGRAM) - FRAME_OVERHEAD - HEADER_BOUND
+    max_datagram.clamp(MIN_DATAGRAM, MAX_DATAGRAM) - DATA_OVERHEAD - HEADER_BOUND
 }
 
-/// Splits encoded messages into sealed datagrams of at most `max_datagram` bytes.
+/// Splits encoded messages into packets that, sealed as transport v2 data
+/// frames, make datagrams of at most `max_datagram` bytes.
 #[derive(Debug)]
 pub struct Fragmenter {
     next_msg: u64,
@@ -44,8 +44,9 @@ impl Fragmenter {
         Fragmenter { next_msg: first_msg, chunk: chunk_len(max_datagram) }
     }
 
-    /// Seals `message` (codec bytes) from `sender` as one or more datagrams.
-    pub fn split(&mut self, key: &ClusterKey, sender: u64, message: &[u8]) -> Vec<Vec<u8>> {
+    /// Splits `message` (codec bytes) into one or more encoded
+    /// [`PeerPacket`]s, each to be sealed as one datagram.
+    pub fn split(&mut self, message: &[u8]) -> Vec<Vec<u8>> {
         let msg = self.next_msg;
         self.next_msg = self.next_msg.wrapping_add(1);
         let count = message.len().div_ceil(self.chunk).max(1);
@@ -56,7 +57,7 @@ impl Fragmenter {
             let data = &message[start.min(message.len())..(start + self.chunk).min(message.len())];
             let p = PeerPacket::Peer(Fragment { msg, index, count: count32, data: Chunk(data) });
             if let Some(payload) = packet::encode(&p) {
-                out.push(key.seal(sender, &payload));
+                out.push(payload);
             }
         }
         out

@@ -1,29 +1,43 @@
 //! Peers over UDP: the second transport of the node task
 //! ([`Node::start_udp`](crate::Node::start_udp)).
 //!
-//! Every datagram is a frame sealed with HMAC-SHA256 under the cluster key
-//! ([`raft_host::ClusterKey::seal`]): `version | sender: u64 | payload | tag`.
-//! Peer traffic is a [`PeerPacket`]: one [`Fragment`] of a codec-encoded
-//! Raft message. Messages larger than the datagram limit are split
-//! ([`fragment`]) and reassembled in bounded buffers; a lost fragment loses
-//! only its message, which Raft retransmits. A peer is the authenticated
-//! sender id; messages to a peer go to the address configured for it (at
-//! start, or by the newest configuration entry), never to a datagram's
-//! source address — with one exception: a joining node, which knows no
-//! configuration yet, answers a peer that contacts it at the source
-//! address until the configuration it receives names every address.
+//! Peer traffic is transport v2 ([`raft_host::secure`]): each pair of
+//! nodes sets up a session with a Noise handshake under the cluster key,
+//! bound to the cluster incarnation and to both node ids, and every peer
+//! datagram is one data frame of that session, with a counter checked
+//! against a sliding replay window. A datagram replayed, redirected to
+//! another node, reflected to its sender, or kept from before either side
+//! restarted does not open. A node that receives a frame of a session it
+//! does not hold (its peer restarted, or it did) offers a new handshake;
+//! handshakes are answered at most 64 times a second
+//! per peer, and answers go to the peer's configured address (at start, or
+//! by the newest configuration entry), never to a datagram's source — with
+//! one exception: a joining node, which knows no configuration yet, takes a
+//! peer that contacts it at the source address until the configuration it
+//! receives names every address.
 //!
-//! The socket may be shared with the application: an authenticated
-//! datagram that is not peer traffic goes to [`UdpApp`], which can send
-//! sealed datagrams of its own. Datagrams that fail authentication, do not
-//! decode, claim an unknown peer, or break the reassembly limits are dropped
-//! and counted ([`Counters`], in `Status::datagrams`); none can panic the
-//! node or make it allocate more than its limits.
+//! A data frame's payload is a [`PeerPacket`]: one [`Fragment`] of a
+//! codec-encoded Raft message. Messages larger than the datagram limit are
+//! split ([`fragment`]) and reassembled in bounded buffers; a lost fragment
+//! loses only its message, which Raft retransmits. A peer is the sender
+//! its session proves; messages to a peer go to the address configured for
+//! it.
+//!
+//! The socket may be shared with the application: datagrams in the
+//! application's own format (sealed under the cluster key,
+//! [`raft_host::ClusterKey::seal`]: `version 1 | sender | payload | tag`)
+//! go to [`UdpApp`], which can send such datagrams of its own; peer
+//! traffic in that format is refused. Datagrams that fail authentication,
+//! are replayed, do not decode, claim an unknown peer, or break the
+//! reassembly limits are dropped and counted ([`Counters`], in
+//! `Status::datagrams`); none can panic the node or make it allocate more
+//! than its limits.
 
 pub mod counters;
 pub mod fragment;
 mod link;
 pub mod packet;
+mod sessions;
 
 pub use counters::Counters;
 pub use packet::{Chunk, Fragment, MAX_DATAGRAM, PeerPacket};

@@ -117,7 +117,7 @@ fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
 }
 
 pub(super) fn run(a: &BenchArgs) -> Result<u8, String> {
-    let key = crate::keyfile::read_key(&a.key_file)?;
+    let key = crate::keyfile::read_key(&a.key_file)?.key;
     if a.value_size > crate::server::MAX_ENTRY_BYTES / 2 {
         return Err(format!(
             "--value-size {} is too large (at most {})",

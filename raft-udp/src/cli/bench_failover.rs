@@ -57,7 +57,7 @@ pub(super) fn run(a: &BenchFailoverArgs, log_level: LevelFilter) -> Result<u8, S
     };
     fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let key_file = dir.join("cluster.key");
-    let key = load_or_make_key(&key_file)?;
+    let key = load_or_make_key(&key_file)?.key;
     let exe = match &a.exe {
         Some(exe) => exe.clone(),
         None => std::env::current_exe().map_err(|e| format!("cannot find the raft-udp executable: {e}"))?,

@@ -8,6 +8,7 @@ use clap::Args;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use raft_host::ClusterKey;
+use raft_host::secure::{KeyFile, OsEntropy};
 use std::fs::{self, OpenOptions};
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
@@ -133,18 +134,18 @@ pub(super) fn free_addrs(n: usize) -> Result<Vec<SocketAddr>, String> {
     sockets.iter().map(|s| s.local_addr().map_err(|e| e.to_string())).collect()
 }
 
-pub(super) fn load_or_make_key(path: &Path) -> Result<ClusterKey, String> {
+pub(super) fn load_or_make_key(path: &Path) -> Result<KeyFile, String> {
     if path.exists() {
         return crate::keyfile::read_key(path);
     }
-    let key = ClusterKey::generate().map_err(|e| e.to_string())?;
+    let key = KeyFile::generate(&mut OsEntropy).map_err(|e| e.to_string())?;
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)
         .map_err(|e| format!("cannot create key file {}: {e}", path.display()))?;
-    std::io::Write::write_all(&mut f, format!("{}\n", key.to_hex()).as_bytes())
+    std::io::Write::write_all(&mut f, key.format().as_bytes())
         .map_err(|e| format!("cannot write key file {}: {e}", path.display()))?;
     Ok(key)
 }
@@ -156,7 +157,7 @@ pub(super) fn run(args: ClusterArgs, log_level: LevelFilter) -> Result<u8, Strin
     };
     fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let key_file = dir.join("cluster.key");
-    let key = load_or_make_key(&key_file)?;
+    let key = load_or_make_key(&key_file)?.key;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the raft-udp executable: {e}"))?;
     let n = args.nodes as usize;
     let addrs = free_addrs(n)?;

@@ -96,7 +96,7 @@ pub(crate) fn print_line(line: &str) {
 }
 
 async fn connect(conn: &ConnArgs) -> Result<Client, String> {
-    let key = crate::keyfile::read_key(&conn.key_file)?;
+    let key = crate::keyfile::read_key(&conn.key_file)?.key;
     Client::connect(conn.servers.clone(), key, Duration::from_millis(conn.timeout_ms))
         .await
         .map_err(|e| format!("cannot open a client socket: {e}"))

@@ -113,7 +113,7 @@ pub(super) fn run(args: MemberArgs) -> Result<u8, String> {
         }
         MemberCommand::Remove { conn, id, timeout_ms } => (conn, timeout_ms, Some(Goal::Gone(id))),
     };
-    let key = crate::keyfile::read_key(&conn.key_file)?;
+    let key = crate::keyfile::read_key(&conn.key_file)?.key;
     let deadline = Instant::now() + Duration::from_millis(timeout);
     super::runtime()?.block_on(async {
         let mut client =

@@ -39,7 +39,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Print a new random cluster key (64 hex digits), for a key file.
+    /// Print a new key file (a random cluster key and cluster incarnation,
+    /// format version 2); give every node of one cluster the same file.
     Keygen,
     /// Run one node of a cluster.
     Node(NodeArgs),
@@ -245,8 +246,8 @@ fn usage_error(e: &clap::Error) -> ExitCode {
 }
 
 fn keygen() -> Result<u8, String> {
-    let key = raft_host::ClusterKey::generate().map_err(|e| e.to_string())?;
-    println!("{}", key.to_hex());
+    let keys = raft_host::secure::KeyFile::generate(&mut raft_host::secure::OsEntropy).map_err(|e| e.to_string())?;
+    print!("{}", keys.format());
     Ok(0)
 }
 

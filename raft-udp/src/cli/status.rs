@@ -33,7 +33,7 @@ pub(crate) fn json_line(addr: SocketAddr, s: &NodeStatus) -> String {
 
 /// Prints a line per answering node; exit 0 if any answered, 1 if none did.
 pub(super) fn run(args: &StatusArgs) -> Result<u8, String> {
-    let key = crate::keyfile::read_key(&args.key_file)?;
+    let key = crate::keyfile::read_key(&args.key_file)?.key;
     super::runtime()?.block_on(async {
         let answers = query_status(&args.servers, &key, Duration::from_millis(args.timeout_ms))
             .await

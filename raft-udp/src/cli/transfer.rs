@@ -44,7 +44,7 @@ pub(super) async fn transfer_and_print(servers: &[SocketAddr], key: &ClusterKey,
 
 /// `raft-udp transfer-leader`: exit 0 once node `--to` leads, 1 otherwise.
 pub(super) fn run(a: &TransferArgs) -> Result<u8, String> {
-    let key = crate::keyfile::read_key(&a.key_file)?;
+    let key = crate::keyfile::read_key(&a.key_file)?.key;
     let timeout = Duration::from_millis(a.timeout_ms);
     Ok(super::runtime()?.block_on(transfer_and_print(&a.servers, &key, a.to, timeout)))
 }

@@ -22,8 +22,9 @@ use crate::keyfile::cluster_id;
 use crate::packet::MAX_DATAGRAM;
 use crate::random_u64;
 use raft_core::{Config, ConfigError, Duration as CoreDuration, NodeId};
+use raft_host::KvStore;
 use raft_host::engine::Failure;
-use raft_host::{ClusterKey, KvStore};
+use raft_host::secure::KeyFile;
 use raft_net::{NodeConfig, RoleInfo, StartError, UdpOptions};
 use raft_tokio::Tokio;
 use std::collections::BTreeMap;
@@ -75,8 +76,8 @@ pub struct NodeOptions {
     pub peers: BTreeMap<u64, SocketAddr>,
     /// Where the log, hard state and snapshot live.
     pub data_dir: PathBuf,
-    /// The cluster key.
-    pub key: ClusterKey,
+    /// The cluster key file (key and incarnation).
+    pub key: KeyFile,
     /// Heartbeat interval.
     pub heartbeat: Duration,
     /// Election timeout range, `[min, max)`.

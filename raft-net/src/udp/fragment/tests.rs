@@ -1,19 +1,11 @@
 use super::*;
 
-fn key() -> ClusterKey {
-    ClusterKey::from_bytes([3; 32])
-}
-
-/// Opens sealed datagrams back into fragments (owned, for the tests).
+/// Decodes packets back into fragments (owned, for the tests).
 fn open_all(frames: &[Vec<u8>]) -> Vec<(u64, u32, u32, Vec<u8>)> {
     frames
         .iter()
-        .map(|f| {
-            let (sender, payload) = key().open(f).unwrap();
-            assert_eq!(sender, 7);
-            match packet::decode(payload).unwrap() {
-                PeerPacket::Peer(fr) => (fr.msg, fr.index, fr.count, fr.data.0.to_vec()),
-            }
+        .map(|payload| match packet::decode(payload).unwrap() {
+            PeerPacket::Peer(fr) => (fr.msg, fr.index, fr.count, fr.data.0.to_vec()),
         })
         .collect()
 }
@@ -35,9 +27,9 @@ fn every_datagram_fits_and_messages_come_back_in_any_order() {
         for len in [1usize, 100, chunk_len(max), chunk_len(max) + 1, 5 * chunk_len(max) - 3, 200_000] {
             let message: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
             let mut f = Fragmenter::new(max, u64::MAX - 1);
-            let frames = f.split(&key(), 7, &message);
+            let frames = f.split(&message);
             assert_eq!(frames.len(), len.div_ceil(chunk_len(max)));
-            assert!(frames.iter().all(|d| d.len() <= max), "max {max} len {len}");
+            assert!(frames.iter().all(|d| d.len() + DATA_OVERHEAD <= max), "max {max} len {len}");
             let mut frags = open_all(&frames);
             frags.reverse();
             if frags.len() > 1 {
@@ -58,8 +50,8 @@ fn every_datagram_fits_and_messages_come_back_in_any_order() {
 #[test]
 fn a_lost_fragment_costs_one_message_and_times_out() {
     let mut f = Fragmenter::new(MIN_DATAGRAM, 1);
-    let a = open_all(&f.split(&key(), 7, &[1; 1000]));
-    let b = open_all(&f.split(&key(), 7, &[2; 1000]));
+    let a = open_all(&f.split(&[1; 1000]));
+    let b = open_all(&f.split(&[2; 1000]));
     let mut c = Counters::default();
     let mut r = Reassembler::new(Limits::for_messages(1 << 20));
     let t0 = Instant::now();
