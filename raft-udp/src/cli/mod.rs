@@ -116,6 +116,11 @@ struct NodeArgs {
     /// Snapshot every N applied entries instead of 10,000 (for tests).
     #[arg(long, hide = true, value_parser = args::positive)]
     snapshot_after_entries: Option<u64>,
+    /// Before starting, repair a log that start-up refused as corrupt: keep
+    /// the log before the damage, discard the rest; the node then neither
+    /// votes nor campaigns until it has caught up from the leader.
+    #[arg(long)]
+    repair: bool,
 }
 
 /// How to reach a cluster.
@@ -225,6 +230,7 @@ fn node(a: NodeArgs) -> Result<u8, String> {
         ),
         max_datagram: a.max_datagram,
         snapshot_after_entries: a.snapshot_after_entries,
+        repair: a.repair,
     };
     let stop = stdin_eof(a.exit_on_stdin_eof);
     match server::run(opts, stop) {

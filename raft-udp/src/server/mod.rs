@@ -15,7 +15,7 @@ use crate::keyfile::cluster_id;
 use crate::packet::MAX_DATAGRAM;
 use crate::random_u64;
 use raft_core::{Config, Duration as CoreDuration, NodeId};
-use raft_host::{ClusterKey, KvOp, KvOutput, KvStore};
+use raft_host::{ClusterKey, DiskLog, KvOp, KvOutput, KvStore, NodeMeta, Repaired};
 use raft_net::{NodeConfig, RoleInfo, StartError, UdpOptions};
 use raft_tokio::Tokio;
 use std::collections::BTreeMap;
@@ -66,6 +66,8 @@ pub struct NodeOptions {
     /// Take a snapshot every this many applied entries (`None`: the core's
     /// default, 10,000).
     pub snapshot_after_entries: Option<u64>,
+    /// Repair damaged log segments before starting ([`repair`]).
+    pub repair: bool,
 }
 
 /// Why a node stopped with an error.
@@ -142,6 +144,9 @@ fn bind(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
 /// finishes the queued disk writes and returns `Ok`.
 pub fn run(opts: NodeOptions, stop: impl Future<Output = ()>) -> Result<(), NodeError> {
     let config = config(&opts).map_err(NodeError::Start)?;
+    if opts.repair {
+        repair(&opts)?;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -186,6 +191,31 @@ pub fn run(opts: NodeOptions, stop: impl Future<Output = ()>) -> Result<(), Node
         tracing::info!("stopped; disk writes flushed");
         result
     })
+}
+
+/// `--repair`: [`DiskLog::repair`] on the data directory (what
+/// `DiskLogOptions::repair(true)` does on open), logging each damage cut
+/// away, or that the log was sound. The hard state is then marked
+/// `catching_up`: the node neither votes nor campaigns until it has caught
+/// up from a leader.
+pub fn repair(opts: &NodeOptions) -> Result<Repaired, NodeError> {
+    let meta = NodeMeta::new(NodeId(opts.id), cluster_id(&opts.key));
+    let dir = opts.data_dir.display();
+    let repaired =
+        DiskLog::repair(&opts.data_dir, meta).map_err(|e| NodeError::Start(format!("repair failed: {e}")))?;
+    if repaired.is_clean() {
+        tracing::info!(data_dir = %dir, "--repair: the log is sound; nothing discarded");
+    }
+    for d in &repaired.damage {
+        tracing::warn!(
+            file = %d.file.display(),
+            offset = d.offset,
+            reason = %d.reason,
+            "--repair: damaged log cut here (this record and everything after it discarded); \
+             the node neither votes nor campaigns until it has caught up from the leader"
+        );
+    }
+    Ok(repaired)
 }
 
 /// Serves clients until `stop` completes (`Ok`) or the node fails.
