@@ -17,18 +17,37 @@
 //! Every schedule has one or two quiet phases ([`Op::Quiet`]: faults
 //! suspended until a leader applies what it holds), so every schedule
 //! commits commands (acknowledged: applied by the leader that accepted them)
-//! before the final repair, and both tests fail if more than 1% do not.
+//! before the final repair, and both tests fail if one does not.
 //! `RAFT_SCHEDULE_STATS=1` prints, per schedule, the operations, the
 //! simulated time they took and the commands acknowledged, then the
 //! distribution. With the default seeds (min/median/max):
 //!
 //! | test | operations | simulated time | acknowledged commands | none acknowledged |
 //! | --- | --- | --- | --- | --- |
-//! | `seeded_schedules` | 1/40/81 | 0.7/10.6/27.8 s | 1/8/50 | 0 of 1000 |
-//! | `quickcheck_schedules` | 1/43/81 | 0.7/10.6/29.5 s | 1/9/36 | 0 of 1000 |
+//! | `seeded_schedules` | 1/40/81 | 0.8/10.6/27.4 s | 1/7/41 | 0 of 1000 |
+//! | `quickcheck_schedules` | 1/43/81 | 0.7/10.6/29.5 s | 1/8/40 | 0 of 1000 |
 //!
 //! Before quiet phases: 505 of the 1000 seeded schedules (498 of the
 //! quickcheck ones) committed no command before the repair.
+//!
+//! With pre-vote and check-quorum, 2 of the 1000 quickcheck schedules once
+//! ended their quiet phases with nothing committed (on the tree of commit
+//! 4b4b489). Both traces show the quiet phase's leader deposed right after
+//! it was given the commands, which the phase then lost, with no one to
+//! propose them again: in the 5-node one, a node restarted with a longer
+//! stale log (i4/t1) collected pre-votes from nodes that had just voted for
+//! the new leader but not yet heard from it (Raft's pre-vote rule grants
+//! those, as etcd's does), its term-4 candidacy deposed the leader, and its
+//! real votes were refused (older log); the 312 ms left in the phase were
+//! shorter than an election. In the 3-node one, the leader found by the
+//! phase had had no majority contact during the faults just before, and
+//! check-quorum deposed it 53 ms into the phase; its 5 uncommitted entries
+//! were truncated by the next leader. Both are the phase's single attempt,
+//! not a liveness fault: each cluster elected a leader and committed
+//! within about one election timeout. A quiet phase now proposes again at
+//! the next leader when its leader is deposed before applying (as a client
+//! retries), and on that tree both schedules then commit (0 of 1000).
+//! 30,000 seeded schedules on the current tree: none without a commit.
 
 use quickcheck::{Arbitrary, Gen};
 use raft_core::{Bytes, Duration, Instant};
@@ -124,10 +143,8 @@ impl Property for Schedule {
 #[test]
 fn quickcheck_schedules() {
     let runs = schedule::quickcheck::<Schedule>(0x5EED_0E1E, SEEDS);
-    // At most 1% (after main's pre-vote and check-quorum, 2 of the 1000
-    // default election schedules end their quiet phases without a commit).
     let none = runs.iter().filter(|r| r.acked == 0).count();
-    assert!(none * 100 <= runs.len(), "{none} schedules committed no command (RAFT_SCHEDULE_STATS=1 lists them)");
+    assert_eq!(none, 0, "{none} schedules committed no command (RAFT_SCHEDULE_STATS=1 lists them)");
 }
 
 #[test]
@@ -135,7 +152,7 @@ fn seeded_schedules() {
     let runs = schedule::seeded::<Schedule>(7_000, SEEDS);
     let seeds = raft_tests::sim::seeds(7_000, SEEDS);
     let none: Vec<u64> = seeds.iter().zip(&runs).filter(|(_, r)| r.acked == 0).map(|(s, _)| *s).collect();
-    assert!(none.len() * 100 <= runs.len(), "schedules committed no command before the repair: RAFT_SEED={none:?}");
+    assert!(none.is_empty(), "schedules committed no command before the repair: RAFT_SEED={none:?}");
 }
 
 /// Hand-written schedules that once mattered, replayed exactly.
