@@ -3,13 +3,16 @@
 //! core.
 //!
 //! It builds the test binaries once (`cargo test -p raft-tests --no-run`,
-//! test profile), then runs them in chunks, `--jobs` at a time: chunk `k` of
+//! test profile), then runs them in chunks, `--jobs` at a time, giving each
+//! binary about the same share of the time (so fast ones run more seeds),
+//! until every seed ran or `--minutes` passed: chunk `k` of
 //! a binary runs each of its seeded tests over `--chunk` seeds starting at
 //! `--offset + k * chunk` past the test's own base (`RAFT_SEEDS`,
 //! `RAFT_SEED_OFFSET`; quickcheck tests get a generator seed of their own
 //! per chunk, `RAFT_QC_SEED`). Seeds are counted as the tests report them
 //! ([`crate::sim::soak_report`]), so a test without seeds counts nothing
-//! and its binary is run once only. Progress goes to standard output every
+//! and its binary is run once only. `long_run` runs 20,000 proposals per
+//! seed here instead of 1,000,000 (`RAFT_LONG_PROPOSALS`). Progress goes to standard output every
 //! few seconds (seeds, seeds per second); a failing chunk prints its
 //! failing tests, the seed, the command that replays it, and where its whole
 //! output was saved. The exit status is 1 if anything failed.
@@ -17,7 +20,6 @@
 //! Reading the wall clock and spawning processes is fine here: this is the
 //! driver around the deterministic runs, not part of them.
 
-use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,6 +29,9 @@ use std::time::{Duration, Instant};
 /// What a test prints (on standard error, under `RAFT_SOAK=1`) before the
 /// number of seeds that just passed.
 pub const MARKER: &str = "raft-soak: seeds passed: ";
+
+/// Proposals per seed of `long_run` in a soak (its default is 1,000,000).
+const LONG_RUN_PROPOSALS: u64 = 20_000;
 
 /// How often progress is printed.
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
@@ -44,17 +49,20 @@ pub struct SoakArgs {
     pub offset: u64,
     /// Only these test binaries (empty: all).
     pub kinds: Vec<String>,
+    /// Start no chunk after this many minutes (`None`: run every seed).
+    pub minutes: Option<u64>,
 }
 
 /// The usage line of `sim soak`.
-pub const USAGE: &str = "usage: sim soak [--seeds N (per test, default 10000)] [--chunk C (default 500)] \
-     [--jobs J (default: every core)] [--offset O (default 0)] [--kinds a,b,... (test binaries, default all)]";
+pub const USAGE: &str = "usage: sim soak [--seeds N (per test, default 10000)] [--chunk C (default 100)] \
+     [--jobs J (default: every core)] [--offset O (default 0)] [--kinds a,b,... (test binaries, default all)] \
+     [--minutes M (start no chunk after M minutes)]";
 
 impl SoakArgs {
     /// Parses the arguments after `soak`; `Ok(None)` for `--help`.
     pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Option<SoakArgs>, String> {
         let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let mut a = SoakArgs { seeds: 10_000, chunk: 500, jobs, offset: 0, kinds: Vec::new() };
+        let mut a = SoakArgs { seeds: 10_000, chunk: 100, jobs, offset: 0, kinds: Vec::new(), minutes: None };
         while let Some(flag) = it.next() {
             if flag == "--help" || flag == "-h" {
                 return Ok(None);
@@ -63,7 +71,7 @@ impl SoakArgs {
                 Some((n, v)) => (n.to_string(), Some(v.to_string())),
                 None => (flag.clone(), None),
             };
-            if !matches!(name.as_str(), "--seeds" | "--chunk" | "--jobs" | "--offset" | "--kinds") {
+            if !matches!(name.as_str(), "--seeds" | "--chunk" | "--jobs" | "--offset" | "--kinds" | "--minutes") {
                 return Err(format!("unknown flag {flag:?}"));
             }
             let value = inline.or_else(|| it.next()).ok_or_else(|| format!("{name} needs a value"))?;
@@ -77,6 +85,7 @@ impl SoakArgs {
                 _ if n == 0 => return Err(format!("{name} must be positive")),
                 "--seeds" => a.seeds = n,
                 "--chunk" => a.chunk = n,
+                "--minutes" => a.minutes = Some(n),
                 _ => a.jobs = usize::try_from(n).map_err(|_| format!("--jobs {n} is too large"))?,
             }
         }
@@ -138,9 +147,39 @@ struct Tally {
 /// What every worker shares.
 #[derive(Debug)]
 struct Shared {
-    queue: VecDeque<(usize, u64)>,
+    /// The next chunk of each kind.
+    next: Vec<u64>,
+    /// Chunks of each kind.
+    chunks: u64,
+    /// No chunk starts after this.
+    stop_at: Option<Instant>,
+    /// Chunks of each kind running now.
+    running: Vec<u32>,
     tallies: Vec<Tally>,
     failures: Vec<Failure>,
+}
+
+impl Shared {
+    /// The next chunk to run: of the kind with the least running time so
+    /// far (each kind gets about the same share of the machine, so fast
+    /// ones run more seeds), `None` when all are done or time is up. A
+    /// binary that counted no seeds runs once.
+    fn take(&mut self) -> Option<(usize, u64)> {
+        if self.stop_at.is_some_and(|t| Instant::now() >= t) {
+            return None;
+        }
+        let cost = |t: &Tally, running: u32| {
+            let each = if t.chunks == 0 { Duration::from_secs(10) } else { t.busy / t.chunks as u32 };
+            t.busy + each * running
+        };
+        let i = (0..self.next.len())
+            .filter(|&i| self.next[i] < self.chunks && !self.tallies[i].unseeded)
+            .min_by_key(|&i| cost(&self.tallies[i], self.running[i]))?;
+        self.running[i] += 1;
+        let k = self.next[i];
+        self.next[i] += 1;
+        Some((i, k))
+    }
 }
 
 /// A small, well-mixed number from `(a, b)`: the quickcheck seed of a chunk.
@@ -160,6 +199,7 @@ fn run_chunk(args: &SoakArgs, kind: &Kind, index: usize, k: u64, logs: &Path) ->
         .env("RAFT_SEED_OFFSET", offset.to_string())
         .env("RAFT_QC_SEED", qc.to_string())
         .env("RAFT_SOAK", "1")
+        .env("RAFT_LONG_PROPOSALS", LONG_RUN_PROPOSALS.to_string())
         .output();
     let out = match out {
         Ok(o) => o,
@@ -232,7 +272,6 @@ pub fn run(args: &SoakArgs) -> Result<bool, String> {
     }
     let chunks = args.seeds.div_ceil(args.chunk);
     // Chunk-major order: every kind makes progress from the start.
-    let queue = (0..chunks).flat_map(|k| (0..kinds.len()).map(move |i| (i, k))).collect();
     println!(
         "soak: {} test binaries x {} seeds per test, in chunks of {}, {} at once (offset {})",
         kinds.len(),
@@ -241,28 +280,26 @@ pub fn run(args: &SoakArgs) -> Result<bool, String> {
         args.jobs,
         args.offset
     );
-    let shared =
-        Arc::new(Mutex::new(Shared { queue, tallies: vec![Tally::default(); kinds.len()], failures: Vec::new() }));
+    let shared = Arc::new(Mutex::new(Shared {
+        next: vec![0; kinds.len()],
+        running: vec![0; kinds.len()],
+        chunks,
+        stop_at: args.minutes.map(|m| Instant::now() + Duration::from_secs(m * 60)),
+        tallies: vec![Tally::default(); kinds.len()],
+        failures: Vec::new(),
+    }));
     let start = Instant::now();
     let workers: Vec<_> = (0..args.jobs)
         .map(|_| {
             let (shared, kinds, args, logs) = (Arc::clone(&shared), kinds.clone(), args.clone(), logs.clone());
             std::thread::spawn(move || {
                 loop {
-                    let job = {
-                        let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
-                        loop {
-                            match s.queue.pop_front() {
-                                // A binary that counted no seeds runs once.
-                                Some((i, _)) if s.tallies[i].unseeded => continue,
-                                other => break other,
-                            }
-                        }
-                    };
+                    let job = shared.lock().unwrap_or_else(|e| e.into_inner()).take();
                     let Some((i, k)) = job else { return };
                     let t0 = Instant::now();
                     let (seeds, failure) = run_chunk(&args, &kinds[i], i, k, &logs);
                     let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
+                    s.running[i] -= 1;
                     let t = &mut s.tallies[i];
                     t.seeds += seeds;
                     t.chunks += 1;
@@ -286,10 +323,10 @@ pub fn run(args: &SoakArgs) -> Result<bool, String> {
             let total: u64 = s.tallies.iter().map(|t| t.seeds).sum();
             let secs = start.elapsed().as_secs_f64();
             println!(
-                "[{:>6.0} s] {total} seeds passed ({:.0}/s), {} chunks left, {} failures",
+                "[{:>6.0} s] {total} seeds passed ({:.0}/s), {} chunks run, {} failures",
                 secs,
                 total as f64 / secs.max(1e-9),
-                s.queue.len(),
+                s.tallies.iter().map(|t| t.chunks).sum::<u64>(),
                 s.failures.len()
             );
         }
