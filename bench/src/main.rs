@@ -7,25 +7,52 @@
 
 use std::process::ExitCode;
 
+use clap::{CommandFactory, Parser};
+
 use raft_bench::core::run_core;
 use raft_bench::raftrs::run_raftrs;
 use raft_bench::workload::{Report, Workload};
 
-const USAGE: &str = "\
-usage: core-bench [OPTIONS]
+/// Runs a 3-node cluster in one thread, messages in memory, storage durable
+/// at once, on our core ("raft-core") and on tikv's raft-rs ("raft-rs"), and
+/// prints the ratio core/raft-rs.
+#[derive(Debug, Parser)]
+#[command(name = "core-bench")]
+struct Cli {
+    /// Commands in the throughput run.
+    #[arg(long, default_value_t = Workload::THROUGHPUT.proposals, value_parser = number)]
+    proposals: usize,
+    /// Commands proposed per round in the throughput run.
+    #[arg(long, default_value_t = Workload::THROUGHPUT.batch, value_parser = number)]
+    batch: usize,
+    /// Bytes per command, at least 8; both runs.
+    #[arg(long, default_value_t = Workload::THROUGHPUT.payload_bytes, value_parser = number)]
+    payload: usize,
+    /// Commands in the latency run, batch 1 (0 skips it).
+    #[arg(long, default_value_t = Workload::LATENCY.proposals, value_parser = number)]
+    latency_proposals: usize,
+    /// Repeat each run this many times.
+    #[arg(long, default_value_t = 1, value_parser = number)]
+    runs: usize,
+    /// Skip the untimed warm-up run of each workload.
+    #[arg(long)]
+    no_warmup: bool,
+    /// Run only one implementation (no ratios).
+    #[arg(long, value_enum)]
+    only: Option<Only>,
+}
 
-Runs a 3-node cluster in one thread, messages in memory, storage durable at once, on our
-core (\"raft-core\") and on tikv's raft-rs (\"raft-rs\"), and prints the ratio core/raft-rs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Only {
+    Core,
+    #[value(alias = "raft-rs")]
+    Raftrs,
+}
 
-options:
-  --proposals N          commands in the throughput run (default 200000)
-  --batch N              commands proposed per round in the throughput run (default 256)
-  --payload N            bytes per command, at least 8 (default 128); both runs
-  --latency-proposals N  commands in the latency run, batch 1 (default 20000; 0 skips it)
-  --runs N               repeat each run N times (default 1)
-  --no-warmup            skip the untimed warm-up run of each workload
-  --only core|raftrs     run only one implementation (no ratios)
-  -h, --help             print this help";
+/// A count, `_` separators allowed (`200_000`).
+fn number(value: &str) -> Result<usize, String> {
+    value.replace('_', "").parse().map_err(|_| format!("expected a non-negative integer, got {value:?}"))
+}
 
 #[derive(Debug)]
 struct Args {
@@ -39,66 +66,26 @@ struct Args {
     raftrs: bool,
 }
 
-fn parse_number(flag: &str, value: &str) -> Result<usize, String> {
-    value.replace('_', "").parse().map_err(|_| format!("{flag}: expected a non-negative integer, got {value:?}"))
-}
-
-/// `Ok(None)` means help was asked for.
-fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<Args>, String> {
-    let mut throughput = Workload::THROUGHPUT;
-    let mut latency_proposals = Workload::LATENCY.proposals;
-    let mut runs = 1;
-    let mut warmup = true;
-    let (mut core, mut raftrs) = (true, true);
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        if arg == "-h" || arg == "--help" {
-            return Ok(None);
+impl Args {
+    /// The run plan, or why the flags make no sense together.
+    fn from_cli(cli: Cli) -> Result<Args, String> {
+        let throughput = Workload { proposals: cli.proposals, batch: cli.batch, payload_bytes: cli.payload };
+        throughput.validate().map_err(|e| format!("throughput run: {e}"))?;
+        if cli.runs == 0 {
+            return Err("--runs must be at least 1".into());
         }
-        if arg == "--no-warmup" {
-            warmup = false;
-            continue;
-        }
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ => (arg, None),
+        let latency = (cli.latency_proposals > 0).then_some(Workload {
+            proposals: cli.latency_proposals,
+            batch: 1,
+            payload_bytes: throughput.payload_bytes,
+        });
+        let (core, raftrs) = match cli.only {
+            None => (true, true),
+            Some(Only::Core) => (true, false),
+            Some(Only::Raftrs) => (false, true),
         };
-        if flag == "--only" {
-            let value = match inline {
-                Some(v) => v,
-                None => args.next().ok_or("--only: missing value")?,
-            };
-            (core, raftrs) = match value.as_str() {
-                "core" => (true, false),
-                "raftrs" | "raft-rs" => (false, true),
-                _ => return Err(format!("--only: expected core or raftrs, got {value:?}")),
-            };
-            continue;
-        }
-        let target = match flag.as_str() {
-            "--proposals" => &mut throughput.proposals,
-            "--batch" => &mut throughput.batch,
-            "--payload" => &mut throughput.payload_bytes,
-            "--latency-proposals" => &mut latency_proposals,
-            "--runs" => &mut runs,
-            _ => return Err(format!("unknown argument {flag:?}")),
-        };
-        let value = match inline {
-            Some(v) => v,
-            None => args.next().ok_or_else(|| format!("{flag}: missing value"))?,
-        };
-        *target = parse_number(&flag, &value)?;
+        Ok(Args { throughput, latency, runs: cli.runs, warmup: !cli.no_warmup, core, raftrs })
     }
-    throughput.validate().map_err(|e| format!("throughput run: {e}"))?;
-    if runs == 0 {
-        return Err("--runs must be at least 1".into());
-    }
-    let latency = (latency_proposals > 0).then_some(Workload {
-        proposals: latency_proposals,
-        batch: 1,
-        payload_bytes: throughput.payload_bytes,
-    });
-    Ok(Some(Args { throughput, latency, runs, warmup, core, raftrs }))
 }
 
 fn print_throughput(report: &Report, workload: &Workload) {
@@ -171,16 +158,9 @@ fn fmt_latency(us: Option<f64>) -> String {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
-        Ok(Some(args)) => args,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("core-bench: {e}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    let args = match Args::from_cli(Cli::parse()) {
+        Ok(args) => args,
+        Err(e) => Cli::command().error(clap::error::ErrorKind::ValueValidation, e).exit(),
     };
 
     // The first run in a process pays for page faults on a fresh heap (10-20% slower
@@ -254,13 +234,15 @@ fn main() -> ExitCode {
 mod tests {
     use super::*;
 
-    fn parse(args: &[&str]) -> Result<Option<Args>, String> {
-        parse_args(args.iter().map(|s| s.to_string()))
+    fn parse(args: &[&str]) -> Result<Args, String> {
+        let cli = Cli::try_parse_from(std::iter::once("core-bench").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        Args::from_cli(cli)
     }
 
     #[test]
     fn parses_flags_in_both_forms() {
-        let args = parse(&["--proposals", "1000", "--batch=16", "--payload", "64"]).unwrap().unwrap();
+        let args = parse(&["--proposals", "1_000", "--batch=16", "--payload", "64"]).unwrap();
         assert_eq!(args.throughput, Workload { proposals: 1000, batch: 16, payload_bytes: 64 });
         assert_eq!(args.latency.unwrap().payload_bytes, 64);
         assert!(args.core && args.raftrs);
@@ -268,9 +250,9 @@ mod tests {
 
     #[test]
     fn only_selects_one_side() {
-        let args = parse(&["--only", "core"]).unwrap().unwrap();
+        let args = parse(&["--only", "core"]).unwrap();
         assert!(args.core && !args.raftrs);
-        let args = parse(&["--only=raftrs"]).unwrap().unwrap();
+        let args = parse(&["--only=raft-rs"]).unwrap();
         assert!(!args.core && args.raftrs);
     }
 
@@ -283,14 +265,15 @@ mod tests {
 
     #[test]
     fn rejects_bad_input() {
-        assert!(parse(&["--frobnicate"]).unwrap_err().contains("unknown"));
-        assert!(parse(&["--batch"]).unwrap_err().contains("missing value"));
+        assert!(parse(&["--frobnicate"]).unwrap_err().contains("unexpected argument"));
+        assert!(parse(&["--batch"]).unwrap_err().contains("a value is required"));
         assert!(parse(&["--batch", "x"]).unwrap_err().contains("integer"));
         assert!(parse(&["--batch", "0"]).unwrap_err().contains("batch"));
         assert!(parse(&["--payload", "4"]).unwrap_err().contains("payload"));
-        assert!(parse(&["--help"]).unwrap().is_none());
+        assert!(parse(&["--runs", "0"]).unwrap_err().contains("--runs"));
         assert!(parse(&["--only", "both"]).unwrap_err().contains("--only"));
-        assert!(parse(&["--only"]).unwrap_err().contains("missing value"));
-        assert!(parse(&["--latency-proposals", "0"]).unwrap().unwrap().latency.is_none());
+        assert!(parse(&["--only"]).unwrap_err().contains("a value is required"));
+        assert!(parse(&["--latency-proposals", "0"]).unwrap().latency.is_none());
+        Cli::command().debug_assert();
     }
 }

@@ -13,7 +13,7 @@ fn main() {
         std::fs::write(dir.join(name), bytes).unwrap();
     };
     // core_cluster: the random inputs that got furthest.
-    let mut rng = Rng(0xC0DE);
+    let mut rng = Rng::new(0xC0DE);
     let mut picks: Vec<(u64, Vec<u8>)> = Vec::new();
     for _ in 0..400 {
         let len = 256 + rng.below(1024);

@@ -1,27 +1,25 @@
-//! The inputs' generator: splitmix64, seeded, shared by the stable tests
-//! and the seed-corpus writer.
+//! The inputs' generator, shared by the stable tests and the seed-corpus
+//! writer: raft-core's [`SplitMix64`] with the two draws the inputs need.
 
-/// A small deterministic generator.
+use raft_core::rng::SplitMix64;
+
+/// A seeded generator of fuzz inputs.
 #[derive(Debug, Clone)]
-pub struct Rng(pub u64);
+pub struct Rng(SplitMix64);
 
 impl Rng {
-    /// The next value.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+    /// A generator seeded with `seed`.
+    pub fn new(seed: u64) -> Rng {
+        Rng(SplitMix64::new(seed))
     }
 
     /// Uniform below `n` (0 when `n` is 0).
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n.max(1) as u64) as usize
+        self.0.below(n as u64) as usize
     }
 
     /// `len` random bytes.
     pub fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next_u64() as u8).collect()
+        (0..len).map(|_| self.0.next_u64() as u8).collect()
     }
 }

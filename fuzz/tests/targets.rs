@@ -76,7 +76,7 @@ fn check(target: &str, run: fn(&[u8]), salt: u64) {
         }
     }
     let seed = env_u64("RAFT_FUZZ_SEED").unwrap_or(0x5EED_F022) ^ salt;
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     for case in 0..env_u64("RAFT_FUZZ_CASES").unwrap_or(CASES) {
         let input = if case % 4 == 0 {
             let len = rng.below(512);
@@ -139,7 +139,7 @@ fn every_target_is_covered() {
 /// restore snapshots: without them the invariants would hold vacuously.
 #[test]
 fn core_cluster_inputs_make_progress() {
-    let mut rng = Rng(0xC0DE);
+    let mut rng = Rng::new(0xC0DE);
     let mut best = raft_fuzz::core_cluster::Reached::default();
     let (mut committed, mut restored, mut read) = (0, 0, 0);
     let cases = 200;

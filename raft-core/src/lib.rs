@@ -75,7 +75,7 @@ mod output;
 mod progress;
 pub mod quorum;
 mod restore;
-mod rng;
+pub mod rng;
 mod time;
 mod types;
 

@@ -183,7 +183,7 @@ impl<S: StateMachine> Driver<S> {
                 Output::Send(m) => actions.sends.push(m),
                 Output::Apply(entries) => {
                     for entry in entries {
-                        let out = self.sm.apply(&entry);
+                        let out = self.sm.apply_entry(&entry);
                         self.resolve_below(entry.index, &mut actions);
                         let waiting = self.pending.remove(&entry.index).unwrap_or_default();
                         let mut out = Some(out);

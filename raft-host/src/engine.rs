@@ -26,6 +26,7 @@ use raft_core::{
 };
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::Arc;
 
 /// Where the engine sends messages to peers. Sending must not wait: queue
 /// the message, or drop it (Raft retransmits what matters).
@@ -193,7 +194,7 @@ pub struct Engine<S: StateMachine, W> {
     reads: HashMap<ReadId, W>,
     /// Reads whose index is known, waiting for it to be applied.
     ready: BTreeMap<LogIndex, Vec<W>>,
-    failure: Option<Failure>,
+    failure: Option<Arc<Failure>>,
 }
 
 impl<S: StateMachine, W> fmt::Debug for Engine<S, W> {
@@ -258,7 +259,7 @@ impl<S: StateMachine, W> Engine<S, W> {
 
     /// Why the engine stopped by itself, if it did.
     pub fn failure(&self) -> Option<&Failure> {
-        self.failure.as_ref()
+        self.failure.as_deref()
     }
 
     /// Role, term, leader and indexes.
@@ -364,10 +365,14 @@ impl<S: StateMachine, W> Engine<S, W> {
     /// to the disk thread and messages to `transport`, and returns the
     /// proposals whose outcome is known and the events. Once the engine has
     /// failed it does nothing and returns the failure.
-    pub fn flush(&mut self, now: Instant, transport: &mut impl Transport) -> Result<Flushed<W, S::Output>, &Failure> {
+    pub fn flush(
+        &mut self,
+        now: Instant,
+        transport: &mut impl Transport,
+    ) -> Result<Flushed<W, S::Output>, Arc<Failure>> {
         match self.try_flush(now, transport) {
             Some(flushed) => Ok(flushed),
-            None => Err(self.failure.as_ref().expect("set when try_flush gives up")),
+            None => Err(Arc::clone(self.failure.as_ref().expect("set when try_flush gives up"))),
         }
     }
 
@@ -419,7 +424,7 @@ impl<S: StateMachine, W> Engine<S, W> {
     }
 
     fn fail(&mut self, failure: Failure) {
-        self.failure.get_or_insert(failure);
+        self.failure.get_or_insert(Arc::new(failure));
     }
 
     /// Stops the engine: returns every waiter still waiting (proposals,

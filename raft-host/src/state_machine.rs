@@ -1,7 +1,7 @@
 //! The interface between committed log entries and the application.
 
 use raft_core::codec::DecodeError;
-use raft_core::{Entry, LogIndex};
+use raft_core::{Entry, LogIndex, Payload};
 
 /// A deterministic replicated state machine, fed committed entries in log order.
 ///
@@ -11,28 +11,66 @@ use raft_core::{Entry, LogIndex};
 ///   snapshot to start from), every replica reaches the same state and
 ///   returns the same outputs. No clock, randomness or I/O may influence
 ///   `apply`.
-/// * **Total.** `apply` never panics on entry contents: bytes that are not a
-///   valid command are applied as a no-op that returns an error output, the
-///   same on every replica.
+/// * **Total.** Applying never panics on entry contents: bytes that are not
+///   a valid command are applied as a no-op (see
+///   [`undecodable`](StateMachine::undecodable)), the same on every replica.
 /// * **Order.** Entries are given in increasing index order. An entry at or
 ///   below [`last_applied`](StateMachine::last_applied) is ignored (returns
 ///   `None`), which makes replaying entries after a restore harmless.
 pub trait StateMachine {
     /// The commands applications propose. Hosts encode them with
-    /// [`raft_core::codec::encode_value`] (raft-net's `Handle::propose`);
-    /// [`apply`](StateMachine::apply) decodes the entry's bytes with
-    /// [`raft_core::codec::decode_value`] (applying undecodable bytes as a
-    /// no-op with an error output). Raw byte commands stay possible: a host
-    /// may propose any bytes that `apply` understands.
-    type Command: serde::Serialize;
+    /// [`raft_core::codec::encode_value`] (raft-net's `Handle::propose`), and
+    /// [`apply_entry`](StateMachine::apply_entry) decodes each committed
+    /// command with [`raft_core::codec::decode_value`] before handing it to
+    /// [`apply`](StateMachine::apply).
+    type Command: serde::Serialize + serde::de::DeserializeOwned;
 
     /// What applying one command yields (returned to the proposing client).
     type Output;
 
-    /// Applies one committed entry and advances `last_applied` to its index.
-    /// Returns `None` for entries that carry no command (`Payload::Noop`) and
-    /// for entries at or below `last_applied`.
-    fn apply(&mut self, entry: &Entry) -> Option<Self::Output>;
+    /// Applies the command of the committed entry at `index` and advances
+    /// `last_applied` to `index`. Called only for `index > last_applied`.
+    fn apply(&mut self, index: LogIndex, command: Self::Command) -> Self::Output;
+
+    /// Advances `last_applied` to `index` for a committed entry that carries
+    /// no command for the application (a no-op, a configuration change).
+    /// Called only for `index > last_applied`.
+    fn skip(&mut self, index: LogIndex);
+
+    /// The committed entry at `index` holds bytes that do not decode as a
+    /// [`Command`](StateMachine::Command) (`error` says why). It must be
+    /// applied as a no-op, the same on every replica: the default skips it
+    /// and gives its proposer no output; override it to return an error
+    /// output. Called only for `index > last_applied`.
+    fn undecodable(&mut self, index: LogIndex, error: DecodeError) -> Option<Self::Output> {
+        let _ = error;
+        self.skip(index);
+        None
+    }
+
+    /// Applies one committed entry: what the host calls. Entries at or
+    /// below [`last_applied`](StateMachine::last_applied) are ignored
+    /// (`None`); a command is decoded and [`apply`](StateMachine::apply)'d,
+    /// undecodable bytes go to [`undecodable`](StateMachine::undecodable),
+    /// and any other payload is [`skip`](StateMachine::skip)ped.
+    ///
+    /// The provided version is the typed path. A state machine that wants
+    /// raw bytes overrides this method (and keeps the contract above).
+    fn apply_entry(&mut self, entry: &Entry) -> Option<Self::Output> {
+        if entry.index <= self.last_applied() {
+            return None;
+        }
+        match &entry.payload {
+            Payload::Command(bytes) => match raft_core::codec::decode_value::<Self::Command>(bytes) {
+                Ok(command) => Some(self.apply(entry.index, command)),
+                Err(e) => self.undecodable(entry.index, e),
+            },
+            _ => {
+                self.skip(entry.index);
+                None
+            }
+        }
+    }
 
     /// Serializes the whole state, including `last_applied` and anything that
     /// influences future outputs. Equal states give equal bytes.
@@ -44,4 +82,68 @@ pub trait StateMachine {
 
     /// The index of the last entry reflected in the state (0: none).
     fn last_applied(&self) -> LogIndex;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft_core::{Bytes, Term};
+
+    /// Sums the numbers it is given; keeps the provided methods.
+    #[derive(Debug, Default)]
+    struct Sum {
+        total: u64,
+        last_applied: LogIndex,
+    }
+
+    impl StateMachine for Sum {
+        type Command = u64;
+        type Output = u64;
+
+        fn apply(&mut self, index: LogIndex, command: u64) -> u64 {
+            self.total += command;
+            self.last_applied = index;
+            self.total
+        }
+
+        fn skip(&mut self, index: LogIndex) {
+            self.last_applied = index;
+        }
+
+        fn snapshot(&self) -> Vec<u8> {
+            Vec::new()
+        }
+
+        fn restore(&mut self, _: &[u8]) -> Result<(), DecodeError> {
+            Ok(())
+        }
+
+        fn last_applied(&self) -> LogIndex {
+            self.last_applied
+        }
+    }
+
+    fn entry(index: u64, payload: Payload) -> Entry {
+        Entry { term: Term(1), index: LogIndex(index), payload }
+    }
+
+    fn command(n: u64) -> Payload {
+        Payload::Command(Bytes::from(raft_core::codec::encode_value(&n).unwrap()))
+    }
+
+    #[test]
+    fn the_typed_path_decodes_skips_and_ignores_replays() {
+        let mut sm = Sum::default();
+        assert_eq!(sm.apply_entry(&entry(1, command(5))), Some(5));
+        assert_eq!(sm.apply_entry(&entry(2, Payload::Noop)), None);
+        assert_eq!(sm.last_applied(), LogIndex(2));
+        // Bytes that are no u64 (trailing data): a no-op without output by default.
+        assert_eq!(sm.apply_entry(&entry(3, Payload::Command(Bytes::from(vec![1, 2, 3, 4, 5, 6, 7, 8, 9])))), None);
+        assert_eq!(sm.last_applied(), LogIndex(3));
+        assert_eq!(sm.apply_entry(&entry(4, command(7))), Some(12));
+        // A replay at or below last_applied changes nothing.
+        assert_eq!(sm.apply_entry(&entry(4, command(7))), None);
+        assert_eq!(sm.apply_entry(&entry(1, command(100))), None);
+        assert_eq!(sm.total, 12);
+    }
 }

@@ -272,7 +272,7 @@ pub struct RoleInfo {
 }
 
 /// A snapshot of a node's state, from `Handle::status`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Status {
     /// This node.
@@ -298,7 +298,7 @@ pub struct Status {
     /// True once the node has stopped (after `shutdown` or a failure).
     pub stopped: bool,
     /// Why the node stopped by itself (a disk error, an unusable snapshot).
-    pub failure: Option<String>,
+    pub failure: Option<Arc<raft_host::engine::Failure>>,
 }
 
 /// The link to one peer.

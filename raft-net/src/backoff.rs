@@ -2,6 +2,7 @@
 //! from a deterministic per-connection generator (no global RNG), so that
 //! peers that lost each other at the same moment do not retry in lockstep.
 
+use raft_core::rng::SplitMix64;
 use std::time::Duration;
 
 /// Connections that stayed up at least this long start over at the minimum delay.
@@ -13,13 +14,13 @@ pub(crate) struct Backoff {
     min: Duration,
     max: Duration,
     attempt: u32,
-    rng: u64,
+    rng: SplitMix64,
 }
 
 impl Backoff {
     /// Delays from `min` doubling up to `max`; `seed` picks the jitter sequence.
     pub(crate) fn new(seed: u64, min: Duration, max: Duration) -> Backoff {
-        Backoff { min, max: max.max(min), attempt: 0, rng: seed }
+        Backoff { min, max: max.max(min), attempt: 0, rng: SplitMix64::new(seed) }
     }
 
     /// The next delay: `d = min(max, min * 2^attempt)`, then uniform in
@@ -30,22 +31,13 @@ impl Backoff {
         let d = self.min.saturating_mul(1 << shift).min(self.max);
         let half = d / 2;
         let span = (d - half).as_micros() as u64;
-        let jitter = if span == 0 { 0 } else { self.next_u64() % (span + 1) };
+        let jitter = self.rng.between(0, span);
         half + Duration::from_micros(jitter)
     }
 
     /// Starts over at the minimum delay.
     pub(crate) fn reset(&mut self) {
         self.attempt = 0;
-    }
-
-    /// SplitMix64.
-    fn next_u64(&mut self) -> u64 {
-        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
     }
 }
 

@@ -10,7 +10,7 @@ use crate::runtime::Sleeper;
 use crate::sync::{Stop, TaskCount, Watch};
 use crate::udp::Counters;
 use raft_core::{Bytes, Event, LogIndex, Message, NodeId, ReadError};
-use raft_host::engine::{DiskReport, EngineStartError, Refused, Transport};
+use raft_host::engine::{DiskReport, EngineStartError, Failure, Refused, Transport};
 use raft_host::transport_frame::max_frame_len;
 use raft_host::{DiskLog, DiskThread, Engine, NodeMeta, Outcome, StateMachine, StdClock};
 use std::collections::BTreeMap;
@@ -99,7 +99,7 @@ struct CoreState {
     durable_index: LogIndex,
     snapshot_index: LogIndex,
     stopped: bool,
-    failure: Option<String>,
+    failure: Option<Arc<Failure>>,
 }
 
 /// What the handles and every task of one node share.
@@ -321,8 +321,7 @@ impl<S: StateMachine> Owner<S> {
         let flushed = match self.engine.flush(self.clock.now(), &mut self.peers) {
             Ok(f) => f,
             Err(failure) => {
-                let reason = failure.to_string();
-                self.shared.state().failure.get_or_insert(reason);
+                self.shared.state().failure.get_or_insert(failure);
                 return false;
             }
         };

@@ -29,7 +29,7 @@ use crate::membership::{JointQuorum, Membership};
 use crate::message::{Body, Message};
 use crate::output::{Event, Outgoing, Output, PersistToken, ReadId, Role};
 use crate::restore::{NewNodeError, Restored};
-use crate::rng::Rng;
+use crate::rng::SplitMix64;
 use crate::time::{Duration, Instant};
 use crate::types::{Bytes, Entry, HardState, LogIndex, NodeId, Payload, Snapshot, Term};
 use alloc::boxed::Box;
@@ -101,7 +101,7 @@ pub struct Node {
     base_membership: (Membership, bool),
     /// Configuration entries in the log after the base, in index order.
     configs: Vec<(LogIndex, Membership)>,
-    rng: Rng,
+    rng: SplitMix64,
     hard: HardState,
     role: RoleState,
     leader: Option<NodeId>,
@@ -167,7 +167,7 @@ impl Node {
             _ => (Membership::with_voters(config.members.iter().copied()), false),
         };
         let mut node = Node {
-            rng: Rng::new(config.seed),
+            rng: SplitMix64::new(config.seed),
             membership: Membership::default(),
             quorum: Membership::default().quorum(),
             peers: Vec::new(),

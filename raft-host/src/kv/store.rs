@@ -1,9 +1,9 @@
 //! The key-value store: a map, client sessions, and its snapshot format.
 
-use super::command::{KvCommand, KvError, KvOp, KvOutput, decode_command};
+use super::command::{KvCommand, KvError, KvOp, KvOutput};
 use crate::state_machine::StateMachine;
+use raft_core::LogIndex;
 use raft_core::codec::{self, DecodeError};
-use raft_core::{Entry, LogIndex, Payload};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -159,26 +159,18 @@ impl StateMachine for KvStore {
     type Command = KvCommand;
     type Output = Result<KvOutput, KvError>;
 
-    /// Decodes and applies a command entry; a `Noop` (or any payload without
-    /// a command) only advances `last_applied`. Undecodable bytes advance it
-    /// too and yield [`KvError::Malformed`].
-    fn apply(&mut self, entry: &Entry) -> Option<Self::Output> {
-        if entry.index <= self.last_applied {
-            return None;
-        }
-        match &entry.payload {
-            Payload::Command(bytes) => Some(match decode_command(bytes) {
-                Ok(cmd) => self.apply_command(entry.index, &cmd),
-                Err(e) => {
-                    self.last_applied = entry.index;
-                    Err(KvError::Malformed { index: entry.index, reason: e.to_string() })
-                }
-            }),
-            _ => {
-                self.last_applied = entry.index;
-                None
-            }
-        }
+    fn apply(&mut self, index: LogIndex, command: KvCommand) -> Self::Output {
+        self.apply_command(index, &command)
+    }
+
+    fn skip(&mut self, index: LogIndex) {
+        self.last_applied = index;
+    }
+
+    /// Undecodable bytes advance `last_applied` and yield [`KvError::Malformed`].
+    fn undecodable(&mut self, index: LogIndex, error: DecodeError) -> Option<Self::Output> {
+        self.last_applied = index;
+        Some(Err(KvError::Malformed { index, reason: error.to_string() }))
     }
 
     fn snapshot(&self) -> Vec<u8> {

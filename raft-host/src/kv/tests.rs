@@ -35,7 +35,7 @@ fn run(store: &mut KvStore, ops: &[KvOp]) -> Vec<Result<KvOutput, KvError>> {
         .map(|(i, op)| {
             let n = start + i as u64 + 1;
             let cmd = KvCommand { client: 1, seq: n, op: op.clone() };
-            StateMachine::apply(store, &entry(n, &cmd)).unwrap()
+            StateMachine::apply_entry(store, &entry(n, &cmd)).unwrap()
         })
         .collect()
 }
@@ -142,7 +142,7 @@ fn already_applied_indexes_are_ignored() {
         kv.apply_command(LogIndex(2), &again),
         Err(KvError::AlreadyApplied { index: LogIndex(2), last_applied: LogIndex(2) })
     );
-    assert_eq!(StateMachine::apply(&mut kv, &entry(1, &again)), None);
+    assert_eq!(StateMachine::apply_entry(&mut kv, &entry(1, &again)), None);
     assert_eq!(kv, before);
 }
 
@@ -150,7 +150,7 @@ fn already_applied_indexes_are_ignored() {
 fn noop_advances_last_applied_without_output() {
     let mut kv = KvStore::new();
     let noop = Entry { term: Term(2), index: LogIndex(1), payload: Payload::Noop };
-    assert_eq!(StateMachine::apply(&mut kv, &noop), None);
+    assert_eq!(StateMachine::apply_entry(&mut kv, &noop), None);
     assert_eq!(StateMachine::last_applied(&kv), LogIndex(1));
 }
 
@@ -167,7 +167,7 @@ fn malformed_command_is_a_noop_with_an_error_output() {
     for bad in bad_inputs {
         index += 1;
         let e = Entry { term: Term(1), index: LogIndex(index), payload: Payload::Command(Bytes::from(bad.clone())) };
-        let out = StateMachine::apply(&mut kv, &e);
+        let out = StateMachine::apply_entry(&mut kv, &e);
         assert!(
             matches!(&out, Some(Err(KvError::Malformed { index: i, .. })) if *i == LogIndex(index)),
             "{bad:?} gave {out:?}"
@@ -177,7 +177,7 @@ fn malformed_command_is_a_noop_with_an_error_output() {
     // Only last_applied moved.
     let mut expected = KvStore::restore(&before).unwrap();
     let noop = Entry { term: Term(1), index: LogIndex(index), payload: Payload::Noop };
-    StateMachine::apply(&mut expected, &noop);
+    StateMachine::apply_entry(&mut expected, &noop);
     assert_eq!(kv, expected);
 }
 
@@ -252,7 +252,7 @@ quickcheck::quickcheck! {
     fn arbitrary_command_bytes_never_panic(bytes: Vec<u8>) -> bool {
         let mut kv = KvStore::new();
         let e = Entry { term: Term(1), index: LogIndex(1), payload: Payload::Command(Bytes::from(bytes)) };
-        let _ = StateMachine::apply(&mut kv, &e);
+        let _ = StateMachine::apply_entry(&mut kv, &e);
         kv.last_applied() == LogIndex(1)
     }
 

@@ -14,8 +14,9 @@ mod clients;
 use crate::keyfile::cluster_id;
 use crate::packet::MAX_DATAGRAM;
 use crate::random_u64;
-use raft_core::{Config, Duration as CoreDuration, NodeId};
-use raft_host::{ClusterKey, DiskLog, KvOp, KvOutput, KvStore, NodeMeta, Repaired};
+use raft_core::{Config, ConfigError, Duration as CoreDuration, NodeId};
+use raft_host::engine::Failure;
+use raft_host::{ClusterKey, DiskLog, KvOp, KvOutput, KvStore, NodeMeta, Repaired, StorageError};
 use raft_net::{NodeConfig, RoleInfo, StartError, UdpOptions};
 use raft_tokio::Tokio;
 use std::collections::BTreeMap;
@@ -23,6 +24,7 @@ use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How often the drop counts are looked at.
@@ -71,22 +73,53 @@ pub struct NodeOptions {
 }
 
 /// Why a node stopped with an error.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
+#[non_exhaustive]
 pub enum NodeError {
-    /// It could not start: bad configuration, a data directory of another
-    /// node or cluster, a damaged log, an address it cannot bind. Exit status 2.
-    Start(String),
+    /// The options make no sense. Exit status 2.
+    Options(OptionsError),
+    /// The async runtime could not start. Exit status 2.
+    Runtime(std::io::Error),
+    /// The listen address cannot be bound. Exit status 2.
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// The node could not start from its data directory: one of another
+    /// node or cluster, a damaged log, an unusable snapshot. Exit status 2.
+    Start {
+        /// The data directory.
+        data_dir: PathBuf,
+        /// Why.
+        source: StartError,
+    },
+    /// `--repair` could not repair the data directory (damage outside the
+    /// log segments, or an I/O error). Exit status 2.
+    Repair {
+        /// The data directory.
+        data_dir: PathBuf,
+        /// Why.
+        source: StorageError,
+    },
     /// It failed while running (a disk error, an undecodable snapshot): it
-    /// stops rather than continue unsafely. Exit status 1.
-    Failed(String),
+    /// stopped rather than continue unsafely. Exit status 1.
+    Failed(Arc<Failure>),
+    /// It stopped by itself without a recorded failure. Exit status 1.
+    Stopped,
 }
 
 impl NodeError {
     /// The process exit status for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            NodeError::Start(_) => 2,
-            NodeError::Failed(_) => 1,
+            NodeError::Options(_)
+            | NodeError::Runtime(_)
+            | NodeError::Bind { .. }
+            | NodeError::Start { .. }
+            | NodeError::Repair { .. } => 2,
+            NodeError::Failed(_) | NodeError::Stopped => 1,
         }
     }
 }
@@ -94,24 +127,73 @@ impl NodeError {
 impl fmt::Display for NodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            NodeError::Start(why) | NodeError::Failed(why) => f.write_str(why),
+            NodeError::Options(e) => e.fmt(f),
+            NodeError::Runtime(e) => write!(f, "cannot start the runtime: {e}"),
+            NodeError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            // A storage error names its file already.
+            NodeError::Start { source: StartError::Storage(e), .. } => e.fmt(f),
+            NodeError::Start { data_dir, source } => write!(f, "cannot start from {}: {source}", data_dir.display()),
+            NodeError::Repair { data_dir, source } => write!(f, "--repair of {} failed: {source}", data_dir.display()),
+            NodeError::Failed(e) => e.fmt(f),
+            NodeError::Stopped => f.write_str("the node stopped"),
         }
     }
 }
 
-impl std::error::Error for NodeError {}
+impl std::error::Error for NodeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            NodeError::Options(e) => Some(e),
+            NodeError::Runtime(e) | NodeError::Bind { source: e, .. } => Some(e),
+            NodeError::Start { source, .. } => Some(source),
+            NodeError::Repair { source, .. } => Some(source),
+            NodeError::Failed(e) => Some(&**e),
+            NodeError::Stopped => None,
+        }
+    }
+}
+
+/// Node options that make no sense.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OptionsError {
+    /// `--peer` lists the node itself.
+    PeerIsSelf(u64),
+    /// `--max-datagram` is out of range.
+    MaxDatagram {
+        /// The value given.
+        value: usize,
+        /// The smallest allowed.
+        min: usize,
+        /// The largest allowed.
+        max: usize,
+    },
+    /// The core refuses the resulting settings.
+    Invalid(ConfigError),
+}
+
+impl fmt::Display for OptionsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OptionsError::PeerIsSelf(id) => write!(f, "--peer lists node {id} itself; list only the other members"),
+            OptionsError::MaxDatagram { value, min, max } => {
+                write!(f, "--max-datagram {value} is out of range {min}..={max}")
+            }
+            OptionsError::Invalid(e) => write!(f, "invalid node settings: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for OptionsError {}
 
 /// The core's configuration for these options. Errors are one line.
-pub fn config(opts: &NodeOptions) -> Result<Config, String> {
+pub fn config(opts: &NodeOptions) -> Result<Config, OptionsError> {
     if opts.peers.contains_key(&opts.id) {
-        return Err(format!("--peer lists node {} itself; list only the other members", opts.id));
+        return Err(OptionsError::PeerIsSelf(opts.id));
     }
-    if !(crate::fragment::MIN_DATAGRAM..=MAX_DATAGRAM).contains(&opts.max_datagram) {
-        return Err(format!(
-            "--max-datagram {} is out of range {}..={MAX_DATAGRAM}",
-            opts.max_datagram,
-            crate::fragment::MIN_DATAGRAM
-        ));
+    let (min, max) = (crate::fragment::MIN_DATAGRAM, MAX_DATAGRAM);
+    if !(min..=max).contains(&opts.max_datagram) {
+        return Err(OptionsError::MaxDatagram { value: opts.max_datagram, min, max });
     }
     let members = std::iter::once(opts.id).chain(opts.peers.keys().copied()).map(NodeId);
     let mut config = Config::new(NodeId(opts.id), members);
@@ -125,7 +207,7 @@ pub fn config(opts: &NodeOptions) -> Result<Config, String> {
     if let Some(n) = opts.snapshot_after_entries {
         config.snapshot_after_entries = Some(n);
     }
-    config.validate().map_err(|e| format!("invalid node settings: {e}"))?;
+    config.validate().map_err(OptionsError::Invalid)?;
     Ok(config)
 }
 
@@ -143,16 +225,12 @@ fn bind(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
 /// Runs a node until `stop` completes or SIGTERM/SIGINT arrives, then
 /// finishes the queued disk writes and returns `Ok`.
 pub fn run(opts: NodeOptions, stop: impl Future<Output = ()>) -> Result<(), NodeError> {
-    let config = config(&opts).map_err(NodeError::Start)?;
+    let config = config(&opts).map_err(NodeError::Options)?;
     if opts.repair {
         repair(&opts)?;
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| NodeError::Start(format!("cannot start the runtime: {e}")))?;
-    let std_socket =
-        bind(opts.listen).map_err(|e| NodeError::Start(format!("cannot listen on {}: {e}", opts.listen)))?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(NodeError::Runtime)?;
+    let std_socket = bind(opts.listen).map_err(|source| NodeError::Bind { addr: opts.listen, source })?;
     runtime.block_on(async move {
         let peers: BTreeMap<NodeId, SocketAddr> = opts.peers.iter().map(|(id, a)| (NodeId(*id), *a)).collect();
         let mut node = NodeConfig::new(config, &opts.data_dir, opts.listen, peers, opts.key.clone());
@@ -163,8 +241,7 @@ pub fn run(opts: NodeOptions, stop: impl Future<Output = ()>) -> Result<(), Node
         let udp = UdpOptions::new(opts.max_datagram).with_socket(std_socket);
         let (handle, app) = match raft_net::Node::start_udp(Tokio::current(), node, KvStore::new(), udp).await {
             Ok(started) => started,
-            Err(StartError::Storage(e)) => return Err(NodeError::Start(e.to_string())),
-            Err(e) => return Err(NodeError::Start(format!("cannot start from {}: {e}", opts.data_dir.display()))),
+            Err(source) => return Err(NodeError::Start { data_dir: opts.data_dir.clone(), source }),
         };
         let status = handle.status();
         tracing::info!(
@@ -201,8 +278,8 @@ pub fn run(opts: NodeOptions, stop: impl Future<Output = ()>) -> Result<(), Node
 pub fn repair(opts: &NodeOptions) -> Result<Repaired, NodeError> {
     let meta = NodeMeta::new(NodeId(opts.id), cluster_id(&opts.key));
     let dir = opts.data_dir.display();
-    let repaired =
-        DiskLog::repair(&opts.data_dir, meta).map_err(|e| NodeError::Start(format!("repair failed: {e}")))?;
+    let repaired = DiskLog::repair(&opts.data_dir, meta)
+        .map_err(|source| NodeError::Repair { data_dir: opts.data_dir.clone(), source })?;
     if repaired.is_clean() {
         tracing::info!(data_dir = %dir, "--repair: the log is sound; nothing discarded");
     }
@@ -268,8 +345,7 @@ async fn serve(mut service: clients::Service, stop: impl Future<Output = ()>) ->
         }
     }
     // The node stopped by itself.
-    let why = service.handle.status().failure.unwrap_or_else(|| "the node stopped".into());
-    Err(NodeError::Failed(why))
+    Err(service.handle.status().failure.map_or(NodeError::Stopped, NodeError::Failed))
 }
 
 /// Completes on SIGTERM or SIGINT (never, if the handlers cannot be installed).

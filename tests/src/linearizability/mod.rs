@@ -1195,10 +1195,7 @@ impl Hasher for FxHasher {
     }
 
     fn finish(&self) -> u64 {
-        // splitmix64 finalizer, so every output bit depends on every input.
-        let mut z = self.hash;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        // The SplitMix64 mixer, so every output bit depends on every input.
+        raft_core::rng::mix64(self.hash)
     }
 }

@@ -273,7 +273,7 @@ impl KvSim {
                     };
                     let out = match &cmd {
                         Some(cmd) => Some(node.store.apply_command(e.index, cmd)),
-                        None => node.store.apply(e),
+                        None => node.store.apply_entry(e),
                     };
                     if matches!(e.payload, Payload::Command(_)) {
                         st.stats.commands_applied += 1;

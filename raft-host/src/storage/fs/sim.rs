@@ -2,6 +2,7 @@
 //! loss, everything that was not made durable.
 
 use super::{Fs, FsFile, LockGuard, OpenMode};
+use raft_core::rng::SplitMix64;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::io;
@@ -102,19 +103,6 @@ impl DirOp {
     }
 }
 
-/// splitmix64.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (z ^ (z >> 31)) % n.max(1)
-    }
-}
-
 fn not_found(path: &Path) -> io::Error {
     io::Error::new(io::ErrorKind::NotFound, format!("{}: no such file", path.display()))
 }
@@ -168,7 +156,7 @@ impl SimFs {
         let mut s = self.lock();
         let mut rng = match how {
             PowerLoss::DropUnsynced => None,
-            PowerLoss::Random { seed } => Some(Rng(seed)),
+            PowerLoss::Random { seed } => Some(SplitMix64::new(seed)),
         };
         let keep_ops = rng.as_mut().map_or(0, |r| r.below(s.pending.len() as u64 + 1) as usize);
         let mut names = std::mem::take(&mut s.durable_names);

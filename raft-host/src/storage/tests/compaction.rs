@@ -54,7 +54,7 @@ fn run_bounded(n: u64, segment_bytes: u64, max_segments: usize, max_bytes: u64) 
     let tmp = fast_tempdir();
     let dir = tmp.path();
     let (mut log, _) = open_small(dir, segment_bytes);
-    let mut rng = Rng(7);
+    let mut rng = Rng::new(7);
     let mut all = vec![Entry { term: Term(0), index: LogIndex(0), payload: Payload::Noop }];
     let mut term = 1;
     let mut last_snapshot = None;

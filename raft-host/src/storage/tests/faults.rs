@@ -169,7 +169,7 @@ fn damaged_segment_header_is_corruption() {
 fn garbage_tail_is_cut_off_and_a_zeroed_one_is_harmless() {
     let tmp = fast_tempdir();
     let (seg, ends) = synced_log(tmp.path());
-    let mut rng = Rng(5);
+    let mut rng = Rng::new(5);
     for tail in [vec![0u8; 4096], vec![0u8; 3], rng.bytes(200), vec![0xFF; 50], vec![1, 0, 0, 0, 0, 0, 0, 0, 0]] {
         let mut f = fs::OpenOptions::new().append(true).open(&seg).unwrap();
         f.write_all(&tail).unwrap();

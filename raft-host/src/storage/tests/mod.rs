@@ -7,26 +7,27 @@ mod power_loss;
 mod workload;
 
 use super::{DiskLog, DiskLogOptions, NodeMeta, Recovered, StorageError};
+use raft_core::rng::SplitMix64;
 use raft_core::{Bytes, Entry, HardState, LogIndex, NodeId, Payload, Snapshot, SnapshotMeta, Term, Write};
 use std::path::{Path, PathBuf};
 
 const ME: NodeMeta = NodeMeta { node_id: NodeId(1), cluster_id: 42 };
 
-/// A tiny deterministic PRNG (splitmix64).
-struct Rng(u64);
+/// The tests' generator: raft-core's SplitMix64 with the draws the tests need.
+struct Rng(SplitMix64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+    fn new(seed: u64) -> Rng {
+        Rng(SplitMix64::new(seed))
     }
 
-    /// Uniform in `0..n` (n > 0).
+    fn next(&mut self) -> u64 {
+        self.0.next_u64()
+    }
+
+    /// Uniform in `0..n`.
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.0.below(n)
     }
 
     /// True with probability `percent`/100.

@@ -34,7 +34,7 @@ fn sim_segments(sim: &SimFs) -> Vec<PathBuf> {
 }
 
 fn run_power_loss_seed(seed: u64) -> (usize, usize) {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let sim = SimFs::new();
     // Segments of 200 B to 6 KB, preallocated 0, 300 B, 1 KB at a time or whole.
     let segment_bytes = 200 + rng.below(6000);

@@ -383,7 +383,7 @@ fn check_open(dir: &Path, segment_bytes: u64, seed: u64, step: usize) -> (DiskLo
 
 fn run_seed(seed: u64) -> Stats {
     let mut stats = Stats::default();
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let tmp = fast_tempdir();
     let dir = tmp.path();
     let segment_bytes = 100 + rng.below(1500);
