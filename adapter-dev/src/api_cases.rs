@@ -5,10 +5,10 @@
 //! leaves behind.
 
 use futures_lite::FutureExt;
-use raft_core::{Config, NodeId, Role};
+use raft_core::{Config, NodeId, ReadMode, Role};
 use raft_host::kv::{KvCommand, KvOp, encode_command};
 use raft_host::{ClusterKey, KvStore};
-use raft_net::{Node, NodeConfig, ProposeError, Runtime, StartError};
+use raft_net::{Node, NodeConfig, ProposeError, Runtime, StartError, TransferError};
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
@@ -62,6 +62,8 @@ pub async fn a_node_without_peers_refuses_and_counts_dropped_messages<R: Runtime
     sleep(&rt, Duration::from_millis(800)).await;
     let status = node.status();
     assert_eq!(status.role.term, raft_core::Term(0));
+    assert_eq!((status.read_mode, status.transfer_target), (ReadMode::Safe, None));
+    assert_eq!(node.transfer_leadership(NodeId(2)).await, Err(TransferError::NotLeader { leader_hint: None }));
     assert_eq!(status.peers.len(), 2);
     for p in &status.peers {
         assert!(!p.connected && p.connects == 0 && p.dropped > 0, "{p:?}");
@@ -73,6 +75,7 @@ pub async fn a_node_without_peers_refuses_and_counts_dropped_messages<R: Runtime
     node.shutdown().await;
     assert_eq!(tasks.running(), 0);
     assert_eq!(other.propose_bytes(put(2)).await, Err(ProposeError::Shutdown));
+    assert_eq!(other.transfer_leadership(NodeId(2)).await, Err(TransferError::Shutdown));
     assert!(other.status().stopped);
     // The watch reports what changed before the stop, then ends.
     let mut changes = 0;
@@ -120,4 +123,49 @@ pub async fn dropping_every_handle_stops_the_node<R: Runtime>(rt: R) {
     let tasks = node.task_monitor();
     drop(node);
     within(&rt, Duration::from_secs(5), tasks.stopped()).await.expect("the node stopped");
+}
+
+/// `GET path` over HTTP/1.0 (blocking; the metrics server has a thread of
+/// its own): the status line and the body.
+fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(String, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut reply = String::new();
+    s.read_to_string(&mut reply)?;
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
+    Ok((head.lines().next().unwrap_or_default().to_string(), body.to_string()))
+}
+
+/// The value of sample `name` (labels included, as printed).
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// `NodeConfig::metrics_listen` serves the node's metrics over HTTP, they
+/// follow what the node does, and a shutdown stops the server too.
+pub async fn metrics_are_served_over_http<R: Runtime>(rt: R) {
+    let dir = tempfile::tempdir().unwrap();
+    let raft = Config::new(NodeId(1), [NodeId(1)]);
+    let mut config = NodeConfig::new(raft, dir.path(), "127.0.0.1:0".parse().unwrap(), [], key());
+    config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    let node = Node::start(rt.clone(), config, KvStore::new()).await.unwrap();
+    let addr = node.metrics_addr().expect("serving metrics");
+    assert_ne!(addr.port(), 0);
+    node.role_watch().wait_for(|r| r.role == Role::Leader).await.unwrap();
+    for seq in 1..=3 {
+        assert_eq!(node.propose_bytes(put(seq)).await.unwrap(), Ok(raft_host::KvOutput::Put));
+    }
+    let (status, body) = http_get(addr, "/metrics").unwrap();
+    assert!(status.contains("200"), "{status}");
+    assert_eq!(sample(&body, "raft_role{role=\"leader\"}"), Some(1.0), "{body}");
+    assert_eq!(sample(&body, "raft_proposals_total{outcome=\"applied\"}"), Some(3.0), "{body}");
+    assert!(sample(&body, "raft_commit_index").unwrap() >= 3.0, "{body}");
+    assert!(sample(&body, "raft_disk_sync_seconds_count").unwrap() >= 3.0, "{body}");
+    assert!(node.metrics_text().contains("raft_term "));
+    let tasks = node.task_monitor();
+    node.shutdown().await;
+    assert_eq!(tasks.running(), 0, "the metrics thread is counted and ends with the node");
+    assert!(http_get(addr, "/metrics").is_err(), "still serving after shutdown");
 }

@@ -6,7 +6,7 @@ use super::{ClusterUnderTest, Failure, FaultProxy, KvResult, NodeView};
 use raft_core::{Config, Duration as CoreDuration, NodeId};
 use raft_host::kv::{KvCommand, encode_command};
 use raft_host::{ClusterKey, KvStore};
-use raft_net::{Handle, Node, NodeConfig, ProposeError, UdpOptions};
+use raft_net::{Handle, Node, NodeConfig, ProposeError, TransferError, UdpOptions};
 use raft_smol::Smol;
 use raft_tokio::Tokio;
 use std::collections::BTreeMap;
@@ -155,7 +155,17 @@ impl RunningNode {
             last_applied: s.last_applied.0,
             last_log_index: s.last_log_index.0,
             datagrams_dropped: s.datagrams.map(|c| c.total()),
+            transfer_target: s.transfer_target.map(|t| t.0),
         }
+    }
+
+    fn transfer_leadership(&self, to: u64) -> Result<(), Failure> {
+        self.adapter.block_on(self.handle.transfer_leadership(NodeId(to))).map_err(|e| match e {
+            TransferError::NotLeader { leader_hint } => Failure::NotLeader(leader_hint.map(|l| l.0)),
+            TransferError::TimedOut => Failure::Unknown,
+            TransferError::Shutdown => Failure::Down,
+            other => Failure::Rejected(other.to_string()),
+        })
     }
 
     fn propose(&self, command: Vec<u8>) -> Result<KvResult, Failure> {
@@ -321,6 +331,10 @@ impl ClusterUnderTest for InProcessCluster {
     fn propose(&self, id: u64, cmd: &KvCommand) -> Result<KvResult, Failure> {
         let bytes = encode_command(cmd);
         self.with_node(id, |n| n.propose(bytes)).unwrap_or(Err(Failure::Down))
+    }
+
+    fn transfer_leadership(&self, id: u64, to: u64) -> Result<(), Failure> {
+        self.with_node(id, |n| n.transfer_leadership(to)).unwrap_or(Err(Failure::Down))
     }
 
     fn local_get(&self, id: u64, key: &str) -> Option<Option<String>> {

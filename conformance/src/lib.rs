@@ -53,6 +53,8 @@ pub struct NodeView {
     pub last_log_index: u64,
     /// Datagrams its UDP transport dropped (`None` over TCP).
     pub datagrams_dropped: Option<u64>,
+    /// The target of the leadership transfer it is running, if any.
+    pub transfer_target: Option<u64>,
 }
 
 /// Why a proposal through one member returned no output.
@@ -95,6 +97,12 @@ pub trait ClusterUnderTest: Send + Sync {
     /// Proposes `cmd` through member `id` and waits for the outcome (up to
     /// the node's own proposal timeout, then [`Failure::Unknown`]).
     fn propose(&self, id: u64, cmd: &KvCommand) -> Result<KvResult, Failure>;
+    /// Asks member `id` to hand its leadership to member `to`, and waits
+    /// until the transfer has ended: `Ok` once `to` campaigned;
+    /// [`Failure::NotLeader`] if `id` does not lead; [`Failure::Unknown`]
+    /// if `to` did not take over in time (`id` leads on);
+    /// [`Failure::Rejected`] for any other refusal; [`Failure::Down`].
+    fn transfer_leadership(&self, id: u64, to: u64) -> Result<(), Failure>;
     /// Member `id`'s local, possibly stale value of `key`; `None` if the
     /// member is not running.
     fn local_get(&self, id: u64, key: &str) -> Option<Option<String>>;

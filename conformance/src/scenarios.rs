@@ -206,6 +206,59 @@ pub fn partition_heal(c: &dyn ClusterUnderTest) {
     stop_all(c);
 }
 
+/// Leadership transfer through the handle: only the leader may transfer,
+/// and only to another member; a transfer hands leadership to its target in
+/// a higher term with nothing acknowledged lost; a transfer to a member cut
+/// off from the leader shows in the status while it runs, ends timed out,
+/// and leaves the leader leading and serving.
+pub fn transfer_leadership(c: &dyn ClusterUnderTest) {
+    start_all(c);
+    let ids = c.ids();
+    let old = wait_leader(c, &ids, ELECTION);
+    let old_term = term_of(c, old);
+    let mut client = Client::new(old);
+    client.must(c, KvOp::put("t", "0"));
+    let target = others(c, old)[0];
+    let name = c.name();
+
+    let from_follower = c.transfer_leadership(target, old);
+    assert_eq!(from_follower, Err(Failure::NotLeader(Some(old))), "{name}: a follower's transfer");
+    let to_itself = c.transfer_leadership(old, old);
+    assert!(matches!(to_itself, Err(Failure::Rejected(_))), "{name}: a transfer to the leader itself: {to_itself:?}");
+
+    assert_eq!(c.transfer_leadership(old, target), Ok(()), "{name}: a transfer to {target}");
+    let new = wait_leader(c, &ids, ELECTION);
+    assert_eq!(new, target, "{name}: leadership went to {new}, not {target}");
+    assert!(term_of(c, new) > old_term, "{name}: the new leader's term did not grow");
+    assert_eq!(c.status(old).map(|v| v.role), Some(Role::Follower), "{name}: the old leader did not step down");
+    client.must(c, KvOp::put("t", "1"));
+    wait_all_have(c, &ids, &[("t", "1")]);
+
+    // A target the leader cannot reach: the transfer runs, then times out.
+    let term = term_of(c, new);
+    let unreachable = others(c, new)[0];
+    c.set_link(new, unreachable, false);
+    c.set_link(unreachable, new, false);
+    let (outcome, seen_in_status) = std::thread::scope(|s| {
+        let transfer = s.spawn(|| c.transfer_leadership(new, unreachable));
+        let seen = wait_for(ELECTION, "the transfer in the leader's status", || {
+            let v = c.status(new)?;
+            (v.transfer_target == Some(unreachable) || transfer.is_finished()).then_some(v.transfer_target)
+        });
+        (transfer.join().expect("transfer thread"), seen)
+    });
+    assert_eq!(seen_in_status, Some(unreachable), "{name}: the status never showed the transfer");
+    assert_eq!(outcome, Err(Failure::Unknown), "{name}: a transfer to an unreachable member");
+    let v = c.status(new).expect("running");
+    assert_eq!((v.role, v.term, v.transfer_target), (Role::Leader, term, None), "{name}: after the aborted transfer");
+    client.must(c, KvOp::put("t", "2"));
+    c.set_link(new, unreachable, true);
+    c.set_link(unreachable, new, true);
+    wait_all_have(c, &ids, &[("t", "2")]);
+    assert_eq!(agreed_leader(c, &ids), Some(new), "{name}: the healed member changed the leader");
+    stop_all(c);
+}
+
 /// A concurrent-client history, through a leader isolation and heal, is
 /// linearizable (checked by [`History::check`]).
 pub fn linearizable_history(c: &dyn ClusterUnderTest) {

@@ -48,6 +48,11 @@ fn partition_heal() {
 }
 
 #[test]
+fn transfer_leadership() {
+    on_every_kind(scenarios::transfer_leadership);
+}
+
+#[test]
 fn linearizable_history() {
     on_every_kind(scenarios::linearizable_history);
 }

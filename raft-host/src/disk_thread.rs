@@ -5,6 +5,7 @@ use crate::storage::{DiskLog, StorageError};
 use raft_core::{Persist, PersistToken};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// Owns a [`DiskLog`] on its own thread. Writes are performed in submission
 /// order; every batch that is waiting when the thread wakes is written and
@@ -23,8 +24,18 @@ impl DiskThread {
     /// Fails only if the operating system refuses to start a thread (then
     /// `log` and `on_durable` are dropped and nothing was written).
     pub fn spawn(
+        log: DiskLog,
+        on_durable: impl FnMut(Result<PersistToken, StorageError>) + Send + 'static,
+    ) -> std::io::Result<DiskThread> {
+        DiskThread::spawn_timed(log, on_durable, |_| {})
+    }
+
+    /// [`DiskThread::spawn`], and `on_sync` is told how long each
+    /// successful `sync` took (the batch's fdatasync and the watermark's).
+    pub fn spawn_timed(
         mut log: DiskLog,
         mut on_durable: impl FnMut(Result<PersistToken, StorageError>) + Send + 'static,
+        mut on_sync: impl FnMut(Duration) + Send + 'static,
     ) -> std::io::Result<DiskThread> {
         let (tx, rx) = mpsc::channel::<Persist>();
         let handle = std::thread::Builder::new().name("raft-disk".into()).spawn(move || {
@@ -40,8 +51,12 @@ impl DiskThread {
                         Err(_) => break,
                     }
                 }
+                let started = Instant::now();
                 match result.and_then(|()| log.sync()) {
-                    Ok(()) => on_durable(Ok(last)),
+                    Ok(()) => {
+                        on_sync(started.elapsed());
+                        on_durable(Ok(last));
+                    }
                     Err(e) => {
                         on_durable(Err(e));
                         return;

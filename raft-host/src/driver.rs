@@ -9,7 +9,7 @@
 use crate::state_machine::StateMachine;
 use raft_core::{
     Bytes, Config, Event, ForwardError, Instant, LogIndex, Message, NewNodeError, Node, NodeId, Outgoing, Output,
-    Persist, PersistToken, ProposeError, ReadError, ReadId, Restored, Term,
+    Persist, PersistToken, ProposeError, ReadError, ReadId, Restored, Term, TransferError,
 };
 use std::collections::BTreeMap;
 use std::fmt;
@@ -103,6 +103,16 @@ pub struct Driver<S: StateMachine> {
     /// keeps waiting beside the newer proposal this node made at the same
     /// index, and whichever entry is finally applied there decides both.
     pending: BTreeMap<LogIndex, Vec<(Term, Ticket)>>,
+    snapshots: SnapshotsTaken,
+}
+
+/// How many snapshots a [`Driver`] took of its state machine, and their bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SnapshotsTaken {
+    /// Snapshots taken (the policy asked for them).
+    pub count: u64,
+    /// Their serialized state, summed.
+    pub bytes: u64,
 }
 
 impl<S: StateMachine> Driver<S> {
@@ -112,7 +122,12 @@ impl<S: StateMachine> Driver<S> {
     pub fn new(config: Config, restored: Restored, sm: S, now: Instant) -> Result<Driver<S>, NewNodeError> {
         let last_applied = sm.last_applied();
         let node = Node::new(config, restored.with_last_applied(last_applied), now)?;
-        Ok(Driver { node, sm, pending: BTreeMap::new() })
+        Ok(Driver { node, sm, pending: BTreeMap::new(), snapshots: SnapshotsTaken::default() })
+    }
+
+    /// The snapshots this driver took of its state machine so far.
+    pub fn snapshots_taken(&self) -> SnapshotsTaken {
+        self.snapshots
     }
 
     /// The node (read-only: role, term, leader, indexes).
@@ -149,6 +164,12 @@ impl<S: StateMachine> Driver<S> {
     /// arrives in [`Actions::reads`].
     pub fn read_index(&mut self, now: Instant, id: ReadId) -> Result<(), ReadError> {
         self.node.read_index(now, id)
+    }
+
+    /// Hands leadership to `to` (`Node::transfer_leadership`); the outcome
+    /// arrives later as an `Event::TransferFinished` in [`Actions::events`].
+    pub fn transfer_leadership(&mut self, now: Instant, to: NodeId) -> Result<(), TransferError> {
+        self.node.transfer_leadership(now, to)
     }
 
     /// Proposes a command wherever the leader is (see `Node::forward`): on a
@@ -205,6 +226,8 @@ impl<S: StateMachine> Driver<S> {
                 }
                 Output::Event(Event::SnapshotWanted { .. }) => {
                     let data = self.sm.snapshot();
+                    self.snapshots.count += 1;
+                    self.snapshots.bytes += data.len() as u64;
                     // The state machine is exactly at last_applied: every Apply was applied above.
                     let _ = self.node.compact(now, self.sm.last_applied(), data);
                 }

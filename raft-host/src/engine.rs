@@ -22,7 +22,7 @@ use crate::state_machine::StateMachine;
 use crate::storage::{DiskLog, Recovered, StorageError};
 use raft_core::{
     Bytes, Config, Event, Instant, LogIndex, Message, NewNodeError, Node, NodeId, PersistToken, ReadError, ReadId,
-    Role, Term,
+    Role, Term, TransferError,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -221,6 +221,20 @@ impl<S: StateMachine, W> Engine<S, W> {
         now: Instant,
         on_durable: impl FnMut(DiskReport) + Send + 'static,
     ) -> Result<Engine<S, W>, EngineStartError> {
+        Engine::start_timed(config, log, recovered, sm, now, on_durable, |_| {})
+    }
+
+    /// [`Engine::start`], with `on_sync` told the duration of each durable
+    /// sync of the disk thread (see [`DiskThread::spawn_timed`]).
+    pub fn start_timed(
+        config: Config,
+        log: DiskLog,
+        recovered: Recovered,
+        sm: S,
+        now: Instant,
+        on_durable: impl FnMut(DiskReport) + Send + 'static,
+        on_sync: impl FnMut(std::time::Duration) + Send + 'static,
+    ) -> Result<Engine<S, W>, EngineStartError> {
         // A fresh seed at every start (see `Config::seed`): the ids of this
         // lifetime's requests to the leader must not repeat a previous one's.
         let mut config = config;
@@ -229,7 +243,7 @@ impl<S: StateMachine, W> Engine<S, W> {
             config.seed ^= u64::from_le_bytes(fresh);
         }
         let driver = Driver::new(config, recovered.into_restored(), sm, now).map_err(EngineStartError::Node)?;
-        let disk = DiskThread::spawn(log, on_durable).map_err(EngineStartError::DiskThread)?;
+        let disk = DiskThread::spawn_timed(log, on_durable, on_sync).map_err(EngineStartError::DiskThread)?;
         Ok(Engine::from_parts(driver, disk))
     }
 
@@ -262,6 +276,11 @@ impl<S: StateMachine, W> Engine<S, W> {
         self.failure.as_deref()
     }
 
+    /// The snapshots taken of the state machine so far.
+    pub fn snapshots_taken(&self) -> crate::SnapshotsTaken {
+        self.driver.snapshots_taken()
+    }
+
     /// Role, term, leader and indexes.
     pub fn status(&self) -> EngineStatus {
         let node = self.driver.node();
@@ -290,15 +309,53 @@ impl<S: StateMachine, W> Engine<S, W> {
                 self.waiting.insert(ticket, waiter);
                 Ok(ticket)
             }
-            Err(raft_core::ProposeError::TooLarge { size, max }) => Err((Refused::TooLarge { size, max }, waiter)),
-            Err(raft_core::ProposeError::NotLeader { leader_hint }) => {
-                Err((Refused::NotLeader { leader_hint }, waiter))
+            Err(e) => Err((self.refused(e), waiter)),
+        }
+    }
+
+    /// Proposes `command` wherever the leader is (`Node::forward`): the
+    /// leader appends it at once; a follower with
+    /// `Config::forward_proposals` that knows the leader hands it over. Like
+    /// [`Engine::propose`], `waiter` comes back from a later
+    /// [`Engine::flush`] with the outcome (a forwarded command the leader
+    /// refused is [`Outcome::Superseded`]: not applied; one it never
+    /// answered is [`Outcome::Unknown`]). On refusal it is returned at once.
+    pub fn forward(&mut self, now: Instant, command: impl Into<Bytes>, waiter: W) -> Result<Ticket, (Refused, W)> {
+        if self.failure.is_some() {
+            return Err((Refused::Stopped, waiter));
+        }
+        let ticket = self.next_ticket;
+        match self.driver.forward(now, command, ticket) {
+            Ok(()) => {
+                self.next_ticket += 1;
+                self.waiting.insert(ticket, waiter);
+                Ok(ticket)
             }
+            Err(e) => Err((self.refused(e), waiter)),
+        }
+    }
+
+    /// A proposal refused by the core, as the engine reports it.
+    fn refused(&self, e: raft_core::ProposeError) -> Refused {
+        match e {
+            raft_core::ProposeError::TooLarge { size, max } => Refused::TooLarge { size, max },
+            raft_core::ProposeError::NotLeader { leader_hint } => Refused::NotLeader { leader_hint },
             // A leadership transfer holds proposals back; nothing was appended.
-            Err(raft_core::ProposeError::TransferInProgress { .. }) => {
-                Err((Refused::NotLeader { leader_hint: self.driver.node().leader() }, waiter))
+            raft_core::ProposeError::TransferInProgress { .. } => {
+                Refused::NotLeader { leader_hint: self.driver.node().leader() }
             }
         }
+    }
+
+    /// Hands leadership to `to` (see `Node::transfer_leadership`). The
+    /// outcome comes from a later [`Engine::flush`] as
+    /// `Event::TransferFinished` in [`Flushed::events`]; meanwhile this node
+    /// refuses proposals. An `Err` means no transfer started.
+    pub fn transfer_leadership(&mut self, now: Instant, to: NodeId) -> Result<(), TransferError> {
+        if self.failure.is_some() {
+            return Err(TransferError::NotLeader { leader_hint: None });
+        }
+        self.driver.transfer_leadership(now, to)
     }
 
     /// Asks for a linearizable read; `waiter` comes back from a later

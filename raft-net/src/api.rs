@@ -2,7 +2,7 @@
 //! the role watch.
 
 use crate::sync::{TaskCount, Watch, all_stopped};
-use raft_core::{Config, ConfigError, LogIndex, NewNodeError, NodeId, Role, Term};
+use raft_core::{Config, ConfigError, LogIndex, NewNodeError, NodeId, ReadMode, Role, Term};
 use raft_host::{ClusterKey, StorageError};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -53,6 +53,11 @@ pub struct NodeConfig {
     pub handshake_timeout: Duration,
     /// Inbound connections served at once; more are closed on accept. Default 64.
     pub max_inbound_connections: usize,
+    /// Where to serve the node's metrics over HTTP (`GET /metrics`, the
+    /// Prometheus text format), if anywhere (port 0: any free port, see
+    /// `Handle::metrics_addr`). Default none; `Handle::metrics_text` renders
+    /// them either way.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl NodeConfig {
@@ -78,6 +83,7 @@ impl NodeConfig {
             io_timeout: Duration::from_secs(2),
             handshake_timeout: Duration::from_secs(10),
             max_inbound_connections: 64,
+            metrics_listen: None,
         }
     }
 
@@ -260,6 +266,53 @@ impl fmt::Display for ProposeError {
 
 impl std::error::Error for ProposeError {}
 
+/// Why [`Handle::transfer_leadership`](crate::Handle::transfer_leadership)
+/// did not hand leadership over. Only
+/// [`TimedOut`](TransferError::TimedOut) leaves a transfer behind that ran
+/// and ended: this node then leads on and accepts proposals again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransferError {
+    /// This node is not the leader; only the leader can hand leadership over.
+    NotLeader {
+        /// The leader this node knows of, if any.
+        leader_hint: Option<NodeId>,
+    },
+    /// The target is not another voting member of the cluster.
+    NotAVoter(NodeId),
+    /// A transfer (to `to`) is already in progress; nothing new started.
+    InProgress {
+        /// The target of the transfer in progress.
+        to: NodeId,
+    },
+    /// The target did not take over within an election timeout (it is down,
+    /// cut off, or too far behind); this node still leads.
+    TimedOut,
+    /// This node stopped leading for another reason before the target took over.
+    LeadershipLost {
+        /// The leader this node knows of now, if any.
+        leader_hint: Option<NodeId>,
+    },
+    /// The node has stopped (or is stopping).
+    Shutdown,
+}
+
+impl fmt::Display for TransferError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TransferError::NotLeader { leader_hint: Some(l) } => write!(f, "not the leader; node {l} leads"),
+            TransferError::NotLeader { leader_hint: None } => write!(f, "not the leader; leader unknown"),
+            TransferError::NotAVoter(id) => write!(f, "node {id} is not another voting member"),
+            TransferError::InProgress { to } => write!(f, "a transfer to node {to} is already in progress"),
+            TransferError::TimedOut => write!(f, "the target did not take over in time; this node still leads"),
+            TransferError::LeadershipLost { .. } => write!(f, "this node lost leadership before the target took over"),
+            TransferError::Shutdown => write!(f, "the node has stopped"),
+        }
+    }
+}
+
+impl std::error::Error for TransferError {}
+
 /// Role, term and leader: what a role watch reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RoleInfo {
@@ -293,6 +346,11 @@ pub struct Status {
     pub snapshot_index: LogIndex,
     /// Datagrams the UDP transport dropped, by reason (`None` over TCP).
     pub datagrams: Option<crate::udp::Counters>,
+    /// The target of the leadership transfer in progress, if any (only
+    /// ever set on the leader, which refuses proposals meanwhile).
+    pub transfer_target: Option<NodeId>,
+    /// How linearizable reads confirm leadership (`Config::read_mode`).
+    pub read_mode: ReadMode,
     /// One entry per peer, in id order.
     pub peers: Vec<PeerStatus>,
     /// True once the node has stopped (after `shutdown` or a failure).

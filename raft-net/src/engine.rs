@@ -4,16 +4,18 @@
 //! is synchronous and quick; the owning task ([`crate::node`]) feeds
 //! it inputs and calls [`Owner::flush`] after each batch of them.
 
-use crate::api::{NodeConfig, ProposeError, RoleInfo, StartError, Status};
+use crate::api::{NodeConfig, ProposeError, RoleInfo, StartError, Status, TransferError};
+use crate::metrics::{Metrics, ProposalOutcome, ReadOutcome};
 use crate::queue::PeerQueue;
 use crate::runtime::Sleeper;
 use crate::sync::{Stop, TaskCount, Watch};
+use crate::timed::Timed;
 use crate::udp::Counters;
-use raft_core::{Bytes, Event, LogIndex, Message, NodeId, ReadError};
+use raft_core::{Body, Bytes, Event, LogIndex, Message, NodeId, ReadError, Role, TransferOutcome};
 use raft_host::engine::{DiskReport, EngineStartError, Failure, Refused, Transport};
 use raft_host::transport_frame::max_frame_len;
 use raft_host::{DiskLog, DiskThread, Engine, NodeMeta, Outcome, StateMachine, StdClock};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -21,7 +23,7 @@ use std::sync::{Arc, Mutex};
 type Answer<O> = Box<dyn FnOnce(Result<O, ProposeError>) + Send>;
 
 /// The host engine with a [`Waiter`] per waiting proposal or read.
-pub(crate) type NodeEngine<S> = Engine<S, Waiter<S>>;
+pub(crate) type NodeEngine<S> = Engine<Timed<S>, Waiter<S>>;
 
 /// Serves one linearizable read, or tells why it failed.
 pub(crate) type ReadFn<S> = Box<dyn FnOnce(Result<&S, ProposeError>) + Send>;
@@ -62,6 +64,10 @@ impl<O> Drop for Reply<O> {
         }
     }
 }
+/// Answers one `transfer_leadership` call, at most once (dropped
+/// unanswered, the handle reports `Shutdown`).
+pub(crate) type TransferReply = Box<dyn FnOnce(Result<(), TransferError>) + Send>;
+
 /// Runs against the state machine inside the owning task.
 pub(crate) type LocalRead<S> = Box<dyn FnOnce(&S) + Send>;
 /// Requests a handle may queue before `propose` waits for room.
@@ -79,6 +85,7 @@ pub(crate) enum Command<S: StateMachine> {
     Propose { command: Bytes, reply: Reply<S::Output> },
     Read(ReadFn<S>),
     LocalRead(LocalRead<S>),
+    Transfer { to: NodeId, reply: TransferReply },
 }
 
 impl<S: StateMachine> fmt::Debug for Command<S> {
@@ -87,6 +94,7 @@ impl<S: StateMachine> fmt::Debug for Command<S> {
             Command::Propose { command, .. } => write!(f, "Propose({} bytes)", command.len()),
             Command::Read(_) => f.write_str("Read"),
             Command::LocalRead(_) => f.write_str("LocalRead"),
+            Command::Transfer { to, .. } => write!(f, "Transfer({to})"),
         }
     }
 }
@@ -98,6 +106,7 @@ struct CoreState {
     last_log_index: LogIndex,
     durable_index: LogIndex,
     snapshot_index: LogIndex,
+    transfer_target: Option<NodeId>,
     stopped: bool,
     failure: Option<Arc<Failure>>,
 }
@@ -118,6 +127,9 @@ pub(crate) struct Shared {
     pub(crate) sleeper: Box<dyn Sleeper>,
     /// What the UDP transport dropped, if the peers talk over UDP.
     pub(crate) datagrams: Option<Arc<Mutex<Counters>>>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Where the metrics are served over HTTP, if they are.
+    pub(crate) metrics_addr: Option<SocketAddr>,
     state: Mutex<CoreState>,
 }
 
@@ -128,6 +140,8 @@ impl Shared {
         tasks: TaskCount,
         sleeper: Box<dyn Sleeper>,
         datagrams: Option<Arc<Mutex<Counters>>>,
+        metrics: Arc<Metrics>,
+        metrics_addr: Option<SocketAddr>,
     ) -> Shared {
         let peers = config
             .peers
@@ -145,6 +159,8 @@ impl Shared {
             stop: Arc::new(Watch::new(())),
             sleeper,
             datagrams,
+            metrics,
+            metrics_addr,
             state: Mutex::default(),
         }
     }
@@ -169,11 +185,18 @@ impl Shared {
             last_log_index: s.last_log_index,
             durable_index: s.durable_index,
             snapshot_index: s.snapshot_index,
+            transfer_target: s.transfer_target,
+            read_mode: self.config.raft.read_mode,
             datagrams: self.datagrams.as_ref().map(|c| c.lock().unwrap_or_else(|e| e.into_inner()).clone()),
             peers: self.peers.iter().map(|p| p.status()).collect(),
             stopped: s.stopped,
             failure: s.failure.clone(),
         }
+    }
+
+    /// The node's metrics in the Prometheus text format.
+    pub(crate) fn metrics_text(&self) -> String {
+        self.metrics.render(&self.status())
     }
 
     /// The last step of a shutdown: the node reports itself stopped and
@@ -194,13 +217,17 @@ impl Shared {
 pub(crate) fn open<S: StateMachine>(
     config: &NodeConfig,
     sm: S,
+    metrics: &Arc<Metrics>,
     on_durable: impl FnMut(DiskResult) + Send + 'static,
 ) -> Result<(NodeEngine<S>, StdClock), StartError> {
     let meta = NodeMeta::new(config.raft.id, config.cluster_id);
     let (log, recovered) = DiskLog::open(&config.data_dir, meta).map_err(StartError::Storage)?;
     let clock = StdClock::new();
-    let engine =
-        Engine::start(config.raft.clone(), log, recovered, sm, clock.now(), on_durable).map_err(|e| match e {
+    let sm = Timed::new(sm, metrics.clone());
+    let timing = metrics.clone();
+    let on_sync = move |took| timing.disk_sync(took);
+    let engine = Engine::start_timed(config.raft.clone(), log, recovered, sm, clock.now(), on_durable, on_sync)
+        .map_err(|e| match e {
             EngineStartError::Node(e) => StartError::Node(e),
             EngineStartError::DiskThread(e) => StartError::DiskThread(e),
             _ => StartError::Interrupted,
@@ -209,10 +236,13 @@ pub(crate) fn open<S: StateMachine>(
 }
 
 /// The peers' queues, as the engine's transport.
-struct Peers(BTreeMap<NodeId, Arc<PeerQueue>>);
+struct Peers(BTreeMap<NodeId, Arc<PeerQueue>>, Arc<Metrics>);
 
 impl Transport for Peers {
     fn send(&mut self, to: NodeId, message: Message) {
+        if let Body::InstallSnapshot(chunk) = &message.body {
+            self.1.snapshot_chunk_sent(chunk.offset == 0, chunk.data.len());
+        }
         if let Some(q) = self.0.get(&to) {
             q.push(message);
         }
@@ -225,6 +255,13 @@ pub(crate) struct Owner<S: StateMachine> {
     clock: StdClock,
     peers: Peers,
     shared: Arc<Shared>,
+    /// On the leader: its proposals' indexes and arrival times, oldest
+    /// first, until they are seen committed (for the commit latency).
+    proposed: VecDeque<(LogIndex, std::time::Instant)>,
+    /// Whether peer progress was last reported as the leader's.
+    reported_leader: bool,
+    /// The caller waiting for the transfer in progress, and its target.
+    transfer: Option<(NodeId, TransferReply)>,
 }
 
 impl<S: StateMachine> fmt::Debug for Owner<S> {
@@ -235,40 +272,67 @@ impl<S: StateMachine> fmt::Debug for Owner<S> {
 
 impl<S: StateMachine> Owner<S> {
     pub(crate) fn new(engine: NodeEngine<S>, clock: StdClock, shared: Arc<Shared>) -> Owner<S> {
-        let peers = Peers(shared.peers.iter().map(|p| (p.id, p.clone())).collect());
+        let peers = Peers(shared.peers.iter().map(|p| (p.id, p.clone())).collect(), shared.metrics.clone());
         let s = engine.status();
         shared.role.update(|v| {
             *v = RoleInfo { role: s.role, term: s.term, leader: s.leader };
             true
         });
-        Owner { engine, clock, peers, shared }
+        Owner { engine, clock, peers, shared, proposed: VecDeque::new(), reported_leader: false, transfer: None }
     }
 
     /// Handles a request from a handle.
     pub(crate) fn command(&mut self, cmd: Command<S>) {
         match cmd {
             Command::Propose { command, reply } => {
-                match self.engine.propose(self.clock.now(), command, Waiter::Propose(reply)) {
+                let arrived = std::time::Instant::now();
+                // `forward` is `propose` on the leader; a follower with
+                // `Config::forward_proposals` hands the command to its leader.
+                match self.engine.forward(self.clock.now(), command, Waiter::Propose(reply)) {
                     Ok(ticket) => {
                         if let Some(Waiter::Propose(reply)) = self.engine.waiter_mut(ticket) {
                             reply.in_log = true;
                         }
+                        let node = self.engine.node();
+                        if node.role() == Role::Leader {
+                            self.proposed.push_back((node.last_log_index(), arrived));
+                        }
                     }
-                    Err((why, Waiter::Propose(reply))) => reply.send(Err(match why {
-                        Refused::NotLeader { leader_hint } => ProposeError::NotLeader { leader_hint },
-                        Refused::TooLarge { size, max } => ProposeError::TooLarge { size, max },
-                        _ => ProposeError::Shutdown,
-                    })),
+                    Err((why, Waiter::Propose(reply))) => {
+                        let (error, outcome) = match why {
+                            Refused::NotLeader { leader_hint } => {
+                                (ProposeError::NotLeader { leader_hint }, ProposalOutcome::NotLeader)
+                            }
+                            Refused::TooLarge { size, max } => {
+                                (ProposeError::TooLarge { size, max }, ProposalOutcome::TooLarge)
+                            }
+                            _ => (ProposeError::Shutdown, ProposalOutcome::Shutdown),
+                        };
+                        self.shared.metrics.proposal(outcome);
+                        reply.send(Err(error));
+                    }
                     Err((_, Waiter::Read(_))) => unreachable!("a proposal's waiter"),
                 }
             }
             Command::Read(f) => {
                 if let Err((why, waiter)) = self.engine.read(self.clock.now(), Waiter::Read(f)) {
                     let leader_hint = self.engine.node().leader();
-                    answer_read(waiter, Err(read_error(why, leader_hint)), self.engine.state_machine());
+                    let error = read_error(why, leader_hint);
+                    self.shared.metrics.read(read_outcome::<()>(&Err(error.clone())));
+                    answer_read(waiter, Err(error), &self.engine.state_machine().inner);
                 }
             }
-            Command::LocalRead(f) => f(self.engine.state_machine()),
+            Command::LocalRead(f) => f(&self.engine.state_machine().inner),
+            Command::Transfer { to, reply } => match self.engine.transfer_leadership(self.clock.now(), to) {
+                // The core allows one transfer at a time, so no caller waits here.
+                Ok(()) => self.transfer = Some((to, reply)),
+                Err(e) => reply(Err(match e {
+                    raft_core::TransferError::NotLeader { leader_hint } => TransferError::NotLeader { leader_hint },
+                    raft_core::TransferError::NotAVoter(id) => TransferError::NotAVoter(id),
+                    raft_core::TransferError::InProgress { to } => TransferError::InProgress { to },
+                    _ => TransferError::NotLeader { leader_hint: self.engine.node().leader() },
+                })),
+            },
         }
     }
 
@@ -326,36 +390,88 @@ impl<S: StateMachine> Owner<S> {
             }
         };
         let leader_hint = self.engine.node().leader();
+        let metrics = &self.shared.metrics;
         for d in flushed.done {
             let Waiter::Propose(reply) = d.waiter else { continue };
-            reply.send(match d.outcome {
-                Outcome::Applied(Some(output)) => Ok(output),
-                Outcome::Superseded => Err(ProposeError::Superseded { leader_hint }),
+            let (result, outcome) = match d.outcome {
+                Outcome::Applied(Some(output)) => (Ok(output), ProposalOutcome::Applied),
+                Outcome::Superseded => (Err(ProposeError::Superseded { leader_hint }), ProposalOutcome::Superseded),
                 // `Applied(None)` (a state machine that gave no output for a
                 // command) and `Unknown` leave the caller without an answer.
-                Outcome::Applied(None) | Outcome::Unknown => Err(ProposeError::OutcomeUnknown),
-            });
+                Outcome::Applied(None) | Outcome::Unknown => {
+                    (Err(ProposeError::OutcomeUnknown), ProposalOutcome::Unknown)
+                }
+            };
+            metrics.proposal(outcome);
+            reply.send(result);
         }
         for r in flushed.reads {
             let result = r.result.map_err(|e| read_error(e, leader_hint));
-            answer_read(r.waiter, result, self.engine.state_machine());
+            metrics.read(read_outcome(&result));
+            answer_read(r.waiter, result, &self.engine.state_machine().inner);
         }
         for e in flushed.events {
-            if let Event::RoleChanged { role, term, leader } = e {
-                self.shared.role.update(|v| {
-                    *v = RoleInfo { role, term, leader };
-                    true
-                });
+            match e {
+                Event::RoleChanged { role, term, leader } => {
+                    self.shared.role.update(|v| {
+                        *v = RoleInfo { role, term, leader };
+                        true
+                    });
+                }
+                Event::TransferFinished { to, outcome } => {
+                    if let Some((_, reply)) = self.transfer.take_if(|(target, _)| *target == to) {
+                        reply(match outcome {
+                            TransferOutcome::HandedOver => Ok(()),
+                            TransferOutcome::TimedOut => Err(TransferError::TimedOut),
+                            _ => Err(TransferError::LeadershipLost { leader_hint: self.engine.node().leader() }),
+                        });
+                    }
+                }
+                _ => {}
             }
         }
         let st = self.engine.status();
+        self.observe(&st);
         let mut s = self.shared.state();
         s.commit_index = st.commit_index;
         s.last_applied = st.last_applied;
         s.last_log_index = st.last_log_index;
         s.durable_index = st.durable_index;
         s.snapshot_index = st.snapshot_index;
+        s.transfer_target = self.engine.node().transfer_target();
         true
+    }
+
+    /// Records what this flush moved: commit latencies, the leader's view
+    /// of its peers, snapshots taken.
+    fn observe(&mut self, st: &raft_host::engine::EngineStatus) {
+        let metrics = &self.shared.metrics;
+        let now = std::time::Instant::now();
+        while let Some(&(index, arrived)) = self.proposed.front() {
+            if index > st.commit_index {
+                break;
+            }
+            metrics.committed(now.duration_since(arrived));
+            self.proposed.pop_front();
+        }
+        if st.role == Role::Leader {
+            let node = self.engine.node();
+            for p in &self.shared.peers {
+                if let Some(matched) = node.match_index(p.id) {
+                    metrics.peer_progress(p.id, matched, st.last_log_index);
+                }
+            }
+            self.reported_leader = true;
+        } else {
+            // Proposals of a lost leadership: their commit is no longer ours to time.
+            self.proposed.clear();
+            if self.reported_leader {
+                metrics.clear_peer_progress();
+                self.reported_leader = false;
+            }
+        }
+        let taken = self.engine.snapshots_taken();
+        metrics.snapshots_taken(taken.count, taken.bytes);
     }
 
     /// Stops the engine: every proposer still waiting is told the outcome is
@@ -371,6 +487,15 @@ impl<S: StateMachine> Owner<S> {
 fn answer_read<S: StateMachine>(waiter: Waiter<S>, result: Result<(), ProposeError>, sm: &S) {
     if let Waiter::Read(f) = waiter {
         f(result.map(|()| sm));
+    }
+}
+
+/// How a read's answer is counted.
+fn read_outcome<T>(result: &Result<T, ProposeError>) -> ReadOutcome {
+    match result {
+        Ok(_) => ReadOutcome::Served,
+        Err(ProposeError::OutcomeUnknown) => ReadOutcome::Unknown,
+        Err(_) => ReadOutcome::NotLeader,
     }
 }
 

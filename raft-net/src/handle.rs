@@ -1,7 +1,7 @@
 //! The public [`Handle`] to a running node. It does not name the runtime:
 //! its channels are runtime-neutral and its timeouts use the node's timers.
 
-use crate::api::{ProposeError, RoleWatch, Status, TaskMonitor};
+use crate::api::{ProposeError, RoleWatch, Status, TaskMonitor, TransferError};
 use crate::engine::{Command, ReadFn, Reply, Shared};
 use crate::sync::{all_stopped, timeout};
 use raft_core::{Bytes, NodeId};
@@ -45,8 +45,12 @@ where
     /// applied on this node, returning the state machine's output.
     ///
     /// Only the leader accepts proposals: elsewhere the answer is
-    /// [`ProposeError::NotLeader`] with the leader this node knows of. See
-    /// [`ProposeError`] for which errors promise the command was not applied.
+    /// [`ProposeError::NotLeader`] with the leader this node knows of,
+    /// unless `Config::forward_proposals` is set: then a follower that knows
+    /// the leader forwards the command to it and answers when it has applied
+    /// the leader's entry (a command the leader refused is
+    /// [`ProposeError::Superseded`]: not applied). See [`ProposeError`] for
+    /// which errors promise the command was not applied.
     pub async fn propose(&self, command: &S::Command) -> Result<S::Output, ProposeError> {
         // Encoding fails only for values serde cannot describe with a known
         // length, or beyond the codec's size limit: too large either way.
@@ -100,6 +104,29 @@ where
             .unwrap_or(Err(ProposeError::OutcomeUnknown))
     }
 
+    /// Hands leadership to member `to` (for maintenance of this node, say):
+    /// this leader stops accepting proposals, brings `to` up to date and
+    /// tells it to campaign at once. Resolves when the transfer has ended:
+    /// `Ok` once `to` has started its election in a higher term (watch
+    /// [`role_watch`](Handle::role_watch) for it to lead), or why not. A
+    /// transfer that does not finish within an election timeout is
+    /// abandoned ([`TransferError::TimedOut`]) and this node leads on.
+    pub async fn transfer_leadership(&self, to: NodeId) -> Result<(), TransferError> {
+        let (tx, rx) = async_channel::bounded(1);
+        let reply = Box::new(move |r| {
+            let _ = tx.try_send(r);
+        });
+        let work = async {
+            self.cmds.send(Command::Transfer { to, reply }).await.map_err(|_| TransferError::Shutdown)?;
+            rx.recv().await.unwrap_or(Err(TransferError::Shutdown))
+        };
+        // The core ends every transfer within an election timeout; this
+        // bound only guards against a node that stopped answering.
+        timeout(&*self.shared.sleeper, self.shared.config.propose_timeout, work)
+            .await
+            .unwrap_or(Err(TransferError::TimedOut))
+    }
+
     /// Runs `f` on this node's state machine as it is now, without going
     /// through the log: fast but possibly stale (a follower, or a deposed
     /// leader). Fails only with [`ProposeError::Shutdown`].
@@ -139,6 +166,17 @@ impl<S: StateMachine> Handle<S> {
     /// A snapshot of the node's role, indexes and links. Never waits.
     pub fn status(&self) -> Status {
         self.shared.status()
+    }
+
+    /// The node's metrics in the Prometheus text format (OpenMetrics), as
+    /// served at `/metrics` when `NodeConfig::metrics_listen` is set.
+    pub fn metrics_text(&self) -> String {
+        self.shared.metrics_text()
+    }
+
+    /// Where the node serves its metrics over HTTP, if it does.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.shared.metrics_addr
     }
 
     /// Follows role, term and leader changes.

@@ -54,15 +54,19 @@ mod api;
 mod backoff;
 mod engine;
 mod handle;
+mod metrics;
+mod metrics_http;
 mod net;
 mod node;
 mod queue;
 mod runtime;
 mod sync;
+mod timed;
 pub mod udp;
 
 pub use api::{
     CommandOutcome, NodeConfig, PeerStatus, ProposeError, RoleInfo, RoleWatch, StartError, Status, TaskMonitor,
+    TransferError,
 };
 pub use handle::Handle;
 pub use node::Node;

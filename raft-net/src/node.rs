@@ -4,6 +4,8 @@
 use crate::api::{NodeConfig, StartError};
 use crate::engine::{self, COMMAND_QUEUE, Command, DiskResult, INBOUND_QUEUE, Owner, Shared};
 use crate::handle::Handle;
+use crate::metrics::Metrics;
+use crate::metrics_http::MetricsServer;
 use crate::net;
 use crate::runtime::Runtime;
 use crate::sync::{Joinable, StopOnDrop, TaskCount, TaskGuard, Watch, first, spawn};
@@ -106,6 +108,11 @@ where
     S: StateMachine + Send + 'static,
     S::Output: Send + 'static,
 {
+    let metrics_server = match config.metrics_listen {
+        Some(addr) => Some(MetricsServer::bind(addr).map_err(|source| StartError::Bind { addr, source })?),
+        None => None,
+    };
+    let metrics = Arc::new(Metrics::new());
     let tasks: TaskCount = Arc::new(Watch::new(0));
     let (durable_tx, durable_rx) = async_channel::unbounded::<DiskResult>();
     let disk_guard = TaskGuard::new(&tasks);
@@ -114,14 +121,24 @@ where
         let _ = durable_tx.try_send(r);
     };
     let cfg = config.clone();
-    let opened = rt.unblock(move || engine::open(&cfg, state_machine, on_durable)).await;
+    let opened_metrics = metrics.clone();
+    let opened = rt.unblock(move || engine::open(&cfg, state_machine, &opened_metrics, on_durable)).await;
     let (engine, clock) = opened.ok_or(StartError::Interrupted)??;
 
-    let shared = Arc::new(Shared::new(config, listen, tasks.clone(), Box::new(rt.clone()), datagrams));
+    let metrics_addr = metrics_server.as_ref().map(MetricsServer::addr);
+    let sleeper = Box::new(rt.clone());
+    let shared = Arc::new(Shared::new(config, listen, tasks.clone(), sleeper, datagrams, metrics, metrics_addr));
     let engine = Owner::new(engine, clock, shared.clone());
     let (cmd_tx, cmd_rx) = async_channel::bounded(COMMAND_QUEUE);
     let (in_tx, in_rx) = async_channel::bounded(INBOUND_QUEUE);
-    let children = links(&shared, in_tx);
+    let mut children = links(&shared, in_tx);
+    if let Some(server) = metrics_server {
+        // A thread the system refuses leaves the node without its metrics
+        // endpoint; that is no reason to stop the node that now runs.
+        if let Ok(unblock) = server.serve(shared.clone(), TaskGuard::new(&tasks)) {
+            children.push(spawn(rt, unblock));
+        }
+    }
     let guard = TaskGuard::new(&tasks);
     rt.spawn(run(rt.clone(), engine, cmd_rx, in_rx, durable_rx, shared.clone(), children, guard));
     Ok(Handle::new(cmd_tx, shared))

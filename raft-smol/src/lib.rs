@@ -50,7 +50,7 @@ mod rt;
 
 pub use raft_net::{
     CommandOutcome, Handle, NodeConfig, PeerStatus, ProposeError, RoleInfo, RoleWatch, StartError, Status, TaskMonitor,
-    raft_core, raft_host,
+    TransferError, raft_core, raft_host,
 };
 pub use rt::Smol;
 

@@ -18,3 +18,8 @@ fn start_up_errors_leave_nothing_running() {
 fn dropping_every_handle_stops_the_node() {
     smol::block_on(cases::dropping_every_handle_stops_the_node(Smol));
 }
+
+#[test]
+fn metrics_are_served_over_http() {
+    smol::block_on(cases::metrics_are_served_over_http(Smol));
+}

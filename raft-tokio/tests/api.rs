@@ -18,3 +18,8 @@ async fn start_up_errors_leave_nothing_running() {
 async fn dropping_every_handle_stops_the_node() {
     cases::dropping_every_handle_stops_the_node(Tokio::current()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_served_over_http() {
+    cases::metrics_are_served_over_http(Tokio::current()).await;
+}

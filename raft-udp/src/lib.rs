@@ -28,24 +28,45 @@
 //! * Gets are ReadIndex reads (the leader confirms it still leads with a
 //!   heartbeat round a majority answers, then reads its store once it has
 //!   applied that far): linearizable, and no log entry, no fsync.
-//! * A client retries one command with the same (client id, sequence number)
-//!   across nodes; the key-value store's sessions apply it at most once.
+//! * A client registers a session through the log (its id is the index of
+//!   the registration) and retries one command with the same (session,
+//!   sequence number) across nodes; the key-value store applies it at most
+//!   once. The leader answers a command at or below its session's applied
+//!   sequence number from the session, without proposing anything, so a
+//!   replayed request adds no log entry ([`server`]).
+//! * Sessions expire by log time (the leader's clock, written into entries),
+//!   and the session table is bounded (`--session-timeout`,
+//!   `--max-session-bytes`; the sessions idle the longest go first). A
+//!   command in an expired session gets a clear answer, and the client
+//!   registers again. `status` shows the table's size.
+//! * A node answers an address with more bytes than it received only once
+//!   the address proved it receives there, with a cookie round trip
+//!   ([`cookie`]): a spoofed source address cannot turn a node into an
+//!   amplifier.
+//! * Any value that can be stored can be read back: values are limited to
+//!   [`packet::MAX_VALUE_BYTES`], so a get's reply fits one datagram. The
+//!   leader's backlog of uncommitted client bytes is bounded
+//!   (`--max-uncommitted-bytes`); beyond it commands are refused, clearly.
 //! * Datagrams that fail authentication, do not decode, claim to come from an
 //!   unknown peer, or break the reassembly limits are dropped and counted
 //!   ([`counters::Counters`], shown by `raft-udp status`); none can panic the
 //!   node or make it allocate more than its limits.
 //!
 //! Authentication does not stop replays: an old authenticated datagram sent
-//! again is accepted. Raft tolerates duplicated messages and client sessions
-//! make a replayed request a no-op, so a replay cannot change the data.
+//! again is accepted. Raft tolerates duplicated messages, and client
+//! sessions, registration ids and cookies make a replayed client request
+//! cost no log entry; a request captured and held back is refused once its
+//! cookie (two minutes) or its session has expired.
 
 #![warn(missing_docs)]
 
 pub mod cli;
 pub mod client;
+pub mod cookie;
 pub mod keyfile;
 pub mod packet;
 pub mod server;
+pub mod session_packet;
 
 pub use raft_net::udp::{counters, fragment};
 

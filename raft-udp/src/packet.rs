@@ -10,6 +10,7 @@ use raft_core::codec::{self, DecodeError};
 use raft_host::{KvOp, KvOutput};
 use serde::{Deserialize, Serialize};
 
+pub use crate::session_packet::{COOKIE_REQUEST_PADDING, ClientOp, Cookie, MAX_VALUE_BYTES, SessionRequest};
 pub use raft_net::udp::{Chunk, Fragment, MAX_DATAGRAM};
 
 /// The payload of one datagram. The first variant is raft-net's peer
@@ -37,6 +38,71 @@ pub enum Packet<'a> {
         /// The state.
         status: NodeStatus,
     },
+    /// A client asks for an address cookie ([`crate::cookie`]). A node
+    /// answers only if its [`Packet::CookieReply`] is no larger than this
+    /// request, so clients pad it ([`COOKIE_REQUEST_PADDING`]).
+    CookieRequest {
+        /// Echoed in the reply.
+        nonce: u64,
+        /// Zeros that make the request as large as the reply.
+        #[serde(borrow)]
+        padding: Chunk<'a>,
+    },
+    /// A node's cookie for the address the request came from.
+    CookieReply {
+        /// The request's nonce.
+        nonce: u64,
+        /// The cookie.
+        cookie: Cookie,
+    },
+    /// A command in a registered session (or a session registration).
+    SessionRequest(SessionRequest),
+    /// A node answers a [`Packet::SessionRequest`].
+    SessionReply(ClientReply),
+    /// A client with a cookie asks for a node's state.
+    StatusQuery {
+        /// Echoed in the reply.
+        nonce: u64,
+        /// The address cookie.
+        cookie: Cookie,
+    },
+    /// Anyone holding the key, from an address proven by its cookie, asks
+    /// the leader to hand leadership to node `to`.
+    TransferRequest {
+        /// Echoed in the reply.
+        nonce: u64,
+        /// The address cookie.
+        cookie: Cookie,
+        /// The node that should lead.
+        to: u64,
+    },
+    /// A node answers a [`Packet::TransferRequest`] once the transfer ended.
+    TransferReply {
+        /// The request's nonce.
+        nonce: u64,
+        /// How it ended.
+        result: TransferResult,
+    },
+}
+
+/// How a node answers a [`Packet::TransferRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TransferResult {
+    /// The target started its election in a higher term; this node stepped down.
+    HandedOver,
+    /// This node does not lead; it names the leader it knows of, if any.
+    NotLeader {
+        /// The leader's node id.
+        leader: Option<u64>,
+    },
+    /// A transfer to `to` is already running on this node.
+    InProgress {
+        /// Its target.
+        to: u64,
+    },
+    /// The transfer was refused or did not finish (the target is not a
+    /// member, or did not take over in time); this node leads on.
+    Failed(String),
 }
 
 /// One command from a client.
@@ -79,6 +145,14 @@ pub enum ClientResult {
     Retry(RetryReason),
     /// The command was definitely not applied, and never will be.
     Rejected(String),
+    /// The request's session is unknown or has expired: nothing was
+    /// proposed. Register a new session.
+    UnknownSession,
+    /// The leader's uncommitted bytes are at their limit: nothing was proposed.
+    Full {
+        /// The limit, in bytes.
+        limit: u64,
+    },
 }
 
 /// Why a client should retry.
@@ -114,6 +188,15 @@ pub struct NodeStatus {
     pub snapshot_index: u64,
     /// Datagrams dropped, by reason.
     pub dropped: Counters,
+    /// Client sessions open in the key-value store.
+    pub sessions: u64,
+    /// The session table's size as its bound counts it (`raft_host::KvStore::session_bytes`).
+    pub session_bytes: u64,
+    /// The bound on `session_bytes` in force.
+    pub session_limit_bytes: u64,
+    /// Requests from addresses without a valid cookie that got no answer,
+    /// because even a cookie reply would have been larger than the request.
+    pub unproven: u64,
 }
 
 /// Encodes a packet; `None` only if it exceeds the codec's size limit.
@@ -142,6 +225,11 @@ mod tests {
                 result: ClientResult::NotLeader { leader: Some(3), addr: Some("127.0.0.1:9".into()) },
             }),
             Packet::StatusRequest { nonce: 5 },
+            Packet::TransferRequest { nonce: 6, cookie: Cookie { expires: 9, tag: [4; 16] }, to: 2 },
+            Packet::TransferReply { nonce: 6, result: TransferResult::HandedOver },
+            Packet::TransferReply { nonce: 7, result: TransferResult::NotLeader { leader: Some(3) } },
+            Packet::TransferReply { nonce: 8, result: TransferResult::InProgress { to: 2 } },
+            Packet::TransferReply { nonce: 9, result: TransferResult::Failed("no".into()) },
             Packet::StatusReply {
                 nonce: 5,
                 status: NodeStatus {
@@ -154,8 +242,24 @@ mod tests {
                     last_log_index: 4,
                     snapshot_index: 0,
                     dropped: Counters::default(),
+                    sessions: 2,
+                    session_bytes: 192,
+                    session_limit_bytes: 1 << 20,
+                    unproven: 3,
                 },
             },
+            Packet::CookieRequest { nonce: 1, padding: Chunk(&[0; 40]) },
+            Packet::CookieReply { nonce: 1, cookie: Cookie { expires: 9, tag: [3; 16] } },
+            Packet::SessionRequest(SessionRequest {
+                nonce: 2,
+                cookie: Cookie { expires: 9, tag: [3; 16] },
+                session: 7,
+                seq: 8,
+                op: ClientOp::Kv(KvOp::put("k", "v")),
+            }),
+            Packet::SessionReply(ClientReply { nonce: 2, seq: 8, result: ClientResult::UnknownSession }),
+            Packet::SessionReply(ClientReply { nonce: 2, seq: 8, result: ClientResult::Full { limit: 5 } }),
+            Packet::StatusQuery { nonce: 3, cookie: Cookie { expires: 1, tag: [0; 16] } },
         ]
     }
 

@@ -112,14 +112,21 @@ fn cluster_command_starts_serves_and_stops_its_nodes() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().join("demo");
     let d_str = d.display().to_string();
-    let out =
-        common::run(&["cluster", "--nodes", "3", "--dir", &d_str], "put a 1\nget a\nstatus\n", Duration::from_secs(60));
+    let out = common::run(
+        &["cluster", "--nodes", "3", "--dir", &d_str],
+        "put a 1\nget a\nstatus\nstatus --json\n",
+        Duration::from_secs(60),
+    );
     assert_eq!(out.code, Some(0), "{out:?}");
     let lines = out.json();
     assert_eq!(lines[0], json!({"op":"put","key":"a","ok":true}));
     assert_eq!(lines[1], json!({"op":"get","key":"a","ok":true,"value":"1"}));
     assert_eq!(lines.len(), 5, "{out:?}");
     assert_eq!(lines[2..].iter().filter(|v| v["role"] == "leader").count(), 1, "{out:?}");
+    // `status` is a table for people (on stderr, beside the live view); `status --json` gave the lines above.
+    let header = out.stderr.lines().position(|l| l.starts_with("node  addr")).expect("a status table");
+    let rows: Vec<&str> = out.stderr.lines().skip(header + 1).take(3).collect();
+    assert_eq!(rows.iter().filter(|r| r.split_whitespace().nth(2) == Some("leader")).count(), 1, "{}", out.stderr);
     assert!(out.stderr.contains("cluster stopped"), "{}", out.stderr);
     assert!(d.join("cluster.key").exists());
     for i in 1..=3 {

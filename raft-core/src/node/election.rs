@@ -161,9 +161,16 @@ impl Node {
         }
     }
 
-    /// May this node campaign at all? Only voters that lost nothing do.
+    /// May this node campaign at all? Only voters that lost nothing do: of
+    /// the configuration in force, or of the newest committed one. A node
+    /// whose removal is not committed yet is not removed: the configuration
+    /// that removes it may exist only in its own log, and the joint
+    /// configuration still in force elsewhere may need it to lead (and so
+    /// finish the change) before anyone else can.
     fn may_campaign(&self) -> bool {
-        self.membership.is_voter(self.config.id) && !self.hard.catching_up && self.hard.term < MAX_TERM
+        let me = self.config.id;
+        let voter = self.membership.is_voter(me) || self.committed_membership().is_voter(me);
+        voter && !self.hard.catching_up && self.hard.term < MAX_TERM
     }
 
     /// Election timeout (or `TimeoutNow` with `transfer`): with pre-vote, ask
@@ -234,9 +241,13 @@ impl Node {
         let up_to_date = self.log.is_up_to_date(req.last_log_index, req.last_log_term);
         // A candidate this node's configuration does not list may still be a
         // voter of a newer one this node has not received (dissertation
-        // §4.1): it is not refused for that. Pre-vote and stickiness keep
-        // removed servers from disrupting.
-        let may_vote = !self.hard.catching_up;
+        // §4.1): it is not refused for that. But a candidate that an earlier
+        // configuration in this node's log lists and the newest one removed
+        // is refused: had that removal committed, every majority of the new
+        // voters holds it, so a removed node that never learned the commit
+        // cannot win. Pre-vote and stickiness keep other removed servers
+        // from disrupting.
+        let may_vote = !self.hard.catching_up && !self.removed_voter(from);
         if req.pre_vote {
             let quiet = !self.heard_from_leader_within(now, self.config.election_timeout_min);
             let granted = term > self.hard.term && up_to_date && may_vote && quiet;

@@ -109,6 +109,18 @@ impl Node {
         self.base_membership.1 || !self.configs.is_empty()
     }
 
+    /// The newest configuration at or below the commit index.
+    pub(super) fn committed_membership(&self) -> &Membership {
+        self.configs.iter().rev().find(|&&(i, _)| i <= self.commit).map_or(&self.base_membership.0, |(_, m)| m)
+    }
+
+    /// True if `id` voted in an earlier configuration of this node's log (or
+    /// its snapshot) but not in the newest: a change this node holds removed it.
+    pub(super) fn removed_voter(&self, id: crate::NodeId) -> bool {
+        !self.membership.is_voter(id)
+            && (self.base_membership.0.is_voter(id) || self.configs.iter().any(|(_, m)| m.is_voter(id)))
+    }
+
     /// The other voters (both halves of a joint configuration): whom to ask for votes.
     pub(super) fn vote_targets(&self) -> alloc::vec::Vec<crate::NodeId> {
         let me = self.config.id;

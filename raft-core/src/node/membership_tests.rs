@@ -347,3 +347,119 @@ fn a_lagging_voter_votes_for_a_voter_it_does_not_know_yet() {
     }
     assert_eq!(net.leader(), Some(4), "a live majority of the configuration never elects a leader");
 }
+
+/// A leader that removes itself commits the joint configuration, appends the
+/// final one (without itself), and loses its leadership before any other
+/// node stored that entry. The final configuration is not committed, so the
+/// node is not removed yet: the joint configuration still needs its vote,
+/// and its log, longer than the others', is the only one that can win an
+/// election. It must still campaign, or the cluster never has a leader
+/// again (found by the simulator's membership schedules).
+#[test]
+fn a_leader_whose_removal_is_not_committed_yet_still_campaigns() {
+    let mut net = Net::new(2, 2);
+    net.campaign(1);
+    assert_eq!(net.leader(), Some(1));
+    // The joint configuration {2} / {1, 2} reaches node 2 and commits ...
+    let joint_at = {
+        let h = net.node(1);
+        let r = h.node.change_membership(h.now, MembershipChange::Remove { id: NodeId(1) });
+        h.drain();
+        r.unwrap()
+    };
+    let deliver = |net: &mut Net, from: u64, to: u64| {
+        net.node(from).persist();
+        for o in net.node(from).take_sent() {
+            if o.to == NodeId(to) {
+                let h = net.node(to);
+                h.node.handle_message(h.now, NodeId(from), o.message);
+                h.drain();
+            }
+        }
+    };
+    deliver(&mut net, 1, 2);
+    deliver(&mut net, 2, 1);
+    net.node(1).persist();
+    assert!(net.node(1).node.commit_index() >= joint_at);
+    let final_config = net.node(1).node.membership().clone();
+    assert_eq!((final_config.is_joint(), final_config.voters), (false, set(&[2])));
+    // ... but node 2 is cut off before the final configuration reaches it,
+    // and check-quorum deposes node 1.
+    net.cut.insert(2);
+    net.settle();
+    for _ in 0..50 {
+        if net.node(1).node.role() != Role::Leader {
+            break;
+        }
+        net.node(1).fire_timeout();
+        net.settle();
+    }
+    assert_eq!(net.node(1).node.role(), Role::Follower);
+    net.cut.clear();
+    // Node 2 cannot win (node 1's log is longer); node 1 campaigns, wins
+    // with node 2's vote, commits the final configuration and steps down;
+    // then node 2 leads alone.
+    net.campaign(2);
+    assert_eq!(net.leader(), None, "node 2 won against a longer log");
+    net.campaign(1);
+    assert_eq!(net.node(1).node.role(), Role::Follower, "node 1 still leads after its removal committed");
+    assert!(net.node(1).node.commit_index() > joint_at, "the final configuration was not committed");
+    assert_eq!(net.node(2).node.membership().voters, set(&[2]));
+    net.campaign(2);
+    assert_eq!(net.leader(), Some(2));
+    assert_eq!(net.node(2).node.membership().voters, set(&[2]));
+    for _ in 0..5 {
+        net.node(1).fire_timeout();
+        assert!(net.node(1).take_sent().is_empty(), "a removed node campaigned");
+    }
+}
+
+/// A voter whose newest configuration removed a node refuses it its vote
+/// (and pre-vote), however up to date its log: the removed node may not
+/// know its removal committed, but the majority that committed it does.
+/// A node it has never heard of still gets its vote.
+#[test]
+fn a_voter_refuses_a_node_its_configuration_removed() {
+    let mut net = Net::new(4, 3);
+    net.campaign(1);
+    net.change(1, MembershipChange::Remove { id: NodeId(3) }).unwrap();
+    assert_eq!(net.node(2).node.membership().voters, set(&[1, 2]));
+    let (term, last) = (net.node(2).node.term().0, net.node(2).node.last_log_index().0);
+    net.advance(crate::Duration::from_millis(600)); // no leader stickiness
+    for pre_vote in [true, false] {
+        let h = net.node(2);
+        let body = Body::RequestVote(RequestVote {
+            last_log_index: LogIndex(last + 5),
+            last_log_term: Term(term),
+            pre_vote,
+            transfer: false,
+        });
+        h.recv(3, term + 1, body);
+        let answer = h.take_sent().into_iter().find_map(|o| match o.message.body {
+            Body::RequestVoteResponse(r) if o.to == NodeId(3) => Some(r.granted),
+            _ => None,
+        });
+        h.persist();
+        let answer = answer.or_else(|| {
+            h.take_sent().into_iter().find_map(|o| match o.message.body {
+                Body::RequestVoteResponse(r) if o.to == NodeId(3) => Some(r.granted),
+                _ => None,
+            })
+        });
+        assert_eq!(answer, Some(false), "pre-vote {pre_vote}: node 2 voted for the node it removed");
+    }
+    // Node 4 was never a member: not refused for that.
+    let h = net.node(2);
+    let body = Body::RequestVote(RequestVote {
+        last_log_index: LogIndex(last + 5),
+        last_log_term: Term(term),
+        pre_vote: true,
+        transfer: false,
+    });
+    h.recv(4, term + 2, body);
+    let answer = h.take_sent().into_iter().find_map(|o| match o.message.body {
+        Body::RequestVoteResponse(r) if o.to == NodeId(4) => Some(r.granted),
+        _ => None,
+    });
+    assert_eq!(answer, Some(true));
+}

@@ -387,6 +387,14 @@ impl Node {
             _ => None,
         }
     }
+    /// On a leader, the highest index known durable on `peer` (its match
+    /// index); `None` on other roles and for ids the leader does not replicate to.
+    pub fn match_index(&self, peer: NodeId) -> Option<LogIndex> {
+        match &self.role {
+            RoleState::Leader(l) => l.progress.get(&peer).map(|p| p.matched),
+            _ => None,
+        }
+    }
     /// The highest index known to be committed.
     pub fn commit_index(&self) -> LogIndex {
         self.commit

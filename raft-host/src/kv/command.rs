@@ -63,6 +63,12 @@ pub enum KvOutput {
         /// the unchanged value that did not match.
         current: Option<String>,
     },
+    /// A session was registered ([`KvEntry::Register`](super::KvEntry::Register));
+    /// its id is the registration's log index.
+    Registered {
+        /// The new session's id.
+        session: u64,
+    },
 }
 
 // Constructors and display, shared with the linearizability checker in raft-tests.
@@ -146,6 +152,7 @@ impl fmt::Display for KvOutput {
             KvOutput::Cas { swapped, current } => {
                 write!(f, "swapped={swapped}, current={}", OptValue(current))
             }
+            KvOutput::Registered { session } => write!(f, "session {session}"),
         }
     }
 }
@@ -176,6 +183,14 @@ impl fmt::Display for OptValue<'_> {
 ///   client that gave up on a command may move on);
 /// * `seq` equal to it: not executed again; the cached output is returned;
 /// * `seq` lower (or 0): not executed; [`KvError::Stale`](crate::kv::KvError::Stale).
+///
+/// Reads ([`KvOp::Get`]) are never cached and do not move `seq`: a read is
+/// executed whenever it is applied (unless its `seq` is below the last
+/// applied one), which is linearizable for a retry too.
+///
+/// A `KvCommand` opens its session implicitly; such sessions share the
+/// table, its bound and its expiry with registered sessions
+/// ([`KvEntry`](super::KvEntry)), but carry no time of their own.
 ///
 /// Client ids must be unique among live clients (e.g. random 64-bit values).
 /// A retry must carry the same `op`; the store does not compare them.
@@ -220,6 +235,24 @@ pub enum KvError {
         /// The store's last applied index.
         last_applied: LogIndex,
     },
+    /// The command's session was never registered, or has expired (idle
+    /// too long, or expired to keep the table within its bound). Nothing was
+    /// executed; register a new session.
+    UnknownSession {
+        /// The session id.
+        session: u64,
+    },
+    /// The command's sequence number is more than
+    /// [`SEQ_WINDOW`](super::SEQ_WINDOW) past the session's last applied
+    /// one; nothing was executed.
+    SeqOutOfWindow {
+        /// The session id.
+        session: u64,
+        /// The command's sequence number.
+        seq: u64,
+        /// The session's last applied sequence number.
+        last_seq: u64,
+    },
 }
 
 impl fmt::Display for KvError {
@@ -232,6 +265,14 @@ impl fmt::Display for KvError {
             KvError::AlreadyApplied { index, last_applied } => {
                 write!(f, "entry {index} is at or below the last applied index {last_applied}")
             }
+            KvError::UnknownSession { session } => {
+                write!(f, "unknown or expired session {session}; register a new session")
+            }
+            KvError::SeqOutOfWindow { session, seq, last_seq } => write!(
+                f,
+                "session {session}: seq {seq} is more than {} past the last applied seq {last_seq}",
+                super::SEQ_WINDOW
+            ),
         }
     }
 }

@@ -1,26 +1,40 @@
 //! The key-value store: a map, client sessions, and its snapshot format.
 
 use super::command::{KvCommand, KvError, KvOp, KvOutput};
+use super::entry::{AnyEntry, KvEntry, decode_entry};
+use super::session::{SEQ_WINDOW, Session, SessionLimits, SessionTable};
 use crate::state_machine::StateMachine;
-use raft_core::LogIndex;
 use raft_core::codec::{self, DecodeError};
+use raft_core::{Entry, LogIndex, Payload};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// First bytes of every snapshot; the last two name the format version.
-const SNAPSHOT_MAGIC: &[u8; 8] = b"raftkv01";
+/// First bytes of a snapshot of format 1 (sessions without time; still read).
+const SNAPSHOT_MAGIC_V1: &[u8; 8] = b"raftkv01";
+/// First bytes of every snapshot written now; the last two name the format version.
+const SNAPSHOT_MAGIC: &[u8; 8] = b"raftkv02";
 
-/// What the store remembers about one client (see [`KvCommand`]).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct Session {
+/// A session as format 1 stored it.
+#[derive(Serialize, Deserialize)]
+struct SessionV1 {
     last_seq: u64,
     last_output: KvOutput,
+}
+
+/// The first frame of a format-1 snapshot.
+#[derive(Serialize, Deserialize)]
+struct SnapshotHeaderV1 {
+    last_applied: LogIndex,
+    sessions: u64,
+    keys: u64,
 }
 
 /// The first frame of a snapshot.
 #[derive(Serialize, Deserialize)]
 struct SnapshotHeader {
     last_applied: LogIndex,
+    now_ms: u64,
+    limits: SessionLimits,
     sessions: u64,
     keys: u64,
 }
@@ -28,11 +42,21 @@ struct SnapshotHeader {
 /// The replicated key-value map with exactly-once client sessions. Pure: no
 /// I/O, no clock; every replica fed the same entries holds equal state.
 ///
-/// The session table keeps one record per client ever seen (no expiry yet).
+/// # Sessions
+///
+/// A client registers a session through the log ([`KvEntry::Register`]; its
+/// id is the registration's index) and numbers its commands in it (see
+/// [`KvCommand`] for the sequence rules, which are the same). Sessions
+/// expire by log time: the leader's timestamps carried in entries, never a
+/// replica's clock. A session idle for the timeout of
+/// [`session_limits`](Self::session_limits) expires, and when the table
+/// exceeds its byte bound the sessions idle the longest expire first. A
+/// command in an unknown or expired session is refused with
+/// [`KvError::UnknownSession`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KvStore {
     data: BTreeMap<String, String>,
-    sessions: BTreeMap<u64, Session>,
+    sessions: SessionTable,
     last_applied: LogIndex,
 }
 
@@ -42,25 +66,129 @@ impl KvStore {
         KvStore::default()
     }
 
-    /// Applies a decoded command committed at `index` and sets
+    /// Applies a decoded format-1 command committed at `index` and sets
     /// `last_applied` to `index`, following the session rules of
     /// [`KvCommand`]. `index` must be above [`last_applied`](Self::last_applied);
     /// otherwise nothing changes and [`KvError::AlreadyApplied`] is returned.
     pub fn apply_command(&mut self, index: LogIndex, cmd: &KvCommand) -> Result<KvOutput, KvError> {
+        self.advance_to(index)?;
+        let last_seq = self.sessions.get(cmd.client).map_or(0, |s| s.last_seq);
+        self.apply_in_session(cmd.client, last_seq, cmd.seq, &cmd.op)
+    }
+
+    /// Applies a decoded format-2 entry committed at `index`; see
+    /// [`apply_command`](Self::apply_command) and the type's docs.
+    pub fn apply_session_entry(&mut self, index: LogIndex, entry: &KvEntry) -> Result<KvOutput, KvError> {
+        self.advance_to(index)?;
+        match entry {
+            KvEntry::Register { time_ms, limits } => {
+                self.sessions.advance(*time_ms);
+                self.sessions.set_limits(*limits);
+                self.sessions.open(index.0);
+                Ok(KvOutput::Registered { session: index.0 })
+            }
+            KvEntry::Command { session, seq, time_ms, op } => {
+                self.sessions.advance(*time_ms);
+                let Some(last_seq) = self.sessions.get(*session).map(|s| s.last_seq) else {
+                    return Err(KvError::UnknownSession { session: *session });
+                };
+                if *seq > last_seq.saturating_add(SEQ_WINDOW) {
+                    return Err(KvError::SeqOutOfWindow { session: *session, seq: *seq, last_seq });
+                }
+                self.apply_in_session(*session, last_seq, *seq, op)
+            }
+        }
+    }
+
+    fn advance_to(&mut self, index: LogIndex) -> Result<(), KvError> {
         if index <= self.last_applied {
             return Err(KvError::AlreadyApplied { index, last_applied: self.last_applied });
         }
         self.last_applied = index;
-        let last_seq = self.sessions.get(&cmd.client).map_or(0, |s| s.last_seq);
-        if cmd.seq <= last_seq || cmd.seq == 0 {
-            return match self.sessions.get(&cmd.client) {
-                Some(s) if s.last_seq == cmd.seq => Ok(s.last_output.clone()),
-                _ => Err(KvError::Stale { client: cmd.client, seq: cmd.seq, last_seq }),
+        Ok(())
+    }
+
+    /// The session rules of [`KvCommand`], for `session` whose last applied
+    /// sequence number is `last_seq` (0 if it has none).
+    fn apply_in_session(&mut self, session: u64, last_seq: u64, seq: u64, op: &KvOp) -> Result<KvOutput, KvError> {
+        let stale = KvError::Stale { client: session, seq, last_seq };
+        if let KvOp::Get { .. } = op {
+            if seq < last_seq || seq == 0 {
+                return Err(stale);
+            }
+            self.sessions.touch(session);
+            return Ok(self.execute(op));
+        }
+        if seq <= last_seq || seq == 0 {
+            return match self.sessions.get(session) {
+                Some(Session { last_seq, last_output: Some(out), .. }) if *last_seq == seq => Ok(out.clone()),
+                _ => Err(stale),
             };
         }
-        let output = self.execute(&cmd.op);
-        self.sessions.insert(cmd.client, Session { last_seq: cmd.seq, last_output: output.clone() });
+        let output = self.execute(op);
+        self.sessions.record(session, seq, Some(output.clone()));
         Ok(output)
+    }
+
+    /// What a leader can answer to command `seq` of registered session
+    /// `session` without proposing anything, from the state applied so far:
+    /// `Some` answer for a command at or below the session's applied
+    /// sequence number (its kept output, or [`KvError::Stale`]), for a
+    /// sequence number out of the window, and for a session unknown here or
+    /// idle past the timeout at `now_ms` (the caller's clock, or log time if
+    /// later; the session may have been registered after this replica's
+    /// applied state: confirm an unknown session on an up-to-date replica).
+    /// `None`: the command must go through the log. Reads (`Get`) are
+    /// always `None` for a known session.
+    pub fn answer_from_session(
+        &self,
+        session: u64,
+        seq: u64,
+        op: &KvOp,
+        now_ms: u64,
+    ) -> Option<Result<KvOutput, KvError>> {
+        let now_ms = now_ms.max(self.sessions.now_ms());
+        let Some(s) = self.sessions.get(session).filter(|s| !self.sessions.is_expired(s, now_ms)) else {
+            return Some(Err(KvError::UnknownSession { session }));
+        };
+        if seq > s.last_seq.saturating_add(SEQ_WINDOW) {
+            return Some(Err(KvError::SeqOutOfWindow { session, seq, last_seq: s.last_seq }));
+        }
+        let stale = KvError::Stale { client: session, seq, last_seq: s.last_seq };
+        match op {
+            KvOp::Get { .. } if seq < s.last_seq || seq == 0 => Some(Err(stale)),
+            KvOp::Get { .. } => None,
+            _ if seq == 0 || seq < s.last_seq => Some(Err(stale)),
+            _ if seq == s.last_seq => Some(s.last_output.clone().ok_or(stale)),
+            _ => None,
+        }
+    }
+
+    /// Whether session `session` is open (registered and not expired in log time).
+    pub fn has_session(&self, session: u64) -> bool {
+        self.sessions.get(session).is_some()
+    }
+
+    /// Number of open sessions.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// The session table's size as its bound counts it: a fixed
+    /// [`SESSION_OVERHEAD_BYTES`](super::SESSION_OVERHEAD_BYTES) per session
+    /// plus the values its kept output holds.
+    pub fn session_bytes(&self) -> u64 {
+        self.sessions.bytes()
+    }
+
+    /// The session limits in force (those of the latest registration applied).
+    pub fn session_limits(&self) -> SessionLimits {
+        self.sessions.limits()
+    }
+
+    /// Log time: the latest leader timestamp applied, in ms since the Unix epoch.
+    pub fn log_time_ms(&self) -> u64 {
+        self.sessions.now_ms()
     }
 
     fn execute(&mut self, op: &KvOp) -> KvOutput {
@@ -105,19 +233,23 @@ impl KvStore {
     }
 
     /// Serializes the map, the session table and `last_applied`. Equal stores
-    /// give equal bytes. Format: the 8-byte magic `raftkv01`, then frames of
-    /// `len: u32 LE | value` (codec encoding): a header, the sessions in
-    /// client order, the pairs in key order. Each frame is decoded on its own,
-    /// so a store may exceed the codec's single-value limit.
+    /// give equal bytes. Format 2: the 8-byte magic `raftkv02`, then frames of
+    /// `len: u32 LE | value` (codec encoding): a header (last applied index,
+    /// log time, session limits, counts), the sessions in id order, the pairs
+    /// in key order. Each frame is decoded on its own, so a store may exceed
+    /// the codec's single-value limit. [`restore`](Self::restore) also reads
+    /// format 1 (`raftkv01`: no time or limits; sessions kept every output).
     pub fn snapshot(&self) -> Vec<u8> {
         let mut out = SNAPSHOT_MAGIC.to_vec();
         let header = SnapshotHeader {
             last_applied: self.last_applied,
+            now_ms: self.sessions.now_ms(),
+            limits: self.sessions.limits(),
             sessions: self.sessions.len() as u64,
             keys: self.data.len() as u64,
         };
         push_frame(&mut out, &header);
-        for s in &self.sessions {
+        for s in self.sessions.iter() {
             push_frame(&mut out, &s);
         }
         for kv in &self.data {
@@ -126,22 +258,43 @@ impl KvStore {
         out
     }
 
-    /// Rebuilds a store from [`snapshot`](Self::snapshot) bytes. Never
-    /// panics; any defect (bad magic, truncated or extra bytes, unsorted or
-    /// duplicate keys) is an error.
+    /// Rebuilds a store from [`snapshot`](Self::snapshot) bytes (format 2 or
+    /// 1). Never panics; any defect (bad magic, truncated or extra bytes,
+    /// unsorted or duplicate keys) is an error.
     pub fn restore(bytes: &[u8]) -> Result<KvStore, DecodeError> {
-        let rest = bytes.strip_prefix(SNAPSHOT_MAGIC).ok_or_else(|| malformed("not a key-value snapshot"))?;
-        let mut frames = Frames(rest);
-        let header: SnapshotHeader = frames.next()?;
-        let mut store = KvStore { last_applied: header.last_applied, ..KvStore::default() };
-        for _ in 0..header.sessions {
-            let (client, session): (u64, Session) = frames.next()?;
-            if store.sessions.last_key_value().is_some_and(|(last, _)| *last >= client) {
+        let (mut frames, mut store, sessions, keys) = if let Some(rest) = bytes.strip_prefix(SNAPSHOT_MAGIC) {
+            let mut frames = Frames(rest);
+            let h: SnapshotHeader = frames.next()?;
+            let store = KvStore {
+                last_applied: h.last_applied,
+                sessions: SessionTable::new(h.limits, h.now_ms),
+                data: BTreeMap::new(),
+            };
+            (frames, store, h.sessions, h.keys)
+        } else if let Some(rest) = bytes.strip_prefix(SNAPSHOT_MAGIC_V1) {
+            let mut frames = Frames(rest);
+            let h: SnapshotHeaderV1 = frames.next()?;
+            (frames, KvStore { last_applied: h.last_applied, ..KvStore::default() }, h.sessions, h.keys)
+        } else {
+            return Err(malformed("not a key-value snapshot"));
+        };
+        let v1 = bytes.starts_with(SNAPSHOT_MAGIC_V1);
+        let mut last_id = None;
+        for _ in 0..sessions {
+            let (id, session) = if v1 {
+                let (id, s): (u64, SessionV1) = frames.next()?;
+                let kept = (!matches!(s.last_output, KvOutput::Get(_))).then_some(s.last_output);
+                (id, Session { last_seq: s.last_seq, last_output: kept, last_active_ms: 0 })
+            } else {
+                frames.next::<(u64, Session)>()?
+            };
+            if last_id.is_some_and(|last| last >= id) {
                 return Err(malformed("sessions out of order"));
             }
-            store.sessions.insert(client, session);
+            last_id = Some(id);
+            store.sessions.restore(id, session);
         }
-        for _ in 0..header.keys {
+        for _ in 0..keys {
             let (key, value): (String, String) = frames.next()?;
             if store.data.last_key_value().is_some_and(|(last, _)| *last >= key) {
                 return Err(malformed("keys out of order"));
@@ -171,6 +324,26 @@ impl StateMachine for KvStore {
     fn undecodable(&mut self, index: LogIndex, error: DecodeError) -> Option<Self::Output> {
         self.last_applied = index;
         Some(Err(KvError::Malformed { index, reason: error.to_string() }))
+    }
+
+    /// Decodes entries of either format ([`decode_entry`]): a
+    /// [`KvCommand`] goes to [`apply`](StateMachine::apply), a [`KvEntry`]
+    /// to [`KvStore::apply_session_entry`]; the rest as the trait's version.
+    fn apply_entry(&mut self, entry: &Entry) -> Option<Self::Output> {
+        if entry.index <= self.last_applied {
+            return None;
+        }
+        match &entry.payload {
+            Payload::Command(bytes) => match decode_entry(bytes) {
+                Ok(AnyEntry::Legacy(cmd)) => Some(self.apply_command(entry.index, &cmd)),
+                Ok(AnyEntry::V2(e)) => Some(self.apply_session_entry(entry.index, &e)),
+                Err(e) => self.undecodable(entry.index, e),
+            },
+            _ => {
+                self.skip(entry.index);
+                None
+            }
+        }
     }
 
     fn snapshot(&self) -> Vec<u8> {

@@ -31,17 +31,17 @@ pub(crate) struct ClusterArgs {
 }
 
 /// The children and how to start them again.
-struct Nodes {
-    exe: PathBuf,
-    dir: PathBuf,
-    key_file: PathBuf,
-    log_level: LevelFilter,
-    addrs: Vec<SocketAddr>,
-    children: Vec<Option<Child>>,
+pub(super) struct Nodes {
+    pub(super) exe: PathBuf,
+    pub(super) dir: PathBuf,
+    pub(super) key_file: PathBuf,
+    pub(super) log_level: LevelFilter,
+    pub(super) addrs: Vec<SocketAddr>,
+    pub(super) children: Vec<Option<Child>>,
 }
 
 impl Nodes {
-    fn start(&mut self, i: usize) -> Result<(), String> {
+    pub(super) fn start(&mut self, i: usize) -> Result<(), String> {
         let id = i + 1;
         let log_path = self.dir.join(format!("node-{id}.log"));
         let log = OpenOptions::new()
@@ -82,7 +82,7 @@ impl Nodes {
         }
     }
 
-    fn kill9(&mut self, i: usize) -> bool {
+    pub(super) fn kill9(&mut self, i: usize) -> bool {
         match self.children.get_mut(i).and_then(Option::take) {
             Some(mut child) => {
                 let _ = child.kill();
@@ -94,7 +94,7 @@ impl Nodes {
     }
 
     /// SIGTERM to every child, then SIGKILL to those still running after 5 s.
-    fn stop_all(&mut self) {
+    pub(super) fn stop_all(&mut self) {
         for child in self.children.iter().flatten() {
             if let Ok(pid) = i32::try_from(child.id()) {
                 let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
@@ -118,7 +118,7 @@ impl Drop for Nodes {
 }
 
 /// Loopback addresses with ports free right now.
-fn free_addrs(n: usize) -> Result<Vec<SocketAddr>, String> {
+pub(super) fn free_addrs(n: usize) -> Result<Vec<SocketAddr>, String> {
     let sockets: Vec<std::net::UdpSocket> = (0..n)
         .map(|_| std::net::UdpSocket::bind("127.0.0.1:0"))
         .collect::<Result<_, _>>()
@@ -126,7 +126,7 @@ fn free_addrs(n: usize) -> Result<Vec<SocketAddr>, String> {
     sockets.iter().map(|s| s.local_addr().map_err(|e| e.to_string())).collect()
 }
 
-fn load_or_make_key(path: &Path) -> Result<ClusterKey, String> {
+pub(super) fn load_or_make_key(path: &Path) -> Result<ClusterKey, String> {
     if path.exists() {
         return crate::keyfile::read_key(path);
     }
@@ -161,7 +161,9 @@ pub(super) fn run(args: ClusterArgs, log_level: LevelFilter) -> Result<u8, Strin
     let servers: Vec<String> = nodes.addrs.iter().map(ToString::to_string).collect();
     eprintln!("raft-udp cluster: {n} nodes on {}; data and logs in {}", servers.join(" "), dir.display());
     eprintln!("  other terminal: raft-udp client --servers {} --key-file {}", servers.join(","), key_file.display());
-    eprintln!("  type: put KEY VALUE | get KEY | delete KEY | cas KEY EXPECTED NEW | status | kill N | start N | help");
+    eprintln!(
+        "  type: put KEY VALUE | get KEY | delete KEY | cas KEY EXPECTED NEW | status [--json] | kill N | start N | transfer N | help"
+    );
     eprintln!("  Ctrl-C or end of input stops the cluster.");
     let nodes = Arc::new(Mutex::new(nodes));
     let runtime = super::runtime()?;
@@ -209,9 +211,15 @@ async fn interact(nodes: Arc<Mutex<Nodes>>, key: ClusterKey) -> Result<u8, Strin
         let index = |w: &str| w.parse::<usize>().ok().filter(|i| (1..=addrs.len()).contains(i)).map(|i| i - 1);
         match words.as_slice() {
             ["help"] => {
-                eprintln!("put KEY VALUE | get KEY | delete KEY | cas KEY EXPECTED NEW | status | kill N | start N")
+                eprintln!(
+                    "put KEY VALUE | get KEY | delete KEY | cas KEY EXPECTED NEW | status [--json] | kill N | start N | transfer N"
+                )
             }
             ["status"] => {
+                let answers = query_status(&addrs, &key, Duration::from_millis(500)).await.unwrap_or_default();
+                eprint!("{}", super::status_table::table(&addrs, &answers));
+            }
+            ["status", "--json"] => {
                 let answers = query_status(&addrs, &key, Duration::from_millis(500)).await.unwrap_or_default();
                 for (a, s) in addrs.iter().zip(answers) {
                     match s {
@@ -227,6 +235,10 @@ async fn interact(nodes: Arc<Mutex<Nodes>>, key: ClusterKey) -> Result<u8, Strin
                     "{}",
                     if killed { format!("node {n} killed (SIGKILL)") } else { format!("node {n} is not running") }
                 );
+            }
+            ["transfer", n] if index(n).is_some() => {
+                let to = n.parse().unwrap_or_default();
+                super::transfer::transfer_and_print(&addrs, &key, to, Duration::from_secs(2)).await;
             }
             ["start", n] if index(n).is_some() => {
                 let i = index(n).unwrap_or_default();

@@ -7,9 +7,13 @@
 
 mod args;
 mod bench;
+mod bench_failover;
 mod cluster;
+mod floor;
 mod kv;
 mod status;
+mod status_table;
+mod transfer;
 
 use crate::server::{self, NodeOptions};
 use clap::{Args, Parser, Subcommand};
@@ -82,6 +86,12 @@ enum Command {
     Cluster(cluster::ClusterArgs),
     /// Closed-loop put load from several clients; one JSON line of results.
     Bench(bench::BenchArgs),
+    /// Kill -9 the leader of a local cluster, retry a one-shot put until it
+    /// succeeds; one JSON line per round with the time from kill to success.
+    BenchFailover(bench_failover::BenchFailoverArgs),
+    /// Move leadership to node --to. Prints {"ok":true,"leader":N,"term":T}
+    /// and exits 0 once it leads; {"ok":false,"error":...} and 1 otherwise.
+    TransferLeader(transfer::TransferArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -113,14 +123,36 @@ struct NodeArgs {
     /// Stop cleanly when standard input reaches its end (used by `cluster`).
     #[arg(long, hide = true)]
     exit_on_stdin_eof: bool,
-    /// Snapshot every N applied entries instead of 10,000 (for tests).
+    /// Snapshot every N applied entries instead of 100,000 (for tests).
     #[arg(long, hide = true, value_parser = args::positive)]
     snapshot_after_entries: Option<u64>,
+    /// Serve Prometheus metrics over HTTP at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR", value_parser = args::addr)]
+    metrics_listen: Option<SocketAddr>,
     /// Before starting, repair a log that start-up refused as corrupt: keep
     /// the log before the damage, discard the rest; the node then neither
     /// votes nor campaigns until it has caught up from the leader.
     #[arg(long)]
     repair: bool,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// Client sessions and the leader's backlog.
+#[derive(Args, Debug, Clone)]
+struct LimitArgs {
+    /// A client session with no command for this long expires (log time:
+    /// the leader's clock as written into entries), e.g. 1h is 60m.
+    #[arg(long, default_value = "60m", value_parser = args::duration)]
+    session_timeout: Duration,
+    /// Bound on the client session table, in bytes; the sessions idle the
+    /// longest expire first when it is reached.
+    #[arg(long, default_value_t = raft_host::SessionLimits::DEFAULT.max_bytes, value_parser = args::positive)]
+    max_session_bytes: u64,
+    /// Most bytes of client commands the leader holds proposed and not yet
+    /// applied; beyond it commands are refused with a clear error.
+    #[arg(long, default_value = "16777216", value_parser = args::positive)]
+    max_uncommitted_bytes: u64,
 }
 
 /// How to reach a cluster.
@@ -170,6 +202,8 @@ pub fn main() -> ExitCode {
         Command::Status(s) => status::run(&s),
         Command::Cluster(c) => cluster::run(c, cli.log_level),
         Command::Bench(b) => bench::run(&b),
+        Command::BenchFailover(b) => bench_failover::run(&b, cli.log_level),
+        Command::TransferLeader(t) => transfer::run(&t),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -231,6 +265,14 @@ fn node(a: NodeArgs) -> Result<u8, String> {
         max_datagram: a.max_datagram,
         snapshot_after_entries: a.snapshot_after_entries,
         repair: a.repair,
+        metrics_listen: a.metrics_listen,
+        limits: server::ServiceLimits {
+            sessions: raft_host::SessionLimits {
+                idle_timeout_ms: a.limits.session_timeout.as_millis() as u64,
+                max_bytes: a.limits.max_session_bytes,
+            },
+            max_uncommitted_bytes: a.limits.max_uncommitted_bytes,
+        },
     };
     let stop = stdin_eof(a.exit_on_stdin_eof);
     match server::run(opts, stop) {

@@ -21,6 +21,10 @@ pub(crate) fn json_line(addr: SocketAddr, s: &NodeStatus) -> String {
         "last_log_index": s.last_log_index,
         "snapshot_index": s.snapshot_index,
         "dropped": s.dropped,
+        "sessions": s.sessions,
+        "session_bytes": s.session_bytes,
+        "session_limit_bytes": s.session_limit_bytes,
+        "unproven": s.unproven,
     })
     .to_string()
 }

@@ -1,18 +1,59 @@
 //! The service side of the socket: client requests become proposals through
 //! the node's [`Handle`], status requests are answered from its status.
+//!
+//! # Who gets how many bytes back
+//!
+//! A request from an address that has not proven it receives datagrams
+//! there gets at most a [`Packet::CookieReply`], and only if that reply is
+//! no larger than the request ([`crate::cookie`]); otherwise nothing. Every
+//! other answer (command outcomes, redirects, values, status) goes only to
+//! requests carrying a valid cookie for their source address.
+//!
+//! # What reaches the log
+//!
+//! A command in a session ([`Packet::SessionRequest`]) is proposed only if
+//! the leader's applied state cannot answer it: a command at or below its
+//! session's applied sequence number is answered from the session, an
+//! unknown or expired session is told so (confirmed with a linearizable
+//! read, so a registration this node has not applied yet is not missed),
+//! and a copy of a command still in flight waits for the first one. A
+//! registration is proposed once per registration id this node saw within a
+//! cookie's lifetime. So a replayed datagram never adds an entry.
 
-use crate::packet::{self, ClientReply, ClientRequest, ClientResult, NodeStatus, Packet, RetryReason};
+use super::registrations::Registrations;
+use super::sessions::{self, Key, Work};
+use crate::cookie::{COOKIE_LIFETIME, CookieJar};
+use crate::packet::{
+    self, ClientOp, ClientReply, ClientResult, Cookie, MAX_VALUE_BYTES, NodeStatus, Packet, RetryReason, SessionRequest,
+};
 use raft_core::Role;
-use raft_host::{KvCommand, KvError, KvOutput, KvStore};
+use raft_host::{KvError, KvOp, KvOutput, KvStore, SessionLimits};
 use raft_net::udp::AppDatagram;
 use raft_net::{Handle, ProposeError, Status, UdpApp};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::time::Instant;
 
-/// Most proposals waiting for their outcome; beyond it clients are told to retry.
+/// Most requests waiting for their outcome; beyond it clients are told to retry.
 pub(crate) const MAX_PENDING: usize = 65_536;
 
-type KvResult = Result<Result<KvOutput, KvError>, ProposeError>;
+pub(crate) type KvResult = Result<Result<KvOutput, KvError>, ProposeError>;
+
+/// The session protocol's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceLimits {
+    /// Written into every registration this node proposes as leader.
+    pub sessions: SessionLimits,
+    /// Most bytes of client entries proposed and not yet applied; beyond it
+    /// clients are told the leader is full.
+    pub max_uncommitted_bytes: u64,
+}
+
+impl Default for ServiceLimits {
+    fn default() -> Self {
+        ServiceLimits { sessions: SessionLimits::DEFAULT, max_uncommitted_bytes: 16 << 20 }
+    }
+}
 
 /// Where to send the answer to a client's command in flight.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,22 +63,55 @@ struct Waiter {
     addr: SocketAddr,
 }
 
-/// The proposals in flight, at most one per client (its latest command).
+/// A finished request: what it was, the bytes it had proposed, the outcome.
+#[derive(Debug)]
+pub(crate) struct Finished {
+    pub(crate) key: Key,
+    pub(crate) seq: u64,
+    pub(crate) bytes: u64,
+    pub(crate) result: KvResult,
+}
+
+/// The requests in flight, at most one per session or registration.
 #[derive(Debug)]
 pub(crate) struct Service {
     pub(crate) handle: Handle<KvStore>,
     pub(crate) app: UdpApp,
     pub(crate) peers: HashMap<u64, SocketAddr>,
-    in_flight: HashMap<u64, Waiter>,
+    in_flight: HashMap<Key, Waiter>,
     pending: usize,
+    uncommitted: u64,
+    limits: ServiceLimits,
+    cookies: CookieJar,
+    registrations: Registrations,
+    /// Requests from unproven addresses left unanswered (even a cookie
+    /// reply would have been larger).
+    unproven: u64,
+    done: tokio::sync::mpsc::UnboundedSender<Finished>,
 }
 
-/// A finished proposal: the client, its sequence number, the outcome.
-pub(crate) type Finished = (u64, u64, KvResult);
-
 impl Service {
-    pub(crate) fn new(handle: Handle<KvStore>, app: UdpApp, peers: HashMap<u64, SocketAddr>) -> Service {
-        Service { handle, app, peers, in_flight: HashMap::new(), pending: 0 }
+    pub(crate) fn new(
+        handle: Handle<KvStore>,
+        app: UdpApp,
+        peers: HashMap<u64, SocketAddr>,
+        limits: ServiceLimits,
+    ) -> (Service, tokio::sync::mpsc::UnboundedReceiver<Finished>) {
+        let (done, finished) = tokio::sync::mpsc::unbounded_channel();
+        let service = Service {
+            handle,
+            app,
+            peers,
+            in_flight: HashMap::new(),
+            pending: 0,
+            uncommitted: 0,
+            limits,
+            cookies: CookieJar::new(COOKIE_LIFETIME),
+            registrations: Registrations::new(COOKIE_LIFETIME),
+            unproven: 0,
+            done,
+        };
+        (service, finished)
     }
 
     fn reply(&self, addr: SocketAddr, packet: &Packet<'_>) {
@@ -46,69 +120,156 @@ impl Service {
         }
     }
 
-    /// Handles one datagram that is not peer traffic. Returns a proposal to
-    /// run (its future answers with [`Service::finished`]).
-    pub(crate) fn datagram(&mut self, d: AppDatagram) -> Option<(u64, u64, KvCommand)> {
+    /// Handles one datagram that is not peer traffic.
+    pub(crate) fn datagram(&mut self, d: AppDatagram) {
         let Ok(packet) = packet::decode(&d.payload) else {
             self.app.count(|c| c.malformed += 1);
-            return None;
+            return;
         };
+        let size = d.payload.len();
         match packet {
-            Packet::ClientRequest(req) => self.request(d.sender, d.from, req),
-            Packet::StatusRequest { nonce } => {
-                let status = self.status();
-                self.reply(d.from, &Packet::StatusReply { nonce, status });
-                None
+            Packet::CookieRequest { nonce, .. }
+            | Packet::StatusRequest { nonce }
+            | Packet::ClientRequest(packet::ClientRequest { nonce, .. }) => self.challenge(d.from, nonce, size),
+            Packet::StatusQuery { nonce, cookie } => self.status_query(d.from, nonce, &cookie, size),
+            Packet::SessionRequest(req) => self.request(d.from, req, size),
+            Packet::TransferRequest { nonce, cookie, to } => {
+                if !self.proven(d.from, &cookie) {
+                    return self.challenge(d.from, nonce, size);
+                }
+                super::transfer::spawn(self.handle.clone(), self.app.clone(), d.from, nonce, to);
             }
             // A peer fragment that raft-net did not take is malformed.
-            Packet::Peer(_) => {
-                self.app.count(|c| c.malformed += 1);
-                None
-            }
-            Packet::ClientReply(_) | Packet::StatusReply { .. } => {
-                self.app.count(|c| c.unexpected += 1);
-                None
-            }
+            Packet::Peer(_) => self.app.count(|c| c.malformed += 1),
+            Packet::ClientReply(_)
+            | Packet::StatusReply { .. }
+            | Packet::CookieReply { .. }
+            | Packet::SessionReply(_)
+            | Packet::TransferReply { .. } => self.app.count(|c| c.unexpected += 1),
         }
     }
 
-    fn request(&mut self, client: u64, from: SocketAddr, req: ClientRequest) -> Option<(u64, u64, KvCommand)> {
-        let ClientRequest { nonce, seq, op } = req;
+    /// Answers an unproven address with a cookie, if that is no more bytes
+    /// than it sent (payloads are sealed alike, so comparing them compares
+    /// the datagrams).
+    fn challenge(&mut self, from: SocketAddr, nonce: u64, request_len: usize) {
+        let cookie = self.cookies.issue(from, Instant::now());
+        match packet::encode(&Packet::CookieReply { nonce, cookie }) {
+            Some(reply) if reply.len() <= request_len => self.app.send(from, &reply),
+            _ => self.unproven += 1,
+        }
+    }
+
+    fn proven(&self, from: SocketAddr, cookie: &Cookie) -> bool {
+        self.cookies.check(from, cookie, Instant::now())
+    }
+
+    fn status_query(&mut self, from: SocketAddr, nonce: u64, cookie: &Cookie, size: usize) {
+        if !self.proven(from, cookie) {
+            return self.challenge(from, nonce, size);
+        }
+        let (handle, app, unproven) = (self.handle.clone(), self.app.clone(), self.unproven);
+        tokio::spawn(async move {
+            let table = handle
+                .local_read(|kv: &KvStore| (kv.session_count(), kv.session_bytes(), kv.session_limits().max_bytes))
+                .await;
+            let Ok((sessions, bytes, limit)) = table else { return };
+            let mut status = node_status(&handle.status());
+            status.sessions = sessions as u64;
+            status.session_bytes = bytes;
+            status.session_limit_bytes = limit;
+            status.unproven = unproven;
+            if let Some(payload) = packet::encode(&Packet::StatusReply { nonce, status }) {
+                app.send(from, &payload);
+            }
+        });
+    }
+
+    fn request(&mut self, from: SocketAddr, req: SessionRequest, size: usize) {
+        let SessionRequest { nonce, cookie, session, seq, op } = req;
+        if !self.proven(from, &cookie) {
+            return self.challenge(from, nonce, size);
+        }
+        let answer = |s: &Service, result| s.reply(from, &Packet::SessionReply(ClientReply { nonce, seq, result }));
         let status = self.handle.status();
-        let leading = status.role.role == Role::Leader;
-        if leading && let Some(w) = self.in_flight.get_mut(&client).filter(|w| w.seq == seq) {
-            // Already proposed; answered when applied, at the newest address.
+        // The leader proposes; a follower that knows the leader forwards the
+        // command to it (`Config::forward_proposals`) or asks it for a read
+        // index, and answers when it has applied the outcome. With no leader
+        // known (or contact lost: a candidate) the client is answered at once.
+        let me = self.handle.id();
+        let following = status.role.role == Role::Follower && status.role.leader.is_some_and(|l| l != me);
+        if status.role.role != Role::Leader && !following {
+            return answer(self, self.not_leader(status.role.leader.map(|l| l.0)));
+        }
+        if let ClientOp::Kv(KvOp::Put { value: v, .. } | KvOp::Cas { new: v, .. }) = &op
+            && v.len() > MAX_VALUE_BYTES
+        {
+            let why = format!(
+                "value too large: {} bytes, and the largest value a get can return is {MAX_VALUE_BYTES} bytes",
+                v.len()
+            );
+            return answer(self, ClientResult::Rejected(why));
+        }
+        let key = match &op {
+            ClientOp::Register { id } => Key::Register(*id),
+            ClientOp::Kv(KvOp::Get { .. }) => Key::Read(nonce, from),
+            ClientOp::Kv(_) => Key::Session(session),
+        };
+        if let Some(w) = self.in_flight.get_mut(&key).filter(|w| w.seq == seq) {
+            // Already under way; answered when done, at the newest address.
             w.nonce = nonce;
             w.addr = from;
-            return None;
+            return;
         }
-        let result = if !leading {
-            self.not_leader(status.role.leader.map(|l| l.0))
-        } else if self.pending >= MAX_PENDING {
-            ClientResult::Retry(RetryReason::Busy)
-        } else {
-            self.in_flight.insert(client, Waiter { seq, nonce, addr: from });
-            self.pending += 1;
-            return Some((client, seq, KvCommand { client, seq, op }));
-        };
-        self.reply(from, &Packet::ClientReply(ClientReply { nonce, seq, result }));
-        None
+        if let Key::Register(id) = key
+            && let Some(session) = self.registrations.session(id, Instant::now())
+        {
+            return answer(self, ClientResult::Done(KvOutput::Registered { session }));
+        }
+        if self.pending >= MAX_PENDING {
+            return answer(self, ClientResult::Retry(RetryReason::Busy));
+        }
+        let work = sessions::work(key, session, seq, op, self.limits.sessions);
+        let bytes = work.entry_len() as u64;
+        if self.uncommitted + bytes > self.limits.max_uncommitted_bytes {
+            return answer(self, ClientResult::Full { limit: self.limits.max_uncommitted_bytes });
+        }
+        if let Key::Register(id) = key {
+            self.registrations.proposed(id, Instant::now());
+        }
+        self.in_flight.insert(key, Waiter { seq, nonce, addr: from });
+        self.pending += 1;
+        self.uncommitted += bytes;
+        self.spawn(key, seq, bytes, work);
     }
 
-    /// Answers a finished proposal (if its client still waits for that command).
-    pub(crate) fn finished(&mut self, (client, seq, result): Finished) {
+    fn spawn(&self, key: Key, seq: u64, bytes: u64, work: Work) {
+        let (handle, done) = (self.handle.clone(), self.done.clone());
+        tokio::spawn(async move {
+            let result = work.run(&handle).await;
+            let _ = done.send(Finished { key, seq, bytes, result });
+        });
+    }
+
+    /// Answers a finished request (if its client still waits for it).
+    pub(crate) fn finished(&mut self, f: Finished) {
         self.pending -= 1;
-        let Some(w) = self.in_flight.get(&client).filter(|w| w.seq == seq).cloned() else { return };
-        self.in_flight.remove(&client);
-        let result = match result {
+        self.uncommitted -= f.bytes;
+        if let (Key::Register(id), Ok(Ok(KvOutput::Registered { session }))) = (f.key, &f.result) {
+            self.registrations.applied(id, *session, Instant::now());
+        }
+        let Some(w) = self.in_flight.get(&f.key).filter(|w| w.seq == f.seq).cloned() else { return };
+        self.in_flight.remove(&f.key);
+        let result = match f.result {
             Ok(Ok(output)) => ClientResult::Done(output),
+            Ok(Err(KvError::UnknownSession { .. })) => ClientResult::UnknownSession,
             Ok(Err(e)) => ClientResult::Rejected(e.to_string()),
             Err(ProposeError::NotLeader { leader_hint }) => self.not_leader(leader_hint.map(|l| l.0)),
             Err(ProposeError::Superseded { .. }) => ClientResult::Retry(RetryReason::Superseded),
             Err(e @ ProposeError::TooLarge { .. }) => ClientResult::Rejected(e.to_string()),
             Err(_) => ClientResult::Retry(RetryReason::Unknown),
         };
-        self.reply(w.addr, &Packet::ClientReply(ClientReply { nonce: w.nonce, seq, result }));
+        self.reply(w.addr, &Packet::SessionReply(ClientReply { nonce: w.nonce, seq: f.seq, result }));
     }
 
     fn not_leader(&self, leader: Option<u64>) -> ClientResult {
@@ -117,13 +278,10 @@ impl Service {
         let addr = leader.and_then(|l| self.peers.get(&l)).map(|a| a.to_string());
         ClientResult::NotLeader { leader, addr }
     }
-
-    fn status(&self) -> NodeStatus {
-        node_status(&self.handle.status())
-    }
 }
 
-/// The status a node reports to `raft-udp status`.
+/// The status a node reports to `raft-udp status` (the session fields are
+/// filled in from the store by the caller).
 pub(crate) fn node_status(s: &Status) -> NodeStatus {
     let role = match s.role.role {
         Role::Leader => "leader",
@@ -140,5 +298,9 @@ pub(crate) fn node_status(s: &Status) -> NodeStatus {
         last_log_index: s.last_log_index.0,
         snapshot_index: s.snapshot_index.0,
         dropped: s.datagrams.clone().unwrap_or_default(),
+        sessions: 0,
+        session_bytes: 0,
+        session_limit_bytes: 0,
+        unproven: 0,
     }
 }

@@ -242,6 +242,7 @@ pub struct Clients {
     order: u64,
     stopped: bool,
     stats: ClientStats,
+    /// Nodes the clients may call (`n1..=n{n}`).
     n: u64,
 }
 
@@ -338,6 +339,8 @@ impl Clients {
     }
 
     fn run(&mut self, c: &mut Cluster, end: Instant, until_idle: bool) {
+        // Clients know every machine, also those added since (a membership change).
+        self.n = c.len() as u64;
         loop {
             self.collect_replies(c);
             while self.step(c) {

@@ -8,9 +8,9 @@ use super::rng::{SimRng, mix64};
 use super::trace::{DropReason, MsgSummary, Trace, TraceKind, WriteSummary};
 use raft_core::codec::{decode_message, encode_message};
 use raft_core::{
-    Bytes, CompactError, Config, Duration, Entry, Event, Instant, LogIndex, Node, NodeId, Outgoing, Output,
-    PersistToken, ProposeError, ReadError, ReadId, Restored, Role, Snapshot, SnapshotMeta, Term, TransferError,
-    TransferOutcome,
+    Bytes, ChangeError, CompactError, Config, Duration, Entry, Event, Instant, LogIndex, MembershipChange, Node,
+    NodeId, Outgoing, Output, PersistToken, ProposeError, ReadError, ReadId, Restored, Role, Snapshot, SnapshotMeta,
+    Term, TransferError, TransferOutcome,
 };
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -19,7 +19,9 @@ use std::fmt;
 /// How to build a [`Cluster`].
 #[derive(Clone, Debug)]
 pub struct SimConfig {
-    /// Number of nodes, named `n1..=nN` (`NodeId(1)..=NodeId(N)`). At least 1.
+    /// Number of nodes, named `n1..=nN` (`NodeId(1)..=NodeId(N)`), at least
+    /// one. They bootstrap the cluster: each starts with all of them as
+    /// `Config::members`. Nodes added later ([`Cluster::add_node`]) join empty.
     pub nodes: usize,
     /// The one seed every random choice of the run derives from.
     pub seed: u64,
@@ -204,6 +206,19 @@ pub(super) struct Slot {
 }
 
 impl Slot {
+    /// Slot `i` (node `n{i+1}`), never started, its clock's rate drawn from `rng`.
+    fn new(i: usize, rng: &mut SimRng, drift: i64) -> Slot {
+        let ppm = if drift == 0 { 0 } else { rng.between(0, 2 * drift as u64) as i64 - drift };
+        Slot {
+            id: NodeId(i as u64 + 1),
+            node: None,
+            lifetime: 0,
+            disk: Disk::new(),
+            applied: Vec::new(),
+            clock: Clock::new(ppm),
+        }
+    }
+
     pub(super) fn applied_at(&self, index: LogIndex) -> Option<&Entry> {
         let k = self.applied.binary_search_by_key(&index, |e| e.index).ok()?;
         self.applied.get(k)
@@ -234,6 +249,10 @@ pub struct Cluster {
     configure: fn(&mut Config),
     pub(super) report_lines: usize,
     pub(super) slots: Vec<Slot>,
+    /// The nodes `n1..=n{bootstrap}` bootstrap the cluster; later ones join.
+    bootstrap: usize,
+    clock_rng: SimRng,
+    clock_drift_ppm: i64,
     pub(super) net: Network,
     pub(super) disk_cfg: DiskConfig,
     disk_rng: SimRng,
@@ -276,26 +295,16 @@ impl Cluster {
         let n = cfg.nodes;
         let mut clock_rng = SimRng::stream(cfg.seed, 4);
         let drift = i64::try_from(cfg.clock_drift_ppm.min(999_999)).unwrap_or(0);
-        let slots = (0..n)
-            .map(|i| {
-                let ppm = if drift == 0 { 0 } else { clock_rng.between(0, 2 * drift as u64) as i64 - drift };
-                let clock = Clock::new(ppm);
-                Slot {
-                    id: NodeId(i as u64 + 1),
-                    node: None,
-                    lifetime: 0,
-                    disk: Disk::new(),
-                    applied: Vec::new(),
-                    clock,
-                }
-            })
-            .collect();
+        let slots = (0..n).map(|i| Slot::new(i, &mut clock_rng, drift)).collect();
         let mut c = Cluster {
             seed: cfg.seed,
             now: Instant::ZERO,
             configure: cfg.configure,
             report_lines: cfg.report_lines,
             slots,
+            bootstrap: n,
+            clock_rng,
+            clock_drift_ppm: drift,
             net: Network::new(n, cfg.net, SimRng::stream(cfg.seed, 1)),
             disk_cfg: cfg.disk,
             disk_rng: SimRng::stream(cfg.seed, 2),
@@ -391,8 +400,28 @@ impl Cluster {
         self.start_node(i, restored);
     }
 
+    /// Adds a node with the next id (`n{len+1}`), an empty disk and an empty
+    /// `Config::members`: it is no member yet, never campaigns, and waits to
+    /// be contacted by a leader that added it ([`Cluster::change_membership`]).
+    /// It is connected, in group 0 of any partition in force. Returns its id.
+    pub fn add_node(&mut self) -> NodeId {
+        let i = self.slots.len();
+        let slot = Slot::new(i, &mut self.clock_rng, self.clock_drift_ppm);
+        let id = slot.id;
+        self.slots.push(slot);
+        let k = self.net.add_node();
+        debug_assert_eq!(k, i);
+        self.checker.add_node();
+        self.trace.push(self.now, TraceKind::AddNode { node: id });
+        self.start_node(i, Restored::fresh());
+        id
+    }
+
     fn start_node(&mut self, i: usize, restored: Restored) {
-        let members: Vec<NodeId> = (1..=self.slots.len() as u64).map(NodeId).collect();
+        // Bootstrap nodes start with the initial configuration (the log
+        // governs once it holds one); added nodes start empty, as joining.
+        let members: Vec<NodeId> =
+            if i < self.bootstrap { (1..=self.bootstrap as u64).map(NodeId).collect() } else { Vec::new() };
         let slot = &mut self.slots[i];
         let mut config = Config::new(NodeId(i as u64 + 1), members);
         config.seed = mix64(self.seed ^ mix64((i as u64 + 1) << 32 | u64::from(slot.lifetime)));
@@ -497,6 +526,24 @@ impl Cluster {
         let r = node.transfer_leadership(now, to);
         let refused = r.as_ref().err().map(ToString::to_string);
         self.trace.push(self.now, TraceKind::TransferStart { node: id, to, refused });
+        self.steps += 1;
+        self.drain(i);
+        r
+    }
+
+    /// Asks the node, which must lead, to change the configuration
+    /// ([`Node::change_membership`]). Returns the index of the configuration
+    /// entry. A crashed node refuses with `NotLeader`.
+    pub fn change_membership(&mut self, id: NodeId, change: MembershipChange) -> Result<LogIndex, ChangeError> {
+        let i = self.idx(id);
+        let now = self.local_now(i);
+        let Some(node) = self.slots[i].node.as_mut() else {
+            return Err(ChangeError::NotLeader { leader_hint: None });
+        };
+        let what = format!("{change:?}");
+        let r = node.change_membership(now, change);
+        let result = r.as_ref().copied().map_err(ToString::to_string);
+        self.trace.push(self.now, TraceKind::Change { node: id, change: what, result });
         self.steps += 1;
         self.drain(i);
         r
@@ -757,6 +804,10 @@ impl Cluster {
                 Output::Event(Event::RoleChanged { role, term, leader }) => self.role_changed(i, role, term, leader),
                 Output::Event(Event::SnapshotWanted { applied }) => wanted = Some(applied),
                 Output::Event(Event::TransferFinished { to, outcome }) => self.transfer_finished(i, to, outcome),
+                Output::Event(Event::MembershipChanged { membership }) => {
+                    let node = self.slots[i].id;
+                    self.trace.push(self.now, TraceKind::Config { node, config: (&membership).into() });
+                }
                 Output::Event(_) => {}
                 Output::Read { id, result } => self.read_done(i, id, result),
                 Output::Forwarded { id, result } => self.fail(format_args!(
@@ -770,6 +821,16 @@ impl Cluster {
             self.host_compact(i, wanted);
         }
         if let Some(node) = self.slots[i].node.as_ref() {
+            let slots = &self.slots;
+            let stored = |id: NodeId, index: LogIndex, term: Term| {
+                let Some(slot) = usize::try_from(id.0).ok().and_then(|k| slots.get(k.wrapping_sub(1))) else {
+                    return false;
+                };
+                let d = slot.disk.durable();
+                index <= d.snapshot_index() || d.term_at(index) == Some(term)
+            };
+            let r = self.checker.check_commit_quorum(i, node, stored);
+            self.check(r);
             let r = self.checker.after_step(i, node);
             self.check(r);
         }
@@ -793,11 +854,19 @@ impl Cluster {
     }
 
     fn send(&mut self, i: usize, out: Outgoing) {
+        let from_id = NodeId(i as u64 + 1);
+        if !(1..=self.slots.len() as u64).contains(&out.to.0) {
+            // A member whose machine does not exist (yet): like one that is down.
+            self.net.count_dropped(i);
+            let msg = MsgSummary::of(&out.message);
+            self.trace.push(self.now, TraceKind::Drop { from: from_id, to: out.to, msg, reason: DropReason::Down });
+            return;
+        }
         let to = self.idx(out.to);
         let bytes = encode_message(&out.message);
         let kind = MsgKind::of(&out.message.body);
         let delays = self.net.route(i, kind, bytes.len());
-        let (from_id, to_id) = (NodeId(i as u64 + 1), out.to);
+        let to_id = out.to;
         let reason = if !self.net.can_talk(i, to) {
             Some(DropReason::Disconnected)
         } else if delays.is_empty() {

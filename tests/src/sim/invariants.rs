@@ -4,7 +4,9 @@
 //! applied, role changes, node state after each step) and keeps just enough
 //! history, across crashes, to detect a violation of:
 //!
-//! 1. election safety: at most one leader per term over the whole run;
+//! 1. election safety: at most one leader per term over the whole run,
+//!    across every configuration the cluster went through and every node
+//!    it ever had (added nodes included);
 //! 2. vote safety: no node durably records two different votes in one term,
 //!    and no node's durable term goes down;
 //! 3. log matching: an entry `(index, term)` always has the same payload and
@@ -19,9 +21,20 @@
 //!    entry was committed in a term below `L`);
 //! 7. a node's commit index never decreases within a lifetime;
 //! 8. a node that believes it leads holds the term it claims, and is the
-//!    recorded leader of that term.
+//!    recorded leader of that term;
+//! 9. commit quorum: whenever a leader's commit index moves, every entry up
+//!    to it is stored durably (in the log or a snapshot) on a majority of the
+//!    voters of the configuration it decided under (the one in force before
+//!    the step: a leader appends the final configuration right after
+//!    committing a joint one), and in a joint configuration on a majority of
+//!    the outgoing voters as well;
+//! 10. membership: a new leader is a voter of its own configuration or of
+//!     the newest one known committed before its term (its own may be the
+//!     uncommitted final step of its removal), and is a member of the latter
+//!     (a node removed from the cluster, or one still joining, never leads).
 
-use raft_core::{Entry, LogIndex, Node, NodeId, Payload, Role, SnapshotMeta, Term, Write};
+use raft_core::{Entry, LogIndex, Membership, Node, NodeId, Payload, Role, SnapshotMeta, Term, Write};
+use std::collections::BTreeSet;
 use std::collections::HashMap;
 use std::fmt;
 
@@ -76,6 +89,11 @@ pub struct Checker {
     written: HashMap<(LogIndex, Term), Written>,
     applied: Vec<Option<Applied>>,
     lifetimes: Vec<Lifetime>,
+    /// Each node's configuration after its last step (`None` before its
+    /// first step of a lifetime).
+    configs: Vec<Option<Membership>>,
+    /// The configuration entry of highest index that some node applied.
+    committed_config: Option<(LogIndex, Membership)>,
 }
 
 impl Checker {
@@ -88,12 +106,22 @@ impl Checker {
             written: HashMap::new(),
             applied: Vec::new(),
             lifetimes: vec![Lifetime::default(); n],
+            configs: vec![None; n],
+            committed_config: None,
         }
+    }
+
+    /// A node joins the run as node `n` (the next index).
+    pub fn add_node(&mut self) {
+        self.durable_term.push(Term(0));
+        self.lifetimes.push(Lifetime::default());
+        self.configs.push(None);
     }
 
     /// Node `i` starts a new lifetime (restart after a crash).
     pub fn on_restart(&mut self, i: usize) {
         self.lifetimes[i] = Lifetime::default();
+        self.configs[i] = None;
     }
 
     /// The leader recorded for each term so far, sorted by term.
@@ -101,6 +129,12 @@ impl Checker {
         let mut v: Vec<_> = self.leaders.iter().map(|(&t, &n)| (t, n)).collect();
         v.sort();
         v
+    }
+
+    /// The newest configuration known committed (applied by some node), with
+    /// its index. `None` until the first leader's bootstrap entry is applied.
+    pub fn committed_config(&self) -> Option<(LogIndex, &Membership)> {
+        self.committed_config.as_ref().map(|(i, m)| (*i, m))
     }
 
     /// Highest index applied as an entry by any node in any lifetime.
@@ -220,6 +254,11 @@ impl Checker {
             }
             match &mut self.applied[k] {
                 slot @ None => {
+                    if let Payload::Membership(m) = &e.payload
+                        && self.committed_config.as_ref().is_none_or(|(i, _)| *i < e.index)
+                    {
+                        self.committed_config = Some((e.index, m.clone()));
+                    }
                     *slot = Some(Applied {
                         term: e.term,
                         payload: e.payload.clone(),
@@ -255,11 +294,18 @@ impl Checker {
         }
         self.record_leader(id, term)?;
         let compacted = node.snapshot_index();
+        let mut committed_config = None;
         for (k, a) in self.applied.iter().enumerate() {
             let Some(a) = a else { continue };
             let index = LogIndex(k as u64 + 1);
-            if a.min_applier_term >= term || index < compacted {
-                continue; // not known committed before this term, or inside the snapshot
+            if a.min_applier_term >= term {
+                continue; // not known committed before this term
+            }
+            if let Payload::Membership(m) = &a.payload {
+                committed_config = Some((index, m));
+            }
+            if index < compacted {
+                continue; // inside the snapshot
             }
             let have = node.log_term(index);
             if have != Some(a.term) {
@@ -274,6 +320,72 @@ impl Checker {
                     ),
                 );
             }
+        }
+        // A voter of its own configuration, or of the committed one (the
+        // final configuration that removes it may be in its log only).
+        if !node.membership().is_voter(id) && committed_config.is_none_or(|(_, m)| !m.is_voter(id)) {
+            return violation(
+                "membership",
+                format!(
+                    "n{id} became leader of term {term} but is no voter of its configuration {:?} nor of the one committed before, {:?}",
+                    node.membership(),
+                    committed_config.map(|(_, m)| m)
+                ),
+            );
+        }
+        if let Some((index, m)) = committed_config
+            && !m.contains(id)
+        {
+            return violation(
+                "membership",
+                format!(
+                    "n{id} became leader of term {term} but the configuration committed at i{index} before that term, {m:?}, does not include it"
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// Commit quorum (invariant 9), to call after node `i`'s step and
+    /// before [`Checker::after_step`]: if the node leads (or led its term
+    /// until this step) and its commit index moved, every entry up to the
+    /// new commit index must be stored durably on a majority of the voters
+    /// (and of the outgoing voters when joint) of the configuration it had
+    /// before the step. `stored(node, index, term)` says whether a node's
+    /// disk holds that entry (in its log or under its snapshot).
+    pub fn check_commit_quorum(
+        &self,
+        i: usize,
+        node: &Node,
+        stored: impl Fn(NodeId, LogIndex, Term) -> bool,
+    ) -> Result<(), Violation> {
+        let id = node.id();
+        let (from, commit) = (self.lifetimes[i].last_commit, node.commit_index());
+        let led_term = node.role() == Role::Leader || self.leaders.get(&node.term()) == Some(&id);
+        // The first step of a lifetime restores a commit index (from the
+        // snapshot) that an earlier step of some leader decided.
+        let Some(config) = self.configs[i].as_ref() else { return Ok(()) };
+        if commit <= from || !led_term {
+            return Ok(());
+        }
+        let halves: [(&str, &BTreeSet<NodeId>); 2] =
+            [("voters", &config.voters), ("outgoing voters", &config.outgoing)];
+        let mut index = commit;
+        while index > from {
+            let Some(term) = node.log_term(index) else { break }; // compacted: earlier ones too
+            for (half, voters) in halves {
+                let holders: Vec<NodeId> = voters.iter().copied().filter(|&v| stored(v, index, term)).collect();
+                if !voters.is_empty() && holders.len() * 2 <= voters.len() {
+                    return violation(
+                        "commit quorum",
+                        format!(
+                            "n{id} (term {}) committed i{index}/t{term} while only {holders:?} of the {half} {voters:?} stored it durably (configuration {config:?})",
+                            node.term()
+                        ),
+                    );
+                }
+            }
+            index = LogIndex(index.0 - 1);
         }
         Ok(())
     }
@@ -304,6 +416,9 @@ impl Checker {
             );
         }
         life.last_commit = commit;
+        if self.configs[i].as_ref() != Some(node.membership()) {
+            self.configs[i] = Some(node.membership().clone());
+        }
         if node.role() == Role::Leader {
             self.record_leader(id, node.term())?;
         }
@@ -328,10 +443,27 @@ mod tests {
 
     /// A single-node cluster member that has elected itself leader of term 1.
     fn lone_leader(id: u64) -> Node {
+        lone_leader_persisting(id, false)
+    }
+
+    /// [`lone_leader`], with its writes (the bootstrap configuration at i1)
+    /// made durable if `persist`, so that it commits i1.
+    fn lone_leader_persisting(id: u64, persist: bool) -> Node {
         let mut n = Node::new(Config::new(NodeId(id), [NodeId(id)]), Restored::fresh(), Instant::ZERO).unwrap();
         let t = n.poll_timeout().unwrap();
         n.handle_timeout(t);
-        while n.poll_output().is_some() {}
+        let mut tokens = Vec::new();
+        while let Some(o) = n.poll_output() {
+            if let raft_core::Output::Persist(p) = o {
+                tokens.push(p.token);
+            }
+        }
+        if persist {
+            for token in tokens {
+                n.handle_persisted(t, token);
+            }
+            while n.poll_output().is_some() {}
+        }
         assert_eq!(n.role(), Role::Leader);
         n
     }
@@ -382,5 +514,38 @@ mod tests {
         assert!(c.on_apply(1, NodeId(2), Term(0), &[entry(1, 1, "a"), entry(2, 1, "b")]).is_ok());
         let e = c.on_leader(&a, Term(1)).unwrap_err();
         assert_eq!(e.invariant, "leader completeness");
+    }
+
+    #[test]
+    fn a_commit_without_a_durable_majority_is_caught() {
+        let n = lone_leader_persisting(1, true);
+        assert_eq!(n.commit_index(), LogIndex(1));
+        let mut c = Checker::new(1);
+        assert!(c.check_commit_quorum(0, &n, |_, _, _| false).is_ok(), "a lifetime's first step restores");
+        assert!(c.after_step(0, &lone_leader(1)).is_ok()); // before its write was durable: commit 0
+        let e = c.check_commit_quorum(0, &n, |_, _, _| false).unwrap_err();
+        assert_eq!(e.invariant, "commit quorum");
+        assert!(c.check_commit_quorum(0, &n, |id, i, t| id == NodeId(1) && i == LogIndex(1) && t == Term(1)).is_ok());
+        let mut c = Checker::new(1);
+        assert!(c.after_step(0, &n).is_ok());
+        assert!(c.check_commit_quorum(0, &n, |_, _, _| false).is_ok(), "nothing newly committed");
+    }
+
+    #[test]
+    fn a_leader_outside_the_committed_configuration_is_caught() {
+        let a = lone_leader(1);
+        let mut c = Checker::new(1);
+        let others = Payload::Membership(Membership::with_voters([NodeId(2), NodeId(3)]));
+        let e = Entry { term: Term(1), index: LogIndex(1), payload: others };
+        assert!(c.on_apply(0, NodeId(2), Term(0), &[e]).is_ok());
+        assert_eq!(c.committed_config().map(|(i, _)| i), Some(LogIndex(1)));
+        let e = c.on_leader(&a, Term(1)).unwrap_err();
+        assert_eq!(e.invariant, "membership");
+        // Known committed only in the leader's own term: no conclusion.
+        let mut c = Checker::new(1);
+        let others = Payload::Membership(Membership::with_voters([NodeId(2), NodeId(3)]));
+        let e = Entry { term: Term(1), index: LogIndex(1), payload: others };
+        assert!(c.on_apply(0, NodeId(2), Term(1), &[e]).is_ok());
+        assert!(c.on_leader(&a, Term(1)).is_ok());
     }
 }

@@ -13,6 +13,11 @@
 //! [`trace`] lines. [`mit`] adds helpers with the MIT 6.5840 tester's
 //! semantics (`check_one_leader`, `one`, ...).
 //!
+//! Membership: the `n` nodes of [`SimConfig::nodes`] bootstrap the cluster;
+//! [`Cluster::add_node`] starts more (joining, empty disk), and [`members`]
+//! changes the configuration through whichever node leads (add, promote,
+//! remove, replace a crashed voter) and waits for it to settle.
+//!
 //! ```
 //! use raft_tests::sim::{Cluster, SimConfig};
 //! use raft_core::Duration;
@@ -33,6 +38,7 @@ mod cluster;
 pub mod disk;
 pub mod invariants;
 pub mod kv;
+pub mod members;
 pub mod mit;
 pub mod network;
 pub mod rng;
@@ -46,9 +52,10 @@ pub use cluster::{
     TransferDone,
 };
 pub use disk::{DiskConfig, DurableState};
+pub use members::{ChangeFailed, ChangeTask, sim_addr};
 pub use network::{MsgKind, MsgStats, NetConfig};
 pub use rng::SimRng;
-pub use trace::{TraceEvent, TraceKind};
+pub use trace::{ConfigSummary, TraceEvent, TraceKind};
 
 /// Reads the seeds a test should run: `RAFT_SEED=N` gives just `[N]`;
 /// otherwise `RAFT_SEEDS=K` (default `default_count`) gives `0..K`, offset

@@ -215,6 +215,23 @@ impl Network {
         }
     }
 
+    /// Adds node `n` (the next index): connected, with no cut link, and in
+    /// group 0 (with everyone when no partition is in force). Returns its index.
+    pub fn add_node(&mut self) -> usize {
+        let n = self.connected.len();
+        let mut cut = vec![false; (n + 1) * (n + 1)];
+        for from in 0..n {
+            for to in 0..n {
+                cut[from * (n + 1) + to] = self.cut[from * n + to];
+            }
+        }
+        self.cut = cut;
+        self.connected.push(true);
+        self.group.push(0);
+        self.stats.push(MsgStats::default());
+        n
+    }
+
     /// Cuts (or restores) the directed link `from -> to`.
     pub fn set_link(&mut self, from: usize, to: usize, up: bool) {
         let n = self.connected.len();
@@ -294,6 +311,18 @@ mod tests {
         assert!(!n.can_talk(0, 1) && n.can_talk(1, 0));
         n.heal();
         assert!(n.can_talk(0, 1));
+    }
+
+    #[test]
+    fn an_added_node_keeps_the_cut_links_of_the_others() {
+        let mut n = Network::new(3, NetConfig::reliable(), SimRng::new(1));
+        n.set_link(2, 1, false);
+        assert_eq!(n.add_node(), 3);
+        assert!(!n.can_talk(2, 1) && n.can_talk(1, 2), "cuts survive the resize");
+        assert!(n.can_talk(3, 0) && n.can_talk(0, 3) && n.can_talk(2, 3));
+        n.set_link(3, 0, false);
+        assert!(!n.can_talk(3, 0) && n.can_talk(0, 3));
+        assert_eq!(n.stats().len(), 4);
     }
 
     #[test]

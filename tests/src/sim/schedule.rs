@@ -8,9 +8,9 @@
 //! Schedules print as Rust source, so a shrunk failure can be pasted into a
 //! regression test.
 
-use super::{Applied, Cluster, NetConfig, for_each_seed, seeds};
+use super::{Applied, Cluster, NetConfig, for_each_seed, seeds, sim_addr};
 use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
-use raft_core::{Bytes, Duration, LogIndex, NodeId, Payload, Role};
+use raft_core::{Bytes, Duration, LogIndex, MembershipChange, NodeId, Payload, ReadId, Role};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
@@ -49,6 +49,36 @@ pub enum Op {
     /// 10 s), run this many milliseconds, then turn the loss, duplication,
     /// reordering and disk latency of before back on (partitions stay healed).
     Quiet(u8, u16),
+
+    // ---- membership (issue 10); drawn only through `MemberMix` ----
+    /// Start a new machine (the next id, an empty disk, joining; at most
+    /// [`MAX_NODES`] in all) and ask every node that believes it leads to add
+    /// it as a learner.
+    AddNode,
+    /// Ask every node that believes it leads to add a machine that is not a
+    /// member of its configuration (the `k`-th, wrapping; e.g. one removed
+    /// earlier) as a learner.
+    AddLearner(u8),
+    /// Ask every node that believes it leads to promote the `k`-th learner
+    /// (wrapping) of its configuration.
+    Promote(u8),
+    /// Ask every node that believes it leads to remove the `k`-th member
+    /// (wrapping) of its configuration.
+    RemoveMember(u8),
+    // ---- end of membership ----
+    // ---- Leadership and reads: pre-vote, check-quorum, transfer, ReadIndex ----
+    /// Cut one follower off (the `k`-th node, by id, of those that do not
+    /// lead) for this many milliseconds, then reconnect it: with pre-vote
+    /// it must come back without deposing anyone.
+    IsolateFollower(u8, u16),
+    /// Every node that believes it leads hands leadership to node `k`
+    /// (refusals, e.g. `k` is the leader itself, are fine).
+    Transfer(u8),
+    /// Start this many linearizable reads at node `k` (a leader confirms
+    /// them, a follower asks its leader). [`run_ops`] checks every read
+    /// index it sees reported: it must cover every entry any node had
+    /// applied when the read started.
+    Read(u8, u8),
 }
 
 impl fmt::Debug for Op {
@@ -69,6 +99,14 @@ impl fmt::Debug for Op {
             Op::CrashAll => write!(f, "Op::CrashAll"),
             Op::Propose(k) => write!(f, "Op::Propose({k})"),
             Op::Quiet(k, ms) => write!(f, "Op::Quiet({k}, {ms})"),
+            // ---- membership ----
+            Op::AddNode => write!(f, "Op::AddNode"),
+            Op::AddLearner(k) => write!(f, "Op::AddLearner({k})"),
+            Op::Promote(k) => write!(f, "Op::Promote({k})"),
+            Op::RemoveMember(k) => write!(f, "Op::RemoveMember({k})"),
+            Op::IsolateFollower(k, ms) => write!(f, "Op::IsolateFollower({k}, {ms})"),
+            Op::Transfer(k) => write!(f, "Op::Transfer({k})"),
+            Op::Read(k, n) => write!(f, "Op::Read({k}, {n})"),
         }
     }
 }
@@ -87,7 +125,8 @@ pub fn cluster_size(g: &mut Gen) -> u8 {
 /// below the total weight, read in this order: `Run` (6), `DropRate`,
 /// `DupRate`, `LongDelay`, `DiskLatency` (if enabled), `Partition`, `Heal`,
 /// `Disconnect`, `Connect`, `Crash` (2), `Restart` (2), `CrashAll` (if
-/// enabled), then `Propose` (`propose_weight`). Then 1 to `quiet_phases`
+/// enabled), `IsolateFollower`, `Transfer`, `Read` (2) (if `leadership`),
+/// then `Propose` (`propose_weight`). Then 1 to `quiet_phases`
 /// [`Op::Quiet`] are inserted at random places, so that every schedule
 /// gives the cluster a chance to acknowledge writes.
 #[derive(Clone, Copy, Debug)]
@@ -98,6 +137,8 @@ pub struct OpMix {
     pub disk_latency: bool,
     /// Draw `CrashAll`.
     pub crash_all: bool,
+    /// Draw `IsolateFollower`, `Transfer` and `Read`.
+    pub leadership: bool,
     /// How many draws out of the total are `Propose`.
     pub propose_weight: u32,
     /// `Propose` asks for 1 to this many commands.
@@ -113,6 +154,7 @@ impl OpMix {
         max_run_ms: 1500,
         disk_latency: true,
         crash_all: true,
+        leadership: true,
         propose_weight: 5,
         max_propose: 8,
         quiet_phases: 2,
@@ -121,7 +163,8 @@ impl OpMix {
     /// One operation.
     pub fn op(&self, g: &mut Gen) -> Op {
         let node = |g: &mut Gen| below(g, 5) as u8;
-        let total = 17 + u32::from(self.disk_latency) + u32::from(self.crash_all) + self.propose_weight;
+        let leadership = if self.leadership { 4 } else { 0 };
+        let total = 17 + u32::from(self.disk_latency) + u32::from(self.crash_all) + leadership + self.propose_weight;
         let mut k = below(g, total);
         // Whether the draw falls in the next `weight` values.
         let mut next = |weight: u32| {
@@ -153,6 +196,12 @@ impl OpMix {
             Op::Restart(node(g))
         } else if self.crash_all && next(1) {
             Op::CrashAll
+        } else if self.leadership && next(1) {
+            Op::IsolateFollower(node(g), 1 + below(g, self.max_run_ms * 3) as u16)
+        } else if self.leadership && next(1) {
+            Op::Transfer(node(g))
+        } else if self.leadership && next(2) {
+            Op::Read(node(g), 1 + below(g, 4) as u8)
         } else {
             Op::Propose(1 + below(g, self.max_propose) as u8)
         }
@@ -184,10 +233,91 @@ impl Arbitrary for Op {
         match self {
             Op::Run(ms) if *ms > 1 => Box::new([Op::Run(ms / 2)].into_iter()),
             Op::Propose(k) if *k > 1 => Box::new([Op::Propose(k / 2)].into_iter()),
+            Op::IsolateFollower(k, ms) if *ms > 1 => Box::new([Op::IsolateFollower(*k, ms / 2)].into_iter()),
             _ => Box::new(std::iter::empty()),
         }
     }
 }
+
+// ---- membership (issue 10) ----
+
+/// The most machines a schedule's [`Op::AddNode`]s bring the cluster to.
+pub const MAX_NODES: usize = 8;
+
+/// Membership operations to add to a schedule drawn with an [`OpMix`]
+/// (which draws none, so that the schedules of tests without membership stay
+/// what they were): [`MemberMix::sprinkle`] inserts some at random places.
+#[derive(Clone, Copy, Debug)]
+pub struct MemberMix {
+    /// Insert 0 to this many membership operations.
+    pub max_ops: u32,
+}
+
+impl MemberMix {
+    /// One membership operation: `AddNode` (2), `AddLearner`, `Promote` (2),
+    /// `RemoveMember` (2), on node numbers below [`MAX_NODES`].
+    pub fn op(&self, g: &mut Gen) -> Op {
+        let node = |g: &mut Gen| below(g, MAX_NODES as u32) as u8;
+        match below(g, 7) {
+            0 | 1 => Op::AddNode,
+            2 => Op::AddLearner(node(g)),
+            3 | 4 => Op::Promote(node(g)),
+            _ => Op::RemoveMember(node(g)),
+        }
+    }
+
+    /// Inserts 0 to `max_ops` membership operations into `ops` at random places.
+    pub fn sprinkle(&self, g: &mut Gen, ops: &mut Vec<Op>) {
+        for _ in 0..below(g, self.max_ops + 1) {
+            let at = below(g, ops.len() as u32 + 1) as usize;
+            let op = self.op(g);
+            ops.insert(at, op);
+        }
+    }
+}
+
+/// Runs one membership operation (see [`Op::AddNode`] and the next ones):
+/// every node that believes it leads is asked, every 10 ms, until one
+/// accepts or 300 ms have passed; refusals are expected (no leader, a change
+/// in progress, a learner behind...).
+fn run_member_op(c: &mut Cluster, op: &Op) {
+    if *op == Op::AddNode {
+        if c.len() >= MAX_NODES {
+            return;
+        }
+        c.add_node();
+    }
+    for _ in 0..30 {
+        if ask_leaders(c, op) {
+            return;
+        }
+        c.run_for(Duration::from_millis(10));
+    }
+}
+
+/// Asks every node that believes it leads to make the change `op` stands
+/// for; true if one accepted.
+fn ask_leaders(c: &mut Cluster, op: &Op) -> bool {
+    let mut accepted = false;
+    let leaders: Vec<NodeId> = c.leaders().into_iter().map(|(l, _)| l).collect();
+    for l in leaders {
+        let Some(m) = c.membership(l).cloned() else { continue };
+        let pick = |v: Vec<NodeId>, k: u8| (!v.is_empty()).then(|| v[usize::from(k) % v.len()]);
+        let outsiders = c.ids().into_iter().filter(|&id| !m.contains(id)).collect();
+        let change = match *op {
+            Op::AddNode => c.ids().last().map(|&id| MembershipChange::AddLearner { id, addr: sim_addr(id) }),
+            Op::AddLearner(k) => pick(outsiders, k).map(|id| MembershipChange::AddLearner { id, addr: sim_addr(id) }),
+            Op::Promote(k) => pick(m.learners.iter().copied().collect(), k).map(|id| MembershipChange::Promote { id }),
+            Op::RemoveMember(k) => pick(m.members(), k).map(|id| MembershipChange::Remove { id }),
+            _ => unreachable!("not a membership operation: {op:?}"),
+        };
+        let Some(change) = change else { continue };
+        accepted |= c.change_membership(l, change).is_ok();
+    }
+    accepted
+}
+
+// ---- end of membership ----
 
 /// Node number `k` of a cluster of `n` (numbers wrap around).
 pub fn node_id(n: usize, k: u8) -> NodeId {
@@ -195,73 +325,140 @@ pub fn node_id(n: usize, k: u8) -> NodeId {
 }
 
 /// Applies `ops` to the cluster in order, leaving `Op::Propose(k)` to
-/// `propose(c, k)`.
+/// `propose(c, k)`. After every operation it checks the reads that
+/// [`Op::Read`] started and [`Cluster::take_reads`] reports (none, if the
+/// test installed a read hook): a read index below the largest index any
+/// node had applied when the read started is a stale read, and fails the run.
 pub fn run_ops(c: &mut Cluster, ops: &[Op], mut propose: impl FnMut(&mut Cluster, u8)) {
-    let n = c.len();
-    let id = |k: u8| node_id(n, k);
+    let mut reads = Reads::default();
     for op in ops {
-        match op {
-            Op::Run(ms) => c.run_for(Duration::from_millis(u64::from(*ms))),
-            Op::DropRate(p) => c.net_config_mut().drop_rate = f64::from(*p) / 100.0,
-            Op::DupRate(p) => c.net_config_mut().duplicate_rate = f64::from(*p) / 100.0,
-            Op::LongDelay(b) => c.net_config_mut().long_reordering = *b,
-            Op::DiskLatency(ms) => c.disk_config_mut().latency_max = Duration::from_millis(u64::from(*ms)),
-            Op::Partition(groups) => {
-                let mut members: Vec<Vec<NodeId>> = vec![Vec::new(); 3];
-                for k in 0..n {
-                    let g = groups.get(k).copied().unwrap_or(0) % 3;
-                    members[usize::from(g)].push(NodeId(k as u64 + 1));
-                }
-                let refs: Vec<&[NodeId]> = members.iter().map(Vec::as_slice).collect();
-                c.partition(&refs);
-            }
-            Op::Heal => c.heal(),
-            Op::Disconnect(k) => c.disconnect(id(*k)),
-            Op::Connect(k) => c.connect(id(*k)),
-            Op::Crash(k) => c.crash(id(*k)),
-            Op::Restart(k) => c.restart(id(*k)),
-            Op::CrashAll => {
-                for node in c.ids() {
-                    c.crash(node);
-                }
-                for node in c.ids() {
-                    c.restart(node);
-                }
-            }
-            Op::Propose(k) => propose(c, *k),
-            Op::Quiet(k, ms) => {
-                let (net, disk) = (c.net_config_mut().clone(), c.disk_config_mut().clone());
-                repair(c);
-                // Until a leader has applied what it holds (it may have a
-                // backlog to replicate first), for at most 10 s. A leader
-                // deposed first (the faults before can still do that: a
-                // check-quorum window spanning them, a restarted node with
-                // a longer stale log) loses the commands; the next leader
-                // gets them again, as a client would retry.
-                let deadline = c.now() + Duration::from_secs(10);
-                loop {
-                    c.run_until(settled, deadline.saturating_since(c.now()));
-                    let Some(&(leader, term)) = c.leaders().first() else { break };
-                    propose(c, *k);
-                    let last = c.node(leader).map_or(LogIndex(0), |n| n.last_log_index());
-                    let lifetime = c.lifetime(leader);
-                    let leads = |c: &Cluster| {
-                        c.lifetime(leader) == lifetime
-                            && c.node(leader).is_some_and(|n| n.term() == term && n.role() == Role::Leader)
-                    };
-                    let applied = |c: &Cluster| c.node(leader).is_some_and(|n| n.last_applied() >= last);
-                    c.run_until(|c| !leads(c) || applied(c), deadline.saturating_since(c.now()));
-                    if (leads(c) && applied(c)) || c.now() >= deadline {
-                        break;
-                    }
-                    c.note("quiet phase: the leader was deposed before applying; proposing again");
-                }
-                c.run_for(Duration::from_millis(u64::from(*ms)));
-                *c.net_config_mut() = net;
-                *c.disk_config_mut() = disk;
-                c.note("quiet phase over");
+        run_op(c, op, &mut propose, &mut reads);
+        reads.check(c);
+    }
+}
+
+/// The reads [`Op::Read`] started and the least read index each may get.
+///
+/// Linearizability of a read comes down to its read index: the state
+/// machine serves it once it has applied that index, so the index must
+/// cover every write completed before the read began. Every entry any node
+/// has applied is committed, and a leader that confirmed its leadership
+/// after the read began has committed all of them; so a read index below
+/// the largest index applied anywhere at the start is a stale read.
+#[derive(Debug, Default)]
+struct Reads {
+    next: u64,
+    /// `(node, lifetime, read id)` -> the largest index applied anywhere when it started.
+    started: HashMap<(NodeId, u32, ReadId), LogIndex>,
+}
+
+impl Reads {
+    fn start(&mut self, c: &mut Cluster, node: NodeId, count: u8) {
+        for _ in 0..count {
+            self.next += 1;
+            let id = ReadId(self.next);
+            let floor = c.max_applied();
+            if c.read_index(node, id).is_ok() {
+                self.started.insert((node, c.lifetime(node), id), floor);
             }
         }
+    }
+
+    fn check(&mut self, c: &mut Cluster) {
+        for done in c.take_reads() {
+            let Some(floor) = self.started.remove(&(done.node, done.lifetime, done.id)) else { continue };
+            if let Ok(index) = done.result
+                && index < floor
+            {
+                c.fail(format_args!(
+                    "stale read: {} read {:?} got read index {index}, but index {floor} was applied before it started",
+                    done.node, done.id
+                ));
+            }
+        }
+    }
+}
+
+fn run_op(c: &mut Cluster, op: &Op, propose: &mut impl FnMut(&mut Cluster, u8), reads: &mut Reads) {
+    let n = c.len();
+    let id = |k: u8| node_id(n, k);
+    match op {
+        Op::Run(ms) => c.run_for(Duration::from_millis(u64::from(*ms))),
+        Op::DropRate(p) => c.net_config_mut().drop_rate = f64::from(*p) / 100.0,
+        Op::DupRate(p) => c.net_config_mut().duplicate_rate = f64::from(*p) / 100.0,
+        Op::LongDelay(b) => c.net_config_mut().long_reordering = *b,
+        Op::DiskLatency(ms) => c.disk_config_mut().latency_max = Duration::from_millis(u64::from(*ms)),
+        Op::Partition(groups) => {
+            let mut members: Vec<Vec<NodeId>> = vec![Vec::new(); 3];
+            for k in 0..n {
+                let g = groups.get(k).copied().unwrap_or(0) % 3;
+                members[usize::from(g)].push(NodeId(k as u64 + 1));
+            }
+            let refs: Vec<&[NodeId]> = members.iter().map(Vec::as_slice).collect();
+            c.partition(&refs);
+        }
+        Op::Heal => c.heal(),
+        Op::Disconnect(k) => c.disconnect(id(*k)),
+        Op::Connect(k) => c.connect(id(*k)),
+        Op::Crash(k) => c.crash(id(*k)),
+        Op::Restart(k) => c.restart(id(*k)),
+        Op::CrashAll => {
+            for node in c.ids() {
+                c.crash(node);
+            }
+            for node in c.ids() {
+                c.restart(node);
+            }
+        }
+        Op::Propose(k) => propose(c, *k),
+        Op::Quiet(k, ms) => {
+            let (net, disk) = (c.net_config_mut().clone(), c.disk_config_mut().clone());
+            repair(c);
+            // Until a leader has applied what it holds (it may have a
+            // backlog to replicate first), for at most 10 s. A leader
+            // deposed first (the faults before can still do that: a
+            // check-quorum window spanning them, a restarted node with a
+            // longer stale log) loses the commands; the next leader gets
+            // them again, as a client would retry.
+            let deadline = c.now() + Duration::from_secs(10);
+            loop {
+                c.run_until(settled, deadline.saturating_since(c.now()));
+                let Some(&(leader, term)) = c.leaders().first() else { break };
+                propose(c, *k);
+                let last = c.node(leader).map_or(LogIndex(0), |n| n.last_log_index());
+                let lifetime = c.lifetime(leader);
+                let leads = |c: &Cluster| {
+                    c.lifetime(leader) == lifetime
+                        && c.node(leader).is_some_and(|n| n.term() == term && n.role() == Role::Leader)
+                };
+                let applied = |c: &Cluster| c.node(leader).is_some_and(|n| n.last_applied() >= last);
+                c.run_until(|c| !leads(c) || applied(c), deadline.saturating_since(c.now()));
+                if (leads(c) && applied(c)) || c.now() >= deadline {
+                    break;
+                }
+                c.note("quiet phase: the leader was deposed before applying; proposing again");
+            }
+            c.run_for(Duration::from_millis(u64::from(*ms)));
+            *c.net_config_mut() = net;
+            *c.disk_config_mut() = disk;
+            c.note("quiet phase over");
+        }
+        Op::IsolateFollower(k, ms) => {
+            let leaders: Vec<NodeId> = c.leaders().into_iter().map(|(l, _)| l).collect();
+            let followers: Vec<NodeId> = c.ids().into_iter().filter(|i| !leaders.contains(i)).collect();
+            if let Some(&f) = followers.get(usize::from(*k) % followers.len().max(1)) {
+                c.disconnect(f);
+                c.run_for(Duration::from_millis(u64::from(*ms)));
+                c.connect(f);
+            }
+        }
+        Op::Transfer(k) => {
+            for (leader, _) in c.leaders() {
+                let _ = c.transfer_leadership(leader, id(*k));
+            }
+        }
+        Op::Read(k, count) => reads.start(c, id(*k), *count),
+        Op::AddNode | Op::AddLearner(_) | Op::Promote(_) | Op::RemoveMember(_) => run_member_op(c, op),
     }
 }
 

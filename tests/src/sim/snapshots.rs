@@ -175,6 +175,7 @@ impl BoundsState {
     fn check(&mut self, c: &Cluster) -> Result<(), String> {
         let (b, peaks) = (self.bounds, &mut self.peaks);
         let mut err = String::new();
+        self.cache.resize(c.len(), None); // nodes added since
         for (k, id) in c.ids().into_iter().enumerate() {
             let d = c.durable(id);
             if b.durable_bytes.is_some() {
@@ -233,7 +234,11 @@ impl Shared {
     }
 
     fn node(&mut self, id: NodeId, lifetime: u32) -> &mut NodeState {
-        let st = &mut self.nodes[(id.0 - 1) as usize];
+        let k = (id.0 - 1) as usize;
+        if self.nodes.len() <= k {
+            self.nodes.resize_with(k + 1, NodeState::default); // a node added since
+        }
+        let st = &mut self.nodes[k];
         if st.lifetime != lifetime {
             *st = NodeState { lifetime, ..NodeState::default() };
         }
@@ -444,14 +449,14 @@ impl Appliers {
     /// The node's last applied index in its current (or, while crashed,
     /// last) lifetime, as of the last step or [`Appliers::check`].
     pub fn last_applied(&self, id: NodeId) -> LogIndex {
-        self.0.borrow().nodes[(id.0 - 1) as usize].last_applied
+        self.0.borrow().nodes.get((id.0 - 1) as usize).map_or(LogIndex(0), |n| n.last_applied)
     }
 
     /// The last snapshot the node's applier took or restored in its current
     /// (or, while crashed, last) lifetime (0: none), as of the last step or
     /// [`Appliers::check`].
     pub fn snapshot_index(&self, id: NodeId) -> LogIndex {
-        self.0.borrow().nodes[(id.0 - 1) as usize].snap_index
+        self.0.borrow().nodes.get((id.0 - 1) as usize).map_or(LogIndex(0), |n| n.snap_index)
     }
 
     /// Counters and peaks so far.
@@ -504,7 +509,11 @@ struct KvShared {
 
 impl KvShared {
     fn node(&mut self, id: NodeId, lifetime: u32) -> &mut LogIndex {
-        let st = &mut self.nodes[(id.0 - 1) as usize];
+        let k = (id.0 - 1) as usize;
+        if self.nodes.len() <= k {
+            self.nodes.resize(k + 1, (0, LogIndex(0))); // a node added since
+        }
+        let st = &mut self.nodes[k];
         if st.0 != lifetime {
             *st = (lifetime, LogIndex(0));
         }

@@ -7,7 +7,7 @@
 //! buffer, so two runs can be compared for determinism cheaply.
 
 use raft_core::{
-    AppendEntries, AppendResponse, AppendResult, Body, InstallSnapshot, Instant, LogIndex, Message, NodeId,
+    AppendEntries, AppendResponse, AppendResult, Body, InstallSnapshot, Instant, LogIndex, Membership, Message, NodeId,
     RequestVote, Role, SnapshotResponse, Term, TransferOutcome, VoteResponse, Write,
 };
 use std::collections::VecDeque;
@@ -438,8 +438,64 @@ pub enum TraceKind {
         /// The new rate, in parts per million off virtual time.
         ppm: i64,
     },
+    /// A node was added to the simulation (empty, joining).
+    AddNode {
+        /// The new node.
+        node: NodeId,
+    },
+    /// A configuration change was asked of a node.
+    Change {
+        /// The node asked.
+        node: NodeId,
+        /// The change (its `Debug` form).
+        change: String,
+        /// The configuration entry's index, or why the node refused.
+        result: Result<LogIndex, String>,
+    },
+    /// A node's configuration changed (`Event::MembershipChanged`).
+    Config {
+        /// The node.
+        node: NodeId,
+        /// Its configuration now.
+        config: ConfigSummary,
+    },
     /// Free text from a test.
     Note(String),
+}
+
+/// Who votes and who learns in a configuration, for the trace.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ConfigSummary {
+    /// Voters (the incoming ones in a joint configuration).
+    pub voters: Vec<NodeId>,
+    /// Outgoing voters (empty unless joint).
+    pub outgoing: Vec<NodeId>,
+    /// Learners.
+    pub learners: Vec<NodeId>,
+}
+
+impl From<&Membership> for ConfigSummary {
+    fn from(m: &Membership) -> ConfigSummary {
+        ConfigSummary {
+            voters: m.voters.iter().copied().collect(),
+            outgoing: m.outgoing.iter().copied().collect(),
+            learners: m.learners.iter().copied().collect(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |v: &[NodeId]| v.iter().map(|n| format!("n{n}")).collect::<Vec<_>>().join(",");
+        write!(f, "voters [{}]", list(&self.voters))?;
+        if !self.outgoing.is_empty() {
+            write!(f, " joint with outgoing [{}]", list(&self.outgoing))?;
+        }
+        if !self.learners.is_empty() {
+            write!(f, " learners [{}]", list(&self.learners))?;
+        }
+        Ok(())
+    }
 }
 
 /// One traced event.
@@ -525,6 +581,10 @@ impl fmt::Display for TraceEvent {
             }
             TraceKind::TransferEnd { node, to, outcome } => write!(f, "n{node} transfer to n{to} ended: {outcome:?}"),
             TraceKind::ClockRate { node, ppm } => write!(f, "n{node} clock rate {ppm:+} ppm"),
+            TraceKind::AddNode { node } => write!(f, "n{node} ADDED (joining, empty disk)"),
+            TraceKind::Change { node, change, result: Ok(i) } => write!(f, "n{node} CHANGE {change} -> i{i}"),
+            TraceKind::Change { node, change, result: Err(e) } => write!(f, "n{node} change {change} REFUSED ({e})"),
+            TraceKind::Config { node, config } => write!(f, "n{node} config: {config}"),
             TraceKind::Note(s) => write!(f, "note: {s}"),
         }
     }

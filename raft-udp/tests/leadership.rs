@@ -1,0 +1,167 @@
+//! End to end, real processes on loopback, peers talking through a
+//! fault-injecting proxy: a returning follower does not depose the leader
+//! (pre-vote), an isolated leader steps down (check-quorum), leadership
+//! moves with `transfer-leader`, and a follower forwards a client's command
+//! to its leader.
+
+mod common;
+
+use common::proxy::Proxy;
+use common::{Cluster, run};
+use raft_tests::wait::poll_until;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// The longest election timeout of the test cluster (`common::FAST`).
+const ELECTION_MAX: Duration = Duration::from_millis(500);
+const ELECTION: Duration = Duration::from_secs(15);
+
+fn proxied_cluster() -> (Cluster, Proxy) {
+    let addrs = common::free_addrs(3);
+    let proxy = Proxy::start(&addrs);
+    let mut c = Cluster::with_routes(addrs, proxy.routes.clone());
+    c.start_all();
+    (c, proxy)
+}
+
+/// Node `i`'s status (it must answer).
+fn status_of(c: &Cluster, i: usize) -> Value {
+    poll_until(Duration::from_secs(5), Duration::from_millis(50), &format!("node {} to answer", i + 1), || {
+        c.status().into_iter().find(|(j, _)| *j == i).map(|(_, v)| v).ok_or_else(|| "no answer".to_owned())
+    })
+}
+
+fn term(v: &Value) -> u64 {
+    v["term"].as_u64().unwrap()
+}
+
+#[test]
+fn a_returning_follower_changes_neither_leader_nor_term() {
+    let (c, proxy) = proxied_cluster();
+    let leader = c.wait_leader(ELECTION);
+    assert_eq!(c.kv(&["put", "a", "1"]).0, 0);
+    let t = term(&status_of(&c, leader));
+    let follower = (leader + 1) % 3;
+
+    // Cut off for five election timeouts: it keeps asking for pre-votes
+    // that nobody grants (nor hears), without raising its term.
+    proxy.isolate(follower);
+    std::thread::sleep(ELECTION_MAX * 5);
+    let away = status_of(&c, follower);
+    assert_eq!(term(&away), t, "the cut-off follower raised its term: {away}");
+    proxy.heal();
+
+    // It rejoins under the same leader in the same term, and catches up.
+    assert_eq!(c.kv(&["put", "b", "2"]).0, 0);
+    let st = poll_until(ELECTION, Duration::from_millis(100), "the follower to catch up", || {
+        let st = c.status();
+        let field = |node: usize, f: &str| st.iter().find(|(i, _)| *i == node).map(|(_, v)| v[f].clone());
+        let caught_up = field(follower, "last_applied").is_some_and(|a| Some(a) == field(leader, "commit_index"));
+        if caught_up && st.len() == 3 { Ok(st) } else { Err(format!("{st:?}")) }
+    });
+    for (i, v) in &st {
+        assert_eq!(v["leader"], (leader + 1) as u64, "node {} after the heal: {v}", i + 1);
+        assert_eq!(term(v), t, "node {} after the heal: {v}", i + 1);
+    }
+    assert_eq!(c.wait_leader(ELECTION), leader);
+}
+
+#[test]
+fn an_isolated_leader_steps_down_and_the_majority_elects_another() {
+    let (c, proxy) = proxied_cluster();
+    let old = c.wait_leader(ELECTION);
+    let t = term(&status_of(&c, old));
+    proxy.isolate(old);
+
+    // Check-quorum: it no longer hears a majority and stops leading.
+    poll_until(ELECTION, Duration::from_millis(100), "the isolated leader to step down", || {
+        let v = status_of(&c, old);
+        if v["role"] != "leader" { Ok(()) } else { Err(v.to_string()) }
+    });
+    let rest: Vec<usize> = (0..3).filter(|i| *i != old).collect();
+    let new = c.wait_leader_among(&rest, ELECTION);
+    assert!(term(&status_of(&c, new)) > t);
+    assert_eq!(c.kv(&["put", "k", "v"]).0, 0);
+
+    proxy.heal();
+    assert_eq!(c.wait_leader(ELECTION), new, "the old leader took leadership back after the heal");
+}
+
+#[test]
+fn transfer_leader_moves_leadership_and_reports_errors() {
+    let (mut c, _proxy) = proxied_cluster();
+    let old = c.wait_leader(ELECTION);
+    assert_eq!(c.kv(&["put", "a", "1"]).0, 0);
+    let t = term(&status_of(&c, old));
+    let target = (old + 1) % 3;
+    let to = (target + 1).to_string();
+
+    let (code, line) = c.kv(&["transfer-leader", "--to", &to]);
+    assert_eq!(code, 0, "{line}");
+    assert_eq!(line["ok"], true, "{line}");
+    assert_eq!(line["leader"], (target + 1) as u64, "{line}");
+    assert!(line["term"].as_u64().unwrap() > t, "{line}");
+    assert_eq!(c.wait_leader(ELECTION), target);
+    assert_eq!(c.kv(&["get", "a"]), (0, json!({"op":"get","key":"a","ok":true,"value":"1"})));
+
+    // Already leading: nothing to do.
+    let (code, again) = c.kv(&["transfer-leader", "--to", &to]);
+    assert_eq!((code, &again["ok"], &again["leader"]), (0, &json!(true), &json!(target + 1)), "{again}");
+
+    // Not a member: refused, exit 1.
+    let (code, bad) = c.kv(&["transfer-leader", "--to", "9"]);
+    assert_eq!((code, &bad["ok"]), (1, &json!(false)), "{bad}");
+    assert!(bad["error"].as_str().unwrap().contains("not another voting member"), "{bad}");
+
+    // A target that is down: the transfer times out, exit 1, and the
+    // leader leads on in its term.
+    let t = term(&status_of(&c, target));
+    let down = (target + 1) % 3;
+    c.kill9(down);
+    let (code, failed) = c.kv(&["transfer-leader", "--to", &(down + 1).to_string(), "--timeout-ms", "5000"]);
+    assert_eq!((code, &failed["ok"]), (1, &json!(false)), "{failed}");
+    let v = status_of(&c, target);
+    assert_eq!((&v["role"], term(&v)), (&json!("leader"), t), "{v}");
+    assert_eq!(c.kv(&["put", "b", "2"]).0, 0, "the leader accepts writes again");
+
+    // Bad flags: exit 2, nothing on stdout.
+    let out = c.cli("transfer-leader", &[], "");
+    assert_eq!(out.code, Some(2), "{out:?}");
+    let out = c.cli("transfer-leader", &["--to", "x"], "");
+    assert_eq!((out.code, out.stdout.as_str()), (Some(2), ""), "{out:?}");
+}
+
+#[test]
+fn a_follower_forwards_a_command_to_its_leader() {
+    let (c, _proxy) = proxied_cluster();
+    let leader = c.wait_leader(ELECTION);
+    let follower = (leader + 1) % 3;
+    // Only the follower's address: its leader hint is a proxy address that
+    // does not answer clients, so the command can only succeed forwarded.
+    let only = c.addrs[follower].to_string();
+    let key_file = c.key_file.display().to_string();
+    let args = ["put", "--servers", &only, "--key-file", &key_file, "f", "1"];
+    let out = run(&args, "", Duration::from_secs(30));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.json(), vec![json!({"op":"put","key":"f","ok":true})]);
+    let get = ["get", "--servers", &only, "--key-file", &key_file, "f"];
+    let out = run(&get, "", Duration::from_secs(30));
+    assert_eq!(out.json(), vec![json!({"op":"get","key":"f","ok":true,"value":"1"})], "{out:?}");
+    let v = status_of(&c, follower);
+    assert_eq!(v["role"], "follower", "{v}");
+}
+
+#[test]
+fn cluster_transfer_moves_leadership_to_the_named_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("demo").display().to_string();
+    let script = "put a 1\ntransfer 2\nstatus\n";
+    let out = run(&["cluster", "--nodes", "3", "--dir", &d], script, Duration::from_secs(60));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let lines = out.json();
+    assert_eq!(lines.len(), 5, "{out:?}");
+    assert_eq!(lines[1]["ok"], true, "{out:?}");
+    assert_eq!(lines[1]["leader"], 2, "{out:?}");
+    let leaders: Vec<&Value> = lines[2..].iter().filter(|v| v["role"] == "leader").map(|v| &v["id"]).collect();
+    assert_eq!(leaders, vec![&json!(2)], "{out:?}");
+}

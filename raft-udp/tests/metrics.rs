@@ -1,0 +1,122 @@
+//! End to end: `raft-udp node --metrics-listen ADDR` serves the Prometheus
+//! text format over HTTP, and its values follow what the cluster does.
+
+mod common;
+
+use common::{BIN, Cluster, Proc};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// A loopback TCP address whose port was free a moment ago.
+fn free_tcp_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+/// `GET path` over HTTP/1.0: (status line, body).
+fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect to the metrics port");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    let (head, body) = reply.split_once("\r\n\r\n").expect("an HTTP reply");
+    (head.lines().next().unwrap_or_default().to_string(), body.to_string())
+}
+
+fn scrape(addr: SocketAddr) -> String {
+    let (status, body) = http_get(addr, "/metrics");
+    assert!(status.contains("200"), "{status}");
+    assert!(body.ends_with("# EOF\n"), "not OpenMetrics text: {body}");
+    body
+}
+
+/// The value of the sample `name` (with its labels, as printed), if present.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .map(|v| v.trim().parse().unwrap_or_else(|_| panic!("{name}: bad value {v:?}")))
+}
+
+fn value(text: &str, name: &str) -> f64 {
+    sample(text, name).unwrap_or_else(|| panic!("no sample {name} in:\n{text}"))
+}
+
+#[test]
+fn scraped_values_follow_the_cluster() {
+    let mut c = Cluster::new(3);
+    c.extra.extend(["--snapshot-after-entries".to_string(), "10".to_string()]);
+    let metrics: Vec<SocketAddr> = (0..3).map(|_| free_tcp_addr()).collect();
+    for (i, m) in metrics.iter().enumerate() {
+        let log = std::fs::File::create(c.dir.path().join(format!("metrics-node-{}.log", i + 1))).unwrap();
+        let child = Command::new(BIN)
+            .args(c.node_args(i))
+            .args(["--metrics-listen", &m.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn node");
+        c.nodes[i] = Some(Proc(child));
+    }
+    let leader = c.wait_leader(Duration::from_secs(15));
+    let follower = (leader + 1) % 3;
+
+    let before = scrape(metrics[leader]);
+    assert_eq!(value(&before, "raft_role{role=\"leader\"}"), 1.0);
+    assert_eq!(value(&before, "raft_role{role=\"follower\"}"), 0.0);
+    assert!(value(&before, "raft_term") >= 1.0);
+    let peers: Vec<u64> = (0..3).filter(|j| *j != leader).map(|j| j as u64 + 1).collect();
+    for p in &peers {
+        assert!(sample(&before, &format!("raft_peer_match_index{{peer=\"{p}\"}}")).is_some(), "{before}");
+    }
+
+    for k in 0..20 {
+        let (code, _) = c.kv(&["put", &format!("k{k}"), "v"]);
+        assert_eq!(code, 0);
+    }
+    for k in 0..5 {
+        let (code, _) = c.kv(&["get", &format!("k{k}")]);
+        assert_eq!(code, 0);
+    }
+
+    let after = scrape(metrics[leader]);
+    let moved = |name: &str, by: f64| {
+        let (b, a) = (sample(&before, name).unwrap_or(0.0), value(&after, name));
+        assert!(a >= b + by, "{name}: {b} -> {a}, expected a rise of at least {by}");
+    };
+    moved("raft_commit_index", 20.0);
+    moved("raft_applied_index", 20.0);
+    moved("raft_last_log_index", 20.0);
+    moved("raft_proposals_total{outcome=\"applied\"}", 20.0);
+    moved("raft_reads_total{outcome=\"served\"}", 5.0);
+    moved("raft_disk_sync_seconds_count", 20.0);
+    moved("raft_commit_latency_seconds_count", 20.0);
+    moved("raft_apply_latency_seconds_count", 20.0);
+    moved("raft_snapshots_taken_total", 1.0);
+    moved("raft_snapshot_taken_bytes_total", 1.0);
+    let last = value(&after, "raft_last_log_index");
+    for p in &peers {
+        let matched = value(&after, &format!("raft_peer_match_index{{peer=\"{p}\"}}"));
+        let lag = value(&after, &format!("raft_peer_lag_entries{{peer=\"{p}\"}}"));
+        assert!(matched <= last && lag == last - matched, "peer {p}: match {matched}, lag {lag}, last {last}");
+    }
+    // Every sample of a latency histogram is counted once, in +Inf.
+    assert_eq!(
+        value(&after, "raft_commit_latency_seconds_bucket{le=\"+Inf\"}"),
+        value(&after, "raft_commit_latency_seconds_count")
+    );
+    for kind in ["bad_frame", "malformed", "oversize", "unknown_peer", "unexpected", "incomplete"] {
+        assert!(sample(&after, &format!("raft_datagrams_dropped_total{{kind=\"{kind}\"}}")).is_some(), "{kind}");
+    }
+
+    // A follower has no peers' progress to report, and applied the writes too.
+    let f = scrape(metrics[follower]);
+    assert_eq!(value(&f, "raft_role{role=\"follower\"}"), 1.0);
+    assert!(!f.contains("raft_peer_match_index{"), "{f}");
+    assert!(value(&f, "raft_disk_sync_seconds_count") >= 1.0);
+
+    let (status, _) = http_get(metrics[leader], "/elsewhere");
+    assert!(status.contains("404"), "{status}");
+}
