@@ -1,7 +1,8 @@
 //! Node configuration and its validation.
 
 use crate::time::Duration;
-use crate::types::{ENTRY_OVERHEAD_BYTES, NodeId};
+use crate::types::{Bytes, ENTRY_OVERHEAD_BYTES, NodeId};
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -21,6 +22,11 @@ pub struct Config {
     /// existing cluster; it waits for a leader to contact it and never
     /// campaigns before it is a voter.
     pub members: Vec<NodeId>,
+    /// The bootstrap members' addresses (opaque to the core, the host's
+    /// format), written into the bootstrap configuration entry so that a node
+    /// added later learns them from the log. Ignored like `members` once a
+    /// configuration is logged. Default empty.
+    pub member_addrs: BTreeMap<NodeId, Bytes>,
     /// How often an idle leader sends heartbeats. Default 110 ms.
     pub heartbeat_interval: Duration,
     /// Lower bound of the randomized election timeout. Default 300 ms.
@@ -106,6 +112,7 @@ impl Config {
         Config {
             id,
             members: members.into_iter().collect(),
+            member_addrs: BTreeMap::new(),
             heartbeat_interval: Duration::from_millis(110),
             election_timeout_min: Duration::from_millis(300),
             election_timeout_max: Duration::from_millis(600),

@@ -120,7 +120,8 @@ pub enum MembershipChange {
         addr: Bytes,
     },
     /// Make learner `id` a voter (through a joint configuration). Refused
-    /// until it has caught up within `Config::max_learner_lag` entries.
+    /// until it has acknowledged the leader's log and caught up within
+    /// `Config::max_learner_lag` entries.
     Promote {
         /// The learner.
         id: NodeId,

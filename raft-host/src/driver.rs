@@ -8,8 +8,8 @@
 
 use crate::state_machine::StateMachine;
 use raft_core::{
-    Bytes, Config, Event, ForwardError, Instant, LogIndex, Message, NewNodeError, Node, NodeId, Outgoing, Output,
-    Persist, PersistToken, ProposeError, ReadError, ReadId, Restored, Term, TransferError,
+    Bytes, ChangeError, Config, Event, ForwardError, Instant, LogIndex, MembershipChange, Message, NewNodeError, Node,
+    NodeId, Outgoing, Output, Persist, PersistToken, ProposeError, ReadError, ReadId, Restored, Term, TransferError,
 };
 use std::collections::BTreeMap;
 use std::fmt;
@@ -190,6 +190,22 @@ impl<S: StateMachine> Driver<S> {
         // An older proposal at the same index (from an earlier term, whose
         // entry this node's log no longer holds) stays: the entry finally
         // applied at `index` tells which of them, if any, was applied.
+        self.pending.entry(index).or_default().push((self.node.term(), ticket));
+        Ok(index)
+    }
+
+    /// Asks the leader for a configuration change (`Node::change_membership`);
+    /// the outcome of its configuration entry arrives later as a
+    /// [`Completion`] with `ticket` (`Applied` once it is committed and
+    /// applied: for a voter change that is the joint configuration, after
+    /// which the final one follows on its own).
+    pub fn change_membership(
+        &mut self,
+        now: Instant,
+        change: MembershipChange,
+        ticket: Ticket,
+    ) -> Result<LogIndex, ChangeError> {
+        let index = self.node.change_membership(now, change)?;
         self.pending.entry(index).or_default().push((self.node.term(), ticket));
         Ok(index)
     }

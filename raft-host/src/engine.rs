@@ -21,8 +21,8 @@ use crate::driver::{Driver, Outcome, RestoreFailed, Ticket};
 use crate::state_machine::StateMachine;
 use crate::storage::{DiskLog, Recovered, StorageError};
 use raft_core::{
-    Bytes, Config, Event, Instant, LogIndex, Message, NewNodeError, Node, NodeId, PersistToken, ReadError, ReadId,
-    Role, Term, TransferError,
+    Bytes, ChangeError, Config, Event, Instant, LogIndex, Membership, MembershipChange, Message, NewNodeError, Node,
+    NodeId, PersistToken, ReadError, ReadId, Role, Term, TransferError,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -126,6 +126,49 @@ impl fmt::Display for Refused {
 
 impl std::error::Error for Refused {}
 
+/// Why a membership change did not complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ChangeFailed {
+    /// Refused at once (not the leader, a change in progress, an unknown
+    /// node, a learner behind...): nothing was appended.
+    Refused(ChangeError),
+    /// This node lost leadership and another leader's entry took the
+    /// configuration entry's place: the change was not made.
+    Superseded,
+    /// A snapshot covered the entry before this node saw it applied: the
+    /// change may or may not have been made (look at the configuration).
+    Unknown,
+    /// The engine failed and accepts nothing more.
+    Stopped,
+}
+
+impl fmt::Display for ChangeFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChangeFailed::Refused(e) => e.fmt(f),
+            ChangeFailed::Superseded => f.write_str("leadership changed and the change was not made"),
+            ChangeFailed::Unknown => f.write_str("outcome unknown; the change may or may not have been made"),
+            ChangeFailed::Stopped => f.write_str("the node has stopped"),
+        }
+    }
+}
+
+impl std::error::Error for ChangeFailed {}
+
+/// A membership change whose outcome is known.
+#[derive(Debug)]
+pub struct ChangeDone<W> {
+    /// The waiter given to [`Engine::change_membership`].
+    pub waiter: W,
+    /// The index of its configuration entry.
+    pub index: LogIndex,
+    /// The configuration in effect once the change committed (a voter
+    /// change: once the final configuration after the joint one committed),
+    /// or why it failed.
+    pub result: Result<Membership, ChangeFailed>,
+}
+
 /// A proposal whose outcome is known.
 #[derive(Debug)]
 pub struct Done<W, O> {
@@ -158,6 +201,8 @@ pub struct Flushed<W, O> {
     pub done: Vec<Done<W, O>>,
     /// Reads to serve (or that failed), in the order they became ready.
     pub reads: Vec<ReadDone<W>>,
+    /// Membership changes whose outcome is now known.
+    pub changes: Vec<ChangeDone<W>>,
     /// Role and leader changes, in order.
     pub events: Vec<Event>,
 }
@@ -194,6 +239,11 @@ pub struct Engine<S: StateMachine, W> {
     reads: HashMap<ReadId, W>,
     /// Reads whose index is known, waiting for it to be applied.
     ready: BTreeMap<LogIndex, Vec<W>>,
+    /// Membership changes waiting for their configuration entry.
+    changes: HashMap<Ticket, W>,
+    /// Voter changes whose joint configuration is applied, waiting for the
+    /// final configuration to be applied too.
+    leaving: Vec<(LogIndex, W)>,
     failure: Option<Arc<Failure>>,
 }
 
@@ -257,6 +307,8 @@ impl<S: StateMachine, W> Engine<S, W> {
             next_read: 0,
             reads: HashMap::new(),
             ready: BTreeMap::new(),
+            changes: HashMap::new(),
+            leaving: Vec::new(),
             failure: None,
         }
     }
@@ -377,9 +429,45 @@ impl<S: StateMachine, W> Engine<S, W> {
         }
     }
 
+    /// Asks for a configuration change (see `MembershipChange`); `waiter`
+    /// comes back from a later [`Engine::flush`] in [`Flushed::changes`] once
+    /// the change has committed and been applied here (for a voter change:
+    /// the joint configuration and the final one after it), or failed. On
+    /// refusal it is returned at once.
+    pub fn change_membership(
+        &mut self,
+        now: Instant,
+        change: MembershipChange,
+        waiter: W,
+    ) -> Result<Ticket, (ChangeFailed, W)> {
+        if self.failure.is_some() {
+            return Err((ChangeFailed::Stopped, waiter));
+        }
+        let ticket = self.next_ticket;
+        match self.driver.change_membership(now, change, ticket) {
+            Ok(_) => {
+                self.next_ticket += 1;
+                self.changes.insert(ticket, waiter);
+                Ok(ticket)
+            }
+            Err(e) => Err((ChangeFailed::Refused(e), waiter)),
+        }
+    }
+
+    /// The configuration in effect on this node (the newest in its log,
+    /// committed or not).
+    pub fn membership(&self) -> &Membership {
+        self.driver.node().membership()
+    }
+
     /// The waiter of a proposal still waiting, to update it (e.g. where to answer).
     pub fn waiter_mut(&mut self, ticket: Ticket) -> Option<&mut W> {
         self.waiting.get_mut(&ticket)
+    }
+
+    /// The waiter of a membership change still waiting for its entry.
+    pub fn change_waiter_mut(&mut self, ticket: Ticket) -> Option<&mut W> {
+        self.changes.get_mut(&ticket)
     }
 
     /// Stops waiting for a proposal (its outcome will be ignored) and returns its waiter.
@@ -454,14 +542,34 @@ impl<S: StateMachine, W> Engine<S, W> {
         for s in actions.sends {
             transport.send(s.to, s.message);
         }
-        let done = actions
-            .completed
-            .into_iter()
-            .filter_map(|c| {
-                let waiter = self.waiting.remove(&c.ticket)?;
-                Some(Done { waiter, ticket: c.ticket, index: c.index, outcome: c.outcome })
-            })
-            .collect();
+        let mut done = Vec::new();
+        let mut changes = Vec::new();
+        for c in actions.completed {
+            if let Some(waiter) = self.waiting.remove(&c.ticket) {
+                done.push(Done { waiter, ticket: c.ticket, index: c.index, outcome: c.outcome });
+            } else if let Some(waiter) = self.changes.remove(&c.ticket) {
+                let index = c.index;
+                match c.outcome {
+                    Outcome::Applied(_) => self.leaving.push((index, waiter)),
+                    Outcome::Superseded => {
+                        changes.push(ChangeDone { waiter, index, result: Err(ChangeFailed::Superseded) })
+                    }
+                    Outcome::Unknown => changes.push(ChangeDone { waiter, index, result: Err(ChangeFailed::Unknown) }),
+                }
+            }
+        }
+        // A change is done once the configuration in effect is not joint and
+        // applied: the final configuration follows a committed joint one on
+        // its own (any leader appends it).
+        let node = self.driver.node();
+        if !self.leaving.is_empty() && !node.membership().is_joint() && node.membership_index() <= node.last_applied() {
+            let m = node.membership().clone();
+            changes.extend(self.leaving.drain(..).map(|(index, waiter)| ChangeDone {
+                waiter,
+                index,
+                result: Ok(m.clone()),
+            }));
+        }
         let mut reads = Vec::new();
         for (id, result) in actions.reads {
             let Some(waiter) = self.reads.remove(&id) else { continue };
@@ -477,7 +585,7 @@ impl<S: StateMachine, W> Engine<S, W> {
             }
             reads.extend(entry.remove().into_iter().map(|waiter| ReadDone { waiter, result: Ok(()) }));
         }
-        Some(Flushed { done, reads, events: actions.events })
+        Some(Flushed { done, reads, changes, events: actions.events })
     }
 
     fn fail(&mut self, failure: Failure) {
@@ -485,13 +593,16 @@ impl<S: StateMachine, W> Engine<S, W> {
     }
 
     /// Stops the engine: returns every waiter still waiting (proposals,
-    /// whose outcome is unknown, then reads, which were not served) and the
+    /// whose outcome is unknown, then reads, which were not served, then
+    /// membership changes, whose outcome is unknown) and the
     /// disk thread, to be shut down (it blocks until the queued writes are
     /// durable, so do it off an async executor).
     pub fn stop(&mut self) -> (Vec<W>, Option<DiskThread>) {
         let mut left: Vec<W> = self.waiting.drain().map(|(_, w)| w).collect();
         left.extend(self.reads.drain().map(|(_, w)| w));
         left.extend(std::mem::take(&mut self.ready).into_values().flatten());
+        left.extend(self.changes.drain().map(|(_, w)| w));
+        left.extend(self.leaving.drain(..).map(|(_, w)| w));
         (left, self.disk.take())
     }
 }

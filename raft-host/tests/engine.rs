@@ -27,6 +27,7 @@ struct One {
     now: Instant,
     out: Outbox,
     done: Vec<KvDone>,
+    changes: Vec<raft_host::engine::ChangeDone<&'static str>>,
 }
 
 impl One {
@@ -38,7 +39,7 @@ impl One {
             let _ = tx.send(r);
         })
         .unwrap();
-        One { engine, durable, now: Instant::ZERO, out: Outbox::default(), done: Vec::new() }
+        One { engine, durable, now: Instant::ZERO, out: Outbox::default(), done: Vec::new(), changes: Vec::new() }
     }
 
     /// Flushes, then waits until every write handed to the disk is durable.
@@ -46,6 +47,7 @@ impl One {
         loop {
             let flushed = self.engine.flush(self.now, &mut self.out).unwrap();
             self.done.extend(flushed.done);
+            self.changes.extend(flushed.changes);
             let s = self.engine.status();
             if s.durable_index >= s.last_log_index {
                 // Hard-state writes have no index: give the disk a moment for them too.
@@ -161,4 +163,65 @@ fn refusals_return_the_waiter_and_stop_hands_back_the_rest() {
     let (left, disk) = one.engine.stop();
     assert_eq!(left, vec!["pending"]);
     disk.unwrap().shutdown();
+}
+
+/// Acknowledges this leader's whole log from `peer` (in `term`).
+fn ack_all(one: &mut One, peer: u64, term: Term) {
+    let success = AppendResult::Success { match_index: one.engine.status().last_log_index };
+    one.from(peer, term.0, Body::AppendEntriesResponse(AppendResponse { round: 0, result: success }));
+}
+
+fn change(one: &mut One, change: raft_core::MembershipChange, waiter: &'static str) {
+    one.engine.change_membership(one.now, change, waiter).unwrap();
+    one.settle();
+}
+
+fn set(ids: &[u64]) -> std::collections::BTreeSet<NodeId> {
+    ids.iter().copied().map(NodeId).collect()
+}
+
+/// A membership change answers once it has committed (a voter change: once
+/// the final configuration after the joint one has), and a restart recovers
+/// the configuration (with the new member's address) from the log, not from
+/// `Config::members`.
+#[test]
+fn a_membership_change_completes_when_committed_and_survives_a_restart() {
+    use raft_core::MembershipChange;
+    use raft_host::engine::ChangeFailed;
+    let dir = tempfile::tempdir().unwrap();
+    let mut one = One::start(dir.path());
+    let term = one.win_election(2);
+    ack_all(&mut one, 2, term);
+
+    // Refused at once, typed.
+    let r = one.engine.change_membership(one.now, MembershipChange::Promote { id: NodeId(9) }, "bad");
+    assert_eq!(r.err().map(|(e, _)| e), Some(ChangeFailed::Refused(raft_core::ChangeError::UnknownNode(NodeId(9)))));
+
+    let addr = raft_core::Bytes::from("127.0.0.1:7004");
+    change(&mut one, MembershipChange::AddLearner { id: NodeId(4), addr: addr.clone() }, "add4");
+    assert!(one.changes.is_empty());
+    ack_all(&mut one, 2, term);
+    let got = std::mem::take(&mut one.changes);
+    assert_eq!(got.len(), 1, "the learner's addition did not complete once committed");
+    let m = got[0].result.as_ref().unwrap();
+    assert_eq!((m.learners.clone(), m.addrs.get(&NodeId(4))), (set(&[4]), Some(&addr)));
+
+    change(&mut one, MembershipChange::Remove { id: NodeId(3) }, "rm3");
+    // The joint configuration commits: the final one is appended, not yet committed.
+    ack_all(&mut one, 2, term);
+    ack_all(&mut one, 3, term);
+    assert!(one.changes.is_empty(), "answered before the final configuration committed");
+    assert!(!one.engine.membership().is_joint());
+    ack_all(&mut one, 2, term);
+    let done = std::mem::take(&mut one.changes);
+    assert_eq!(done.len(), 1);
+    assert_eq!((done[0].waiter, done[0].result.as_ref().unwrap().voters.clone()), ("rm3", set(&[1, 2])));
+
+    let (_, disk) = one.engine.stop();
+    disk.unwrap().shutdown();
+    drop(one);
+    let again = One::start(dir.path());
+    let m = again.engine.membership();
+    assert_eq!((m.voters.clone(), m.learners.clone(), m.is_joint()), (set(&[1, 2]), set(&[4]), false));
+    assert_eq!(m.addrs.get(&NodeId(4)), Some(&addr));
 }

@@ -2,7 +2,7 @@
 //! the role watch.
 
 use crate::sync::{TaskCount, Watch, all_stopped};
-use raft_core::{Config, ConfigError, LogIndex, NewNodeError, NodeId, ReadMode, Role, Term};
+use raft_core::{ChangeError, Config, ConfigError, LogIndex, Membership, NewNodeError, NodeId, ReadMode, Role, Term};
 use raft_host::{ClusterKey, StorageError};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -31,7 +31,11 @@ pub struct NodeConfig {
     /// see `Handle::local_addr`).
     pub listen: SocketAddr,
     /// The address of every other member. Must name exactly the members of
-    /// `raft.members` other than `raft.id`.
+    /// `raft.members` other than `raft.id`; for a joining node (no
+    /// members), any members to reach before its configuration arrives
+    /// (over UDP none are needed: it answers whoever contacts it). Members
+    /// not listed here are reached at the address their configuration
+    /// entry carries; an address listed here wins (a route the operator chose).
     pub peers: BTreeMap<NodeId, SocketAddr>,
     /// The shared secret: every frame is authenticated under it.
     pub key: ClusterKey,
@@ -95,8 +99,9 @@ impl NodeConfig {
                 return Err(StartError::NoAddress { member: *m });
             }
         }
+        // A joining node (no members) may be given addresses to reach first.
         for p in self.peers.keys() {
-            if *p == self.raft.id || !self.raft.members.contains(p) {
+            if *p == self.raft.id || (!self.raft.members.contains(p) && !self.raft.members.is_empty()) {
                 return Err(StartError::NotAPeer { peer: *p });
             }
         }
@@ -214,6 +219,39 @@ pub enum ProposeError {
         max: usize,
     },
 }
+
+/// Why a membership change did not complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MembershipError {
+    /// Refused (this node does not lead, a change in progress, an unknown
+    /// node, a learner behind...): nothing was appended.
+    Refused(ChangeError),
+    /// This node lost leadership before the change committed and another
+    /// leader's entry replaced it: not made. Retry at `leader_hint`.
+    Superseded {
+        /// The leader this node knew of when it learned it.
+        leader_hint: Option<NodeId>,
+    },
+    /// No outcome in time (or the node lost track): the change may or may
+    /// not have been made; look at the configuration.
+    OutcomeUnknown,
+    /// The node has stopped and the change never reached it.
+    Shutdown,
+}
+
+impl fmt::Display for MembershipError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MembershipError::Refused(e) => e.fmt(f),
+            MembershipError::Superseded { .. } => f.write_str("leadership changed; the change was not made"),
+            MembershipError::OutcomeUnknown => f.write_str("outcome unknown; the change may or may not have been made"),
+            MembershipError::Shutdown => f.write_str("the node has stopped"),
+        }
+    }
+}
+
+impl std::error::Error for MembershipError {}
 
 /// What a failed proposal tells about its command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -353,6 +391,16 @@ pub struct Status {
     pub read_mode: ReadMode,
     /// One entry per peer, in id order.
     pub peers: Vec<PeerStatus>,
+    /// The configuration in effect (the newest in the log, committed or
+    /// not): voters, learners, in a joint configuration the outgoing
+    /// voters, and each member's address.
+    pub membership: Membership,
+    /// The index of that configuration's entry (0: the bootstrap
+    /// configuration from `Config::members`, not yet logged).
+    pub membership_index: LogIndex,
+    /// True once a configuration without this node took effect after one
+    /// with it (during this run): it was removed, and never campaigns.
+    pub removed: bool,
     /// True once the node has stopped (after `shutdown` or a failure).
     pub stopped: bool,
     /// Why the node stopped by itself (a disk error, an unusable snapshot).

@@ -4,20 +4,23 @@
 //! is synchronous and quick; the owning task ([`crate::node`]) feeds
 //! it inputs and calls [`Owner::flush`] after each batch of them.
 
-use crate::api::{NodeConfig, ProposeError, RoleInfo, StartError, Status, TransferError};
+use crate::api::{MembershipError, NodeConfig, ProposeError, RoleInfo, StartError, Status, TransferError};
 use crate::metrics::{Metrics, ProposalOutcome, ReadOutcome};
 use crate::queue::PeerQueue;
 use crate::runtime::Sleeper;
-use crate::sync::{Stop, TaskCount, Watch};
+use crate::sync::{Joinable, Stop, TaskCount, Watch};
 use crate::timed::Timed;
 use crate::udp::Counters;
-use raft_core::{Body, Bytes, Event, LogIndex, Message, NodeId, ReadError, Role, TransferOutcome};
-use raft_host::engine::{DiskReport, EngineStartError, Failure, Refused, Transport};
+use raft_core::{
+    Body, Bytes, Event, LogIndex, Membership, MembershipChange, Message, NodeId, ReadError, Role, TransferOutcome,
+};
+use raft_host::engine::{ChangeFailed, DiskReport, EngineStartError, Failure, Refused, Transport};
 use raft_host::transport_frame::max_frame_len;
 use raft_host::{DiskLog, DiskThread, Engine, NodeMeta, Outcome, StateMachine, StdClock};
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 type Answer<O> = Box<dyn FnOnce(Result<O, ProposeError>) + Send>;
@@ -32,6 +35,38 @@ pub(crate) type ReadFn<S> = Box<dyn FnOnce(Result<&S, ProposeError>) + Send>;
 pub(crate) enum Waiter<S: StateMachine> {
     Propose(Reply<S::Output>),
     Read(ReadFn<S>),
+    Change(ChangeReply),
+}
+
+type ChangeAnswer = Box<dyn FnOnce(Result<Membership, MembershipError>) + Send>;
+
+/// Answers one membership change, at most once; dropped unanswered after
+/// its entry reached the log, it answers that the outcome is unknown.
+pub(crate) struct ChangeReply {
+    send: Option<ChangeAnswer>,
+    in_log: bool,
+}
+
+impl ChangeReply {
+    pub(crate) fn new(f: impl FnOnce(Result<Membership, MembershipError>) + Send + 'static) -> ChangeReply {
+        ChangeReply { send: Some(Box::new(f)), in_log: false }
+    }
+
+    fn send(mut self, result: Result<Membership, MembershipError>) {
+        if let Some(f) = self.send.take() {
+            f(result);
+        }
+    }
+}
+
+impl Drop for ChangeReply {
+    fn drop(&mut self) {
+        if let Some(f) = self.send.take()
+            && self.in_log
+        {
+            f(Err(MembershipError::OutcomeUnknown));
+        }
+    }
 }
 
 /// Answers one proposer, at most once. Dropped unanswered after its command
@@ -86,6 +121,7 @@ pub(crate) enum Command<S: StateMachine> {
     Read(ReadFn<S>),
     LocalRead(LocalRead<S>),
     Transfer { to: NodeId, reply: TransferReply },
+    Change { change: MembershipChange, reply: ChangeReply },
 }
 
 impl<S: StateMachine> fmt::Debug for Command<S> {
@@ -95,6 +131,7 @@ impl<S: StateMachine> fmt::Debug for Command<S> {
             Command::Read(_) => f.write_str("Read"),
             Command::LocalRead(_) => f.write_str("LocalRead"),
             Command::Transfer { to, .. } => write!(f, "Transfer({to})"),
+            Command::Change { change, .. } => write!(f, "Change({change:?})"),
         }
     }
 }
@@ -107,12 +144,18 @@ struct CoreState {
     durable_index: LogIndex,
     snapshot_index: LogIndex,
     transfer_target: Option<NodeId>,
+    membership: Membership,
+    membership_index: LogIndex,
+    removed: bool,
     stopped: bool,
     failure: Option<Arc<Failure>>,
 }
 
+/// Starts the writer task of a peer added while the node runs (the
+/// transport's, over the runtime): given the node's shared state and the queue.
+pub(crate) type SpawnPeer = Box<dyn Fn(&Arc<Shared>, Arc<PeerQueue>) -> Joinable + Send + Sync>;
+
 /// What the handles and every task of one node share.
-#[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) config: NodeConfig,
     /// The bound listen address.
@@ -120,7 +163,17 @@ pub(crate) struct Shared {
     /// Largest frame accepted or sent (without its length prefix).
     pub(crate) max_frame: usize,
     pub(crate) role: Arc<Watch<RoleInfo>>,
-    pub(crate) peers: Vec<Arc<PeerQueue>>,
+    /// The peers' queues: those of `NodeConfig::peers`, then every member a
+    /// configuration names (with its address), and, while this node has no
+    /// configuration yet (joining), whoever contacts it first.
+    peers: Mutex<BTreeMap<NodeId, Arc<PeerQueue>>>,
+    /// Starts the writer of a peer added later (set by the transport).
+    spawn_peer: Mutex<Option<SpawnPeer>>,
+    /// The writers of peers added later, joined at shutdown.
+    pub(crate) late_children: Mutex<Vec<Joinable>>,
+    /// True while this node knows no configuration with voters (joining):
+    /// it then accepts an authenticated peer it does not know yet.
+    joining: AtomicBool,
     pub(crate) tasks: TaskCount,
     pub(crate) stop: Stop,
     /// The runtime's timers, for handles (which do not name the runtime).
@@ -131,6 +184,12 @@ pub(crate) struct Shared {
     /// Where the metrics are served over HTTP, if they are.
     pub(crate) metrics_addr: Option<SocketAddr>,
     state: Mutex<CoreState>,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared").field("id", &self.id()).field("listen", &self.listen).finish_non_exhaustive()
+    }
 }
 
 impl Shared {
@@ -146,15 +205,18 @@ impl Shared {
         let peers = config
             .peers
             .iter()
-            .map(|(&id, &addr)| Arc::new(PeerQueue::new(id, addr, config.peer_queue_capacity)))
+            .map(|(&id, &addr)| (id, Arc::new(PeerQueue::new(id, addr, config.peer_queue_capacity))))
             .collect();
         let role = RoleInfo { role: raft_core::Role::Follower, term: raft_core::Term(0), leader: None };
         Shared {
             max_frame: max_frame_len(config.raft.max_message_bytes),
+            joining: AtomicBool::new(config.raft.members.is_empty()),
             config,
             listen,
             role: Arc::new(Watch::new(role)),
-            peers,
+            peers: Mutex::new(peers),
+            spawn_peer: Mutex::new(None),
+            late_children: Mutex::new(Vec::new()),
             tasks,
             stop: Arc::new(Watch::new(())),
             sleeper,
@@ -173,6 +235,65 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn peer_map(&self) -> std::sync::MutexGuard<'_, BTreeMap<NodeId, Arc<PeerQueue>>> {
+        self.peers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every peer's queue, in id order.
+    pub(crate) fn peers(&self) -> Vec<Arc<PeerQueue>> {
+        self.peer_map().values().cloned().collect()
+    }
+
+    /// The queue of peer `id`, if it is known.
+    pub(crate) fn peer(&self, id: NodeId) -> Option<Arc<PeerQueue>> {
+        self.peer_map().get(&id).cloned()
+    }
+
+    /// Sets how peers added later get their writer (called once by the transport).
+    pub(crate) fn set_spawn_peer(&self, f: SpawnPeer) {
+        *self.spawn_peer.lock().unwrap_or_else(|e| e.into_inner()) = Some(f);
+    }
+
+    /// Makes `id` reachable at `addr`: moves a known peer (not one given an
+    /// address at start), or adds a queue and starts its writer. Nothing
+    /// once the node stops.
+    pub(crate) fn add_peer(self: &Arc<Self>, id: NodeId, addr: SocketAddr) {
+        if id == self.id() || self.stop.is_closed() {
+            return;
+        }
+        let added = {
+            let mut peers = self.peer_map();
+            match peers.get(&id) {
+                // An address given at start (`NodeConfig::peers`: the
+                // operator's route, maybe through a proxy or NAT) wins over
+                // the one a configuration entry carries.
+                Some(q) => {
+                    if q.addr() != addr && !self.config.peers.contains_key(&id) {
+                        q.set_addr(addr);
+                    }
+                    None
+                }
+                None => {
+                    let q = Arc::new(PeerQueue::new(id, addr, self.config.peer_queue_capacity));
+                    peers.insert(id, q.clone());
+                    Some(q)
+                }
+            }
+        };
+        if let Some(q) = added {
+            let spawn = self.spawn_peer.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(f) = spawn.as_ref() {
+                let child = f(self, q);
+                self.late_children.lock().unwrap_or_else(|e| e.into_inner()).push(child);
+            }
+        }
+    }
+
+    /// True while this node has no configuration with voters.
+    pub(crate) fn joining(&self) -> bool {
+        self.joining.load(Ordering::Relaxed)
+    }
+
     /// A snapshot of the node's state.
     pub(crate) fn status(&self) -> Status {
         let s = self.state();
@@ -188,7 +309,10 @@ impl Shared {
             transfer_target: s.transfer_target,
             read_mode: self.config.raft.read_mode,
             datagrams: self.datagrams.as_ref().map(|c| c.lock().unwrap_or_else(|e| e.into_inner()).clone()),
-            peers: self.peers.iter().map(|p| p.status()).collect(),
+            peers: self.peers().iter().map(|p| p.status()).collect(),
+            membership: s.membership.clone(),
+            membership_index: s.membership_index,
+            removed: s.removed,
             stopped: s.stopped,
             failure: s.failure.clone(),
         }
@@ -206,9 +330,10 @@ impl Shared {
         self.role.close();
     }
 
-    /// Is `id` another member of the cluster?
+    /// Is `id` a peer this node knows (from its start-up configuration or a
+    /// configuration in its log)?
     pub(crate) fn is_peer(&self, id: NodeId) -> bool {
-        id != self.id() && self.config.raft.members.contains(&id)
+        id != self.id() && self.peer_map().contains_key(&id)
     }
 }
 
@@ -236,14 +361,14 @@ pub(crate) fn open<S: StateMachine>(
 }
 
 /// The peers' queues, as the engine's transport.
-struct Peers(BTreeMap<NodeId, Arc<PeerQueue>>, Arc<Metrics>);
+struct Peers(Arc<Shared>);
 
 impl Transport for Peers {
     fn send(&mut self, to: NodeId, message: Message) {
         if let Body::InstallSnapshot(chunk) = &message.body {
-            self.1.snapshot_chunk_sent(chunk.offset == 0, chunk.data.len());
+            self.0.metrics.snapshot_chunk_sent(chunk.offset == 0, chunk.data.len());
         }
-        if let Some(q) = self.0.get(&to) {
+        if let Some(q) = self.0.peer(to) {
             q.push(message);
         }
     }
@@ -262,6 +387,9 @@ pub(crate) struct Owner<S: StateMachine> {
     reported_leader: bool,
     /// The caller waiting for the transfer in progress, and its target.
     transfer: Option<(NodeId, TransferReply)>,
+    /// This node was a member of a configuration in effect during this
+    /// lifetime: one without it then means it was removed.
+    was_member: bool,
 }
 
 impl<S: StateMachine> fmt::Debug for Owner<S> {
@@ -272,13 +400,29 @@ impl<S: StateMachine> fmt::Debug for Owner<S> {
 
 impl<S: StateMachine> Owner<S> {
     pub(crate) fn new(engine: NodeEngine<S>, clock: StdClock, shared: Arc<Shared>) -> Owner<S> {
-        let peers = Peers(shared.peers.iter().map(|p| (p.id, p.clone())).collect(), shared.metrics.clone());
+        let peers = Peers(shared.clone());
+        shared.joining.store(engine.membership().voters.is_empty(), Ordering::Relaxed);
         let s = engine.status();
         shared.role.update(|v| {
             *v = RoleInfo { role: s.role, term: s.term, leader: s.leader };
             true
         });
-        Owner { engine, clock, peers, shared, proposed: VecDeque::new(), reported_leader: false, transfer: None }
+        let was_member = engine.membership().contains(shared.id());
+        {
+            let mut st = shared.state();
+            st.membership = engine.membership().clone();
+            st.membership_index = engine.node().membership_index();
+        }
+        Owner {
+            engine,
+            clock,
+            peers,
+            shared,
+            proposed: VecDeque::new(),
+            reported_leader: false,
+            transfer: None,
+            was_member,
+        }
     }
 
     /// Handles a request from a handle.
@@ -311,7 +455,7 @@ impl<S: StateMachine> Owner<S> {
                         self.shared.metrics.proposal(outcome);
                         reply.send(Err(error));
                     }
-                    Err((_, Waiter::Read(_))) => unreachable!("a proposal's waiter"),
+                    Err((_, _)) => unreachable!("a proposal's waiter"),
                 }
             }
             Command::Read(f) => {
@@ -333,6 +477,19 @@ impl<S: StateMachine> Owner<S> {
                     _ => TransferError::NotLeader { leader_hint: self.engine.node().leader() },
                 })),
             },
+            Command::Change { change, reply } => {
+                match self.engine.change_membership(self.clock.now(), change, Waiter::Change(reply)) {
+                    Ok(ticket) => {
+                        if let Some(Waiter::Change(reply)) = self.engine.change_waiter_mut(ticket) {
+                            reply.in_log = true;
+                        }
+                    }
+                    Err((why, Waiter::Change(reply))) => {
+                        reply.send(Err(change_error(why, self.engine.node().leader())));
+                    }
+                    Err(_) => unreachable!("a change's waiter"),
+                }
+            }
         }
     }
 
@@ -410,6 +567,11 @@ impl<S: StateMachine> Owner<S> {
             metrics.read(read_outcome(&result));
             answer_read(r.waiter, result, &self.engine.state_machine().inner);
         }
+        for d in flushed.changes {
+            if let Waiter::Change(reply) = d.waiter {
+                reply.send(d.result.map_err(|e| change_error(e, leader_hint)));
+            }
+        }
         for e in flushed.events {
             match e {
                 Event::RoleChanged { role, term, leader } => {
@@ -427,6 +589,7 @@ impl<S: StateMachine> Owner<S> {
                         });
                     }
                 }
+                Event::MembershipChanged { membership } => self.membership_changed(&membership),
                 _ => {}
             }
         }
@@ -439,6 +602,7 @@ impl<S: StateMachine> Owner<S> {
         s.durable_index = st.durable_index;
         s.snapshot_index = st.snapshot_index;
         s.transfer_target = self.engine.node().transfer_target();
+        s.membership_index = self.engine.node().membership_index();
         true
     }
 
@@ -456,7 +620,7 @@ impl<S: StateMachine> Owner<S> {
         }
         if st.role == Role::Leader {
             let node = self.engine.node();
-            for p in &self.shared.peers {
+            for p in self.shared.peers() {
                 if let Some(matched) = node.match_index(p.id) {
                     metrics.peer_progress(p.id, matched, st.last_log_index);
                 }
@@ -472,6 +636,22 @@ impl<S: StateMachine> Owner<S> {
         }
         let taken = self.engine.snapshots_taken();
         metrics.snapshots_taken(taken.count, taken.bytes);
+    }
+
+    /// A new configuration is in effect: every member it names becomes
+    /// reachable at its address, and the status follows it.
+    fn membership_changed(&mut self, m: &Membership) {
+        for (&id, addr) in &m.addrs {
+            if let Some(addr) = std::str::from_utf8(addr).ok().and_then(|a| a.parse::<SocketAddr>().ok()) {
+                self.shared.add_peer(id, addr);
+            }
+        }
+        self.shared.joining.store(m.voters.is_empty(), Ordering::Relaxed);
+        let me = self.shared.id();
+        self.was_member |= m.contains(me);
+        let mut s = self.shared.state();
+        s.removed = self.was_member && !m.contains(me);
+        s.membership = m.clone();
     }
 
     /// Stops the engine: every proposer still waiting is told the outcome is
@@ -507,5 +687,15 @@ fn read_error(e: ReadError, leader_hint: Option<NodeId>) -> ProposeError {
         ReadError::Timeout => ProposeError::OutcomeUnknown,
         // LeaderChanged, DuplicateId (ids are the engine's own) and any later reason.
         _ => ProposeError::NotLeader { leader_hint },
+    }
+}
+
+/// A failed membership change as the handle reports it.
+fn change_error(e: ChangeFailed, leader_hint: Option<NodeId>) -> MembershipError {
+    match e {
+        ChangeFailed::Refused(e) => MembershipError::Refused(e),
+        ChangeFailed::Superseded => MembershipError::Superseded { leader_hint },
+        ChangeFailed::Stopped => MembershipError::Shutdown,
+        _ => MembershipError::OutcomeUnknown,
     }
 }

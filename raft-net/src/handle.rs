@@ -1,10 +1,10 @@
 //! The public [`Handle`] to a running node. It does not name the runtime:
 //! its channels are runtime-neutral and its timeouts use the node's timers.
 
-use crate::api::{ProposeError, RoleWatch, Status, TaskMonitor, TransferError};
-use crate::engine::{Command, ReadFn, Reply, Shared};
+use crate::api::{MembershipError, ProposeError, RoleWatch, Status, TaskMonitor, TransferError};
+use crate::engine::{ChangeReply, Command, ReadFn, Reply, Shared};
 use crate::sync::{all_stopped, timeout};
-use raft_core::{Bytes, NodeId};
+use raft_core::{Bytes, Membership, MembershipChange, NodeId};
 use raft_host::StateMachine;
 use std::fmt;
 use std::net::SocketAddr;
@@ -140,6 +140,44 @@ where
         });
         self.cmds.send(Command::LocalRead(read)).await.map_err(|_| ProposeError::Shutdown)?;
         rx.recv().await.map_err(|_| ProposeError::Shutdown)
+    }
+
+    /// Changes the cluster's configuration (this node must lead) and waits
+    /// until the change has committed and been applied here — for a voter
+    /// change, until the final configuration after the joint one has —
+    /// returning the configuration then in effect. Waits at most
+    /// `NodeConfig::propose_timeout` ([`MembershipError::OutcomeUnknown`]).
+    pub async fn change_membership(&self, change: MembershipChange) -> Result<Membership, MembershipError> {
+        let (tx, rx) = async_channel::bounded(1);
+        let reply = ChangeReply::new(move |r| {
+            let _ = tx.try_send(r);
+        });
+        let work = async {
+            self.cmds.send(Command::Change { change, reply }).await.map_err(|_| MembershipError::Shutdown)?;
+            rx.recv().await.unwrap_or(Err(MembershipError::Shutdown))
+        };
+        timeout(&*self.shared.sleeper, self.shared.config.propose_timeout, work)
+            .await
+            .unwrap_or(Err(MembershipError::OutcomeUnknown))
+    }
+
+    /// Adds `id`, reachable at `addr`, as a learner (it receives the log
+    /// but does not vote). Every member learns the address from the configuration.
+    pub async fn add_learner(&self, id: NodeId, addr: SocketAddr) -> Result<Membership, MembershipError> {
+        let addr = Bytes::from(addr.to_string().as_str());
+        self.change_membership(MembershipChange::AddLearner { id, addr }).await
+    }
+
+    /// Makes learner `id` a voter; refused with `ChangeError::LearnerBehind`
+    /// until it has caught up.
+    pub async fn promote(&self, id: NodeId) -> Result<Membership, MembershipError> {
+        self.change_membership(MembershipChange::Promote { id }).await
+    }
+
+    /// Removes member `id` (this leader itself too: it steps down once the
+    /// change has committed).
+    pub async fn remove(&self, id: NodeId) -> Result<Membership, MembershipError> {
+        self.change_membership(MembershipChange::Remove { id }).await
     }
 
     /// Stops the node: waiting proposers are told their outcome is unknown,

@@ -65,8 +65,8 @@ mod timed;
 pub mod udp;
 
 pub use api::{
-    CommandOutcome, NodeConfig, PeerStatus, ProposeError, RoleInfo, RoleWatch, StartError, Status, TaskMonitor,
-    TransferError,
+    CommandOutcome, MembershipError, NodeConfig, PeerStatus, ProposeError, RoleInfo, RoleWatch, StartError, Status,
+    TaskMonitor, TransferError,
 };
 pub use handle::Handle;
 pub use node::Node;

@@ -182,7 +182,7 @@ pub(crate) async fn write_loop<R: Runtime>(rt: R, peer: Arc<PeerQueue>, shared: 
             }
         }
         if conn.is_none() {
-            let connect = timeout(&*shared.sleeper, cfg.io_timeout, rt.tcp_connect(peer.addr));
+            let connect = timeout(&*shared.sleeper, cfg.io_timeout, rt.tcp_connect(peer.addr()));
             let Some(attempt) = or_stop(&shared, connect).await else {
                 return;
             };

@@ -41,10 +41,15 @@ impl Node {
         let listen = R::tcp_local_addr(&listener).map_err(|source| StartError::Bind { addr, source })?;
         let links = |shared: &Arc<Shared>, inbound| {
             let mut children = Vec::new();
-            for peer in &shared.peers {
+            for peer in shared.peers() {
                 let guard = TaskGuard::new(&shared.tasks);
-                children.push(spawn(&rt, net::write_loop(rt.clone(), peer.clone(), shared.clone(), guard)));
+                children.push(spawn(&rt, net::write_loop(rt.clone(), peer, shared.clone(), guard)));
             }
+            let late = rt.clone();
+            shared.set_spawn_peer(Box::new(move |shared, peer| {
+                let guard = TaskGuard::new(&shared.tasks);
+                spawn(&late, net::write_loop(late.clone(), peer, shared.clone(), guard))
+            }));
             let guard = TaskGuard::new(&shared.tasks);
             children.push(spawn(&rt, net::accept_loop(rt.clone(), listener, shared.clone(), inbound, guard)));
             children
@@ -113,6 +118,13 @@ where
         None => None,
     };
     let metrics = Arc::new(Metrics::new());
+    let mut config = config;
+    // The bootstrap configuration entry carries every member's address, so
+    // that a node added later can reach them all.
+    if config.raft.member_addrs.is_empty() && !config.raft.members.is_empty() {
+        let addrs = config.peers.iter().map(|(&id, a)| (id, *a)).chain([(config.raft.id, listen)]);
+        config.raft.member_addrs = addrs.map(|(id, a)| (id, raft_core::Bytes::from(a.to_string().as_str()))).collect();
+    }
     let tasks: TaskCount = Arc::new(Watch::new(0));
     let (durable_tx, durable_rx) = async_channel::unbounded::<DiskResult>();
     let disk_guard = TaskGuard::new(&tasks);
@@ -208,7 +220,7 @@ async fn run<R, S>(
 
     // Shutting down (asked to, every handle dropped, or failed).
     shared.stop.close();
-    for p in &shared.peers {
+    for p in shared.peers() {
         p.close();
     }
     drop(inbound);
@@ -222,6 +234,12 @@ async fn run<R, S>(
     }
     drop(durable);
     for child in children {
+        child.join().await;
+    }
+    // Writers of peers added while running (none can be added now: the
+    // receivers have ended and the stop signal is closed).
+    let late = std::mem::take(&mut *shared.late_children.lock().unwrap_or_else(|e| e.into_inner()));
+    for child in late {
         child.join().await;
     }
     drop(engine);

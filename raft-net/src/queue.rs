@@ -48,7 +48,8 @@ struct Lanes {
 #[derive(Debug)]
 pub(crate) struct PeerQueue {
     pub(crate) id: NodeId,
-    pub(crate) addr: SocketAddr,
+    /// Where the peer is reached; a configuration may move it.
+    addr: Mutex<SocketAddr>,
     capacity: usize,
     lanes: Mutex<Lanes>,
     pub(crate) stats: PeerStats,
@@ -77,7 +78,23 @@ pub(crate) fn size_estimate(msg: &Message) -> usize {
 impl PeerQueue {
     /// A queue holding at most `capacity` messages per lane.
     pub(crate) fn new(id: NodeId, addr: SocketAddr, capacity: usize) -> PeerQueue {
-        PeerQueue { id, addr, capacity: capacity.max(1), lanes: Mutex::default(), stats: PeerStats::default() }
+        PeerQueue {
+            id,
+            addr: Mutex::new(addr),
+            capacity: capacity.max(1),
+            lanes: Mutex::default(),
+            stats: PeerStats::default(),
+        }
+    }
+
+    /// Where the peer is reached now.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        *self.addr.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Moves the peer (the next datagram or connection goes to `addr`).
+    pub(crate) fn set_addr(&self, addr: SocketAddr) {
+        *self.addr.lock().unwrap_or_else(|e| e.into_inner()) = addr;
     }
 
     fn lock(&self) -> MutexGuard<'_, Lanes> {
@@ -159,7 +176,7 @@ impl PeerQueue {
     pub(crate) fn status(&self) -> PeerStatus {
         PeerStatus {
             id: self.id,
-            addr: self.addr,
+            addr: self.addr(),
             connected: self.stats.connected.load(Ordering::Relaxed),
             frames_sent: self.stats.frames_sent.load(Ordering::Relaxed),
             dropped: self.stats.dropped.load(Ordering::Relaxed),

@@ -85,6 +85,11 @@ impl<T> Watch<T> {
         Poll::Pending
     }
 
+    /// True once the watch is closed.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
     /// Waits until the watch is closed.
     pub(crate) async fn closed(&self) {
         poll_fn(|cx| self.poll_check(cx, |_, _, closed| closed.then_some(()))).await

@@ -50,8 +50,8 @@
 mod rt;
 
 pub use raft_net::{
-    CommandOutcome, Handle, NodeConfig, PeerStatus, ProposeError, RoleInfo, RoleWatch, StartError, Status, TaskMonitor,
-    TransferError, raft_core, raft_host,
+    CommandOutcome, Handle, MembershipError, NodeConfig, PeerStatus, ProposeError, RoleInfo, RoleWatch, StartError,
+    Status, TaskMonitor, TransferError, raft_core, raft_host,
 };
 pub use rt::Tokio;
 

@@ -64,6 +64,7 @@ pub mod cli;
 pub mod client;
 pub mod cookie;
 pub mod keyfile;
+pub mod members;
 pub mod packet;
 pub mod server;
 pub mod session_packet;

@@ -83,6 +83,23 @@ pub enum Packet<'a> {
         /// How it ended.
         result: TransferResult,
     },
+    /// Anyone holding the key, from an address proven by its cookie, asks
+    /// the leader about the configuration or to change it.
+    MemberRequest {
+        /// Echoed in the reply.
+        nonce: u64,
+        /// The address cookie.
+        cookie: Cookie,
+        /// What to do.
+        op: crate::members::MemberOp,
+    },
+    /// A node answers a [`Packet::MemberRequest`].
+    MemberReply {
+        /// The request's nonce.
+        nonce: u64,
+        /// The answer.
+        result: crate::members::MemberResult,
+    },
 }
 
 /// How a node answers a [`Packet::TransferRequest`].
@@ -172,7 +189,8 @@ pub enum RetryReason {
 pub struct NodeStatus {
     /// The node's id.
     pub id: u64,
-    /// `"leader"`, `"follower"` or `"candidate"`.
+    /// `"leader"`, `"follower"`, `"candidate"`, or `"removed"` once a
+    /// configuration without this node took effect.
     pub role: String,
     /// The current term.
     pub term: u64,
@@ -197,6 +215,10 @@ pub struct NodeStatus {
     /// Requests from addresses without a valid cookie that got no answer,
     /// because even a cookie reply would have been larger than the request.
     pub unproven: u64,
+    /// The voters of the configuration in effect on this node.
+    pub voters: Vec<u64>,
+    /// Its learners.
+    pub learners: Vec<u64>,
 }
 
 /// Encodes a packet; `None` only if it exceeds the codec's size limit.
@@ -246,6 +268,8 @@ mod tests {
                     session_bytes: 192,
                     session_limit_bytes: 1 << 20,
                     unproven: 3,
+                    voters: vec![1, 2, 3],
+                    learners: vec![4],
                 },
             },
             Packet::CookieRequest { nonce: 1, padding: Chunk(&[0; 40]) },
@@ -260,6 +284,15 @@ mod tests {
             Packet::SessionReply(ClientReply { nonce: 2, seq: 8, result: ClientResult::UnknownSession }),
             Packet::SessionReply(ClientReply { nonce: 2, seq: 8, result: ClientResult::Full { limit: 5 } }),
             Packet::StatusQuery { nonce: 3, cookie: Cookie { expires: 1, tag: [0; 16] } },
+            Packet::MemberRequest {
+                nonce: 6,
+                cookie: Cookie { expires: 9, tag: [5; 16] },
+                op: crate::members::MemberOp::AddLearner { id: 4, addr: "h:1".into() },
+            },
+            Packet::MemberReply {
+                nonce: 6,
+                result: crate::members::MemberResult::Refused { error: "no".into(), retry: true },
+            },
         ]
     }
 

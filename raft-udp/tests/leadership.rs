@@ -155,7 +155,7 @@ fn a_follower_forwards_a_command_to_its_leader() {
 fn cluster_transfer_moves_leadership_to_the_named_node() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().join("demo").display().to_string();
-    let script = "put a 1\ntransfer 2\nstatus\n";
+    let script = "put a 1\ntransfer 2\nstatus --json\n";
     let out = run(&["cluster", "--nodes", "3", "--dir", &d], script, Duration::from_secs(60));
     assert_eq!(out.code, Some(0), "{out:?}");
     let lines = out.json();

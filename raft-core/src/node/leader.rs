@@ -66,6 +66,12 @@ pub(super) struct LeaderState {
     /// Per follower: the start of the newest round it answered, i.e. the
     /// latest moment it is known to have recognised this leader.
     contact: BTreeMap<NodeId, Instant>,
+    /// Members the latest configurations removed, with the index of the
+    /// configuration that removed each: they still get the log until they
+    /// hold that entry, so that they learn they were removed (and stop
+    /// campaigning) instead of waiting forever in the configuration before.
+    /// Given up at the next configuration change.
+    pub(super) retiring: BTreeMap<NodeId, LogIndex>,
 }
 
 impl LeaderState {
@@ -86,6 +92,7 @@ impl LeaderState {
             // Until a follower answers a later round, the election (round 0)
             // is the last contact: the voters recognised this leader then.
             contact: peers.iter().map(|&p| (p, now)).collect(),
+            retiring: BTreeMap::new(),
         }
     }
 
@@ -144,11 +151,26 @@ impl LeaderState {
         done
     }
 
-    /// Follows a configuration change: new members are probed from `next`,
-    /// removed ones forgotten.
-    pub(super) fn sync_peers(&mut self, peers: &[NodeId], next: LogIndex) {
-        self.progress.retain(|id, _| peers.contains(id));
-        self.contact.retain(|id, _| peers.contains(id));
+    /// Follows a configuration change (the configuration entry at
+    /// `config_index`): new members are probed from `next`; removed ones keep
+    /// getting the log until they hold that entry (see `retiring`), and those
+    /// an earlier change removed are forgotten.
+    pub(super) fn sync_peers(&mut self, peers: &[NodeId], next: LogIndex, config_index: LogIndex) {
+        let mut retiring = BTreeMap::new();
+        for &id in self.progress.keys() {
+            match self.retiring.get(&id) {
+                // Still waiting for the configuration that removed it.
+                Some(&at) if at >= config_index && !peers.contains(&id) => _ = retiring.insert(id, at),
+                // Removed by an earlier change (or added again).
+                Some(_) => {}
+                None if !peers.contains(&id) => _ = retiring.insert(id, config_index),
+                None => {}
+            }
+        }
+        self.retiring = retiring;
+        let retiring = &self.retiring;
+        self.progress.retain(|id, _| peers.contains(id) || retiring.contains_key(id));
+        self.contact.retain(|id, _| peers.contains(id) || retiring.contains_key(id));
         let now = self.round_started.back().map_or(Instant::ZERO, |&(_, t)| t);
         for &p in peers {
             if let alloc::collections::btree_map::Entry::Vacant(slot) = self.progress.entry(p) {
@@ -158,6 +180,16 @@ impl LeaderState {
                 self.contact.insert(p, now);
                 self.dirty.insert(p);
             }
+        }
+    }
+
+    /// A removed member acknowledged up to `matched`: once it holds the
+    /// configuration that removed it, it gets nothing more.
+    pub(super) fn retire_if_done(&mut self, id: NodeId, matched: LogIndex) {
+        if self.retiring.get(&id).is_some_and(|&at| matched >= at) {
+            self.retiring.remove(&id);
+            self.progress.remove(&id);
+            self.contact.remove(&id);
         }
     }
 

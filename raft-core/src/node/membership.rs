@@ -43,7 +43,10 @@ impl Node {
                 }
                 let last = self.log.last_index();
                 let matched = l.progress.get(&id).map_or(LogIndex(0), |p| p.matched);
-                if matched.0.saturating_add(self.config.max_learner_lag) < last.0 {
+                // A learner that never acknowledged anything (not reached
+                // yet) is behind however short the log: as a voter it would
+                // only count against every majority.
+                if matched == LogIndex(0) || matched.0.saturating_add(self.config.max_learner_lag) < last.0 {
                     return Err(ChangeError::LearnerBehind { id, matched, last });
                 }
                 next.learners.remove(&id);
@@ -121,6 +124,17 @@ impl Node {
             && (self.base_membership.0.is_voter(id) || self.configs.iter().any(|(_, m)| m.is_voter(id)))
     }
 
+    /// The index of the configuration entry in effect (the snapshot's index
+    /// when it came with the snapshot; 0 for the bootstrap configuration of
+    /// `Config::members`, not yet logged).
+    pub fn membership_index(&self) -> LogIndex {
+        match self.configs.last() {
+            Some(&(i, _)) => i,
+            None if self.base_membership.1 => self.log.base_index(),
+            None => LogIndex(0),
+        }
+    }
+
     /// The other voters (both halves of a joint configuration): whom to ask for votes.
     pub(super) fn vote_targets(&self) -> alloc::vec::Vec<crate::NodeId> {
         let me = self.config.id;
@@ -137,8 +151,9 @@ impl Node {
         let me = self.config.id;
         self.peers = self.membership.members().into_iter().filter(|&p| p != me).collect();
         let next = self.log.last_index().next();
+        let config_index = self.configs.last().map_or(self.log.base_index(), |&(i, _)| i);
         if let RoleState::Leader(l) = &mut self.role {
-            l.sync_peers(&self.peers, next);
+            l.sync_peers(&self.peers, next, config_index);
         }
     }
 

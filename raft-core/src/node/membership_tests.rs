@@ -463,3 +463,84 @@ fn a_voter_refuses_a_node_its_configuration_removed() {
     });
     assert_eq!(answer, Some(true));
 }
+
+#[test]
+fn the_bootstrap_entry_carries_the_member_addresses_to_a_joining_node() {
+    let mut net = Net::new(4, 3);
+    for id in 1..=3u64 {
+        let mut config = Config::new(NodeId(id), ids(3));
+        config.member_addrs = (1..=3).map(|m| (NodeId(m), Bytes::from(alloc::format!("h{m}:7000").as_str()))).collect();
+        net.nodes[id as usize - 1] = Harness::exact(config, Restored::fresh());
+    }
+    net.campaign(1);
+    net.change(1, add_learner(4)).unwrap();
+    net.heartbeat(1);
+    let m = net.node(4).node.membership().clone();
+    assert_eq!(m.learners, set(&[4]));
+    for id in 1..=4u64 {
+        let want = Bytes::from(alloc::format!("h{id}:7000").as_str());
+        assert_eq!(m.addrs.get(&NodeId(id)), Some(&want), "the joining node lacks node {id}'s address");
+    }
+    assert_eq!(net.node(4).node.membership_index(), net.node(1).node.membership_index());
+}
+
+#[test]
+fn a_removed_follower_receives_the_configuration_without_it_and_never_campaigns() {
+    let mut net = Net::new(3, 3);
+    net.campaign(1);
+    net.change(1, MembershipChange::Remove { id: NodeId(3) }).unwrap();
+    net.heartbeat(1);
+    assert_eq!(net.node(1).node.membership().voters, set(&[1, 2]));
+    assert!(!net.node(1).node.membership().is_joint());
+    // Without the leader's retiring list, node 3 would stay in the joint
+    // configuration (it is a voter there) and keep campaigning.
+    let m = net.node(3).node.membership().clone();
+    assert!(!m.contains(NodeId(3)), "node 3 never learned it was removed: {m:?}");
+    for _ in 0..5 {
+        net.advance(crate::Duration::from_millis(700));
+        net.node(3).fire_timeout();
+        assert!(net.node(3).take_sent().is_empty(), "a removed node campaigned");
+    }
+    // Once it holds its removal, the leader sends it nothing more.
+    net.heartbeat(1);
+    net.advance(crate::Duration::from_millis(110));
+    let h = net.node(1);
+    h.node.handle_timeout(h.now);
+    h.drain();
+    assert!(net.node(1).take_sent().iter().all(|o| o.to != NodeId(3)), "the leader still replicates to node 3");
+}
+
+#[test]
+fn a_dead_removed_member_is_given_up_at_the_next_change() {
+    let mut net = Net::new(4, 3);
+    net.campaign(1);
+    net.cut.insert(3);
+    net.change(1, MembershipChange::Remove { id: NodeId(3) }).unwrap();
+    net.heartbeat(1);
+    assert_eq!(net.node(1).node.membership().voters, set(&[1, 2]));
+    let beat = |net: &mut Net| {
+        net.advance(crate::Duration::from_millis(110));
+        let h = net.node(1);
+        h.node.handle_timeout(h.now);
+        h.drain();
+        let sent = h.take_sent();
+        net.settle();
+        sent.iter().any(|o| o.to == NodeId(3))
+    };
+    assert!(beat(&mut net), "the leader stopped telling node 3 before it held its removal");
+    net.change(1, add_learner(4)).unwrap();
+    assert!(!beat(&mut net), "node 3 still gets messages after the next change");
+}
+
+#[test]
+fn a_learner_that_never_answered_is_not_promoted_however_short_the_log() {
+    let mut net = Net::new(4, 3);
+    net.campaign(1);
+    net.cut.insert(4); // added, but not reachable yet
+    net.change(1, add_learner(4)).unwrap();
+    let r = net.change(1, MembershipChange::Promote { id: NodeId(4) });
+    assert!(matches!(r, Err(ChangeError::LearnerBehind { matched: LogIndex(0), .. })), "{r:?}");
+    net.cut.clear();
+    net.heartbeat(1);
+    net.change(1, MembershipChange::Promote { id: NodeId(4) }).unwrap();
+}

@@ -164,7 +164,16 @@ impl Node {
         let catch_up_term = hard_state.catching_up.then(|| hard_state.term.next());
         let base_membership = match snapshot.as_ref().map(|s| &s.membership) {
             Some(m) if !m.voters.is_empty() => (m.clone(), true),
-            _ => (Membership::with_voters(config.members.iter().copied()), false),
+            _ => {
+                let mut m = Membership::with_voters(config.members.iter().copied());
+                m.addrs = config
+                    .member_addrs
+                    .iter()
+                    .filter(|(id, _)| m.voters.contains(id))
+                    .map(|(&id, a)| (id, a.clone()))
+                    .collect();
+                (m, false)
+            }
         };
         let mut node = Node {
             rng: SplitMix64::new(config.seed),

@@ -185,6 +185,7 @@ impl Node {
                 }
                 let moved = p.acked(match_index);
                 l.dirty.insert(from);
+                l.retire_if_done(from, match_index);
                 if moved {
                     self.maybe_commit();
                     self.maybe_send_timeout_now();

@@ -38,13 +38,21 @@ pub(crate) fn spawn_links<R: Runtime>(
     // does not reuse ids its peers may still hold fragments of.
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
     let first_msg = (nanos as u64) ^ shared.config.raft.seed.rotate_left(17);
-    for (i, peer) in shared.peers.iter().enumerate() {
-        peer.stats.connected.store(true, Ordering::Relaxed);
-        let guard = TaskGuard::new(&shared.tasks);
-        let frag = Fragmenter::new(max_datagram, first_msg.wrapping_add((i as u64) << 48));
-        let task = write_loop::<R>(socket.clone(), peer.clone(), shared.clone(), frag, guard);
-        children.push(spawn(rt, task));
+    let writers = std::sync::atomic::AtomicU64::new(0);
+    let writer = {
+        let (rt, socket) = (rt.clone(), socket.clone());
+        move |shared: &Arc<Shared>, peer: Arc<PeerQueue>| {
+            peer.stats.connected.store(true, Ordering::Relaxed);
+            let guard = TaskGuard::new(&shared.tasks);
+            let i = writers.fetch_add(1, Ordering::Relaxed);
+            let frag = Fragmenter::new(max_datagram, first_msg.wrapping_add(i << 48));
+            spawn(&rt, write_loop::<R>(socket.clone(), peer, shared.clone(), frag, guard))
+        }
+    };
+    for peer in shared.peers() {
+        children.push(writer(shared, peer));
     }
+    shared.set_spawn_peer(Box::new(writer));
     let guard = TaskGuard::new(&shared.tasks);
     children.push(spawn(rt, send_loop::<R>(socket.clone(), app_out, shared.clone(), guard)));
     let guard = TaskGuard::new(&shared.tasks);
@@ -71,7 +79,7 @@ async fn write_loop<R: Runtime>(
             let bytes = codec::encode_message(&m);
             let mut sent = true;
             for d in frag.split(&cfg.key, cfg.raft.id.0, &bytes) {
-                sent &= R::udp_send_to(&socket, &d, peer.addr).await.is_ok();
+                sent &= R::udp_send_to(&socket, &d, peer.addr()).await.is_ok();
             }
             let stat = if sent { &peer.stats.frames_sent } else { &peer.stats.dropped };
             stat.fetch_add(1, Ordering::Relaxed);
@@ -122,8 +130,15 @@ impl Inbox {
             return Received::App(AppDatagram { sender, payload: payload.to_vec(), from });
         };
         if !self.shared.is_peer(NodeId(sender)) {
-            c.unknown_peer += 1;
-            return Received::Nothing;
+            // A joining node knows no one yet: the first to contact it (the
+            // leader that added it) is answered at the datagram's source
+            // until the configuration it sends names every address.
+            if self.shared.joining() && sender != self.shared.id().0 {
+                self.shared.add_peer(NodeId(sender), from);
+            } else {
+                c.unknown_peer += 1;
+                return Received::Nothing;
+            }
         }
         let Some(bytes) = self.reasm.accept(sender, fragment, Instant::now(), &mut c) else {
             return Received::Nothing;

@@ -7,8 +7,11 @@
 //! Raft message. Messages larger than the datagram limit are split
 //! ([`fragment`]) and reassembled in bounded buffers; a lost fragment loses
 //! only its message, which Raft retransmits. A peer is the authenticated
-//! sender id; messages to a peer go to the address configured for it, never
-//! to a datagram's source address.
+//! sender id; messages to a peer go to the address configured for it (at
+//! start, or by the newest configuration entry), never to a datagram's
+//! source address — with one exception: a joining node, which knows no
+//! configuration yet, answers a peer that contacts it at the source
+//! address until the configuration it receives names every address.
 //!
 //! The socket may be shared with the application: an authenticated
 //! datagram that is not peer traffic goes to [`UdpApp`], which can send

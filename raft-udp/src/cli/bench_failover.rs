@@ -64,7 +64,7 @@ pub(super) fn run(a: &BenchFailoverArgs, log_level: LevelFilter) -> Result<u8, S
     };
     let n = a.nodes as usize;
     let addrs = free_addrs(n)?;
-    let mut nodes = Nodes { exe, dir: dir.clone(), key_file, log_level, addrs, children: Vec::new() };
+    let mut nodes = Nodes { exe, dir: dir.clone(), key_file, log_level, addrs, children: Vec::new(), bootstrap: n };
     nodes.children.resize_with(n, || None);
     let result = rounds(a, &mut nodes, &key);
     nodes.stop_all();

@@ -38,6 +38,8 @@ pub(super) struct Nodes {
     pub(super) log_level: LevelFilter,
     pub(super) addrs: Vec<SocketAddr>,
     pub(super) children: Vec<Option<Child>>,
+    /// Nodes `0..bootstrap` form the initial cluster; later ones (`add`) join.
+    pub(super) bootstrap: usize,
 }
 
 impl Nodes {
@@ -57,7 +59,12 @@ impl Nodes {
             .arg("--key-file")
             .arg(&self.key_file)
             .args(["--log-level", &self.log_level.to_string().to_lowercase(), "--exit-on-stdin-eof"]);
-        for (j, a) in self.addrs.iter().enumerate().filter(|(j, _)| *j != i) {
+        if i >= self.bootstrap {
+            cmd.arg("--join");
+        }
+        for (j, a) in
+            self.addrs.iter().enumerate().filter(|(j, _)| *j != i && i < self.bootstrap && *j < self.bootstrap)
+        {
             cmd.arg("--peer").arg(format!("{}={a}", j + 1));
         }
         // Its own process group: Ctrl-C reaches only this process, which stops
@@ -153,7 +160,15 @@ pub(super) fn run(args: ClusterArgs, log_level: LevelFilter) -> Result<u8, Strin
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the raft-udp executable: {e}"))?;
     let n = args.nodes as usize;
     let addrs = free_addrs(n)?;
-    let mut nodes = Nodes { exe, dir: dir.clone(), key_file: key_file.clone(), log_level, addrs, children: Vec::new() };
+    let mut nodes = Nodes {
+        exe,
+        dir: dir.clone(),
+        key_file: key_file.clone(),
+        log_level,
+        addrs,
+        children: Vec::new(),
+        bootstrap: n,
+    };
     nodes.children.resize_with(n, || None);
     for i in 0..n {
         nodes.start(i)?;
@@ -161,9 +176,7 @@ pub(super) fn run(args: ClusterArgs, log_level: LevelFilter) -> Result<u8, Strin
     let servers: Vec<String> = nodes.addrs.iter().map(ToString::to_string).collect();
     eprintln!("raft-udp cluster: {n} nodes on {}; data and logs in {}", servers.join(" "), dir.display());
     eprintln!("  other terminal: raft-udp client --servers {} --key-file {}", servers.join(","), key_file.display());
-    eprintln!(
-        "  type: put KEY VALUE | get KEY | delete KEY | cas KEY EXPECTED NEW | status [--json] | kill N | start N | transfer N | help"
-    );
+    eprintln!("  type: {HELP} | help");
     eprintln!("  Ctrl-C or end of input stops the cluster.");
     let nodes = Arc::new(Mutex::new(nodes));
     let runtime = super::runtime()?;
@@ -181,9 +194,13 @@ pub(super) fn run(args: ClusterArgs, log_level: LevelFilter) -> Result<u8, Strin
     result
 }
 
+/// What `cluster` understands on standard input.
+const HELP: &str = "put KEY VALUE | get KEY | delete KEY | cas KEY EXPECTED NEW | status [--json] | kill N | start N \
+                    | transfer N | add | remove N";
+
 async fn interact(nodes: Arc<Mutex<Nodes>>, key: ClusterKey) -> Result<u8, String> {
     let addrs = nodes.lock().map_err(|_| "lock poisoned")?.addrs.clone();
-    let view = tokio::spawn(status_view(nodes.clone(), addrs.clone(), key.clone()));
+    let view = tokio::spawn(status_view(nodes.clone(), key.clone()));
     let mut client = Client::connect(addrs.clone(), key.clone(), Duration::from_secs(2))
         .await
         .map_err(|e| format!("cannot open a client socket: {e}"))?;
@@ -207,13 +224,15 @@ async fn interact(nodes: Arc<Mutex<Nodes>>, key: ClusterKey) -> Result<u8, Strin
             _ = tokio::signal::ctrl_c() => break,
             () = &mut sigterm => break,
         };
+        // Nodes added with `add` count too.
+        let addrs = nodes.lock().map(|g| g.addrs.clone()).unwrap_or_else(|_| addrs.clone());
         let words: Vec<&str> = line.split_whitespace().collect();
         let index = |w: &str| w.parse::<usize>().ok().filter(|i| (1..=addrs.len()).contains(i)).map(|i| i - 1);
         match words.as_slice() {
-            ["help"] => {
-                eprintln!(
-                    "put KEY VALUE | get KEY | delete KEY | cas KEY EXPECTED NEW | status [--json] | kill N | start N | transfer N"
-                )
+            ["help"] => eprintln!("{HELP}"),
+            ["add"] => eprintln!("{}", super::cluster_member::add(&nodes, &key).await),
+            ["remove", n] if index(n).is_some() => {
+                eprintln!("{}", super::cluster_member::remove(&nodes, &key, index(n).unwrap_or_default()).await)
             }
             ["status"] => {
                 let answers = query_status(&addrs, &key, Duration::from_millis(500)).await.unwrap_or_default();
@@ -278,15 +297,19 @@ fn summary(addrs: &[SocketAddr], answers: &[Option<NodeStatus>], with_commit: bo
 
 /// Polls every node twice a second; prints a line when roles, terms or
 /// liveness change, and every 5 s while commit indexes move.
-async fn status_view(nodes: Arc<Mutex<Nodes>>, addrs: Vec<SocketAddr>, key: ClusterKey) {
+async fn status_view(nodes: Arc<Mutex<Nodes>>, key: ClusterKey) {
     let started = Instant::now();
     let mut shape = String::new();
     let mut full = String::new();
     let mut printed = Instant::now();
     loop {
-        if let Ok(mut g) = nodes.lock() {
-            g.reap();
-        }
+        let addrs = match nodes.lock() {
+            Ok(mut g) => {
+                g.reap();
+                g.addrs.clone()
+            }
+            Err(_) => return,
+        };
         let answers = query_status(&addrs, &key, Duration::from_millis(400)).await.unwrap_or_default();
         let new_shape = summary(&addrs, &answers, false);
         let new_full = summary(&addrs, &answers, true);

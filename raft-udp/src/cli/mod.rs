@@ -9,8 +9,10 @@ mod args;
 mod bench;
 mod bench_failover;
 mod cluster;
+mod cluster_member;
 mod floor;
 mod kv;
+mod member;
 mod status;
 mod status_table;
 mod transfer;
@@ -92,6 +94,8 @@ enum Command {
     /// Move leadership to node --to. Prints {"ok":true,"leader":N,"term":T}
     /// and exits 0 once it leads; {"ok":false,"error":...} and 1 otherwise.
     TransferLeader(transfer::TransferArgs),
+    /// List the cluster's members, add one (learner, then voter) or remove one.
+    Member(member::MemberArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -102,9 +106,16 @@ struct NodeArgs {
     /// UDP address to listen on, for peers and clients.
     #[arg(long, value_name = "ADDR", value_parser = args::addr)]
     listen: SocketAddr,
-    /// Another member, as ID=ADDR; give one per other member.
+    /// Another member, as ID=ADDR; give one per other member. They bootstrap
+    /// a new cluster; once the data directory holds a configuration they
+    /// are ignored (and the node logs that).
     #[arg(long = "peer", value_name = "ID=ADDR", value_parser = args::peer)]
     peers: Vec<(u64, SocketAddr)>,
+    /// Start as a node that is not yet a member: it waits for a leader to
+    /// add it (`raft-udp member add`), learns every address from the
+    /// configuration it receives, and never campaigns before it is a voter.
+    #[arg(long, conflicts_with = "peers")]
+    join: bool,
     /// Directory of this node's log (created if missing).
     #[arg(long, value_name = "DIR")]
     data_dir: PathBuf,
@@ -204,6 +215,7 @@ pub fn main() -> ExitCode {
         Command::Bench(b) => bench::run(&b),
         Command::BenchFailover(b) => bench_failover::run(&b, cli.log_level),
         Command::TransferLeader(t) => transfer::run(&t),
+        Command::Member(m) => member::run(m),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -263,6 +275,7 @@ fn node(a: NodeArgs) -> Result<u8, String> {
             Duration::from_millis(a.election_timeout_ms.1),
         ),
         max_datagram: a.max_datagram,
+        join: a.join,
         snapshot_after_entries: a.snapshot_after_entries,
         repair: a.repair,
         metrics_listen: a.metrics_listen,

@@ -25,6 +25,8 @@ pub(crate) fn json_line(addr: SocketAddr, s: &NodeStatus) -> String {
         "session_bytes": s.session_bytes,
         "session_limit_bytes": s.session_limit_bytes,
         "unproven": s.unproven,
+        "voters": s.voters,
+        "learners": s.learners,
     })
     .to_string()
 }

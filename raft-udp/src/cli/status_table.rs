@@ -71,6 +71,8 @@ mod tests {
             session_bytes: 384,
             session_limit_bytes: 1 << 20,
             unproven: 0,
+            voters: vec![1, 2],
+            learners: vec![],
         };
         let t = table(&addrs, &[Some(up), None]);
         let lines: Vec<&str> = t.lines().collect();

@@ -12,11 +12,13 @@
 //! one of: applied with a known output, definitely not applied, or unknown
 //! (timed out; see [`CommandOutcome`]).
 
+mod member;
 mod route;
 mod rtt;
 mod status;
 mod transfer;
 
+pub use member::MemberClient;
 pub(crate) use status::fetch_cookie;
 pub use status::query_status;
 pub use transfer::{Leading, TransferLeaderError, transfer_leader};

@@ -188,6 +188,8 @@ mod tests {
             session_bytes: 0,
             session_limit_bytes: 0,
             unproven: 0,
+            voters: vec![],
+            learners: vec![],
         })
     }
 

@@ -139,13 +139,20 @@ impl Service {
                 }
                 super::transfer::spawn(self.handle.clone(), self.app.clone(), d.from, nonce, to);
             }
+            Packet::MemberRequest { nonce, cookie, op } => {
+                if !self.proven(d.from, &cookie) {
+                    return self.challenge(d.from, nonce, size);
+                }
+                super::members::request(&self.handle, &self.app, d.from, nonce, op);
+            }
             // A peer fragment that raft-net did not take is malformed.
             Packet::Peer(_) => self.app.count(|c| c.malformed += 1),
             Packet::ClientReply(_)
             | Packet::StatusReply { .. }
             | Packet::CookieReply { .. }
             | Packet::SessionReply(_)
-            | Packet::TransferReply { .. } => self.app.count(|c| c.unexpected += 1),
+            | Packet::TransferReply { .. }
+            | Packet::MemberReply { .. } => self.app.count(|c| c.unexpected += 1),
         }
     }
 
@@ -275,7 +282,11 @@ impl Service {
     fn not_leader(&self, leader: Option<u64>) -> ClientResult {
         let id = self.handle.id().0;
         let leader = leader.filter(|l| *l != id);
-        let addr = leader.and_then(|l| self.peers.get(&l)).map(|a| a.to_string());
+        // The configuration's address first: the leader may have joined at runtime.
+        let status = self.handle.status();
+        let addr = leader
+            .and_then(|l| super::members::member_addr(&status, raft_core::NodeId(l)))
+            .or_else(|| leader.and_then(|l| self.peers.get(&l)).map(|a| a.to_string()));
         ClientResult::NotLeader { leader, addr }
     }
 }
@@ -284,6 +295,7 @@ impl Service {
 /// filled in from the store by the caller).
 pub(crate) fn node_status(s: &Status) -> NodeStatus {
     let role = match s.role.role {
+        _ if s.removed => "removed",
         Role::Leader => "leader",
         Role::Follower => "follower",
         _ => "candidate",
@@ -302,5 +314,7 @@ pub(crate) fn node_status(s: &Status) -> NodeStatus {
         session_bytes: 0,
         session_limit_bytes: 0,
         unproven: 0,
+        voters: s.membership.voters.iter().map(|id| id.0).collect(),
+        learners: s.membership.learners.iter().map(|id| id.0).collect(),
     }
 }

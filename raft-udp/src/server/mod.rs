@@ -11,6 +11,7 @@
 //! durable on a majority and locally.
 
 mod clients;
+mod members;
 mod registrations;
 mod sessions;
 mod transfer;
@@ -82,6 +83,8 @@ pub struct NodeOptions {
     pub election_timeout: (Duration, Duration),
     /// Largest datagram sent to a peer, seal included.
     pub max_datagram: usize,
+    /// Not yet a member: no bootstrap configuration (`peers` must be empty).
+    pub join: bool,
     /// Take a snapshot every this many applied entries (`None`:
     /// [`SNAPSHOT_AFTER_ENTRIES`]).
     pub snapshot_after_entries: Option<u64>,
@@ -189,6 +192,8 @@ pub enum OptionsError {
         /// The largest allowed.
         max: usize,
     },
+    /// `--join` with `--peer` flags: a joining node learns its peers.
+    JoinWithPeers,
     /// The core refuses the resulting settings.
     Invalid(ConfigError),
 }
@@ -199,6 +204,9 @@ impl fmt::Display for OptionsError {
             OptionsError::PeerIsSelf(id) => write!(f, "--peer lists node {id} itself; list only the other members"),
             OptionsError::MaxDatagram { value, min, max } => {
                 write!(f, "--max-datagram {value} is out of range {min}..={max}")
+            }
+            OptionsError::JoinWithPeers => {
+                f.write_str("--join takes no --peer: a joining node learns its peers from the cluster")
             }
             OptionsError::Invalid(e) => write!(f, "invalid node settings: {e}"),
         }
@@ -216,7 +224,14 @@ pub fn config(opts: &NodeOptions) -> Result<Config, OptionsError> {
     if !(min..=max).contains(&opts.max_datagram) {
         return Err(OptionsError::MaxDatagram { value: opts.max_datagram, min, max });
     }
-    let members = std::iter::once(opts.id).chain(opts.peers.keys().copied()).map(NodeId);
+    if opts.join && !opts.peers.is_empty() {
+        return Err(OptionsError::JoinWithPeers);
+    }
+    let members: Vec<NodeId> = if opts.join {
+        Vec::new()
+    } else {
+        std::iter::once(opts.id).chain(opts.peers.keys().copied()).map(NodeId).collect()
+    };
     let mut config = Config::new(NodeId(opts.id), members);
     config.heartbeat_interval = CoreDuration::from(opts.heartbeat);
     config.election_timeout_min = CoreDuration::from(opts.election_timeout.0);
@@ -277,6 +292,16 @@ pub fn run(opts: NodeOptions, stop: impl Future<Output = ()>) -> Result<(), Node
             metrics = ?handle.metrics_addr(),
             "node started"
         );
+        if status.membership_index.0 > 0 && (!opts.peers.is_empty() || opts.join) {
+            tracing::info!(
+                voters = ?status.membership.voters.iter().map(|v| v.0).collect::<Vec<_>>(),
+                learners = ?status.membership.learners.iter().map(|v| v.0).collect::<Vec<_>>(),
+                "the data directory holds a configuration: it governs membership (--peer/--join flags ignored; \
+                 a --peer address still routes to its member)"
+            );
+        } else if opts.join {
+            tracing::info!("joining: waiting for a leader to add this node");
+        }
         let service = clients::Service::new(handle.clone(), app, opts.peers.into_iter().collect(), opts.limits);
         let stop = async move {
             tokio::select! {
@@ -327,6 +352,7 @@ async fn serve(
     let mut roles = service.handle.role_watch();
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
     let mut logged_drops: (u64, Option<Instant>) = (0, None);
+    let mut logged_removed = false;
     loop {
         tokio::select! {
             biased;
@@ -343,6 +369,10 @@ async fn serve(
                 None => break,
             },
             _ = housekeeping.tick() => {
+                if !logged_removed && service.handle.status().removed {
+                    logged_removed = true;
+                    tracing::warn!("this node was removed from the cluster: it no longer campaigns; stop it");
+                }
                 let now = Instant::now();
                 let total = service.handle.status().datagrams.map_or(0, |c| c.total());
                 let due = logged_drops.1.is_none_or(|t| now.saturating_duration_since(t) >= LOG_DROPS_EVERY);

@@ -145,6 +145,9 @@ pub struct Cluster {
     pub routes: Vec<Vec<SocketAddr>>,
     pub key_file: PathBuf,
     pub extra: Vec<String>,
+    /// Nodes `0..bootstrap` form the initial cluster; the others start with
+    /// `--join` (not members until `member add`).
+    pub bootstrap: usize,
     pub dir: tempfile::TempDir,
 }
 
@@ -165,14 +168,15 @@ impl Cluster {
         fs::write(&key_file, &key.stdout).unwrap();
         let nodes = addrs.iter().map(|_| None).collect();
         let extra = FAST.iter().map(|s| s.to_string()).collect();
-        Cluster { nodes, addrs, routes, key_file, extra, dir }
+        let bootstrap = addrs.len();
+        Cluster { nodes, addrs, routes, key_file, extra, bootstrap, dir }
     }
 
     pub fn data_dir(&self, i: usize) -> PathBuf {
         self.dir.path().join(format!("node-{}", i + 1))
     }
 
-    fn log_path(&self, i: usize) -> PathBuf {
+    pub fn log_path(&self, i: usize) -> PathBuf {
         self.dir.path().join(format!("node-{}.log", i + 1))
     }
 
@@ -180,7 +184,10 @@ impl Cluster {
     pub fn node_args(&self, i: usize) -> Vec<String> {
         let mut a: Vec<String> = vec!["node".into(), "--id".into(), (i + 1).to_string()];
         a.extend(["--listen".into(), self.addrs[i].to_string()]);
-        for j in (0..self.addrs.len()).filter(|j| *j != i) {
+        if i >= self.bootstrap {
+            a.push("--join".into());
+        }
+        for j in (0..self.bootstrap).filter(|j| *j != i && i < self.bootstrap) {
             a.extend(["--peer".into(), format!("{}={}", j + 1, self.routes[i][j])]);
         }
         a.extend(["--data-dir".into(), self.data_dir(i).display().to_string()]);
