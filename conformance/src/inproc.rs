@@ -154,6 +154,7 @@ impl RunningNode {
             leader: s.role.leader.map(|l| l.0),
             commit_index: s.commit_index.0,
             last_applied: s.last_applied.0,
+            last_log_index: s.last_log_index.0,
             datagrams_dropped: s.datagrams.map(|c| c.total()),
             transfer_target: s.transfer_target.map(|t| t.0),
         }

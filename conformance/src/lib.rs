@@ -49,6 +49,8 @@ pub struct NodeView {
     pub commit_index: u64,
     /// Its last applied index.
     pub last_applied: u64,
+    /// The index of the last entry in its log (durable or not).
+    pub last_log_index: u64,
     /// Datagrams its UDP transport dropped (`None` over TCP).
     pub datagrams_dropped: Option<u64>,
     /// The target of the leadership transfer it is running, if any.

@@ -11,7 +11,7 @@ use raft_tests::linearizability::History;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -49,7 +49,8 @@ fn wait_all_have(c: &dyn ClusterUnderTest, ids: &[u64], pairs: &[(&str, &str)]) 
     });
 }
 
-/// Election: the members agree on one leader, and no term ever has two.
+/// Election: the members agree on one leader, which commits a write that
+/// every member applies, and no term is ever seen with two leaders.
 pub fn election(c: &dyn ClusterUnderTest) {
     start_all(c);
     let ids = c.ids();
@@ -66,11 +67,15 @@ pub fn election(c: &dyn ClusterUnderTest) {
         observe(&mut leaders);
         agreed_leader(c, &ids)
     });
-    let until = Instant::now() + Duration::from_millis(500);
-    while Instant::now() < until {
+    // Keep watching while the leader commits a write and every member
+    // applies it (the leader has then reached each of them).
+    let mut client = Client::new(leader);
+    client.must(c, KvOp::put("elected", "1"));
+    wait_for(CATCH_UP, &format!("{}: every member to apply the write", c.name()), || {
         observe(&mut leaders);
-        std::thread::sleep(Duration::from_millis(10));
-    }
+        ids.iter().all(|&id| c.local_get(id, "elected") == Some(Some("1".to_owned()))).then_some(())
+    });
+    observe(&mut leaders);
     for id in others(c, leader) {
         let v = c.status(id).expect("running");
         assert!(v.role != Role::Leader || v.term != term_of(c, leader), "{}: {v:?}", c.name());
@@ -173,11 +178,16 @@ pub fn partition_heal(c: &dyn ClusterUnderTest) {
     assert!(term_of(c, new) > old_term);
     client.must(c, KvOp::put("p", "1"));
 
-    // The deposed leader does not know yet; a write through it must not commit.
+    // The deposed leader does not know yet; a write through it must not
+    // commit. The link comes back once the write is in its log.
+    let before = c.status(old).expect("running").last_log_index;
     let stale = std::thread::scope(|s| {
         let stale =
             s.spawn(|| c.propose(old, &KvCommand { client: fresh_client_id(), seq: 1, op: KvOp::put("stale", "x") }));
-        std::thread::sleep(Duration::from_millis(300));
+        wait_for(CATCH_UP, &format!("{}: the isolated leader to append the write", c.name()), || {
+            let v = c.status(old)?;
+            (v.last_log_index > before || v.role != Role::Leader || stale.is_finished()).then_some(())
+        });
         isolate(c, old, false);
         stale.join().expect("stale proposer")
     });
@@ -298,12 +308,22 @@ pub fn linearizable_history(c: &dyn ClusterUnderTest) {
                 }
             });
         }
-        std::thread::sleep(Duration::from_millis(700));
+        // Each phase lasts until enough operations have returned in it
+        // (and, after the isolation, until the others agree on a leader,
+        // and after the heal, until every member does).
+        let returned = || history.lock().unwrap().operations().iter().filter(|o| o.return_time().is_some()).count();
+        let phase = |what: &str, more: usize, among: &[u64]| {
+            let from = returned();
+            wait_for(CATCH_UP, &format!("{}: {what}", c.name()), || {
+                (returned() >= from + more && agreed_leader(c, among).is_some()).then_some(())
+            });
+        };
+        phase("20 operations before the isolation", 20, &ids);
         let leader = agreed_leader(c, &ids).unwrap_or(first);
         isolate(c, leader, true);
-        std::thread::sleep(Duration::from_millis(1500));
+        phase("a new leader and 10 operations during the isolation", 10, &others(c, leader));
         isolate(c, leader, false);
-        std::thread::sleep(Duration::from_millis(1000));
+        phase("every member on one leader and 20 operations after the heal", 20, &ids);
         stop.store(true, Ordering::SeqCst);
     });
     let history = history.into_inner().unwrap();
@@ -331,10 +351,11 @@ pub fn graceful_shutdown(c: &dyn ClusterUnderTest) {
 
     // Shut the leader down under load: its proposers all get an answer.
     let busy = Arc::new(AtomicBool::new(true));
+    let answered = AtomicU64::new(0);
     std::thread::scope(|s| {
         let proposers: Vec<_> = (0..4u64)
             .map(|n| {
-                let busy = busy.clone();
+                let (busy, answered) = (busy.clone(), &answered);
                 s.spawn(move || {
                     let session = fresh_client_id();
                     let mut seq = 0;
@@ -344,11 +365,15 @@ pub fn graceful_shutdown(c: &dyn ClusterUnderTest) {
                         if c.propose(leader, &cmd) == Err(Failure::Down) {
                             return;
                         }
+                        answered.fetch_add(1, Ordering::SeqCst);
                     }
                 })
             })
             .collect();
-        std::thread::sleep(Duration::from_millis(200));
+        // Under load: proposals are flowing.
+        wait_for(CATCH_UP, &format!("{}: 20 proposals answered", c.name()), || {
+            (answered.load(Ordering::SeqCst) >= 20).then_some(())
+        });
         let t = Instant::now();
         assert_eq!(c.shutdown(leader), 0, "{}: the leader left tasks running", c.name());
         assert!(t.elapsed() < Duration::from_secs(5), "{}: shutdown took {:?}", c.name(), t.elapsed());

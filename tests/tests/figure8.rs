@@ -4,6 +4,10 @@
 //! counting replicas (paper §5.4.2). The simulator checks state machine
 //! safety and leader completeness after every step.
 //!
+//! `figure8_one_entry_per_message` runs Figure8 with one entry per
+//! AppendEntries, which the plain scenario needs to catch a leader that
+//! commits an old-term entry by counting its replicas.
+//!
 //! Each seed runs 1000 rounds (about 30 s of virtual time), so the default
 //! seed count is lower than elsewhere; `RAFT_SEEDS=K` raises it, and
 //! `RAFT_SEED=N` reruns just seed `N`.
@@ -11,7 +15,7 @@
 mod common;
 
 use common::{ELECTION_TIMEOUT, cmd, crash1, ms, start1_connect};
-use raft_core::Duration;
+use raft_core::{APPEND_OVERHEAD_BYTES, Config, Duration, ENTRY_OVERHEAD_BYTES};
 use raft_tests::sim::{Cluster, NetConfig, SimConfig, SimRng, for_each_seed};
 
 /// Seeds per scenario unless `RAFT_SEEDS` says otherwise (1000 rounds each).
@@ -25,9 +29,38 @@ fn pause(rng: &mut SimRng) -> Duration {
 
 #[test]
 fn figure8() {
+    let restarts = figure8_runs(30_000, |_| {});
+    println!("figure 8: {restarts} restarts over all seeds");
+}
+
+/// [`figure8`] with every AppendEntries carrying one entry (a message
+/// budget that fits one command, not two): a new leader's no-op no longer
+/// travels with the old-term entries before it, so an old-term entry can
+/// reach a majority on its own, and a leader that committed by counting its
+/// replicas (dropping §5.4.2's current-term check in `maybe_commit`) is
+/// caught, which plain `figure8` does not do.
+#[test]
+fn figure8_one_entry_per_message() {
+    let restarts = figure8_runs(32_000, one_entry_per_message);
+    println!("figure 8, one entry per message: {restarts} restarts over all seeds");
+}
+
+/// Commands of up to 16 bytes ([`cmd`] makes at most 10); a message fits
+/// one entry of them but not two.
+fn one_entry_per_message(c: &mut Config) {
+    c.max_entry_bytes = 16;
+    c.max_message_bytes = 16 + ENTRY_OVERHEAD_BYTES + APPEND_OVERHEAD_BYTES;
+    assert!(2 * ENTRY_OVERHEAD_BYTES > c.max_message_bytes - APPEND_OVERHEAD_BYTES);
+}
+
+/// MIT's Figure8 over [`SEEDS`] seeds from `base`, every node's config
+/// passed through `configure`; returns the restarts over all seeds.
+fn figure8_runs(base: u64, configure: fn(&mut Config)) -> u64 {
     let mut restarts = 0;
-    for_each_seed(30_000, SEEDS, |seed| {
-        let mut c = Cluster::new(SimConfig::new(5, seed));
+    for_each_seed(base, SEEDS, |seed| {
+        let mut cfg = SimConfig::new(5, seed);
+        cfg.configure = configure;
+        let mut c = Cluster::new(cfg);
         let mut rng = SimRng::stream(seed, 300);
         c.one(cmd(rng.below(1 << 31)), 1, true);
         let mut nup = 5;
@@ -62,7 +95,7 @@ fn figure8() {
         c.one(cmd(rng.below(1 << 31)), 5, true);
         common::check_final_state(&mut c).unwrap_or_else(|e| panic!("{e}"));
     });
-    println!("figure 8: {restarts} restarts over all seeds");
+    restarts
 }
 
 #[test]

@@ -31,11 +31,11 @@
 //! | scenario | operations | simulated time | last index applied |
 //! | --- | --- | --- | --- |
 //! | basic | 331/375/415 | 5.2/5.3/5.5 s | 184/221/251 |
-//! | install | 330/377/416 | 32/39/45 s | 283/341/394 |
-//! | install-unreliable | 337/375/431 | 43/54/63 s | 290/351/436 |
-//! | install-crash | 319/374/415 | 26/28/30 s | 279/340/393 |
-//! | install-uncrash | 342/376/414 | 33/37/42 s | 291/339/405 |
-//! | all-crash | 46/64/80 | 2.8/3.1/3.5 s | 47/65/81 |
+//! | install | 330/377/416 | 31/35/40 s | 286/340/386 |
+//! | install-unreliable | 337/375/431 | 35/38/44 s | 288/339/396 |
+//! | install-crash | 319/374/415 | 27/28/30 s | 266/338/392 |
+//! | install-uncrash | 342/376/414 | 34/37/43 s | 293/340/401 |
+//! | all-crash | 46/64/80 | 2.8/3.1/3.7 s | 47/65/81 |
 //! | init | 16/16/16 | 1.2/1.4/1.7 s | 17/17/17 |
 
 use raft_core::{Bytes, Config, Duration, Instant, LogIndex, NodeId};

@@ -141,6 +141,11 @@ struct NodeArgs {
     /// Serve Prometheus metrics over HTTP at http://ADDR/metrics.
     #[arg(long, value_name = "ADDR", value_parser = args::addr)]
     metrics_listen: Option<SocketAddr>,
+    /// Before starting, repair a log that start-up refused as corrupt: keep
+    /// the log before the damage, discard the rest; the node then neither
+    /// votes nor campaigns until it has caught up from the leader.
+    #[arg(long)]
+    repair: bool,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -273,6 +278,7 @@ fn node(a: NodeArgs) -> Result<u8, String> {
         max_datagram: a.max_datagram,
         join: a.join,
         snapshot_after_entries: a.snapshot_after_entries,
+        repair: a.repair,
         metrics_listen: a.metrics_listen,
         limits: server::ServiceLimits {
             sessions: raft_host::SessionLimits {

@@ -25,6 +25,7 @@ use raft_core::{Config, ConfigError, Duration as CoreDuration, NodeId};
 use raft_host::KvStore;
 use raft_host::engine::Failure;
 use raft_host::secure::KeyFile;
+use raft_host::{DiskLog, NodeMeta, Repaired, StorageError};
 use raft_net::{NodeConfig, RoleInfo, StartError, UdpOptions};
 use raft_tokio::Tokio;
 use std::collections::BTreeMap;
@@ -89,6 +90,8 @@ pub struct NodeOptions {
     /// Take a snapshot every this many applied entries (`None`:
     /// [`SNAPSHOT_AFTER_ENTRIES`]).
     pub snapshot_after_entries: Option<u64>,
+    /// Repair damaged log segments before starting ([`repair`]).
+    pub repair: bool,
     /// Where to serve Prometheus metrics over HTTP (`GET /metrics`), if anywhere.
     pub metrics_listen: Option<SocketAddr>,
     /// Client sessions and the leader's uncommitted bytes.
@@ -118,6 +121,14 @@ pub enum NodeError {
         /// Why.
         source: StartError,
     },
+    /// `--repair` could not repair the data directory (damage outside the
+    /// log segments, or an I/O error). Exit status 2.
+    Repair {
+        /// The data directory.
+        data_dir: PathBuf,
+        /// Why.
+        source: StorageError,
+    },
     /// It failed while running (a disk error, an undecodable snapshot): it
     /// stopped rather than continue unsafely. Exit status 1.
     Failed(Arc<Failure>),
@@ -129,7 +140,11 @@ impl NodeError {
     /// The process exit status for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            NodeError::Options(_) | NodeError::Runtime(_) | NodeError::Bind { .. } | NodeError::Start { .. } => 2,
+            NodeError::Options(_)
+            | NodeError::Runtime(_)
+            | NodeError::Bind { .. }
+            | NodeError::Start { .. }
+            | NodeError::Repair { .. } => 2,
             NodeError::Failed(_) | NodeError::Stopped => 1,
         }
     }
@@ -144,6 +159,7 @@ impl fmt::Display for NodeError {
             // A storage error names its file already.
             NodeError::Start { source: StartError::Storage(e), .. } => e.fmt(f),
             NodeError::Start { data_dir, source } => write!(f, "cannot start from {}: {source}", data_dir.display()),
+            NodeError::Repair { data_dir, source } => write!(f, "--repair of {} failed: {source}", data_dir.display()),
             NodeError::Failed(e) => e.fmt(f),
             NodeError::Stopped => f.write_str("the node stopped"),
         }
@@ -156,6 +172,7 @@ impl std::error::Error for NodeError {
             NodeError::Options(e) => Some(e),
             NodeError::Runtime(e) | NodeError::Bind { source: e, .. } => Some(e),
             NodeError::Start { source, .. } => Some(source),
+            NodeError::Repair { source, .. } => Some(source),
             NodeError::Failed(e) => Some(&**e),
             NodeError::Stopped => None,
         }
@@ -247,6 +264,9 @@ fn bind(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
 /// finishes the queued disk writes and returns `Ok`.
 pub fn run(opts: NodeOptions, stop: impl Future<Output = ()>) -> Result<(), NodeError> {
     let config = config(&opts).map_err(NodeError::Options)?;
+    if opts.repair {
+        repair(&opts)?;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(NodeError::Runtime)?;
     let std_socket = bind(opts.listen).map_err(|source| NodeError::Bind { addr: opts.listen, source })?;
     runtime.block_on(async move {
@@ -298,6 +318,31 @@ pub fn run(opts: NodeOptions, stop: impl Future<Output = ()>) -> Result<(), Node
         tracing::info!("stopped; disk writes flushed");
         result
     })
+}
+
+/// `--repair`: [`DiskLog::repair`] on the data directory (what
+/// `DiskLogOptions::repair(true)` does on open), logging each damage cut
+/// away, or that the log was sound. The hard state is then marked
+/// `catching_up`: the node neither votes nor campaigns until it has caught
+/// up from a leader.
+pub fn repair(opts: &NodeOptions) -> Result<Repaired, NodeError> {
+    let meta = NodeMeta::new(NodeId(opts.id), cluster_id(&opts.key));
+    let dir = opts.data_dir.display();
+    let repaired = DiskLog::repair(&opts.data_dir, meta)
+        .map_err(|source| NodeError::Repair { data_dir: opts.data_dir.clone(), source })?;
+    if repaired.is_clean() {
+        tracing::info!(data_dir = %dir, "--repair: the log is sound; nothing discarded");
+    }
+    for d in &repaired.damage {
+        tracing::warn!(
+            file = %d.file.display(),
+            offset = d.offset,
+            reason = %d.reason,
+            "--repair: damaged log cut here (this record and everything after it discarded); \
+             the node neither votes nor campaigns until it has caught up from the leader"
+        );
+    }
+    Ok(repaired)
 }
 
 /// Serves clients until `stop` completes (`Ok`) or the node fails.

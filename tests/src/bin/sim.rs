@@ -2,6 +2,10 @@
 //! of elections, a leader failure and recovery, and a few committed commands.
 //!
 //! `cargo run -p raft-tests --bin sim -- --nodes 5 --seed 7 [--duration-ms 20000]`
+//!
+//! `sim soak [--seeds N] [--jobs J] ...` instead runs every scenario and
+//! property test binary over many seeds on every core (see
+//! [`raft_tests::soak`]): `cargo run -p raft-tests --bin sim -- soak --seeds 10000`.
 
 use raft_core::{Duration, LogIndex, NodeId, Role, Term};
 use raft_tests::sim::trace::{MsgSummary, fmt_instant};
@@ -11,8 +15,8 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::rc::Rc;
 
-const USAGE: &str =
-    "usage: sim [--nodes N (1..=15, default 5)] [--seed S (default 7)] [--duration-ms D (default 20000)]";
+const USAGE: &str = "usage: sim [--nodes N (1..=15, default 5)] [--seed S (default 7)] [--duration-ms D (default 20000)] \
+     | sim soak --help";
 
 #[derive(Debug)]
 struct Args {
@@ -223,7 +227,11 @@ fn summary(c: &Cluster) {
 }
 
 fn main() -> ExitCode {
-    match parse_args(std::env::args().skip(1)) {
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().is_some_and(|a| a == "soak") {
+        return soak(args.skip(1));
+    }
+    match parse_args(args) {
         Ok(Some(args)) => {
             run(&args);
             ExitCode::SUCCESS
@@ -234,6 +242,28 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("sim: {e} ({USAGE})");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn soak(args: impl Iterator<Item = String>) -> ExitCode {
+    use raft_tests::soak::{SoakArgs, USAGE, run};
+    match SoakArgs::parse(args) {
+        Ok(Some(a)) => match run(&a) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("sim soak: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Ok(None) => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sim soak: {e} ({USAGE})");
             ExitCode::from(2)
         }
     }

@@ -59,24 +59,40 @@ pub use trace::{ConfigSummary, TraceEvent, TraceKind};
 
 /// Reads the seeds a test should run: `RAFT_SEED=N` gives just `[N]`;
 /// otherwise `RAFT_SEEDS=K` (default `default_count`) gives `0..K`, offset
-/// by `base` so that different scenarios explore different seeds.
+/// by `base` so that different scenarios explore different seeds, and by
+/// `RAFT_SEED_OFFSET` (default 0; the soak command's chunks set it).
 pub fn seeds(base: u64, default_count: u64) -> Vec<u64> {
-    if let Some(s) = std::env::var("RAFT_SEED").ok().and_then(|v| v.trim().parse().ok()) {
+    if let Some(s) = env_u64("RAFT_SEED") {
         return vec![s];
     }
-    let count = std::env::var("RAFT_SEEDS").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default_count);
-    (0..count).map(|k| base.wrapping_add(k)).collect()
+    let count = env_u64("RAFT_SEEDS").unwrap_or(default_count);
+    let start = base.wrapping_add(env_u64("RAFT_SEED_OFFSET").unwrap_or(0));
+    (0..count).map(|k| start.wrapping_add(k)).collect()
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+}
+
+/// Under `RAFT_SOAK=1` (set by the soak command, [`crate::soak`]), prints
+/// how many seeds just passed, for the soak command to count.
+pub fn soak_report(passed: usize) {
+    if std::env::var_os("RAFT_SOAK").is_some_and(|v| v != "0") {
+        eprintln!("{}{passed}", crate::soak::MARKER);
+    }
 }
 
 /// Runs `f` for every seed of [`seeds`]`(base, default_count)`. If a run
 /// panics, prints the seed and how to rerun just that seed, then re-raises
 /// the panic.
 pub fn for_each_seed(base: u64, default_count: u64, mut f: impl FnMut(u64)) {
-    for seed in seeds(base, default_count) {
+    let seeds = seeds(base, default_count);
+    for &seed in &seeds {
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(seed)));
         if let Err(p) = r {
             eprintln!("FAILED with seed {seed}; rerun only this seed with RAFT_SEED={seed}");
             std::panic::resume_unwind(p);
         }
     }
+    soak_report(seeds.len());
 }

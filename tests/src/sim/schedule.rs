@@ -10,7 +10,7 @@
 
 use super::{Applied, Cluster, NetConfig, for_each_seed, seeds, sim_addr};
 use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
-use raft_core::{Bytes, Duration, LogIndex, MembershipChange, NodeId, Payload, ReadId};
+use raft_core::{Bytes, Duration, LogIndex, MembershipChange, NodeId, Payload, ReadId, Role};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
@@ -42,11 +42,12 @@ pub enum Op {
     /// Propose this many commands; what that means is up to the test.
     Propose(u8),
     /// A quiet phase, in which the cluster can make progress: repair the
-    /// network and restart crashed nodes, wait (at most 5 s) for a single
-    /// leader in the newest term, propose this many commands (as `Propose`
-    /// does), wait (at most 5 s more) until that leader has applied its
-    /// whole log, run this many milliseconds, then turn the loss, duplication, reordering and disk
-    /// latency of before back on (partitions stay healed).
+    /// network and restart crashed nodes, wait for a single leader in the
+    /// newest term, propose this many commands (as `Propose` does), wait
+    /// until that leader has applied its whole log (if it is deposed first,
+    /// wait for the next leader and propose again; all this for at most
+    /// 10 s), run this many milliseconds, then turn the loss, duplication,
+    /// reordering and disk latency of before back on (partitions stay healed).
     Quiet(u8, u16),
 
     // ---- membership (issue 10); drawn only through `MemberMix` ----
@@ -413,20 +414,29 @@ fn run_op(c: &mut Cluster, op: &Op, propose: &mut impl FnMut(&mut Cluster, u8), 
         Op::Quiet(k, ms) => {
             let (net, disk) = (c.net_config_mut().clone(), c.disk_config_mut().clone());
             repair(c);
-            c.run_until(settled, Duration::from_secs(5));
-            propose(c, *k);
-            // Until the leader has applied what it holds (it may have a
-            // backlog to replicate first), then the phase's length.
-            if let Some(&(leader, term)) = c.leaders().first() {
+            // Until a leader has applied what it holds (it may have a
+            // backlog to replicate first), for at most 10 s. A leader
+            // deposed first (the faults before can still do that: a
+            // check-quorum window spanning them, a restarted node with a
+            // longer stale log) loses the commands; the next leader gets
+            // them again, as a client would retry.
+            let deadline = c.now() + Duration::from_secs(10);
+            loop {
+                c.run_until(settled, deadline.saturating_since(c.now()));
+                let Some(&(leader, term)) = c.leaders().first() else { break };
+                propose(c, *k);
                 let last = c.node(leader).map_or(LogIndex(0), |n| n.last_log_index());
-                let (lifetime, max) = (c.lifetime(leader), Duration::from_secs(5));
-                c.run_until(
-                    |c| {
-                        c.lifetime(leader) != lifetime
-                            || c.node(leader).is_none_or(|n| n.term() != term || n.last_applied() >= last)
-                    },
-                    max,
-                );
+                let lifetime = c.lifetime(leader);
+                let leads = |c: &Cluster| {
+                    c.lifetime(leader) == lifetime
+                        && c.node(leader).is_some_and(|n| n.term() == term && n.role() == Role::Leader)
+                };
+                let applied = |c: &Cluster| c.node(leader).is_some_and(|n| n.last_applied() >= last);
+                c.run_until(|c| !leads(c) || applied(c), deadline.saturating_since(c.now()));
+                if (leads(c) && applied(c)) || c.now() >= deadline {
+                    break;
+                }
+                c.note("quiet phase: the leader was deposed before applying; proposing again");
             }
             c.run_for(Duration::from_millis(u64::from(*ms)));
             *c.net_config_mut() = net;
@@ -619,6 +629,7 @@ pub fn quickcheck<P: Property>(default_seed: u64, default_count: u64) -> Vec<Sum
         .max_tests(n)
         .quickcheck(passes::<P> as fn(P) -> TestResult);
     let runs = QUICKCHECKED.with(|q| std::mem::take(&mut *q.borrow_mut()));
+    super::soak_report(runs.len());
     report(&format!("{} (quickcheck)", std::any::type_name::<P>()), &runs);
     runs
 }
