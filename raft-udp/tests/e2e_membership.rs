@@ -154,7 +154,7 @@ fn a_dead_voter_is_replaced_by_a_joining_node_while_clients_write() {
         c.start(i);
     }
     let leader = c.wait_leader_among(&[0, 1, 2], WAIT);
-    let key = ClusterKey::from_hex(&std::fs::read_to_string(&c.key_file).unwrap()).unwrap();
+    let key = raft_host::secure::KeyFile::parse(&std::fs::read_to_string(&c.key_file).unwrap()).unwrap().key;
     let stop = Arc::new(AtomicBool::new(false));
     let (clients, log, t0) = start_clients(c.addrs.clone(), key, 3, stop.clone());
     std::thread::sleep(Duration::from_millis(800));

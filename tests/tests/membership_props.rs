@@ -161,3 +161,28 @@ fn membership_seeded_schedules() {
     let acked: usize = runs.iter().map(|r| r.acked).sum();
     println!("membership seeded schedules: {acked} acknowledged writes checked");
 }
+
+/// Found by `membership_quickcheck_schedules` (after the host-side membership
+/// changes landed): a removed node led a term.
+#[test]
+fn regression_a_removed_node_never_leads() {
+    let s = Schedule {
+        nodes: 5,
+        seed: 13173322665133039811,
+        snapshots: true,
+        ops: vec![
+            Op::RemoveMember(5),
+            Op::AddNode,
+            Op::RemoveMember(7),
+            Op::Quiet(5, 1450),
+            Op::DropRate(28),
+            Op::CrashAll,
+            Op::Run(523),
+            Op::Run(582),
+            Op::Restart(4),
+        ],
+    };
+    if let Err(e) = s.check() {
+        panic!("{e}");
+    }
+}

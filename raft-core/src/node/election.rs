@@ -239,15 +239,18 @@ impl Node {
     /// heard from a leader within `election_timeout_min`, and changes nothing.
     pub(super) fn handle_request_vote(&mut self, now: Instant, from: NodeId, term: Term, req: RequestVote) {
         let up_to_date = self.log.is_up_to_date(req.last_log_index, req.last_log_term);
-        // A candidate this node's configuration does not list may still be a
-        // voter of a newer one this node has not received (dissertation
-        // §4.1): it is not refused for that. But a candidate that an earlier
-        // configuration in this node's log lists and the newest one removed
-        // is refused: had that removal committed, every majority of the new
-        // voters holds it, so a removed node that never learned the commit
-        // cannot win. Pre-vote and stickiness keep other removed servers
-        // from disrupting.
-        let may_vote = !self.hard.catching_up && !self.removed_voter(from);
+        // A candidate that an earlier configuration in this node's log lists
+        // and the newest one removed is refused: had that removal committed,
+        // every majority of the new voters holds it, so a removed node that
+        // never learned the commit cannot win. A candidate that neither this
+        // node's newest nor its committed configuration lists as a voter is
+        // refused too, unless its log is strictly newer: only then may it
+        // hold a configuration this node has not received (dissertation
+        // §4.1). (Once a snapshot has compacted a removal away, the first
+        // rule no longer sees it; the second still refuses the removed node.)
+        let listed = self.membership.is_voter(from) || self.committed_membership().is_voter(from);
+        let newer = (req.last_log_term, req.last_log_index) > (self.log.last_term(), self.log.last_index());
+        let may_vote = !self.hard.catching_up && !self.removed_voter(from) && (listed || newer);
         if req.pre_vote {
             let quiet = !self.heard_from_leader_within(now, self.config.election_timeout_min);
             let granted = term > self.hard.term && up_to_date && may_vote && quiet;

@@ -199,10 +199,12 @@ fn leader_heartbeats_exactly_every_interval_and_never_times_out() {
 }
 
 #[test]
-fn messages_from_self_are_ignored_and_unknown_candidates_can_win_a_vote() {
-    // Any authenticated sender is heard, and may get a vote: it may be a
-    // voter of a configuration this node has not received yet (dissertation
-    // §4.1). Only voters' answers count toward its election.
+fn messages_from_self_are_ignored_and_unknown_candidates_need_a_newer_log() {
+    // Any authenticated sender is heard. A candidate this node's
+    // configurations do not list gets a vote only with a strictly newer log:
+    // only then may it be a voter of a configuration this node has not
+    // received (dissertation §4.1). Otherwise it may be a removed node whose
+    // removal a snapshot compacted away (found by the membership schedules).
     let mut h = Harness::new(1, 3);
     h.recv(1, 50, vote_req(0, 0));
     h.persist();
@@ -210,8 +212,13 @@ fn messages_from_self_are_ignored_and_unknown_candidates_can_win_a_vote() {
     assert!(h.sent.is_empty());
     h.recv(9, 50, vote_req(0, 0));
     h.persist();
-    assert_eq!((h.node.term(), h.node.voted_for()), (Term(50), Some(NodeId(9))));
-    assert_eq!(super::super::test_harness::granted(&h.sent, 9), Some(true));
+    assert_eq!((h.node.term(), h.node.voted_for()), (Term(50), None));
+    assert_eq!(super::super::test_harness::granted(&h.sent, 9), Some(false));
+    h.sent.clear();
+    h.recv(8, 51, vote_req(1, 50));
+    h.persist();
+    assert_eq!((h.node.term(), h.node.voted_for()), (Term(51), Some(NodeId(8))));
+    assert_eq!(super::super::test_harness::granted(&h.sent, 8), Some(true));
 }
 
 #[test]
