@@ -102,7 +102,8 @@ async fn find_leader(servers: &[SocketAddr], key: &ClusterKey) -> Result<(Socket
 async fn round_trips(addr: SocketAddr, key: &ClusterKey) -> Result<Vec<Duration>, String> {
     let socket = bind_for(addr).await.map_err(|e| format!("cannot open a client socket: {e}"))?;
     let me = random_u64();
-    let cookie = crate::client::fetch_cookie(&socket, addr, key, me)
+    let until = Instant::now() + Duration::from_secs(3);
+    let cookie = crate::client::fetch_cookie(&socket, addr, key, me, until)
         .await
         .ok_or_else(|| format!("floor probe: {addr} does not answer"))?;
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];

@@ -65,13 +65,15 @@ impl MemberClient {
             }
             let cookie = match self.cookies.get(&self.target) {
                 Some(c) => *c,
-                None => match fetch_cookie(&self.socket, self.target, &self.key, self.id).await {
-                    Some(c) => *self.cookies.entry(self.target).or_insert(c),
-                    None => {
-                        self.rotate();
-                        continue;
+                None => {
+                    match fetch_cookie(&self.socket, self.target, &self.key, self.id, until.min(now + attempt)).await {
+                        Some(c) => *self.cookies.entry(self.target).or_insert(c),
+                        None => {
+                            self.rotate();
+                            continue;
+                        }
                     }
-                },
+                }
             };
             self.nonce = self.nonce.wrapping_add(1);
             let nonce = self.nonce;

@@ -71,22 +71,26 @@ pub async fn query_status(
     Ok(answers)
 }
 
-/// A cookie from `addr` for `socket`'s address, asked for up to ten times
-/// with growing waits (`None`: no answer). A node answers status queries
-/// and other requests only from an address that proved itself with one.
+/// A cookie from `addr` for `socket`'s address, asked for again with
+/// growing waits until `until` (`None`: no answer by then, e.g. the node is
+/// down). A node answers status queries and other requests only from an
+/// address that proved itself with one.
 pub(crate) async fn fetch_cookie(
     socket: &tokio::net::UdpSocket,
     addr: SocketAddr,
     key: &ClusterKey,
     me: u64,
+    until: Instant,
 ) -> Option<Cookie> {
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
-    for attempt in 0..10u32 {
+    let mut attempt = 0u32;
+    while Instant::now() < until {
         let nonce = random_u64();
         let p = packet::encode(&Packet::CookieRequest { nonce, padding: Chunk(&[0; COOKIE_REQUEST_PADDING]) })?;
         socket.send_to(&key.seal(me, &p), addr).await.ok()?;
-        let until = Instant::now() + Duration::from_millis(100 << attempt.min(3));
-        while let Ok(Ok((n, _))) = tokio::time::timeout_at(until.into(), socket.recv_from(&mut buf)).await {
+        let wait_until = until.min(Instant::now() + Duration::from_millis(50 << attempt.min(3)));
+        attempt += 1;
+        while let Ok(Ok((n, _))) = tokio::time::timeout_at(wait_until.into(), socket.recv_from(&mut buf)).await {
             let Ok((_, payload)) = key.open(&buf[..n]) else { continue };
             if let Ok(Packet::CookieReply { nonce: got, cookie }) = packet::decode(payload)
                 && got == nonce

@@ -105,7 +105,7 @@ pub async fn transfer_leader(
         // The leader acts only for an address proven by its cookie.
         let cookie = match cookies.get(&addr) {
             Some(c) => *c,
-            None => match fetch_cookie(&socket, addr, key, me).await {
+            None => match fetch_cookie(&socket, addr, key, me, deadline.min(Instant::now() + ANSWER_WAIT)).await {
                 Some(c) => *cookies.entry(addr).or_insert(c),
                 None => continue,
             },
