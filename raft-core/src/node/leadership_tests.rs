@@ -178,6 +178,8 @@ fn an_unfinished_transfer_times_out_and_the_leader_accepts_proposals_again() {
         h.recv(2, 1, ack(round, 1));
         assert!(h.now - start <= Duration::from_millis(600 + 110));
     }
+    // ...and not before the target had a whole election timeout to catch up.
+    assert!(h.now - start >= h.node.config().election_timeout_max);
     let finished = Event::TransferFinished { to: NodeId(3), outcome: TransferOutcome::TimedOut };
     assert!(h.events.contains(&finished));
     assert!(h.node.propose(h.now, "z").is_ok());

@@ -4,7 +4,7 @@ use super::super::test_harness::{Harness, exchange, ids};
 use crate::message::Body;
 use crate::message::*;
 use crate::output::Event;
-use crate::types::{Bytes, HardState, LogIndex, NodeId, Snapshot, SnapshotMeta, Term};
+use crate::types::{Bytes, Entry, HardState, LogIndex, NodeId, Payload, Snapshot, SnapshotMeta, Term};
 use crate::{CompactError, Config, Restored, Role};
 use alloc::vec;
 use alloc::vec::Vec;
@@ -275,4 +275,40 @@ fn restored_entries_must_follow_the_snapshot() {
             found: LogIndex(12)
         })
     );
+}
+
+#[test]
+fn a_snapshot_installed_in_the_step_that_appended_entries_leaves_only_later_entries_in_the_write() {
+    // A host may feed several inputs before it polls: they make one write.
+    // Write's contract stores the snapshot (dropping what it covers) and then
+    // appends the entries after it, so entries it covers must not be there.
+    let mut f = Harness::with(small_config(2), Restored::fresh());
+    let entries = (1..=4)
+        .map(|i| Entry { term: Term(1), index: LogIndex(i), payload: Payload::Command(Bytes::from("c")) })
+        .collect();
+    let append = AppendEntries {
+        prev_log_index: LogIndex(0),
+        prev_log_term: Term(0),
+        entries,
+        leader_commit: LogIndex(0),
+        round: 0,
+    };
+    f.node.handle_message(f.now, NodeId(1), crate::Message { term: Term(1), body: Body::AppendEntries(append) });
+    let snapshot = InstallSnapshot {
+        index: LogIndex(3),
+        snapshot_term: Term(1),
+        offset: 0,
+        total_len: 1,
+        data: Bytes::from("s"),
+        checksum: crc32fast::hash(b"s"),
+        membership: Default::default(),
+        round: 0,
+    };
+    f.node.handle_message(f.now, NodeId(1), crate::Message { term: Term(1), body: Body::InstallSnapshot(snapshot) });
+    f.drain();
+    assert_eq!(f.writes.len(), 1);
+    let w = &f.writes[0];
+    assert_eq!(w.snapshot.as_ref().map(|s| s.meta.index), Some(LogIndex(3)));
+    assert_eq!(w.entries.iter().map(|e| e.index.0).collect::<Vec<_>>(), vec![4]);
+    assert_eq!(w.truncate_from, None);
 }
