@@ -3,7 +3,7 @@
 use super::super::test_harness::{Harness, exchange, ids};
 use crate::message::Body;
 use crate::message::*;
-use crate::output::Event;
+use crate::output::{Event, Outgoing};
 use crate::types::{Bytes, Entry, HardState, LogIndex, NodeId, Payload, Snapshot, SnapshotMeta, Term};
 use crate::{CompactError, Config, Restored, Role};
 use alloc::vec;
@@ -311,4 +311,26 @@ fn a_snapshot_installed_in_the_step_that_appended_entries_leaves_only_later_entr
     assert_eq!(w.snapshot.as_ref().map(|s| s.meta.index), Some(LogIndex(3)));
     assert_eq!(w.entries.iter().map(|e| e.index.0).collect::<Vec<_>>(), vec![4]);
     assert_eq!(w.truncate_from, None);
+}
+
+#[test]
+fn an_acknowledgement_during_a_snapshot_transfer_sends_no_entries_the_snapshot_answer_decides() {
+    let mut l = leader_with(8);
+    l.node.compact(l.now, LogIndex(6), "state@6").unwrap();
+    l.take_sent();
+    // Node 2 never answered: its next entry is compacted away, so the
+    // heartbeat's probe becomes the snapshot's first chunk.
+    l.fire_timeout();
+    let to_2: Vec<_> = l.take_sent().into_iter().filter(|o| o.to == NodeId(2)).collect();
+    assert!(to_2.iter().any(|o| matches!(o.message.body, Body::InstallSnapshot(_))), "{to_2:?}");
+    // A late acknowledgement of entries the leader still holds arrives
+    // mid-transfer: it moves nothing but `matched`. At the next heartbeat
+    // the leader resends the chunk; no entries start alongside the snapshot.
+    let round = super::super::test_harness::leader_round(&l);
+    l.recv(2, 1, super::super::test_harness::ack(round, 7));
+    l.fire_timeout();
+    let to_2: Vec<_> = l.take_sent().into_iter().filter(|o| o.to == NodeId(2)).collect();
+    assert!(to_2.iter().any(|o| matches!(o.message.body, Body::InstallSnapshot(_))), "{to_2:?}");
+    let with_entries = |o: &&Outgoing| matches!(&o.message.body, Body::AppendEntries(a) if !a.entries.is_empty());
+    assert!(!to_2.iter().any(|o| with_entries(&o)), "{to_2:?}");
 }
