@@ -313,7 +313,7 @@ impl Node {
 }
 
 /// Entries must be contiguous from `prev + 1` with non-decreasing terms no
-/// later than the message's term, and end below [`MAX_INDEX`].
+/// later than the message's term, and end at or below [`MAX_INDEX`].
 fn well_formed(term: Term, prev_index: LogIndex, prev_term: Term, entries: &[Entry]) -> bool {
     let end = prev_index.0.checked_add(entries.len() as u64);
     if prev_term > term || end.is_none_or(|end| end > MAX_INDEX.0) {

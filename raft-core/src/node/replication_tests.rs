@@ -463,3 +463,24 @@ fn a_reordered_rejection_does_not_rewind_the_pipeline_and_a_real_loss_is_reprobe
     });
     assert!(resent.is_some(), "{sent:?}");
 }
+
+#[test]
+fn entries_may_end_at_max_index_but_not_past_it() {
+    // The bound itself: a message whose entries end at MAX_INDEX is well
+    // formed (this short log answers it with a rejection and a hint); one
+    // entry further is malformed and dropped without an answer.
+    let max = super::super::MAX_INDEX.0;
+    let mut h = follower_with(&[1], 1);
+    h.recv(2, 1, append((max - 1, 1), vec![e(max, 1)], 1));
+    h.persist();
+    let hint = AppendResult::Reject {
+        prev_log_index: LogIndex(max - 1),
+        last_log_index: LogIndex(1),
+        conflict_term: None,
+        conflict_index: LogIndex(2),
+    };
+    assert_eq!(responses(&h.take_sent()), vec![hint]);
+    h.recv(2, 1, append((max, 1), vec![e(max + 1, 1)], 1));
+    h.persist();
+    assert_eq!(responses(&h.take_sent()), vec![]);
+}
