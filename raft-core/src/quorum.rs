@@ -111,6 +111,15 @@ mod tests {
     }
 
     #[test]
+    fn a_voter_set_is_sorted_without_duplicates() {
+        let m = Majority::new([3, 1, 3, 2].map(NodeId));
+        assert_eq!(m.voters(), &[NodeId(1), NodeId(2), NodeId(3)]);
+        assert_eq!(m.quorum(), 2);
+        assert!(m.contains(NodeId(1)) && m.contains(NodeId(3)));
+        assert!(!m.contains(NodeId(4)) && !m.contains(NodeId(0)));
+    }
+
+    #[test]
     fn committed_index_examples() {
         let m = set(3);
         let acked = [0, 5, 7, 3];

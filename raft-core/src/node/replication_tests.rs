@@ -5,7 +5,7 @@ use crate::message::*;
 use crate::message::{AppendResponse, Body};
 use crate::output::Outgoing;
 use crate::types::{Bytes, Entry, HardState, LogIndex, NodeId, Payload, Term};
-use crate::{Config, ProposeError, Restored, Role};
+use crate::{Config, Membership, ProposeError, Restored, Role};
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -462,6 +462,17 @@ fn a_reordered_rejection_does_not_rewind_the_pipeline_and_a_real_loss_is_reprobe
             && matches!(&o.message.body, Body::AppendEntries(AppendEntries { prev_log_index: LogIndex(4), entries, .. }) if !entries.is_empty())
     });
     assert!(resent.is_some(), "{sent:?}");
+    // Node 2 rejects that probe, saying it lacks what it acknowledged:
+    // `matched` keeps `next` where it is, so the leader waits for the next
+    // tick instead of repeating the same probe at once.
+    let lacks = AppendResult::Reject {
+        prev_log_index: LogIndex(4),
+        last_log_index: LogIndex(1),
+        conflict_term: None,
+        conflict_index: LogIndex(2),
+    };
+    h.recv(2, 1, Body::AppendEntriesResponse(AppendResponse { round: 0, result: lacks }));
+    assert!(h.take_sent().iter().all(|o| o.to != NodeId(2)), "probed again at once");
 }
 
 #[test]
@@ -483,4 +494,34 @@ fn entries_may_end_at_max_index_but_not_past_it() {
     h.recv(2, 1, append((max, 1), vec![e(max + 1, 1)], 1));
     h.persist();
     assert_eq!(responses(&h.take_sent()), vec![]);
+    // The same bound holds for the leader's commit index.
+    h.recv(2, 1, append((1, 1), vec![], max));
+    h.persist();
+    assert_eq!(responses(&h.take_sent()), vec![AppendResult::Success { match_index: LogIndex(1) }]);
+    assert_eq!(h.node.commit_index(), LogIndex(1));
+    h.recv(2, 1, append((1, 1), vec![], max + 1));
+    h.persist();
+    assert_eq!(responses(&h.take_sent()), vec![]);
+}
+
+#[test]
+fn truncating_a_configuration_entry_restores_the_one_before_it() {
+    // Configurations take effect when appended (dissertation §4.1), so one
+    // that a new leader overwrites must stop counting, and the newest
+    // surviving one counts again.
+    let four = Membership::with_voters(ids(4));
+    let five = Membership::with_voters(ids(5));
+    let config = |index: u64, m: &Membership| Entry {
+        term: Term(1),
+        index: LogIndex(index),
+        payload: Payload::Membership(m.clone()),
+    };
+    let hs = HardState { term: Term(1), voted_for: None, catching_up: false };
+    let log = vec![config(1, &four), config(2, &five)];
+    let mut h = Harness::with(Config::new(NodeId(1), ids(3)), Restored::new(hs, log));
+    assert_eq!(h.node.membership(), &five);
+    h.recv(2, 2, append((1, 1), vec![e(2, 2)], 0));
+    h.persist();
+    assert_eq!(responses(&h.sent), vec![AppendResult::Success { match_index: LogIndex(2) }]);
+    assert_eq!(h.node.membership(), &four);
 }
