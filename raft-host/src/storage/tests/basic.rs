@@ -260,3 +260,22 @@ fn oversized_entry_is_refused() {
     assert!(matches!(log.write(&appending(vec![big])), Err(StorageError::InvalidWrite { .. })));
     assert_eq!(log.last_index(), LogIndex(0));
 }
+
+#[test]
+fn a_record_payload_may_be_exactly_the_maximum_and_no_longer() {
+    use super::super::record::{self, BadFrame, Change, FRAME_HEADER, MAX_RECORD_BYTES};
+    let entry =
+        |n: usize| Entry { term: Term(1), index: LogIndex(1), payload: Payload::Command(Bytes::from(vec![7u8; n])) };
+    let framed = |n: usize| record::frame(Change::Append(&entry(n))).map(|f| f.len() - FRAME_HEADER);
+    // The codec's overhead around a large command is constant.
+    let overhead = framed(1 << 20).unwrap() - (1 << 20);
+    let fits = MAX_RECORD_BYTES - overhead;
+    assert_eq!(framed(fits), Some(MAX_RECORD_BYTES));
+    assert_eq!(framed(fits + 1), None);
+    // Reading: a length above the maximum is refused as too long even when
+    // the file holds that many bytes (and before any checksum is computed).
+    let len = MAX_RECORD_BYTES + 1;
+    let mut bytes = vec![0u8; FRAME_HEADER + len];
+    bytes[..4].copy_from_slice(&(len as u32).to_le_bytes());
+    assert_eq!(record::frame_at(&bytes, 0), Err(BadFrame::TooLong { len: len as u64 }));
+}

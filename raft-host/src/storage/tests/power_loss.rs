@@ -275,7 +275,14 @@ fn the_refusal_names_the_file_the_offset_and_the_repair() {
         Err(e) => e.to_string(),
         Ok(_) => panic!("damage not detected"),
     };
-    for needle in [&*seg.to_string_lossy(), &SEGMENT_HEADER.to_string(), "--repair", "DiskLog::repair"] {
+    let needles = [
+        &*seg.to_string_lossy(),
+        &SEGMENT_HEADER.to_string(),
+        "record checksum mismatch",
+        "--repair",
+        "DiskLog::repair",
+    ];
+    for needle in needles {
         assert!(msg.contains(needle), "{needle:?} missing in: {msg}");
     }
 }
