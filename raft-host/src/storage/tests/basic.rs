@@ -272,6 +272,8 @@ fn a_record_payload_may_be_exactly_the_maximum_and_no_longer() {
     let fits = MAX_RECORD_BYTES - overhead;
     assert_eq!(framed(fits), Some(MAX_RECORD_BYTES));
     assert_eq!(framed(fits + 1), None);
+    let largest = record::frame(Change::Append(&entry(fits))).unwrap();
+    assert_eq!(record::frame_at(&largest, 0).map(<[u8]>::len), Ok(MAX_RECORD_BYTES));
     // Reading: a length above the maximum is refused as too long even when
     // the file holds that many bytes (and before any checksum is computed).
     let len = MAX_RECORD_BYTES + 1;
