@@ -561,3 +561,30 @@ fn a_learner_that_never_answered_is_not_promoted_however_short_the_log() {
     net.heartbeat(1);
     net.change(1, MembershipChange::Promote { id: NodeId(4) }).unwrap();
 }
+
+#[test]
+fn a_proposal_reaches_every_member_when_a_removed_one_answered_in_the_same_step() {
+    // Found by cargo-mutants: marking followers for sending was skipped when
+    // the set of followers to send to was as large as the member list, even
+    // if it held a removed member the leader still tells about its removal.
+    let mut net = Net::new(3, 3);
+    net.campaign(1);
+    net.cut.insert(3);
+    net.change(1, MembershipChange::Remove { id: NodeId(3) }).unwrap();
+    net.heartbeat(1);
+    assert_eq!(net.node(1).node.membership().voters, set(&[1, 2]));
+    let h = net.node(1);
+    h.take_sent();
+    // One step, no poll in between: a late answer of node 3, then a proposal.
+    let answer = AppendResponse { round: 0, result: AppendResult::Success { match_index: LogIndex(0) } };
+    let term = h.node.term();
+    h.node.handle_message(h.now, NodeId(3), Message { term, body: Body::AppendEntriesResponse(answer) });
+    let index = h.node.propose(h.now, "x").unwrap();
+    h.drain();
+    let sent = h.take_sent();
+    let carries = |o: &crate::Outgoing| {
+        o.to == NodeId(2)
+            && matches!(&o.message.body, Body::AppendEntries(a) if a.entries.iter().any(|e| e.index == index))
+    };
+    assert!(sent.iter().any(carries), "node 2 did not get entry {index:?}: {sent:?}");
+}

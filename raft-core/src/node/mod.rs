@@ -71,9 +71,6 @@ impl PeerSet {
             self.insert(id);
         }
     }
-    pub(crate) fn len(&self) -> usize {
-        self.0.len()
-    }
     pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

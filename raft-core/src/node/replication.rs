@@ -20,9 +20,9 @@ impl Node {
         if config {
             self.note_configs_from(index);
         }
-        if let RoleState::Leader(l) = &mut self.role
-            && l.dirty.len() < self.peers.len()
-        {
+        // Every follower, always: a set as large as `peers` may still miss
+        // one, as it can hold a removed member being told of its removal.
+        if let RoleState::Leader(l) = &mut self.role {
             l.dirty.extend(self.peers.iter().copied());
         }
         // A single-node cluster commits once its own write is durable.
