@@ -240,6 +240,23 @@ fn data_without_a_stamp_is_refused() {
 }
 
 #[test]
+fn a_vote_alone_without_a_stamp_is_refused() {
+    // A hard state is raft data even with no segment and no snapshot beside it.
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut log, _) = open(tmp.path());
+    let mut vote = Write::default();
+    vote.hard_state = Some(hard_state(3, Some(2)));
+    commit(&mut log, &vote);
+    drop(log);
+    for seg in segments(tmp.path()) {
+        fs::remove_file(seg).unwrap();
+    }
+    assert!(super::super::hard_state::path(tmp.path()).exists());
+    fs::remove_file(tmp.path().join("meta")).unwrap();
+    assert_corrupt(DiskLog::open(tmp.path(), ME), &tmp.path().join("meta"), Some(0));
+}
+
+#[test]
 fn a_directory_is_opened_by_one_log_at_a_time() {
     let tmp = tempfile::tempdir().unwrap();
     let (log, _) = open(tmp.path());
