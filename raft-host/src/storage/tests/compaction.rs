@@ -319,3 +319,40 @@ fn torn_header_of_the_only_segment_left_is_corruption() {
     fs::write(&segs[0], &bytes[..10]).unwrap();
     assert_corrupt(open_with(dir, 300), &segs[0], Some(0));
 }
+
+#[test]
+fn a_missing_or_different_snapshot_file_than_the_log_records_is_refused() {
+    // The log records that a snapshot covers entries it no longer holds; the
+    // snapshot file must be there and be that snapshot.
+    let tmp = fast_tempdir();
+    let mut log = segmented_log(tmp.path());
+    commit(&mut log, &snapshot_at(40, 1));
+    drop(log);
+    let (_, rec) = open_with(tmp.path(), 300).unwrap();
+    assert_eq!(rec.snapshot.map(|s| s.meta), Some(SnapshotMeta { index: LogIndex(40), term: Term(1) }));
+    // A snapshot file at the same index but of another term.
+    let other = fast_tempdir();
+    let (mut log, _) = open(other.path());
+    commit(&mut log, &snapshot_at(40, 2));
+    drop(log);
+    let foreign = fs::read(super::super::snapshot_file::path(other.path())).unwrap();
+    let swapped = copy_dir(tmp.path());
+    let path = super::super::snapshot_file::path(swapped.path());
+    fs::write(&path, &foreign).unwrap();
+    assert_corrupt(open_with(swapped.path(), 300), &path, Some(0));
+    // No snapshot file at all, while the first segment still starts at 1
+    // (the snapshot covers part of it only).
+    let missing = fast_tempdir();
+    let mut log = segmented_log(missing.path());
+    commit(&mut log, &snapshot_at(2, 1));
+    drop(log);
+    assert_eq!(segment_firsts(missing.path())[0], 1);
+    let path = super::super::snapshot_file::path(missing.path());
+    fs::remove_file(&path).unwrap();
+    match open_with(missing.path(), 300) {
+        Err(StorageError::Corrupt { file, offset: 0, reason }) if file == path => {
+            assert!(reason.contains("there is no snapshot file"), "{reason}")
+        }
+        other => panic!("expected Corrupt in the snapshot file, got {:?}", other.map(|(_, r)| r)),
+    }
+}
