@@ -267,3 +267,35 @@ fn a_refused_vote_request_with_a_higher_term_does_not_restart_the_election_timer
     assert_eq!(h.node.role(), Role::Candidate);
     assert_eq!(h.node.term(), Term(7));
 }
+
+#[test]
+fn a_leader_that_steps_down_keeps_its_vote_in_that_term() {
+    // §5.2: at most one vote per term. A leader that check-quorum deposes
+    // stays in its term, where it voted for itself: another candidate of
+    // that term is refused.
+    let mut h = super::super::test_harness::node(1, 3);
+    super::super::test_harness::elect_by_pre_vote(&mut h);
+    let term = h.node.term();
+    for _ in 0..20 {
+        if h.node.role() != Role::Leader {
+            break;
+        }
+        h.fire_timeout(); // nobody answers
+    }
+    assert_eq!((h.node.role(), h.node.term(), h.node.voted_for()), (Role::Follower, term, Some(NodeId(1))));
+    h.take_sent();
+    h.recv(2, term.0, super::super::test_harness::vote_request((9, term.0), false, false));
+    h.persist();
+    assert_eq!(granted(&h.take_sent(), 2), Some(false));
+}
+
+#[test]
+fn a_refused_pre_vote_of_a_higher_term_brings_the_pre_candidate_to_that_term() {
+    // Only a *granted* pre-vote answer leaves the term alone; a refusal from
+    // a node of a later term makes this one adopt it, as any message would.
+    let mut h = super::super::test_harness::node(1, 3);
+    h.fire_timeout();
+    assert_eq!((h.node.role(), h.node.term()), (Role::PreCandidate, Term(0)));
+    h.recv(2, 5, super::super::test_harness::pre_grant(false));
+    assert_eq!((h.node.role(), h.node.term()), (Role::Follower, Term(5)));
+}
