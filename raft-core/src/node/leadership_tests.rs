@@ -353,6 +353,47 @@ fn terms_near_the_top_of_the_range_are_refused() {
     h.fire_timeout();
     h.fire_timeout();
     assert_eq!((h.node.term(), h.node.voted_for()), (MAX_TERM, Some(NodeId(2))), "the vote was replaced");
+    // It does not even ask for pre-votes: no election could follow.
+    assert_eq!(h.node.role(), Role::Follower);
+    assert!(!h.sent.iter().any(|o| matches!(o.message.body, Body::RequestVote(_))), "{:?}", h.sent);
+}
+
+#[test]
+fn a_leader_ignores_higher_term_votes_while_a_majority_answered_within_the_minimum_timeout() {
+    let mut h = node(1, 3);
+    elect_by_pre_vote(&mut h);
+    let term = h.node.term();
+    let contact = match &h.node.role {
+        RoleState::Leader(l) => l.quorum_contact(&h.node.quorum, NodeId(1)),
+        _ => panic!("not leader"),
+    };
+    let window = h.node.config().election_timeout_min;
+    let request = vote_request((9, term.0), false, false);
+    h.now = contact + (window - Duration::from_micros(1));
+    h.recv(3, term.0 + 1, request.clone());
+    assert_eq!((h.node.role(), h.node.term()), (Role::Leader, term), "a disruptive candidate deposed the leader");
+    // From the end of that window on, the leader cannot count on its
+    // majority any more: it adopts the term (and the vote is considered).
+    h.now = contact + window;
+    h.recv(3, term.0 + 1, request);
+    assert_eq!((h.node.role(), h.node.term()), (Role::Follower, Term(term.0 + 1)));
+}
+
+#[test]
+fn a_node_ignores_higher_term_votes_for_the_minimum_timeout_after_it_starts() {
+    // It may have acknowledged a leader just before it restarted.
+    let mut h = node(2, 3);
+    let window = h.node.config().election_timeout_min;
+    h.now = crate::Instant::ZERO + (window - Duration::from_micros(1));
+    h.recv(1, 1, vote_request((0, 0), false, false));
+    h.persist();
+    assert_eq!(h.node.term(), Term(0));
+    assert!(h.take_sent().is_empty());
+    h.now = crate::Instant::ZERO + window;
+    h.recv(1, 1, vote_request((0, 0), false, false));
+    h.persist();
+    assert_eq!(h.node.term(), Term(1));
+    assert_eq!(super::test_harness::granted(&h.take_sent(), 1), Some(true));
 }
 
 #[test]
