@@ -588,3 +588,19 @@ fn a_proposal_reaches_every_member_when_a_removed_one_answered_in_the_same_step(
     };
     assert!(sent.iter().any(carries), "node 2 did not get entry {index:?}: {sent:?}");
 }
+
+#[test]
+fn a_voter_votes_for_a_voter_its_newest_configuration_added_before_it_commits() {
+    // The configuration in force is the newest in the log, committed or not
+    // (dissertation §4.1): a voter it adds may win votes at once, with a log
+    // no newer than the voter's.
+    let four = Membership::with_voters(ids(4));
+    let entry = crate::Entry { term: Term(1), index: LogIndex(1), payload: Payload::Membership(four.clone()) };
+    let hs = crate::HardState { term: Term(1), voted_for: None, catching_up: false };
+    let mut h = Harness::with(Config::new(NodeId(1), ids(3)), Restored::new(hs, alloc::vec![entry]));
+    assert_eq!(h.node.membership(), &four);
+    assert_eq!(h.node.commit_index(), LogIndex(0));
+    h.recv(4, 2, super::test_harness::vote_req(1, 1));
+    h.persist();
+    assert_eq!(super::test_harness::granted(&h.sent, 4), Some(true));
+}
