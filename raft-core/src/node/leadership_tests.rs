@@ -449,3 +449,37 @@ fn without_forwarding_a_follower_refuses_with_the_leader_hint() {
         Err(ProposeError::NotLeader { leader_hint: Some(NodeId(1)) })
     );
 }
+
+#[test]
+fn a_pre_vote_is_granted_only_for_a_term_above_the_voters() {
+    let hs = HardState { term: Term(2), voted_for: None, catching_up: false };
+    let mut h = Harness::exact(Config::new(NodeId(2), ids(3)), Restored::new(hs, Vec::new()));
+    h.now = crate::Instant::ZERO + Duration::from_millis(1000);
+    let pre_votes = |h: &mut Harness| -> Vec<bool> {
+        h.take_sent()
+            .into_iter()
+            .filter_map(|o| match o.message.body {
+                Body::RequestVoteResponse(VoteResponse { granted, pre_vote: true }) => Some(granted),
+                _ => None,
+            })
+            .collect()
+    };
+    // From a node of term 1: its next term is not above this voter's.
+    h.recv(1, 2, vote_request((0, 0), true, false));
+    assert_eq!(pre_votes(&mut h), alloc::vec![false]);
+    h.recv(1, 3, vote_request((0, 0), true, false));
+    assert_eq!(pre_votes(&mut h), alloc::vec![true]);
+    assert_eq!(h.node.term(), Term(2));
+}
+
+#[test]
+fn a_pre_candidate_counts_only_pre_votes_for_the_term_it_proposed() {
+    let mut h = node(1, 3);
+    h.fire_timeout();
+    assert_eq!(h.node.role(), Role::PreCandidate);
+    // A real vote (of this term, from some earlier candidacy) is no pre-vote.
+    h.recv(2, 0, vote_grant());
+    assert_eq!((h.node.role(), h.node.term()), (Role::PreCandidate, Term(0)));
+    h.recv(2, 1, pre_grant(true));
+    assert_eq!((h.node.role(), h.node.term()), (Role::Candidate, Term(1)));
+}
