@@ -474,12 +474,16 @@ fn a_pre_vote_is_granted_only_for_a_term_above_the_voters() {
 
 #[test]
 fn a_pre_candidate_counts_only_pre_votes_for_the_term_it_proposed() {
-    let mut h = node(1, 3);
+    let hs = HardState { term: Term(2), voted_for: None, catching_up: false };
+    let mut h = Harness::exact(Config::new(NodeId(1), ids(3)), Restored::new(hs, Vec::new()));
     h.fire_timeout();
     assert_eq!(h.node.role(), Role::PreCandidate);
     // A real vote (of this term, from some earlier candidacy) is no pre-vote.
-    h.recv(2, 0, vote_grant());
-    assert_eq!((h.node.role(), h.node.term()), (Role::PreCandidate, Term(0)));
-    h.recv(2, 1, pre_grant(true));
-    assert_eq!((h.node.role(), h.node.term()), (Role::Candidate, Term(1)));
+    h.recv(2, 2, vote_grant());
+    // A pre-vote granted for term 2, by a voter of term 1: a late answer
+    // from when this node proposed term 2.
+    h.recv(2, 2, pre_grant(true));
+    assert_eq!((h.node.role(), h.node.term()), (Role::PreCandidate, Term(2)));
+    h.recv(2, 3, pre_grant(true));
+    assert_eq!((h.node.role(), h.node.term()), (Role::Candidate, Term(3)));
 }
