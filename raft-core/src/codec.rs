@@ -223,6 +223,34 @@ mod tests {
         }
     }
 
+    #[test]
+    fn membership_size_bound_covers_encoding() {
+        // Ids at the top of the range take the most bytes; addresses of
+        // every length from none up.
+        let big = |k: u64| crate::NodeId(u64::MAX - k);
+        let mut cases = vec![crate::Membership::default()];
+        for n in [1u64, 3, 10] {
+            let ids = (0..n).map(big);
+            let mut m = crate::Membership::with_voters(ids.clone());
+            cases.push(m.clone());
+            m.learners = (2 * n..3 * n).map(big).collect();
+            cases.push(m.clone());
+            m.outgoing = (n..2 * n).map(big).collect();
+            m.learners = (2 * n..3 * n).map(big).collect();
+            cases.push(m.clone());
+            let addrs = (0..3 * n).map(|k| (big(k), Bytes::from(vec![b'a'; k as usize])));
+            m.addrs = addrs.collect();
+            cases.push(m);
+            // Addresses alone (of members known by address only).
+            let only = (0..n).map(|k| (big(k), Bytes::from(vec![b'a'; k as usize])));
+            cases.push(crate::Membership { addrs: only.collect(), ..Default::default() });
+        }
+        for m in cases {
+            let len = encode_value(&m).unwrap().len();
+            assert!(len <= m.size_bound(), "{len} > {} for {m:?}", m.size_bound());
+        }
+    }
+
     quickcheck::quickcheck! {
         fn arbitrary_bytes_never_panic(bytes: Vec<u8>) -> bool {
             let _ = decode_message(&bytes);
