@@ -525,3 +525,22 @@ fn truncating_a_configuration_entry_restores_the_one_before_it() {
     assert_eq!(responses(&h.sent), vec![AppendResult::Success { match_index: LogIndex(2) }]);
     assert_eq!(h.node.membership(), &four);
 }
+
+#[test]
+fn a_leader_reports_each_followers_match_index() {
+    let mut h = Harness::new(1, 3);
+    h.elect();
+    h.recv(
+        2,
+        1,
+        Body::AppendEntriesResponse(crate::AppendResponse {
+            round: 0,
+            result: AppendResult::Success { match_index: LogIndex(1) },
+        }),
+    );
+    assert_eq!(h.node.match_index(NodeId(2)), Some(LogIndex(1)));
+    assert_eq!(h.node.match_index(NodeId(3)), Some(LogIndex(0)));
+    assert_eq!(h.node.match_index(NodeId(9)), None);
+    let f = follower_with(&[1], 1);
+    assert_eq!(f.node.match_index(NodeId(2)), None);
+}
