@@ -289,6 +289,16 @@ fn a_follower_asks_its_leader_and_the_leader_confirms_for_it() {
     f.node.handle_timeout(f.now);
     f.drain();
     assert_eq!(f.reads.last(), Some(&(ReadId(2), Err(ReadError::Timeout))));
+    // Ids: one per read in progress, not one per follower.
+    f.recv(1, 1, heartbeat(1, 0));
+    f.node.read_index(f.now, ReadId(3)).unwrap();
+    f.node.read_index(f.now, ReadId(4)).unwrap();
+    assert_eq!(f.node.read_index(f.now, ReadId(3)), Err(ReadError::DuplicateId));
+    f.drain();
+    // A new leader: the old one may never answer, so both fail at once.
+    f.recv(3, 2, heartbeat(1, 0));
+    let failed: Vec<_> = f.reads.iter().filter(|(id, _)| id.0 >= 3).cloned().collect();
+    assert_eq!(failed, [(ReadId(3), Err(ReadError::LeaderChanged)), (ReadId(4), Err(ReadError::LeaderChanged))]);
 }
 
 #[test]

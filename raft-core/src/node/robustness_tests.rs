@@ -38,6 +38,20 @@ fn follower() -> Harness {
 }
 
 #[test]
+fn a_snapshot_may_end_at_max_index_but_not_past_it() {
+    let max = super::MAX_INDEX.0;
+    let whole = b"x";
+    let mut h = follower();
+    h.recv(1, 1, chunk(max + 1, 0, whole, 1, crc32fast::hash(whole)));
+    h.persist();
+    assert_eq!(h.node.snapshot_index(), LogIndex(0));
+    let mut h = follower();
+    h.recv(1, 1, chunk(max, 0, whole, 1, crc32fast::hash(whole)));
+    h.persist();
+    assert_eq!(h.node.snapshot_index(), LogIndex(max));
+}
+
+#[test]
 fn a_snapshot_index_near_the_top_of_the_range_is_refused() {
     // Installing it would make the next append overflow the log index.
     let mut h = follower();
