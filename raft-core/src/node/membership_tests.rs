@@ -604,3 +604,16 @@ fn a_voter_votes_for_a_voter_its_newest_configuration_added_before_it_commits() 
     h.persist();
     assert_eq!(super::test_harness::granted(&h.sent, 4), Some(true));
 }
+
+#[test]
+fn compacting_below_a_configuration_entry_keeps_that_configuration() {
+    let mut net = Net::new(4, 3);
+    net.campaign(1);
+    let at = net.change(1, add_learner(4)).unwrap();
+    net.heartbeat(1);
+    let h = net.node(1);
+    assert!(h.node.last_applied() >= at);
+    h.node.compact(h.now, LogIndex(at.0 - 1), "state").unwrap();
+    assert_eq!(h.node.membership().learners, set(&[4]));
+    assert_eq!(h.node.membership_index(), at);
+}
