@@ -617,3 +617,29 @@ fn compacting_below_a_configuration_entry_keeps_that_configuration() {
     assert_eq!(h.node.membership().learners, set(&[4]));
     assert_eq!(h.node.membership_index(), at);
 }
+
+#[test]
+fn a_learner_exactly_max_learner_lag_behind_may_be_promoted() {
+    let mut net = Net::new(4, 3);
+    net.campaign(1);
+    net.change(1, add_learner(4)).unwrap();
+    net.heartbeat(1);
+    net.cut.insert(4);
+    for _ in 0..3 {
+        let h = net.node(1);
+        h.node.propose(h.now, "y").unwrap();
+        h.drain();
+        net.settle();
+    }
+    let h = net.node(1);
+    let (matched, last) = (h.node.match_index(NodeId(4)).unwrap(), h.node.last_log_index());
+    assert_eq!(last.0 - matched.0, 3);
+    let mut config = Config::new(NodeId(1), ids(3));
+    config.max_learner_lag = 2;
+    h.node.config = config.clone();
+    let refused = net.change(1, MembershipChange::Promote { id: NodeId(4) });
+    assert!(matches!(refused, Err(ChangeError::LearnerBehind { .. })), "{refused:?}");
+    config.max_learner_lag = 3;
+    net.node(1).node.config = config;
+    assert!(net.change(1, MembershipChange::Promote { id: NodeId(4) }).is_ok());
+}
