@@ -244,6 +244,8 @@ mod tests {
             // Addresses alone (of members known by address only).
             let only = (0..n).map(|k| (big(k), Bytes::from(vec![b'a'; k as usize])));
             cases.push(crate::Membership { addrs: only.collect(), ..Default::default() });
+            let empty = (0..n).map(|k| (big(k), Bytes::from(alloc::vec::Vec::new())));
+            cases.push(crate::Membership { addrs: empty.collect(), ..Default::default() });
         }
         for m in cases {
             let len = encode_value(&m).unwrap().len();
