@@ -643,3 +643,32 @@ fn a_learner_exactly_max_learner_lag_behind_may_be_promoted() {
     net.node(1).node.config = config;
     assert!(net.change(1, MembershipChange::Promote { id: NodeId(4) }).is_ok());
 }
+
+#[test]
+fn a_snapshot_replaces_a_conflicting_configuration_entry_at_its_own_index() {
+    // The follower's entry 2 (an old term's configuration) conflicts with
+    // the leader's snapshot through 2: the snapshot's configuration counts.
+    let five = Membership::with_voters(ids(5));
+    let three = Membership::with_voters(ids(3));
+    let log = alloc::vec![
+        crate::Entry { term: Term(1), index: LogIndex(1), payload: Payload::Membership(three.clone()) },
+        crate::Entry { term: Term(1), index: LogIndex(2), payload: Payload::Membership(five.clone()) },
+    ];
+    let hs = crate::HardState { term: Term(2), voted_for: None, catching_up: false };
+    let mut h = Harness::with(Config::new(NodeId(1), ids(3)), Restored::new(hs, log));
+    assert_eq!(h.node.membership(), &five);
+    let snapshot = InstallSnapshot {
+        index: LogIndex(2),
+        snapshot_term: Term(2),
+        offset: 0,
+        total_len: 1,
+        data: Bytes::from("s"),
+        checksum: crc32fast::hash(b"s"),
+        membership: three.clone(),
+        round: 0,
+    };
+    h.recv(2, 2, Body::InstallSnapshot(snapshot));
+    h.persist();
+    assert_eq!(h.node.snapshot_index(), LogIndex(2));
+    assert_eq!(h.node.membership(), &three);
+}
