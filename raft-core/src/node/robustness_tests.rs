@@ -38,6 +38,27 @@ fn follower() -> Harness {
 }
 
 #[test]
+fn a_snapshot_of_exactly_max_snapshot_bytes_is_taken_and_one_byte_more_refused() {
+    let limited = || {
+        let mut c = Config::new(NodeId(2), ids(3));
+        c.max_snapshot_bytes = 4;
+        Harness::with(c, Restored::fresh())
+    };
+    let mut h = limited();
+    h.recv(1, 1, chunk(5, 0, b"abcd", 4, crc32fast::hash(b"abcd")));
+    h.persist();
+    assert_eq!(h.node.snapshot_index(), LogIndex(5));
+    let taken = answers(&mut h);
+    assert!(!taken.is_empty() && taken.iter().all(|a| a.done && !a.too_large), "{taken:?}");
+    let mut h = limited();
+    h.recv(1, 1, chunk(5, 0, b"abcde", 5, crc32fast::hash(b"abcde")));
+    h.persist();
+    assert_eq!(h.node.snapshot_index(), LogIndex(0));
+    let refused = answers(&mut h);
+    assert!(!refused.is_empty() && refused.iter().all(|a| a.too_large), "{refused:?}");
+}
+
+#[test]
 fn a_snapshot_may_end_at_max_index_but_not_past_it() {
     let max = super::MAX_INDEX.0;
     let whole = b"x";
