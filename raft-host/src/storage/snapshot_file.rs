@@ -83,6 +83,8 @@ pub struct SnapshotFileWriter<'a> {
     meta: SnapshotMeta,
     /// The body bytes written so far (after the header).
     body_len: u64,
+    /// The body bytes before the data (the configuration's frame).
+    data_start: u64,
     body_crc: crc32fast::Hasher,
     /// Data not yet written, at most [`CHUNK`] bytes.
     buf: Vec<u8>,
@@ -108,11 +110,13 @@ impl<'a> SnapshotFileWriter<'a> {
             file,
             meta,
             body_len: 0,
+            data_start: 0,
             body_crc: crc32fast::Hasher::new(),
             buf: Vec::new(),
         };
         w.put(&(m.len() as u32).to_le_bytes())?;
         w.put(&m)?;
+        w.data_start = w.body_len;
         Ok(w)
     }
 
@@ -133,7 +137,7 @@ impl<'a> SnapshotFileWriter<'a> {
 
     /// The state-machine bytes written so far.
     pub fn data_len(&self) -> u64 {
-        self.body_len + self.buf.len() as u64
+        self.body_len + self.buf.len() as u64 - self.data_start
     }
 
     /// Writes the header, makes the file durable and renames it into place
