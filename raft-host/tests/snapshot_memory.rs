@@ -11,11 +11,11 @@
 //! Size: `RAFT_SNAPSHOT_TEST_MIB` (default 64 MiB of state, 1024 chunks of
 //! 64 KiB). Run with `--nocapture` to see the numbers.
 
+use peak_alloc::PeakAlloc;
 use raft_core::{LogIndex, Membership, NodeId, SnapshotMeta, Term};
 use raft_host::storage::fs::RealFs;
 use raft_host::storage::{SNAPSHOT_CHUNK, SnapshotFile, SnapshotFileWriter};
 use raft_host::{KvCommand, KvOp, KvStore, StateMachine};
-use peak_alloc::PeakAlloc;
 use std::io::BufReader;
 
 #[global_allocator]
@@ -77,7 +77,8 @@ fn a_large_snapshot_streams_from_store_to_store_in_bounded_memory() {
     let ((sent, chunks), send_peak) = measure(|| {
         let mut source = SnapshotFile::open(&fs, leader_dir.path()).unwrap().expect("the leader stored a snapshot");
         assert_eq!((source.meta(), source.data_len()), (meta, taken));
-        let mut sink = SnapshotFileWriter::create(&fs, follower_dir.path(), source.meta(), source.membership()).unwrap();
+        let mut sink =
+            SnapshotFileWriter::create(&fs, follower_dir.path(), source.meta(), source.membership()).unwrap();
         let mut received = crc32fast::Hasher::new();
         let mut buf = vec![0u8; chunk];
         let (mut offset, mut chunks) = (0u64, 0u64);

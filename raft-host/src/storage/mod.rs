@@ -7,7 +7,7 @@
 //! | `LOCK` | empty; held locked while a `DiskLog` is open | at open |
 //! | `meta` | [`NodeMeta`] (node and cluster id) | once, atomically, at creation |
 //! | `hardstate` | the term, vote and `catching_up` flag | atomically (temp file, fsync, rename, fsync dir) |
-//! | `snapshot` | the latest snapshot: index, term, data | atomically |
+//! | `snapshot` | the latest snapshot: index, term, configuration, data (layout below) | atomically, piece by piece |
 //! | `log-<first_index:020>.seg` | header with the synced watermark, records, then preallocated zeros | created durably; records appended, fdatasync'ed, then the watermark moved and fdatasync'ed at `sync`; removed by compaction |
 //!
 //! `meta` and `hardstate` are `magic | version: u32 | len: u32 | crc32: u32 |
@@ -95,6 +95,21 @@
 //! snapshot disagrees with the entry the log holds at its index, a
 //! `Truncate` record from that index is written before it (recovery relies on
 //! this, see below).
+//!
+//! The `snapshot` file is `magic "RAFTSNAP" | version: u32 | index: u64 |
+//! term: u64 | body_len: u64 | crc32: u32 | membership_len: u32 |
+//! membership | data`, the CRC over the 36 header bytes before it and the
+//! body. It is written and read a bounded piece at a time
+//! ([`SnapshotFileWriter`], [`SnapshotFile`], [`SNAPSHOT_CHUNK`] bytes of
+//! data at once): the header, which needs the body's length and CRC, is
+//! written last into the temp file, before its fsync and rename. A state
+//! machine can stream its snapshot straight into one
+//! ([`StateMachine::write_snapshot`](crate::StateMachine::write_snapshot))
+//! and restore from one
+//! ([`StateMachine::restore_from`](crate::StateMachine::restore_from)).
+//! [`DiskLog::open`] still hands the data to the core as one buffer (read
+//! once, into a buffer of its exact size), because the core holds the
+//! snapshot it sends or receives whole.
 //!
 //! # Compaction
 //!

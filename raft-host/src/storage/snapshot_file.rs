@@ -99,8 +99,10 @@ impl<'a> SnapshotFileWriter<'a> {
         meta: SnapshotMeta,
         membership: &Membership,
     ) -> Result<SnapshotFileWriter<'a>, StorageError> {
-        let m = raft_core::codec::encode_value(membership)
-            .map_err(|e| StorageError::InvalidWrite { dir: dir.to_path_buf(), reason: format!("configuration: {e}") })?;
+        let m = raft_core::codec::encode_value(membership).map_err(|e| StorageError::InvalidWrite {
+            dir: dir.to_path_buf(),
+            reason: format!("configuration: {e}"),
+        })?;
         let tmp = dir.join(format!("{SNAPSHOT_FILE}{TMP_SUFFIX}"));
         let file = fs.open(&tmp, OpenMode::CreateTruncate).map_err(StorageError::io("create", &tmp))?;
         let mut w = SnapshotFileWriter {
@@ -338,4 +340,99 @@ fn read_full(file: &mut dyn FsRead, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(got)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::fs::SimFs;
+    use raft_core::NodeId;
+    use std::io::Write as _;
+
+    fn snapshot(len: usize) -> Snapshot {
+        let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+        let meta = SnapshotMeta { index: LogIndex(90), term: Term(4) };
+        Snapshot { meta, membership: Membership::with_voters([NodeId(1), NodeId(2)]), data: Bytes::from(data) }
+    }
+
+    fn sim_fs() -> SimFs {
+        let fs = SimFs::new();
+        for d in ["/a", "/b", "/d"] {
+            fs.create_dir_all(Path::new(d)).unwrap();
+        }
+        fs
+    }
+
+    #[test]
+    fn pieces_of_any_size_make_the_same_file_as_one_write() {
+        let fs = sim_fs();
+        let (a, b) = (Path::new("/a"), Path::new("/b"));
+        let s = snapshot(3 * CHUNK + 123);
+        write(&fs, a, &s).unwrap();
+        let mut w = SnapshotFileWriter::create(&fs, b, s.meta, &s.membership).unwrap();
+        // Small pieces, one crossing the buffer's edge, one larger than a chunk.
+        let cuts = [0, 1, 100, CHUNK - 5, CHUNK + 10, 3 * CHUNK, s.data.len()];
+        for pair in cuts.windows(2) {
+            w.write_all(&s.data[pair[0]..pair[1]]).unwrap();
+        }
+        assert_eq!(w.data_len(), s.data.len() as u64);
+        w.finish().unwrap();
+        assert_eq!(fs.contents(&path(a)), fs.contents(&path(b)));
+        assert_eq!(read(&fs, b).unwrap(), Some(s));
+    }
+
+    #[test]
+    fn a_stored_snapshot_reads_in_ranges_and_as_a_stream() {
+        let fs = sim_fs();
+        let dir = Path::new("/d");
+        assert!(SnapshotFile::open(&fs, dir).unwrap().is_none());
+        let s = snapshot(2 * CHUNK + 9);
+        write(&fs, dir, &s).unwrap();
+        let mut f = SnapshotFile::open(&fs, dir).unwrap().unwrap();
+        assert_eq!((f.meta(), f.membership(), f.data_len()), (s.meta, &s.membership, s.data.len() as u64));
+        assert_eq!(f.data_checksum(), crc32fast::hash(&s.data));
+        let mut buf = vec![0u8; 1000];
+        for offset in [0, 1, CHUNK as u64 - 3, s.data.len() as u64 - 10] {
+            let n = f.read_data_at(offset, &mut buf).unwrap();
+            let start = offset as usize;
+            let end = (start + 1000).min(s.data.len());
+            assert_eq!(&buf[..n], &s.data[start..end], "at {offset}");
+        }
+        assert_eq!(f.read_data_at(s.data.len() as u64, &mut buf).unwrap(), 0);
+        assert_eq!(f.read_data_at(u64::MAX, &mut buf).unwrap(), 0);
+        let mut all = Vec::new();
+        f.data_reader().unwrap().read_to_end(&mut all).unwrap();
+        assert_eq!(all, &s.data[..]);
+    }
+
+    #[test]
+    fn a_damaged_data_byte_fails_the_check_when_opened() {
+        let fs = sim_fs();
+        let dir = Path::new("/d");
+        let s = snapshot(CHUNK + 50);
+        write(&fs, dir, &s).unwrap();
+        let good = fs.contents(&path(dir)).unwrap();
+        let data_start = good.len() - s.data.len();
+        for at in [data_start, data_start + 2, good.len() - CHUNK, good.len() - 1] {
+            let mut bad = good.clone();
+            bad[at] ^= 0x10;
+            assert!(fs.set_contents(&path(dir), &bad));
+            let err = SnapshotFile::open(&fs, dir).unwrap_err();
+            assert!(matches!(err, StorageError::Corrupt { offset: 36, .. }), "byte {at}: {err}");
+        }
+    }
+
+    #[test]
+    fn an_unfinished_writer_leaves_the_stored_snapshot_alone() {
+        let fs = sim_fs();
+        let dir = Path::new("/d");
+        let old = snapshot(10);
+        write(&fs, dir, &old).unwrap();
+        let mut w =
+            SnapshotFileWriter::create(&fs, dir, SnapshotMeta { index: LogIndex(95), term: Term(4) }, &old.membership)
+                .unwrap();
+        w.write_all(&[1; 2 * CHUNK]).unwrap();
+        drop(w);
+        assert_eq!(read(&fs, dir).unwrap(), Some(old));
+    }
 }
