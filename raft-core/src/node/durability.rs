@@ -19,7 +19,7 @@
 //!   on disk, committed; replaying them rebuilds the same state.
 
 use crate::output::{Outgoing, PersistToken, Write};
-use crate::types::{Entry, HardState, LogIndex, Snapshot};
+use crate::types::{Entry, HardState, LogIndex, Snapshot, SnapshotDigest};
 use alloc::collections::VecDeque;
 
 /// Marks a held message as waiting for the write currently being gathered.
@@ -55,10 +55,11 @@ impl Durability {
     }
 
     /// Adds a snapshot to the current write (a newer one replaces it).
-    pub(super) fn set_snapshot(&mut self, snapshot: Snapshot) {
+    pub(super) fn set_snapshot(&mut self, snapshot: Snapshot, digest: Option<SnapshotDigest>) {
         let covered = snapshot.meta.index;
         self.pending.entries.retain(|e| e.index > covered);
         self.pending.snapshot = Some(snapshot);
+        self.pending.snapshot_digest = digest;
     }
 
     /// Records that the in-memory log dropped every entry from `index` on.

@@ -176,7 +176,7 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use raft_core::{Entry, HardState, LogIndex, Restored, Snapshot, Write};
+use raft_core::{Entry, HardState, LogIndex, Restored, Snapshot, SnapshotDigest, Write};
 
 const LOCK_FILE: &str = "LOCK";
 
@@ -200,11 +200,17 @@ pub struct DiskLogOptions {
     /// to write. 0: no preallocation, the file grows with every append.
     /// Default 1 MiB.
     pub preallocate_bytes: u64,
+    /// The host keeps snapshot data on disk only (see `raft_core::SnapshotDigest`):
+    /// [`DiskLog::open`] checks the snapshot file but leaves its data there
+    /// ([`Recovered::snapshot_digest`] is set, the snapshot's `data` is
+    /// empty). Writes with `snapshot_digest` set are stored this way in any
+    /// case. Default false: the data is read into memory.
+    pub stored_snapshots: bool,
 }
 
 impl Default for DiskLogOptions {
     fn default() -> Self {
-        DiskLogOptions { segment_bytes: 64 << 20, repair: false, preallocate_bytes: 1 << 20 }
+        DiskLogOptions { segment_bytes: 64 << 20, repair: false, preallocate_bytes: 1 << 20, stored_snapshots: false }
     }
 }
 
@@ -225,6 +231,12 @@ impl DiskLogOptions {
         segment::Prealloc { chunk: self.preallocate_bytes, limit: self.segment_bytes }
     }
 
+    /// Sets [`stored_snapshots`](Self::stored_snapshots).
+    pub fn stored_snapshots(mut self, stored: bool) -> Self {
+        self.stored_snapshots = stored;
+        self
+    }
+
     /// Sets [`repair`](Self::repair).
     pub fn repair(mut self, repair: bool) -> Self {
         self.repair = repair;
@@ -242,6 +254,10 @@ pub struct Recovered {
     pub hard_state: HardState,
     /// The stored snapshot, if any.
     pub snapshot: Option<Snapshot>,
+    /// With [`DiskLogOptions::stored_snapshots`]: the length and checksum of
+    /// the stored snapshot's data, which stayed on disk (`snapshot.data` is
+    /// empty; read it with [`SnapshotFile`]).
+    pub snapshot_digest: Option<SnapshotDigest>,
     /// The stored entries after the snapshot (from index 1 without one),
     /// contiguous, terms never decreasing.
     pub entries: Vec<Entry>,
@@ -252,9 +268,10 @@ impl Recovered {
     /// machine has applied with `Restored::with_last_applied`.
     pub fn into_restored(self) -> Restored {
         let restored = Restored::new(self.hard_state, self.entries);
-        match self.snapshot {
-            Some(s) => restored.with_snapshot(s),
-            None => restored,
+        match (self.snapshot, self.snapshot_digest) {
+            (Some(s), Some(d)) => restored.with_stored_snapshot(s, d),
+            (Some(s), None) => restored.with_snapshot(s),
+            (None, _) => restored,
         }
     }
 }
@@ -394,7 +411,7 @@ impl DiskLog {
         if options.repair {
             repair::repair(&*fs, &dir)?;
         }
-        let rec = recover::recover(&*fs, &dir)?;
+        let rec = recover::recover(&*fs, &dir, !options.stored_snapshots)?;
         let current = match rec.last_segment {
             Some(last) => {
                 let mut seg = SegmentWriter::open(
@@ -444,7 +461,12 @@ impl DiskLog {
         }
         // Finish a compaction a crash interrupted.
         log.remove_compacted_segments(usize::MAX)?;
-        let recovered = Recovered { hard_state: rec.hard_state, snapshot: rec.snapshot, entries: rec.entries };
+        let recovered = Recovered {
+            hard_state: rec.hard_state,
+            snapshot: rec.snapshot,
+            snapshot_digest: rec.snapshot_digest,
+            entries: rec.entries,
+        };
         Ok((log, recovered))
     }
 
@@ -486,6 +508,10 @@ impl DiskLog {
     /// `truncate_from` (those the snapshot covers are gone already). Entries
     /// must then continue the log with non-decreasing terms.
     ///
+    /// A snapshot with `snapshot_digest` set (its bytes are the host's) must
+    /// already be the directory's snapshot file, written by the host with a
+    /// [`SnapshotFileWriter`]: only its record is written here.
+    ///
     /// A write that breaks these rules, or holds an entry whose record would
     /// exceed the codec's size limit, is refused with
     /// [`StorageError::InvalidWrite`] and changes nothing.
@@ -521,7 +547,7 @@ impl DiskLog {
         if let Some(hs) = write.hard_state {
             self.pending_hard_state = Some(hs);
         }
-        if let (Some(_), Some(s)) = (plan.snapshot, &write.snapshot) {
+        if let (Some(_), Some(s), None) = (plan.snapshot, &write.snapshot, write.snapshot_digest) {
             self.pending_snapshot = Some(s.clone());
         }
         Ok(())
@@ -554,7 +580,7 @@ impl DiskLog {
             hard_state::write(&*self.fs, &self.dir, &hs)?;
         }
         if let Some(s) = self.pending_snapshot.take() {
-            snapshot_file::write(&*self.fs, &self.dir, &s)?;
+            snapshot_file::write(&self.fs, &self.dir, &s)?;
         }
         if self.pending.is_empty() {
             return Ok(());

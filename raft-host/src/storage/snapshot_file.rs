@@ -17,11 +17,15 @@ use super::error::StorageError;
 use super::files::{self, TMP_SUFFIX};
 use super::fs::{Fs, FsFile, FsRead, OpenMode};
 use super::shape::MAX_INDEX;
-use raft_core::{Bytes, LogIndex, Membership, Snapshot, SnapshotMeta, Term};
+use raft_core::{Bytes, LogIndex, Membership, Snapshot, SnapshotDigest, SnapshotMeta, Term};
 use std::io::{self, ErrorKind, Read as _, Seek as _, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 const SNAPSHOT_FILE: &str = "snapshot";
+/// The temporary file of a snapshot being received (see
+/// [`SnapshotFileWriter::create_incoming`]).
+const INCOMING_FILE: &str = "snapshot.incoming";
 const SNAPSHOT_MAGIC: &[u8; 8] = b"RAFTSNAP";
 const HEADER: usize = 40;
 /// The snapshot file's own format version.
@@ -35,8 +39,8 @@ pub(super) fn path(dir: &Path) -> PathBuf {
 }
 
 /// Replaces the stored snapshot, atomically and durably.
-pub(super) fn write(fs: &dyn Fs, dir: &Path, snapshot: &Snapshot) -> Result<(), StorageError> {
-    let mut w = SnapshotFileWriter::create(fs, dir, snapshot.meta, &snapshot.membership)?;
+pub(super) fn write(fs: &Arc<dyn Fs>, dir: &Path, snapshot: &Snapshot) -> Result<(), StorageError> {
+    let mut w = SnapshotFileWriter::create(fs.clone(), dir, snapshot.meta, &snapshot.membership)?;
     w.write_data(&snapshot.data)?;
     w.finish()
 }
@@ -45,7 +49,7 @@ pub(super) fn write(fs: &dyn Fs, dir: &Path, snapshot: &Snapshot) -> Result<(), 
 /// is removed; any defect in the file itself is [`StorageError::Corrupt`].
 /// The data is read once into one buffer of its exact size.
 pub(super) fn read(fs: &dyn Fs, dir: &Path) -> Result<Option<Snapshot>, StorageError> {
-    files::remove_leftover_tmp(fs, dir, SNAPSHOT_FILE)?;
+    remove_leftovers(fs, dir)?;
     let Some(mut file) = SnapshotFile::open(fs, dir)? else {
         return Ok(None);
     };
@@ -65,6 +69,22 @@ pub(super) fn read(fs: &dyn Fs, dir: &Path) -> Result<Option<Snapshot>, StorageE
     Ok(Some(Snapshot { meta, membership, data: Bytes::from(data) }))
 }
 
+/// Checks the stored snapshot without reading its data into memory: the
+/// snapshot with empty `data`, and its data's length and checksum. Removes
+/// leftover temporary files as [`read`] does.
+pub(super) fn read_digest(fs: &dyn Fs, dir: &Path) -> Result<Option<(Snapshot, SnapshotDigest)>, StorageError> {
+    remove_leftovers(fs, dir)?;
+    Ok(SnapshotFile::open(fs, dir)?.map(|f| {
+        let digest = SnapshotDigest { len: f.data_len, checksum: f.data_crc };
+        (Snapshot { meta: f.meta, membership: f.membership, data: Bytes::default() }, digest)
+    }))
+}
+
+fn remove_leftovers(fs: &dyn Fs, dir: &Path) -> Result<(), StorageError> {
+    files::remove_leftover_tmp(fs, dir, SNAPSHOT_FILE)?;
+    files::remove_leftover_tmp(fs, dir, INCOMING_FILE)
+}
+
 /// Writes a new snapshot file piece by piece: the state machine's bytes go
 /// in through [`io::Write`] (or [`write_data`](Self::write_data)), and
 /// [`finish`](Self::finish) makes the file durable and renames it over the
@@ -72,11 +92,13 @@ pub(super) fn read(fs: &dyn Fs, dir: &Path) -> Result<Option<Snapshot>, StorageE
 /// temporary file, which the next [`DiskLog::open`](super::DiskLog::open)
 /// removes; the stored snapshot is untouched.
 ///
-/// It writes the same temporary file as [`DiskLog::sync`](super::DiskLog::sync)
-/// does for a snapshot: never use both on one directory at once.
+/// [`create`](Self::create) writes the same temporary file as
+/// [`DiskLog::sync`](super::DiskLog::sync) does for a snapshot: never use both
+/// on one directory at once. [`create_incoming`](Self::create_incoming) uses
+/// a temporary file of its own.
 #[derive(Debug)]
-pub struct SnapshotFileWriter<'a> {
-    fs: &'a dyn Fs,
+pub struct SnapshotFileWriter {
+    fs: Arc<dyn Fs>,
     dir: PathBuf,
     tmp: PathBuf,
     file: Box<dyn FsFile>,
@@ -86,24 +108,48 @@ pub struct SnapshotFileWriter<'a> {
     /// The body bytes before the data (the configuration's frame).
     data_start: u64,
     body_crc: crc32fast::Hasher,
+    /// CRC-32 of the data alone (buffered bytes included).
+    data_crc: crc32fast::Hasher,
     /// Data not yet written, at most [`CHUNK`] bytes.
     buf: Vec<u8>,
 }
 
-impl<'a> SnapshotFileWriter<'a> {
+impl SnapshotFileWriter {
     /// Starts a snapshot file in `dir` for the snapshot `meta` with the
     /// configuration `membership`. Nothing is visible until [`finish`](Self::finish).
     pub fn create(
-        fs: &'a dyn Fs,
+        fs: Arc<dyn Fs>,
         dir: &Path,
         meta: SnapshotMeta,
         membership: &Membership,
-    ) -> Result<SnapshotFileWriter<'a>, StorageError> {
+    ) -> Result<SnapshotFileWriter, StorageError> {
+        SnapshotFileWriter::create_named(fs, dir, SNAPSHOT_FILE, meta, membership)
+    }
+
+    /// As [`create`](Self::create), in a temporary file of its own, for a
+    /// snapshot received from a leader while this node may also be taking
+    /// one of its own.
+    pub fn create_incoming(
+        fs: Arc<dyn Fs>,
+        dir: &Path,
+        meta: SnapshotMeta,
+        membership: &Membership,
+    ) -> Result<SnapshotFileWriter, StorageError> {
+        SnapshotFileWriter::create_named(fs, dir, INCOMING_FILE, meta, membership)
+    }
+
+    fn create_named(
+        fs: Arc<dyn Fs>,
+        dir: &Path,
+        name: &str,
+        meta: SnapshotMeta,
+        membership: &Membership,
+    ) -> Result<SnapshotFileWriter, StorageError> {
         let m = raft_core::codec::encode_value(membership).map_err(|e| StorageError::InvalidWrite {
             dir: dir.to_path_buf(),
             reason: format!("configuration: {e}"),
         })?;
-        let tmp = dir.join(format!("{SNAPSHOT_FILE}{TMP_SUFFIX}"));
+        let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
         let file = fs.open(&tmp, OpenMode::CreateTruncate).map_err(StorageError::io("create", &tmp))?;
         let mut w = SnapshotFileWriter {
             fs,
@@ -114,6 +160,7 @@ impl<'a> SnapshotFileWriter<'a> {
             body_len: 0,
             data_start: 0,
             body_crc: crc32fast::Hasher::new(),
+            data_crc: crc32fast::Hasher::new(),
             buf: Vec::new(),
         };
         w.put(&(m.len() as u32).to_le_bytes())?;
@@ -124,6 +171,7 @@ impl<'a> SnapshotFileWriter<'a> {
 
     /// Appends state-machine bytes.
     pub fn write_data(&mut self, data: &[u8]) -> Result<(), StorageError> {
+        self.data_crc.update(data);
         if self.buf.len() + data.len() <= CHUNK {
             self.buf.extend_from_slice(data);
             return Ok(());
@@ -140,6 +188,17 @@ impl<'a> SnapshotFileWriter<'a> {
     /// The state-machine bytes written so far.
     pub fn data_len(&self) -> u64 {
         self.body_len + self.buf.len() as u64 - self.data_start
+    }
+
+    /// The snapshot this file is for.
+    pub fn meta(&self) -> SnapshotMeta {
+        self.meta
+    }
+
+    /// The length and CRC-32 of the state-machine bytes written so far
+    /// (what `raft_core::Node::compact_stored` takes).
+    pub fn digest(&self) -> SnapshotDigest {
+        SnapshotDigest { len: self.data_len(), checksum: self.data_crc.clone().finalize() }
     }
 
     /// Writes the header, makes the file durable and renames it into place
@@ -160,7 +219,7 @@ impl<'a> SnapshotFileWriter<'a> {
         self.file.sync_all().map_err(StorageError::io("fsync", &self.tmp))?;
         let target = path(&self.dir);
         self.fs.rename(&self.tmp, &target).map_err(StorageError::io("rename into place", &target))?;
-        files::sync_dir(self.fs, &self.dir)
+        files::sync_dir(&*self.fs, &self.dir)
     }
 
     fn flush_buf(&mut self) -> Result<(), StorageError> {
@@ -183,7 +242,7 @@ impl<'a> SnapshotFileWriter<'a> {
     }
 }
 
-impl io::Write for SnapshotFileWriter<'_> {
+impl io::Write for SnapshotFileWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.write_data(buf).map_err(io::Error::other)?;
         Ok(buf.len())
@@ -355,21 +414,21 @@ mod tests {
         Snapshot { meta, membership: Membership::with_voters([NodeId(1), NodeId(2)]), data: Bytes::from(data) }
     }
 
-    fn sim_fs() -> SimFs {
+    fn sim_fs() -> (SimFs, Arc<dyn Fs>) {
         let fs = SimFs::new();
         for d in ["/a", "/b", "/d"] {
             fs.create_dir_all(Path::new(d)).unwrap();
         }
-        fs
+        (fs.clone(), Arc::new(fs))
     }
 
     #[test]
     fn pieces_of_any_size_make_the_same_file_as_one_write() {
-        let fs = sim_fs();
+        let (sim, fs) = sim_fs();
         let (a, b) = (Path::new("/a"), Path::new("/b"));
         let s = snapshot(3 * CHUNK + 123);
         write(&fs, a, &s).unwrap();
-        let mut w = SnapshotFileWriter::create(&fs, b, s.meta, &s.membership).unwrap();
+        let mut w = SnapshotFileWriter::create(fs.clone(), b, s.meta, &s.membership).unwrap();
         // Small pieces, one crossing the buffer's edge, one larger than a chunk.
         let cuts = [0, 1, 100, CHUNK - 5, CHUNK + 10, 3 * CHUNK, s.data.len()];
         for pair in cuts.windows(2) {
@@ -377,18 +436,18 @@ mod tests {
         }
         assert_eq!(w.data_len(), s.data.len() as u64);
         w.finish().unwrap();
-        assert_eq!(fs.contents(&path(a)), fs.contents(&path(b)));
-        assert_eq!(read(&fs, b).unwrap(), Some(s));
+        assert_eq!(sim.contents(&path(a)), sim.contents(&path(b)));
+        assert_eq!(read(&*fs, b).unwrap(), Some(s));
     }
 
     #[test]
     fn a_stored_snapshot_reads_in_ranges_and_as_a_stream() {
-        let fs = sim_fs();
+        let (_, fs) = sim_fs();
         let dir = Path::new("/d");
-        assert!(SnapshotFile::open(&fs, dir).unwrap().is_none());
+        assert!(SnapshotFile::open(&*fs, dir).unwrap().is_none());
         let s = snapshot(2 * CHUNK + 9);
         write(&fs, dir, &s).unwrap();
-        let mut f = SnapshotFile::open(&fs, dir).unwrap().unwrap();
+        let mut f = SnapshotFile::open(&*fs, dir).unwrap().unwrap();
         assert_eq!((f.meta(), f.membership(), f.data_len()), (s.meta, &s.membership, s.data.len() as u64));
         assert_eq!(f.data_checksum(), crc32fast::hash(&s.data));
         let mut buf = vec![0u8; 1000];
@@ -407,32 +466,36 @@ mod tests {
 
     #[test]
     fn a_damaged_data_byte_fails_the_check_when_opened() {
-        let fs = sim_fs();
+        let (sim, fs) = sim_fs();
         let dir = Path::new("/d");
         let s = snapshot(CHUNK + 50);
         write(&fs, dir, &s).unwrap();
-        let good = fs.contents(&path(dir)).unwrap();
+        let good = sim.contents(&path(dir)).unwrap();
         let data_start = good.len() - s.data.len();
         for at in [data_start, data_start + 2, good.len() - CHUNK, good.len() - 1] {
             let mut bad = good.clone();
             bad[at] ^= 0x10;
-            assert!(fs.set_contents(&path(dir), &bad));
-            let err = SnapshotFile::open(&fs, dir).unwrap_err();
+            assert!(sim.set_contents(&path(dir), &bad));
+            let err = SnapshotFile::open(&*fs, dir).unwrap_err();
             assert!(matches!(err, StorageError::Corrupt { offset: 36, .. }), "byte {at}: {err}");
         }
     }
 
     #[test]
     fn an_unfinished_writer_leaves_the_stored_snapshot_alone() {
-        let fs = sim_fs();
+        let (_, fs) = sim_fs();
         let dir = Path::new("/d");
         let old = snapshot(10);
         write(&fs, dir, &old).unwrap();
-        let mut w =
-            SnapshotFileWriter::create(&fs, dir, SnapshotMeta { index: LogIndex(95), term: Term(4) }, &old.membership)
-                .unwrap();
+        let mut w = SnapshotFileWriter::create(
+            fs.clone(),
+            dir,
+            SnapshotMeta { index: LogIndex(95), term: Term(4) },
+            &old.membership,
+        )
+        .unwrap();
         w.write_all(&[1; 2 * CHUNK]).unwrap();
         drop(w);
-        assert_eq!(read(&fs, dir).unwrap(), Some(old));
+        assert_eq!(read(&*fs, dir).unwrap(), Some(old));
     }
 }

@@ -810,6 +810,15 @@ impl Cluster {
                 }
                 Output::Event(_) => {}
                 Output::Read { id, result } => self.read_done(i, id, result),
+                Output::SendSnapshotChunk { outgoing, .. } => self.fail(format_args!(
+                    "n{} asked for a stored snapshot's chunk for {:?}, but the simulator keeps snapshots in the core",
+                    i + 1,
+                    outgoing.to
+                )),
+                Output::SaveSnapshotChunk { from, .. } => self.fail(format_args!(
+                    "n{} handed out a snapshot chunk from {from:?}, but the simulator keeps snapshots in the core",
+                    i + 1
+                )),
                 Output::Forwarded { id, result } => self.fail(format_args!(
                     "n{} reported forwarded proposal {id:?} ({result:?}), but the simulator forwards none",
                     i + 1
