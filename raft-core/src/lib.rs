@@ -98,5 +98,6 @@ pub use output::{Event, Outgoing, Output, Persist, PersistToken, ProposalId, Rea
 pub use restore::{NewNodeError, RestoreError, Restored};
 pub use time::{Duration, Instant};
 pub use types::{
-    Bytes, ENTRY_OVERHEAD_BYTES, Entry, HardState, LogIndex, NodeId, Payload, Snapshot, SnapshotDigest, SnapshotMeta, Term,
+    Bytes, ENTRY_OVERHEAD_BYTES, Entry, HardState, LogIndex, NodeId, Payload, Snapshot, SnapshotDigest, SnapshotMeta,
+    Term,
 };

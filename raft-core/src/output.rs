@@ -1,8 +1,8 @@
 //! What the core asks its host to do. Drain with `Node::poll_output` after every input.
 
 use crate::error::{ForwardError, ReadError};
-use crate::message::Message;
 use crate::message::InstallSnapshot;
+use crate::message::Message;
 use crate::types::{Entry, HardState, LogIndex, NodeId, Snapshot, SnapshotDigest, Term};
 use alloc::vec::Vec;
 

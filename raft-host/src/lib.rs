@@ -63,7 +63,7 @@ pub mod driver;
 pub mod engine;
 pub mod kv;
 pub mod secure;
-mod snapshot_store;
+pub mod snapshot_store;
 mod state_machine;
 pub mod storage;
 

@@ -102,7 +102,11 @@ impl Node {
     /// calling [`Node::compact_stored`](crate::Node::compact_stored) stores it
     /// beside the state.
     pub fn membership_at(&self, index: LogIndex) -> Membership {
-        self.configs.iter().rev().find(|&&(i, _)| i <= index).map_or_else(|| self.base_membership.0.clone(), |(_, m)| m.clone())
+        self.configs
+            .iter()
+            .rev()
+            .find(|&&(i, _)| i <= index)
+            .map_or_else(|| self.base_membership.0.clone(), |(_, m)| m.clone())
     }
 
     /// A snapshot with `membership` replaced the log up to its index.

@@ -4,11 +4,11 @@
 use super::{MAX_INDEX, Node, RoleState};
 use crate::config::APPEND_OVERHEAD_BYTES;
 use crate::error::CompactError;
+use crate::message::Message;
 use crate::message::{Body, InstallSnapshot, SnapshotResponse};
 use crate::output::{Event, Outgoing, Output};
 use crate::progress::Mode;
 use crate::time::Instant;
-use crate::message::Message;
 use crate::types::{Bytes, LogIndex, NodeId, Snapshot, SnapshotDigest, SnapshotMeta};
 use alloc::vec::Vec;
 
@@ -50,7 +50,12 @@ impl Node {
     /// set, and a leader asks the host for each chunk it sends with
     /// [`Output::SendSnapshotChunk`]. The host must keep the snapshot of
     /// `index` readable until a newer one replaces it.
-    pub fn compact_stored(&mut self, now: Instant, index: LogIndex, digest: SnapshotDigest) -> Result<(), CompactError> {
+    pub fn compact_stored(
+        &mut self,
+        now: Instant,
+        index: LogIndex,
+        digest: SnapshotDigest,
+    ) -> Result<(), CompactError> {
         self.compact_with(now, index, Bytes::default(), Some(digest))
     }
 

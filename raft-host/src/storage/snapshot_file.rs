@@ -270,7 +270,7 @@ pub struct SnapshotFile {
 impl SnapshotFile {
     /// Opens and checks the snapshot file of `dir`, `None` if there is none.
     /// Reads the file once, [`CHUNK`] bytes at a time. Any defect is
-    /// [`StorageError::Corrupt`], an older format [`StorageError::Version`].
+    /// [`StorageError::Corrupt`], an older format [`StorageError::UnsupportedVersion`].
     pub fn open(fs: &dyn Fs, dir: &Path) -> Result<Option<SnapshotFile>, StorageError> {
         let path = path(dir);
         let mut file = match fs.open_read(&path) {
