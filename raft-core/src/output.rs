@@ -59,6 +59,9 @@ pub enum Output {
     /// When the last one has arrived and the whole snapshot's checksum
     /// matched, a [`Persist`] carries the snapshot with
     /// [`Write::snapshot_digest`] set: the partial snapshot is the one to store.
+    /// The [`Output::RestoreSnapshot`] of that snapshot may come before the
+    /// `Persist` (when the local log already held every entry it covers), so
+    /// the received bytes must be restorable from then on.
     SaveSnapshotChunk {
         /// The leader that sent it.
         from: NodeId,

@@ -327,6 +327,17 @@ fn transfer(mib: usize, stored: bool) -> Transfer {
     assert_eq!(c.members[lag].driver.state_machine(), &reference);
     assert_eq!(c.members[lag].driver.state_machine(), c.members[l].driver.state_machine());
     assert_eq!(c.members[lag].driver.node().snapshot_digest(), c.members[l].driver.node().snapshot_digest());
+    if stored {
+        // Restarted from its disk, the follower restores from the snapshot
+        // file (its data never read into memory by recovery) and catches up.
+        c.members.remove(lag).disk.shutdown();
+        c.members.insert(lag, start(dir.path(), lag as u64 + 1, c.now, true));
+        let node = c.members[lag].driver.node();
+        assert_eq!(node.snapshot_digest(), c.members[l].driver.node().snapshot_digest());
+        assert!(node.snapshot().is_some_and(|s| s.data.is_empty()));
+        c.run(1_000_000, |c| c.applied(lag) == target);
+        assert_eq!(c.members[lag].driver.state_machine(), &reference);
+    }
     let taken = c.members[l].driver.snapshots_taken();
     for m in c.members.drain(..) {
         m.disk.shutdown();

@@ -16,7 +16,9 @@
 //! * **A snapshot can be restored before its write is durable**, when the
 //!   local log already holds every entry it covers durably (it matched the
 //!   log). A crash before the snapshot write is durable leaves those entries
-//!   on disk, committed; replaying them rebuilds the same state.
+//!   on disk, committed; replaying them rebuilds the same state. A host that
+//!   keeps the bytes of received snapshots itself (`Output::SaveSnapshotChunk`)
+//!   must so be ready to restore from them before their `Persist` is done.
 
 use crate::output::{Outgoing, PersistToken, Write};
 use crate::types::{Entry, HardState, LogIndex, Snapshot, SnapshotDigest};

@@ -107,9 +107,19 @@
 //! ([`StateMachine::write_snapshot`](crate::StateMachine::write_snapshot))
 //! and restore from one
 //! ([`StateMachine::restore_from`](crate::StateMachine::restore_from)).
-//! [`DiskLog::open`] still hands the data to the core as one buffer (read
-//! once, into a buffer of its exact size), because the core holds the
-//! snapshot it sends or receives whole.
+//! [`DiskLog::open`] hands the data to the core as one buffer (read once,
+//! into a buffer of its exact size), unless it was opened with
+//! [`DiskLogOptions::stored_snapshots`]: it then checks the file piece by
+//! piece and leaves the data on disk ([`Recovered::snapshot_digest`]), for a
+//! [`Driver`](crate::Driver) built with
+//! [`Driver::with_stored_snapshots`](crate::Driver::with_stored_snapshots).
+//! Such a driver writes the `snapshot` file itself (a snapshot it takes, or
+//! one received from a leader, from the temp file `snapshot.incoming.tmp`)
+//! before the write that records it reaches [`DiskLog::write`], which then
+//! only appends the `Snapshot` record; recovery already adopts a snapshot
+//! file newer than the last record (see above), so a crash in between is
+//! covered. Leftover `snapshot.tmp` and `snapshot.incoming.tmp` files are
+//! removed at open. The format is the same either way.
 //!
 //! # Compaction
 //!
