@@ -687,6 +687,13 @@ impl DiskLog {
         &self.dir
     }
 
+    /// With [`DiskLogOptions::stored_snapshots`]: the file system and
+    /// directory of the snapshot file, for
+    /// [`Driver::with_stored_snapshots`](crate::Driver::with_stored_snapshots).
+    pub fn snapshot_files(&self) -> Option<(Arc<dyn Fs>, PathBuf)> {
+        self.options.stored_snapshots.then(|| (self.fs.clone(), self.dir.clone()))
+    }
+
     /// The node and cluster the directory belongs to.
     pub fn meta(&self) -> NodeMeta {
         self.meta
