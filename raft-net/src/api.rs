@@ -72,6 +72,10 @@ pub struct NodeConfig {
     /// `Handle::metrics_addr`). Default none; `Handle::metrics_text` renders
     /// them either way.
     pub metrics_listen: Option<SocketAddr>,
+    /// How the disk log is opened (segment size, preallocation, when the
+    /// synced watermark moves: see [`raft_host::DiskLogOptions`]). Default
+    /// [`DiskLogOptions::default`](raft_host::DiskLogOptions::default).
+    pub disk_log: raft_host::DiskLogOptions,
 }
 
 impl NodeConfig {
@@ -99,6 +103,7 @@ impl NodeConfig {
             idle_timeout: Duration::from_secs(30),
             max_inbound_connections: 64,
             metrics_listen: None,
+            disk_log: raft_host::DiskLogOptions::default(),
         }
     }
 
