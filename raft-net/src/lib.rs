@@ -78,3 +78,13 @@ pub use raft_core;
 pub use raft_host;
 pub use runtime::Runtime;
 pub use udp::{UdpApp, UdpOptions};
+
+/// What an application names when it runs a node through a runtime crate
+/// (raft-tokio, raft-smol): each re-exports this whole module, so the two
+/// offer the same API by construction.
+pub mod prelude {
+    pub use crate::{
+        AppGauge, AppGaugeError, CommandOutcome, Handle, MembershipError, NodeConfig, PeerStatus, ProposeError,
+        RoleInfo, RoleWatch, StartError, Status, TaskMonitor, TransferError, raft_core, raft_host,
+    };
+}
