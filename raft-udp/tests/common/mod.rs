@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod history;
+pub mod hostile;
 pub mod proxy;
 
 use raft_tests::wait::poll_until;
