@@ -72,6 +72,7 @@ pub use api::{
     TaskMonitor, TransferError,
 };
 pub use handle::Handle;
+pub use metrics::{AppGauge, AppGaugeError};
 pub use node::Node;
 pub use raft_core;
 pub use raft_host;

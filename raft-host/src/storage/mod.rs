@@ -137,6 +137,7 @@ mod files;
 pub mod fs;
 mod hard_state;
 mod meta;
+pub mod probe;
 mod record;
 mod recover;
 mod repair;

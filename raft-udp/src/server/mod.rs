@@ -371,6 +371,7 @@ async fn serve(
                 None => break,
             },
             _ = housekeeping.tick() => {
+                service.refresh_session_gauges();
                 if !logged_removed && service.handle.status().removed {
                     logged_removed = true;
                     tracing::warn!("this node was removed from the cluster: it no longer campaigns; stop it");
