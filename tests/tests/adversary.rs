@@ -22,7 +22,7 @@
 
 mod common;
 
-use common::{churn_step, ms, revive_all, secs};
+use common::{churn_step, ms, revive_all};
 use raft_core::{Config, Duration};
 use raft_tests::sim::adversary::{AdversaryConfig, AdversaryStats};
 use raft_tests::sim::clients::{ClientConfig, ClientStats, Clients, Workload};
@@ -91,30 +91,6 @@ impl Totals {
     }
 }
 
-/// Heals the network, lets the clients finish and every node catch up, and
-/// checks the history, the replicas and the final logs. The adversary stays.
-fn finish_and_check(c: &mut Cluster, clients: &mut Clients) {
-    *c.net_config_mut() = NetConfig::reliable();
-    c.heal();
-    revive_all(c);
-    clients.stop();
-    let finished = clients.finish(c, secs(30));
-    assert!(finished, "seed {}: clients still waiting 30 s after healing", c.seed());
-    let kv = clients.kv().clone();
-    let caught_up = c.run_until(
-        |c| {
-            let max = c.max_applied();
-            c.ids().into_iter().all(|id| kv.last_applied(id) == max)
-        },
-        secs(10),
-    );
-    assert!(caught_up, "seed {}: replicas did not catch up", c.seed());
-    kv.check_replicas_agree(c);
-    c.one("final", c.len(), true);
-    common::check_final_state(c).unwrap_or_else(|e| panic!("{e}"));
-    clients.check_linearizable(c);
-}
-
 /// Transport v2 under the adversary and the usual faults: every invariant
 /// holds at every step, the KV history is linearizable, and no frame the
 /// adversary moved to another node was taken as a message.
@@ -150,7 +126,7 @@ fn secure_frames_hold_against_replays_and_redirects() {
                 clients.run_for(&mut c, ms(600));
             }
         }
-        finish_and_check(&mut c, &mut clients);
+        common::finish_and_check(&mut c, &mut clients);
         assert!(clients.stats().ok > 0, "seed {seed}: no operation completed");
         let f = c.frame_stats();
         assert_eq!(f.misdirected_delivered, 0, "seed {seed}: a redirected frame was taken as a message: {f:?}");
