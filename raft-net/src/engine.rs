@@ -16,7 +16,7 @@ use raft_core::{
 };
 use raft_host::engine::{ChangeFailed, DiskReport, EngineStartError, Failure, Refused, Transport};
 use raft_host::secure::SecureConfig;
-use raft_host::{DiskLog, DiskLogOptions, DiskThread, Engine, NodeMeta, Outcome, StateMachine, StdClock};
+use raft_host::{DiskLog, DiskThread, Engine, NodeMeta, Outcome, StateMachine, StdClock};
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
@@ -349,9 +349,8 @@ pub(crate) fn open<S: StateMachine>(
     on_durable: impl FnMut(DiskResult) + Send + 'static,
 ) -> Result<(NodeEngine<S>, StdClock), StartError> {
     let meta = NodeMeta::new(config.raft.id, config.cluster_id);
-    // Snapshots stay on disk: they are streamed, never held whole in memory.
-    let options = DiskLogOptions::default().stored_snapshots(true);
-    let (log, recovered) = DiskLog::open_with(&config.data_dir, meta, options).map_err(StartError::Storage)?;
+    let (log, recovered) =
+        DiskLog::open_with(&config.data_dir, meta, config.disk_log.clone()).map_err(StartError::Storage)?;
     let clock = StdClock::new();
     let sm = Timed::new(sm, metrics.clone());
     let timing = metrics.clone();

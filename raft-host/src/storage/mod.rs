@@ -56,6 +56,15 @@
 //! under a real segment name is damage too, and only the last segment can
 //! hold unacknowledged bytes.
 //!
+//! With [`Watermark::Deferred`] (an option; the default is the above), a
+//! sync is one fdatasync: it writes the records and, in the same
+//! fdatasync, moves the watermark over the records an earlier sync made
+//! durable, and [`DiskLog::settle_watermark`] (called by the disk thread
+//! whenever it runs out of work) catches the watermark up. The watermark
+//! still never covers a byte before an fdatasync completed over it, so
+//! every rule above holds; but the last sync's records may be beyond the
+//! watermark when the node stops, and then damage to them looks torn.
+//!
 //! What the watermark cannot tell: damage to the newest slot makes the
 //! previous one the watermark, so the last sync's records count as beyond it
 //! (intact, they are kept; damaged as well, they are cut as a torn tail);
@@ -162,6 +171,7 @@ mod files;
 pub mod fs;
 mod hard_state;
 mod meta;
+pub mod probe;
 mod record;
 mod recover;
 mod repair;
@@ -216,11 +226,46 @@ pub struct DiskLogOptions {
     /// empty). Writes with `snapshot_digest` set are stored this way in any
     /// case. Default false: the data is read into memory.
     pub stored_snapshots: bool,
+    /// When a sync moves the synced watermark. Default
+    /// [`Watermark::BeforeAck`].
+    pub watermark: Watermark,
+}
+
+/// When [`DiskLog::sync`] moves a segment's synced watermark (see "The
+/// synced watermark" in the [`storage`](crate::storage) module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Watermark {
+    /// Each sync fdatasyncs the records, then moves the watermark over them
+    /// and fdatasyncs again, before it returns. Every acknowledged record is
+    /// below the watermark: damage to any of them is reported as
+    /// corruption. Two fdatasyncs per group commit.
+    #[default]
+    BeforeAck,
+    /// Each sync writes the records and moves the watermark over the
+    /// records of the *previous* sync, with one fdatasync; the watermark
+    /// catches up with [`DiskLog::settle_watermark`] (the
+    /// [`DiskThread`](crate::DiskThread) calls it whenever it runs out of
+    /// work) or the next sync. One fdatasync per group commit, and the same
+    /// safety against crashes: a record is acknowledged only once durable.
+    /// What is weaker: the records of the last sync before a crash may lie
+    /// beyond the watermark (under steady load, always those of the last
+    /// sync; when idle, only if the crash came within one fdatasync of the
+    /// acknowledgement). If the disk *later damages* exactly those, recovery
+    /// cannot tell the damage from a torn write and cuts them as a torn
+    /// tail, without an error: acknowledged entries lost from this node,
+    /// as with two faults under `BeforeAck`.
+    Deferred,
 }
 
 impl Default for DiskLogOptions {
     fn default() -> Self {
-        DiskLogOptions { segment_bytes: 64 << 20, repair: false, preallocate_bytes: 1 << 20, stored_snapshots: false }
+        DiskLogOptions {
+            segment_bytes: 64 << 20,
+            repair: false,
+            preallocate_bytes: 1 << 20,
+            watermark: Watermark::BeforeAck,
+            stored_snapshots: false,
+        }
     }
 }
 
@@ -244,6 +289,12 @@ impl DiskLogOptions {
     /// Sets [`stored_snapshots`](Self::stored_snapshots).
     pub fn stored_snapshots(mut self, stored: bool) -> Self {
         self.stored_snapshots = stored;
+        self
+    }
+
+    /// Sets [`watermark`](Self::watermark).
+    pub fn watermark(mut self, watermark: Watermark) -> Self {
+        self.watermark = watermark;
         self
     }
 
@@ -622,12 +673,33 @@ impl DiskLog {
         }
         if let Some(seg) = &mut self.current {
             seg.append(&buf)?;
-            seg.sync()?;
+            match self.options.watermark {
+                Watermark::BeforeAck => seg.sync()?,
+                Watermark::Deferred => seg.sync_deferred()?,
+            }
         }
         if !self.hold_compaction {
             self.remove_compacted_segments(usize::MAX)?;
         }
         Ok(())
+    }
+
+    /// Moves the current segment's synced watermark over every record a
+    /// completed [`sync`](Self::sync) made durable, with a slot write and an
+    /// fdatasync, if [`Watermark::Deferred`] left it behind; returns whether
+    /// it wrote. Never needed for safety against crashes; it narrows the
+    /// window in which damage to acknowledged records would look like a
+    /// torn write. A no-op under [`Watermark::BeforeAck`].
+    ///
+    /// On error the log refuses all further calls, as after a failed `sync`.
+    pub fn settle_watermark(&mut self) -> Result<bool, StorageError> {
+        self.check_usable()?;
+        let Some(seg) = &mut self.current else { return Ok(false) };
+        let result = seg.settle();
+        if result.is_err() {
+            self.failed = true;
+        }
+        result
     }
 
     /// Removes (at most `limit` of) the segments whose every entry still in
