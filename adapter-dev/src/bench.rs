@@ -1,11 +1,21 @@
 //! The `bench` example: throughput and latency of a 3-node cluster on
 //! loopback with fsync on. For each proposer count N, N concurrent
 //! proposers send puts to the leader for the given seconds.
+//!
+//! First it measures the floor of one durable write by a proposer in the
+//! leader's process: `max(leader fdatasync, leader↔follower round trip +
+//! follower fdatasync)` = round trip + fdatasync, each the median of 300
+//! samples. The round trip is an 8-byte ping-pong over a loopback TCP
+//! connection of the same runtime (`TCP_NODELAY`, as the transport's);
+//! fdatasync is [`raft_host::storage::probe`] in the nodes' data directory.
+//! Each row's `p50/floor` compares with it.
 
 use clap::Parser;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use raft_core::{Config, NodeId};
 use raft_host::kv::{KvCommand, KvOp, encode_command};
 use raft_host::secure::{Incarnation, KeyFile};
+use raft_host::storage::probe::{self, median};
 use raft_host::{ClusterKey, KvStore};
 use raft_net::{Handle, NodeConfig, Runtime};
 use std::net::{SocketAddr, TcpListener};
@@ -26,6 +36,43 @@ pub struct Args {
     /// Where the temporary data directories go (default: the system's temp dir).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+}
+
+/// Samples per part of the floor.
+const FLOOR_SAMPLES: usize = 300;
+
+/// Round trips of 8 bytes over a loopback TCP connection on `rt`.
+async fn tcp_round_trips<R: Runtime>(rt: &R) -> std::io::Result<Vec<Duration>> {
+    let listener = rt.tcp_bind("127.0.0.1:0".parse().expect("an address")).await?;
+    let addr = R::tcp_local_addr(&listener)?;
+    rt.spawn(async move {
+        let Ok(mut s) = R::tcp_accept(&listener).await else { return };
+        let mut buf = [0u8; 8];
+        while s.read_exact(&mut buf).await.is_ok() && s.write_all(&buf).await.is_ok() {}
+    });
+    let mut s = rt.tcp_connect(addr).await?;
+    let mut buf = [0u8; 8];
+    let mut samples = Vec::with_capacity(FLOOR_SAMPLES);
+    for i in 0..FLOOR_SAMPLES as u64 {
+        let started = Instant::now();
+        s.write_all(&i.to_le_bytes()).await?;
+        s.read_exact(&mut buf).await?;
+        samples.push(started.elapsed());
+    }
+    Ok(samples)
+}
+
+/// The floor: (total, round trip, fdatasync).
+async fn floor<R: Runtime>(rt: &R, dir: &std::path::Path, record_bytes: usize) -> Result<[Duration; 3], String> {
+    let rtt = median(tcp_round_trips(rt).await.map_err(|e| format!("floor probe: loopback TCP: {e}"))?);
+    let dir = dir.to_path_buf();
+    let synced = rt
+        .unblock(move || probe::fdatasync_samples(&dir, record_bytes, FLOOR_SAMPLES))
+        .await
+        .ok_or("floor probe: the runtime refused blocking work")?
+        .map_err(|e| format!("floor probe: {e}"))?;
+    let fdatasync = median(synced);
+    Ok([rtt + fdatasync, rtt, fdatasync])
 }
 
 /// Three free loopback addresses (bound and released: a tiny race, fine for a benchmark).
@@ -55,18 +102,19 @@ fn command(run: u64, p: u64, seq: u64) -> Vec<u8> {
 /// One proposer's latencies and error count.
 type Tally = (Vec<Duration>, u64);
 
-fn report(adapter: &str, proposers: u64, elapsed: Duration, mut lat: Vec<Duration>, errors: u64) {
+fn report(adapter: &str, proposers: u64, elapsed: Duration, mut lat: Vec<Duration>, errors: u64, floor: Duration) {
     lat.sort();
     let pct = |q: f64| {
         lat.get(((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or_default()
     };
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(
-        "{:<8} {:>9} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>7}",
+        "{:<8} {:>9} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>7}",
         adapter,
         proposers,
         lat.len() as f64 / elapsed.as_secs_f64(),
         ms(pct(0.50)),
+        pct(0.50).as_secs_f64() / floor.as_secs_f64().max(1e-9),
         ms(pct(0.99)),
         ms(lat.last().copied().unwrap_or_default()),
         errors
@@ -120,14 +168,22 @@ async fn run<R: Runtime>(rt: R, adapter: &str, args: Args) -> Result<(), String>
             .map_err(|e| format!("warm-up: {e}"))?
             .map_err(|e| e.to_string())?;
     }
+    let [floor, rtt, fdatasync] = floor(&rt, dir.path(), command(0, 0, 0).len()).await?;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(
-        "{:<8} {:>9} {:>10} {:>9} {:>9} {:>9} {:>7}",
-        "adapter", "proposers", "ops/s", "p50 ms", "p99 ms", "max ms", "errors"
+        "floor {:.3} ms = loopback TCP round trip {:.3} ms + fdatasync {:.3} ms",
+        ms(floor),
+        ms(rtt),
+        ms(fdatasync)
+    );
+    println!(
+        "{:<8} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9} {:>7}",
+        "adapter", "proposers", "ops/s", "p50 ms", "p50/floor", "p99 ms", "max ms", "errors"
     );
     for (run, &n) in args.proposers.iter().enumerate() {
         let start = Instant::now();
         let (lat, errors) = measure(&rt, &leader, run as u64 + 1, n, start + Duration::from_secs_f64(args.secs)).await;
-        report(adapter, n, start.elapsed(), lat, errors);
+        report(adapter, n, start.elapsed(), lat, errors, floor);
     }
     for node in nodes {
         node.shutdown().await;

@@ -343,6 +343,9 @@ impl Harness {
                 }
                 Output::Read { id, result } => self.read_done(i, id, result.ok()),
                 Output::Forwarded { .. } => {} // the harness forwards no proposal
+                Output::SendSnapshotChunk { .. } | Output::SaveSnapshotChunk { .. } => {
+                    panic!("n{i}: a stored-snapshot output, but the harness keeps snapshots in the core")
+                }
                 Output::Event(Event::RoleChanged { role: Role::Leader, term, .. }) => {
                     self.reached.leaders += 1;
                     if let Some(node) = self.slots[i].node.as_ref() {

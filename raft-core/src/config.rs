@@ -57,6 +57,13 @@ pub struct Config {
     pub snapshot_after_log_bytes: Option<usize>,
     /// Largest snapshot a follower accepts from a leader. Default 1 GiB.
     pub max_snapshot_bytes: u64,
+    /// The host keeps the bytes of snapshots this node receives: each chunk
+    /// goes out as an [`Output::SaveSnapshotChunk`](crate::Output::SaveSnapshotChunk)
+    /// instead of being collected in memory, and the installed snapshot's
+    /// `data` is empty. Off by default (the core collects the chunks). Hosts
+    /// that turn it on also take snapshots with
+    /// [`Node::compact_stored`](crate::Node::compact_stored).
+    pub host_stores_snapshots: bool,
     /// Pre-vote (dissertation §9.6): before raising its term, a would-be
     /// candidate asks whether a majority would vote for it, and a voter says
     /// yes only if the candidate's log is up to date and the voter has not
@@ -124,6 +131,7 @@ impl Config {
             snapshot_after_entries: Some(10_000),
             snapshot_after_log_bytes: Some(64 << 20),
             max_snapshot_bytes: 1 << 30,
+            host_stores_snapshots: false,
             pre_vote: true,
             check_quorum: true,
             read_mode: ReadMode::Safe,

@@ -17,7 +17,12 @@
 //! once durable; send each [`Output::Send`] at once (the core already held
 //! back whatever must wait for a write); apply each [`Output::Apply`]; replace
 //! the state machine's state on [`Output::RestoreSnapshot`]; answer
-//! [`Event::SnapshotWanted`] with [`Node::compact`]. Then sleep until the
+//! [`Event::SnapshotWanted`] with [`Node::compact`]. A host that keeps
+//! snapshots on disk rather than in the core answers with
+//! [`Node::compact_stored`] instead, fills each [`Output::SendSnapshotChunk`]
+//! from its stored snapshot and, with [`Config::host_stores_snapshots`],
+//! writes each [`Output::SaveSnapshotChunk`] into the snapshot it receives:
+//! the core then never holds a whole snapshot. Then sleep until the
 //! earliest of `poll_timeout`, a message, or a finished write. (`raft-host`'s
 //! `Driver` does all of this for std hosts.)
 //!
@@ -39,6 +44,8 @@
 //!                 node.handle_persisted(now, p.token);
 //!             }
 //!             Output::Send(m) => unreachable!("no peers, nothing to send to {:?}", m.to),
+//!             Output::SendSnapshotChunk { outgoing, .. } => unreachable!("no peers: {:?}", outgoing.to),
+//!             Output::SaveSnapshotChunk { from, .. } => unreachable!("no leader but us: {from:?}"),
 //!             Output::Apply(entries) => applied.extend(entries),
 //!             Output::RestoreSnapshot(_) | Output::Read { .. } | Output::Forwarded { .. } | Output::Event(_) => {}
 //!         }
@@ -91,5 +98,6 @@ pub use output::{Event, Outgoing, Output, Persist, PersistToken, ProposalId, Rea
 pub use restore::{NewNodeError, RestoreError, Restored};
 pub use time::{Duration, Instant};
 pub use types::{
-    Bytes, ENTRY_OVERHEAD_BYTES, Entry, HardState, LogIndex, NodeId, Payload, Snapshot, SnapshotMeta, Term,
+    Bytes, ENTRY_OVERHEAD_BYTES, Entry, HardState, LogIndex, NodeId, Payload, Snapshot, SnapshotDigest, SnapshotMeta,
+    Term,
 };

@@ -1,8 +1,9 @@
 //! What the core asks its host to do. Drain with `Node::poll_output` after every input.
 
 use crate::error::{ForwardError, ReadError};
+use crate::message::InstallSnapshot;
 use crate::message::Message;
-use crate::types::{Entry, HardState, LogIndex, NodeId, Snapshot, Term};
+use crate::types::{Entry, HardState, LogIndex, NodeId, Snapshot, SnapshotDigest, Term};
 use alloc::vec::Vec;
 
 /// Identifies one [`Persist`] request. Tokens increase with every request.
@@ -34,8 +35,39 @@ pub enum Output {
     Apply(Vec<Entry>),
     /// Replace the state machine's state with this snapshot. Emitted once the
     /// snapshot is durable, before any [`Output::Apply`] of a later index; the
-    /// next `Apply` continues at `snapshot.meta.index + 1`.
+    /// next `Apply` continues at `snapshot.meta.index + 1`. If the host holds
+    /// the snapshot's bytes (a stored snapshot, see [`SnapshotDigest`]),
+    /// `data` is empty: restore from the host's stored snapshot of this `meta`.
     RestoreSnapshot(Snapshot),
+    /// Send a chunk of a stored snapshot (one whose bytes the host holds, see
+    /// `Node::compact_stored`): fill the message's `InstallSnapshot::data`
+    /// with the `len` bytes of the stored snapshot at its `index` starting at
+    /// its `offset`, then send it like an [`Output::Send`]. If the host no
+    /// longer holds that snapshot (a newer one replaced it), drop it: the
+    /// leader sends again from the newer one.
+    SendSnapshotChunk {
+        /// The message, `data` empty.
+        outgoing: Outgoing,
+        /// How many bytes to put in it.
+        len: u64,
+    },
+    /// With `Config::host_stores_snapshots`: write this chunk of a snapshot
+    /// being received at `chunk.offset` of the host's partial snapshot. A
+    /// chunk at offset 0 starts a new partial snapshot (of `chunk.index`,
+    /// `chunk.snapshot_term` and `chunk.membership`) and discards any other.
+    /// Chunks come in order without gaps; nothing needs to be durable yet.
+    /// When the last one has arrived and the whole snapshot's checksum
+    /// matched, a [`Persist`] carries the snapshot with
+    /// [`Write::snapshot_digest`] set: the partial snapshot is the one to store.
+    /// The [`Output::RestoreSnapshot`] of that snapshot may come before the
+    /// `Persist` (when the local log already held every entry it covers), so
+    /// the received bytes must be restorable from then on.
+    SaveSnapshotChunk {
+        /// The leader that sent it.
+        from: NodeId,
+        /// The chunk, as received.
+        chunk: InstallSnapshot,
+    },
     /// The outcome of one accepted [`Node::read_index`](crate::Node::read_index)
     /// call (exactly one per call). On `Ok(index)`, serve the read once the
     /// state machine has applied `index` (or more): the read then reflects
@@ -76,7 +108,10 @@ pub struct ReadId(pub u64);
 ///
 /// 1. Perform writes in the order they are emitted (they may be batched: one
 ///    fsync for several is fine). Within one write: store `hard_state`; store
-///    `snapshot` (atomically) and discard every stored entry it covers; remove
+///    `snapshot` (atomically; with `snapshot_digest` set, the snapshot's bytes
+///    are the host's own: the one it gave `Node::compact_stored`, or the one
+///    it received through [`Output::SaveSnapshotChunk`]) and discard every
+///    stored entry it covers; remove
 ///    every entry at index `>= truncate_from`; append `entries`.
 /// 2. When a write and all earlier ones are durable, call
 ///    `Node::handle_persisted(now, token)` (once for the newest is enough).
@@ -101,6 +136,10 @@ pub struct Write {
     /// Store this snapshot, replacing any older one, and discard every stored
     /// entry at or below its index.
     pub snapshot: Option<Snapshot>,
+    /// Set if the host holds `snapshot`'s bytes (its `data` is then empty):
+    /// store the host's copy of the snapshot of that `meta`, which has this
+    /// length and checksum.
+    pub snapshot_digest: Option<SnapshotDigest>,
     /// Delete every stored entry at this index or later, if set.
     pub truncate_from: Option<LogIndex>,
     /// Then append these, contiguous, starting at the end of the stored log.

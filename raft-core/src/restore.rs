@@ -1,7 +1,7 @@
 //! What a node starts from: the state its host made durable, and errors.
 
 use crate::config::ConfigError;
-use crate::types::{Entry, HardState, LogIndex, Snapshot};
+use crate::types::{Entry, HardState, LogIndex, Snapshot, SnapshotDigest};
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -14,6 +14,8 @@ pub struct Restored {
     pub hard_state: HardState,
     /// The stored snapshot, if any.
     pub snapshot: Option<Snapshot>,
+    /// Set if the host holds the snapshot's bytes (its `data` is then empty).
+    pub snapshot_digest: Option<SnapshotDigest>,
     /// The stored log: contiguous, from the index after the snapshot (or 1).
     pub entries: Vec<Entry>,
     /// The state machine already reflects every entry up to here (0 for an
@@ -29,7 +31,7 @@ impl Restored {
 
     /// A node restarting from stored state.
     pub fn new(hard_state: HardState, entries: Vec<Entry>) -> Restored {
-        Restored { hard_state, snapshot: None, entries, last_applied: LogIndex(0) }
+        Restored { hard_state, snapshot: None, snapshot_digest: None, entries, last_applied: LogIndex(0) }
     }
 
     /// Sets the stored snapshot; `entries` must then start right after it.
@@ -37,6 +39,16 @@ impl Restored {
     /// emits `Output::RestoreSnapshot` with it.
     pub fn with_snapshot(mut self, snapshot: Snapshot) -> Restored {
         self.snapshot = Some(snapshot);
+        self.snapshot_digest = None;
+        self
+    }
+
+    /// Sets the stored snapshot whose bytes the host holds (`snapshot.data`
+    /// is ignored): the leader then reads its chunks through
+    /// `Output::SendSnapshotChunk`. Otherwise as [`with_snapshot`](Self::with_snapshot).
+    pub fn with_stored_snapshot(mut self, snapshot: Snapshot, digest: SnapshotDigest) -> Restored {
+        self.snapshot = Some(Snapshot { data: crate::Bytes::default(), ..snapshot });
+        self.snapshot_digest = Some(digest);
         self
     }
 

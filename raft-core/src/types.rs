@@ -205,6 +205,17 @@ pub struct SnapshotMeta {
     pub term: Term,
 }
 
+/// The size and CRC-32 of a snapshot's state-machine bytes when the host,
+/// not the core, holds them (see [`Node::compact_stored`](crate::Node::compact_stored)
+/// and `Config::host_stores_snapshots`). The snapshot's `data` is then empty.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SnapshotDigest {
+    /// The length of the bytes.
+    pub len: u64,
+    /// Their CRC-32 (as in `InstallSnapshot::checksum`).
+    pub checksum: u32,
+}
+
 /// A state-machine snapshot: everything up to `meta.index`, as opaque bytes
 /// produced by the host's state machine, and the cluster configuration in
 /// effect at `meta.index`.

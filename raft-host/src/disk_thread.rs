@@ -31,7 +31,8 @@ impl DiskThread {
     }
 
     /// [`DiskThread::spawn`], and `on_sync` is told how long each
-    /// successful `sync` took (the batch's fdatasync and the watermark's).
+    /// successful `sync` took (the batch's fdatasync and, with
+    /// [`Watermark::BeforeAck`](crate::Watermark::BeforeAck), the watermark's).
     pub fn spawn_timed(
         mut log: DiskLog,
         mut on_durable: impl FnMut(Result<PersistToken, StorageError>) + Send + 'static,
@@ -39,7 +40,23 @@ impl DiskThread {
     ) -> std::io::Result<DiskThread> {
         let (tx, rx) = mpsc::channel::<Persist>();
         let handle = std::thread::Builder::new().name("raft-disk".into()).spawn(move || {
-            while let Ok(first) = rx.recv() {
+            loop {
+                let first = match rx.try_recv() {
+                    Ok(p) => p,
+                    Err(mpsc::TryRecvError::Disconnected) => break,
+                    Err(mpsc::TryRecvError::Empty) => {
+                        // Out of work: catch the synced watermark up (a
+                        // no-op unless `Watermark::Deferred` left it behind).
+                        if let Err(e) = log.settle_watermark() {
+                            on_durable(Err(e));
+                            return;
+                        }
+                        match rx.recv() {
+                            Ok(p) => p,
+                            Err(_) => break,
+                        }
+                    }
+                };
                 let mut last = first.token;
                 let mut result = log.write(&first.write);
                 while result.is_ok() {
@@ -63,6 +80,9 @@ impl DiskThread {
                     }
                 }
             }
+            // Stopping: leave the watermark at the end (an error here loses
+            // nothing: every write was acknowledged durable already).
+            let _ = log.settle_watermark();
         })?;
         Ok(DiskThread { tx: Some(tx), handle: Some(handle) })
     }

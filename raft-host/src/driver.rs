@@ -6,13 +6,17 @@
 //! and has already applied committed entries, restored snapshots, answered the
 //! snapshot policy, and resolved the proposals whose outcome is now known.
 
+use crate::snapshot_store::SnapshotStore;
 use crate::state_machine::StateMachine;
+use crate::storage::fs::Fs;
 use raft_core::{
     Bytes, ChangeError, Config, Event, ForwardError, Instant, LogIndex, MembershipChange, Message, NewNodeError, Node,
     NodeId, Outgoing, Output, Persist, PersistToken, ProposeError, ReadError, ReadId, Restored, Term, TransferError,
 };
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Identifies one proposal of the adapter's, to match it with its outcome.
 pub type Ticket = u64;
@@ -104,6 +108,8 @@ pub struct Driver<S: StateMachine> {
     /// index, and whichever entry is finally applied there decides both.
     pending: BTreeMap<LogIndex, Vec<(Term, Ticket)>>,
     snapshots: SnapshotsTaken,
+    /// Set with [`Driver::with_stored_snapshots`].
+    store: Option<SnapshotStore>,
 }
 
 /// How many snapshots a [`Driver`] took of its state machine, and their bytes.
@@ -122,7 +128,31 @@ impl<S: StateMachine> Driver<S> {
     pub fn new(config: Config, restored: Restored, sm: S, now: Instant) -> Result<Driver<S>, NewNodeError> {
         let last_applied = sm.last_applied();
         let node = Node::new(config, restored.with_last_applied(last_applied), now)?;
-        Ok(Driver { node, sm, pending: BTreeMap::new(), snapshots: SnapshotsTaken::default() })
+        Ok(Driver { node, sm, pending: BTreeMap::new(), snapshots: SnapshotsTaken::default(), store: None })
+    }
+
+    /// As [`new`](Self::new), for a node whose snapshots stay on disk and are
+    /// never held whole in memory (see [`snapshot_store`](crate::snapshot_store)):
+    /// `dir` is the [`DiskLog`](crate::DiskLog)'s directory, opened with
+    /// [`DiskLogOptions::stored_snapshots`](crate::DiskLogOptions::stored_snapshots)
+    /// on `fs`, and `restored` what it recovered. Sets
+    /// `Config::host_stores_snapshots`. The state machine's
+    /// [`write_snapshot`](StateMachine::write_snapshot) and
+    /// [`restore_from`](StateMachine::restore_from) should stream for memory
+    /// to stay bounded.
+    pub fn with_stored_snapshots(
+        mut config: Config,
+        restored: Restored,
+        sm: S,
+        now: Instant,
+        fs: Arc<dyn Fs>,
+        dir: impl Into<PathBuf>,
+    ) -> Result<Driver<S>, NewNodeError> {
+        config.host_stores_snapshots = true;
+        let in_place = restored.snapshot.as_ref().map(|s| s.meta);
+        let mut driver = Driver::new(config, restored, sm, now)?;
+        driver.store = Some(SnapshotStore::new(fs, dir.into(), in_place));
+        Ok(driver)
     }
 
     /// The snapshots this driver took of its state machine so far.
@@ -216,8 +246,30 @@ impl<S: StateMachine> Driver<S> {
         let mut actions = Actions::default();
         while let Some(output) = self.node.poll_output() {
             match output {
-                Output::Persist(p) => actions.writes.push(p),
+                Output::Persist(p) => {
+                    if let (Some(store), Some(s), Some(digest)) =
+                        (self.store.as_mut(), &p.write.snapshot, p.write.snapshot_digest)
+                    {
+                        // A received snapshot goes in place before its record.
+                        let index = s.meta.index;
+                        store
+                            .install(s.meta, Some(digest))
+                            .map_err(|e| RestoreFailed { index, reason: e.to_string() })?;
+                    }
+                    actions.writes.push(p)
+                }
                 Output::Send(m) => actions.sends.push(m),
+                Output::SendSnapshotChunk { mut outgoing, len } => {
+                    if self.store.as_mut().is_some_and(|s| s.fill_chunk(&mut outgoing.message, len)) {
+                        actions.sends.push(outgoing);
+                    }
+                }
+                Output::SaveSnapshotChunk { chunk, .. } => {
+                    let index = chunk.index;
+                    let failed = |reason: String| RestoreFailed { index, reason };
+                    let store = self.store.as_mut().ok_or_else(|| failed("no snapshot store".into()))?;
+                    store.save_chunk(&chunk).map_err(|e| failed(e.to_string()))?;
+                }
                 Output::Apply(entries) => {
                     for entry in entries {
                         let out = self.sm.apply_entry(&entry);
@@ -235,11 +287,15 @@ impl<S: StateMachine> Driver<S> {
                     }
                 }
                 Output::RestoreSnapshot(snapshot) => {
-                    self.sm
-                        .restore(&snapshot.data)
-                        .map_err(|e| RestoreFailed { index: snapshot.meta.index, reason: e.to_string() })?;
+                    let index = snapshot.meta.index;
+                    match self.store.as_mut() {
+                        Some(store) => store.restore(&mut self.sm, snapshot.meta),
+                        None => self.sm.restore(&snapshot.data).map_err(|e| e.to_string()),
+                    }
+                    .map_err(|reason| RestoreFailed { index, reason })?;
                     self.resolve_below(LogIndex(snapshot.meta.index.0.saturating_add(1)), &mut actions);
                 }
+                Output::Event(Event::SnapshotWanted { .. }) if self.store.is_some() => self.take_stored(now),
                 Output::Event(Event::SnapshotWanted { .. }) => {
                     let data = self.sm.snapshot();
                     self.snapshots.count += 1;
@@ -271,6 +327,26 @@ impl<S: StateMachine> Driver<S> {
             }
         }
         Ok(actions)
+    }
+
+    /// Takes a snapshot into the snapshot file and hands its digest to the
+    /// core. A failure leaves the log uncompacted (the policy asks again).
+    fn take_stored(&mut self, now: Instant) {
+        let index = self.sm.last_applied();
+        let (Some(store), Some(term)) = (self.store.as_mut(), self.node.log_term(index)) else {
+            return;
+        };
+        if index <= self.node.snapshot_index() {
+            return;
+        }
+        let meta = raft_core::SnapshotMeta { index, term };
+        let membership = self.node.membership_at(index);
+        if let Ok(digest) = store.take(&self.sm, meta, &membership) {
+            self.snapshots.count += 1;
+            self.snapshots.bytes += digest.len;
+            // Checked above: applied, and newer than the current snapshot.
+            let _ = self.node.compact_stored(now, index, digest);
+        }
     }
 
     /// Proposals below `index` that were never seen applied (a snapshot

@@ -259,7 +259,9 @@ impl<S: StateMachine, W> fmt::Debug for Engine<S, W> {
 
 impl<S: StateMachine, W> Engine<S, W> {
     /// Starts a node from what `log` recovered and the disk thread that
-    /// writes to `log`; `on_durable` runs on that thread after every durable
+    /// writes to `log` (with snapshots kept on disk, see
+    /// [`Driver::with_stored_snapshots`], if `log` was opened with
+    /// [`DiskLogOptions::stored_snapshots`](crate::DiskLogOptions::stored_snapshots)); `on_durable` runs on that thread after every durable
     /// batch (send the report to whoever calls [`Engine::handle_durable`]).
     /// `sm` must be in the state of its `last_applied()` index. The
     /// operating system's randomness is mixed into `config.seed`.
@@ -292,7 +294,13 @@ impl<S: StateMachine, W> Engine<S, W> {
         if getrandom::fill(&mut fresh).is_ok() {
             config.seed ^= u64::from_le_bytes(fresh);
         }
-        let driver = Driver::new(config, recovered.into_restored(), sm, now).map_err(EngineStartError::Node)?;
+        // A log that leaves snapshots on disk gets a driver that streams them.
+        let restored = recovered.into_restored();
+        let driver = match log.snapshot_files() {
+            Some((fs, dir)) => Driver::with_stored_snapshots(config, restored, sm, now, fs, dir),
+            None => Driver::new(config, restored, sm, now),
+        }
+        .map_err(EngineStartError::Node)?;
         let disk = DiskThread::spawn_timed(log, on_durable, on_sync).map_err(EngineStartError::DiskThread)?;
         Ok(Engine::from_parts(driver, disk))
     }

@@ -63,6 +63,7 @@ pub mod driver;
 pub mod engine;
 pub mod kv;
 pub mod secure;
+pub mod snapshot_store;
 mod state_machine;
 pub mod storage;
 
@@ -72,5 +73,5 @@ pub use disk_thread::DiskThread;
 pub use driver::{Actions, Completion, Driver, Outcome, SnapshotsTaken, Ticket};
 pub use engine::{Engine, Transport};
 pub use kv::{KvCommand, KvError, KvOp, KvOutput, KvStore, SessionLimits};
-pub use state_machine::StateMachine;
-pub use storage::{DiskLog, DiskLogOptions, NodeMeta, Recovered, Repaired, StorageError};
+pub use state_machine::{RestoreError, StateMachine};
+pub use storage::{DiskLog, DiskLogOptions, NodeMeta, Recovered, Repaired, StorageError, Watermark};

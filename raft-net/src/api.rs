@@ -72,6 +72,13 @@ pub struct NodeConfig {
     /// `Handle::metrics_addr`). Default none; `Handle::metrics_text` renders
     /// them either way.
     pub metrics_listen: Option<SocketAddr>,
+    /// How the disk log is opened (segment size, preallocation, when the
+    /// synced watermark moves, whether snapshots stay on disk: see
+    /// [`raft_host::DiskLogOptions`]). Default
+    /// [`DiskLogOptions::default`](raft_host::DiskLogOptions::default) with
+    /// [`stored_snapshots`](raft_host::DiskLogOptions::stored_snapshots) on:
+    /// snapshots are streamed to and from disk, never held whole in memory.
+    pub disk_log: raft_host::DiskLogOptions,
 }
 
 impl NodeConfig {
@@ -99,6 +106,7 @@ impl NodeConfig {
             idle_timeout: Duration::from_secs(30),
             max_inbound_connections: 64,
             metrics_listen: None,
+            disk_log: raft_host::DiskLogOptions::default().stored_snapshots(true),
         }
     }
 

@@ -349,7 +349,8 @@ pub(crate) fn open<S: StateMachine>(
     on_durable: impl FnMut(DiskResult) + Send + 'static,
 ) -> Result<(NodeEngine<S>, StdClock), StartError> {
     let meta = NodeMeta::new(config.raft.id, config.cluster_id);
-    let (log, recovered) = DiskLog::open(&config.data_dir, meta).map_err(StartError::Storage)?;
+    let (log, recovered) =
+        DiskLog::open_with(&config.data_dir, meta, config.disk_log.clone()).map_err(StartError::Storage)?;
     let clock = StdClock::new();
     let sm = Timed::new(sm, metrics.clone());
     let timing = metrics.clone();

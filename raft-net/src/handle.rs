@@ -3,6 +3,7 @@
 
 use crate::api::{MembershipError, ProposeError, RoleWatch, Status, TaskMonitor, TransferError};
 use crate::engine::{ChangeReply, Command, ReadFn, Reply, Shared};
+use crate::metrics::{AppGauge, AppGaugeError};
 use crate::sync::{all_stopped, timeout};
 use raft_core::{Bytes, Membership, MembershipChange, NodeId};
 use raft_host::StateMachine;
@@ -210,6 +211,18 @@ impl<S: StateMachine> Handle<S> {
     /// served at `/metrics` when `NodeConfig::metrics_listen` is set.
     pub fn metrics_text(&self) -> String {
         self.shared.metrics_text()
+    }
+
+    /// A gauge of the application's, served with the node's metrics as
+    /// `raft_<name>` (for instance the size of a table its state machine
+    /// keeps, set from a periodic task). Asking again for a registered name
+    /// returns the same gauge (the first `help` stays).
+    ///
+    /// # Errors
+    /// A name that is not `[a-z_][a-z0-9_]*` of at most 64 characters, or
+    /// one of the node's own metrics.
+    pub fn app_gauge(&self, name: &'static str, help: &'static str) -> Result<AppGauge, AppGaugeError> {
+        self.shared.metrics.app_gauge(name, help)
     }
 
     /// Where the node serves its metrics over HTTP, if it does.

@@ -72,8 +72,19 @@ pub use api::{
     TaskMonitor, TransferError,
 };
 pub use handle::Handle;
+pub use metrics::{AppGauge, AppGaugeError};
 pub use node::Node;
 pub use raft_core;
 pub use raft_host;
 pub use runtime::Runtime;
 pub use udp::{UdpApp, UdpOptions};
+
+/// What an application names when it runs a node through a runtime crate
+/// (raft-tokio, raft-smol): each re-exports this whole module, so the two
+/// offer the same API by construction.
+pub mod prelude {
+    pub use crate::{
+        AppGauge, AppGaugeError, CommandOutcome, Handle, MembershipError, NodeConfig, PeerStatus, ProposeError,
+        RoleInfo, RoleWatch, StartError, Status, TaskMonitor, TransferError, raft_core, raft_host,
+    };
+}

@@ -17,7 +17,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use raft_core::{LogIndex, NodeId, Role};
+use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -87,9 +89,87 @@ impl ReadOutcome {
     }
 }
 
+/// A gauge the application registered beside the node's own metrics
+/// ([`Handle::app_gauge`](crate::Handle::app_gauge)), e.g. the size of a
+/// table its state machine keeps. Cloning it gives another handle to the
+/// same gauge.
+#[derive(Clone, Debug, Default)]
+pub struct AppGauge(Gauge);
+
+impl AppGauge {
+    /// Sets the value served from now on (saturating at `i64::MAX`).
+    pub fn set(&self, value: u64) {
+        self.0.set(gauge(value));
+    }
+
+    /// The value last set.
+    pub fn get(&self) -> u64 {
+        u64::try_from(self.0.get()).unwrap_or(0)
+    }
+}
+
+/// Why [`Handle::app_gauge`](crate::Handle::app_gauge) refused a name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AppGaugeError {
+    /// A metric name is `[a-z_][a-z0-9_]*` (lower case, the Prometheus
+    /// convention), 1 to 64 characters.
+    BadName(&'static str),
+    /// The node's own metrics use this name.
+    Reserved(&'static str),
+}
+
+impl fmt::Display for AppGaugeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AppGaugeError::BadName(n) => {
+                write!(f, "bad metric name {n:?}: use 1 to 64 characters of a-z, 0-9 and _, not starting with a digit")
+            }
+            AppGaugeError::Reserved(n) => write!(f, "metric name {n:?} is one of the node's own metrics"),
+        }
+    }
+}
+
+impl std::error::Error for AppGaugeError {}
+
+/// Names the node registers itself (without the `raft_` prefix).
+const OWN_NAMES: &[&str] = &[
+    "role",
+    "term",
+    "commit_index",
+    "applied_index",
+    "last_log_index",
+    "durable_index",
+    "snapshot_index",
+    "peer_match_index",
+    "peer_lag_entries",
+    "peer_queue_dropped",
+    "proposals",
+    "reads",
+    "disk_sync_seconds",
+    "commit_latency_seconds",
+    "apply_latency_seconds",
+    "datagrams_dropped",
+    "snapshots_taken",
+    "snapshot_taken_bytes",
+    "snapshots_sent",
+    "snapshot_sent_bytes",
+];
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    (1..=64).contains(&name.len())
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
 /// Every metric of one node, in one registry.
 pub(crate) struct Metrics {
-    registry: Registry,
+    /// Locked to render, and to register an application's gauge.
+    registry: Mutex<Registry>,
+    /// The application's gauges by name, so that asking twice for one name
+    /// gives the same gauge.
+    app_gauges: Mutex<BTreeMap<&'static str, AppGauge>>,
     role: Family<RoleLabel, Gauge>,
     term: Gauge,
     commit_index: Gauge,
@@ -148,7 +228,8 @@ impl Metrics {
             snapshot_taken_bytes: Counter::default(),
             snapshots_sent: Counter::default(),
             snapshot_sent_bytes: Counter::default(),
-            registry: Registry::default(),
+            registry: Mutex::new(Registry::default()),
+            app_gauges: Mutex::new(BTreeMap::new()),
         };
         registry.register(
             "role",
@@ -210,7 +291,26 @@ impl Metrics {
             "Snapshot bytes sent to peers (every chunk, resends included)",
             m.snapshot_sent_bytes.clone(),
         );
-        Metrics { registry, ..m }
+        Metrics { registry: Mutex::new(registry), ..m }
+    }
+
+    /// The application's gauge `raft_<name>`, registered at the first call
+    /// for `name`.
+    pub(crate) fn app_gauge(&self, name: &'static str, help: &'static str) -> Result<AppGauge, AppGaugeError> {
+        if !valid_name(name) {
+            return Err(AppGaugeError::BadName(name));
+        }
+        if OWN_NAMES.contains(&name) {
+            return Err(AppGaugeError::Reserved(name));
+        }
+        let mut gauges = self.app_gauges.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(g) = gauges.get(name) {
+            return Ok(g.clone());
+        }
+        let g = AppGauge::default();
+        self.registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner).register(name, help, g.0.clone());
+        gauges.insert(name, g.clone());
+        Ok(g)
     }
 
     /// Renders every metric, with the status-mirroring gauges taken from `status`.
@@ -248,7 +348,7 @@ impl Metrics {
         }
         let mut text = String::new();
         // Writing into a String cannot fail.
-        let _ = encode(&mut text, &self.registry);
+        let _ = encode(&mut text, &self.registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         text
     }
 
@@ -311,4 +411,83 @@ fn index(i: LogIndex) -> i64 {
 /// Counters mirrored from a total kept elsewhere (never decreasing).
 fn set_counter(c: &Counter, total: u64) {
     c.inner().fetch_max(total, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::RoleInfo;
+    use raft_core::{Membership, ReadMode, Term};
+
+    fn status() -> Status {
+        Status {
+            id: NodeId(1),
+            listen: "127.0.0.1:1".parse().unwrap(),
+            role: RoleInfo { role: Role::Follower, term: Term(0), leader: None },
+            commit_index: LogIndex(0),
+            last_applied: LogIndex(0),
+            last_log_index: LogIndex(0),
+            durable_index: LogIndex(0),
+            snapshot_index: LogIndex(0),
+            datagrams: None,
+            transfer_target: None,
+            read_mode: ReadMode::Safe,
+            peers: Vec::new(),
+            membership: Membership::default(),
+            membership_index: LogIndex(0),
+            removed: false,
+            stopped: false,
+            failure: None,
+        }
+    }
+
+    /// The `# TYPE` names in a rendering, without the `raft_` prefix.
+    fn typed_names(text: &str) -> Vec<String> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("# TYPE raft_"))
+            .filter_map(|l| l.split(' ').next())
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn own_names_list_exactly_the_registered_metrics() {
+        let m = Metrics::new();
+        // Families show up once they have a member.
+        m.peer_progress(NodeId(2), LogIndex(1), LogIndex(2));
+        m.peer_queue_dropped.get_or_create(&PeerLabel { peer: 2 }).inc();
+        m.proposal(ProposalOutcome::Applied);
+        m.read(ReadOutcome::Served);
+        m.datagrams_dropped.get_or_create(&KindLabel { kind: "replayed" }).inc();
+        let mut names = typed_names(&m.render(&status()));
+        names.sort();
+        let mut own: Vec<String> = OWN_NAMES.iter().map(|n| n.to_string()).collect();
+        own.sort();
+        assert_eq!(names, own);
+    }
+
+    #[test]
+    fn an_app_gauge_is_served_and_shared_by_name() {
+        let m = Metrics::new();
+        let g = m.app_gauge("kv_sessions", "Client sessions").unwrap();
+        g.set(7);
+        let again = m.app_gauge("kv_sessions", "ignored").unwrap();
+        assert_eq!(again.get(), 7);
+        again.set(9);
+        let text = m.render(&status());
+        assert!(text.contains("# HELP raft_kv_sessions Client sessions.\n"), "{text}");
+        assert!(text.lines().any(|l| l == "raft_kv_sessions 9"), "{text}");
+        assert_eq!(typed_names(&text).iter().filter(|n| *n == "kv_sessions").count(), 1);
+    }
+
+    #[test]
+    fn bad_and_reserved_names_are_refused() {
+        let m = Metrics::new();
+        for bad in ["", "9lives", "Sessions", "kv-sessions", "kv sessions", &"x".repeat(65)] {
+            let bad: &'static str = Box::leak(bad.to_string().into_boxed_str());
+            assert_eq!(m.app_gauge(bad, "h").unwrap_err(), AppGaugeError::BadName(bad));
+        }
+        assert_eq!(m.app_gauge("term", "h").unwrap_err(), AppGaugeError::Reserved("term"));
+        assert!(m.app_gauge("_x9", "h").is_ok());
+    }
 }

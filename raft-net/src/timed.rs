@@ -3,7 +3,7 @@
 use crate::metrics::Metrics;
 use raft_core::codec::DecodeError;
 use raft_core::{Entry, LogIndex};
-use raft_host::StateMachine;
+use raft_host::{RestoreError, StateMachine};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -51,6 +51,14 @@ impl<S: StateMachine> StateMachine for Timed<S> {
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), DecodeError> {
         self.inner.restore(snapshot)
+    }
+
+    fn write_snapshot(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        self.inner.write_snapshot(out)
+    }
+
+    fn restore_from(&mut self, input: &mut dyn std::io::Read) -> Result<(), RestoreError> {
+        self.inner.restore_from(input)
     }
 
     fn last_applied(&self) -> LogIndex {

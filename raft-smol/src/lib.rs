@@ -49,10 +49,7 @@
 
 mod rt;
 
-pub use raft_net::{
-    CommandOutcome, Handle, MembershipError, NodeConfig, PeerStatus, ProposeError, RoleInfo, RoleWatch, StartError,
-    Status, TaskMonitor, TransferError, raft_core, raft_host,
-};
+pub use raft_net::prelude::*;
 pub use rt::Smol;
 
 use raft_host::StateMachine;

@@ -50,10 +50,7 @@
 
 mod rt;
 
-pub use raft_net::{
-    CommandOutcome, Handle, MembershipError, NodeConfig, PeerStatus, ProposeError, RoleInfo, RoleWatch, StartError,
-    Status, TaskMonitor, TransferError, raft_core, raft_host,
-};
+pub use raft_net::prelude::*;
 pub use rt::Tokio;
 
 use raft_host::StateMachine;

@@ -64,6 +64,7 @@ fn bad_flags_and_key_files() {
         fails(&a, needles);
     };
     check(&["--bogus"], &["--bogus"]);
+    check(&["--watermark", "lazy"], &["--watermark"]);
     check(&["--heartbeat-ms", "x"], &["--heartbeat-ms"]);
     check(&["--election-timeout-ms", "600-300"], &["MIN-MAX"]);
     check(&["--heartbeat-ms", "400"], &["heartbeat"]);

@@ -87,7 +87,19 @@ fn commit_of(c: &Cluster, node: usize) -> u64 {
 
 #[test]
 fn kill9_leader_follower_and_everyone_loses_no_acknowledged_write() {
+    kill9_leader_follower_and_everyone(&[]);
+}
+
+/// The same with one fdatasync per group commit (`--watermark deferred`):
+/// acknowledged means durable there too.
+#[test]
+fn kill9_with_the_deferred_watermark_loses_no_acknowledged_write() {
+    kill9_leader_follower_and_everyone(&["--watermark", "deferred"]);
+}
+
+fn kill9_leader_follower_and_everyone(extra: &[&str]) {
     let mut c = Cluster::new(3);
+    c.extra.extend(extra.iter().map(|s| s.to_string()));
     c.start_all();
     let old = c.wait_leader(Duration::from_secs(15));
 

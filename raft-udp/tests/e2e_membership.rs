@@ -6,15 +6,10 @@
 mod common;
 
 use common::Cluster;
-use raft_host::{ClusterKey, KvOp, KvOutput};
-use raft_tests::linearizability::History;
+use common::history::{Clients, Tally, check_linearizable};
 use raft_tests::wait::poll_until;
-use raft_udp::client::{Client, CommandOutcome};
 use serde_json::Value;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -67,85 +62,6 @@ fn put_ok(c: &Cluster, key: &str, value: &str) {
     assert_eq!(code, 0, "{v}");
 }
 
-struct Record {
-    client: u64,
-    op: KvOp,
-    call: u64,
-    outcome: CommandOutcome,
-    ret: u64,
-}
-
-/// Clients writing and reading two keys until `stop`, recording a history.
-fn start_clients(
-    servers: Vec<SocketAddr>,
-    key: ClusterKey,
-    n: u64,
-    stop: Arc<AtomicBool>,
-) -> (std::thread::JoinHandle<()>, Arc<Mutex<Vec<Record>>>, Instant) {
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let t0 = Instant::now();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let records = log.clone();
-    let thread = std::thread::spawn(move || {
-        rt.block_on(async {
-            let mut tasks = Vec::new();
-            for c in 0..n {
-                let (servers, key, log, stop) = (servers.clone(), key.clone(), records.clone(), stop.clone());
-                tasks.push(tokio::spawn(async move {
-                    let mut client = Client::connect(servers, key, Duration::from_millis(3000)).await.unwrap();
-                    let mut i = 0u64;
-                    let mut seen: Option<String> = None;
-                    while !stop.load(Ordering::Relaxed) {
-                        i += 1;
-                        let k = if i.is_multiple_of(3) { "y" } else { "x" };
-                        let op = match i % 4 {
-                            0 => KvOp::get(k),
-                            1 => KvOp::cas(k, seen.as_deref(), format!("c{c}-{i}")),
-                            _ => KvOp::put(k, format!("c{c}-{i}")),
-                        };
-                        let call = t0.elapsed().as_micros() as u64;
-                        let outcome = client.execute(op.clone()).await;
-                        let ret = t0.elapsed().as_micros() as u64;
-                        if let CommandOutcome::Ok(KvOutput::Get(v) | KvOutput::Cas { current: v, .. }) = &outcome {
-                            seen = v.clone();
-                        }
-                        log.lock().unwrap().push(Record { client: c, op, call, outcome, ret });
-                    }
-                }));
-            }
-            for t in tasks {
-                t.await.unwrap();
-            }
-        })
-    });
-    (thread, log, t0)
-}
-
-/// Checks the history; returns (ok, unknown) counts, and how many completed after `after`.
-fn check(records: Vec<Record>, after: u64) -> (usize, usize, usize) {
-    let mut history = History::new();
-    let (mut ok, mut unknown, mut late) = (0, 0, 0);
-    for r in records {
-        match r.outcome {
-            CommandOutcome::Ok(output) => {
-                ok += 1;
-                late += usize::from(r.call > after);
-                history.record(r.client, r.op, r.call, output, r.ret);
-            }
-            CommandOutcome::Unknown => {
-                unknown += 1;
-                let id = history.call(r.client, r.op, r.call);
-                history.timed_out(id);
-            }
-            CommandOutcome::Failed(_) => {}
-        }
-    }
-    if let Err(e) = history.check() {
-        panic!("not linearizable: {e}");
-    }
-    (ok, unknown, late)
-}
-
 #[test]
 fn a_dead_voter_is_replaced_by_a_joining_node_while_clients_write() {
     let mut c = Cluster::new(4);
@@ -155,8 +71,7 @@ fn a_dead_voter_is_replaced_by_a_joining_node_while_clients_write() {
     }
     let leader = c.wait_leader_among(&[0, 1, 2], WAIT);
     let key = raft_host::secure::KeyFile::parse(&std::fs::read_to_string(&c.key_file).unwrap()).unwrap().key;
-    let stop = Arc::new(AtomicBool::new(false));
-    let (clients, log, t0) = start_clients(c.addrs.clone(), key, 3, stop.clone());
+    let clients = Clients::start(c.addrs.clone(), key, 3, Duration::from_millis(3000));
     std::thread::sleep(Duration::from_millis(800));
 
     // A follower dies for good; a new machine (id 4, empty data dir) joins.
@@ -171,7 +86,7 @@ fn a_dead_voter_is_replaced_by_a_joining_node_while_clients_write() {
     let mut want: Vec<u64> = [0usize, 1, 2, 3].iter().filter(|&&i| i != dead).map(|&i| i as u64 + 1).collect();
     want.sort_unstable();
     assert_eq!(ids(&v["voters"]), want);
-    let replaced = t0.elapsed().as_micros() as u64;
+    let replaced = clients.now();
 
     // The new member learnt every address from the configuration.
     let (code, list) = member(&c, "list", &[]);
@@ -189,11 +104,7 @@ fn a_dead_voter_is_replaced_by_a_joining_node_while_clients_write() {
     let rest: Vec<usize> = live.into_iter().filter(|&i| i != l).collect();
     c.wait_leader_among(&rest, WAIT);
     std::thread::sleep(Duration::from_millis(1000));
-    stop.store(true, Ordering::Relaxed);
-    clients.join().unwrap();
-
-    let records = std::mem::take(&mut *log.lock().unwrap());
-    let (ok, unknown, late) = check(records, replaced);
+    let Tally { ok, unknown, ok_after: late, .. } = check_linearizable(clients.finish(), replaced);
     eprintln!("history: {ok} ok, {unknown} unknown, {late} after the replacement");
     assert!(ok >= 50 && late > 0, "too little completed: {ok} ok, {late} after the replacement");
     // Node 4 holds the data: every key reads the same through it as a leader would.

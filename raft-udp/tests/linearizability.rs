@@ -6,9 +6,9 @@
 mod common;
 
 use common::Cluster;
+use common::history::{Record, Tally, check_linearizable};
 use common::proxy::Proxy;
 use raft_host::{ClusterKey, KvOp, KvOutput};
-use raft_tests::linearizability::History;
 use raft_udp::client::{Client, CommandOutcome};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,14 +16,6 @@ use std::time::{Duration, Instant};
 
 const CLIENTS: u64 = 4;
 const KEYS: [&str; 2] = ["x", "y"];
-
-struct Record {
-    client: u64,
-    op: KvOp,
-    call: u64,
-    outcome: CommandOutcome,
-    ret: u64,
-}
 
 /// Operations before a client is replaced by a fresh one (new id). Fresh
 /// clients also try nodes that an old one learnt to avoid, such as a
@@ -128,31 +120,10 @@ fn concurrent_clients_through_a_faulty_network_see_a_linearizable_store() {
     clients.join().unwrap();
 
     let records = std::mem::take(&mut *log.lock().unwrap());
-    let mut history = History::new();
-    let (mut ok, mut unknown, mut failed) = (0, 0, 0);
-    let mut ok_late = 0;
-    for r in records {
-        match r.outcome {
-            CommandOutcome::Ok(output) => {
-                ok += 1;
-                ok_late += usize::from(r.call > healed);
-                history.record(r.client, r.op, r.call, output, r.ret);
-            }
-            CommandOutcome::Unknown => {
-                unknown += 1;
-                let id = history.call(r.client, r.op, r.call);
-                history.timed_out(id);
-            }
-            // Definitely not applied: no effect to explain.
-            CommandOutcome::Failed(_) => failed += 1,
-        }
-    }
+    let Tally { ok, unknown, failed, ok_after: ok_late } = check_linearizable(records, healed);
     eprintln!("history: {ok} ok, {unknown} unknown, {failed} failed");
     assert!(ok >= 100, "too few operations completed: {ok} ok, {unknown} unknown, {failed} failed");
     assert!(ok_late > 0, "nothing completed after the last partition healed");
-    if let Err(e) = history.check() {
-        panic!("not linearizable: {e}");
-    }
     // The faults were real: messages were dropped and fragments went missing.
     let st = c.status();
     let incomplete: u64 = st.iter().map(|(_, v)| v["dropped"]["incomplete"].as_u64().unwrap()).sum();

@@ -126,6 +126,22 @@ fn scraped_values_follow_the_cluster() {
         assert!(sample(&after, &format!("raft_datagrams_dropped_total{{kind=\"{kind}\"}}")).is_some(), "{kind}");
     }
 
+    // The session table, as the node's status reports it (every one-shot put
+    // registered a session): the gauges are refreshed every half second.
+    let what = "raft_kv_session* to match the leader's status";
+    raft_tests::wait::poll_until(Duration::from_secs(10), Duration::from_millis(100), what, || {
+        let m = scrape(metrics[leader]);
+        let st = c.status().into_iter().find(|(i, _)| *i == leader).map(|(_, v)| v);
+        let st = st.ok_or("the leader did not answer status")?;
+        let gauges = ["raft_kv_sessions", "raft_kv_session_bytes", "raft_kv_session_limit_bytes"].map(|n| value(&m, n));
+        let fields = ["sessions", "session_bytes", "session_limit_bytes"].map(|f| st[f].as_f64().unwrap_or(-1.0));
+        if gauges == fields && gauges[0] >= 20.0 && gauges[1] > 0.0 {
+            Ok(())
+        } else {
+            Err(format!("gauges {gauges:?}, status {fields:?}"))
+        }
+    });
+
     // A follower has no peers' progress to report, and applied the writes too.
     let f = scrape(metrics[follower]);
     assert_eq!(value(&f, "raft_role{role=\"follower\"}"), 1.0);

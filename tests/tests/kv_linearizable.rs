@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{churn_step, ms, revive_all, secs};
+use common::{churn_step, ms, secs};
 use raft_core::{LogIndex, NodeId, Payload};
 use raft_host::kv::{KvCommand, KvOp, decode_command};
 use raft_tests::sim::clients::{COUNTER_KEY, ClientConfig, ClientStats, Clients, Workload};
@@ -26,31 +26,6 @@ fn kv_cluster(n: usize, seed: u64, net: NetConfig) -> (Cluster, KvSim) {
     let mut c = Cluster::new(cfg);
     let kv = KvSim::install(&mut c);
     (c, kv)
-}
-
-/// Heals everything, lets the clients finish, brings every node up to date,
-/// and runs the end-of-run checks: linearizable history, equal replicas.
-fn finish_and_check(c: &mut Cluster, clients: &mut Clients) {
-    *c.net_config_mut() = NetConfig::reliable();
-    c.heal();
-    revive_all(c);
-    clients.stop();
-    let finished = clients.finish(c, secs(30));
-    assert!(finished, "seed {}: clients still waiting 30 s after healing", c.seed());
-    // Every node applies everything committed.
-    let kv = clients.kv().clone();
-    let all_caught_up = c.run_until(
-        |c| {
-            let max = c.max_applied();
-            c.ids().into_iter().all(|id| kv.last_applied(id) == max)
-        },
-        secs(10),
-    );
-    assert!(all_caught_up, "seed {}: replicas did not catch up", c.seed());
-    kv.check_replicas_agree(c);
-    c.one("final", c.len(), true);
-    common::check_final_state(c).unwrap_or_else(|e| panic!("{e}"));
-    clients.check_linearizable(c);
 }
 
 fn add(total: &mut ClientStats, s: &ClientStats) {
@@ -76,7 +51,7 @@ fn kv_churn(seed: u64, net: NetConfig) -> ClientStats {
         churn_step(&mut c, &mut rng);
         clients.run_for(&mut c, ms(700));
     }
-    finish_and_check(&mut c, &mut clients);
+    common::finish_and_check(&mut c, &mut clients);
     assert!(clients.stats().ok > 0, "seed {seed}: no operation completed");
     clients.stats().clone()
 }
@@ -125,7 +100,7 @@ fn kv_partitions_and_reordering() {
             clients.run_for(&mut c, ms(1000));
             c.heal();
         }
-        finish_and_check(&mut c, &mut clients);
+        common::finish_and_check(&mut c, &mut clients);
         add(&mut total, clients.stats());
     });
     println!("kv partitions: {total:?}");
@@ -163,7 +138,7 @@ fn exactly_once_lost_reply() {
         clients.run_for(&mut c, ms(150));
         clients.config_mut().reply_drop = 0.0;
         clients.run_for(&mut c, ms(3000));
-        finish_and_check(&mut c, &mut clients);
+        common::finish_and_check(&mut c, &mut clients);
         let stats = clients.stats().clone();
         assert!(stats.retries >= 1, "seed {seed}: no retry happened: {stats:?}");
         let copies = log_copies(&c);
@@ -193,7 +168,7 @@ fn exactly_once_counter_under_churn() {
             churn_step(&mut c, &mut rng);
             clients.run_for(&mut c, ms(700));
         }
-        finish_and_check(&mut c, &mut clients);
+        common::finish_and_check(&mut c, &mut clients);
         for id in c.ids() {
             clients.check_counter(&c, id);
         }
@@ -230,7 +205,7 @@ fn unknown_outcomes_stay_linearizable() {
         clients.run_for(&mut c, ms(2500));
         c.heal();
         clients.run_for(&mut c, ms(1500));
-        finish_and_check(&mut c, &mut clients);
+        common::finish_and_check(&mut c, &mut clients);
         unknown += clients.stats().unknown;
     });
     println!("unknown outcomes: {unknown} operations given up over all seeds");
@@ -285,7 +260,7 @@ fn kv_random_nemesis() {
             clients.run_for(&mut c, pause);
         }
         *c.disk_config_mut() = Default::default();
-        finish_and_check(&mut c, &mut clients);
+        common::finish_and_check(&mut c, &mut clients);
         add(&mut total, clients.stats());
     });
     println!("kv random nemesis: {total:?}");

@@ -16,10 +16,12 @@
 //! * **A snapshot can be restored before its write is durable**, when the
 //!   local log already holds every entry it covers durably (it matched the
 //!   log). A crash before the snapshot write is durable leaves those entries
-//!   on disk, committed; replaying them rebuilds the same state.
+//!   on disk, committed; replaying them rebuilds the same state. A host that
+//!   keeps the bytes of received snapshots itself (`Output::SaveSnapshotChunk`)
+//!   must so be ready to restore from them before their `Persist` is done.
 
 use crate::output::{Outgoing, PersistToken, Write};
-use crate::types::{Entry, HardState, LogIndex, Snapshot};
+use crate::types::{Entry, HardState, LogIndex, Snapshot, SnapshotDigest};
 use alloc::collections::VecDeque;
 
 /// Marks a held message as waiting for the write currently being gathered.
@@ -55,10 +57,11 @@ impl Durability {
     }
 
     /// Adds a snapshot to the current write (a newer one replaces it).
-    pub(super) fn set_snapshot(&mut self, snapshot: Snapshot) {
+    pub(super) fn set_snapshot(&mut self, snapshot: Snapshot, digest: Option<SnapshotDigest>) {
         let covered = snapshot.meta.index;
         self.pending.entries.retain(|e| e.index > covered);
         self.pending.snapshot = Some(snapshot);
+        self.pending.snapshot_digest = digest;
     }
 
     /// Records that the in-memory log dropped every entry from `index` on.

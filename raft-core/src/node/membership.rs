@@ -96,6 +96,19 @@ impl Node {
         self.base_membership.0.clone()
     }
 
+    /// The configuration in effect at `index` (at or after the snapshot's
+    /// index): what [`Node::compact`](crate::Node::compact) at `index` would
+    /// record in the snapshot. A host that writes a snapshot itself before
+    /// calling [`Node::compact_stored`](crate::Node::compact_stored) stores it
+    /// beside the state.
+    pub fn membership_at(&self, index: LogIndex) -> Membership {
+        self.configs
+            .iter()
+            .rev()
+            .find(|&&(i, _)| i <= index)
+            .map_or_else(|| self.base_membership.0.clone(), |(_, m)| m.clone())
+    }
+
     /// A snapshot with `membership` replaced the log up to its index.
     pub(super) fn install_configs(&mut self, membership: &Membership) {
         if !membership.voters.is_empty() {

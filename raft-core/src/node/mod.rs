@@ -31,7 +31,7 @@ use crate::output::{Event, Outgoing, Output, PersistToken, ReadId, Role};
 use crate::restore::{NewNodeError, Restored};
 use crate::rng::SplitMix64;
 use crate::time::{Duration, Instant};
-use crate::types::{Bytes, Entry, HardState, LogIndex, NodeId, Payload, Snapshot, Term};
+use crate::types::{Bytes, Entry, HardState, LogIndex, NodeId, Payload, Snapshot, SnapshotDigest, Term};
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
@@ -119,6 +119,8 @@ pub struct Node {
     snapshot: Option<Snapshot>,
     /// CRC-32 of `snapshot`'s data, computed when first sent.
     snapshot_checksum: Option<u32>,
+    /// Set if the host holds `snapshot`'s bytes (its `data` is then empty).
+    snapshot_digest: Option<SnapshotDigest>,
     /// A snapshot being received.
     incoming: Option<snapshot::Incoming>,
     /// A snapshot the state machine must restore once it is durable.
@@ -143,7 +145,7 @@ impl Node {
     pub fn new(config: Config, restored: Restored, now: Instant) -> Result<Node, NewNodeError> {
         config.validate()?;
         restored.validate()?;
-        let Restored { mut hard_state, snapshot, entries, last_applied, .. } = restored;
+        let Restored { mut hard_state, snapshot, snapshot_digest, entries, last_applied, .. } = restored;
         let base = snapshot.as_ref().map(|s| s.meta).unwrap_or_default();
         let log = Log::with_base(base.index, base.term, entries);
         let pending_restore = snapshot.clone().filter(|s| s.meta.index > last_applied);
@@ -194,6 +196,7 @@ impl Node {
             reported: None,
             snapshot,
             snapshot_checksum: None,
+            snapshot_digest,
             incoming: None,
             pending_restore,
             snapshot_wanted: false,

@@ -4,11 +4,12 @@
 use super::{MAX_INDEX, Node, RoleState};
 use crate::config::APPEND_OVERHEAD_BYTES;
 use crate::error::CompactError;
+use crate::message::Message;
 use crate::message::{Body, InstallSnapshot, SnapshotResponse};
-use crate::output::{Event, Output};
+use crate::output::{Event, Outgoing, Output};
 use crate::progress::Mode;
 use crate::time::Instant;
-use crate::types::{Bytes, LogIndex, NodeId, Snapshot, SnapshotMeta};
+use crate::types::{Bytes, LogIndex, NodeId, Snapshot, SnapshotDigest, SnapshotMeta};
 use alloc::vec::Vec;
 
 /// A snapshot being received from the leader. A transfer is resumed only
@@ -22,7 +23,12 @@ pub(super) struct Incoming {
     total_len: u64,
     checksum: u32,
     membership: crate::Membership,
+    /// The bytes received so far (none if the host keeps them, see
+    /// `Config::host_stores_snapshots`).
     data: Vec<u8>,
+    /// How many bytes were received, and their running CRC-32.
+    received: u64,
+    crc: u32,
     /// A transfer that makes no progress until then is dropped (its memory
     /// with it).
     pub(super) give_up_at: Instant,
@@ -33,7 +39,33 @@ impl Node {
     /// must have been delivered by an [`crate::Output::Apply`]) as `data`. The
     /// core drops the log entries it covers and emits a `Persist` with the
     /// snapshot; from then on, followers that need those entries get `data`.
-    pub fn compact(&mut self, _now: Instant, index: LogIndex, data: impl Into<Bytes>) -> Result<(), CompactError> {
+    pub fn compact(&mut self, now: Instant, index: LogIndex, data: impl Into<Bytes>) -> Result<(), CompactError> {
+        self.compact_with(now, index, data.into(), None)
+    }
+
+    /// As [`compact`](Self::compact), for a snapshot whose bytes the host
+    /// keeps (on disk, say) rather than handing them to the core: `digest`
+    /// gives their length and CRC-32. The core never holds them: the `Persist`
+    /// carries the snapshot with an empty `data` and `Write::snapshot_digest`
+    /// set, and a leader asks the host for each chunk it sends with
+    /// [`Output::SendSnapshotChunk`]. The host must keep the snapshot of
+    /// `index` readable until a newer one replaces it.
+    pub fn compact_stored(
+        &mut self,
+        now: Instant,
+        index: LogIndex,
+        digest: SnapshotDigest,
+    ) -> Result<(), CompactError> {
+        self.compact_with(now, index, Bytes::default(), Some(digest))
+    }
+
+    fn compact_with(
+        &mut self,
+        _now: Instant,
+        index: LogIndex,
+        data: Bytes,
+        digest: Option<SnapshotDigest>,
+    ) -> Result<(), CompactError> {
         if index > self.applied {
             return Err(CompactError::NotApplied { index, applied: self.applied });
         }
@@ -43,11 +75,12 @@ impl Node {
             _ => return Err(CompactError::NotNewer { index, snapshot_index }),
         };
         let membership = self.compact_configs(index);
-        let snapshot = Snapshot { meta: SnapshotMeta { index, term }, membership, data: data.into() };
+        let snapshot = Snapshot { meta: SnapshotMeta { index, term }, membership, data };
         self.log.compact_to(index, term);
-        self.durability.set_snapshot(snapshot.clone());
+        self.durability.set_snapshot(snapshot.clone(), digest);
         self.snapshot = Some(snapshot);
         self.snapshot_checksum = None;
+        self.snapshot_digest = digest;
         self.snapshot_wanted = false;
         Ok(())
     }
@@ -55,6 +88,21 @@ impl Node {
     /// The latest snapshot this node holds (taken or installed), if any.
     pub fn snapshot(&self) -> Option<&Snapshot> {
         self.snapshot.as_ref()
+    }
+
+    /// The length and CRC-32 of the latest snapshot's bytes if the host
+    /// holds them (see [`compact_stored`](Self::compact_stored)).
+    pub fn snapshot_digest(&self) -> Option<SnapshotDigest> {
+        self.snapshot_digest
+    }
+
+    /// The length of the latest snapshot's bytes (0: none).
+    fn snapshot_len(&self) -> u64 {
+        match (&self.snapshot, self.snapshot_digest) {
+            (_, Some(d)) => d.len,
+            (Some(s), None) => s.data.len() as u64,
+            (None, None) => 0,
+        }
     }
 
     /// The last index covered by the latest snapshot (0: none).
@@ -65,10 +113,15 @@ impl Node {
     /// Leader: sends the next chunk of the current snapshot to `peer`.
     pub(super) fn send_snapshot_chunk(&mut self, peer: NodeId) {
         let budget = self.config.max_message_bytes - APPEND_OVERHEAD_BYTES;
+        let total = self.snapshot_len();
         let Some(snapshot) = &self.snapshot else {
             return;
         };
-        let checksum = *self.snapshot_checksum.get_or_insert_with(|| crc32fast::hash(&snapshot.data));
+        let stored = self.snapshot_digest;
+        let checksum = match stored {
+            Some(d) => d.checksum,
+            None => *self.snapshot_checksum.get_or_insert_with(|| crc32fast::hash(&snapshot.data)),
+        };
         let RoleState::Leader(l) = &mut self.role else {
             return;
         };
@@ -84,21 +137,31 @@ impl Node {
                 0
             }
         };
-        let total = snapshot.data.len();
-        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(total);
-        let end = start.saturating_add(budget).min(total);
+        let start = offset.min(total);
+        let end = start.saturating_add(budget as u64).min(total);
+        let data = match stored {
+            Some(_) => Bytes::default(),
+            // In memory, so `end` fits in a usize.
+            None => Bytes::from(&snapshot.data[start as usize..end as usize]),
+        };
         let body = Body::InstallSnapshot(InstallSnapshot {
             index: snapshot.meta.index,
             snapshot_term: snapshot.meta.term,
-            offset: start as u64,
-            total_len: total as u64,
-            data: Bytes::from(&snapshot.data[start..end]),
+            offset: start,
+            total_len: total,
+            data,
             checksum,
             membership: snapshot.membership.clone(),
             round,
         });
-        p.sent(snapshot.meta.index, end - start);
-        self.send(peer, body);
+        p.sent(snapshot.meta.index, (end - start) as usize);
+        match stored {
+            Some(_) => {
+                let outgoing = Outgoing { to: peer, message: Message { term: self.hard.term, body } };
+                self.out.push_back(Output::SendSnapshotChunk { outgoing, len: end - start });
+            }
+            None => self.send(peer, body),
+        }
     }
 
     /// Leader: a follower answered a snapshot chunk.
@@ -117,8 +180,9 @@ impl Node {
         if resp.too_large {
             let sending = matches!(p.mode, Mode::Snapshot { index, refused: false, .. } if index == resp.index);
             p.snapshot_refused(resp.index);
-            if sending && let Some(s) = &self.snapshot {
-                let refused = Event::SnapshotRefused { peer: from, index: resp.index, size: s.data.len() as u64 };
+            if sending && self.snapshot.is_some() {
+                let size = self.snapshot_len();
+                let refused = Event::SnapshotRefused { peer: from, index: resp.index, size };
                 self.out.push_back(Output::Event(refused));
             }
             return;
@@ -178,35 +242,57 @@ impl Node {
                 return;
             }
             _ => {
-                let data = Vec::new();
+                let (data, received, crc) = (Vec::new(), 0, 0);
                 let leader_term = term;
-                self.incoming =
-                    Some(Incoming { from, leader_term, meta, total_len, checksum, membership, data, give_up_at });
+                let membership = membership.clone();
+                self.incoming = Some(Incoming {
+                    from,
+                    leader_term,
+                    meta,
+                    total_len,
+                    checksum,
+                    membership,
+                    data,
+                    received,
+                    crc,
+                    give_up_at,
+                });
             }
         }
+        let stored = self.config.host_stores_snapshots;
         let Some(incoming) = self.incoming.as_mut() else {
             return;
         };
-        if offset != incoming.data.len() as u64 {
-            let want = incoming.data.len() as u64;
+        if offset != incoming.received {
+            let want = incoming.received;
             self.send(from, answer(want, false, false));
             return;
         }
-        incoming.data.extend_from_slice(&data);
+        let mut crc = crc32fast::Hasher::new_with_initial(incoming.crc);
+        crc.update(&data);
+        incoming.crc = crc.finalize();
+        incoming.received += data.len() as u64;
         incoming.give_up_at = give_up_at;
-        if (incoming.data.len() as u64) < total_len {
-            let got = incoming.data.len() as u64;
+        let got = incoming.received;
+        if stored {
+            let chunk = InstallSnapshot { index, snapshot_term, offset, total_len, data, checksum, membership, round };
+            self.out.push_back(Output::SaveSnapshotChunk { from, chunk });
+        } else {
+            incoming.data.extend_from_slice(&data);
+        }
+        if got < total_len {
             self.send(from, answer(got, false, false));
             return;
         }
         let Some(done) = self.incoming.take() else {
             return;
         };
-        if crc32fast::hash(&done.data) != done.checksum {
+        if done.crc != done.checksum {
             self.send(from, answer(0, false, false)); // damaged in transit: start over
             return;
         }
-        self.install(Snapshot { meta: done.meta, membership: done.membership, data: Bytes::from(done.data) });
+        let digest = stored.then_some(SnapshotDigest { len: total_len, checksum: done.checksum });
+        self.install(Snapshot { meta: done.meta, membership: done.membership, data: Bytes::from(done.data) }, digest);
         self.send_after_persist(from, answer(total_len, true, false));
     }
 
@@ -218,7 +304,7 @@ impl Node {
     }
 
     /// Replaces the log up to the snapshot and schedules the state machine restore.
-    fn install(&mut self, snapshot: Snapshot) {
+    fn install(&mut self, snapshot: Snapshot, digest: Option<SnapshotDigest>) {
         let SnapshotMeta { index, term } = snapshot.meta;
         if self.log.term_at(index) != Some(term) {
             // The log disagrees with (or is shorter than) the snapshot: drop it
@@ -227,13 +313,14 @@ impl Node {
         }
         self.log.compact_to(index, term);
         self.install_configs(&snapshot.membership);
-        self.durability.set_snapshot(snapshot.clone());
+        self.durability.set_snapshot(snapshot.clone(), digest);
         self.commit = self.commit.max(index);
         if index > self.applied {
             self.pending_restore = Some(snapshot.clone());
         }
         self.snapshot = Some(snapshot);
         self.snapshot_checksum = None;
+        self.snapshot_digest = digest;
     }
 }
 

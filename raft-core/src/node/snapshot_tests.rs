@@ -4,7 +4,7 @@ use super::super::test_harness::{Harness, exchange, ids};
 use crate::message::Body;
 use crate::message::*;
 use crate::output::{Event, Outgoing};
-use crate::types::{Bytes, Entry, HardState, LogIndex, NodeId, Payload, Snapshot, SnapshotMeta, Term};
+use crate::types::{Bytes, Entry, HardState, LogIndex, NodeId, Payload, Snapshot, SnapshotDigest, SnapshotMeta, Term};
 use crate::{CompactError, Config, Restored, Role};
 use alloc::vec;
 use alloc::vec::Vec;
@@ -333,4 +333,86 @@ fn an_acknowledgement_during_a_snapshot_transfer_sends_no_entries_the_snapshot_a
     assert!(to_2.iter().any(|o| matches!(o.message.body, Body::InstallSnapshot(_))), "{to_2:?}");
     let with_entries = |o: &&Outgoing| matches!(&o.message.body, Body::AppendEntries(a) if !a.entries.is_empty());
     assert!(!to_2.iter().any(|o| with_entries(&o)), "{to_2:?}");
+}
+
+/// A leader whose host stores its snapshot at 7 (1000 bytes, ~5 chunks).
+fn leader_with_stored_snapshot(checksum_flip: u32) -> (Harness, Vec<u8>, SnapshotDigest) {
+    let mut l = leader_with(8);
+    let bytes: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+    l.host_snapshot = bytes.clone();
+    let digest = SnapshotDigest { len: 1000, checksum: crc32fast::hash(&bytes) ^ checksum_flip };
+    l.node.compact_stored(l.now, LogIndex(7), digest).unwrap();
+    l.drain();
+    let w = l.writes.last().unwrap();
+    assert_eq!(w.snapshot_digest, Some(digest));
+    assert!(w.snapshot.as_ref().is_some_and(|s| s.data.is_empty() && s.meta.index == LogIndex(7)));
+    assert_eq!(l.node.snapshot_digest(), Some(digest));
+    (l, bytes, digest)
+}
+
+fn stored_follower() -> Harness {
+    let mut c = small_config(2);
+    c.host_stores_snapshots = true;
+    Harness::with(c, Restored::fresh())
+}
+
+#[test]
+fn stored_snapshots_go_through_the_host_on_both_sides() {
+    let (mut l, bytes, digest) = leader_with_stored_snapshot(0);
+    let mut f = stored_follower();
+    let mut sent = Vec::new();
+    exchange(&mut l, &mut f, |o| {
+        if let Body::InstallSnapshot(InstallSnapshot { offset, data, .. }) = &o.message.body {
+            sent.push((*offset, data.len() as u64));
+        }
+        true
+    });
+    // The leader asked its host for every chunk it sent, and sent what it got.
+    assert_eq!(sent.len(), 5, "{sent:?}");
+    assert_eq!(l.chunk_requests, sent);
+    // The follower's host got every chunk in order; the core kept none.
+    assert_eq!(f.saved_chunks.iter().map(|c| (c.0, c.1 as u64)).collect::<Vec<_>>(), sent);
+    assert_eq!(f.host_snapshot, bytes);
+    let w = f.writes.iter().find(|w| w.snapshot.is_some()).unwrap();
+    assert_eq!(w.snapshot_digest, Some(digest));
+    assert!(w.snapshot.as_ref().is_some_and(|s| s.data.is_empty()));
+    assert_eq!(f.node.snapshot_digest(), Some(digest));
+    assert_eq!(f.restored.len(), 1);
+    assert!(f.restored[0].data.is_empty());
+    assert_eq!(f.restored[0].meta.index, LogIndex(7));
+    // Then entries, as with a snapshot in memory.
+    assert_eq!(f.node.last_log_index(), l.node.last_log_index());
+    assert_eq!(f.node.last_applied(), l.node.last_log_index());
+}
+
+#[test]
+fn a_stored_snapshot_whose_bytes_fail_the_checksum_is_never_installed() {
+    let (mut l, _, _) = leader_with_stored_snapshot(1);
+    let mut f = stored_follower();
+    let mut delivered = 0;
+    exchange(&mut l, &mut f, |_| {
+        delivered += 1;
+        delivered < 40
+    });
+    // Every pass ends in "start over" and the host starts a new partial snapshot.
+    let restarts = f.saved_chunks.iter().filter(|c| c.0 == 0).count();
+    assert!(restarts >= 2, "{:?}", f.saved_chunks);
+    assert!(f.restored.is_empty());
+    assert!(f.writes.iter().all(|w| w.snapshot.is_none()));
+    assert_eq!(f.node.snapshot_index(), LogIndex(0));
+}
+
+#[test]
+fn restart_from_a_stored_snapshot_restores_it_and_keeps_serving_it_from_the_host() {
+    let digest = SnapshotDigest { len: 600, checksum: 77 };
+    let meta = SnapshotMeta { index: LogIndex(5), term: Term(1) };
+    let snapshot = Snapshot { meta, membership: crate::Membership::default(), data: Bytes::from("ignored") };
+    let restored = Restored::new(HardState { term: Term(1), ..HardState::default() }, Vec::new())
+        .with_stored_snapshot(snapshot, digest);
+    let mut h = Harness::with(small_config(1), restored);
+    assert_eq!(h.node.snapshot_digest(), Some(digest));
+    h.persist();
+    assert_eq!(h.restored.len(), 1);
+    assert!(h.restored[0].data.is_empty(), "the core never held the bytes");
+    assert_eq!(h.node.last_applied(), LogIndex(5));
 }

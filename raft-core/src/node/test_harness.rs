@@ -29,6 +29,15 @@ pub(crate) struct Harness {
     pub(crate) restored: Vec<Snapshot>,
     pub(crate) reads: Vec<(crate::ReadId, Result<LogIndex, crate::ReadError>)>,
     pub(crate) forwarded: Vec<Forwarded>,
+    /// The host's stored snapshot bytes (stored-snapshot mode): chunk
+    /// requests read from here, and a received snapshot lands here.
+    pub(crate) host_snapshot: Vec<u8>,
+    /// The snapshot being received in stored-snapshot mode.
+    pub(crate) host_partial: Vec<u8>,
+    /// Every `Output::SaveSnapshotChunk`: (offset, length).
+    pub(crate) saved_chunks: Vec<(u64, usize)>,
+    /// Every `Output::SendSnapshotChunk`: (offset, length asked for).
+    pub(crate) chunk_requests: Vec<(u64, u64)>,
     last_token: Option<PersistToken>,
 }
 
@@ -58,6 +67,10 @@ impl Harness {
             restored: Vec::new(),
             reads: Vec::new(),
             forwarded: Vec::new(),
+            host_snapshot: Vec::new(),
+            host_partial: Vec::new(),
+            saved_chunks: Vec::new(),
+            chunk_requests: Vec::new(),
             last_token: None,
         }
     }
@@ -67,10 +80,31 @@ impl Harness {
         while let Some(o) = self.node.poll_output() {
             match o {
                 Output::Persist(p) => {
+                    if p.write.snapshot_digest.is_some() && self.saved_chunks.last().is_some() {
+                        // A received stored snapshot: the partial one is it.
+                        self.host_snapshot = core::mem::take(&mut self.host_partial);
+                    }
                     self.writes.push(p.write);
                     self.last_token = Some(p.token);
                 }
                 Output::Send(m) => self.sent.push(m),
+                Output::SendSnapshotChunk { mut outgoing, len } => {
+                    if let Body::InstallSnapshot(c) = &mut outgoing.message.body {
+                        assert!(c.data.is_empty());
+                        self.chunk_requests.push((c.offset, len));
+                        let start = c.offset as usize;
+                        c.data = crate::Bytes::from(&self.host_snapshot[start..start + len as usize]);
+                    }
+                    self.sent.push(outgoing);
+                }
+                Output::SaveSnapshotChunk { chunk, .. } => {
+                    if chunk.offset == 0 {
+                        self.host_partial.clear();
+                    }
+                    assert_eq!(chunk.offset, self.host_partial.len() as u64, "chunks arrive in order");
+                    self.saved_chunks.push((chunk.offset, chunk.data.len()));
+                    self.host_partial.extend_from_slice(&chunk.data);
+                }
                 Output::Apply(e) => self.applied.extend(e),
                 Output::Event(e) => self.events.push(e),
                 Output::Read { id, result } => self.reads.push((id, result)),

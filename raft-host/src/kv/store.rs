@@ -3,11 +3,13 @@
 use super::command::{KvCommand, KvError, KvOp, KvOutput};
 use super::entry::{AnyEntry, KvEntry, decode_entry};
 use super::session::{SEQ_WINDOW, Session, SessionLimits, SessionTable};
-use crate::state_machine::StateMachine;
+use crate::state_machine::{RestoreError, StateMachine};
 use raft_core::codec::{self, DecodeError};
 use raft_core::{Entry, LogIndex, Payload};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::io::{self, Read as _};
 
 /// First bytes of a snapshot of format 1 (sessions without time; still read).
 const SNAPSHOT_MAGIC_V1: &[u8; 8] = b"raftkv01";
@@ -240,7 +242,17 @@ impl KvStore {
     /// the codec's single-value limit. [`restore`](Self::restore) also reads
     /// format 1 (`raftkv01`: no time or limits; sessions kept every output).
     pub fn snapshot(&self) -> Vec<u8> {
-        let mut out = SNAPSHOT_MAGIC.to_vec();
+        let mut out = Vec::new();
+        // Writing to a Vec cannot fail.
+        let _ = self.write_snapshot(&mut out);
+        out
+    }
+
+    /// Streams the bytes of [`snapshot`](Self::snapshot) into `out` one
+    /// frame at a time: besides `out`'s own buffering, it holds one encoded
+    /// frame (one session or one pair) at a time.
+    pub fn write_snapshot(&self, out: &mut dyn io::Write) -> io::Result<()> {
+        out.write_all(SNAPSHOT_MAGIC)?;
         let header = SnapshotHeader {
             last_applied: self.last_applied,
             now_ms: self.sessions.now_ms(),
@@ -248,37 +260,51 @@ impl KvStore {
             sessions: self.sessions.len() as u64,
             keys: self.data.len() as u64,
         };
-        push_frame(&mut out, &header);
+        write_frame(out, &header)?;
         for s in self.sessions.iter() {
-            push_frame(&mut out, &s);
+            write_frame(out, &s)?;
         }
         for kv in &self.data {
-            push_frame(&mut out, &kv);
+            write_frame(out, &kv)?;
         }
-        out
+        Ok(())
     }
 
     /// Rebuilds a store from [`snapshot`](Self::snapshot) bytes (format 2 or
     /// 1). Never panics; any defect (bad magic, truncated or extra bytes,
     /// unsorted or duplicate keys) is an error.
-    pub fn restore(bytes: &[u8]) -> Result<KvStore, DecodeError> {
-        let (mut frames, mut store, sessions, keys) = if let Some(rest) = bytes.strip_prefix(SNAPSHOT_MAGIC) {
-            let mut frames = Frames(rest);
+    pub fn restore(mut bytes: &[u8]) -> Result<KvStore, DecodeError> {
+        KvStore::restore_from(&mut bytes).map_err(|e| match e {
+            RestoreError::Decode(e) => e,
+            // Reading a slice fails only at its end, which is a Decode error.
+            other => malformed(&other.to_string()),
+        })
+    }
+
+    /// [`restore`](Self::restore) from a stream, read to its end one frame at
+    /// a time: besides the store being built, it holds one frame at a time,
+    /// and allocates for a frame only as its bytes arrive.
+    pub fn restore_from(input: &mut dyn io::Read) -> Result<KvStore, RestoreError> {
+        let mut magic = [0u8; 8];
+        let got = read_full(input, &mut magic)?;
+        let v1 = match &magic {
+            m if got == magic.len() && m == SNAPSHOT_MAGIC => false,
+            m if got == magic.len() && m == SNAPSHOT_MAGIC_V1 => true,
+            _ => return Err(RestoreError::Decode(malformed("not a key-value snapshot"))),
+        };
+        let mut frames = Frames { input, buf: Vec::new() };
+        let (mut store, sessions, keys) = if v1 {
+            let h: SnapshotHeaderV1 = frames.next()?;
+            (KvStore { last_applied: h.last_applied, ..KvStore::default() }, h.sessions, h.keys)
+        } else {
             let h: SnapshotHeader = frames.next()?;
             let store = KvStore {
                 last_applied: h.last_applied,
                 sessions: SessionTable::new(h.limits, h.now_ms),
                 data: BTreeMap::new(),
             };
-            (frames, store, h.sessions, h.keys)
-        } else if let Some(rest) = bytes.strip_prefix(SNAPSHOT_MAGIC_V1) {
-            let mut frames = Frames(rest);
-            let h: SnapshotHeaderV1 = frames.next()?;
-            (frames, KvStore { last_applied: h.last_applied, ..KvStore::default() }, h.sessions, h.keys)
-        } else {
-            return Err(malformed("not a key-value snapshot"));
+            (store, h.sessions, h.keys)
         };
-        let v1 = bytes.starts_with(SNAPSHOT_MAGIC_V1);
         let mut last_id = None;
         for _ in 0..sessions {
             let (id, session) = if v1 {
@@ -289,7 +315,7 @@ impl KvStore {
                 frames.next::<(u64, Session)>()?
             };
             if last_id.is_some_and(|last| last >= id) {
-                return Err(malformed("sessions out of order"));
+                return Err(RestoreError::Decode(malformed("sessions out of order")));
             }
             last_id = Some(id);
             store.sessions.restore(id, session);
@@ -297,12 +323,14 @@ impl KvStore {
         for _ in 0..keys {
             let (key, value): (String, String) = frames.next()?;
             if store.data.last_key_value().is_some_and(|(last, _)| *last >= key) {
-                return Err(malformed("keys out of order"));
+                return Err(RestoreError::Decode(malformed("keys out of order")));
             }
             store.data.insert(key, value);
         }
-        if !frames.0.is_empty() {
-            return Err(DecodeError::TrailingBytes { extra: frames.0.len() });
+        let extra = io::copy(frames.input, &mut io::sink()).map_err(RestoreError::Io)?;
+        if extra > 0 {
+            let extra = usize::try_from(extra).unwrap_or(usize::MAX);
+            return Err(RestoreError::Decode(DecodeError::TrailingBytes { extra }));
         }
         Ok(store)
     }
@@ -355,6 +383,15 @@ impl StateMachine for KvStore {
         Ok(())
     }
 
+    fn write_snapshot(&self, out: &mut dyn io::Write) -> io::Result<()> {
+        KvStore::write_snapshot(self, out)
+    }
+
+    fn restore_from(&mut self, input: &mut dyn io::Read) -> Result<(), RestoreError> {
+        *self = KvStore::restore_from(input)?;
+        Ok(())
+    }
+
     fn last_applied(&self) -> LogIndex {
         self.last_applied
     }
@@ -364,25 +401,49 @@ fn malformed(why: &str) -> DecodeError {
     DecodeError::Malformed(why.to_owned())
 }
 
-fn push_frame<T: Serialize>(out: &mut Vec<u8>, value: &T) {
+fn write_frame<T: Serialize>(out: &mut dyn io::Write, value: &T) -> io::Result<()> {
     // Headers, sessions and string pairs always encode (see `encode_command`).
     let bytes = codec::encode_value(value).unwrap_or_default();
-    out.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes());
-    out.extend_from_slice(&bytes);
+    out.write_all(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes())?;
+    out.write_all(&bytes)
 }
 
-/// Reads `len: u32 LE | value` frames off the front of a slice.
-struct Frames<'a>(&'a [u8]);
-
-impl<'a> Frames<'a> {
-    fn next<T: Deserialize<'a>>(&mut self) -> Result<T, DecodeError> {
-        let (len, rest) = self.0.split_first_chunk::<4>().ok_or_else(|| malformed("truncated frame length"))?;
-        let len = u32::from_le_bytes(*len) as usize;
-        if len > rest.len() {
-            return Err(malformed("frame longer than the snapshot"));
+/// Fills as much of `buf` as `input` holds; the count read (short only at its end).
+fn read_full(input: &mut dyn io::Read, buf: &mut [u8]) -> Result<usize, RestoreError> {
+    let mut got = 0;
+    while got < buf.len() {
+        match input.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(RestoreError::Io(e)),
         }
-        let (frame, rest) = rest.split_at(len);
-        self.0 = rest;
-        codec::decode_value(frame)
+    }
+    Ok(got)
+}
+
+/// Reads `len: u32 LE | value` frames off a stream, into one reused buffer.
+struct Frames<'a> {
+    input: &'a mut dyn io::Read,
+    buf: Vec<u8>,
+}
+
+impl Frames<'_> {
+    fn next<T: DeserializeOwned>(&mut self) -> Result<T, RestoreError> {
+        let mut len = [0u8; 4];
+        if read_full(self.input, &mut len)? < len.len() {
+            return Err(RestoreError::Decode(malformed("truncated frame length")));
+        }
+        let len = u32::from_le_bytes(len) as usize;
+        if len > codec::MAX_DECODE_BYTES {
+            return Err(RestoreError::Decode(DecodeError::TooLarge { len }));
+        }
+        // Grows only as bytes arrive: a damaged length allocates nothing extra.
+        self.buf.clear();
+        let read = (&mut *self.input).take(len as u64).read_to_end(&mut self.buf).map_err(RestoreError::Io)?;
+        if read < len {
+            return Err(RestoreError::Decode(malformed("frame longer than the snapshot")));
+        }
+        codec::decode_value(&self.buf).map_err(RestoreError::Decode)
     }
 }

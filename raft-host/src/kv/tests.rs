@@ -262,3 +262,44 @@ quickcheck::quickcheck! {
         true
     }
 }
+
+/// Hands out one byte per read, like the slowest possible stream.
+struct Trickle<'a>(&'a [u8]);
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match (self.0.split_first(), buf.first_mut()) {
+            (Some((b, rest)), Some(slot)) => {
+                *slot = *b;
+                self.0 = rest;
+                Ok(1)
+            }
+            _ => Ok(0),
+        }
+    }
+}
+
+#[test]
+fn streamed_snapshots_match_the_byte_form_and_fail_the_same() {
+    let mut kv = KvStore::new();
+    run(&mut kv, &[put("b", "2"), put("a", "1"), cas("a", Some("1"), "11")]);
+    let bytes = kv.snapshot();
+    let mut streamed = Vec::new();
+    StateMachine::write_snapshot(&kv, &mut streamed).unwrap();
+    assert_eq!(streamed, bytes);
+    let mut back = KvStore::new();
+    StateMachine::restore_from(&mut back, &mut Trickle(&bytes)).unwrap();
+    assert_eq!(back, kv);
+    // Every cut, and a trailing byte, is refused, and leaves the state alone.
+    for cut in 0..bytes.len() {
+        assert!(StateMachine::restore_from(&mut back, &mut Trickle(&bytes[..cut])).is_err(), "cut at {cut}");
+        assert_eq!(back, kv);
+    }
+    let longer = [&bytes[..], &[0, 0]].concat();
+    let err = KvStore::restore_from(&mut Trickle(&longer)).unwrap_err();
+    assert!(matches!(err, crate::RestoreError::Decode(DecodeError::TrailingBytes { extra: 2 })), "{err}");
+    // A frame length far beyond the stream allocates nothing and is refused.
+    let mut huge = b"raftkv02".to_vec();
+    huge.extend_from_slice(&(60u32 << 20).to_le_bytes());
+    assert!(KvStore::restore_from(&mut Trickle(&huge)).is_err());
+}

@@ -7,7 +7,7 @@
 //! | `LOCK` | empty; held locked while a `DiskLog` is open | at open |
 //! | `meta` | [`NodeMeta`] (node and cluster id) | once, atomically, at creation |
 //! | `hardstate` | the term, vote and `catching_up` flag | atomically (temp file, fsync, rename, fsync dir) |
-//! | `snapshot` | the latest snapshot: index, term, data | atomically |
+//! | `snapshot` | the latest snapshot: index, term, configuration, data (layout below) | atomically, piece by piece |
 //! | `log-<first_index:020>.seg` | header with the synced watermark, records, then preallocated zeros | created durably; records appended, fdatasync'ed, then the watermark moved and fdatasync'ed at `sync`; removed by compaction |
 //!
 //! `meta` and `hardstate` are `magic | version: u32 | len: u32 | crc32: u32 |
@@ -56,6 +56,15 @@
 //! under a real segment name is damage too, and only the last segment can
 //! hold unacknowledged bytes.
 //!
+//! With [`Watermark::Deferred`] (an option; the default is the above), a
+//! sync is one fdatasync: it writes the records and, in the same
+//! fdatasync, moves the watermark over the records an earlier sync made
+//! durable, and [`DiskLog::settle_watermark`] (called by the disk thread
+//! whenever it runs out of work) catches the watermark up. The watermark
+//! still never covers a byte before an fdatasync completed over it, so
+//! every rule above holds; but the last sync's records may be beyond the
+//! watermark when the node stops, and then damage to them looks torn.
+//!
 //! What the watermark cannot tell: damage to the newest slot makes the
 //! previous one the watermark, so the last sync's records count as beyond it
 //! (intact, they are kept; damaged as well, they are cut as a torn tail);
@@ -95,6 +104,31 @@
 //! snapshot disagrees with the entry the log holds at its index, a
 //! `Truncate` record from that index is written before it (recovery relies on
 //! this, see below).
+//!
+//! The `snapshot` file is `magic "RAFTSNAP" | version: u32 | index: u64 |
+//! term: u64 | body_len: u64 | crc32: u32 | membership_len: u32 |
+//! membership | data`, the CRC over the 36 header bytes before it and the
+//! body. It is written and read a bounded piece at a time
+//! ([`SnapshotFileWriter`], [`SnapshotFile`], [`SNAPSHOT_CHUNK`] bytes of
+//! data at once): the header, which needs the body's length and CRC, is
+//! written last into the temp file, before its fsync and rename. A state
+//! machine can stream its snapshot straight into one
+//! ([`StateMachine::write_snapshot`](crate::StateMachine::write_snapshot))
+//! and restore from one
+//! ([`StateMachine::restore_from`](crate::StateMachine::restore_from)).
+//! [`DiskLog::open`] hands the data to the core as one buffer (read once,
+//! into a buffer of its exact size), unless it was opened with
+//! [`DiskLogOptions::stored_snapshots`]: it then checks the file piece by
+//! piece and leaves the data on disk ([`Recovered::snapshot_digest`]), for a
+//! [`Driver`](crate::Driver) built with
+//! [`Driver::with_stored_snapshots`](crate::Driver::with_stored_snapshots).
+//! Such a driver writes the `snapshot` file itself (a snapshot it takes, or
+//! one received from a leader, from the temp file `snapshot.incoming.tmp`)
+//! before the write that records it reaches [`DiskLog::write`], which then
+//! only appends the `Snapshot` record; recovery already adopts a snapshot
+//! file newer than the last record (see above), so a crash in between is
+//! covered. Leftover `snapshot.tmp` and `snapshot.incoming.tmp` files are
+//! removed at open. The format is the same either way.
 //!
 //! # Compaction
 //!
@@ -137,6 +171,7 @@ mod files;
 pub mod fs;
 mod hard_state;
 mod meta;
+pub mod probe;
 mod record;
 mod recover;
 mod repair;
@@ -149,6 +184,7 @@ mod tests;
 pub use error::StorageError;
 pub use meta::NodeMeta;
 pub use repair::{Damage, Repaired};
+pub use snapshot_file::{CHUNK as SNAPSHOT_CHUNK, SnapshotFile, SnapshotFileWriter};
 
 use fs::{Fs, LockGuard, RealFs};
 use record::Change;
@@ -160,7 +196,7 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use raft_core::{Entry, HardState, LogIndex, Restored, Snapshot, Write};
+use raft_core::{Entry, HardState, LogIndex, Restored, Snapshot, SnapshotDigest, Write};
 
 const LOCK_FILE: &str = "LOCK";
 
@@ -184,11 +220,52 @@ pub struct DiskLogOptions {
     /// to write. 0: no preallocation, the file grows with every append.
     /// Default 1 MiB.
     pub preallocate_bytes: u64,
+    /// The host keeps snapshot data on disk only (see `raft_core::SnapshotDigest`):
+    /// [`DiskLog::open`] checks the snapshot file but leaves its data there
+    /// ([`Recovered::snapshot_digest`] is set, the snapshot's `data` is
+    /// empty). Writes with `snapshot_digest` set are stored this way in any
+    /// case. Default false: the data is read into memory.
+    pub stored_snapshots: bool,
+    /// When a sync moves the synced watermark. Default
+    /// [`Watermark::BeforeAck`].
+    pub watermark: Watermark,
+}
+
+/// When [`DiskLog::sync`] moves a segment's synced watermark (see "The
+/// synced watermark" in the [`storage`](crate::storage) module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Watermark {
+    /// Each sync fdatasyncs the records, then moves the watermark over them
+    /// and fdatasyncs again, before it returns. Every acknowledged record is
+    /// below the watermark: damage to any of them is reported as
+    /// corruption. Two fdatasyncs per group commit.
+    #[default]
+    BeforeAck,
+    /// Each sync writes the records and moves the watermark over the
+    /// records of the *previous* sync, with one fdatasync; the watermark
+    /// catches up with [`DiskLog::settle_watermark`] (the
+    /// [`DiskThread`](crate::DiskThread) calls it whenever it runs out of
+    /// work) or the next sync. One fdatasync per group commit, and the same
+    /// safety against crashes: a record is acknowledged only once durable.
+    /// What is weaker: the records of the last sync before a crash may lie
+    /// beyond the watermark (under steady load, always those of the last
+    /// sync; when idle, only if the crash came within one fdatasync of the
+    /// acknowledgement). If the disk *later damages* exactly those, recovery
+    /// cannot tell the damage from a torn write and cuts them as a torn
+    /// tail, without an error: acknowledged entries lost from this node,
+    /// as with two faults under `BeforeAck`.
+    Deferred,
 }
 
 impl Default for DiskLogOptions {
     fn default() -> Self {
-        DiskLogOptions { segment_bytes: 64 << 20, repair: false, preallocate_bytes: 1 << 20 }
+        DiskLogOptions {
+            segment_bytes: 64 << 20,
+            repair: false,
+            preallocate_bytes: 1 << 20,
+            watermark: Watermark::BeforeAck,
+            stored_snapshots: false,
+        }
     }
 }
 
@@ -209,6 +286,18 @@ impl DiskLogOptions {
         segment::Prealloc { chunk: self.preallocate_bytes, limit: self.segment_bytes }
     }
 
+    /// Sets [`stored_snapshots`](Self::stored_snapshots).
+    pub fn stored_snapshots(mut self, stored: bool) -> Self {
+        self.stored_snapshots = stored;
+        self
+    }
+
+    /// Sets [`watermark`](Self::watermark).
+    pub fn watermark(mut self, watermark: Watermark) -> Self {
+        self.watermark = watermark;
+        self
+    }
+
     /// Sets [`repair`](Self::repair).
     pub fn repair(mut self, repair: bool) -> Self {
         self.repair = repair;
@@ -226,6 +315,10 @@ pub struct Recovered {
     pub hard_state: HardState,
     /// The stored snapshot, if any.
     pub snapshot: Option<Snapshot>,
+    /// With [`DiskLogOptions::stored_snapshots`]: the length and checksum of
+    /// the stored snapshot's data, which stayed on disk (`snapshot.data` is
+    /// empty; read it with [`SnapshotFile`]).
+    pub snapshot_digest: Option<SnapshotDigest>,
     /// The stored entries after the snapshot (from index 1 without one),
     /// contiguous, terms never decreasing.
     pub entries: Vec<Entry>,
@@ -236,9 +329,10 @@ impl Recovered {
     /// machine has applied with `Restored::with_last_applied`.
     pub fn into_restored(self) -> Restored {
         let restored = Restored::new(self.hard_state, self.entries);
-        match self.snapshot {
-            Some(s) => restored.with_snapshot(s),
-            None => restored,
+        match (self.snapshot, self.snapshot_digest) {
+            (Some(s), Some(d)) => restored.with_stored_snapshot(s, d),
+            (Some(s), None) => restored.with_snapshot(s),
+            (None, _) => restored,
         }
     }
 }
@@ -378,7 +472,7 @@ impl DiskLog {
         if options.repair {
             repair::repair(&*fs, &dir)?;
         }
-        let rec = recover::recover(&*fs, &dir)?;
+        let rec = recover::recover(&*fs, &dir, !options.stored_snapshots)?;
         let current = match rec.last_segment {
             Some(last) => {
                 let mut seg = SegmentWriter::open(
@@ -428,7 +522,12 @@ impl DiskLog {
         }
         // Finish a compaction a crash interrupted.
         log.remove_compacted_segments(usize::MAX)?;
-        let recovered = Recovered { hard_state: rec.hard_state, snapshot: rec.snapshot, entries: rec.entries };
+        let recovered = Recovered {
+            hard_state: rec.hard_state,
+            snapshot: rec.snapshot,
+            snapshot_digest: rec.snapshot_digest,
+            entries: rec.entries,
+        };
         Ok((log, recovered))
     }
 
@@ -470,6 +569,10 @@ impl DiskLog {
     /// `truncate_from` (those the snapshot covers are gone already). Entries
     /// must then continue the log with non-decreasing terms.
     ///
+    /// A snapshot with `snapshot_digest` set (its bytes are the host's) must
+    /// already be the directory's snapshot file, written by the host with a
+    /// [`SnapshotFileWriter`]: only its record is written here.
+    ///
     /// A write that breaks these rules, or holds an entry whose record would
     /// exceed the codec's size limit, is refused with
     /// [`StorageError::InvalidWrite`] and changes nothing.
@@ -505,7 +608,7 @@ impl DiskLog {
         if let Some(hs) = write.hard_state {
             self.pending_hard_state = Some(hs);
         }
-        if let (Some(_), Some(s)) = (plan.snapshot, &write.snapshot) {
+        if let (Some(_), Some(s), None) = (plan.snapshot, &write.snapshot, write.snapshot_digest) {
             self.pending_snapshot = Some(s.clone());
         }
         Ok(())
@@ -538,7 +641,7 @@ impl DiskLog {
             hard_state::write(&*self.fs, &self.dir, &hs)?;
         }
         if let Some(s) = self.pending_snapshot.take() {
-            snapshot_file::write(&*self.fs, &self.dir, &s)?;
+            snapshot_file::write(&self.fs, &self.dir, &s)?;
         }
         if self.pending.is_empty() {
             return Ok(());
@@ -570,12 +673,33 @@ impl DiskLog {
         }
         if let Some(seg) = &mut self.current {
             seg.append(&buf)?;
-            seg.sync()?;
+            match self.options.watermark {
+                Watermark::BeforeAck => seg.sync()?,
+                Watermark::Deferred => seg.sync_deferred()?,
+            }
         }
         if !self.hold_compaction {
             self.remove_compacted_segments(usize::MAX)?;
         }
         Ok(())
+    }
+
+    /// Moves the current segment's synced watermark over every record a
+    /// completed [`sync`](Self::sync) made durable, with a slot write and an
+    /// fdatasync, if [`Watermark::Deferred`] left it behind; returns whether
+    /// it wrote. Never needed for safety against crashes; it narrows the
+    /// window in which damage to acknowledged records would look like a
+    /// torn write. A no-op under [`Watermark::BeforeAck`].
+    ///
+    /// On error the log refuses all further calls, as after a failed `sync`.
+    pub fn settle_watermark(&mut self) -> Result<bool, StorageError> {
+        self.check_usable()?;
+        let Some(seg) = &mut self.current else { return Ok(false) };
+        let result = seg.settle();
+        if result.is_err() {
+            self.failed = true;
+        }
+        result
     }
 
     /// Removes (at most `limit` of) the segments whose every entry still in
@@ -633,6 +757,13 @@ impl DiskLog {
     /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// With [`DiskLogOptions::stored_snapshots`]: the file system and
+    /// directory of the snapshot file, for
+    /// [`Driver::with_stored_snapshots`](crate::Driver::with_stored_snapshots).
+    pub fn snapshot_files(&self) -> Option<(Arc<dyn Fs>, PathBuf)> {
+        self.options.stored_snapshots.then(|| (self.fs.clone(), self.dir.clone()))
     }
 
     /// The node and cluster the directory belongs to.

@@ -8,7 +8,7 @@ use super::record::{self, Change, Record};
 use super::segment;
 use super::shape::Shape;
 use super::{hard_state, snapshot_file};
-use raft_core::{Entry, HardState, LogIndex, Snapshot, SnapshotMeta};
+use raft_core::{Entry, HardState, LogIndex, Snapshot, SnapshotDigest, SnapshotMeta};
 use std::path::{Path, PathBuf};
 
 /// Everything read back from a directory.
@@ -16,6 +16,9 @@ use std::path::{Path, PathBuf};
 pub(super) struct Recovery {
     pub(super) hard_state: HardState,
     pub(super) snapshot: Option<Snapshot>,
+    /// Set (and the snapshot's data left empty) when recovery was asked to
+    /// leave the snapshot's data on disk.
+    pub(super) snapshot_digest: Option<SnapshotDigest>,
     /// The entries after the snapshot.
     pub(super) entries: Vec<Entry>,
     pub(super) shape: Shape,
@@ -114,9 +117,15 @@ pub(super) fn list_segments(fs: &dyn Fs, dir: &Path) -> Result<Vec<(u64, PathBuf
 }
 
 /// Reads everything back. See [`DiskLog`](super::DiskLog) for the rules.
-pub(super) fn recover(fs: &dyn Fs, dir: &Path) -> Result<Recovery, StorageError> {
+/// With `data_in_memory` false the snapshot's data stays on disk (checked,
+/// not kept).
+pub(super) fn recover(fs: &dyn Fs, dir: &Path, data_in_memory: bool) -> Result<Recovery, StorageError> {
     let hard_state = hard_state::read(fs, dir)?;
-    let snapshot = snapshot_file::read(fs, dir)?;
+    let (snapshot, snapshot_digest) = if data_in_memory {
+        (snapshot_file::read(fs, dir)?, None)
+    } else {
+        snapshot_file::read_digest(fs, dir)?.map_or((None, None), |(s, d)| (Some(s), Some(d)))
+    };
     let segments = list_segments(fs, dir)?;
     let mut replay = Replay::default();
     if let Some((first, path)) = segments.first()
@@ -212,5 +221,14 @@ pub(super) fn recover(fs: &dyn Fs, dir: &Path) -> Result<Recovery, StorageError>
     // before anything is built on it.
     files::sync_dir(fs, dir)?;
     let segments = segments.into_iter().map(|(first, _)| first).collect();
-    Ok(Recovery { hard_state, snapshot, entries: replay.entries, shape: replay.shape, last_segment, segments, adopted })
+    Ok(Recovery {
+        hard_state,
+        snapshot,
+        snapshot_digest,
+        entries: replay.entries,
+        shape: replay.shape,
+        last_segment,
+        segments,
+        adopted,
+    })
 }

@@ -48,7 +48,7 @@ const MAX_ROUNDS: usize = 10_000;
 pub(super) fn repair(fs: &dyn Fs, dir: &Path) -> Result<Repaired, StorageError> {
     let mut repaired = Repaired::default();
     loop {
-        match recover::recover(fs, dir) {
+        match recover::recover(fs, dir, false) {
             Ok(_) => return Ok(repaired),
             Err(StorageError::Corrupt { file, offset, reason })
                 if segment::is_segment_path(&file) && repaired.damage.len() < MAX_ROUNDS =>

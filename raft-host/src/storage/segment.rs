@@ -240,6 +240,10 @@ pub(super) struct SegmentWriter {
     /// The durable watermark: every byte before it is durable.
     synced: u64,
     generation: u64,
+    /// Where the records known durable end (an fdatasync completed after
+    /// they were written): at least `synced`; beyond it only between a
+    /// [`sync_deferred`](Self::sync_deferred) and the next watermark move.
+    durable: u64,
 }
 
 /// Zeros for preallocation, written in pieces of this size at most.
@@ -260,8 +264,17 @@ impl SegmentWriter {
         let tmp = dir.join(format!("{PREFIX}{first_index:020}{CREATING}"));
         let file = fs.open(&tmp, OpenMode::CreateTruncate).map_err(StorageError::io("create", &tmp))?;
         let len = SEGMENT_HEADER as u64;
-        let mut seg =
-            SegmentWriter { file, path: tmp, first_index, len, allocated: len, prealloc, synced: len, generation: 1 };
+        let mut seg = SegmentWriter {
+            file,
+            path: tmp,
+            first_index,
+            len,
+            allocated: len,
+            prealloc,
+            synced: len,
+            generation: 1,
+            durable: len,
+        };
         seg.file.write_at(0, &header(first_index)).map_err(StorageError::io("write", &seg.path))?;
         seg.preallocate()?;
         seg.file.sync_all().map_err(StorageError::io("fsync", &seg.path))?;
@@ -287,7 +300,7 @@ impl SegmentWriter {
     ) -> Result<SegmentWriter, StorageError> {
         let file = fs.open(&path, OpenMode::Existing).map_err(StorageError::io("open", &path))?;
         let allocated = file_len.max(len);
-        Ok(SegmentWriter { file, path, first_index, len, allocated, prealloc, synced, generation })
+        Ok(SegmentWriter { file, path, first_index, len, allocated, prealloc, synced, generation, durable: synced })
     }
 
     /// Appends `bytes` (not synced), and fills the file with zeros ahead of
@@ -319,16 +332,44 @@ impl SegmentWriter {
     /// watermark to the end (a slot write and a second fdatasync).
     pub(super) fn sync(&mut self) -> Result<(), StorageError> {
         self.file.sync_data().map_err(StorageError::io("fdatasync", &self.path))?;
-        if self.synced != self.len {
-            let generation = self.generation + 1;
-            let at = slot_offset(generation) as u64;
-            self.file
-                .write_at(at, &slot(self.len, generation))
-                .map_err(StorageError::io("write watermark of", &self.path))?;
-            self.file.sync_data().map_err(StorageError::io("fdatasync", &self.path))?;
-            self.generation = generation;
-            self.synced = self.len;
+        self.durable = self.len;
+        self.settle().map(|_| ())
+    }
+
+    /// Makes everything appended durable with one fdatasync, which also
+    /// carries the watermark over the records an *earlier* sync made durable
+    /// (so the watermark never claims a byte before an fdatasync completed
+    /// over it). The records of this sync stay beyond the watermark until
+    /// the next sync or [`settle`](Self::settle).
+    pub(super) fn sync_deferred(&mut self) -> Result<(), StorageError> {
+        if self.durable != self.synced {
+            self.write_slot(self.durable)?;
         }
+        self.file.sync_data().map_err(StorageError::io("fdatasync", &self.path))?;
+        self.synced = self.durable;
+        self.durable = self.len;
+        Ok(())
+    }
+
+    /// Moves the watermark over every record known durable (a slot write and
+    /// an fdatasync), if it is not there yet. Returns whether it wrote.
+    pub(super) fn settle(&mut self) -> Result<bool, StorageError> {
+        if self.synced == self.durable {
+            return Ok(false);
+        }
+        self.write_slot(self.durable)?;
+        self.file.sync_data().map_err(StorageError::io("fdatasync", &self.path))?;
+        self.synced = self.durable;
+        Ok(true)
+    }
+
+    /// Writes `synced_end` into the next generation's slot (not synced).
+    fn write_slot(&mut self, synced_end: u64) -> Result<(), StorageError> {
+        let generation = self.generation + 1;
+        self.file
+            .write_at(slot_offset(generation) as u64, &slot(synced_end, generation))
+            .map_err(StorageError::io("write watermark of", &self.path))?;
+        self.generation = generation;
         Ok(())
     }
 

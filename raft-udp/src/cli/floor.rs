@@ -8,24 +8,21 @@
 //!   leader↔follower trip is taken to be the client↔follower one: on one
 //!   machine both are loopback trips to the same sockets.
 //! * fdatasync is timed on a file in `--floor-dir` (put it on the nodes'
-//!   file system) written the way the log writes a segment: blocks
-//!   preallocated with zeros and synced once, then each record of the
-//!   bench's entry size overwritten in place and fdatasync'ed.
+//!   file system) by [`raft_host::storage::probe`], which writes it the way
+//!   the log writes a segment, with records of the bench's entry size.
 
 use crate::client::bind_for;
 use crate::packet::{self, MAX_DATAGRAM, NodeStatus, Packet};
 use crate::random_u64;
 use raft_host::ClusterKey;
+use raft_host::storage::probe::{self, median};
 use serde_json::{Value, json};
-use std::io::{Seek, SeekFrom, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Samples of each measurement.
 const SAMPLES: usize = 300;
-/// Bytes preallocated for the fdatasync probe.
-const PREALLOCATED: u64 = 4 << 20;
 
 /// The floor's parts, each the median of its samples.
 #[derive(Debug, Clone, Copy)]
@@ -55,11 +52,6 @@ pub(crate) fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort_unstable();
-    v.get(v.len() / 2).copied().unwrap_or_default()
-}
-
 /// Measures the floor against the cluster at `servers`, syncing in `dir`
 /// records of `record_bytes`.
 pub(crate) async fn measure(
@@ -75,9 +67,10 @@ pub(crate) async fn measure(
         None => client_leader_rtt,
     };
     let dir = dir.to_path_buf();
-    let fdatasync = tokio::task::spawn_blocking(move || fdatasync_samples(&dir, record_bytes))
+    let fdatasync = tokio::task::spawn_blocking(move || probe::fdatasync_samples(&dir, record_bytes, SAMPLES))
         .await
-        .map_err(|e| format!("floor probe: {e}"))??;
+        .map_err(|e| format!("floor probe: {e}"))?
+        .map_err(|e| format!("floor probe: {e}"))?;
     Ok(Floor { client_leader_rtt, leader_follower_rtt, fdatasync: median(fdatasync) })
 }
 
@@ -135,35 +128,4 @@ async fn round_trips(addr: SocketAddr, key: &ClusterKey) -> Result<Vec<Duration>
         return Err(format!("floor probe: {addr} does not answer"));
     }
     Ok(samples)
-}
-
-/// fdatasync after overwriting one record of a preallocated, synced file.
-fn fdatasync_samples(dir: &Path, record_bytes: usize) -> Result<Vec<Duration>, String> {
-    let path = dir.join(format!(".raft-udp-floor-{}.tmp", std::process::id()));
-    let fail = |e: std::io::Error| format!("floor probe: {}: {e}", path.display());
-    let result = (|| {
-        let mut file = std::fs::OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path)?;
-        let zeros = vec![0u8; 64 << 10];
-        for _ in 0..PREALLOCATED / zeros.len() as u64 {
-            file.write_all(&zeros)?;
-        }
-        file.sync_all()?;
-        let record = vec![0x5au8; record_bytes.max(1)];
-        let mut samples = Vec::with_capacity(SAMPLES);
-        let mut offset = 0u64;
-        for _ in 0..SAMPLES {
-            if offset + record.len() as u64 > PREALLOCATED {
-                offset = 0;
-            }
-            file.seek(SeekFrom::Start(offset))?;
-            file.write_all(&record)?;
-            let started = Instant::now();
-            file.sync_data()?;
-            samples.push(started.elapsed());
-            offset += record.len() as u64;
-        }
-        Ok(samples)
-    })();
-    let _ = std::fs::remove_file(&path);
-    result.map_err(fail)
 }

@@ -146,8 +146,32 @@ struct NodeArgs {
     /// votes nor campaigns until it has caught up from the leader.
     #[arg(long)]
     repair: bool,
+    /// When the log's synced watermark moves. before-ack: each group commit
+    /// fdatasyncs its records, then the watermark (damage to any
+    /// acknowledged record is reported as corruption). deferred: one
+    /// fdatasync per group commit, the watermark following one commit
+    /// behind or when idle (damage to the last commit's records before a
+    /// crash would be cut as a torn write).
+    #[arg(long, value_enum, default_value_t = WatermarkArg::BeforeAck)]
+    watermark: WatermarkArg,
     #[command(flatten)]
     limits: LimitArgs,
+}
+
+/// `--watermark`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum WatermarkArg {
+    BeforeAck,
+    Deferred,
+}
+
+impl From<WatermarkArg> for raft_host::Watermark {
+    fn from(w: WatermarkArg) -> raft_host::Watermark {
+        match w {
+            WatermarkArg::BeforeAck => raft_host::Watermark::BeforeAck,
+            WatermarkArg::Deferred => raft_host::Watermark::Deferred,
+        }
+    }
 }
 
 /// Client sessions and the leader's backlog.
@@ -280,6 +304,7 @@ fn node(a: NodeArgs) -> Result<u8, String> {
         snapshot_after_entries: a.snapshot_after_entries,
         repair: a.repair,
         metrics_listen: a.metrics_listen,
+        watermark: a.watermark.into(),
         limits: server::ServiceLimits {
             sessions: raft_host::SessionLimits {
                 idle_timeout_ms: a.limits.session_timeout.as_millis() as u64,

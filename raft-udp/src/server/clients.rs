@@ -29,7 +29,7 @@ use crate::packet::{
 use raft_core::Role;
 use raft_host::{KvError, KvOp, KvOutput, KvStore, SessionLimits};
 use raft_net::udp::AppDatagram;
-use raft_net::{Handle, ProposeError, Status, UdpApp};
+use raft_net::{AppGauge, Handle, ProposeError, Status, UdpApp};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -53,6 +53,15 @@ impl Default for ServiceLimits {
     fn default() -> Self {
         ServiceLimits { sessions: SessionLimits::DEFAULT, max_uncommitted_bytes: 16 << 20 }
     }
+}
+
+/// The store's session table: sessions, their bytes and the table's bound
+/// (`None` if the node cannot read its store: stopped).
+async fn session_table(handle: &Handle<KvStore>) -> Option<[u64; 3]> {
+    handle
+        .local_read(|kv: &KvStore| [kv.session_count() as u64, kv.session_bytes(), kv.session_limits().max_bytes])
+        .await
+        .ok()
 }
 
 /// Where to send the answer to a client's command in flight.
@@ -87,6 +96,9 @@ pub(crate) struct Service {
     /// Requests from unproven addresses left unanswered (even a cookie
     /// reply would have been larger).
     unproven: u64,
+    /// `raft_kv_sessions`, `raft_kv_session_bytes`, `raft_kv_session_limit_bytes`
+    /// in the node's metrics, refreshed by [`Service::refresh_session_gauges`].
+    session_gauges: [AppGauge; 3],
     done: tokio::sync::mpsc::UnboundedSender<Finished>,
 }
 
@@ -98,6 +110,12 @@ impl Service {
         limits: ServiceLimits,
     ) -> (Service, tokio::sync::mpsc::UnboundedReceiver<Finished>) {
         let (done, finished) = tokio::sync::mpsc::unbounded_channel();
+        let gauge = |name, help| handle.app_gauge(name, help).expect("a valid metric name of our own");
+        let session_gauges = [
+            gauge("kv_sessions", "Client sessions in the store's session table"),
+            gauge("kv_session_bytes", "Bytes the store's session table accounts for"),
+            gauge("kv_session_limit_bytes", "The session table's bound in bytes (oldest idle sessions expire first)"),
+        ];
         let service = Service {
             handle,
             app,
@@ -109,9 +127,23 @@ impl Service {
             cookies: CookieJar::new(COOKIE_LIFETIME),
             registrations: Registrations::new(COOKIE_LIFETIME),
             unproven: 0,
+            session_gauges,
             done,
         };
         (service, finished)
+    }
+
+    /// Sets the session gauges from the store (read on the node's task, so
+    /// done in a task of its own).
+    pub(crate) fn refresh_session_gauges(&self) {
+        let (handle, gauges) = (self.handle.clone(), self.session_gauges.clone());
+        tokio::spawn(async move {
+            if let Some(table) = session_table(&handle).await {
+                for (g, v) in gauges.iter().zip(table) {
+                    g.set(v);
+                }
+            }
+        });
     }
 
     fn reply(&self, addr: SocketAddr, packet: &Packet<'_>) {
@@ -177,12 +209,9 @@ impl Service {
         }
         let (handle, app, unproven) = (self.handle.clone(), self.app.clone(), self.unproven);
         tokio::spawn(async move {
-            let table = handle
-                .local_read(|kv: &KvStore| (kv.session_count(), kv.session_bytes(), kv.session_limits().max_bytes))
-                .await;
-            let Ok((sessions, bytes, limit)) = table else { return };
+            let Some([sessions, bytes, limit]) = session_table(&handle).await else { return };
             let mut status = node_status(&handle.status());
-            status.sessions = sessions as u64;
+            status.sessions = sessions;
             status.session_bytes = bytes;
             status.session_limit_bytes = limit;
             status.unproven = unproven;

@@ -94,6 +94,8 @@ pub struct NodeOptions {
     pub repair: bool,
     /// Where to serve Prometheus metrics over HTTP (`GET /metrics`), if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// When the disk log moves its synced watermark ([`raft_host::Watermark`]).
+    pub watermark: raft_host::Watermark,
     /// Client sessions and the leader's uncommitted bytes.
     pub limits: ServiceLimits,
 }
@@ -277,6 +279,7 @@ pub fn run(opts: NodeOptions, stop: impl Future<Output = ()>) -> Result<(), Node
         // longer than this has long given up (a retry settles the outcome).
         node.propose_timeout = FORGET_AFTER;
         node.metrics_listen = opts.metrics_listen;
+        node.disk_log = node.disk_log.clone().watermark(opts.watermark);
         let udp = UdpOptions::new(opts.max_datagram).with_socket(std_socket);
         let (handle, app) = match raft_net::Node::start_udp(Tokio::current(), node, KvStore::new(), udp).await {
             Ok(started) => started,
@@ -371,6 +374,7 @@ async fn serve(
                 None => break,
             },
             _ = housekeeping.tick() => {
+                service.refresh_session_gauges();
                 if !logged_removed && service.handle.status().removed {
                     logged_removed = true;
                     tracing::warn!("this node was removed from the cluster: it no longer campaigns; stop it");

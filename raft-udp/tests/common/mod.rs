@@ -2,6 +2,8 @@
 //! the harness is dropped (also on panic), with bounded waits everywhere.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod history;
+pub mod hostile;
 pub mod proxy;
 
 use raft_tests::wait::poll_until;

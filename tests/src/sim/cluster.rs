@@ -1,17 +1,20 @@
 //! [`Cluster`]: nodes, network, disks and checker driven in virtual time.
 
+use super::adversary::{Adversary, AdversaryStats, Forgery, PacketKind};
 use super::clock::Clock;
 use super::disk::{Disk, DiskConfig, DiskStats};
 use super::invariants::{Checker, Violation};
 use super::network::{MsgKind, MsgStats, NetConfig, Network};
 use super::rng::{SimRng, mix64};
 use super::trace::{DropReason, MsgSummary, Trace, TraceKind, WriteSummary};
+use super::transport::{FrameStats, Transport, TransportConfig, Wire};
 use raft_core::codec::{decode_message, encode_message};
 use raft_core::{
     Bytes, ChangeError, CompactError, Config, Duration, Entry, Event, Instant, LogIndex, MembershipChange, Node,
     NodeId, Outgoing, Output, PersistToken, ProposeError, ReadError, ReadId, Restored, Role, Snapshot, SnapshotMeta,
     Term, TransferError, TransferOutcome,
 };
+use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::fmt;
@@ -40,6 +43,10 @@ pub struct SimConfig {
     /// seed in `[-clock_drift_ppm, +clock_drift_ppm]` parts per million of
     /// virtual time (see [`super::clock`]). 0 (the default): every clock is exact.
     pub clock_drift_ppm: u64,
+    /// `None` (the default): messages go from node to node as encoded
+    /// bytes. `Some`: they travel as frames of a transport layer, with an
+    /// optional adversary on the network (see [`super::transport`]).
+    pub transport: Option<TransportConfig>,
 }
 
 impl SimConfig {
@@ -55,6 +62,7 @@ impl SimConfig {
             trace_capacity: 1024,
             report_lines: 60,
             clock_drift_ppm: 0,
+            transport: None,
         }
     }
 }
@@ -165,8 +173,27 @@ pub struct TransferDone {
 pub type StepObserver = Box<dyn FnMut(&Cluster)>;
 
 enum Pending {
-    Deliver { from: usize, to: usize, bytes: Vec<u8>, sent: Instant },
-    DiskDone { node: usize, lifetime: u32, token: PersistToken },
+    Deliver {
+        from: usize,
+        to: usize,
+        bytes: Vec<u8>,
+        sent: Instant,
+    },
+    /// A transport-layer packet, claimed to come from `from`; `forged` if
+    /// the adversary injected it.
+    Packet {
+        from: usize,
+        to: usize,
+        bytes: Vec<u8>,
+        kind: PacketKind,
+        forged: Option<Forgery>,
+        sent: Instant,
+    },
+    DiskDone {
+        node: usize,
+        lifetime: u32,
+        token: PersistToken,
+    },
 }
 
 struct Scheduled {
@@ -272,6 +299,10 @@ pub struct Cluster {
     scratch: Vec<Output>,
     pub(super) steps: u64,
     steps_at_instant: u64,
+    transport: Option<Transport>,
+    adversary: Option<Adversary>,
+    /// `Some` in report mode: violations are recorded here instead of panicking.
+    pub(super) violations: RefCell<Option<Vec<Violation>>>,
 }
 
 impl fmt::Debug for Cluster {
@@ -323,6 +354,9 @@ impl Cluster {
             scratch: Vec::new(),
             steps: 0,
             steps_at_instant: 0,
+            transport: cfg.transport.as_ref().map(|t| Transport::new(t.mode, cfg.seed)),
+            adversary: cfg.transport.and_then(|t| t.adversary).map(|a| Adversary::new(a, SimRng::stream(cfg.seed, 6))),
+            violations: RefCell::new(None),
         };
         for i in 0..n {
             c.start_node(i, Restored::fresh());
@@ -379,6 +413,9 @@ impl Cluster {
         if slot.node.take().is_none() {
             return;
         }
+        if let Some(t) = self.transport.as_mut() {
+            t.crash(i);
+        }
         let lost_writes = slot.disk.crash();
         self.trace.push(self.now, TraceKind::Crash { node: id, lost_writes });
     }
@@ -426,8 +463,14 @@ impl Cluster {
         let mut config = Config::new(NodeId(i as u64 + 1), members);
         config.seed = mix64(self.seed ^ mix64((i as u64 + 1) << 32 | u64::from(slot.lifetime)));
         (self.configure)(&mut config);
+        let lifetime = slot.lifetime;
         match Node::new(config, restored, slot.clock.local(self.now)) {
-            Ok(node) => slot.node = Some(node),
+            Ok(node) => {
+                slot.node = Some(node);
+                if let Some(t) = self.transport.as_mut() {
+                    t.start(i, lifetime);
+                }
+            }
             Err(e) => self.fail(format_args!("Node::new failed for n{}: {e}", i + 1)),
         }
         self.drain(i);
@@ -671,6 +714,9 @@ impl Cluster {
                 if let Some(ev) = self.queue.pop() {
                     match ev.what {
                         Pending::Deliver { from, to, bytes, sent } => self.deliver(from, to, &bytes, sent),
+                        Pending::Packet { from, to, bytes, kind, forged, sent } => {
+                            self.receive_packet(from, to, &bytes, kind, forged, sent);
+                        }
                         Pending::DiskDone { node, lifetime, token } => self.disk_done(node, lifetime, token),
                     }
                 }
@@ -810,6 +856,15 @@ impl Cluster {
                 }
                 Output::Event(_) => {}
                 Output::Read { id, result } => self.read_done(i, id, result),
+                Output::SendSnapshotChunk { outgoing, .. } => self.fail(format_args!(
+                    "n{} asked for a stored snapshot's chunk for {:?}, but the simulator keeps snapshots in the core",
+                    i + 1,
+                    outgoing.to
+                )),
+                Output::SaveSnapshotChunk { from, .. } => self.fail(format_args!(
+                    "n{} handed out a snapshot chunk from {from:?}, but the simulator keeps snapshots in the core",
+                    i + 1
+                )),
                 Output::Forwarded { id, result } => self.fail(format_args!(
                     "n{} reported forwarded proposal {id:?} ({result:?}), but the simulator forwards none",
                     i + 1
@@ -865,6 +920,13 @@ impl Cluster {
         let to = self.idx(out.to);
         let bytes = encode_message(&out.message);
         let kind = MsgKind::of(&out.message.body);
+        if let Some(t) = self.transport.as_mut() {
+            let now = self.slots[i].clock.local(self.now);
+            for wire in t.send(i, to, bytes, kind, now) {
+                self.transmit(i, to, wire);
+            }
+            return;
+        }
         let delays = self.net.route(i, kind, bytes.len());
         let to_id = out.to;
         let reason = if !self.net.can_talk(i, to) {
@@ -887,6 +949,119 @@ impl Cluster {
             let bytes = bytes.clone();
             self.schedule(self.now + d, Pending::Deliver { from: i, to, bytes, sent: self.now });
         }
+    }
+
+    /// Puts a transport-layer packet from `from` on the wire towards `to`:
+    /// the adversary (if any) sees it first, then the network decides its
+    /// fate. Only packets carrying a message count in [`MsgStats`].
+    fn transmit(&mut self, from: usize, to: usize, wire: Wire) {
+        let n = self.slots.len();
+        if let Some(adversary) = self.adversary.as_mut() {
+            for inj in adversary.observe(self.now, from, to, &wire.bytes, wire.kind, n) {
+                let (at, sent) = (self.now + inj.delay, self.now);
+                let what = Pending::Packet {
+                    from: inj.from,
+                    to: inj.to,
+                    bytes: inj.bytes,
+                    kind: inj.kind,
+                    forged: Some(inj.forgery),
+                    sent,
+                };
+                self.schedule(at, what);
+            }
+        }
+        let message = matches!(wire.kind, PacketKind::Message(_));
+        let delays = match wire.kind {
+            PacketKind::Message(kind) => self.net.route(from, kind, wire.bytes.len()),
+            PacketKind::Handshake | PacketKind::Empty => self.net.fate(MsgKind::Other),
+        };
+        let cut = !self.net.can_talk(from, to);
+        if cut || delays.is_empty() {
+            if message {
+                self.net.count_dropped(from);
+            }
+            let why = if cut { "disconnected" } else { "lost" };
+            let note = format!("n{} -> n{} {:?} frame DROPPED ({why})", from + 1, to + 1, wire.kind);
+            self.trace.push(self.now, TraceKind::Note(note));
+            return;
+        }
+        for (k, d) in delays.into_iter().enumerate() {
+            if k > 0 && message {
+                self.net.count_duplicated(from);
+            }
+            let (from, to, bytes, kind, sent) = (from, to, wire.bytes.clone(), wire.kind, self.now);
+            self.schedule(self.now + d, Pending::Packet { from, to, bytes, kind, forged: None, sent });
+        }
+    }
+
+    /// A transport-layer packet arrives at `to`, claimed to come from
+    /// `from`: the receiver's frame layer opens it (or drops it), sends
+    /// what it answers, and hands the message inside to the node.
+    fn receive_packet(
+        &mut self,
+        from: usize,
+        to: usize,
+        bytes: &[u8],
+        kind: PacketKind,
+        forged: Option<Forgery>,
+        sent: Instant,
+    ) {
+        if !self.net.can_talk(from, to) || self.slots[to].node.is_none() {
+            if forged.is_none() && matches!(kind, PacketKind::Message(_)) {
+                self.net.count_dropped(from);
+            }
+            return;
+        }
+        let now = self.local_now(to);
+        let Some(transport) = self.transport.as_mut() else { return };
+        let r = transport.receive(to, from, bytes, now, forged);
+        for wire in r.replies {
+            self.transmit(to, from, wire);
+        }
+        let (from_id, to_id) = (NodeId(from as u64 + 1), NodeId(to as u64 + 1));
+        if let Some(why) = r.dropped {
+            let forged = forged.map_or(String::new(), |f| format!(" ({f:?} by the adversary)"));
+            let note = format!("n{to_id} dropped a {kind:?} frame claimed from n{from_id}{forged}: {why}");
+            self.trace.push(self.now, TraceKind::Note(note));
+        } else if let (Some(f), Some(_)) = (forged, r.message.as_ref()) {
+            let note = format!("n{to_id} took a {kind:?} frame claimed from n{from_id} ({f:?} by the adversary)");
+            self.trace.push(self.now, TraceKind::Note(note));
+        }
+        if let Some(message) = r.message {
+            self.deliver(from, to, &message, sent);
+        }
+    }
+
+    /// The frame layer's counters (all zero without a transport layer).
+    pub fn frame_stats(&self) -> FrameStats {
+        self.transport.as_ref().map(|t| t.stats().clone()).unwrap_or_default()
+    }
+
+    /// What the adversary did (all zero without one).
+    pub fn adversary_stats(&self) -> AdversaryStats {
+        self.adversary.as_ref().map(|a| a.stats().clone()).unwrap_or_default()
+    }
+
+    /// The adversary, to change its rates mid-run (`None` without one).
+    pub fn adversary_mut(&mut self) -> Option<&mut Adversary> {
+        self.adversary.as_mut()
+    }
+
+    /// Report mode: from now on a broken invariant is recorded (see
+    /// [`Cluster::violations`]) instead of failing the run, so that a test
+    /// can show that an attack breaks safety. Other simulator failures
+    /// still panic. Stop the run at the first violation: what follows
+    /// rests on a broken state.
+    pub fn record_violations(&mut self) {
+        let list = self.violations.get_mut();
+        if list.is_none() {
+            *list = Some(Vec::new());
+        }
+    }
+
+    /// The invariant violations recorded in report mode, oldest first.
+    pub fn violations(&self) -> Vec<Violation> {
+        self.violations.borrow().clone().unwrap_or_default()
     }
 
     fn apply(&mut self, i: usize, entries: Vec<Entry>) {

@@ -18,6 +18,14 @@
 //! changes the configuration through whichever node leads (add, promote,
 //! remove, replace a crashed voter) and waits for it to settle.
 //!
+//! Transport: by default messages go from node to node as encoded bytes.
+//! With [`SimConfig::transport`] they travel as frames of a [`transport`]
+//! layer (transport v2's `raft_host::secure::Link`s, or a test-only unbound
+//! framing as a negative control), handshakes included, and an
+//! [`adversary`] on the network may record, replay and redirect them.
+//! [`Cluster::record_violations`] turns invariant violations into records
+//! instead of panics, for tests that show an attack breaks safety.
+//!
 //! ```
 //! use raft_tests::sim::{Cluster, SimConfig};
 //! use raft_core::Duration;
@@ -32,6 +40,7 @@
 //! assert_eq!(c.leaders().len(), 1);
 //! ```
 
+pub mod adversary;
 pub mod clients;
 pub mod clock;
 mod cluster;
@@ -45,6 +54,7 @@ pub mod rng;
 pub mod schedule;
 pub mod snapshots;
 pub mod trace;
+pub mod transport;
 mod views;
 
 pub use cluster::{
@@ -56,6 +66,7 @@ pub use members::{ChangeFailed, ChangeTask, sim_addr};
 pub use network::{MsgKind, MsgStats, NetConfig};
 pub use rng::SimRng;
 pub use trace::{ConfigSummary, TraceEvent, TraceKind};
+pub use transport::{FrameMode, FrameStats, TransportConfig};
 
 /// Reads the seeds a test should run: `RAFT_SEED=N` gives just `[N]`;
 /// otherwise `RAFT_SEEDS=K` (default `default_count`) gives `0..K`, offset

@@ -253,6 +253,13 @@ impl Network {
         st.sent += 1;
         st.bytes_sent += bytes as u64;
         st.by_kind[kind.index()] += 1;
+        self.fate(kind)
+    }
+
+    /// Decides the fate of a packet without counting it (a transport
+    /// layer's handshakes, which carry no message): the delays of its
+    /// copies, empty if it is lost.
+    pub fn fate(&mut self, kind: MsgKind) -> Vec<Duration> {
         if self.rng.chance(self.config.drop_rate) {
             return Vec::new();
         }

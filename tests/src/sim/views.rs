@@ -188,8 +188,14 @@ impl Cluster {
     }
 
     pub(super) fn check(&self, r: Result<(), Violation>) {
-        if let Err(v) = r {
-            self.fail(format_args!("invariant violated: {v}"));
+        let Err(v) = r else { return };
+        let mut recorded = self.violations.borrow_mut();
+        match recorded.as_mut() {
+            Some(list) => list.push(v),
+            None => {
+                drop(recorded);
+                self.fail(format_args!("invariant violated: {v}"));
+            }
         }
     }
 }

@@ -3,7 +3,8 @@
 #![allow(dead_code)]
 
 use raft_core::{Bytes, Duration, LogIndex, NodeId, Payload, Term};
-use raft_tests::sim::{Cluster, SimRng};
+use raft_tests::sim::clients::Clients;
+use raft_tests::sim::{Cluster, NetConfig, SimRng};
 
 /// Milliseconds.
 pub(crate) fn ms(n: u64) -> Duration {
@@ -190,4 +191,30 @@ pub(crate) fn check_final_state(c: &mut Cluster) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Heals everything (an adversary, if any, stays), lets the clients finish,
+/// brings every node up to date, and runs the end-of-run checks: linearizable
+/// history, equal replicas, the final logs.
+pub(crate) fn finish_and_check(c: &mut Cluster, clients: &mut Clients) {
+    *c.net_config_mut() = NetConfig::reliable();
+    c.heal();
+    revive_all(c);
+    clients.stop();
+    let finished = clients.finish(c, secs(30));
+    assert!(finished, "seed {}: clients still waiting 30 s after healing", c.seed());
+    // Every node applies everything committed.
+    let kv = clients.kv().clone();
+    let all_caught_up = c.run_until(
+        |c| {
+            let max = c.max_applied();
+            c.ids().into_iter().all(|id| kv.last_applied(id) == max)
+        },
+        secs(10),
+    );
+    assert!(all_caught_up, "seed {}: replicas did not catch up", c.seed());
+    kv.check_replicas_agree(c);
+    c.one("final", c.len(), true);
+    check_final_state(c).unwrap_or_else(|e| panic!("{e}"));
+    clients.check_linearizable(c);
 }

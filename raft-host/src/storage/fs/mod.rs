@@ -53,6 +53,12 @@ pub trait Fs: fmt::Debug + Send + Sync {
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
     /// Opens a file for writing.
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn FsFile>>;
+    /// Opens a file for reading piece by piece (`NotFound` if there is
+    /// none). The provided version reads the whole file into memory; a file
+    /// system whose files may be large overrides it (as [`RealFs`] does).
+    fn open_read(&self, path: &Path) -> io::Result<Box<dyn FsRead>> {
+        Ok(Box::new(io::Cursor::new(self.read(path)?)))
+    }
     /// Renames `from` to `to`, replacing `to` atomically.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Removes a file.
@@ -73,6 +79,11 @@ pub trait FsFile: fmt::Debug + Send {
     /// Makes the file's data and all its metadata durable (`fsync`).
     fn sync_all(&mut self) -> io::Result<()>;
 }
+
+/// A file open for reading (see [`Fs::open_read`]).
+pub trait FsRead: io::Read + io::Seek + fmt::Debug + Send {}
+
+impl<T: io::Read + io::Seek + fmt::Debug + Send> FsRead for T {}
 
 /// The operating system's file system.
 #[derive(Clone, Copy, Debug, Default)]
@@ -134,6 +145,10 @@ impl Fs for RealFs {
             }
         }
         Ok(Box::new(RealFile(o.open(path)?)))
+    }
+
+    fn open_read(&self, path: &Path) -> io::Result<Box<dyn FsRead>> {
+        Ok(Box::new(File::open(path)?))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {

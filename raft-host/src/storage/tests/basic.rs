@@ -165,7 +165,12 @@ fn snapshot_file_newer_than_the_log_is_adopted_and_recorded() {
     let (mut log, _) = open(tmp.path());
     commit(&mut log, &appending((1..=5).map(|i| entry(i, 1, 4)).collect()));
     drop(log);
-    super::super::snapshot_file::write(&super::super::fs::RealFs, tmp.path(), &snapshot(9, 2, b"installed")).unwrap();
+    super::super::snapshot_file::write(
+        &(std::sync::Arc::new(super::super::fs::RealFs) as _),
+        tmp.path(),
+        &snapshot(9, 2, b"installed"),
+    )
+    .unwrap();
     let (mut log, rec) = open(tmp.path());
     assert_eq!(rec.entries, vec![]);
     assert_eq!(log.last_index(), LogIndex(9));

@@ -198,7 +198,12 @@ fn crash_after_the_snapshot_file_but_before_its_record_still_compacts() {
     let tmp = fast_tempdir();
     let dir = tmp.path();
     drop(segmented_log(dir));
-    super::super::snapshot_file::write(&super::super::fs::RealFs, dir, &snapshot(45, 1, b"adopted")).unwrap();
+    super::super::snapshot_file::write(
+        &(std::sync::Arc::new(super::super::fs::RealFs) as _),
+        dir,
+        &snapshot(45, 1, b"adopted"),
+    )
+    .unwrap();
     let (mut log, rec) = open_small(dir, 300);
     assert_eq!(rec.entries, entries(46, 60, 1));
     let left = segment_firsts(dir);
@@ -222,7 +227,12 @@ fn adopted_snapshot_that_disagrees_with_the_log_after_compaction() {
     commit(&mut log, &snapshot_at(20, 1));
     assert!(segment_firsts(dir)[0] > 1);
     drop(log);
-    super::super::snapshot_file::write(&super::super::fs::RealFs, dir, &snapshot(40, 7, b"from the leader")).unwrap();
+    super::super::snapshot_file::write(
+        &(std::sync::Arc::new(super::super::fs::RealFs) as _),
+        dir,
+        &snapshot(40, 7, b"from the leader"),
+    )
+    .unwrap();
     let (mut log, rec) = open_small(dir, 300);
     assert_eq!(rec.entries, vec![]);
     assert_eq!(log.last_index(), LogIndex(40));

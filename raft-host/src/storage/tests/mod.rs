@@ -6,7 +6,7 @@ mod faults;
 mod power_loss;
 mod workload;
 
-use super::{DiskLog, DiskLogOptions, NodeMeta, Recovered, StorageError};
+use super::{DiskLog, DiskLogOptions, NodeMeta, Recovered, StorageError, Watermark};
 use raft_core::rng::SplitMix64;
 use raft_core::{Bytes, Entry, HardState, LogIndex, NodeId, Payload, Snapshot, SnapshotMeta, Term, Write};
 use std::path::{Path, PathBuf};

@@ -39,7 +39,9 @@ fn run_power_loss_seed(seed: u64) -> (usize, usize) {
     // Segments of 200 B to 6 KB, preallocated 0, 300 B, 1 KB at a time or whole.
     let segment_bytes = 200 + rng.below(6000);
     let prealloc = [0, 300, 1024, 1 << 20][rng.below(4) as usize];
-    let options = DiskLogOptions::default().segment_bytes(segment_bytes).preallocate_bytes(prealloc);
+    let watermark = if rng.chance(50) { Watermark::Deferred } else { Watermark::BeforeAck };
+    let options =
+        DiskLogOptions::default().segment_bytes(segment_bytes).preallocate_bytes(prealloc).watermark(watermark);
     let mut model = Model::default();
     let (mut log, _) = sim_open_with(&sim, options.clone()).unwrap();
     let (mut losses, mut acked_then_lost_power) = (0, 0);
@@ -51,6 +53,9 @@ fn run_power_loss_seed(seed: u64) -> (usize, usize) {
             0..40 => {
                 log.sync().unwrap();
                 model.synced();
+                if rng.chance(30) {
+                    log.settle_watermark().unwrap();
+                }
             }
             40..55 => {
                 // The process dies after a few more file-system calls (maybe
@@ -301,4 +306,81 @@ fn a_damaged_newest_watermark_slot_in_any_segment_loses_nothing() {
             assert_eq!(rec.entries, entries, "{} bit {bit}", seg.display());
         }
     }
+}
+
+/// Ten entries, each synced on its own with [`Watermark::Deferred`], in one
+/// segment (preallocated): returns the disk, the entries, the segment and
+/// its records `(start, end)`.
+fn deferred_log(settle: bool) -> (SimFs, Vec<Entry>, PathBuf, Vec<(usize, usize)>) {
+    let sim = SimFs::new();
+    let options = DiskLogOptions::default().watermark(Watermark::Deferred);
+    let (mut log, _) = sim_open_with(&sim, options).unwrap();
+    let entries: Vec<Entry> = (1..=10).map(|i| entry(i, 1, 20)).collect();
+    for e in &entries {
+        commit(&mut log, &appending(vec![e.clone()]));
+    }
+    if settle {
+        assert!(log.settle_watermark().unwrap(), "the watermark was behind");
+        assert!(!log.settle_watermark().unwrap(), "a second settle has nothing to do");
+    }
+    drop(log);
+    let seg = sim_segments(&sim).pop().unwrap();
+    let bytes = sim.contents(&seg).unwrap();
+    let scan = segment::scan(&bytes, 1, true, &seg).unwrap();
+    let recs = scan.frames.iter().map(|(at, payload)| (*at, at + 8 + payload.len())).collect();
+    (sim, entries, seg, recs)
+}
+
+fn flip(sim: &SimFs, seg: &Path, at: usize) -> SimFs {
+    let fork = sim.fork();
+    let mut bytes = sim.contents(seg).unwrap();
+    bytes[at] ^= 0x10;
+    fork.set_contents(seg, &bytes);
+    fork
+}
+
+#[test]
+fn deferred_watermark_covers_every_sync_but_the_last_until_settled() {
+    let deferred = || DiskLogOptions::default().watermark(Watermark::Deferred);
+    let (sim, entries, seg, recs) = deferred_log(false);
+    assert_eq!(recs.len(), 10);
+    // Every record of an earlier sync is under the watermark: damage there
+    // is corruption.
+    for &(start, end) in &recs[..9] {
+        let e = sim_open_with(&flip(&sim, &seg, (start + end) / 2), deferred()).unwrap_err();
+        assert!(matches!(e, StorageError::Corrupt { offset, .. } if offset == start as u64), "{e}");
+    }
+    // The last sync's record is beyond it: damage to it looks like a torn
+    // write and is cut (the weaker promise `Watermark::Deferred` documents).
+    let (start, end) = recs[9];
+    let (_, rec) = sim_open_with(&flip(&sim, &seg, (start + end) / 2), deferred()).unwrap();
+    assert_eq!(rec.entries, entries[..9]);
+    // Intact, it is kept.
+    assert_eq!(sim_open_with(&sim.fork(), deferred()).unwrap().1.entries, entries);
+
+    // Once settled (as the disk thread does when idle), the last record is
+    // under the watermark too.
+    let (sim, _, seg, recs) = deferred_log(true);
+    let (start, end) = recs[9];
+    let e = sim_open_with(&flip(&sim, &seg, (start + end) / 2), deferred()).unwrap_err();
+    assert!(matches!(e, StorageError::Corrupt { offset, .. } if offset == start as u64), "{e}");
+}
+
+#[test]
+fn deferred_watermark_syncs_once_per_group_commit() {
+    let syncs = |watermark| {
+        let sim = SimFs::new();
+        let (mut log, _) = sim_open_with(&sim, DiskLogOptions::default().watermark(watermark)).unwrap();
+        commit(&mut log, &appending(vec![entry(1, 1, 20)]));
+        let before = sim.ops();
+        for i in 2..=11 {
+            commit(&mut log, &appending(vec![entry(i, 1, 20)]));
+        }
+        sim.ops() - before
+    };
+    // Per sync, BeforeAck: record write, fdatasync, slot write, fdatasync;
+    // Deferred: slot write (for the previous sync), record write, fdatasync.
+    let (before_ack, deferred) = (syncs(Watermark::BeforeAck), syncs(Watermark::Deferred));
+    assert_eq!(before_ack, 10 * 4, "BeforeAck");
+    assert_eq!(deferred, 10 * 3, "Deferred");
 }

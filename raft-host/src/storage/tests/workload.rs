@@ -134,7 +134,12 @@ impl Model {
     }
 
     pub(super) fn expected(&self) -> Recovered {
-        Recovered { hard_state: self.hs(), snapshot: self.snapshot(), entries: self.log.entries.clone() }
+        Recovered {
+            hard_state: self.hs(),
+            snapshot: self.snapshot(),
+            snapshot_digest: None,
+            entries: self.log.entries.clone(),
+        }
     }
 
     /// Every state a crash now may recover to, with its log.
@@ -159,7 +164,10 @@ impl Model {
                 if let Some(s) = &snap {
                     log.compact(s.meta);
                 }
-                out.push((Recovered { hard_state: hs, snapshot: snap, entries: log.entries.clone() }, log));
+                out.push((
+                    Recovered { hard_state: hs, snapshot: snap, snapshot_digest: None, entries: log.entries.clone() },
+                    log,
+                ));
             }
         }
         out
