@@ -648,27 +648,39 @@ fn a_learner_exactly_max_learner_lag_behind_may_be_promoted() {
 fn a_snapshot_replaces_a_conflicting_configuration_entry_at_its_own_index() {
     // The follower's entry 2 (an old term's configuration) conflicts with
     // the leader's snapshot through 2: the snapshot's configuration counts.
-    let five = Membership::with_voters(ids(5));
-    let three = Membership::with_voters(ids(3));
-    let log = alloc::vec![
-        crate::Entry { term: Term(1), index: LogIndex(1), payload: Payload::Membership(three.clone()) },
-        crate::Entry { term: Term(1), index: LogIndex(2), payload: Payload::Membership(five.clone()) },
-    ];
+    let (three, four, five) =
+        (Membership::with_voters(ids(3)), Membership::with_voters(ids(4)), Membership::with_voters(ids(5)));
+    let config = |index: u64, term: u64, m: &Membership| crate::Entry {
+        term: Term(term),
+        index: LogIndex(index),
+        payload: Payload::Membership(m.clone()),
+    };
+    let snapshot = |term: u64, m: &Membership| {
+        Body::InstallSnapshot(InstallSnapshot {
+            index: LogIndex(2),
+            snapshot_term: Term(term),
+            offset: 0,
+            total_len: 1,
+            data: Bytes::from("s"),
+            checksum: crc32fast::hash(b"s"),
+            membership: m.clone(),
+            round: 0,
+        })
+    };
     let hs = crate::HardState { term: Term(2), voted_for: None, catching_up: false };
+    let log = alloc::vec![config(1, 1, &three), config(2, 1, &five)];
     let mut h = Harness::with(Config::new(NodeId(1), ids(3)), Restored::new(hs, log));
     assert_eq!(h.node.membership(), &five);
-    let snapshot = InstallSnapshot {
-        index: LogIndex(2),
-        snapshot_term: Term(2),
-        offset: 0,
-        total_len: 1,
-        data: Bytes::from("s"),
-        checksum: crc32fast::hash(b"s"),
-        membership: three.clone(),
-        round: 0,
-    };
-    h.recv(2, 2, Body::InstallSnapshot(snapshot));
+    h.recv(2, 2, snapshot(2, &four));
     h.persist();
     assert_eq!(h.node.snapshot_index(), LogIndex(2));
-    assert_eq!(h.node.membership(), &three);
+    assert_eq!(h.node.membership(), &four);
+    // A matching snapshot keeps the configuration entries after it.
+    let six = Membership::with_voters(ids(6));
+    let log = alloc::vec![config(1, 1, &three), config(2, 1, &five), config(3, 1, &six)];
+    let mut h = Harness::with(Config::new(NodeId(1), ids(3)), Restored::new(hs, log));
+    h.recv(2, 2, snapshot(1, &five));
+    h.persist();
+    assert_eq!(h.node.snapshot_index(), LogIndex(2));
+    assert_eq!((h.node.membership(), h.node.membership_index()), (&six, LogIndex(3)));
 }
