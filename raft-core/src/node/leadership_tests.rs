@@ -497,3 +497,98 @@ fn a_pre_candidate_counts_only_pre_votes_for_the_term_it_proposed() {
     h.recv(2, 3, pre_grant(true));
     assert_eq!((h.node.role(), h.node.term()), (Role::Candidate, Term(3)));
 }
+
+/// A follower that knows its leader (node 1 of 3), with forwarding on, at a
+/// time well past zero.
+fn forwarding_follower() -> Harness {
+    let mut c = Config::new(NodeId(2), ids(3));
+    c.forward_proposals = true;
+    let mut f = Harness::exact(c, Restored::fresh());
+    f.now = crate::Instant::ZERO + Duration::from_millis(5000);
+    f.recv(1, 1, heartbeat(1, 0));
+    f.persist();
+    f.take_sent();
+    f
+}
+
+#[test]
+fn a_follower_forwards_a_command_of_exactly_max_entry_bytes_and_refuses_one_byte_more() {
+    let mut f = forwarding_follower();
+    let max = f.node.config().max_entry_bytes;
+    let id = crate::ProposalId(1);
+    assert_eq!(
+        f.node.forward(f.now, id, alloc::vec![7u8; max + 1]),
+        Err(ProposeError::TooLarge { size: max + 1, max })
+    );
+    f.drain();
+    assert!(f.take_sent().is_empty(), "an oversize command was sent");
+    f.node.forward(f.now, id, alloc::vec![7u8; max]).unwrap();
+    f.drain();
+    let sent = f.take_sent();
+    assert!(
+        matches!(&sent[..], [o] if matches!(&o.message.body, Body::Forward(p) if p.command.len() == max)),
+        "{sent:?}"
+    );
+    // One byte under the bound goes too.
+    f.node.forward(f.now, crate::ProposalId(2), alloc::vec![7u8; max - 1]).unwrap();
+}
+
+#[test]
+fn a_forward_waits_an_election_timeout_for_its_answer() {
+    let mut f = forwarding_follower();
+    let max = f.node.config().election_timeout_max;
+    let sent_at = f.now;
+    f.node.forward(f.now, crate::ProposalId(3), "x").unwrap();
+    f.drain();
+    // The leader keeps in touch; the answer is late but not yet given up on.
+    f.now = sent_at + max - Duration::from_millis(1);
+    f.recv(1, 1, heartbeat(1, 0));
+    f.node.handle_timeout(f.now);
+    f.drain();
+    assert!(f.outputs_forwarded().is_empty(), "{:?}", f.outputs_forwarded());
+    f.now = sent_at + max;
+    f.recv(1, 1, heartbeat(1, 0));
+    f.node.handle_timeout(f.now);
+    f.drain();
+    assert_eq!(f.outputs_forwarded(), [(crate::ProposalId(3), Err(crate::ForwardError::Unknown))]);
+}
+
+/// Forwards `command` from `f` to `leader` and hands the leader's answer
+/// back; returns what `f` reported.
+fn forward_through(f: &mut Harness, leader: &mut Harness, id: u64, command: &str) -> Vec<super::test_harness::Forwarded> {
+    f.forwarded.clear();
+    f.node.forward(f.now, crate::ProposalId(id), command).unwrap();
+    f.drain();
+    for o in f.take_sent() {
+        leader.node.handle_message(leader.now, NodeId(2), o.message);
+    }
+    leader.drain();
+    for o in leader.take_sent().into_iter().filter(|o| matches!(o.message.body, Body::ForwardResponse(_))) {
+        f.node.handle_message(f.now, NodeId(1), o.message);
+    }
+    f.drain();
+    f.outputs_forwarded()
+}
+
+#[test]
+fn a_leaders_refusal_of_a_forwarded_command_reaches_the_follower() {
+    // The leader's limit is lower than the follower's.
+    let mut c = Config::new(NodeId(1), ids(3));
+    c.max_entry_bytes = 4;
+    let mut leader = Harness::exact(c, Restored::fresh());
+    elect_by_pre_vote(&mut leader);
+    let mut f = forwarding_follower();
+    let max = f.node.config().max_entry_bytes;
+    let got = forward_through(&mut f, &mut leader, 1, "hello");
+    assert!(
+        matches!(&got[..], [(crate::ProposalId(1), Err(crate::ForwardError::Refused(ProposeError::TooLarge { size, max: m })))]
+            if *m == max && *size > max),
+        "{got:?}"
+    );
+    let got = forward_through(&mut f, &mut leader, 2, "ok");
+    assert!(matches!(&got[..], [(crate::ProposalId(2), Ok(_))]), "{got:?}");
+    leader.node.transfer_leadership(leader.now, NodeId(3)).unwrap();
+    let got = forward_through(&mut f, &mut leader, 3, "ok");
+    let refused = crate::ForwardError::Refused(ProposeError::TransferInProgress { to: NodeId(1) });
+    assert_eq!(got, [(crate::ProposalId(3), Err(refused))]);
+}
