@@ -254,6 +254,27 @@ mod tests {
     }
 
     #[test]
+    fn a_second_compaction_drops_only_up_to_its_index() {
+        let mut l = log_of_terms(&[1, 1, 2, 2, 3, 3]);
+        let per = l.bytes() / 6;
+        l.compact_to(LogIndex(2), Term(1));
+        l.compact_to(LogIndex(4), Term(2));
+        assert_eq!((l.base_index(), l.len(), l.bytes()), (LogIndex(4), 2, 2 * per));
+        assert_eq!(l.term_at(LogIndex(5)), Some(Term(3)));
+        assert_eq!(l.last_index(), LogIndex(6));
+    }
+
+    #[test]
+    fn index_zero_is_no_entry_of_term_zero() {
+        assert_eq!(Log::default().last_index_of_term(Term(0)), None);
+        assert_eq!(log_of_terms(&[1, 2]).last_index_of_term(Term(0)), None);
+        // A snapshot base is: the last index of its term while no entry follows in that term.
+        let mut l = log_of_terms(&[1, 1, 2]);
+        l.compact_to(LogIndex(2), Term(1));
+        assert_eq!(l.last_index_of_term(Term(1)), Some(LogIndex(2)));
+    }
+
+    #[test]
     fn truncate_then_push() {
         let mut l = log_of_terms(&[1, 1, 1]);
         l.truncate_from(LogIndex(2));

@@ -240,6 +240,8 @@ mod tests {
         assert!(p.acked(LogIndex(5)));
         assert_eq!(p.inflight_len(), 1);
         assert!(p.can_send(2, 1000));
+        assert!(!p.can_send(10, 40), "the 40 bytes still in flight fill a 40-byte window");
+        assert!(p.can_send(10, 41));
         assert!(!p.acked(LogIndex(4)), "stale ack does not move match");
         assert_eq!(p.matched, LogIndex(5));
     }

@@ -555,7 +555,12 @@ fn a_forward_waits_an_election_timeout_for_its_answer() {
 
 /// Forwards `command` from `f` to `leader` and hands the leader's answer
 /// back; returns what `f` reported.
-fn forward_through(f: &mut Harness, leader: &mut Harness, id: u64, command: &str) -> Vec<super::test_harness::Forwarded> {
+fn forward_through(
+    f: &mut Harness,
+    leader: &mut Harness,
+    id: u64,
+    command: &str,
+) -> Vec<super::test_harness::Forwarded> {
     f.forwarded.clear();
     f.node.forward(f.now, crate::ProposalId(id), command).unwrap();
     f.drain();
@@ -591,4 +596,23 @@ fn a_leaders_refusal_of_a_forwarded_command_reaches_the_follower() {
     let got = forward_through(&mut f, &mut leader, 3, "ok");
     let refused = crate::ForwardError::Refused(ProposeError::TransferInProgress { to: NodeId(1) });
     assert_eq!(got, [(crate::ProposalId(3), Err(refused))]);
+}
+
+#[test]
+fn a_followers_read_waits_an_election_timeout_for_its_leader() {
+    let mut f = forwarding_follower();
+    let max = f.node.config().election_timeout_max;
+    let asked_at = f.now;
+    f.node.read_index(f.now, ReadId(4)).unwrap();
+    f.drain();
+    f.now = asked_at + max - Duration::from_millis(1);
+    f.recv(1, 1, heartbeat(1, 0));
+    f.node.handle_timeout(f.now);
+    f.drain();
+    assert!(f.reads.is_empty(), "{:?}", f.reads);
+    f.now = asked_at + max;
+    f.recv(1, 1, heartbeat(1, 0));
+    f.node.handle_timeout(f.now);
+    f.drain();
+    assert_eq!(f.reads, [(ReadId(4), Err(ReadError::Timeout))]);
 }

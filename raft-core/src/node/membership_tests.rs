@@ -684,3 +684,16 @@ fn a_snapshot_replaces_a_conflicting_configuration_entry_at_its_own_index() {
     assert_eq!(h.node.snapshot_index(), LogIndex(2));
     assert_eq!((h.node.membership(), h.node.membership_index()), (&six, LogIndex(3)));
 }
+
+#[test]
+fn membership_at_names_the_configuration_in_effect_at_an_index() {
+    let mut net = Net::new(4, 3);
+    net.campaign(1);
+    let before = net.node(1).node.last_log_index();
+    let added = net.change(1, add_learner(4)).unwrap();
+    let h = net.node(1);
+    assert_eq!(h.node.membership_at(before), Membership::with_voters(ids(3)));
+    let at = h.node.membership_at(added);
+    assert_eq!((at.voters, at.learners), (set(&[1, 2, 3]), set(&[4])));
+    assert_eq!(h.node.membership_at(h.node.last_log_index()).learners, set(&[4]));
+}

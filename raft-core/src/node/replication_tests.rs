@@ -544,3 +544,35 @@ fn a_leader_reports_each_followers_match_index() {
     let f = follower_with(&[1], 1);
     assert_eq!(f.node.match_index(NodeId(2)), None);
 }
+
+#[test]
+fn a_commit_notice_waits_until_the_followers_window_has_drained() {
+    use super::super::test_harness::{ack, elect_by_pre_vote, leader_round, node};
+    let mut h = node(1, 3);
+    elect_by_pre_vote(&mut h);
+    let first = h.node.last_log_index().0 + 1;
+    for c in ["a", "b", "c"] {
+        h.node.propose(h.now, c).unwrap();
+        h.persist();
+    }
+    let to3 = |sent: &[Outgoing]| -> Vec<(u64, usize, u64)> {
+        sent.iter()
+            .filter(|o| o.to == NodeId(3))
+            .filter_map(|o| match &o.message.body {
+                Body::AppendEntries(a) => Some((a.prev_log_index.0, a.entries.len(), a.leader_commit.0)),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(to3(&h.take_sent()).len(), 3, "three messages pipelined to node 3");
+    // Node 3 acknowledges the first: it commits, but two messages are still
+    // in flight to node 3 and each answer will bring news of its own.
+    let round = leader_round(&h);
+    h.recv(3, h.node.term().0, ack(round, first));
+    assert_eq!(h.node.commit_index(), LogIndex(first));
+    assert_eq!(to3(&h.take_sent()), []);
+    h.recv(3, h.node.term().0, ack(round, first + 2));
+    assert_eq!(h.node.commit_index(), LogIndex(first + 2));
+    // The window drained: one notice of the new commit index.
+    assert_eq!(to3(&h.take_sent()), [(first + 2, 0, first + 2)]);
+}

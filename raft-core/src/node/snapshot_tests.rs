@@ -416,3 +416,36 @@ fn restart_from_a_stored_snapshot_restores_it_and_keeps_serving_it_from_the_host
     assert!(h.restored[0].data.is_empty(), "the core never held the bytes");
     assert_eq!(h.node.last_applied(), LogIndex(5));
 }
+
+#[test]
+fn the_byte_policy_waits_for_applied_entries_and_log_bytes_counts_the_log() {
+    let mut c = small_config(1);
+    c.snapshot_after_entries = None;
+    c.snapshot_after_log_bytes = Some(200);
+    let mut h = Harness::with(c, Restored::fresh());
+    h.elect();
+    for i in 0..6 {
+        h.node.propose(h.now, alloc::format!("cmd{i}").as_str()).unwrap();
+    }
+    h.persist();
+    let last = h.node.last_log_index();
+    let held: usize = (1..=last.0).map(|i| h.node.log_entry(LogIndex(i)).unwrap().size_bound()).sum();
+    assert_eq!(h.node.log_bytes(), held);
+    assert!(held >= 200);
+    // Over the threshold, but nothing is applied: a snapshot could cover nothing.
+    assert_eq!(h.node.last_applied(), LogIndex(0));
+    assert!(!h.events.iter().any(|e| matches!(e, Event::SnapshotWanted { .. })), "{:?}", h.events);
+    h.recv(
+        3,
+        1,
+        Body::AppendEntriesResponse(crate::AppendResponse {
+            round: 0,
+            result: AppendResult::Success { match_index: last },
+        }),
+    );
+    h.persist();
+    assert!(h.events.iter().any(|e| matches!(e, Event::SnapshotWanted { applied } if *applied == last)));
+    h.node.compact(h.now, LogIndex(4), "s").unwrap();
+    let kept: usize = (5..=last.0).map(|i| h.node.log_entry(LogIndex(i)).unwrap().size_bound()).sum();
+    assert_eq!(h.node.log_bytes(), kept);
+}
