@@ -697,3 +697,18 @@ fn membership_at_names_the_configuration_in_effect_at_an_index() {
     assert_eq!((at.voters, at.learners), (set(&[1, 2, 3]), set(&[4])));
     assert_eq!(h.node.membership_at(h.node.last_log_index()).learners, set(&[4]));
 }
+
+#[test]
+fn a_candidate_asks_only_voters_for_their_votes() {
+    let mut net = Net::new(4, 3);
+    net.campaign(1);
+    net.change(1, add_learner(4)).unwrap();
+    assert_eq!(net.node(2).node.membership().learners, set(&[4]));
+    net.advance(crate::Duration::from_millis(600));
+    let h = net.node(2);
+    h.node.handle_timeout(h.now);
+    h.drain();
+    let asked: BTreeSet<NodeId> =
+        h.take_sent().into_iter().filter(|o| matches!(o.message.body, Body::RequestVote(_))).map(|o| o.to).collect();
+    assert_eq!(asked, set(&[1, 3]));
+}

@@ -174,6 +174,65 @@ fn a_leader_stops_sending_a_snapshot_its_follower_refused() {
         l.fire_timeout();
         assert_eq!(chunks(&mut l), 0, "a refused snapshot was resent");
     }
+    // A newer snapshot is offered again.
+    l.node.propose(l.now, "more").unwrap();
+    l.persist();
+    let newer = l.node.last_log_index();
+    l.recv(3, 1, ok(newer));
+    l.persist();
+    l.node.compact(l.now, newer, vec![6u8; 100]).unwrap();
+    l.persist();
+    l.take_sent();
+    l.fire_timeout();
+    assert!(chunks(&mut l) > 0, "the newer snapshot was never sent");
+}
+
+#[test]
+fn a_newer_snapshot_replaces_the_one_being_sent() {
+    let mut c = Config::new(NodeId(1), ids(3));
+    c.max_message_bytes = 300;
+    c.max_entry_bytes = 100;
+    c.max_inflight_bytes = 4096;
+    let mut l = Harness::with(c, Restored::fresh());
+    l.elect();
+    let ok =
+        |i| Body::AppendEntriesResponse(AppendResponse { round: 0, result: AppendResult::Success { match_index: i } });
+    let mut commit_and_compact = |l: &mut Harness, size: usize| {
+        l.node.propose(l.now, "c").unwrap();
+        l.persist();
+        let last = l.node.last_log_index();
+        l.recv(3, 1, ok(last));
+        l.persist();
+        l.node.compact(l.now, last, vec![5u8; size]).unwrap();
+        l.persist();
+        last
+    };
+    let older = commit_and_compact(&mut l, 700);
+    let reject = AppendResult::Reject {
+        prev_log_index: older,
+        last_log_index: LogIndex(0),
+        conflict_term: None,
+        conflict_index: LogIndex(1),
+    };
+    l.take_sent();
+    l.fire_timeout();
+    l.recv(2, 1, Body::AppendEntriesResponse(AppendResponse { round: 0, result: reject }));
+    let chunks = |l: &mut Harness| -> Vec<(LogIndex, u64)> {
+        l.take_sent()
+            .into_iter()
+            .filter(|o| o.to == NodeId(2))
+            .filter_map(|o| match o.message.body {
+                Body::InstallSnapshot(s) => Some((s.index, s.offset)),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(chunks(&mut l), [(older, 0)]);
+    // The first chunk is unanswered when the leader compacts again.
+    let newer = commit_and_compact(&mut l, 100);
+    l.take_sent();
+    l.fire_timeout();
+    assert_eq!(chunks(&mut l), [(newer, 0)]);
 }
 
 #[test]
@@ -218,6 +277,37 @@ fn a_stalled_partial_snapshot_is_dropped_after_a_timeout() {
     h.recv(1, 1, chunk(9, 100, &whole[100..], 200, sum));
     let a = answers(&mut h);
     assert_eq!(a.last().map(|a| a.next_offset), Some(0), "the partial snapshot was kept");
+}
+
+#[test]
+fn a_slow_partial_snapshot_is_kept_for_two_election_timeouts() {
+    let mut h = follower();
+    h.now += Duration::from_millis(5000);
+    let whole = [3u8; 200];
+    let sum = crc32fast::hash(&whole);
+    let started = h.now;
+    h.recv(1, 1, chunk(9, 0, &whole[..100], 200, sum));
+    h.take_sent();
+    let patience = h.node.config().election_timeout_max.saturating_mul(2);
+    let beat = Body::AppendEntries(AppendEntries {
+        prev_log_index: LogIndex(0),
+        prev_log_term: Term(0),
+        entries: Vec::new(),
+        leader_commit: LogIndex(0),
+        round: 0,
+    });
+    while h.now + Duration::from_millis(100) < started + patience {
+        h.now += Duration::from_millis(100);
+        h.node.handle_timeout(h.now);
+        h.recv(1, 1, beat.clone());
+    }
+    h.now = started + patience - Duration::from_millis(1);
+    h.node.handle_timeout(h.now);
+    h.persist();
+    h.take_sent();
+    h.recv(1, 1, chunk(9, 100, &whole[100..], 200, sum));
+    h.persist();
+    assert_eq!(h.node.snapshot_index(), LogIndex(9), "the partial snapshot was dropped early");
 }
 
 #[test]

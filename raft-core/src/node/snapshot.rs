@@ -82,6 +82,16 @@ impl Node {
         self.snapshot_checksum = None;
         self.snapshot_digest = digest;
         self.snapshot_wanted = false;
+        // A follower that refused an older snapshot as too large is offered
+        // this one: probing finds the log compacted and starts the transfer.
+        if let RoleState::Leader(l) = &mut self.role {
+            for p in l.progress.values_mut() {
+                if matches!(p.mode, Mode::Snapshot { refused: true, .. }) {
+                    let next = p.matched.next();
+                    p.probe_from(next);
+                }
+            }
+        }
         Ok(())
     }
 

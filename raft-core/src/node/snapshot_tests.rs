@@ -448,4 +448,5 @@ fn the_byte_policy_waits_for_applied_entries_and_log_bytes_counts_the_log() {
     h.node.compact(h.now, LogIndex(4), "s").unwrap();
     let kept: usize = (5..=last.0).map(|i| h.node.log_entry(LogIndex(i)).unwrap().size_bound()).sum();
     assert_eq!(h.node.log_bytes(), kept);
+    assert_eq!((h.node.last_log_index(), h.node.last_log_term()), (last, Term(1)));
 }
