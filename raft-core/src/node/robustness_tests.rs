@@ -197,7 +197,7 @@ fn a_newer_snapshot_replaces_the_one_being_sent() {
     l.elect();
     let ok =
         |i| Body::AppendEntriesResponse(AppendResponse { round: 0, result: AppendResult::Success { match_index: i } });
-    let mut commit_and_compact = |l: &mut Harness, size: usize| {
+    let commit_and_compact = |l: &mut Harness, size: usize| {
         l.node.propose(l.now, "c").unwrap();
         l.persist();
         let last = l.node.last_log_index();
