@@ -277,8 +277,10 @@ mod tests {
     #[test]
     fn truncate_then_push() {
         let mut l = log_of_terms(&[1, 1, 1]);
+        let per = l.bytes() / 3;
         l.truncate_from(LogIndex(2));
         assert_eq!(l.last_index(), LogIndex(1));
+        assert_eq!(l.bytes(), per);
         l.push(Entry { term: Term(2), index: LogIndex(2), payload: Payload::Noop });
         assert_eq!(l.term_at(LogIndex(2)), Some(Term(2)));
         l.truncate_from(LogIndex(7));

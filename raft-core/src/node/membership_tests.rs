@@ -712,3 +712,20 @@ fn a_candidate_asks_only_voters_for_their_votes() {
         h.take_sent().into_iter().filter(|o| matches!(o.message.body, Body::RequestVote(_))).map(|o| o.to).collect();
     assert_eq!(asked, set(&[1, 3]));
 }
+
+#[test]
+fn a_later_leader_starts_its_term_with_a_noop_not_another_configuration() {
+    let mut net = Net::new(3, 3);
+    net.campaign(1);
+    net.heartbeat(1);
+    net.campaign(2);
+    assert_eq!(net.leader(), Some(2));
+    let h = net.node(2);
+    let last = h.node.last_log_index();
+    let first_of_term = h.node.log_entry(last).cloned().unwrap();
+    assert_eq!((first_of_term.term, first_of_term.payload), (h.node.term(), Payload::Noop));
+    let configs = (1..=last.0)
+        .filter(|&i| matches!(h.node.log_entry(LogIndex(i)).unwrap().payload, Payload::Membership(_)))
+        .count();
+    assert_eq!(configs, 1);
+}
