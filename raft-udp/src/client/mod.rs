@@ -255,6 +255,8 @@ impl Client {
             };
             if answered == nonce {
                 self.rtt.observe(now.elapsed());
+            } else {
+                self.rtt.heard();
             }
             self.route.answered(node, from);
             redirects = if matches!(result, ClientResult::NotLeader { .. }) { redirects + 1 } else { 0 };
