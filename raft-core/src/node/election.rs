@@ -305,7 +305,8 @@ impl Node {
         self.set_leader(Some(self.config.id));
         // The first leader of a cluster writes its bootstrap configuration
         // into the log, which governs from then on.
-        let first = if self.config_logged() { Payload::Noop } else { Payload::Membership(self.membership.clone()) };
+        let first =
+            if self.config_logged() { Payload::Noop } else { Payload::Membership(self.membership.clone().into()) };
         self.append_as_leader(first);
     }
 

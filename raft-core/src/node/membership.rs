@@ -67,7 +67,7 @@ impl Node {
                 }
             }
         }
-        Ok(self.append_as_leader(Payload::Membership(next)))
+        Ok(self.append_as_leader(Payload::Membership(next.into())))
     }
 
     /// The configuration entries of the log from `from` on were appended
@@ -78,7 +78,7 @@ impl Node {
         let mut i = from.max(self.log.base_index().next());
         while let Some(e) = self.log.entry(i) {
             if let Payload::Membership(m) = &e.payload {
-                self.configs.push((i, m.clone()));
+                self.configs.push((i, (**m).clone()));
             }
             i = i.next();
         }
@@ -186,7 +186,7 @@ impl Node {
             next.outgoing.clear();
             let keep: alloc::vec::Vec<_> = next.members();
             next.addrs.retain(|id, _| keep.contains(id));
-            self.append_as_leader(Payload::Membership(next));
+            self.append_as_leader(Payload::Membership(next.into()));
         } else if !self.membership.voters.contains(&self.config.id) {
             let now = self.last_now;
             self.become_follower(now, self.hard.term, None);

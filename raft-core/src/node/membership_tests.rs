@@ -117,7 +117,7 @@ fn the_first_leader_logs_its_bootstrap_configuration() {
     net.campaign(1);
     assert_eq!(net.leader(), Some(1));
     let first = net.node(2).node.log_entry(LogIndex(1)).cloned().unwrap();
-    assert_eq!(first.payload, Payload::Membership(Membership::with_voters(ids(3))));
+    assert_eq!(first.payload, Payload::Membership(Membership::with_voters(ids(3)).into()));
     // A restart with another member list keeps the logged configuration.
     let entries = (1..=net.node(2).node.last_log_index().0)
         .map(|i| net.node(2).node.log_entry(LogIndex(i)).cloned().unwrap())
@@ -256,7 +256,7 @@ fn a_truncated_configuration_entry_brings_back_the_one_before() {
     let entry = |index, term, m: &Membership| crate::Entry {
         term: Term(term),
         index: LogIndex(index),
-        payload: Payload::Membership(m.clone()),
+        payload: Payload::Membership(m.clone().into()),
     };
     let append = |prev: (u64, u64), entries, commit| {
         Body::AppendEntries(AppendEntries {
@@ -595,7 +595,7 @@ fn a_voter_votes_for_a_voter_its_newest_configuration_added_before_it_commits() 
     // (dissertation §4.1): a voter it adds may win votes at once, with a log
     // no newer than the voter's.
     let four = Membership::with_voters(ids(4));
-    let entry = crate::Entry { term: Term(1), index: LogIndex(1), payload: Payload::Membership(four.clone()) };
+    let entry = crate::Entry { term: Term(1), index: LogIndex(1), payload: Payload::Membership(four.clone().into()) };
     let hs = crate::HardState { term: Term(1), voted_for: None, catching_up: false };
     let mut h = Harness::with(Config::new(NodeId(1), ids(3)), Restored::new(hs, alloc::vec![entry]));
     assert_eq!(h.node.membership(), &four);
@@ -653,7 +653,7 @@ fn a_snapshot_replaces_a_conflicting_configuration_entry_at_its_own_index() {
     let config = |index: u64, term: u64, m: &Membership| crate::Entry {
         term: Term(term),
         index: LogIndex(index),
-        payload: Payload::Membership(m.clone()),
+        payload: Payload::Membership(m.clone().into()),
     };
     let snapshot = |term: u64, m: &Membership| {
         Body::InstallSnapshot(InstallSnapshot {

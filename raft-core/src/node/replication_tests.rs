@@ -514,7 +514,7 @@ fn truncating_a_configuration_entry_restores_the_one_before_it() {
     let config = |index: u64, m: &Membership| Entry {
         term: Term(1),
         index: LogIndex(index),
-        payload: Payload::Membership(m.clone()),
+        payload: Payload::Membership(m.clone().into()),
     };
     let hs = HardState { term: Term(1), voted_for: None, catching_up: false };
     let log = vec![config(1, &four), config(2, &five)];

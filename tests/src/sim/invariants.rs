@@ -257,7 +257,7 @@ impl Checker {
                     if let Payload::Membership(m) = &e.payload
                         && self.committed_config.as_ref().is_none_or(|(i, _)| *i < e.index)
                     {
-                        self.committed_config = Some((e.index, m.clone()));
+                        self.committed_config = Some((e.index, (**m).clone()));
                     }
                     *slot = Some(Applied {
                         term: e.term,
@@ -535,7 +535,7 @@ mod tests {
     fn a_leader_outside_the_committed_configuration_is_caught() {
         let a = lone_leader(1);
         let mut c = Checker::new(1);
-        let others = Payload::Membership(Membership::with_voters([NodeId(2), NodeId(3)]));
+        let others = Payload::Membership(Membership::with_voters([NodeId(2), NodeId(3)]).into());
         let e = Entry { term: Term(1), index: LogIndex(1), payload: others };
         assert!(c.on_apply(0, NodeId(2), Term(0), &[e]).is_ok());
         assert_eq!(c.committed_config().map(|(i, _)| i), Some(LogIndex(1)));
@@ -543,7 +543,7 @@ mod tests {
         assert_eq!(e.invariant, "membership");
         // Known committed only in the leader's own term: no conclusion.
         let mut c = Checker::new(1);
-        let others = Payload::Membership(Membership::with_voters([NodeId(2), NodeId(3)]));
+        let others = Payload::Membership(Membership::with_voters([NodeId(2), NodeId(3)]).into());
         let e = Entry { term: Term(1), index: LogIndex(1), payload: others };
         assert!(c.on_apply(0, NodeId(2), Term(1), &[e]).is_ok());
         assert!(c.on_leader(&a, Term(1)).is_ok());

@@ -4,6 +4,7 @@ mod basic;
 mod compaction;
 mod faults;
 mod power_loss;
+mod stored_snapshots;
 mod workload;
 
 use super::{DiskLog, DiskLogOptions, NodeMeta, Recovered, StorageError, Watermark};
