@@ -228,7 +228,11 @@ fn a_newer_snapshot_replaces_the_one_being_sent() {
             .collect()
     };
     assert_eq!(chunks(&mut l), [(older, 0)]);
-    // The first chunk is unanswered when the leader compacts again.
+    let answer = SnapshotResponse { index: older, next_offset: 50, done: false, too_large: false, round: 0 };
+    l.recv(2, 1, Body::InstallSnapshotResponse(answer));
+    assert_eq!(chunks(&mut l), [(older, 50)]);
+    // That chunk is unanswered when the leader compacts again: the newer
+    // snapshot starts from its beginning.
     let newer = commit_and_compact(&mut l, 100);
     l.take_sent();
     l.fire_timeout();
