@@ -160,6 +160,7 @@ impl Node {
             return;
         }
         self.membership = current.clone();
+        self.membership_moved = true;
         self.quorum = self.membership.quorum();
         let me = self.config.id;
         self.peers = self.membership.members().into_iter().filter(|&p| p != me).collect();

@@ -6,7 +6,7 @@ use super::test_harness::{Harness, ids};
 use crate::membership::{ChangeError, Membership, MembershipChange};
 use crate::message::*;
 use crate::types::{Bytes, LogIndex, NodeId, Payload, Term};
-use crate::{Config, Restored, Role};
+use crate::{Config, Event, Restored, Role};
 use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 
@@ -728,4 +728,41 @@ fn a_later_leader_starts_its_term_with_a_noop_not_another_configuration() {
         .filter(|&i| matches!(h.node.log_entry(LogIndex(i)).unwrap().payload, Payload::Membership(_)))
         .count();
     assert_eq!(configs, 1);
+}
+
+#[test]
+fn a_configuration_change_is_reported_once_and_only_when_it_happens() {
+    let changed = |h: &mut Harness| {
+        let n = h.events.iter().filter(|e| matches!(e, Event::MembershipChanged { .. })).count();
+        h.events.clear();
+        n
+    };
+    let mut net = Net::new(4, 3);
+    net.campaign(1);
+    // The bootstrap configuration was reported at start (not as a change);
+    // heartbeats and writes change nothing.
+    let _ = changed(net.node(1));
+    net.heartbeat(1);
+    net.heartbeat(1);
+    assert_eq!(changed(net.node(1)), 0);
+    // Adding a learner takes effect when appended: reported once, with it.
+    let h = net.node(1);
+    h.node.change_membership(h.now, add_learner(4)).unwrap();
+    h.drain();
+    let reported: Vec<_> = h
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::MembershipChanged { membership } => Some(membership.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reported.len(), 1, "{:?}", h.events);
+    assert!(reported[0].learners.contains(&NodeId(4)));
+    h.events.clear();
+    net.heartbeat(1);
+    net.heartbeat(1);
+    assert_eq!(changed(net.node(1)), 0, "reported again without a change");
+    // A follower reports it when the entry reaches it.
+    assert!(net.node(2).node.membership().learners.contains(&NodeId(4)));
 }

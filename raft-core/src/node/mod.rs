@@ -137,6 +137,10 @@ pub struct Node {
     last_wire_id: u64,
     /// The configuration last reported in `Event::MembershipChanged`.
     reported_membership: Option<Membership>,
+    /// `membership` was replaced since the last flush (compared with
+    /// `reported_membership` only then: comparing four sets on every flush
+    /// cost 5 % of a one-at-a-time proposal in core-bench).
+    membership_moved: bool,
 }
 
 impl Node {
@@ -204,6 +208,7 @@ impl Node {
             forwards: BTreeMap::new(),
             last_wire_id: 0,
             reported_membership: None,
+            membership_moved: false,
             config,
         };
         if let Some(term) = catch_up_term {
@@ -215,6 +220,7 @@ impl Node {
         node.last_wire_id = node.rng.next_u64() >> 1;
         node.note_configs_from(LogIndex(0));
         node.reported_membership = Some(node.membership.clone());
+        node.membership_moved = false;
         node.reset_election_timer(now);
         Ok(node)
     }
@@ -528,7 +534,7 @@ impl Node {
         let out = &mut self.out;
         self.durability.release(|m| out.push_back(Output::Send(m)));
         self.deliver_committed();
-        if self.reported_membership.as_ref() != Some(&self.membership) {
+        if core::mem::take(&mut self.membership_moved) && self.reported_membership.as_ref() != Some(&self.membership) {
             let membership = self.membership.clone();
             self.reported_membership = Some(membership.clone());
             self.out.push_back(Output::Event(Event::MembershipChanged { membership }));
