@@ -110,3 +110,118 @@ impl Drop for DiskThread {
         self.stop();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::fs::{PowerLoss, SimFs};
+    use crate::storage::{DiskLogOptions, NodeMeta};
+    use crate::{Driver, KvStore};
+    use raft_core::{Config, Instant, LogIndex, NodeId, Restored};
+    use std::path::Path;
+    use std::sync::Arc;
+
+    const ME: NodeMeta = NodeMeta { node_id: NodeId(1), cluster_id: 7 };
+
+    fn open(sim: &SimFs) -> (DiskLog, crate::storage::Recovered) {
+        DiskLog::open_on(Arc::new(sim.clone()), Path::new("/data"), ME, DiskLogOptions::default()).unwrap()
+    }
+
+    /// The writes of a one-node cluster that elects itself and takes
+    /// `proposals` commands (each acknowledged at once, without a disk): a
+    /// fresh log accepts them in order. Returns them and the last entry's index.
+    fn writes(proposals: u64) -> (Vec<Persist>, LogIndex) {
+        let now = Instant::ZERO;
+        let config = Config::new(NodeId(1), [NodeId(1)]);
+        let mut d = Driver::new(config, Restored::default(), KvStore::new(), now).unwrap();
+        let mut all = Vec::new();
+        let drain = |d: &mut Driver<KvStore>, all: &mut Vec<Persist>| {
+            let writes = d.drain(now).unwrap().writes;
+            for p in &writes {
+                d.handle_persisted(now, p.token);
+            }
+            all.extend(writes);
+        };
+        d.handle_timeout(d.poll_timeout().unwrap());
+        for _ in 0..4 {
+            drain(&mut d, &mut all);
+        }
+        assert!(d.node().role() == raft_core::Role::Leader, "the single node did not elect itself");
+        let mut last = LogIndex(0);
+        for i in 0..proposals {
+            last = d.propose(now, vec![i as u8; 10], i).unwrap();
+            drain(&mut d, &mut all);
+        }
+        (all, last)
+    }
+
+    #[test]
+    fn shutdown_returns_once_every_submitted_write_is_durable_and_reported() {
+        for shut_by_drop in [false, true] {
+            let sim = SimFs::new();
+            let (log, _) = open(&sim);
+            let (writes, last_index) = writes(20);
+            let last_token = writes.last().unwrap().token;
+            let (tx, rx) = mpsc::channel();
+            let syncs = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let counted = syncs.clone();
+            // A slow sync report: the thread is still busy when the last
+            // write has been submitted, so only waiting for it passes.
+            let disk = DiskThread::spawn_timed(
+                log,
+                move |r| tx.send(r.map_err(|e| e.to_string())).unwrap(),
+                move |_| {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(20));
+                },
+            )
+            .unwrap();
+            for p in writes {
+                assert!(disk.submit(p), "the running thread refused a write");
+            }
+            if shut_by_drop {
+                drop(disk);
+            } else {
+                disk.shutdown();
+            }
+            // The thread has ended: every report is in and `on_durable` is gone.
+            let reports: Vec<_> = rx.try_iter().collect();
+            assert!(matches!(rx.try_recv(), Err(mpsc::TryRecvError::Disconnected)), "the thread still runs");
+            assert!(reports.iter().all(|r| r.is_ok()), "{reports:?}");
+            assert_eq!(reports.last(), Some(&Ok(last_token)), "drop: {shut_by_drop}");
+            assert_eq!(syncs.load(std::sync::atomic::Ordering::Relaxed), reports.len() as u64);
+            // Tokens come in order, one per sync (group commit).
+            assert!(reports.windows(2).all(|w| w[0].as_ref().unwrap().get() < w[1].as_ref().unwrap().get()));
+            // The log is closed (its lock free) and holds every entry after a power loss.
+            sim.power_loss(PowerLoss::DropUnsynced);
+            let (_, rec) = open(&sim);
+            assert_eq!(rec.entries.last().map(|e| e.index), Some(last_index));
+        }
+    }
+
+    #[test]
+    fn a_failed_write_is_reported_once_and_the_thread_then_refuses_writes() {
+        let sim = SimFs::new();
+        let (log, _) = open(&sim);
+        let (writes, _) = writes(3);
+        // Every later disk operation fails.
+        sim.fail_after(0);
+        let (tx, rx) = mpsc::channel();
+        let disk = DiskThread::spawn(log, move |r| tx.send(r.map_err(|e| e.to_string())).unwrap()).unwrap();
+        assert!(disk.submit(writes[0].clone()));
+        let first = rx.recv().unwrap();
+        assert!(first.is_err(), "a write on a failing disk was reported durable");
+        // The thread stops: `submit` says so (the thread drops its queue on
+        // its way out, right after the report).
+        let refused = (0..1000).any(|_| {
+            let refused = !disk.submit(writes[1].clone());
+            if !refused {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            refused
+        });
+        assert!(refused, "the stopped thread still accepts writes");
+        disk.shutdown();
+        assert_eq!(rx.try_iter().count(), 0, "more than one report after the error");
+    }
+}
