@@ -241,6 +241,10 @@ fn missing_or_renamed_middle_segment_is_corruption() {
     let bad = tmp.path().join("log-12.seg");
     fs::write(&bad, b"").unwrap();
     assert_corrupt(DiskLog::open(tmp.path(), ME), &bad, Some(0));
+    // Refused for its name (not read as the segment starting at 12, whose
+    // header would be the complaint).
+    let err = DiskLog::open(tmp.path(), ME).unwrap_err().to_string();
+    assert!(err.contains("malformed segment file name"), "{err}");
     fs::remove_file(&bad).unwrap();
     let (_, rec) = open(tmp.path());
     assert_eq!(rec.entries.len(), 60);

@@ -293,6 +293,32 @@ fn the_refusal_names_the_file_the_offset_and_the_repair() {
 }
 
 #[test]
+fn reopening_keeps_the_preallocated_zeros_and_ignores_stray_bytes_after_an_earlier_segments_records() {
+    let (sim, entries) = synced_sim_log();
+    let segs = sim_segments(&sim);
+    let recs = records(&sim);
+    let end_of = |seg: &PathBuf| recs.iter().filter(|r| &r.0 == seg).map(|r| r.2).max().unwrap();
+    // Stray bytes (not a record) after the records of the first segment,
+    // beyond its watermark: nothing acknowledged lies there, and only the
+    // last segment's tail is ever cut.
+    let mut first = sim.contents(&segs[0]).unwrap();
+    let stray = end_of(&segs[0]);
+    assert!(first.len() > stray + 3, "the first segment has no preallocated zeros");
+    first[stray..stray + 3].copy_from_slice(b"xyz");
+    sim.set_contents(&segs[0], &first);
+    let last = segs.last().unwrap();
+    assert!(sim.contents(last).unwrap().len() > end_of(last), "the last segment has no preallocated zeros");
+    let before: Vec<Vec<u8>> = segs.iter().map(|s| sim.contents(s).unwrap()).collect();
+    let (log, rec) = sim_open(&sim, 300).unwrap();
+    drop(log);
+    assert_eq!(rec.entries, entries);
+    let after: Vec<Vec<u8>> = segs.iter().map(|s| sim.contents(s).unwrap()).collect();
+    for (seg, (b, a)) in segs.iter().zip(before.iter().zip(&after)) {
+        assert!(a == b, "{} changed from {} to {} bytes", seg.display(), b.len(), a.len());
+    }
+}
+
+#[test]
 fn a_damaged_newest_watermark_slot_in_any_segment_loses_nothing() {
     let (sim, entries) = synced_sim_log();
     for seg in sim_segments(&sim) {
