@@ -318,6 +318,67 @@ fn reopening_keeps_the_preallocated_zeros_and_ignores_stray_bytes_after_an_earli
     }
 }
 
+/// The two watermark slots of a segment: `(synced_end, generation)`, or
+/// `None` for a damaged one.
+fn slots(bytes: &[u8]) -> [Option<(u64, u64)>; 2] {
+    [24, 44].map(|at| {
+        let s = &bytes[at..at + 20];
+        let word = |i: usize| u64::from_le_bytes(s[i..i + 8].try_into().unwrap());
+        (crc32fast::hash(&s[..16]).to_le_bytes() == s[16..]).then(|| (word(0), word(8)))
+    })
+}
+
+#[test]
+fn a_repair_cut_writes_its_watermark_beside_the_newest_slot_never_over_it() {
+    let (sim, _) = synced_sim_log();
+    let seg = sim_segments(&sim).pop().unwrap();
+    let pristine = sim.contents(&seg).unwrap();
+    let end = records(&sim).iter().filter(|r| r.0 == seg).map(|r| r.1).max().unwrap() as u64;
+    let [Some(a), Some(b)] = slots(&pristine) else { panic!("a damaged slot") };
+    let (newest, older) = if a.1 > b.1 { (0, 1) } else { (1, 0) };
+    let generation = a.1.max(b.1);
+    // Cut before the last record: the new watermark goes into the older
+    // slot, so a torn slot write would leave the newest one.
+    segment::cut(&sim, &seg, end).unwrap();
+    let cut = sim.contents(&seg).unwrap();
+    assert_eq!(cut.len() as u64, end);
+    assert_eq!(slots(&cut)[newest], slots(&pristine)[newest], "the newest slot was overwritten");
+    assert_eq!(slots(&cut)[older], Some((end, generation + 1)));
+
+    // A segment whose newest slot is damaged and whose surviving one is
+    // generation 0 (as created): the cut's watermark is generation 1, in
+    // the damaged slot.
+    let fork = sim.fork();
+    let mut bytes = segment::header(7).to_vec();
+    bytes.extend_from_slice(&[0; 100]);
+    bytes[44] ^= 1;
+    fork.set_contents(&seg, &bytes);
+    assert_eq!(slots(&bytes), [Some((SEGMENT_HEADER as u64, 0)), None]);
+    segment::cut(&fork, &seg, 80).unwrap();
+    let cut = fork.contents(&seg).unwrap();
+    assert_eq!(slots(&cut), [Some((SEGMENT_HEADER as u64, 0)), Some((80, 1))]);
+    assert_eq!(cut.len(), 80);
+}
+
+#[test]
+fn preallocation_keeps_between_half_a_chunk_and_a_chunk_of_zeros_ahead_of_the_records() {
+    let sim = SimFs::new();
+    let chunk = 1024;
+    let (mut log, _) = sim_open_with(&sim, DiskLogOptions::default().preallocate_bytes(chunk)).unwrap();
+    let mut ahead = Vec::new();
+    for i in 1..=60 {
+        commit(&mut log, &appending(vec![entry(i, 1, 40 + i as usize % 7)]));
+        let seg = sim_segments(&sim).pop().unwrap();
+        let bytes = sim.contents(&seg).unwrap();
+        let end = segment::scan(&bytes, 1, true, &seg).unwrap().end as u64;
+        let zeros = bytes.len() as u64 - end;
+        assert!((chunk / 2..=chunk).contains(&zeros), "entry {i}: {zeros} bytes of zeros after the records");
+        ahead.push(zeros);
+    }
+    // The records passed several chunks; each time the zeros ran low the file grew.
+    assert!(ahead.windows(2).filter(|w| w[1] > w[0]).count() >= 3, "{ahead:?}");
+}
+
 #[test]
 fn a_damaged_newest_watermark_slot_in_any_segment_loses_nothing() {
     let (sim, entries) = synced_sim_log();
