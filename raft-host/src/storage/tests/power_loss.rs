@@ -329,6 +329,23 @@ fn slots(bytes: &[u8]) -> [Option<(u64, u64)>; 2] {
 }
 
 #[test]
+fn each_sync_moves_the_watermark_into_the_other_slot_with_the_next_generation() {
+    let (sim, _) = synced_sim_log();
+    let recs = records(&sim);
+    for seg in sim_segments(&sim) {
+        let mine: Vec<_> = recs.iter().filter(|r| r.0 == seg).collect();
+        let last = mine.last().unwrap();
+        let [Some(a), Some(b)] = slots(&sim.contents(&seg).unwrap()) else { panic!("a damaged slot") };
+        let (newest, older) = if a.1 > b.1 { (a, b) } else { (b, a) };
+        // Created with generations 0 and 1, then one slot write per sync,
+        // each entry synced on its own: the previous watermark (before the
+        // last record) is still there, beside the newest.
+        assert_eq!(newest, (last.2 as u64, 1 + mine.len() as u64), "{}", seg.display());
+        assert_eq!(older, (last.1 as u64, mine.len() as u64), "{}", seg.display());
+    }
+}
+
+#[test]
 fn a_repair_cut_writes_its_watermark_beside_the_newest_slot_never_over_it() {
     let (sim, _) = synced_sim_log();
     let seg = sim_segments(&sim).pop().unwrap();
