@@ -64,6 +64,26 @@ fn group_commit_one_sync_covers_every_earlier_write_and_unsynced_writes_are_not_
 }
 
 #[test]
+fn a_segment_may_fill_segment_bytes_exactly_and_rolls_only_past_it() {
+    // The size of one record: a segment holding one entry.
+    let probe = tempfile::tempdir().unwrap();
+    let (mut log, _) = open(probe.path());
+    commit(&mut log, &appending(vec![entry(1, 1, 20)]));
+    let frame = fs::metadata(&segments(probe.path())[0]).unwrap().len() - 64;
+    // Segments of exactly the header and three such records.
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut log, _) = open_small(tmp.path(), 64 + 3 * frame);
+    for i in 1..=4 {
+        commit(&mut log, &appending(vec![entry(i, 1, 20)]));
+    }
+    assert_eq!(segment_firsts(tmp.path()), vec![1, 4]);
+    assert_eq!(fs::metadata(&segments(tmp.path())[0]).unwrap().len(), 64 + 3 * frame);
+    drop(log);
+    let (_, rec) = open(tmp.path());
+    assert_eq!(rec.entries, (1..=4).map(|i| entry(i, 1, 20)).collect::<Vec<_>>());
+}
+
+#[test]
 fn segments_roll_and_replay_across_files() {
     let tmp = tempfile::tempdir().unwrap();
     let (mut log, _) = open_small(tmp.path(), 300);
