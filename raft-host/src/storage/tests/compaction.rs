@@ -192,6 +192,28 @@ fn crash_at_every_point_of_a_compaction_recovers_the_same_state() {
 }
 
 #[test]
+fn a_compacted_segment_already_gone_is_skipped_and_one_that_cannot_be_removed_is_an_error() {
+    let tmp = fast_tempdir();
+    let dir = tmp.path();
+    let mut log = segmented_log(dir);
+    log.hold_compaction = true;
+    commit(&mut log, &snapshot_at(50, 1));
+    assert!(log.compacted_segments() >= 3);
+    let segs = segments(dir);
+    // Someone removed the oldest already: nothing left to do for it.
+    fs::remove_file(&segs[0]).unwrap();
+    assert_eq!(log.remove_compacted_segments(1).unwrap(), 1);
+    // The next one cannot be removed (a directory took its name): an error,
+    // and the segment still counts as there.
+    fs::remove_file(&segs[1]).unwrap();
+    fs::create_dir(&segs[1]).unwrap();
+    let doomed = log.compacted_segments();
+    let e = log.remove_compacted_segments(1).unwrap_err();
+    assert!(e.to_string().contains("remove compacted segment"), "{e}");
+    assert_eq!(log.compacted_segments(), doomed);
+}
+
+#[test]
 fn crash_after_the_snapshot_file_but_before_its_record_still_compacts() {
     // The snapshot file was renamed into place, then the crash: no record,
     // no removal. Recovery adopts the snapshot, records it, and compacts.

@@ -397,6 +397,25 @@ fn preallocation_keeps_between_half_a_chunk_and_a_chunk_of_zeros_ahead_of_the_re
 }
 
 #[test]
+fn after_a_failed_sync_the_log_refuses_every_call_until_reopened() {
+    let sim = SimFs::new();
+    let (mut log, _) = sim_open(&sim, 300).unwrap();
+    commit(&mut log, &appending(vec![entry(1, 1, 10)]));
+    sim.fail_after(0);
+    log.write(&appending(vec![entry(2, 1, 10)])).unwrap();
+    assert!(log.sync().is_err());
+    // The disk works again, but this log no longer knows what reached it.
+    sim.power_loss(PowerLoss::DropUnsynced);
+    let failed = |r: Result<(), StorageError>| matches!(r, Err(StorageError::Failed { .. }));
+    assert!(failed(log.write(&appending(vec![entry(2, 1, 10)]))));
+    assert!(failed(log.sync()));
+    assert!(failed(log.settle_watermark().map(|_| ())));
+    drop(log);
+    let (_, rec) = sim_open(&sim, 300).unwrap();
+    assert_eq!(rec.entries, vec![entry(1, 1, 10)]);
+}
+
+#[test]
 fn a_damaged_newest_watermark_slot_in_any_segment_loses_nothing() {
     let (sim, entries) = synced_sim_log();
     for seg in sim_segments(&sim) {
