@@ -415,6 +415,58 @@ fn after_a_failed_sync_the_log_refuses_every_call_until_reopened() {
     assert_eq!(rec.entries, vec![entry(1, 1, 10)]);
 }
 
+/// [`SimFs`] (whose directories are durable once created), recording the
+/// directories synced.
+#[derive(Debug, Default)]
+struct DirSyncs {
+    sim: SimFs,
+    synced: std::sync::Mutex<Vec<PathBuf>>,
+}
+
+impl super::super::fs::Fs for DirSyncs {
+    fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
+        self.sim.create_dir_all(dir)
+    }
+    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+        self.synced.lock().unwrap().push(dir.to_path_buf());
+        self.sim.sync_dir(dir)
+    }
+    fn list(&self, dir: &Path) -> std::io::Result<Vec<std::ffi::OsString>> {
+        self.sim.list(dir)
+    }
+    fn exists(&self, path: &Path) -> std::io::Result<bool> {
+        self.sim.exists(path)
+    }
+    fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        self.sim.read(path)
+    }
+    fn open(
+        &self,
+        path: &Path,
+        mode: super::super::fs::OpenMode,
+    ) -> std::io::Result<Box<dyn super::super::fs::FsFile>> {
+        self.sim.open(path, mode)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        self.sim.rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        self.sim.remove_file(path)
+    }
+    fn try_lock(&self, path: &Path) -> std::io::Result<Option<super::super::fs::LockGuard>> {
+        self.sim.try_lock(path)
+    }
+}
+
+#[test]
+fn opening_a_new_directory_syncs_its_parent_so_the_directory_itself_is_durable() {
+    let fs = Arc::new(DirSyncs::default());
+    let (log, _) = DiskLog::open_on(fs.clone(), "/sim/parent/node", ME, DiskLogOptions::default()).unwrap();
+    drop(log);
+    let synced = fs.synced.lock().unwrap().clone();
+    assert!(synced.contains(&PathBuf::from("/sim/parent")), "{synced:?}");
+}
+
 #[test]
 fn a_damaged_newest_watermark_slot_in_any_segment_loses_nothing() {
     let (sim, entries) = synced_sim_log();
