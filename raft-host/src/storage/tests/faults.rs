@@ -462,3 +462,23 @@ fn files_of_the_previous_format_are_refused_with_a_clear_error() {
     fs::write(tmp.path().join("hardstate"), file).unwrap();
     assert!(matches!(DiskLog::open(tmp.path(), ME), Err(StorageError::UnsupportedVersion { found: 1, .. })));
 }
+
+#[test]
+fn an_unreadable_hard_state_is_an_error_never_a_forgotten_vote() {
+    let tmp = fast_tempdir();
+    let (mut log, _) = open(tmp.path());
+    let mut w = Write::default();
+    w.hard_state = Some(hard_state(3, Some(2)));
+    commit(&mut log, &w);
+    drop(log);
+    // The file cannot be read (a directory under its name): refusing to
+    // start is right, starting with no vote in term 3 is not.
+    let path = tmp.path().join("hardstate");
+    fs::remove_file(&path).unwrap();
+    fs::create_dir(&path).unwrap();
+    match DiskLog::open_with(tmp.path(), ME, unpadded()) {
+        Err(StorageError::Io { path: p, .. }) => assert_eq!(p, path),
+        Err(e) => panic!("expected an I/O error on {}, got {e}", path.display()),
+        Ok((_, rec)) => panic!("opened with hard state {:?}", rec.hard_state),
+    }
+}
