@@ -482,3 +482,37 @@ fn an_unreadable_hard_state_is_an_error_never_a_forgotten_vote() {
         Ok((_, rec)) => panic!("opened with hard state {:?}", rec.hard_state),
     }
 }
+
+#[test]
+fn a_small_file_may_hold_4096_payload_bytes_and_one_announcing_more_is_refused_by_its_header() {
+    for (len, offset) in [(4096, 20), (4097, 12)] {
+        let tmp = fast_tempdir();
+        drop(open(tmp.path()));
+        // A well-formed `hardstate` file (magic, version 2, length, CRC) of
+        // `len` zero bytes: within the bound it is read and refused for
+        // its contents (offset 20), past it for its length field (offset 12).
+        let payload = vec![0u8; len];
+        let mut bytes = b"RAFTHARD".to_vec();
+        bytes.extend_from_slice(&2u32.to_le_bytes());
+        bytes.extend_from_slice(&(len as u32).to_le_bytes());
+        bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        bytes.extend_from_slice(&payload);
+        let path = tmp.path().join("hardstate");
+        fs::write(&path, &bytes).unwrap();
+        assert_corrupt(DiskLog::open_with(tmp.path(), ME, unpadded()), &path, Some(offset));
+    }
+}
+
+#[test]
+fn a_leftover_temp_file_that_cannot_be_removed_stops_the_start() {
+    let tmp = fast_tempdir();
+    drop(open(tmp.path()));
+    let leftover = tmp.path().join("hardstate.tmp");
+    fs::create_dir(&leftover).unwrap();
+    fs::write(leftover.join("x"), b"x").unwrap();
+    match DiskLog::open_with(tmp.path(), ME, unpadded()) {
+        Err(StorageError::Io { op, path, .. }) => assert_eq!((op, path), ("remove leftover", leftover)),
+        Err(e) => panic!("expected an I/O error, got {e}"),
+        Ok(_) => panic!("opened beside a leftover it could not remove"),
+    }
+}
