@@ -429,6 +429,34 @@ fn damage_outside_the_log_is_not_repaired() {
         Err(e @ StorageError::Corrupt { .. }) => assert!(e.to_string().contains("cannot be repaired"), "{e}"),
         other => panic!("expected Corrupt, got {other:?}"),
     }
+
+    // A damaged snapshot file: refused, and repair touches nothing (neither
+    // the file, nor the hard state's `catching_up`, nor the segments).
+    let tmp = fast_tempdir();
+    let (mut log, _) = open(tmp.path());
+    let mut w = appending((1..=5).map(|i| entry(i, 1, 10)).collect());
+    w.hard_state = Some(hard_state(3, Some(2)));
+    commit(&mut log, &w);
+    let mut w = Write::default();
+    w.snapshot = Some(snapshot(3, 1, b"the state at 3"));
+    commit(&mut log, &w);
+    drop(log);
+    let path = tmp.path().join("snapshot");
+    let mut bytes = fs::read(&path).unwrap();
+    *bytes.last_mut().unwrap() ^= 1;
+    fs::write(&path, &bytes).unwrap();
+    let files = |dir: &Path| {
+        let mut v: Vec<(PathBuf, Vec<u8>)> =
+            fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).map(|p| (p.clone(), fs::read(&p).unwrap())).collect();
+        v.sort();
+        v
+    };
+    let before = files(tmp.path());
+    match DiskLog::repair(tmp.path(), ME) {
+        Err(e @ StorageError::Corrupt { .. }) => assert!(e.to_string().contains("cannot be repaired"), "{e}"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert!(files(tmp.path()) == before, "repair changed files beside a damaged snapshot");
 }
 
 #[test]

@@ -172,6 +172,7 @@ fn assert_refused_then_repaired(sim: &SimFs, seg: &Path, at: u64, index: u64, en
     }
     let repaired = DiskLog::repair_on(Arc::new(sim.clone()), dir(), ME).unwrap();
     assert_eq!(repaired.damage.len(), 1, "{repaired:?}");
+    assert!(!repaired.is_clean());
     assert_eq!((repaired.damage[0].file.as_path(), repaired.damage[0].offset), (seg, at));
     let (mut log, rec) = sim_open(sim, 300).unwrap();
     assert_eq!(rec.entries, entries[..index as usize - 1], "repair keeps the records before the damage");
