@@ -228,8 +228,10 @@ pub struct Snapshot {
     /// What it covers.
     pub meta: SnapshotMeta,
     /// The configuration in effect at `meta.index` (empty: none recorded, as
-    /// in snapshots of nodes that never logged one; `Config::members` then applies).
-    pub membership: crate::Membership,
+    /// in snapshots of nodes that never logged one; `Config::members` then
+    /// applies). Boxed: inline, it would make every [`crate::Write`] and
+    /// [`crate::Output`] twice as large.
+    pub membership: alloc::boxed::Box<crate::Membership>,
     /// The state machine's serialized state.
     pub data: Bytes,
 }

@@ -202,7 +202,7 @@ pub(super) fn random_write(rng: &mut Rng, m: &Model) -> Write {
         let data = rng.bytes(300);
         w.snapshot = Some(Snapshot {
             meta: SnapshotMeta { index: LogIndex(index), term },
-            membership: raft_core::Membership::with_voters([raft_core::NodeId(index % 3 + 1)]),
+            membership: raft_core::Membership::with_voters([raft_core::NodeId(index % 3 + 1)]).into(),
             data: Bytes::from(data),
         });
     } else if roll < 11 {
@@ -215,7 +215,7 @@ pub(super) fn random_write(rng: &mut Rng, m: &Model) -> Write {
         let data = rng.bytes(300);
         w.snapshot = Some(Snapshot {
             meta: SnapshotMeta { index: LogIndex(index), term },
-            membership: raft_core::Membership::with_voters([raft_core::NodeId(index % 3 + 1)]),
+            membership: raft_core::Membership::with_voters([raft_core::NodeId(index % 3 + 1)]).into(),
             data: Bytes::from(data),
         });
     } else if roll < 25 && last > base {
