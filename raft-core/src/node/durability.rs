@@ -113,10 +113,12 @@ impl Durability {
             self.in_flight.push_back((self.issued, last_index));
             Some((PersistToken(self.issued), core::mem::take(&mut self.pending)))
         };
-        for h in &mut self.held {
-            if h.0 == CURRENT {
-                h.0 = self.issued;
+        // The messages held during this step are the newest, at the back.
+        for h in self.held.iter_mut().rev() {
+            if h.0 != CURRENT {
+                break;
             }
+            h.0 = self.issued;
         }
         out
     }

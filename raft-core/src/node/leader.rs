@@ -115,10 +115,14 @@ impl LeaderState {
         let Some(p) = self.progress.get_mut(&from) else {
             return;
         };
-        if round <= p.acked_round && round != 0 {
+        // Nothing to learn from a round already answered, round 0 included:
+        // every follower's contact starts at or after round 0's start (the
+        // election, or the round in which it was added). This is the common
+        // case (every ack of one round), so it costs one comparison.
+        if round <= p.acked_round {
             return;
         }
-        p.acked_round = p.acked_round.max(round);
+        p.acked_round = round;
         let at = self.round_started.partition_point(|&(r, _)| r < round);
         if let Some(&(r, t)) = self.round_started.get(at)
             && r == round

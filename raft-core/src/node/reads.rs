@@ -65,6 +65,9 @@ impl Node {
         let RoleState::Leader(l) = &mut self.role else {
             return;
         };
+        if l.early_reads.is_empty() {
+            return;
+        }
         for target in core::mem::take(&mut l.early_reads) {
             self.admit_read(target);
         }

@@ -187,7 +187,11 @@ impl Node {
                 l.dirty.insert(from);
                 l.retire_if_done(from, match_index);
                 if moved {
-                    self.maybe_commit();
+                    // A match at or below the commit index cannot move the
+                    // index a majority holds above it: skip the count.
+                    if match_index > self.commit {
+                        self.maybe_commit();
+                    }
                     self.maybe_send_timeout_now();
                 }
             }
