@@ -60,7 +60,7 @@ impl Durability {
     pub(super) fn set_snapshot(&mut self, snapshot: Snapshot, digest: Option<SnapshotDigest>) {
         let covered = snapshot.meta.index;
         self.pending.entries.retain(|e| e.index > covered);
-        self.pending.snapshot = Some(snapshot);
+        self.pending.snapshot = Some(alloc::boxed::Box::new(snapshot));
         self.pending.snapshot_digest = digest;
     }
 

@@ -191,7 +191,7 @@ impl Op {
         let record = |log: &mut DiskLog, meta: SnapshotMeta, data: &[u8]| {
             let snapshot = Snapshot { meta, membership: membership().into(), data: Bytes::default() };
             let mut write = Write::default();
-            write.snapshot = Some(snapshot);
+            write.snapshot = Some(snapshot.into());
             write.snapshot_digest = Some(digest(data));
             log.write(&write)?;
             log.sync()
