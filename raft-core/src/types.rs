@@ -175,6 +175,7 @@ pub const ENTRY_OVERHEAD_BYTES: usize = 32;
 
 impl Entry {
     /// An upper bound on this entry's encoded size, computed without encoding.
+    #[inline]
     pub fn size_bound(&self) -> usize {
         ENTRY_OVERHEAD_BYTES
             + match &self.payload {
