@@ -124,7 +124,7 @@ struct NodeArgs {
     #[arg(long, value_name = "FILE")]
     key_file: PathBuf,
     /// Leader heartbeat interval in milliseconds.
-    #[arg(long, default_value = "110", value_parser = args::positive)]
+    #[arg(long, default_value_t = DEFAULT_HEARTBEAT_MS, value_parser = args::positive)]
     heartbeat_ms: u64,
     /// Election timeout range in milliseconds, MIN-MAX.
     #[arg(long, default_value = "300-600", value_name = "MIN-MAX", value_parser = args::ms_range)]
@@ -157,6 +157,9 @@ struct NodeArgs {
     #[command(flatten)]
     limits: LimitArgs,
 }
+
+/// `node --heartbeat-ms` unless told otherwise (MIT 6.5840's ~110 ms).
+pub(crate) const DEFAULT_HEARTBEAT_MS: u64 = 110;
 
 /// `--watermark`.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

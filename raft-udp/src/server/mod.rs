@@ -307,7 +307,13 @@ pub fn run(opts: NodeOptions, stop: impl Future<Output = ()>) -> Result<(), Node
         } else if opts.join {
             tracing::info!("joining: waiting for a leader to add this node");
         }
-        let service = clients::Service::new(handle.clone(), app, opts.peers.into_iter().collect(), opts.limits);
+        let service = clients::Service::new(
+            handle.clone(),
+            app,
+            opts.peers.into_iter().collect(),
+            opts.limits,
+            opts.election_timeout.1,
+        );
         let stop = async move {
             tokio::select! {
                 () = stop => {}
