@@ -66,9 +66,15 @@ impl PeerSet {
             self.0.insert(at, id);
         }
     }
-    pub(crate) fn extend(&mut self, ids: impl IntoIterator<Item = NodeId>) {
-        for id in ids {
-            self.insert(id);
+    /// Adds every id of `ids`, which is sorted (as `Node::peers` is). A set
+    /// that already is `ids`, as after the first proposal of a step, is left
+    /// as it is at the cost of one comparison.
+    pub(crate) fn insert_sorted(&mut self, ids: &[NodeId]) {
+        debug_assert!(ids.is_sorted());
+        if self.0 != ids {
+            for &id in ids {
+                self.insert(id);
+            }
         }
     }
     pub(crate) fn is_empty(&self) -> bool {

@@ -23,7 +23,7 @@ impl Node {
         // Every follower, always: a set as large as `peers` may still miss
         // one, as it can hold a removed member being told of its removal.
         if let RoleState::Leader(l) = &mut self.role {
-            l.dirty.extend(self.peers.iter().copied());
+            l.dirty.insert_sorted(&self.peers);
         }
         // A single-node cluster commits once its own write is durable.
         index
@@ -242,7 +242,7 @@ impl Node {
             self.commit = idx;
             // Followers learn it at the next flush, not a heartbeat later.
             if let RoleState::Leader(l) = &mut self.role {
-                l.dirty.extend(self.peers.iter().copied());
+                l.dirty.insert_sorted(&self.peers);
             }
             self.admit_early_reads();
             self.advance_membership();
