@@ -174,8 +174,7 @@ impl Node {
         let RoleState::Leader(l) = &mut self.role else {
             return;
         };
-        l.acked_round(from, resp.round);
-        let Some(p) = l.progress.get_mut(&from) else {
+        let Some(p) = l.acked_round(from, resp.round) else {
             return;
         };
         match resp.result {
