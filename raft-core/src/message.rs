@@ -3,6 +3,7 @@
 //! [`crate::codec`] turns them into bytes.
 
 use crate::types::{Bytes, Entry, LogIndex, Term};
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
@@ -173,8 +174,10 @@ pub struct InstallSnapshot {
     /// CRC-32 of the whole snapshot: the follower checks the assembled
     /// bytes against it before installing them.
     pub checksum: u32,
-    /// The configuration in effect at `index`.
-    pub membership: crate::Membership,
+    /// The configuration in effect at `index` (boxed, as everywhere outside
+    /// the node: inline, its four sets would make every [`Body`] three times
+    /// larger; the encoding is the same).
+    pub membership: Box<crate::Membership>,
     /// The leader's heartbeat round, as in [`AppendEntries::round`].
     pub round: u64,
 }

@@ -175,6 +175,7 @@ pub const ENTRY_OVERHEAD_BYTES: usize = 32;
 
 impl Entry {
     /// An upper bound on this entry's encoded size, computed without encoding.
+    #[inline]
     pub fn size_bound(&self) -> usize {
         ENTRY_OVERHEAD_BYTES
             + match &self.payload {
@@ -228,8 +229,10 @@ pub struct Snapshot {
     /// What it covers.
     pub meta: SnapshotMeta,
     /// The configuration in effect at `meta.index` (empty: none recorded, as
-    /// in snapshots of nodes that never logged one; `Config::members` then applies).
-    pub membership: crate::Membership,
+    /// in snapshots of nodes that never logged one; `Config::members` then
+    /// applies). Boxed: inline, it would make every [`crate::Write`] and
+    /// [`crate::Output`] twice as large.
+    pub membership: alloc::boxed::Box<crate::Membership>,
     /// The state machine's serialized state.
     pub data: Bytes,
 }

@@ -663,7 +663,7 @@ fn a_snapshot_replaces_a_conflicting_configuration_entry_at_its_own_index() {
             total_len: 1,
             data: Bytes::from("s"),
             checksum: crc32fast::hash(b"s"),
-            membership: m.clone(),
+            membership: m.clone().into(),
             round: 0,
         })
     };

@@ -406,7 +406,7 @@ fn a_stored_snapshot_whose_bytes_fail_the_checksum_is_never_installed() {
 fn restart_from_a_stored_snapshot_restores_it_and_keeps_serving_it_from_the_host() {
     let digest = SnapshotDigest { len: 600, checksum: 77 };
     let meta = SnapshotMeta { index: LogIndex(5), term: Term(1) };
-    let snapshot = Snapshot { meta, membership: crate::Membership::default(), data: Bytes::from("ignored") };
+    let snapshot = Snapshot { meta, membership: Default::default(), data: Bytes::from("ignored") };
     let restored = Restored::new(HardState { term: Term(1), ..HardState::default() }, Vec::new())
         .with_stored_snapshot(snapshot, digest);
     let mut h = Harness::with(small_config(1), restored);

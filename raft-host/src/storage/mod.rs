@@ -609,7 +609,7 @@ impl DiskLog {
             self.pending_hard_state = Some(hs);
         }
         if let (Some(_), Some(s), None) = (plan.snapshot, &write.snapshot, write.snapshot_digest) {
-            self.pending_snapshot = Some(s.clone());
+            self.pending_snapshot = Some(Snapshot::clone(s));
         }
         Ok(())
     }

@@ -66,7 +66,7 @@ pub(super) fn read(fs: &dyn Fs, dir: &Path) -> Result<Option<Snapshot>, StorageE
         at += n;
     }
     let (meta, membership) = (file.meta, file.membership);
-    Ok(Some(Snapshot { meta, membership, data: Bytes::from(data) }))
+    Ok(Some(Snapshot { meta, membership: membership.into(), data: Bytes::from(data) }))
 }
 
 /// Checks the stored snapshot without reading its data into memory: the
@@ -76,7 +76,7 @@ pub(super) fn read_digest(fs: &dyn Fs, dir: &Path) -> Result<Option<(Snapshot, S
     remove_leftovers(fs, dir)?;
     Ok(SnapshotFile::open(fs, dir)?.map(|f| {
         let digest = SnapshotDigest { len: f.data_len, checksum: f.data_crc };
-        (Snapshot { meta: f.meta, membership: f.membership, data: Bytes::default() }, digest)
+        (Snapshot { meta: f.meta, membership: f.membership.into(), data: Bytes::default() }, digest)
     }))
 }
 
@@ -411,7 +411,7 @@ mod tests {
     fn snapshot(len: usize) -> Snapshot {
         let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
         let meta = SnapshotMeta { index: LogIndex(90), term: Term(4) };
-        Snapshot { meta, membership: Membership::with_voters([NodeId(1), NodeId(2)]), data: Bytes::from(data) }
+        Snapshot { meta, membership: Membership::with_voters([NodeId(1), NodeId(2)]).into(), data: Bytes::from(data) }
     }
 
     fn sim_fs() -> (SimFs, Arc<dyn Fs>) {
@@ -448,7 +448,7 @@ mod tests {
         let s = snapshot(2 * CHUNK + 9);
         write(&fs, dir, &s).unwrap();
         let mut f = SnapshotFile::open(&*fs, dir).unwrap().unwrap();
-        assert_eq!((f.meta(), f.membership(), f.data_len()), (s.meta, &s.membership, s.data.len() as u64));
+        assert_eq!((f.meta(), f.membership(), f.data_len()), (s.meta, &*s.membership, s.data.len() as u64));
         assert_eq!(f.data_checksum(), crc32fast::hash(&s.data));
         let mut buf = vec![0u8; 1000];
         for offset in [0, 1, CHUNK as u64 - 3, s.data.len() as u64 - 10] {
