@@ -518,13 +518,49 @@ fn a_removed_follower_receives_the_configuration_without_it_and_never_campaigns(
         assert_eq!(terms(&mut net), before, "a removed node disturbed the cluster");
         assert_eq!(net.leader(), Some(1));
     }
-    // Once it holds its removal, the leader sends it nothing more.
+    // That the leader then sends it nothing more is checked by
+    // `a_removed_follower_that_holds_its_removal_gets_neither_heartbeats_nor_entries`
+    // (here the leader's clock has moved past check-quorum without a tick).
+}
+
+#[test]
+fn a_removed_follower_that_holds_its_removal_gets_neither_heartbeats_nor_entries() {
+    let mut net = Net::new(3, 3);
+    net.campaign(1);
+    net.change(1, MembershipChange::Remove { id: NodeId(3) }).unwrap();
     net.heartbeat(1);
+    assert_eq!(net.node(1).node.membership().voters, set(&[1, 2]));
+    let removal = net.node(1).node.membership_index();
+    assert!(net.node(3).node.last_log_index() >= removal, "node 3 never received its removal");
+    assert!(!net.node(3).node.membership().contains(NodeId(3)));
+    // Its acknowledgement of that entry retired it: no progress is kept.
+    assert_eq!(net.node(1).node.match_index(NodeId(3)), None);
+    assert_eq!(net.node(1).node.match_index(NodeId(2)), Some(removal));
+    // A heartbeat and a proposal go to node 2 only.
     net.advance(crate::Duration::from_millis(110));
     let h = net.node(1);
     h.node.handle_timeout(h.now);
+    let index = h.node.propose(h.now, "after the removal").unwrap();
     h.drain();
-    assert!(net.node(1).take_sent().iter().all(|o| o.to != NodeId(3)), "the leader still replicates to node 3");
+    assert_eq!(h.node.role(), Role::Leader);
+    let sent = h.take_sent();
+    let to = |id: u64| sent.iter().filter(|o| o.to == NodeId(id)).count();
+    assert!(to(2) >= 1, "node 2 got nothing: {sent:?}");
+    assert_eq!(to(3), 0, "the leader still sends to node 3: {sent:?}");
+    // Node 2's answers move nothing towards node 3 either.
+    for o in sent {
+        let h2 = net.node(2);
+        h2.node.handle_message(h2.now, NodeId(1), o.message);
+        h2.persist();
+    }
+    let answers = net.node(2).take_sent();
+    let h = net.node(1);
+    for o in answers {
+        h.node.handle_message(h.now, NodeId(2), o.message);
+    }
+    h.persist();
+    assert_eq!(h.node.commit_index(), index);
+    assert!(h.take_sent().iter().all(|o| o.to != NodeId(3)), "the leader still replicates to node 3");
 }
 
 #[test]
