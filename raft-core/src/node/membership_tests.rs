@@ -802,3 +802,28 @@ fn a_configuration_change_is_reported_once_and_only_when_it_happens() {
     // A follower reports it when the entry reaches it.
     assert!(net.node(2).node.membership().learners.contains(&NodeId(4)));
 }
+
+#[test]
+fn a_voter_refuses_a_node_that_only_its_logged_configurations_added_and_then_removed() {
+    // The bootstrap configuration never listed node 4: the log added it as a
+    // voter and a later entry removed it. It is refused all the same, even
+    // with a newer log.
+    let four = Membership::with_voters(ids(4));
+    let three = Membership::with_voters(ids(3));
+    let entry = |index: u64, m: &Membership| crate::Entry {
+        term: Term(1),
+        index: LogIndex(index),
+        payload: Payload::Membership(m.clone().into()),
+    };
+    let hs = crate::HardState { term: Term(1), voted_for: None, catching_up: false };
+    let log = alloc::vec![entry(1, &four), entry(2, &three)];
+    let mut h = Harness::with(Config::new(NodeId(2), ids(3)), Restored::new(hs, log));
+    assert_eq!(h.node.membership(), &three);
+    h.recv(4, 2, super::test_harness::vote_req(9, 1));
+    h.persist();
+    assert_eq!(super::test_harness::granted(&h.sent, 4), Some(false), "node 2 voted for a node its log removed");
+    // A node no configuration ever listed, with the same log, is not refused for that.
+    h.recv(5, 3, super::test_harness::vote_req(9, 1));
+    h.persist();
+    assert_eq!(super::test_harness::granted(&h.sent, 5), Some(true));
+}
