@@ -642,3 +642,15 @@ fn an_answer_to_an_earlier_round_while_a_later_one_is_out_still_counts_as_contac
     }
     assert!(h.now >= first_at + window, "stepped down at {:?}, before {:?}", h.now, first_at + window);
 }
+
+#[test]
+fn a_message_of_exactly_max_term_is_heard_and_one_above_is_not() {
+    let mut h = node(2, 3);
+    h.recv(1, MAX_TERM.0 + 1, heartbeat(0, 0));
+    assert_eq!((h.node.term(), h.node.leader()), (Term(0), None));
+    assert!(h.take_sent().is_empty(), "answered a message above MAX_TERM");
+    h.recv(1, MAX_TERM.0, heartbeat(0, 0));
+    assert_eq!((h.node.term(), h.node.leader()), (MAX_TERM, Some(NodeId(1))));
+    h.persist();
+    assert!(h.take_sent().iter().any(|o| o.to == NodeId(1) && o.message.term == MAX_TERM), "no answer to the leader");
+}
