@@ -827,3 +827,22 @@ fn a_voter_refuses_a_node_that_only_its_logged_configurations_added_and_then_rem
     h.persist();
     assert_eq!(super::test_harness::granted(&h.sent, 5), Some(true));
 }
+
+#[test]
+fn a_single_node_cluster_reports_no_change_when_it_logs_its_bootstrap_configuration() {
+    // Its member list has no peers, so logging the same configuration still
+    // marks the configuration as replaced: the report compares it with the
+    // one reported at start.
+    let mut h = Harness::exact(Config::new(NodeId(1), ids(1)), Restored::fresh());
+    while h.node.role() != Role::Leader {
+        h.fire_timeout();
+        h.persist();
+    }
+    let first = h.node.log_entry(LogIndex(1)).map(|e| e.payload.clone());
+    assert!(matches!(first, Some(Payload::Membership(_))), "{first:?}");
+    h.node.propose(h.now, "x").unwrap();
+    h.persist();
+    assert_eq!(h.node.commit_index(), LogIndex(2));
+    let changes = h.events.iter().filter(|e| matches!(e, Event::MembershipChanged { .. })).count();
+    assert_eq!(changes, 0, "{:?}", h.events);
+}
