@@ -389,3 +389,20 @@ fn a_stray_mid_way_chunk_of_another_snapshot_keeps_the_partial_one() {
     assert_eq!(h.restored[0].meta.index, LogIndex(10));
     assert_eq!(&h.restored[0].data[..], &whole[..]);
 }
+
+#[test]
+fn a_snapshot_of_the_same_node_in_a_later_term_starts_over_even_if_older() {
+    // Node 1 led term 1 and sent part of snapshot 20 (never durable on its
+    // side, say); leading term 2, it sends the older snapshot 10: that is
+    // another leadership's transfer, not a late chunk of the same one.
+    let mut h = follower();
+    h.recv(1, 1, chunk(20, 0, &[1u8; 100], 200, 0));
+    assert_eq!(answers(&mut h)[0].next_offset, 100);
+    let older = [4u8; 60];
+    h.recv(1, 2, chunk(10, 0, &older, 60, crc32fast::hash(&older)));
+    h.persist();
+    let a = answers(&mut h);
+    assert_eq!(a.iter().map(|a| (a.index, a.next_offset, a.done)).collect::<Vec<_>>(), [(LogIndex(10), 60, true)]);
+    assert_eq!(h.restored.len(), 1, "the later term's snapshot was taken for a late chunk");
+    assert_eq!(h.restored[0].meta.index, LogIndex(10));
+}
