@@ -846,3 +846,47 @@ fn a_single_node_cluster_reports_no_change_when_it_logs_its_bootstrap_configurat
     let changes = h.events.iter().filter(|e| matches!(e, Event::MembershipChanged { .. })).count();
     assert_eq!(changes, 0, "{:?}", h.events);
 }
+
+#[test]
+fn a_removed_follower_is_not_retired_before_it_holds_its_removal() {
+    let mut net = Net::new(3, 3);
+    net.campaign(1);
+    net.cut.insert(3);
+    net.change(1, MembershipChange::Remove { id: NodeId(3) }).unwrap();
+    net.heartbeat(1);
+    assert_eq!(net.node(1).node.membership().voters, set(&[1, 2]));
+    let removal = net.node(1).node.membership_index();
+    assert!(net.node(3).node.last_log_index() < removal);
+    // Node 3 is back, but only the heartbeats reach it (the entries are
+    // lost): it acknowledges an index below its removal.
+    net.node(1).take_sent();
+    net.advance(crate::Duration::from_millis(110));
+    let h = net.node(1);
+    h.node.handle_timeout(h.now);
+    h.drain();
+    let beats: Vec<_> = h
+        .take_sent()
+        .into_iter()
+        .filter(|o| o.to == NodeId(3) && matches!(&o.message.body, Body::AppendEntries(a) if a.entries.is_empty()))
+        .collect();
+    assert!(!beats.is_empty(), "no heartbeat to node 3");
+    for o in beats {
+        let h3 = net.node(3);
+        h3.node.handle_message(h3.now, NodeId(1), o.message);
+        h3.persist();
+    }
+    let answers = net.node(3).take_sent();
+    assert!(!answers.is_empty());
+    let h = net.node(1);
+    for o in answers {
+        h.node.handle_message(h.now, NodeId(3), o.message);
+    }
+    h.drain();
+    assert!(net.node(1).node.match_index(NodeId(3)).is_some_and(|m| m < removal), "node 3 was retired too early");
+    // So the leader goes on until node 3 holds its removal.
+    net.cut.clear();
+    net.heartbeat(1);
+    assert!(net.node(3).node.last_log_index() >= removal, "node 3 never received its removal");
+    assert!(!net.node(3).node.membership().contains(NodeId(3)));
+    assert_eq!(net.node(1).node.match_index(NodeId(3)), None);
+}
