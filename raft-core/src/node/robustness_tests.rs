@@ -406,3 +406,17 @@ fn a_snapshot_of_the_same_node_in_a_later_term_starts_over_even_if_older() {
     assert_eq!(h.restored.len(), 1, "the later term's snapshot was taken for a late chunk");
     assert_eq!(h.restored[0].meta.index, LogIndex(10));
 }
+
+#[test]
+fn a_snapshot_without_a_configuration_leaves_the_bootstrap_one_unlogged() {
+    // Such a snapshot keeps the configuration in effect: the bootstrap
+    // members, still not logged, so its index stays 0 (not the snapshot's).
+    let mut h = follower();
+    let data = [6u8; 40];
+    h.recv(1, 1, chunk(9, 0, &data, 40, crc32fast::hash(&data)));
+    h.persist();
+    assert_eq!(h.restored.len(), 1);
+    assert_eq!(h.node.snapshot_index(), LogIndex(9));
+    assert_eq!(h.node.membership().voters, ids(3).into_iter().collect());
+    assert_eq!(h.node.membership_index(), LogIndex(0));
+}
