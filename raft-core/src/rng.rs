@@ -174,6 +174,14 @@ mod tests {
         assert!((2_300..2_700).contains(&hits), "chance(0.25) came true {hits} times in 10000");
         let hits = (0..10_000).filter(|_| r.chance(0.75)).count();
         assert!((7_300..7_700).contains(&hits), "chance(0.75) came true {hits} times in 10000");
+        // The draw is uniform in [0, 1) on a grid of 2^-53: chance(p) is true
+        // for a draw strictly below p, so a draw equal to p is false.
+        let step = 1.0 / (1u64 << 53) as f64;
+        for seed in 0..100 {
+            let x = (SplitMix64::new(seed).next_u64() >> 11) as f64 * step;
+            assert!(!SplitMix64::new(seed).chance(x), "seed {seed}: a draw of {x} is below {x}");
+            assert!(SplitMix64::new(seed).chance(x + step), "seed {seed}: a draw of {x} is not below {}", x + step);
+        }
         for (p, expected) in [(0.0, false), (-1.0, false), (1.0, true), (2.0, true)] {
             let mut drawn = SplitMix64::new(5);
             assert_eq!(drawn.chance(p), expected, "chance({p})");
