@@ -420,3 +420,28 @@ fn a_snapshot_without_a_configuration_leaves_the_bootstrap_one_unlogged() {
     assert_eq!(h.node.membership().voters, ids(3).into_iter().collect());
     assert_eq!(h.node.membership_index(), LogIndex(0));
 }
+
+#[test]
+fn a_snapshot_with_a_configuration_makes_its_index_the_configurations() {
+    let mut h = follower();
+    let data = [6u8; 40];
+    let membership = crate::Membership::with_voters(ids(3));
+    h.recv(
+        1,
+        1,
+        Body::InstallSnapshot(InstallSnapshot {
+            index: LogIndex(9),
+            snapshot_term: Term(1),
+            offset: 0,
+            total_len: 40,
+            data: Bytes::from(&data),
+            checksum: crc32fast::hash(&data),
+            membership: membership.clone(),
+            round: 0,
+        }),
+    );
+    h.persist();
+    assert_eq!(h.restored.len(), 1);
+    assert_eq!(h.node.membership(), &membership);
+    assert_eq!(h.node.membership_index(), LogIndex(9));
+}
