@@ -254,7 +254,8 @@ mod bytes_tests {
         let config = bincode::config::standard();
         let encoded = bincode::serde::encode_to_vec(Bytes::from("state"), config).unwrap();
         let (borrowed, _): (Bytes, usize) = bincode::serde::borrow_decode_from_slice(&encoded, config).unwrap();
-        let (owned, _): (Bytes, usize) = bincode::serde::decode_from_slice(&encoded, config).unwrap();
+        let reader = bincode::de::read::SliceReader::new(&encoded);
+        let owned: Bytes = bincode::serde::decode_from_reader(reader, config).unwrap();
         assert_eq!((borrowed.as_slice(), owned.as_slice()), (&b"state"[..], &b"state"[..]));
     }
 
