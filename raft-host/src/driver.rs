@@ -10,8 +10,9 @@ use crate::snapshot_store::SnapshotStore;
 use crate::state_machine::StateMachine;
 use crate::storage::fs::Fs;
 use raft_core::{
-    Bytes, ChangeError, Config, Event, ForwardError, Instant, LogIndex, MembershipChange, Message, NewNodeError, Node,
-    NodeId, Outgoing, Output, Persist, PersistToken, ProposeError, ReadError, ReadId, Restored, Term, TransferError,
+    Bytes, ChangeError, Config, Duration, Event, ForwardError, Instant, LogIndex, MembershipChange, Message,
+    NewNodeError, Node, NodeId, Outgoing, Output, Persist, PersistToken, ProposeError, ReadError, ReadId, Restored,
+    Term, TransferError,
 };
 use std::collections::BTreeMap;
 use std::fmt;
@@ -110,7 +111,19 @@ pub struct Driver<S: StateMachine> {
     snapshots: SnapshotsTaken,
     /// Set with [`Driver::with_stored_snapshots`].
     store: Option<SnapshotStore>,
+    /// After a stored snapshot could not be taken: when to try again, and
+    /// the wait before that try. The core asks once per trigger of its
+    /// policy and not again until a snapshot compacts the log, so without
+    /// this one failed write (a full disk) would stop snapshots for good and
+    /// let the log grow without bound.
+    retry_snapshot: Option<(Instant, Duration)>,
 }
+
+/// The wait before trying a failed snapshot again; it doubles with every
+/// failure in a row, up to [`SNAPSHOT_RETRY_MAX`].
+pub const SNAPSHOT_RETRY_FIRST: Duration = Duration::from_secs(1);
+/// See [`SNAPSHOT_RETRY_FIRST`].
+pub const SNAPSHOT_RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// How many snapshots a [`Driver`] took of its state machine, and their bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -119,6 +132,9 @@ pub struct SnapshotsTaken {
     pub count: u64,
     /// Their serialized state, summed.
     pub bytes: u64,
+    /// Attempts to write a stored snapshot that failed (each is tried again
+    /// later: [`SNAPSHOT_RETRY_FIRST`]).
+    pub failed: u64,
 }
 
 impl<S: StateMachine> Driver<S> {
@@ -128,7 +144,8 @@ impl<S: StateMachine> Driver<S> {
     pub fn new(config: Config, restored: Restored, sm: S, now: Instant) -> Result<Driver<S>, NewNodeError> {
         let last_applied = sm.last_applied();
         let node = Node::new(config, restored.with_last_applied(last_applied), now)?;
-        Ok(Driver { node, sm, pending: BTreeMap::new(), snapshots: SnapshotsTaken::default(), store: None })
+        let snapshots = SnapshotsTaken::default();
+        Ok(Driver { node, sm, pending: BTreeMap::new(), snapshots, store: None, retry_snapshot: None })
     }
 
     /// As [`new`](Self::new), for a node whose snapshots stay on disk and are
@@ -244,6 +261,9 @@ impl<S: StateMachine> Driver<S> {
     /// the snapshots the policy asks for, and returns the rest for the adapter.
     pub fn drain(&mut self, now: Instant) -> Result<Actions<S::Output>, RestoreFailed> {
         let mut actions = Actions::default();
+        if self.retry_snapshot.is_some_and(|(at, _)| now >= at) {
+            self.take_stored(now);
+        }
         while let Some(output) = self.node.poll_output() {
             match output {
                 Output::Persist(p) => {
@@ -330,7 +350,9 @@ impl<S: StateMachine> Driver<S> {
     }
 
     /// Takes a snapshot into the snapshot file and hands its digest to the
-    /// core. A failure leaves the log uncompacted (the policy asks again).
+    /// core. A failure leaves the log uncompacted, counts in
+    /// [`SnapshotsTaken::failed`], and is tried again later (the first
+    /// [`drain`](Self::drain) [`SNAPSHOT_RETRY_FIRST`] on, doubling).
     fn take_stored(&mut self, now: Instant) {
         let index = self.sm.last_applied();
         let (Some(store), Some(term)) = (self.store.as_mut(), self.node.log_term(index)) else {
@@ -341,11 +363,19 @@ impl<S: StateMachine> Driver<S> {
         }
         let meta = raft_core::SnapshotMeta { index, term };
         let membership = self.node.membership_at(index);
-        if let Ok(digest) = store.take(&self.sm, meta, &membership) {
-            self.snapshots.count += 1;
-            self.snapshots.bytes += digest.len;
-            // Checked above: applied, and newer than the current snapshot.
-            let _ = self.node.compact_stored(now, index, digest);
+        match store.take(&self.sm, meta, &membership) {
+            Ok(digest) => {
+                self.snapshots.count += 1;
+                self.snapshots.bytes += digest.len;
+                self.retry_snapshot = None;
+                // Checked above: applied, and newer than the current snapshot.
+                let _ = self.node.compact_stored(now, index, digest);
+            }
+            Err(_) => {
+                self.snapshots.failed += 1;
+                let wait = self.retry_snapshot.map_or(SNAPSHOT_RETRY_FIRST, |(_, w)| (w + w).min(SNAPSHOT_RETRY_MAX));
+                self.retry_snapshot = Some((now + wait, wait));
+            }
         }
     }
 

@@ -2,12 +2,18 @@
 //! together in one thread: proposals complete with the state machine's
 //! output, and a full restart recovers every acknowledged write from disk.
 
-use raft_core::{Config, Instant, NodeId, PersistToken, Role};
+use raft_core::codec::DecodeError;
+use raft_core::{Config, Instant, LogIndex, NodeId, PersistToken, Role};
 use raft_host::driver::Outcome;
-use raft_host::{DiskLog, DiskThread, Driver, KvCommand, KvOp, KvOutput, KvStore, NodeMeta, kv::encode_command};
+use raft_host::storage::fs::{Fs, RealFs};
+use raft_host::{
+    DiskLog, DiskLogOptions, DiskThread, Driver, KvCommand, KvOp, KvOutput, KvStore, NodeMeta, StateMachine,
+    kv::encode_command,
+};
 use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::Duration as StdDuration;
 
 struct Member {
@@ -132,4 +138,117 @@ fn proposals_complete_and_survive_a_full_restart() {
     c.run(10_000, |c| !c.done.is_empty());
     assert_eq!(c.done[0], (9, Outcome::Applied(Some(Ok(KvOutput::Put)))));
     assert_eq!(c.members[l].driver.state_machine().get_local("c"), Some("v"), "retry re-executed");
+}
+
+/// Counts its commands; writing a snapshot fails while `broken` is set.
+struct Flaky {
+    total: u64,
+    last: LogIndex,
+    broken: Arc<AtomicBool>,
+}
+
+impl StateMachine for Flaky {
+    type Command = u64;
+    type Output = u64;
+
+    fn apply(&mut self, index: LogIndex, command: u64) -> u64 {
+        self.total += command;
+        self.last = index;
+        self.total
+    }
+
+    fn skip(&mut self, index: LogIndex) {
+        self.last = index;
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        [self.total, self.last.0].iter().flat_map(|n| n.to_le_bytes()).collect()
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), DecodeError> {
+        let word = |at: usize| snapshot.get(at..at + 8).and_then(|w| w.try_into().ok()).map(u64::from_le_bytes);
+        let (Some(total), Some(last)) = (word(0), word(8)) else {
+            return Err(DecodeError::Malformed("not a Flaky".into()));
+        };
+        (self.total, self.last) = (total, LogIndex(last));
+        Ok(())
+    }
+
+    fn write_snapshot(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        if self.broken.load(Ordering::Relaxed) {
+            return Err(std::io::Error::other("no space left on device"));
+        }
+        out.write_all(&self.snapshot())
+    }
+
+    fn last_applied(&self) -> LogIndex {
+        self.last
+    }
+}
+
+/// A stored snapshot that cannot be written (a full disk) is tried again
+/// later, with a doubling wait, until it is taken: the core asks only once
+/// per trigger of its policy, so a single failure used to stop snapshots
+/// (and the log's compaction) for good.
+#[test]
+fn a_stored_snapshot_that_failed_is_taken_on_a_later_try() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = DiskLogOptions::default().stored_snapshots(true);
+    let (log, recovered) = DiskLog::open_with(dir.path(), NodeMeta::new(NodeId(1), 99), options).unwrap();
+    let mut config = Config::new(NodeId(1), [NodeId(1)]);
+    config.snapshot_after_entries = Some(5);
+    let broken = Arc::new(AtomicBool::new(true));
+    let sm = Flaky { total: 0, last: LogIndex(0), broken: broken.clone() };
+    let fs: Arc<dyn Fs> = Arc::new(RealFs);
+    let mut now = Instant::from_micros(1_000_000);
+    let mut driver = Driver::with_stored_snapshots(config, recovered.into_restored(), sm, now, fs, dir.path()).unwrap();
+    let (tx, durable) = mpsc::channel();
+    let disk = DiskThread::spawn(log, move |r| {
+        let _ = tx.send(r.expect("disk write failed"));
+    })
+    .unwrap();
+    // One step: drain, write, wait for the disk.
+    let step = |driver: &mut Driver<Flaky>, now: Instant| {
+        let actions = driver.drain(now).unwrap();
+        let writes = actions.writes.len();
+        for w in actions.writes {
+            assert!(disk.submit(w));
+        }
+        for _ in 0..writes {
+            let t = durable.recv_timeout(StdDuration::from_secs(10)).unwrap();
+            driver.handle_persisted(now, t);
+        }
+    };
+    now = driver.poll_timeout().unwrap();
+    driver.handle_timeout(now);
+    for _ in 0..5 {
+        step(&mut driver, now);
+    }
+    assert_eq!(driver.node().role(), Role::Leader, "a single voter elects itself");
+    for i in 0..10u64 {
+        driver.propose(now, raft_core::codec::encode_value(&1u64).unwrap(), i).unwrap();
+        step(&mut driver, now);
+    }
+    step(&mut driver, now);
+    let taken = driver.snapshots_taken();
+    assert!(taken.failed >= 1 && taken.count == 0, "{taken:?}");
+    assert_eq!(driver.node().snapshot_index(), LogIndex(0));
+
+    // Still failing at the retry: the wait doubles.
+    now += raft_core::Duration::from_secs(1);
+    step(&mut driver, now);
+    let failed = driver.snapshots_taken().failed;
+    assert!(failed > taken.failed, "tried again after a second");
+    now += raft_core::Duration::from_secs(1);
+    step(&mut driver, now);
+    assert_eq!(driver.snapshots_taken().failed, failed, "the next try waits two seconds");
+
+    // The disk has room again: the next try takes it.
+    broken.store(false, Ordering::Relaxed);
+    now += raft_core::Duration::from_secs(1);
+    step(&mut driver, now);
+    let taken = driver.snapshots_taken();
+    assert_eq!(taken.count, 1, "{taken:?}");
+    assert!(driver.node().snapshot_index() >= LogIndex(5), "the log was compacted");
+    drop(disk);
 }
