@@ -235,3 +235,26 @@ impl Body {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_tells_a_pre_vote_from_a_vote() {
+        let request = |pre_vote| {
+            Body::RequestVote(RequestVote {
+                last_log_index: LogIndex(1),
+                last_log_term: Term(1),
+                pre_vote,
+                transfer: false,
+            })
+        };
+        let response = |pre_vote| Body::RequestVoteResponse(VoteResponse { granted: true, pre_vote });
+        assert_eq!(request(true).kind(), "PreVote");
+        assert_eq!(request(false).kind(), "RequestVote");
+        assert_eq!(response(true).kind(), "PreVoteResponse");
+        assert_eq!(response(false).kind(), "RequestVoteResponse");
+        assert_eq!(Body::TimeoutNow.kind(), "TimeoutNow");
+    }
+}

@@ -196,6 +196,18 @@ mod tests {
     }
 
     #[test]
+    fn persist_tokens_increase_with_every_request() {
+        let mut d = Durability::new(LogIndex(0));
+        let mut last = None;
+        for i in 1..=3 {
+            d.append(entry(i, 1));
+            let (t, _) = d.issue(LogIndex(i)).unwrap();
+            assert!(last.is_none_or(|l: PersistToken| t.get() > l.get() && t > l), "{t:?} after {last:?}");
+            last = Some(t);
+        }
+    }
+
+    #[test]
     fn message_held_without_new_write_waits_for_earlier_writes() {
         let mut d = Durability::new(LogIndex(0));
         d.append(entry(1, 1));
