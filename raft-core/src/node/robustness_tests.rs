@@ -436,7 +436,7 @@ fn a_snapshot_with_a_configuration_makes_its_index_the_configurations() {
             total_len: 40,
             data: Bytes::from(&data),
             checksum: crc32fast::hash(&data),
-            membership: membership.clone(),
+            membership: membership.clone().into(),
             round: 0,
         }),
     );
