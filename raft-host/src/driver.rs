@@ -6,7 +6,7 @@
 //! and has already applied committed entries, restored snapshots, answered the
 //! snapshot policy, and resolved the proposals whose outcome is now known.
 
-use crate::snapshot_store::SnapshotStore;
+use crate::snapshot_store::{SnapshotStore, Taking};
 use crate::state_machine::StateMachine;
 use crate::storage::fs::Fs;
 use raft_core::{
@@ -117,6 +117,8 @@ pub struct Driver<S: StateMachine> {
     /// this one failed write (a full disk) would stop snapshots for good and
     /// let the log grow without bound.
     retry_snapshot: Option<(Instant, Duration)>,
+    /// A stored snapshot being written on a thread of its own.
+    taking: Option<Taking>,
 }
 
 /// The wait before trying a failed snapshot again; it doubles with every
@@ -145,7 +147,7 @@ impl<S: StateMachine> Driver<S> {
         let last_applied = sm.last_applied();
         let node = Node::new(config, restored.with_last_applied(last_applied), now)?;
         let snapshots = SnapshotsTaken::default();
-        Ok(Driver { node, sm, pending: BTreeMap::new(), snapshots, store: None, retry_snapshot: None })
+        Ok(Driver { node, sm, pending: BTreeMap::new(), snapshots, store: None, retry_snapshot: None, taking: None })
     }
 
     /// As [`new`](Self::new), for a node whose snapshots stay on disk and are
@@ -261,6 +263,7 @@ impl<S: StateMachine> Driver<S> {
     /// the snapshots the policy asks for, and returns the rest for the adapter.
     pub fn drain(&mut self, now: Instant) -> Result<Actions<S::Output>, RestoreFailed> {
         let mut actions = Actions::default();
+        self.finish_taking(now);
         if self.retry_snapshot.is_some_and(|(at, _)| now >= at) {
             self.take_stored(now);
         }
@@ -350,10 +353,16 @@ impl<S: StateMachine> Driver<S> {
     }
 
     /// Takes a snapshot into the snapshot file and hands its digest to the
-    /// core. A failure leaves the log uncompacted, counts in
-    /// [`SnapshotsTaken::failed`], and is tried again later (the first
-    /// [`drain`](Self::drain) [`SNAPSHOT_RETRY_FIRST`] on, doubling).
+    /// core: on a thread of its own if the state machine can copy its state
+    /// ([`StateMachine::snapshot_writer`]; the core gets the digest in a
+    /// later [`drain`](Self::drain), once the file is in place), else here.
+    /// While one is being written no other starts. A failure leaves the log
+    /// uncompacted, counts in [`SnapshotsTaken::failed`], and is tried again
+    /// later (the first `drain` [`SNAPSHOT_RETRY_FIRST`] on, doubling).
     fn take_stored(&mut self, now: Instant) {
+        if self.taking.is_some() {
+            return;
+        }
         let index = self.sm.last_applied();
         let (Some(store), Some(term)) = (self.store.as_mut(), self.node.log_term(index)) else {
             return;
@@ -363,20 +372,56 @@ impl<S: StateMachine> Driver<S> {
         }
         let meta = raft_core::SnapshotMeta { index, term };
         let membership = self.node.membership_at(index);
-        match store.take(&self.sm, meta, &membership) {
-            Ok(digest) => {
-                self.snapshots.count += 1;
-                self.snapshots.bytes += digest.len;
-                self.retry_snapshot = None;
-                // Checked above: applied, and newer than the current snapshot.
-                let _ = self.node.compact_stored(now, index, digest);
-            }
-            Err(_) => {
-                self.snapshots.failed += 1;
-                let wait = self.retry_snapshot.map_or(SNAPSHOT_RETRY_FIRST, |(_, w)| (w + w).min(SNAPSHOT_RETRY_MAX));
-                self.retry_snapshot = Some((now + wait, wait));
-            }
+        let taken = match self.sm.snapshot_writer() {
+            Some(writer) => store.start_take(writer, meta, &membership).map(|t| {
+                self.taking = Some(t);
+                None
+            }),
+            None => store.take(&self.sm, meta, &membership).map(Some),
+        };
+        match taken {
+            // Checked above: applied, and newer than the current snapshot.
+            Ok(Some(digest)) => self.took(now, index, digest),
+            Ok(None) => {}
+            Err(_) => self.take_failed(now),
         }
+    }
+
+    /// Ends the snapshot being written on its own thread, if it is done: in
+    /// place and handed to the core if it is still newer than the node's
+    /// snapshot (one may have been received meanwhile), removed if not.
+    fn finish_taking(&mut self, now: Instant) {
+        let (Some(taking), Some(store)) = (self.taking.as_mut(), self.store.as_mut()) else {
+            return;
+        };
+        let Some(written) = taking.poll() else {
+            return;
+        };
+        let index = taking.meta().index;
+        self.taking = None;
+        let newer = index > self.node.snapshot_index();
+        let placed = written.and_then(|(sealed, digest)| match newer {
+            true => store.finish_take(sealed).map(|placed| placed.then_some(digest)),
+            false => sealed.discard().map(|()| None),
+        });
+        match placed {
+            Ok(Some(digest)) => self.took(now, index, digest),
+            Ok(None) => {}
+            Err(_) => self.take_failed(now),
+        }
+    }
+
+    fn took(&mut self, now: Instant, index: LogIndex, digest: raft_core::SnapshotDigest) {
+        self.snapshots.count += 1;
+        self.snapshots.bytes += digest.len;
+        self.retry_snapshot = None;
+        let _ = self.node.compact_stored(now, index, digest);
+    }
+
+    fn take_failed(&mut self, now: Instant) {
+        self.snapshots.failed += 1;
+        let wait = self.retry_snapshot.map_or(SNAPSHOT_RETRY_FIRST, |(_, w)| (w + w).min(SNAPSHOT_RETRY_MAX));
+        self.retry_snapshot = Some((now + wait, wait));
     }
 
     /// Proposals below `index` that were never seen applied (a snapshot

@@ -7,13 +7,13 @@ use raft_core::{Config, Instant, LogIndex, NodeId, PersistToken, Role};
 use raft_host::driver::Outcome;
 use raft_host::storage::fs::{Fs, RealFs};
 use raft_host::{
-    DiskLog, DiskLogOptions, DiskThread, Driver, KvCommand, KvOp, KvOutput, KvStore, NodeMeta, StateMachine,
-    kv::encode_command,
+    DiskLog, DiskLogOptions, DiskThread, Driver, KvCommand, KvOp, KvOutput, KvStore, NodeMeta, SnapshotWriter,
+    StateMachine, kv::encode_command,
 };
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::Duration as StdDuration;
 
 struct Member {
@@ -210,13 +210,17 @@ fn a_stored_snapshot_that_failed_is_taken_on_a_later_try() {
     // One step: drain, write, wait for the disk.
     let step = |driver: &mut Driver<Flaky>, now: Instant| {
         let actions = driver.drain(now).unwrap();
-        let writes = actions.writes.len();
+        // The disk thread reports the last write of each sync only.
+        let last = actions.writes.last().map(|w| w.token);
         for w in actions.writes {
             assert!(disk.submit(w));
         }
-        for _ in 0..writes {
+        while let Some(last) = last {
             let t = durable.recv_timeout(StdDuration::from_secs(10)).unwrap();
             driver.handle_persisted(now, t);
+            if t == last {
+                break;
+            }
         }
     };
     now = driver.poll_timeout().unwrap();
@@ -251,4 +255,134 @@ fn a_stored_snapshot_that_failed_is_taken_on_a_later_try() {
     assert_eq!(taken.count, 1, "{taken:?}");
     assert!(driver.node().snapshot_index() >= LogIndex(5), "the log was compacted");
     drop(disk);
+}
+
+/// Counts its commands; copies itself for snapshots, and the copy writes
+/// only once `gate` opens.
+struct Gated {
+    sum: Flaky,
+    gate: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl StateMachine for Gated {
+    type Command = u64;
+    type Output = u64;
+
+    fn apply(&mut self, index: LogIndex, command: u64) -> u64 {
+        self.sum.apply(index, command)
+    }
+
+    fn skip(&mut self, index: LogIndex) {
+        self.sum.skip(index);
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        self.sum.snapshot()
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), DecodeError> {
+        self.sum.restore(snapshot)
+    }
+
+    fn snapshot_writer(&self) -> Option<SnapshotWriter> {
+        let (bytes, gate) = (self.sum.snapshot(), self.gate.clone());
+        Some(Box::new(move |out| {
+            let (open, opened) = &*gate;
+            let mut o = open.lock().unwrap();
+            while !*o {
+                o = opened.wait(o).unwrap();
+            }
+            out.write_all(&bytes)
+        }))
+    }
+
+    fn last_applied(&self) -> LogIndex {
+        self.sum.last_applied()
+    }
+}
+
+/// A state machine that can copy itself is snapshotted on a thread of its
+/// own: the node goes on applying while the snapshot is written, and the
+/// log is compacted to the copy's index once the file is in place, from
+/// which a restart recovers.
+#[test]
+fn a_snapshot_is_written_on_its_own_thread_while_the_node_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = |dir: &Path| {
+        let options = DiskLogOptions::default().stored_snapshots(true);
+        DiskLog::open_with(dir, NodeMeta::new(NodeId(1), 99), options).unwrap()
+    };
+    let (log, recovered) = open(dir.path());
+    let mut config = Config::new(NodeId(1), [NodeId(1)]);
+    config.snapshot_after_entries = Some(5);
+    let gate = Arc::new((Mutex::new(false), Condvar::new()));
+    let sum = Flaky { total: 0, last: LogIndex(0), broken: Arc::new(AtomicBool::new(false)) };
+    let sm = Gated { sum, gate: gate.clone() };
+    let fs: Arc<dyn Fs> = Arc::new(RealFs);
+    let now = Instant::from_micros(1_000_000);
+    let mut driver =
+        Driver::with_stored_snapshots(config.clone(), recovered.into_restored(), sm, now, fs, dir.path()).unwrap();
+    let (tx, durable) = mpsc::channel();
+    let disk = DiskThread::spawn(log, move |r| {
+        let _ = tx.send(r.expect("disk write failed"));
+    })
+    .unwrap();
+    let step = |driver: &mut Driver<Gated>, now: Instant| {
+        let actions = driver.drain(now).unwrap();
+        // The disk thread reports the last write of each sync only.
+        let last = actions.writes.last().map(|w| w.token);
+        for w in actions.writes {
+            assert!(disk.submit(w));
+        }
+        while let Some(last) = last {
+            let t = durable.recv_timeout(StdDuration::from_secs(10)).unwrap();
+            driver.handle_persisted(now, t);
+            if t == last {
+                break;
+            }
+        }
+    };
+    let now = driver.poll_timeout().unwrap();
+    driver.handle_timeout(now);
+    for _ in 0..5 {
+        step(&mut driver, now);
+    }
+    assert_eq!(driver.node().role(), Role::Leader);
+    for i in 0..20u64 {
+        driver.propose(now, raft_core::codec::encode_value(&1u64).unwrap(), i).unwrap();
+        step(&mut driver, now);
+    }
+    step(&mut driver, now);
+    // The snapshot was asked for after 5 entries; its writer waits at the
+    // gate, and meanwhile the node applied everything.
+    let applied = driver.node().last_applied();
+    assert!(applied >= LogIndex(20), "the node stopped while the snapshot was written: applied {applied:?}");
+    assert_eq!(driver.node().snapshot_index(), LogIndex(0), "compacted before the snapshot was written");
+    assert_eq!(driver.snapshots_taken().count, 0);
+
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(10);
+    while driver.node().snapshot_index() == LogIndex(0) {
+        assert!(std::time::Instant::now() < deadline, "the snapshot never went in place");
+        std::thread::sleep(StdDuration::from_millis(2));
+        step(&mut driver, now);
+    }
+    let index = driver.node().snapshot_index();
+    assert!(index >= LogIndex(5) && index < applied, "compacted to {index:?}, the copy's index, not {applied:?}");
+    assert_eq!(driver.snapshots_taken().count, 1);
+    drop(driver);
+    drop(disk);
+
+    // A restart recovers the snapshot and replays the rest.
+    let (_log, recovered) = open(dir.path());
+    let restored = recovered.into_restored();
+    assert_eq!(restored.snapshot.as_ref().map(|s| s.meta.index), Some(index));
+    let sum = Flaky { total: 0, last: LogIndex(0), broken: Arc::new(AtomicBool::new(false)) };
+    let sm = Gated { sum, gate };
+    let fs: Arc<dyn Fs> = Arc::new(RealFs);
+    let mut again = Driver::with_stored_snapshots(config, restored, sm, now, fs, dir.path()).unwrap();
+    let actions = again.drain(now).unwrap();
+    assert!(actions.completed.is_empty());
+    assert_eq!(again.state_machine().sum.last_applied(), index, "restored from the snapshot file");
 }

@@ -184,7 +184,7 @@ mod tests;
 pub use error::StorageError;
 pub use meta::NodeMeta;
 pub use repair::{Damage, Repaired};
-pub use snapshot_file::{CHUNK as SNAPSHOT_CHUNK, SnapshotFile, SnapshotFileWriter};
+pub use snapshot_file::{CHUNK as SNAPSHOT_CHUNK, SealedSnapshotFile, SnapshotFile, SnapshotFileWriter};
 
 use fs::{Fs, LockGuard, RealFs};
 use record::Change;

@@ -203,7 +203,15 @@ impl SnapshotFileWriter {
 
     /// Writes the header, makes the file durable and renames it into place
     /// (then makes the rename durable): the directory's snapshot is now this one.
-    pub fn finish(mut self) -> Result<(), StorageError> {
+    pub fn finish(self) -> Result<(), StorageError> {
+        self.seal()?.put_in_place()
+    }
+
+    /// Writes the header and makes the file durable, still under its
+    /// temporary name: [`SealedSnapshotFile::put_in_place`] makes it the
+    /// directory's snapshot, or [`SealedSnapshotFile::discard`] removes it.
+    /// (The slow part of [`finish`](Self::finish), for a thread of its own.)
+    pub fn seal(mut self) -> Result<SealedSnapshotFile, StorageError> {
         self.flush_buf()?;
         let mut h = [0u8; HEADER];
         h[..8].copy_from_slice(SNAPSHOT_MAGIC);
@@ -217,9 +225,7 @@ impl SnapshotFileWriter {
         h[36..].copy_from_slice(&crc.finalize().to_le_bytes());
         self.file.write_at(0, &h).map_err(StorageError::io("write", &self.tmp))?;
         self.file.sync_all().map_err(StorageError::io("fsync", &self.tmp))?;
-        let target = path(&self.dir);
-        self.fs.rename(&self.tmp, &target).map_err(StorageError::io("rename into place", &target))?;
-        files::sync_dir(&*self.fs, &self.dir)
+        Ok(SealedSnapshotFile { fs: self.fs, dir: self.dir, tmp: self.tmp, meta: self.meta })
     }
 
     fn flush_buf(&mut self) -> Result<(), StorageError> {
@@ -250,6 +256,36 @@ impl io::Write for SnapshotFileWriter {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// A complete, durable snapshot file under its temporary name (see
+/// [`SnapshotFileWriter::seal`]).
+#[derive(Debug)]
+pub struct SealedSnapshotFile {
+    fs: Arc<dyn Fs>,
+    dir: PathBuf,
+    tmp: PathBuf,
+    meta: SnapshotMeta,
+}
+
+impl SealedSnapshotFile {
+    /// The snapshot it holds.
+    pub fn meta(&self) -> SnapshotMeta {
+        self.meta
+    }
+
+    /// Renames it over the directory's snapshot file and makes the rename
+    /// durable: the directory's snapshot is now this one.
+    pub fn put_in_place(self) -> Result<(), StorageError> {
+        let target = path(&self.dir);
+        self.fs.rename(&self.tmp, &target).map_err(StorageError::io("rename into place", &target))?;
+        files::sync_dir(&*self.fs, &self.dir)
+    }
+
+    /// Removes it (a newer snapshot is in place already).
+    pub fn discard(self) -> Result<(), StorageError> {
+        self.fs.remove_file(&self.tmp).map_err(StorageError::io("remove", &self.tmp))
     }
 }
 
