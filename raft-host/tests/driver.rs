@@ -186,6 +186,65 @@ impl StateMachine for Flaky {
     }
 }
 
+/// One voter with stored snapshots on `dir`, and its disk thread.
+struct Solo<S: StateMachine> {
+    driver: Driver<S>,
+    disk: DiskThread,
+    durable: mpsc::Receiver<PersistToken>,
+    now: Instant,
+}
+
+impl<S: StateMachine> Solo<S> {
+    /// Starts from what `dir` holds, snapshotting every 5 entries.
+    fn start(dir: &Path, sm: S) -> Solo<S> {
+        let options = DiskLogOptions::default().stored_snapshots(true);
+        let (log, recovered) = DiskLog::open_with(dir, NodeMeta::new(NodeId(1), 99), options).unwrap();
+        let mut config = Config::new(NodeId(1), [NodeId(1)]);
+        config.snapshot_after_entries = Some(5);
+        let fs: Arc<dyn Fs> = Arc::new(RealFs);
+        let now = Instant::from_micros(1_000_000);
+        let driver = Driver::with_stored_snapshots(config, recovered.into_restored(), sm, now, fs, dir).unwrap();
+        let (tx, durable) = mpsc::channel();
+        let disk = DiskThread::spawn(log, move |r| {
+            let _ = tx.send(r.expect("disk write failed"));
+        })
+        .unwrap();
+        Solo { driver, disk, durable, now }
+    }
+
+    /// Drains, writes, and waits for the disk.
+    fn step(&mut self) {
+        let actions = self.driver.drain(self.now).unwrap();
+        // The disk thread reports the last write of each sync only.
+        let last = actions.writes.last().map(|w| w.token);
+        for w in actions.writes {
+            assert!(self.disk.submit(w));
+        }
+        while let Some(last) = last {
+            let t = self.durable.recv_timeout(StdDuration::from_secs(10)).unwrap();
+            self.driver.handle_persisted(self.now, t);
+            if t == last {
+                break;
+            }
+        }
+    }
+
+    /// Elects itself, then commits and applies `n` commands.
+    fn lead_and_apply(&mut self, n: u64) {
+        self.now = self.driver.poll_timeout().unwrap();
+        self.driver.handle_timeout(self.now);
+        for _ in 0..5 {
+            self.step();
+        }
+        assert_eq!(self.driver.node().role(), Role::Leader, "a single voter elects itself");
+        for i in 0..n {
+            self.driver.propose(self.now, raft_core::codec::encode_value(&1u64).unwrap(), i).unwrap();
+            self.step();
+        }
+        self.step();
+    }
+}
+
 /// A stored snapshot that cannot be written (a full disk) is tried again
 /// later, with a doubling wait, until it is taken: the core asks only once
 /// per trigger of its policy, so a single failure used to stop snapshots
@@ -193,68 +252,29 @@ impl StateMachine for Flaky {
 #[test]
 fn a_stored_snapshot_that_failed_is_taken_on_a_later_try() {
     let dir = tempfile::tempdir().unwrap();
-    let options = DiskLogOptions::default().stored_snapshots(true);
-    let (log, recovered) = DiskLog::open_with(dir.path(), NodeMeta::new(NodeId(1), 99), options).unwrap();
-    let mut config = Config::new(NodeId(1), [NodeId(1)]);
-    config.snapshot_after_entries = Some(5);
     let broken = Arc::new(AtomicBool::new(true));
-    let sm = Flaky { total: 0, last: LogIndex(0), broken: broken.clone() };
-    let fs: Arc<dyn Fs> = Arc::new(RealFs);
-    let mut now = Instant::from_micros(1_000_000);
-    let mut driver = Driver::with_stored_snapshots(config, recovered.into_restored(), sm, now, fs, dir.path()).unwrap();
-    let (tx, durable) = mpsc::channel();
-    let disk = DiskThread::spawn(log, move |r| {
-        let _ = tx.send(r.expect("disk write failed"));
-    })
-    .unwrap();
-    // One step: drain, write, wait for the disk.
-    let step = |driver: &mut Driver<Flaky>, now: Instant| {
-        let actions = driver.drain(now).unwrap();
-        // The disk thread reports the last write of each sync only.
-        let last = actions.writes.last().map(|w| w.token);
-        for w in actions.writes {
-            assert!(disk.submit(w));
-        }
-        while let Some(last) = last {
-            let t = durable.recv_timeout(StdDuration::from_secs(10)).unwrap();
-            driver.handle_persisted(now, t);
-            if t == last {
-                break;
-            }
-        }
-    };
-    now = driver.poll_timeout().unwrap();
-    driver.handle_timeout(now);
-    for _ in 0..5 {
-        step(&mut driver, now);
-    }
-    assert_eq!(driver.node().role(), Role::Leader, "a single voter elects itself");
-    for i in 0..10u64 {
-        driver.propose(now, raft_core::codec::encode_value(&1u64).unwrap(), i).unwrap();
-        step(&mut driver, now);
-    }
-    step(&mut driver, now);
-    let taken = driver.snapshots_taken();
+    let mut solo = Solo::start(dir.path(), Flaky { total: 0, last: LogIndex(0), broken: broken.clone() });
+    solo.lead_and_apply(10);
+    let taken = solo.driver.snapshots_taken();
     assert!(taken.failed >= 1 && taken.count == 0, "{taken:?}");
-    assert_eq!(driver.node().snapshot_index(), LogIndex(0));
+    assert_eq!(solo.driver.node().snapshot_index(), LogIndex(0));
 
     // Still failing at the retry: the wait doubles.
-    now += raft_core::Duration::from_secs(1);
-    step(&mut driver, now);
-    let failed = driver.snapshots_taken().failed;
+    solo.now += raft_core::Duration::from_secs(1);
+    solo.step();
+    let failed = solo.driver.snapshots_taken().failed;
     assert!(failed > taken.failed, "tried again after a second");
-    now += raft_core::Duration::from_secs(1);
-    step(&mut driver, now);
-    assert_eq!(driver.snapshots_taken().failed, failed, "the next try waits two seconds");
+    solo.now += raft_core::Duration::from_secs(1);
+    solo.step();
+    assert_eq!(solo.driver.snapshots_taken().failed, failed, "the next try waits two seconds");
 
     // The disk has room again: the next try takes it.
     broken.store(false, Ordering::Relaxed);
-    now += raft_core::Duration::from_secs(1);
-    step(&mut driver, now);
-    let taken = driver.snapshots_taken();
+    solo.now += raft_core::Duration::from_secs(1);
+    solo.step();
+    let taken = solo.driver.snapshots_taken();
     assert_eq!(taken.count, 1, "{taken:?}");
-    assert!(driver.node().snapshot_index() >= LogIndex(5), "the log was compacted");
-    drop(disk);
+    assert!(solo.driver.node().snapshot_index() >= LogIndex(5), "the log was compacted");
 }
 
 /// Counts its commands; copies itself for snapshots, and the copy writes
@@ -308,81 +328,33 @@ impl StateMachine for Gated {
 #[test]
 fn a_snapshot_is_written_on_its_own_thread_while_the_node_goes_on() {
     let dir = tempfile::tempdir().unwrap();
-    let open = |dir: &Path| {
-        let options = DiskLogOptions::default().stored_snapshots(true);
-        DiskLog::open_with(dir, NodeMeta::new(NodeId(1), 99), options).unwrap()
-    };
-    let (log, recovered) = open(dir.path());
-    let mut config = Config::new(NodeId(1), [NodeId(1)]);
-    config.snapshot_after_entries = Some(5);
     let gate = Arc::new((Mutex::new(false), Condvar::new()));
-    let sum = Flaky { total: 0, last: LogIndex(0), broken: Arc::new(AtomicBool::new(false)) };
-    let sm = Gated { sum, gate: gate.clone() };
-    let fs: Arc<dyn Fs> = Arc::new(RealFs);
-    let now = Instant::from_micros(1_000_000);
-    let mut driver =
-        Driver::with_stored_snapshots(config.clone(), recovered.into_restored(), sm, now, fs, dir.path()).unwrap();
-    let (tx, durable) = mpsc::channel();
-    let disk = DiskThread::spawn(log, move |r| {
-        let _ = tx.send(r.expect("disk write failed"));
-    })
-    .unwrap();
-    let step = |driver: &mut Driver<Gated>, now: Instant| {
-        let actions = driver.drain(now).unwrap();
-        // The disk thread reports the last write of each sync only.
-        let last = actions.writes.last().map(|w| w.token);
-        for w in actions.writes {
-            assert!(disk.submit(w));
-        }
-        while let Some(last) = last {
-            let t = durable.recv_timeout(StdDuration::from_secs(10)).unwrap();
-            driver.handle_persisted(now, t);
-            if t == last {
-                break;
-            }
-        }
-    };
-    let now = driver.poll_timeout().unwrap();
-    driver.handle_timeout(now);
-    for _ in 0..5 {
-        step(&mut driver, now);
-    }
-    assert_eq!(driver.node().role(), Role::Leader);
-    for i in 0..20u64 {
-        driver.propose(now, raft_core::codec::encode_value(&1u64).unwrap(), i).unwrap();
-        step(&mut driver, now);
-    }
-    step(&mut driver, now);
+    let gated = |gate| Gated { sum: Flaky { total: 0, last: LogIndex(0), broken: Arc::default() }, gate };
+    let mut solo = Solo::start(dir.path(), gated(gate.clone()));
+    solo.lead_and_apply(20);
     // The snapshot was asked for after 5 entries; its writer waits at the
     // gate, and meanwhile the node applied everything.
-    let applied = driver.node().last_applied();
+    let applied = solo.driver.node().last_applied();
     assert!(applied >= LogIndex(20), "the node stopped while the snapshot was written: applied {applied:?}");
-    assert_eq!(driver.node().snapshot_index(), LogIndex(0), "compacted before the snapshot was written");
-    assert_eq!(driver.snapshots_taken().count, 0);
+    assert_eq!(solo.driver.node().snapshot_index(), LogIndex(0), "compacted before the snapshot was written");
+    assert_eq!(solo.driver.snapshots_taken().count, 0);
 
     *gate.0.lock().unwrap() = true;
     gate.1.notify_all();
     let deadline = std::time::Instant::now() + StdDuration::from_secs(10);
-    while driver.node().snapshot_index() == LogIndex(0) {
+    while solo.driver.node().snapshot_index() == LogIndex(0) {
         assert!(std::time::Instant::now() < deadline, "the snapshot never went in place");
         std::thread::sleep(StdDuration::from_millis(2));
-        step(&mut driver, now);
+        solo.step();
     }
-    let index = driver.node().snapshot_index();
+    let index = solo.driver.node().snapshot_index();
     assert!(index >= LogIndex(5) && index < applied, "compacted to {index:?}, the copy's index, not {applied:?}");
-    assert_eq!(driver.snapshots_taken().count, 1);
-    drop(driver);
-    drop(disk);
+    assert_eq!(solo.driver.snapshots_taken().count, 1);
+    drop(solo);
 
     // A restart recovers the snapshot and replays the rest.
-    let (_log, recovered) = open(dir.path());
-    let restored = recovered.into_restored();
-    assert_eq!(restored.snapshot.as_ref().map(|s| s.meta.index), Some(index));
-    let sum = Flaky { total: 0, last: LogIndex(0), broken: Arc::new(AtomicBool::new(false)) };
-    let sm = Gated { sum, gate };
-    let fs: Arc<dyn Fs> = Arc::new(RealFs);
-    let mut again = Driver::with_stored_snapshots(config, restored, sm, now, fs, dir.path()).unwrap();
-    let actions = again.drain(now).unwrap();
-    assert!(actions.completed.is_empty());
-    assert_eq!(again.state_machine().sum.last_applied(), index, "restored from the snapshot file");
+    let mut again = Solo::start(dir.path(), gated(gate));
+    assert_eq!(again.driver.node().snapshot_index(), index);
+    again.step();
+    assert_eq!(again.driver.state_machine().sum.last_applied(), index, "restored from the snapshot file");
 }
