@@ -62,16 +62,16 @@ fn history() -> (Vec<Write>, Recovered) {
     w.entries = (5..=7).map(|i| entry(2, i)).collect();
     writes.push(w);
     let mut w = Write::default();
-    w.snapshot = Some(Snapshot {
+    w.snapshot = Some(Box::new(Snapshot {
         meta: SnapshotMeta { index: LogIndex(3), term: Term(1) },
         data: Bytes::from("state at 3"),
         ..Snapshot::default()
-    });
+    }));
     w.entries = (8..=9).map(|i| entry(2, i)).collect();
     writes.push(w);
     let mut expected = Recovered::default();
     expected.hard_state = hard_state(2, 2);
-    expected.snapshot = writes[2].snapshot.clone();
+    expected.snapshot = writes[2].snapshot.as_deref().cloned();
     expected.entries = (4..=4).map(|i| entry(1, i)).chain((5..=9).map(|i| entry(2, i))).collect();
     (writes, expected)
 }

@@ -170,6 +170,27 @@ mod tests {
     }
 
     #[test]
+    fn input_of_exactly_max_decode_bytes_is_decoded_and_one_byte_more_is_too_large() {
+        // Zeros start with a small message, so the rest is trailing bytes.
+        let zero = Message {
+            term: Term(0),
+            body: Body::RequestVote(RequestVote {
+                last_log_index: LogIndex(0),
+                last_log_term: Term(0),
+                pre_vote: false,
+                transfer: false,
+            }),
+        };
+        let used = encode_message(&zero).len();
+        let mut bytes = vec![0u8; MAX_DECODE_BYTES];
+        assert_eq!(decode_message(&bytes[..used]), Ok(zero));
+        let extra = MAX_DECODE_BYTES - used;
+        assert_eq!(decode_message(&bytes), Err(DecodeError::TrailingBytes { extra }));
+        bytes.push(0);
+        assert_eq!(decode_message(&bytes), Err(DecodeError::TooLarge { len: MAX_DECODE_BYTES + 1 }));
+    }
+
+    #[test]
     fn huge_length_prefix_does_not_allocate_or_panic() {
         // AppendEntries whose entry vector claims u64::MAX elements, then a
         // command whose byte length claims ~2^63.

@@ -368,6 +368,33 @@ mod tests {
     }
 
     #[test]
+    fn each_bound_admits_the_value_at_its_edge() {
+        let ok = Config::new(NodeId(1), ids(&[1, 2, 3]));
+        let us = Duration::from_micros(1);
+        let valid = |f: &dyn Fn(&mut Config)| {
+            let mut c = ok.clone();
+            f(&mut c);
+            assert_eq!(c.validate(), Ok(()), "{c:?}");
+        };
+        valid(&|c| c.election_timeout_max = c.election_timeout_min + us);
+        valid(&|c| c.heartbeat_interval = c.election_timeout_min - us);
+        valid(&|c| c.max_message_bytes = c.max_entry_bytes + ENTRY_OVERHEAD_BYTES + APPEND_OVERHEAD_BYTES);
+        valid(&|c| c.max_inflight_bytes = c.max_message_bytes);
+        valid(&|c| c.read_mode = ReadMode::Lease { max_clock_drift: c.election_timeout_min - us });
+        valid(&|c| (c.snapshot_after_entries, c.snapshot_after_log_bytes) = (Some(1), Some(1)));
+        valid(&|c| (c.snapshot_after_entries, c.snapshot_after_log_bytes) = (None, None));
+        // A joining node lists no members, itself included.
+        valid(&|c| c.members.clear());
+        // One byte less than a maximal entry needs, and a zero byte threshold, are refused.
+        let mut c = ok.clone();
+        c.max_message_bytes = c.max_entry_bytes + ENTRY_OVERHEAD_BYTES + APPEND_OVERHEAD_BYTES - 1;
+        assert!(matches!(c.validate(), Err(ConfigError::MessageTooSmallForEntry { .. })));
+        let mut c = ok.clone();
+        c.snapshot_after_log_bytes = Some(0);
+        assert_eq!(c.validate(), Err(ConfigError::ZeroSnapshotThreshold));
+    }
+
+    #[test]
     fn single_node_cluster_is_valid() {
         assert_eq!(Config::new(NodeId(7), ids(&[7])).validate(), Ok(()));
     }

@@ -213,6 +213,18 @@ mod tests {
     }
 
     #[test]
+    fn a_conflict_hint_stops_at_the_first_entry_held_after_a_compaction() {
+        // The compacted entry at the base has the same term, but the hint
+        // names the first entry this log holds: a leader compacted as far
+        // resends from there (it knows the base's term) instead of a snapshot.
+        let mut l = log_of_terms(&[1, 1, 1, 2]);
+        l.compact_to(LogIndex(2), Term(1));
+        assert_eq!(l.first_index_of_term_at(LogIndex(3)), LogIndex(3));
+        assert_eq!(l.first_index_of_term_at(LogIndex(4)), LogIndex(4));
+        assert_eq!(l.first_index_of_term_at(LogIndex(2)), LogIndex(2));
+    }
+
+    #[test]
     fn up_to_date_rule_compares_term_then_length() {
         // §5.4.1: later last term wins; equal terms, longer log wins.
         let l = log_of_terms(&[1, 2, 2]);

@@ -67,7 +67,9 @@ impl Membership {
         all.into_iter().collect()
     }
 
-    /// An upper bound on the encoded size.
+    /// An upper bound on the encoded size. Out of line, so that
+    /// `Entry::size_bound`, computed for every entry, stays small enough to inline.
+    #[inline(never)]
     pub(crate) fn size_bound(&self) -> usize {
         let ids = self.voters.len() + self.outgoing.len() + self.learners.len();
         let addrs: usize = self.addrs.values().map(|a| a.len() + 20).sum();

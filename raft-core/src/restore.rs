@@ -153,3 +153,37 @@ impl From<RestoreError> for NewNodeError {
         NewNodeError::Restore(e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{Bytes, Payload, SnapshotMeta, Term};
+    use alloc::vec;
+
+    #[test]
+    fn each_builder_sets_its_field_and_keeps_the_others() {
+        let hs = HardState { term: Term(3), voted_for: None, catching_up: false };
+        let entries = vec![
+            Entry { term: Term(2), index: LogIndex(6), payload: Payload::Noop },
+            Entry { term: Term(3), index: LogIndex(7), payload: Payload::Noop },
+        ];
+        let meta = SnapshotMeta { index: LogIndex(5), term: Term(2) };
+        let snapshot = Snapshot { meta, membership: Default::default(), data: Bytes::from("state") };
+        let r = Restored::new(hs, entries.clone()).with_last_applied(LogIndex(6));
+        assert_eq!((r.hard_state, &r.entries, r.last_applied), (hs, &entries, LogIndex(6)));
+        let r = r.with_snapshot(snapshot.clone());
+        assert_eq!((r.snapshot.as_ref(), r.snapshot_digest), (Some(&snapshot), None));
+        assert_eq!((r.hard_state, &r.entries, r.last_applied), (hs, &entries, LogIndex(6)));
+        assert_eq!(r.validate(), Ok(()));
+        // A stored snapshot: the host keeps the bytes, the core only its digest.
+        let digest = SnapshotDigest { len: 5, checksum: 7 };
+        let r = r.with_stored_snapshot(snapshot, digest);
+        let kept = r.snapshot.as_ref().unwrap();
+        assert_eq!((kept.meta, kept.data.len(), r.snapshot_digest), (meta, 0, Some(digest)));
+        assert_eq!((r.hard_state, &r.entries, r.last_applied), (hs, &entries, LogIndex(6)));
+        assert_eq!(
+            r.with_last_applied(LogIndex(8)).validate(),
+            Err(RestoreError::AppliedBeyondLog { last_applied: LogIndex(8), last_index: LogIndex(7) })
+        );
+    }
+}

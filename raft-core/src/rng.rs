@@ -59,7 +59,10 @@ impl SplitMix64 {
         if hi <= lo {
             return lo;
         }
-        lo + self.below(hi - lo + 1)
+        match (hi - lo).checked_add(1) {
+            Some(n) => lo + self.below(n),
+            None => self.next_u64(), // [0, u64::MAX]: every value
+        }
     }
 
     /// True with probability `p`. Draws no number when `p <= 0` or `p >= 1`,
@@ -130,6 +133,104 @@ mod tests {
         assert_eq!(SplitMix64::new(1).below(0), 0);
         assert!(!SplitMix64::new(1).chance(0.0));
         assert!(SplitMix64::new(1).chance(1.0));
+    }
+
+    #[test]
+    fn below_range_and_between_reach_every_value_of_their_range_and_no_other() {
+        let mut r = SplitMix64::new(11);
+        let (mut below, mut range, mut between) = ([0u32; 5], [0u32; 5], [0u32; 5]);
+        for _ in 0..5_000 {
+            below[r.below(4) as usize] += 1;
+            range[(r.range(10, 14) - 10) as usize] += 1;
+            between[(r.between(10, 14) - 10) as usize] += 1;
+        }
+        // [0, 4), [10, 14) and [10, 14]: each value about equally often.
+        for counts in [&below[..4], &range[..4]] {
+            assert!(counts.iter().all(|&c| (1_000..1_500).contains(&c)), "{counts:?}");
+        }
+        assert_eq!((below[4], range[4]), (0, 0), "the upper bound of a half-open range was drawn");
+        assert!(between.iter().all(|&c| (800..1_200).contains(&c)), "{between:?}");
+        // An empty or inverted inclusive range is its lower bound.
+        assert_eq!(r.between(7, 7), 7);
+        assert_eq!(r.between(9, 3), 9);
+    }
+
+    #[test]
+    fn between_covers_the_whole_u64_range() {
+        // `hi - lo + 1` overflows here: it once panicked (debug) or always
+        // returned `lo` (release).
+        let mut r = SplitMix64::new(13);
+        let draws: [u64; 64] = core::array::from_fn(|_| r.between(0, u64::MAX));
+        assert!(draws.iter().any(|&x| x > u64::MAX / 2), "{draws:?}");
+        assert!(draws.iter().any(|&x| x < u64::MAX / 2), "{draws:?}");
+        assert_eq!(SplitMix64::new(13).between(0, u64::MAX), SplitMix64::new(13).next_u64());
+        assert!(SplitMix64::new(13).between(1, u64::MAX) >= 1);
+    }
+
+    #[test]
+    fn chance_comes_true_with_its_probability_and_draws_nothing_at_the_extremes() {
+        let mut r = SplitMix64::new(21);
+        let hits = (0..10_000).filter(|_| r.chance(0.25)).count();
+        assert!((2_300..2_700).contains(&hits), "chance(0.25) came true {hits} times in 10000");
+        let hits = (0..10_000).filter(|_| r.chance(0.75)).count();
+        assert!((7_300..7_700).contains(&hits), "chance(0.75) came true {hits} times in 10000");
+        // The draw is uniform in [0, 1) on a grid of 2^-53: chance(p) is true
+        // for a draw strictly below p, so a draw equal to p is false.
+        let step = 1.0 / (1u64 << 53) as f64;
+        for seed in 0..100 {
+            let x = (SplitMix64::new(seed).next_u64() >> 11) as f64 * step;
+            assert!(!SplitMix64::new(seed).chance(x), "seed {seed}: a draw of {x} is below {x}");
+            assert!(SplitMix64::new(seed).chance(x + step), "seed {seed}: a draw of {x} is not below {}", x + step);
+        }
+        for (p, expected) in [(0.0, false), (-1.0, false), (1.0, true), (2.0, true)] {
+            let mut drawn = SplitMix64::new(5);
+            assert_eq!(drawn.chance(p), expected, "chance({p})");
+            assert_eq!(drawn.next_u64(), SplitMix64::new(5).next_u64(), "chance({p}) drew a number");
+        }
+    }
+
+    #[test]
+    fn pick_chooses_every_element_and_nothing_from_an_empty_slice() {
+        let mut r = SplitMix64::new(8);
+        let items = ['a', 'b', 'c'];
+        let mut seen = [0u32; 3];
+        for _ in 0..3_000 {
+            let &c = r.pick(&items).unwrap();
+            seen[(c as u8 - b'a') as usize] += 1;
+        }
+        assert!(seen.iter().all(|&n| (850..1_150).contains(&n)), "{seen:?}");
+        assert_eq!(r.pick::<u8>(&[]), None);
+    }
+
+    #[test]
+    fn streams_of_one_seed_differ_and_a_stream_is_a_fixed_function_of_seed_and_stream() {
+        // Hosts and the simulator record only the seed: the derivation must
+        // neither collide nor change between runs.
+        let first: [u64; 4] = core::array::from_fn(|k| SplitMix64::stream(7, k as u64).next_u64());
+        for (i, a) in first.iter().enumerate() {
+            assert!(first[i + 1..].iter().all(|b| a != b), "streams of seed 7 collide: {first:?}");
+        }
+        assert_ne!(SplitMix64::stream(7, 0).next_u64(), SplitMix64::stream(8, 0).next_u64());
+        assert_ne!(SplitMix64::stream(0, 0).next_u64(), SplitMix64::new(0).next_u64());
+        // stream(seed, k) is new(mix64(seed ^ mix64(k + 0xA076_1D64_78BD_642F))):
+        // for seed 0 and stream 0 that is three applications of mix64.
+        let seed = mix64(mix64(0xA076_1D64_78BD_642F));
+        assert_eq!(SplitMix64::stream(0, 0).next_u64(), SplitMix64::new(seed).next_u64());
+        let seed = mix64(5 ^ mix64(3u64.wrapping_add(0xA076_1D64_78BD_642F)));
+        assert_eq!(SplitMix64::stream(5, 3).next_u64(), SplitMix64::new(seed).next_u64());
+    }
+
+    #[test]
+    fn shuffle_reaches_every_order() {
+        let mut r = SplitMix64::new(4);
+        let mut seen = alloc::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let mut v = [1, 2, 3];
+            r.shuffle(&mut v);
+            seen.insert(v);
+        }
+        // Including the orders that leave an element in place.
+        assert_eq!(seen.len(), 6, "{seen:?}");
     }
 
     #[test]

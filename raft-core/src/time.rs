@@ -156,6 +156,29 @@ mod tests {
     }
 
     #[test]
+    fn arithmetic_below_the_bounds_is_exact() {
+        let d = Duration::from_micros(2_500);
+        assert_eq!(d + Duration::from_micros(700), Duration::from_micros(3_200));
+        assert_eq!(d - Duration::from_micros(700), Duration::from_micros(1_800));
+        assert_eq!(d.saturating_mul(3), Duration::from_micros(7_500));
+        let t = Instant::from_micros(10_000);
+        assert_eq!(t + d, Instant::from_micros(12_500));
+        assert_eq!(t - d, Instant::from_micros(7_500));
+        let mut u = t;
+        u += d;
+        assert_eq!(u - t, d);
+        assert_eq!(t.saturating_since(u), Duration::ZERO);
+    }
+
+    #[test]
+    fn as_millis_rounds_down() {
+        assert_eq!(Duration::from_micros(2_999).as_millis(), 2);
+        assert_eq!(Duration::from_micros(3_000).as_millis(), 3);
+        assert_eq!(Duration::from_millis(110).as_millis(), 110);
+        assert_eq!(Duration::from_micros(999).as_millis(), 0);
+    }
+
+    #[test]
     fn conversions_round_trip() {
         let d = Duration::from_millis(110);
         let c: core::time::Duration = d.into();

@@ -175,6 +175,7 @@ pub const ENTRY_OVERHEAD_BYTES: usize = 32;
 
 impl Entry {
     /// An upper bound on this entry's encoded size, computed without encoding.
+    #[inline]
     pub fn size_bound(&self) -> usize {
         ENTRY_OVERHEAD_BYTES
             + match &self.payload {
@@ -228,10 +229,45 @@ pub struct Snapshot {
     /// What it covers.
     pub meta: SnapshotMeta,
     /// The configuration in effect at `meta.index` (empty: none recorded, as
-    /// in snapshots of nodes that never logged one; `Config::members` then applies).
-    pub membership: crate::Membership,
+    /// in snapshots of nodes that never logged one; `Config::members` then
+    /// applies). Boxed: inline, it would make every [`crate::Write`] and
+    /// [`crate::Output`] twice as large.
+    pub membership: alloc::boxed::Box<crate::Membership>,
     /// The state machine's serialized state.
     pub data: Bytes,
+}
+
+#[cfg(test)]
+mod bytes_tests {
+    use super::Bytes;
+    use serde::Deserialize;
+
+    #[test]
+    fn bytes_report_their_length_and_contents() {
+        let b = Bytes::from("abc");
+        assert_eq!((b.len(), b.is_empty(), b.as_slice()), (3, false, &b"abc"[..]));
+        assert!(Bytes::default().is_empty());
+        assert!(Bytes::from(alloc::vec::Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn bytes_decode_alike_from_a_borrowed_and_an_owned_buffer() {
+        // bincode's borrowing decoder hands the visitor a slice; its owning
+        // decoder (a host reading from a stream) hands it a `Vec`.
+        let config = bincode::config::standard();
+        let encoded = bincode::serde::encode_to_vec(Bytes::from("state"), config).unwrap();
+        let (borrowed, _): (Bytes, usize) = bincode::serde::borrow_decode_from_slice(&encoded, config).unwrap();
+        let reader = bincode::de::read::SliceReader::new(&encoded);
+        let owned: Bytes = bincode::serde::decode_from_reader(reader, config).unwrap();
+        assert_eq!((borrowed.as_slice(), owned.as_slice()), (&b"state"[..], &b"state"[..]));
+    }
+
+    #[test]
+    fn a_value_that_is_no_byte_string_is_refused_saying_what_was_expected() {
+        let d = serde::de::value::U32Deserializer::<serde::de::value::Error>::new(5);
+        let e = Bytes::deserialize(d).unwrap_err();
+        assert!(alloc::format!("{e}").contains("expected a byte string"), "{e}");
+    }
 }
 
 #[cfg(test)]

@@ -6,12 +6,13 @@
 //! and has already applied committed entries, restored snapshots, answered the
 //! snapshot policy, and resolved the proposals whose outcome is now known.
 
-use crate::snapshot_store::SnapshotStore;
+use crate::snapshot_store::{SnapshotStore, Taking};
 use crate::state_machine::StateMachine;
 use crate::storage::fs::Fs;
 use raft_core::{
-    Bytes, ChangeError, Config, Event, ForwardError, Instant, LogIndex, MembershipChange, Message, NewNodeError, Node,
-    NodeId, Outgoing, Output, Persist, PersistToken, ProposeError, ReadError, ReadId, Restored, Term, TransferError,
+    Bytes, ChangeError, Config, Duration, Event, ForwardError, Instant, LogIndex, MembershipChange, Message,
+    NewNodeError, Node, NodeId, Outgoing, Output, Persist, PersistToken, ProposeError, ReadError, ReadId, Restored,
+    Term, TransferError,
 };
 use std::collections::BTreeMap;
 use std::fmt;
@@ -110,7 +111,21 @@ pub struct Driver<S: StateMachine> {
     snapshots: SnapshotsTaken,
     /// Set with [`Driver::with_stored_snapshots`].
     store: Option<SnapshotStore>,
+    /// After a stored snapshot could not be taken: when to try again, and
+    /// the wait before that try. The core asks once per trigger of its
+    /// policy and not again until a snapshot compacts the log, so without
+    /// this one failed write (a full disk) would stop snapshots for good and
+    /// let the log grow without bound.
+    retry_snapshot: Option<(Instant, Duration)>,
+    /// A stored snapshot being written on a thread of its own.
+    taking: Option<Taking>,
 }
+
+/// The wait before trying a failed snapshot again; it doubles with every
+/// failure in a row, up to [`SNAPSHOT_RETRY_MAX`].
+pub const SNAPSHOT_RETRY_FIRST: Duration = Duration::from_secs(1);
+/// See [`SNAPSHOT_RETRY_FIRST`].
+pub const SNAPSHOT_RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// How many snapshots a [`Driver`] took of its state machine, and their bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -119,6 +134,9 @@ pub struct SnapshotsTaken {
     pub count: u64,
     /// Their serialized state, summed.
     pub bytes: u64,
+    /// Attempts to write a stored snapshot that failed (each is tried again
+    /// later: [`SNAPSHOT_RETRY_FIRST`]).
+    pub failed: u64,
 }
 
 impl<S: StateMachine> Driver<S> {
@@ -128,7 +146,8 @@ impl<S: StateMachine> Driver<S> {
     pub fn new(config: Config, restored: Restored, sm: S, now: Instant) -> Result<Driver<S>, NewNodeError> {
         let last_applied = sm.last_applied();
         let node = Node::new(config, restored.with_last_applied(last_applied), now)?;
-        Ok(Driver { node, sm, pending: BTreeMap::new(), snapshots: SnapshotsTaken::default(), store: None })
+        let snapshots = SnapshotsTaken::default();
+        Ok(Driver { node, sm, pending: BTreeMap::new(), snapshots, store: None, retry_snapshot: None, taking: None })
     }
 
     /// As [`new`](Self::new), for a node whose snapshots stay on disk and are
@@ -244,6 +263,10 @@ impl<S: StateMachine> Driver<S> {
     /// the snapshots the policy asks for, and returns the rest for the adapter.
     pub fn drain(&mut self, now: Instant) -> Result<Actions<S::Output>, RestoreFailed> {
         let mut actions = Actions::default();
+        self.finish_taking(now);
+        if self.retry_snapshot.is_some_and(|(at, _)| now >= at) {
+            self.take_stored(now);
+        }
         while let Some(output) = self.node.poll_output() {
             match output {
                 Output::Persist(p) => {
@@ -330,8 +353,16 @@ impl<S: StateMachine> Driver<S> {
     }
 
     /// Takes a snapshot into the snapshot file and hands its digest to the
-    /// core. A failure leaves the log uncompacted (the policy asks again).
+    /// core: on a thread of its own if the state machine can copy its state
+    /// ([`StateMachine::snapshot_writer`]; the core gets the digest in a
+    /// later [`drain`](Self::drain), once the file is in place), else here.
+    /// While one is being written no other starts. A failure leaves the log
+    /// uncompacted, counts in [`SnapshotsTaken::failed`], and is tried again
+    /// later (the first `drain` [`SNAPSHOT_RETRY_FIRST`] on, doubling).
     fn take_stored(&mut self, now: Instant) {
+        if self.taking.is_some() {
+            return;
+        }
         let index = self.sm.last_applied();
         let (Some(store), Some(term)) = (self.store.as_mut(), self.node.log_term(index)) else {
             return;
@@ -341,12 +372,56 @@ impl<S: StateMachine> Driver<S> {
         }
         let meta = raft_core::SnapshotMeta { index, term };
         let membership = self.node.membership_at(index);
-        if let Ok(digest) = store.take(&self.sm, meta, &membership) {
-            self.snapshots.count += 1;
-            self.snapshots.bytes += digest.len;
+        let taken = match self.sm.snapshot_writer() {
+            Some(writer) => store.start_take(writer, meta, &membership).map(|t| {
+                self.taking = Some(t);
+                None
+            }),
+            None => store.take(&self.sm, meta, &membership).map(Some),
+        };
+        match taken {
             // Checked above: applied, and newer than the current snapshot.
-            let _ = self.node.compact_stored(now, index, digest);
+            Ok(Some(digest)) => self.took(now, index, digest),
+            Ok(None) => {}
+            Err(_) => self.take_failed(now),
         }
+    }
+
+    /// Ends the snapshot being written on its own thread, if it is done: in
+    /// place and handed to the core if it is still newer than the node's
+    /// snapshot (one may have been received meanwhile), removed if not.
+    fn finish_taking(&mut self, now: Instant) {
+        let (Some(taking), Some(store)) = (self.taking.as_mut(), self.store.as_mut()) else {
+            return;
+        };
+        let Some(written) = taking.poll() else {
+            return;
+        };
+        let index = taking.meta().index;
+        self.taking = None;
+        let newer = index > self.node.snapshot_index();
+        let placed = written.and_then(|(sealed, digest)| match newer {
+            true => store.finish_take(sealed).map(|placed| placed.then_some(digest)),
+            false => sealed.discard().map(|()| None),
+        });
+        match placed {
+            Ok(Some(digest)) => self.took(now, index, digest),
+            Ok(None) => {}
+            Err(_) => self.take_failed(now),
+        }
+    }
+
+    fn took(&mut self, now: Instant, index: LogIndex, digest: raft_core::SnapshotDigest) {
+        self.snapshots.count += 1;
+        self.snapshots.bytes += digest.len;
+        self.retry_snapshot = None;
+        let _ = self.node.compact_stored(now, index, digest);
+    }
+
+    fn take_failed(&mut self, now: Instant) {
+        self.snapshots.failed += 1;
+        let wait = self.retry_snapshot.map_or(SNAPSHOT_RETRY_FIRST, |(_, w)| (w + w).min(SNAPSHOT_RETRY_MAX));
+        self.retry_snapshot = Some((now + wait, wait));
     }
 
     /// Proposals below `index` that were never seen applied (a snapshot

@@ -73,5 +73,5 @@ pub use disk_thread::DiskThread;
 pub use driver::{Actions, Completion, Driver, Outcome, SnapshotsTaken, Ticket};
 pub use engine::{Engine, Transport};
 pub use kv::{KvCommand, KvError, KvOp, KvOutput, KvStore, SessionLimits};
-pub use state_machine::{RestoreError, StateMachine};
+pub use state_machine::{RestoreError, SnapshotWriter, StateMachine};
 pub use storage::{DiskLog, DiskLogOptions, NodeMeta, Recovered, Repaired, StorageError, Watermark};

@@ -4,7 +4,11 @@
 //!
 //! * **Take.** The state machine streams its state straight into the snapshot
 //!   file ([`SnapshotFileWriter`]: temp file, fsync, rename), then the core
-//!   gets the data's length and CRC (`Node::compact_stored`).
+//!   gets the data's length and CRC (`Node::compact_stored`). A state
+//!   machine that can copy its state ([`StateMachine::snapshot_writer`])
+//!   is written on a thread of its own: the node goes on, and the file is
+//!   renamed into place on the node's thread when done, unless a newer
+//!   snapshot arrived meanwhile.
 //! * **Send.** Each `Output::SendSnapshotChunk` is filled with the bytes it
 //!   names, read from the stored snapshot file (kept open).
 //! * **Receive.** Each `Output::SaveSnapshotChunk` is appended to a partial
@@ -19,15 +23,63 @@
 //! file is the [`DiskLog`](crate::DiskLog)'s own `snapshot` file, so the log
 //! must be opened with
 //! [`DiskLogOptions::stored_snapshots`](crate::DiskLogOptions::stored_snapshots).
-//! File I/O happens on the caller's thread, inside `Driver::drain`.
+//! Other file I/O happens on the caller's thread, inside `Driver::drain`.
 
-use crate::state_machine::StateMachine;
+use crate::state_machine::{SnapshotWriter, StateMachine};
 use crate::storage::fs::Fs;
-use crate::storage::{SNAPSHOT_CHUNK, SnapshotFile, SnapshotFileWriter, StorageError};
+use crate::storage::{SNAPSHOT_CHUNK, SealedSnapshotFile, SnapshotFile, SnapshotFileWriter, StorageError};
 use raft_core::{Bytes, InstallSnapshot, Membership, Message, SnapshotDigest, SnapshotMeta};
 use std::io::BufReader;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+
+/// What a snapshot written on its own thread ends with.
+type Written = Result<(SealedSnapshotFile, SnapshotDigest), StorageError>;
+
+/// A snapshot being written on a thread of its own ([`SnapshotStore::start_take`]).
+/// Dropped, it waits for the thread and removes what it wrote.
+#[derive(Debug)]
+pub(crate) struct Taking {
+    meta: SnapshotMeta,
+    done: mpsc::Receiver<Written>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Taking {
+    /// The snapshot being written.
+    pub(crate) fn meta(&self) -> SnapshotMeta {
+        self.meta
+    }
+
+    /// The outcome, once the thread is done: the durable file under its
+    /// temporary name and the data's digest.
+    pub(crate) fn poll(&mut self) -> Option<Written> {
+        let result = match self.done.try_recv() {
+            Ok(r) => r,
+            Err(mpsc::TryRecvError::Empty) => return None,
+            Err(mpsc::TryRecvError::Disconnected) => Err(StorageError::InvalidWrite {
+                dir: PathBuf::new(),
+                reason: format!("the thread writing snapshot {:?} stopped without an outcome", self.meta),
+            }),
+        };
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        Some(result)
+    }
+}
+
+impl Drop for Taking {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+            if let Ok(Ok((sealed, _))) = self.done.try_recv() {
+                let _ = sealed.discard();
+            }
+        }
+    }
+}
 
 /// The snapshot files of one node's log directory.
 #[derive(Debug)]
@@ -62,6 +114,48 @@ impl SnapshotStore {
         w.finish()?;
         self.in_place = Some(meta);
         Ok(digest)
+    }
+
+    /// Starts writing the snapshot `meta` with `membership` on a thread of
+    /// its own: `writer` streams the state (copied when the snapshot was
+    /// asked for) into a temporary file, which is made durable there.
+    /// [`finish_take`](Self::finish_take) puts it in place once
+    /// [`Taking::poll`] has it.
+    pub(crate) fn start_take(
+        &mut self,
+        writer: SnapshotWriter,
+        meta: SnapshotMeta,
+        membership: &Membership,
+    ) -> Result<Taking, StorageError> {
+        let mut w = SnapshotFileWriter::create(self.fs.clone(), &self.dir, meta, membership)?;
+        let dir = self.dir.clone();
+        let (tx, done) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("raft-snapshot".into())
+            .spawn(move || {
+                let written = writer(&mut w).map_err(StorageError::io("write snapshot", &dir)).and_then(|()| {
+                    let digest = w.digest();
+                    Ok((w.seal()?, digest))
+                });
+                let _ = tx.send(written);
+            })
+            .map_err(StorageError::io("start the snapshot thread for", &self.dir))?;
+        Ok(Taking { meta, done, thread: Some(thread) })
+    }
+
+    /// Puts a snapshot written on its own thread in place (durably), unless
+    /// this store holds one at least as new (received while it was being
+    /// written): then it is removed. True if it is now the stored snapshot.
+    pub(crate) fn finish_take(&mut self, sealed: SealedSnapshotFile) -> Result<bool, StorageError> {
+        let meta = sealed.meta();
+        if self.in_place.is_some_and(|m| m.index >= meta.index) {
+            sealed.discard()?;
+            return Ok(false);
+        }
+        sealed.put_in_place()?;
+        self.in_place = Some(meta);
+        self.source = None;
+        Ok(true)
     }
 
     /// Fills a chunk the core asked for from the stored snapshot; false if
@@ -146,5 +240,90 @@ impl SnapshotStore {
 
     fn invalid(&self, reason: String) -> StorageError {
         StorageError::InvalidWrite { dir: self.dir.clone(), reason }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::fs::RealFs;
+    use raft_core::{LogIndex, NodeId, Term};
+    use std::io::Read;
+
+    fn meta(index: u64) -> SnapshotMeta {
+        SnapshotMeta { index: LogIndex(index), term: Term(2) }
+    }
+
+    fn stored(dir: &std::path::Path) -> (SnapshotMeta, Vec<u8>) {
+        let mut file = SnapshotFile::open(&RealFs, dir).unwrap().expect("a snapshot file");
+        let mut data = Vec::new();
+        file.data_reader().unwrap().read_to_end(&mut data).unwrap();
+        (file.meta(), data)
+    }
+
+    fn leftovers(dir: &std::path::Path) -> Vec<String> {
+        let names = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned());
+        names.filter(|n| n.ends_with(".tmp")).collect()
+    }
+
+    /// Waits for the thread's outcome.
+    fn written(t: &mut Taking) -> Written {
+        loop {
+            if let Some(w) = t.poll() {
+                return w;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn a_snapshot_written_on_its_own_thread_goes_in_place_unless_a_newer_one_arrived() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]);
+        let mut store = SnapshotStore::new(Arc::new(RealFs), dir.path().to_path_buf(), None);
+
+        // Written on its own thread, then put in place.
+        let (gate, opened) = mpsc::channel::<()>();
+        let writer: SnapshotWriter = Box::new(move |out| {
+            opened.recv().ok();
+            out.write_all(b"state at 10")
+        });
+        let mut t = store.start_take(writer, meta(10), &m).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(t.poll().is_none(), "done before its writer wrote");
+        gate.send(()).unwrap();
+        let (sealed, digest) = written(&mut t).unwrap();
+        assert_eq!(digest, SnapshotDigest { len: 11, checksum: crc32fast::hash(b"state at 10") });
+        assert!(store.finish_take(sealed).unwrap());
+        assert_eq!(stored(dir.path()), (meta(10), b"state at 10".to_vec()));
+
+        // A snapshot received while another is written wins if it is newer:
+        // the one written meanwhile is removed, not renamed over it.
+        let writer: SnapshotWriter = Box::new(|out| out.write_all(b"state at 20"));
+        let mut t = store.start_take(writer, meta(20), &m).unwrap();
+        let data = b"leader's state at 30";
+        let chunk = InstallSnapshot {
+            index: LogIndex(30),
+            snapshot_term: Term(2),
+            offset: 0,
+            total_len: data.len() as u64,
+            data: Bytes::from(data.to_vec()),
+            checksum: crc32fast::hash(data),
+            membership: m.clone().into(),
+            round: 0,
+        };
+        store.save_chunk(&chunk).unwrap();
+        store.install(meta(30), None).unwrap();
+        let (sealed, _) = written(&mut t).unwrap();
+        assert!(!store.finish_take(sealed).unwrap(), "an older snapshot replaced a newer one");
+        assert_eq!(stored(dir.path()), (meta(30), data.to_vec()));
+        assert_eq!(leftovers(dir.path()), Vec::<String>::new());
+
+        // Dropped before it is done (the node stops): it waits for the
+        // thread and leaves nothing behind.
+        let writer: SnapshotWriter = Box::new(|out| out.write_all(b"state at 40"));
+        drop(store.start_take(writer, meta(40), &m).unwrap());
+        assert_eq!(leftovers(dir.path()), Vec::<String>::new());
+        assert_eq!(stored(dir.path()).0, meta(30));
     }
 }

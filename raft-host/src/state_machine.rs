@@ -91,6 +91,17 @@ pub trait StateMachine {
         out.write_all(&self.snapshot())
     }
 
+    /// A copy of the state as it is now that writes the same bytes as
+    /// [`write_snapshot`](StateMachine::write_snapshot) later, on another
+    /// thread, while this state moves on: a host that keeps snapshots on
+    /// disk then stops the node only for the copy, not for the write and
+    /// its fsync. The provided version returns `None`: the snapshot is
+    /// written in place. Override it when a copy is much cheaper than the
+    /// write (as [`KvStore`](crate::KvStore) does: a clone in memory).
+    fn snapshot_writer(&self) -> Option<SnapshotWriter> {
+        None
+    }
+
     /// Replaces the whole state with the snapshot read from `input` to its
     /// end, the bytes [`write_snapshot`](StateMachine::write_snapshot) wrote.
     /// On error the state is unchanged. The provided version reads
@@ -105,6 +116,9 @@ pub trait StateMachine {
     /// The index of the last entry reflected in the state (0: none).
     fn last_applied(&self) -> LogIndex;
 }
+
+/// Writes a snapshot taken earlier (see [`StateMachine::snapshot_writer`]).
+pub type SnapshotWriter = Box<dyn FnOnce(&mut dyn io::Write) -> io::Result<()> + Send>;
 
 /// Why [`StateMachine::restore_from`] failed.
 #[derive(Debug)]

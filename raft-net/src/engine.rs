@@ -638,8 +638,7 @@ impl<S: StateMachine> Owner<S> {
                 self.reported_leader = false;
             }
         }
-        let taken = self.engine.snapshots_taken();
-        metrics.snapshots_taken(taken.count, taken.bytes);
+        metrics.snapshots_taken(self.engine.snapshots_taken());
     }
 
     /// A new configuration is in effect: every member it names becomes

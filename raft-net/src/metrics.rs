@@ -152,6 +152,7 @@ const OWN_NAMES: &[&str] = &[
     "datagrams_dropped",
     "snapshots_taken",
     "snapshot_taken_bytes",
+    "snapshot_failures",
     "snapshots_sent",
     "snapshot_sent_bytes",
 ];
@@ -187,6 +188,7 @@ pub(crate) struct Metrics {
     apply_latency: Histogram,
     datagrams_dropped: Family<KindLabel, Counter>,
     snapshots_taken: Counter,
+    snapshot_failures: Counter,
     snapshot_taken_bytes: Counter,
     snapshots_sent: Counter,
     snapshot_sent_bytes: Counter,
@@ -225,6 +227,7 @@ impl Metrics {
             apply_latency: Histogram::new(latency_buckets()),
             datagrams_dropped: Family::default(),
             snapshots_taken: Counter::default(),
+            snapshot_failures: Counter::default(),
             snapshot_taken_bytes: Counter::default(),
             snapshots_sent: Counter::default(),
             snapshot_sent_bytes: Counter::default(),
@@ -284,6 +287,11 @@ impl Metrics {
             m.datagrams_dropped.clone(),
         );
         registry.register("snapshots_taken", "Snapshots taken of the state machine", m.snapshots_taken.clone());
+        registry.register(
+            "snapshot_failures",
+            "Snapshots of the state machine that could not be written (each is tried again later)",
+            m.snapshot_failures.clone(),
+        );
         registry.register("snapshot_taken_bytes", "Bytes of the snapshots taken", m.snapshot_taken_bytes.clone());
         registry.register("snapshots_sent", "Snapshots this node started sending to a peer", m.snapshots_sent.clone());
         registry.register(
@@ -386,9 +394,10 @@ impl Metrics {
     }
 
     /// The totals of the snapshots the state machine gave so far.
-    pub(crate) fn snapshots_taken(&self, count: u64, bytes: u64) {
-        set_counter(&self.snapshots_taken, count);
-        set_counter(&self.snapshot_taken_bytes, bytes);
+    pub(crate) fn snapshots_taken(&self, taken: raft_host::SnapshotsTaken) {
+        set_counter(&self.snapshots_taken, taken.count);
+        set_counter(&self.snapshot_taken_bytes, taken.bytes);
+        set_counter(&self.snapshot_failures, taken.failed);
     }
 
     /// One snapshot chunk went to a peer (`first`: the chunk at offset 0).

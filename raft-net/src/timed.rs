@@ -57,6 +57,10 @@ impl<S: StateMachine> StateMachine for Timed<S> {
         self.inner.write_snapshot(out)
     }
 
+    fn snapshot_writer(&self) -> Option<raft_host::SnapshotWriter> {
+        self.inner.snapshot_writer()
+    }
+
     fn restore_from(&mut self, input: &mut dyn std::io::Read) -> Result<(), RestoreError> {
         self.inner.restore_from(input)
     }

@@ -52,6 +52,9 @@ fn bench_failover_reports_each_round() {
         // An election follows the kill: at least the minimum election timeout.
         assert!(ms > 100.0 && ms < 60_000.0, "{round}");
         assert!(round["puts"].as_u64().unwrap() >= 1);
+        // By default the kill falls somewhere in a heartbeat interval (110 ms).
+        let delay = round["delay_ms"].as_f64().unwrap();
+        assert!((0.0..110.0).contains(&delay), "{round}");
         // The put cannot succeed before a new leader exists (seen by polling
         // every 5 ms, so roughly; a put faster than the poll leaves it null).
         if let Some(elected) = round["elected_ms"].as_f64() {
@@ -60,4 +63,12 @@ fn bench_failover_reports_each_round() {
     }
     assert_eq!(lines[2]["rounds"], 2);
     assert!(lines[2]["max_ms"].as_f64().unwrap() >= lines[2]["p50_ms"].as_f64().unwrap());
+
+    let d = dir.path().join("after-write").display().to_string();
+    let args = ["bench-failover", "--rounds", "1", "--dir", &d, "--kill-phase", "after-write"];
+    let out = common::run(&args, "", Duration::from_secs(120));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.json()[0]["delay_ms"], 0.0, "{out:?}");
+    let out = common::run(&["bench-failover", "--kill-phase", "never"], "", Duration::from_secs(10));
+    assert_eq!(out.code, Some(2), "{out:?}");
 }

@@ -65,6 +65,9 @@ fn bad_flags_and_key_files() {
     };
     check(&["--bogus"], &["--bogus"]);
     check(&["--watermark", "lazy"], &["--watermark"]);
+    check(&["--read-mode", "fast"], &["--read-mode"]);
+    check(&["--max-clock-drift-ms", "10"], &["--max-clock-drift-ms", "lease"]);
+    check(&["--read-mode", "lease", "--max-clock-drift-ms", "300"], &["drift"]);
     check(&["--heartbeat-ms", "x"], &["--heartbeat-ms"]);
     check(&["--election-timeout-ms", "600-300"], &["MIN-MAX"]);
     check(&["--heartbeat-ms", "400"], &["heartbeat"]);

@@ -8,9 +8,13 @@ mod common;
 
 use common::proxy::Proxy;
 use common::{Cluster, run};
+use raft_host::secure::KeyFile;
+use raft_host::{ClusterKey, KvOp, KvOutput};
 use raft_tests::wait::poll_until;
+use raft_udp::packet::{self, COOKIE_REQUEST_PADDING, Chunk, ClientOp, ClientResult, Cookie, Packet, SessionRequest};
 use serde_json::{Value, json};
-use std::time::Duration;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
 
 /// The longest election timeout of the test cluster (`common::FAST`).
 const ELECTION_MAX: Duration = Duration::from_millis(500);
@@ -164,4 +168,162 @@ fn cluster_transfer_moves_leadership_to_the_named_node() {
     assert_eq!(lines[1]["leader"], 2, "{out:?}");
     let leaders: Vec<&Value> = lines[2..].iter().filter(|v| v["role"] == "leader").map(|v| &v["id"]).collect();
     assert_eq!(leaders, vec![&json!(2)], "{out:?}");
+}
+
+/// Node `i`'s count of frames dropped for a session it does not hold.
+fn stale_sessions(c: &Cluster, i: usize) -> u64 {
+    status_of(c, i)["dropped"]["stale_session"].as_u64().unwrap()
+}
+
+/// Moves leadership to node `to` and waits until everyone follows it.
+fn transfer_to(c: &Cluster, to: usize) {
+    let (code, line) = c.kv(&["transfer-leader", "--to", &(to + 1).to_string()]);
+    assert_eq!((code, &line["ok"]), (0, &json!(true)), "{line}");
+    assert_eq!(c.wait_leader(ELECTION), to);
+}
+
+/// A restarted node sets up a session with every peer as it starts. A peer
+/// that held a session of its previous incarnation used to keep sealing
+/// under it, and the restarted node dropped the first frame: followers send
+/// each other nothing until an election, so that frame was a vote request,
+/// and the election waited another timeout (a kill -9 failover took up to
+/// the second survivor's timeout instead of the first's).
+#[test]
+fn a_restarted_node_takes_the_first_frame_of_a_peer_that_knew_its_previous_incarnation() {
+    let mut c = Cluster::new(3);
+    c.start_all();
+    let first = c.wait_leader(ELECTION);
+    // Leadership through `victim` and then `witness` sets up sessions
+    // between every two nodes; `witness` then follows `third`.
+    let (victim, witness) = ((first + 1) % 3, (first + 2) % 3);
+    transfer_to(&c, victim);
+    transfer_to(&c, witness);
+    let third = first;
+    transfer_to(&c, third);
+    assert_eq!(c.kv(&["put", "a", "1"]).0, 0);
+
+    c.kill9(victim);
+    c.start(victim);
+    assert_eq!(c.kv(&["put", "b", "2"]).0, 0);
+    let commit = status_of(&c, third)["commit_index"].as_u64().unwrap();
+    c.wait_applied(&[victim], commit, ELECTION);
+    let before = stale_sessions(&c, victim);
+
+    // The witness's vote request is the first frame it sends the restarted
+    // node. The transfer would succeed on the third node's vote alone, so
+    // the count is what tells.
+    transfer_to(&c, witness);
+    assert_eq!(c.kv(&["put", "c", "3"]).0, 0);
+    let after = stale_sessions(&c, victim);
+    assert_eq!(after, before, "the restarted node dropped frames of a session of its previous incarnation");
+}
+
+/// A client speaking the session protocol datagram by datagram, to see
+/// exactly what one node answers and when.
+struct RawClient {
+    socket: UdpSocket,
+    key: ClusterKey,
+    node: SocketAddr,
+    cookie: Option<Cookie>,
+    nonce: u64,
+}
+
+impl RawClient {
+    const ID: u64 = 0x5EED_C11E;
+
+    fn new(c: &Cluster, node: usize) -> RawClient {
+        let key = KeyFile::parse(&std::fs::read_to_string(&c.key_file).unwrap()).unwrap().key;
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        RawClient { socket, key, node: c.addrs[node], cookie: None, nonce: 0 }
+    }
+
+    fn send(&mut self, p: &Packet<'_>) {
+        let frame = self.key.seal(Self::ID, &packet::encode(p).unwrap());
+        self.socket.send_to(&frame, self.node).unwrap();
+    }
+
+    /// The next packet from the node within `within`, if any.
+    fn recv(&self, within: Duration) -> Option<Packet<'static>> {
+        let mut buf = vec![0u8; 65536];
+        self.socket.set_read_timeout(Some(within)).unwrap();
+        let n = self.socket.recv(&mut buf).ok()?;
+        let (_, payload) = self.key.open(&buf[..n]).unwrap();
+        let p = packet::decode(payload).unwrap();
+        Some(match p {
+            Packet::CookieReply { nonce, cookie } => Packet::CookieReply { nonce, cookie },
+            Packet::SessionReply(r) => Packet::SessionReply(r),
+            other => panic!("unexpected answer {other:?}"),
+        })
+    }
+
+    /// Sends one request and returns its nonce (fetching a cookie first).
+    fn request(&mut self, session: u64, seq: u64, op: ClientOp) -> u64 {
+        if self.cookie.is_none() {
+            self.send(&Packet::CookieRequest { nonce: 0, padding: Chunk(&[0; COOKIE_REQUEST_PADDING]) });
+            match self.recv(Duration::from_secs(5)) {
+                Some(Packet::CookieReply { cookie, .. }) => self.cookie = Some(cookie),
+                other => panic!("no cookie: {other:?}"),
+            }
+        }
+        self.nonce += 1;
+        let (nonce, cookie) = (self.nonce, self.cookie.unwrap());
+        self.send(&Packet::SessionRequest(SessionRequest { nonce, cookie, session, seq, op }));
+        nonce
+    }
+
+    /// The answer to the request `nonce` within `within`.
+    fn answer(&self, nonce: u64, within: Duration) -> Option<ClientResult> {
+        let end = Instant::now() + within;
+        while let Some(left) = end.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) {
+            match self.recv(left) {
+                Some(Packet::SessionReply(r)) if r.nonce == nonce => return Some(r.result),
+                Some(_) => {}
+                None => return None,
+            }
+        }
+        None
+    }
+}
+
+/// A command that reaches a node while no leader is known waits there for
+/// the election's end (up to the longest election timeout), and goes then,
+/// instead of being turned away: a client told "no leader" only asks again
+/// later, which after a kill -9 cost up to 20 ms more than the election.
+#[test]
+fn a_command_sent_during_an_election_waits_for_the_leader_then_is_applied() {
+    let (c, proxy) = proxied_cluster();
+    let leader = c.wait_leader(ELECTION);
+    let node = (leader + 1) % 3;
+    let mut client = RawClient::new(&c, node);
+    let nonce = client.request(0, 0, ClientOp::Register { id: 7 });
+    let session = match client.answer(nonce, ELECTION) {
+        Some(ClientResult::Done(KvOutput::Registered { session })) => session,
+        other => panic!("registration: {other:?}"),
+    };
+
+    // Cut off, the node soon knows no leader (it asks for pre-votes in vain).
+    proxy.isolate(node);
+    poll_until(ELECTION, Duration::from_millis(20), "the cut-off node to know no leader", || {
+        let v = status_of(&c, node);
+        if v["leader"].is_null() { Ok(()) } else { Err(v.to_string()) }
+    });
+    let nonce = client.request(session, 1, ClientOp::Kv(KvOp::put("k", "v")));
+    let early = client.answer(nonce, ELECTION_MAX / 2);
+    assert_eq!(early, None, "a node without a leader answered at once");
+    proxy.heal();
+    let done = client.answer(nonce, ELECTION);
+    assert!(matches!(done, Some(ClientResult::Done(_))), "after the heal: {done:?}");
+    assert_eq!(c.kv(&["get", "k"]), (0, json!({"op":"get","key":"k","ok":true,"value":"v"})));
+
+    // No leader within the longest election timeout: then it says so.
+    proxy.isolate(node);
+    poll_until(ELECTION, Duration::from_millis(20), "the cut-off node to know no leader", || {
+        let v = status_of(&c, node);
+        if v["leader"].is_null() { Ok(()) } else { Err(v.to_string()) }
+    });
+    let asked = Instant::now();
+    let nonce = client.request(session, 2, ClientOp::Kv(KvOp::put("k", "w")));
+    let late = client.answer(nonce, ELECTION);
+    assert_eq!(late, Some(ClientResult::NotLeader { leader: None, addr: None }));
+    assert!(asked.elapsed() >= ELECTION_MAX, "answered after {:?}", asked.elapsed());
 }

@@ -74,10 +74,23 @@ async fn client_loop(
 
 #[test]
 fn concurrent_clients_through_a_faulty_network_see_a_linearizable_store() {
+    linearizable_through_faults(&[]);
+}
+
+/// The same with lease reads: the leader answers gets from its lease, and
+/// one isolated keeps its lease for a while (the nodes share one clock, so
+/// the drift bound holds).
+#[test]
+fn lease_reads_through_a_faulty_network_stay_linearizable() {
+    linearizable_through_faults(&["--read-mode", "lease", "--max-clock-drift-ms", "50"]);
+}
+
+fn linearizable_through_faults(flags: &[&str]) {
     let addrs = common::free_addrs(3);
     let proxy = Proxy::start(&addrs);
     let mut c = Cluster::with_routes(addrs.clone(), proxy.routes.clone());
     c.extra.extend(["--max-datagram".into(), "300".into()]);
+    c.extra.extend(flags.iter().map(|f| f.to_string()));
     c.start_all();
     c.wait_leader(Duration::from_secs(15));
     proxy.set(5, 5, 15);

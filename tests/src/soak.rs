@@ -36,61 +36,38 @@ const LONG_RUN_PROPOSALS: u64 = 20_000;
 /// How often progress is printed.
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
-/// The soak command's options.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The soak command's options (`sim soak --help`).
+#[derive(Clone, Debug, PartialEq, Eq, clap::Args)]
 pub struct SoakArgs {
     /// Seeds per seeded test of each binary.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub seeds: u64,
-    /// Seeds per test in one run of a binary.
+    /// Seeds per test in one run of a binary (at most `--seeds`).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     pub chunk: u64,
-    /// Runs at once.
-    pub jobs: usize,
+    /// Runs at once (one per core unless told).
+    #[arg(long, default_value_t = every_core(), value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub jobs: u64,
     /// Added to every seed range, so that soaks can cover fresh seeds.
+    #[arg(long, default_value_t = 0)]
     pub offset: u64,
-    /// Only these test binaries (empty: all).
+    /// Only these test binaries, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',')]
     pub kinds: Vec<String>,
-    /// Start no chunk after this many minutes (`None`: run every seed).
+    /// Start no chunk after this many minutes (default: run every seed).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub minutes: Option<u64>,
 }
 
-/// The usage line of `sim soak`.
-pub const USAGE: &str = "usage: sim soak [--seeds N (per test, default 10000)] [--chunk C (default 100)] \
-     [--jobs J (default: every core)] [--offset O (default 0)] [--kinds a,b,... (test binaries, default all)] \
-     [--minutes M (start no chunk after M minutes)]";
+/// One job per core the system reports.
+fn every_core() -> u64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u64)
+}
 
 impl SoakArgs {
-    /// Parses the arguments after `soak`; `Ok(None)` for `--help`.
-    pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Option<SoakArgs>, String> {
-        let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let mut a = SoakArgs { seeds: 10_000, chunk: 100, jobs, offset: 0, kinds: Vec::new(), minutes: None };
-        while let Some(flag) = it.next() {
-            if flag == "--help" || flag == "-h" {
-                return Ok(None);
-            }
-            let (name, inline) = match flag.split_once('=') {
-                Some((n, v)) => (n.to_string(), Some(v.to_string())),
-                None => (flag.clone(), None),
-            };
-            if !matches!(name.as_str(), "--seeds" | "--chunk" | "--jobs" | "--offset" | "--kinds" | "--minutes") {
-                return Err(format!("unknown flag {flag:?}"));
-            }
-            let value = inline.or_else(|| it.next()).ok_or_else(|| format!("{name} needs a value"))?;
-            if name == "--kinds" {
-                a.kinds = value.split(',').map(str::trim).filter(|k| !k.is_empty()).map(String::from).collect();
-                continue;
-            }
-            let n: u64 = value.parse().map_err(|_| format!("{name}: {value:?} is not a non-negative integer"))?;
-            match name.as_str() {
-                "--offset" => a.offset = n,
-                _ if n == 0 => return Err(format!("{name} must be positive")),
-                "--seeds" => a.seeds = n,
-                "--chunk" => a.chunk = n,
-                "--minutes" => a.minutes = Some(n),
-                _ => a.jobs = usize::try_from(n).map_err(|_| format!("--jobs {n} is too large"))?,
-            }
-        }
-        a.chunk = a.chunk.min(a.seeds);
-        Ok(Some(a))
+    /// Seeds per test in one run: `--chunk`, but no more than `--seeds`.
+    fn chunk_len(&self) -> u64 {
+        self.chunk.min(self.seeds)
     }
 }
 
@@ -190,12 +167,12 @@ fn mix(a: u64, b: u64) -> u64 {
 /// Runs chunk `k` of `kind`; returns the seeds it reported and, if it
 /// failed, what to print.
 fn run_chunk(args: &SoakArgs, kind: &Kind, index: usize, k: u64, logs: &Path) -> (u64, Option<String>) {
-    let offset = args.offset + k * args.chunk;
+    let offset = args.offset + k * args.chunk_len();
     let qc = mix(offset, index as u64 + 1);
     let out = Command::new(&kind.exe)
         .args(["--test-threads", "1", "--nocapture"])
         .env_remove("RAFT_SEED")
-        .env("RAFT_SEEDS", args.chunk.to_string())
+        .env("RAFT_SEEDS", args.chunk_len().to_string())
         .env("RAFT_SEED_OFFSET", offset.to_string())
         .env("RAFT_QC_SEED", qc.to_string())
         .env("RAFT_SOAK", "1")
@@ -241,7 +218,8 @@ fn run_chunk(args: &SoakArgs, kind: &Kind, index: usize, k: u64, logs: &Path) ->
             let _ = writeln!(
                 r,
                 "  replay: RAFT_QC_SEED={qc} RAFT_SEEDS={} RAFT_SEED_OFFSET={offset} cargo test -p raft-tests --test {}{filter}",
-                args.chunk, kind.name
+                args.chunk_len(),
+                kind.name
             );
         }
     }
@@ -270,13 +248,13 @@ pub fn run(args: &SoakArgs) -> Result<bool, String> {
             .map_err(|e| format!("cannot copy {} to {}: {e}", k.exe.display(), copy.display()))?;
         k.exe = copy;
     }
-    let chunks = args.seeds.div_ceil(args.chunk);
+    let chunks = args.seeds.div_ceil(args.chunk_len());
     // Chunk-major order: every kind makes progress from the start.
     println!(
         "soak: {} test binaries x {} seeds per test, in chunks of {}, {} at once (offset {})",
         kinds.len(),
         args.seeds,
-        args.chunk,
+        args.chunk_len(),
         args.jobs,
         args.offset
     );
@@ -358,22 +336,29 @@ pub fn run(args: &SoakArgs) -> Result<bool, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
 
-    fn parse(v: &[&str]) -> Result<Option<SoakArgs>, String> {
-        SoakArgs::parse(v.iter().map(|s| s.to_string()))
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        soak: SoakArgs,
+    }
+
+    fn parse(v: &[&str]) -> Result<SoakArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("soak").chain(v.iter().copied())).map(|c| c.soak)
     }
 
     #[test]
     fn flags() {
-        let a =
-            parse(&["--seeds", "100", "--chunk=30", "--jobs", "3", "--kinds", "figure8,election"]).unwrap().unwrap();
-        assert_eq!((a.seeds, a.chunk, a.jobs, a.offset), (100, 30, 3, 0));
+        let a = parse(&["--seeds", "100", "--chunk=30", "--jobs", "3", "--kinds", "figure8,election"]).unwrap();
+        assert_eq!((a.seeds, a.chunk_len(), a.jobs, a.offset), (100, 30, 3, 0));
         assert_eq!(a.kinds, ["figure8", "election"]);
-        assert_eq!(parse(&["--seeds", "10"]).unwrap().unwrap().chunk, 10, "a chunk is at most the seeds");
-        assert!(parse(&["--seeds", "0"]).is_err());
-        assert!(parse(&["--jobs"]).is_err());
-        assert!(parse(&["--chunk", "x"]).is_err());
-        assert!(parse(&["--bogus"]).is_err());
-        assert!(parse(&["--help"]).unwrap().is_none());
+        assert_eq!(parse(&["--seeds", "10"]).unwrap().chunk_len(), 10, "a chunk is at most the seeds");
+        assert_eq!(parse(&[]).unwrap().jobs, every_core());
+        for bad in [&["--seeds", "0"][..], &["--jobs"], &["--chunk", "x"], &["--minutes", "0"], &["--bogus"]] {
+            let e = parse(bad).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad:?}: {e}");
+        }
+        assert_eq!(parse(&["--help"]).unwrap_err().kind(), clap::error::ErrorKind::DisplayHelp);
     }
 }

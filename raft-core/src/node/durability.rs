@@ -60,7 +60,7 @@ impl Durability {
     pub(super) fn set_snapshot(&mut self, snapshot: Snapshot, digest: Option<SnapshotDigest>) {
         let covered = snapshot.meta.index;
         self.pending.entries.retain(|e| e.index > covered);
-        self.pending.snapshot = Some(snapshot);
+        self.pending.snapshot = Some(alloc::boxed::Box::new(snapshot));
         self.pending.snapshot_digest = digest;
     }
 
@@ -113,10 +113,12 @@ impl Durability {
             self.in_flight.push_back((self.issued, last_index));
             Some((PersistToken(self.issued), core::mem::take(&mut self.pending)))
         };
-        for h in &mut self.held {
-            if h.0 == CURRENT {
-                h.0 = self.issued;
+        // The messages held during this step are the newest, at the back.
+        for h in self.held.iter_mut().rev() {
+            if h.0 != CURRENT {
+                break;
             }
+            h.0 = self.issued;
         }
         out
     }
@@ -191,6 +193,18 @@ mod tests {
         d.release(|_| sent += 1);
         assert_eq!(sent, 1);
         assert_eq!(d.held_len(), 0);
+    }
+
+    #[test]
+    fn persist_tokens_increase_with_every_request() {
+        let mut d = Durability::new(LogIndex(0));
+        let mut last = None;
+        for i in 1..=3 {
+            d.append(entry(i, 1));
+            let (t, _) = d.issue(LogIndex(i)).unwrap();
+            assert!(last.is_none_or(|l: PersistToken| t.get() > l.get() && t > l), "{t:?} after {last:?}");
+            last = Some(t);
+        }
     }
 
     #[test]

@@ -91,10 +91,18 @@ impl Node {
     /// previous leader to confirm fail: that leader may never answer.
     pub(super) fn set_leader(&mut self, leader: Option<NodeId>) {
         if leader != self.leader {
-            self.leader_contact = None;
-            self.fail_remote_reads(ReadError::LeaderChanged);
-            self.expire_forwards(None);
+            self.change_leader(leader);
         }
+    }
+
+    /// Out of line: `set_leader` runs for every AppendEntries, a change of
+    /// leader rarely.
+    #[cold]
+    #[inline(never)]
+    fn change_leader(&mut self, leader: Option<NodeId>) {
+        self.leader_contact = None;
+        self.fail_remote_reads(ReadError::LeaderChanged);
+        self.expire_forwards(None);
         self.leader = leader;
     }
 

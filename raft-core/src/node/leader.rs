@@ -108,17 +108,18 @@ impl LeaderState {
 
     /// A follower answered a message of `round` in this term. A round this
     /// leader never sent (an echo from another leadership) proves nothing.
-    pub(super) fn acked_round(&mut self, from: NodeId, round: u64) {
-        if round > self.round {
-            return;
+    /// Returns the follower's progress (`None` if it is not replicated to),
+    /// so that an answer looks the follower up once.
+    pub(super) fn acked_round(&mut self, from: NodeId, round: u64) -> Option<&mut Progress> {
+        let p = self.progress.get_mut(&from)?;
+        // Nothing to learn from a round already answered, round 0 included:
+        // every follower's contact starts at or after round 0's start (the
+        // election, or the round in which it was added). This is the common
+        // case (every ack of one round), so it costs one comparison.
+        if round > self.round || round <= p.acked_round {
+            return Some(p);
         }
-        let Some(p) = self.progress.get_mut(&from) else {
-            return;
-        };
-        if round <= p.acked_round && round != 0 {
-            return;
-        }
-        p.acked_round = p.acked_round.max(round);
+        p.acked_round = round;
         let at = self.round_started.partition_point(|&(r, _)| r < round);
         if let Some(&(r, t)) = self.round_started.get(at)
             && r == round
@@ -126,6 +127,7 @@ impl LeaderState {
             let c = self.contact.entry(from).or_insert(t);
             *c = (*c).max(t);
         }
+        Some(p)
     }
 
     /// The highest round a majority (this leader included) has answered.

@@ -616,3 +616,41 @@ fn a_followers_read_waits_an_election_timeout_for_its_leader() {
     f.drain();
     assert_eq!(f.reads, [(ReadId(4), Err(ReadError::Timeout))]);
 }
+
+#[test]
+fn an_answer_to_an_earlier_round_while_a_later_one_is_out_still_counts_as_contact() {
+    let mut h = node(1, 3);
+    elect_by_pre_vote(&mut h);
+    h.fire_timeout();
+    let (first, first_at) = (leader_round(&h), h.now);
+    h.fire_timeout();
+    assert!(leader_round(&h) > first && h.now > first_at);
+    // Node 2 answers the first round only after the second went out: the
+    // leader still knows when that first round started.
+    h.recv(2, 1, ack(first, 1));
+    let contact = match &h.node.role {
+        RoleState::Leader(l) => l.quorum_contact(&h.node.quorum, NodeId(1)),
+        _ => panic!("not leader"),
+    };
+    assert_eq!(contact, first_at);
+    // Check-quorum counts from there: the leader stays until an election
+    // timeout after the first round's start, and no longer.
+    let window = h.node.config().election_timeout_max;
+    while h.node.role() == Role::Leader {
+        h.fire_timeout();
+        h.take_sent();
+    }
+    assert!(h.now >= first_at + window, "stepped down at {:?}, before {:?}", h.now, first_at + window);
+}
+
+#[test]
+fn a_message_of_exactly_max_term_is_heard_and_one_above_is_not() {
+    let mut h = node(2, 3);
+    h.recv(1, MAX_TERM.0 + 1, heartbeat(0, 0));
+    assert_eq!((h.node.term(), h.node.leader()), (Term(0), None));
+    assert!(h.take_sent().is_empty(), "answered a message above MAX_TERM");
+    h.recv(1, MAX_TERM.0, heartbeat(0, 0));
+    assert_eq!((h.node.term(), h.node.leader()), (MAX_TERM, Some(NodeId(1))));
+    h.persist();
+    assert!(h.take_sent().iter().any(|o| o.to == NodeId(1) && o.message.term == MAX_TERM), "no answer to the leader");
+}

@@ -518,13 +518,49 @@ fn a_removed_follower_receives_the_configuration_without_it_and_never_campaigns(
         assert_eq!(terms(&mut net), before, "a removed node disturbed the cluster");
         assert_eq!(net.leader(), Some(1));
     }
-    // Once it holds its removal, the leader sends it nothing more.
+    // That the leader then sends it nothing more is checked by
+    // `a_removed_follower_that_holds_its_removal_gets_neither_heartbeats_nor_entries`
+    // (here the leader's clock has moved past check-quorum without a tick).
+}
+
+#[test]
+fn a_removed_follower_that_holds_its_removal_gets_neither_heartbeats_nor_entries() {
+    let mut net = Net::new(3, 3);
+    net.campaign(1);
+    net.change(1, MembershipChange::Remove { id: NodeId(3) }).unwrap();
     net.heartbeat(1);
+    assert_eq!(net.node(1).node.membership().voters, set(&[1, 2]));
+    let removal = net.node(1).node.membership_index();
+    assert!(net.node(3).node.last_log_index() >= removal, "node 3 never received its removal");
+    assert!(!net.node(3).node.membership().contains(NodeId(3)));
+    // Its acknowledgement of that entry retired it: no progress is kept.
+    assert_eq!(net.node(1).node.match_index(NodeId(3)), None);
+    assert_eq!(net.node(1).node.match_index(NodeId(2)), Some(removal));
+    // A heartbeat and a proposal go to node 2 only.
     net.advance(crate::Duration::from_millis(110));
     let h = net.node(1);
     h.node.handle_timeout(h.now);
+    let index = h.node.propose(h.now, "after the removal").unwrap();
     h.drain();
-    assert!(net.node(1).take_sent().iter().all(|o| o.to != NodeId(3)), "the leader still replicates to node 3");
+    assert_eq!(h.node.role(), Role::Leader);
+    let sent = h.take_sent();
+    let to = |id: u64| sent.iter().filter(|o| o.to == NodeId(id)).count();
+    assert!(to(2) >= 1, "node 2 got nothing: {sent:?}");
+    assert_eq!(to(3), 0, "the leader still sends to node 3: {sent:?}");
+    // Node 2's answers move nothing towards node 3 either.
+    for o in sent {
+        let h2 = net.node(2);
+        h2.node.handle_message(h2.now, NodeId(1), o.message);
+        h2.persist();
+    }
+    let answers = net.node(2).take_sent();
+    let h = net.node(1);
+    for o in answers {
+        h.node.handle_message(h.now, NodeId(2), o.message);
+    }
+    h.persist();
+    assert_eq!(h.node.commit_index(), index);
+    assert!(h.take_sent().iter().all(|o| o.to != NodeId(3)), "the leader still replicates to node 3");
 }
 
 #[test]
@@ -663,7 +699,7 @@ fn a_snapshot_replaces_a_conflicting_configuration_entry_at_its_own_index() {
             total_len: 1,
             data: Bytes::from("s"),
             checksum: crc32fast::hash(b"s"),
-            membership: m.clone(),
+            membership: m.clone().into(),
             round: 0,
         })
     };
@@ -765,4 +801,92 @@ fn a_configuration_change_is_reported_once_and_only_when_it_happens() {
     assert_eq!(changed(net.node(1)), 0, "reported again without a change");
     // A follower reports it when the entry reaches it.
     assert!(net.node(2).node.membership().learners.contains(&NodeId(4)));
+}
+
+#[test]
+fn a_voter_refuses_a_node_that_only_its_logged_configurations_added_and_then_removed() {
+    // The bootstrap configuration never listed node 4: the log added it as a
+    // voter and a later entry removed it. It is refused all the same, even
+    // with a newer log.
+    let four = Membership::with_voters(ids(4));
+    let three = Membership::with_voters(ids(3));
+    let entry = |index: u64, m: &Membership| crate::Entry {
+        term: Term(1),
+        index: LogIndex(index),
+        payload: Payload::Membership(m.clone().into()),
+    };
+    let hs = crate::HardState { term: Term(1), voted_for: None, catching_up: false };
+    let log = alloc::vec![entry(1, &four), entry(2, &three)];
+    let mut h = Harness::with(Config::new(NodeId(2), ids(3)), Restored::new(hs, log));
+    assert_eq!(h.node.membership(), &three);
+    h.recv(4, 2, super::test_harness::vote_req(9, 1));
+    h.persist();
+    assert_eq!(super::test_harness::granted(&h.sent, 4), Some(false), "node 2 voted for a node its log removed");
+    // A node no configuration ever listed, with the same log, is not refused for that.
+    h.recv(5, 3, super::test_harness::vote_req(9, 1));
+    h.persist();
+    assert_eq!(super::test_harness::granted(&h.sent, 5), Some(true));
+}
+
+#[test]
+fn a_single_node_cluster_reports_no_change_when_it_logs_its_bootstrap_configuration() {
+    // Its member list has no peers, so logging the same configuration still
+    // marks the configuration as replaced: the report compares it with the
+    // one reported at start.
+    let mut h = Harness::exact(Config::new(NodeId(1), ids(1)), Restored::fresh());
+    while h.node.role() != Role::Leader {
+        h.fire_timeout();
+        h.persist();
+    }
+    let first = h.node.log_entry(LogIndex(1)).map(|e| e.payload.clone());
+    assert!(matches!(first, Some(Payload::Membership(_))), "{first:?}");
+    h.node.propose(h.now, "x").unwrap();
+    h.persist();
+    assert_eq!(h.node.commit_index(), LogIndex(2));
+    let changes = h.events.iter().filter(|e| matches!(e, Event::MembershipChanged { .. })).count();
+    assert_eq!(changes, 0, "{:?}", h.events);
+}
+
+#[test]
+fn a_removed_follower_is_not_retired_before_it_holds_its_removal() {
+    let mut net = Net::new(3, 3);
+    net.campaign(1);
+    net.cut.insert(3);
+    net.change(1, MembershipChange::Remove { id: NodeId(3) }).unwrap();
+    net.heartbeat(1);
+    assert_eq!(net.node(1).node.membership().voters, set(&[1, 2]));
+    let removal = net.node(1).node.membership_index();
+    assert!(net.node(3).node.last_log_index() < removal);
+    // Node 3 is back, but only the heartbeats reach it (the entries are
+    // lost): it acknowledges an index below its removal.
+    net.node(1).take_sent();
+    net.advance(crate::Duration::from_millis(110));
+    let h = net.node(1);
+    h.node.handle_timeout(h.now);
+    h.drain();
+    let beats: Vec<_> = h
+        .take_sent()
+        .into_iter()
+        .filter(|o| o.to == NodeId(3) && matches!(&o.message.body, Body::AppendEntries(a) if a.entries.is_empty()))
+        .collect();
+    assert!(!beats.is_empty(), "no heartbeat to node 3");
+    for o in beats {
+        let h3 = net.node(3);
+        h3.node.handle_message(h3.now, NodeId(1), o.message);
+        h3.persist();
+    }
+    let answers = net.node(3).take_sent();
+    assert!(!answers.is_empty());
+    let h = net.node(1);
+    for o in answers {
+        h.node.handle_message(h.now, NodeId(3), o.message);
+    }
+    h.drain();
+    assert!(net.node(1).node.match_index(NodeId(3)).is_some_and(|m| m < removal), "node 3 was retired too early");
+    // So the leader goes on until node 3 holds its removal.
+    net.cut.clear();
+    net.heartbeat(1);
+    assert!(net.node(3).node.last_log_index() >= removal, "node 3 never received its removal");
+    assert!(!net.node(3).node.membership().contains(NodeId(3)));
+    assert_eq!(net.node(1).node.match_index(NodeId(3)), None);
 }

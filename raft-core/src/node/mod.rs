@@ -66,9 +66,15 @@ impl PeerSet {
             self.0.insert(at, id);
         }
     }
-    pub(crate) fn extend(&mut self, ids: impl IntoIterator<Item = NodeId>) {
-        for id in ids {
-            self.insert(id);
+    /// Adds every id of `ids`, which is sorted (as `Node::peers` is). A set
+    /// that already is `ids`, as after the first proposal of a step, is left
+    /// as it is at the cost of one comparison.
+    pub(crate) fn insert_sorted(&mut self, ids: &[NodeId]) {
+        debug_assert!(ids.is_sorted());
+        if self.0 != ids {
+            for &id in ids {
+                self.insert(id);
+            }
         }
     }
     pub(crate) fn is_empty(&self) -> bool {
@@ -166,7 +172,7 @@ impl Node {
         // elected without it, can end its catching up.
         let catch_up_term = hard_state.catching_up.then(|| hard_state.term.next());
         let base_membership = match snapshot.as_ref().map(|s| &s.membership) {
-            Some(m) if !m.voters.is_empty() => (m.clone(), true),
+            Some(m) if !m.voters.is_empty() => (Membership::clone(m), true),
             _ => {
                 let mut m = Membership::with_voters(config.members.iter().copied());
                 m.addrs = config
@@ -537,7 +543,7 @@ impl Node {
         if core::mem::take(&mut self.membership_moved) && self.reported_membership.as_ref() != Some(&self.membership) {
             let membership = self.membership.clone();
             self.reported_membership = Some(membership.clone());
-            self.out.push_back(Output::Event(Event::MembershipChanged { membership }));
+            self.out.push_back(Output::Event(Event::MembershipChanged { membership: Box::new(membership) }));
         }
         let now = (self.role(), self.hard.term, self.leader);
         if self.reported != Some(now) {

@@ -23,7 +23,7 @@ impl Node {
         // Every follower, always: a set as large as `peers` may still miss
         // one, as it can hold a removed member being told of its removal.
         if let RoleState::Leader(l) = &mut self.role {
-            l.dirty.extend(self.peers.iter().copied());
+            l.dirty.insert_sorted(&self.peers);
         }
         // A single-node cluster commits once its own write is durable.
         index
@@ -174,8 +174,7 @@ impl Node {
         let RoleState::Leader(l) = &mut self.role else {
             return;
         };
-        l.acked_round(from, resp.round);
-        let Some(p) = l.progress.get_mut(&from) else {
+        let Some(p) = l.acked_round(from, resp.round) else {
             return;
         };
         match resp.result {
@@ -187,7 +186,11 @@ impl Node {
                 l.dirty.insert(from);
                 l.retire_if_done(from, match_index);
                 if moved {
-                    self.maybe_commit();
+                    // A match at or below the commit index cannot move the
+                    // index a majority holds above it: skip the count.
+                    if match_index > self.commit {
+                        self.maybe_commit();
+                    }
                     self.maybe_send_timeout_now();
                 }
             }
@@ -238,7 +241,7 @@ impl Node {
             self.commit = idx;
             // Followers learn it at the next flush, not a heartbeat later.
             if let RoleState::Leader(l) = &mut self.role {
-                l.dirty.extend(self.peers.iter().copied());
+                l.dirty.insert_sorted(&self.peers);
             }
             self.admit_early_reads();
             self.advance_membership();

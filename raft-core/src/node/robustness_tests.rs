@@ -354,3 +354,94 @@ fn a_truncation_below_the_durable_index_withdraws_durability() {
     h.persist();
     assert_eq!(h.applied.last().map(|e| (e.index, e.term)), Some((LogIndex(3), Term(2))));
 }
+
+#[test]
+fn a_newer_snapshot_of_the_same_leader_replaces_the_partial_one() {
+    let mut h = follower();
+    h.recv(1, 1, chunk(10, 0, &[1u8; 100], 200, 0));
+    assert_eq!(answers(&mut h)[0].next_offset, 100);
+    // The leader compacted again and starts over with a newer snapshot.
+    let newer = [7u8; 80];
+    h.recv(1, 1, chunk(20, 0, &newer, 80, crc32fast::hash(&newer)));
+    h.persist();
+    let a = answers(&mut h);
+    assert_eq!(a.iter().map(|a| (a.index, a.next_offset, a.done)).collect::<Vec<_>>(), [(LogIndex(20), 80, true)]);
+    assert_eq!(h.restored.len(), 1, "the newer snapshot was ignored");
+    assert_eq!(h.restored[0].meta.index, LogIndex(20));
+}
+
+#[test]
+fn a_stray_mid_way_chunk_of_another_snapshot_keeps_the_partial_one() {
+    let mut h = follower();
+    let whole = [3u8; 200];
+    let sum = crc32fast::hash(&whole);
+    h.recv(1, 1, chunk(10, 0, &whole[..100], 200, sum));
+    assert_eq!(answers(&mut h)[0].next_offset, 100);
+    // A reordered chunk from the middle of a newer snapshot: it cannot start
+    // a transfer, so the follower asks for that one's beginning...
+    h.recv(1, 1, chunk(20, 100, &[9u8; 50], 300, 0));
+    let a = answers(&mut h);
+    assert_eq!(a.iter().map(|a| (a.index, a.next_offset, a.done)).collect::<Vec<_>>(), [(LogIndex(20), 0, false)]);
+    // ... and the transfer in progress goes on where it was.
+    h.recv(1, 1, chunk(10, 100, &whole[100..], 200, sum));
+    h.persist();
+    assert_eq!(h.restored.len(), 1, "the partial snapshot was thrown away");
+    assert_eq!(h.restored[0].meta.index, LogIndex(10));
+    assert_eq!(&h.restored[0].data[..], &whole[..]);
+}
+
+#[test]
+fn a_snapshot_of_the_same_node_in_a_later_term_starts_over_even_if_older() {
+    // Node 1 led term 1 and sent part of snapshot 20 (never durable on its
+    // side, say); leading term 2, it sends the older snapshot 10: that is
+    // another leadership's transfer, not a late chunk of the same one.
+    let mut h = follower();
+    h.recv(1, 1, chunk(20, 0, &[1u8; 100], 200, 0));
+    assert_eq!(answers(&mut h)[0].next_offset, 100);
+    let older = [4u8; 60];
+    h.recv(1, 2, chunk(10, 0, &older, 60, crc32fast::hash(&older)));
+    h.persist();
+    let a = answers(&mut h);
+    assert_eq!(a.iter().map(|a| (a.index, a.next_offset, a.done)).collect::<Vec<_>>(), [(LogIndex(10), 60, true)]);
+    assert_eq!(h.restored.len(), 1, "the later term's snapshot was taken for a late chunk");
+    assert_eq!(h.restored[0].meta.index, LogIndex(10));
+}
+
+#[test]
+fn a_snapshot_without_a_configuration_leaves_the_bootstrap_one_unlogged() {
+    // Such a snapshot keeps the configuration in effect: the bootstrap
+    // members, still not logged, so its index stays 0 (not the snapshot's).
+    let mut h = follower();
+    let data = [6u8; 40];
+    h.recv(1, 1, chunk(9, 0, &data, 40, crc32fast::hash(&data)));
+    h.persist();
+    assert_eq!(h.restored.len(), 1);
+    assert_eq!(h.node.snapshot_index(), LogIndex(9));
+    assert_eq!(h.node.membership().voters, ids(3).into_iter().collect());
+    assert_eq!(h.node.membership_index(), LogIndex(0));
+}
+
+#[test]
+fn a_snapshot_with_a_configuration_makes_its_index_the_configurations() {
+    let mut h = follower();
+    let data = [6u8; 40];
+    let membership = crate::Membership::with_voters(ids(3));
+    h.recv(
+        1,
+        1,
+        Body::InstallSnapshot(InstallSnapshot {
+            index: LogIndex(9),
+            snapshot_term: Term(1),
+            offset: 0,
+            total_len: 40,
+            data: Bytes::from(&data),
+            checksum: crc32fast::hash(&data),
+            membership: membership.clone().into(),
+            round: 0,
+        }),
+    );
+    h.persist();
+    assert_eq!(h.restored.len(), 1);
+    assert_eq!(h.node.membership(), &membership);
+    assert_eq!(h.node.membership_index(), LogIndex(9));
+}

@@ -10,6 +10,7 @@ use crate::output::{Event, Outgoing, Output};
 use crate::progress::Mode;
 use crate::time::Instant;
 use crate::types::{Bytes, LogIndex, NodeId, Snapshot, SnapshotDigest, SnapshotMeta};
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 /// A snapshot being received from the leader. A transfer is resumed only
@@ -22,7 +23,7 @@ pub(super) struct Incoming {
     meta: SnapshotMeta,
     total_len: u64,
     checksum: u32,
-    membership: crate::Membership,
+    membership: Box<crate::Membership>,
     /// The bytes received so far (none if the host keeps them, see
     /// `Config::host_stores_snapshots`).
     data: Vec<u8>,
@@ -75,7 +76,7 @@ impl Node {
             _ => return Err(CompactError::NotNewer { index, snapshot_index }),
         };
         let membership = self.compact_configs(index);
-        let snapshot = Snapshot { meta: SnapshotMeta { index, term }, membership, data };
+        let snapshot = Snapshot { meta: SnapshotMeta { index, term }, membership: Box::new(membership), data };
         self.log.compact_to(index, term);
         self.durability.set_snapshot(snapshot.clone(), digest);
         self.snapshot = Some(snapshot);
@@ -180,8 +181,7 @@ impl Node {
         let RoleState::Leader(l) = &mut self.role else {
             return;
         };
-        l.acked_round(from, resp.round);
-        let Some(p) = l.progress.get_mut(&from) else {
+        let Some(p) = l.acked_round(from, resp.round) else {
             return;
         };
         if resp.index > last {

@@ -221,12 +221,19 @@ fn a_snapshot_the_follower_is_past_is_acknowledged_without_install() {
             offset: 0,
             total_len: 1,
             data: Bytes::from("x"),
-            checksum: 0,
+            // A sound snapshot: it is its index, below the commit index,
+            // that keeps it from being installed (the log base is still 0).
+            checksum: crc32fast::hash(b"x"),
             membership: Default::default(),
             round: 0,
         }),
     );
     f.persist();
+    let answer = f.take_sent().into_iter().find_map(|o| match o.message.body {
+        Body::InstallSnapshotResponse(r) => Some((r.index, r.next_offset, r.done)),
+        _ => None,
+    });
+    assert_eq!(answer, Some((LogIndex(3), 1, true)), "the snapshot was not acknowledged as done");
     assert!(f.restored.is_empty());
     assert_eq!(f.node.snapshot_index(), LogIndex(0));
     assert_eq!(f.node.last_log_index(), LogIndex(4));
@@ -406,7 +413,7 @@ fn a_stored_snapshot_whose_bytes_fail_the_checksum_is_never_installed() {
 fn restart_from_a_stored_snapshot_restores_it_and_keeps_serving_it_from_the_host() {
     let digest = SnapshotDigest { len: 600, checksum: 77 };
     let meta = SnapshotMeta { index: LogIndex(5), term: Term(1) };
-    let snapshot = Snapshot { meta, membership: crate::Membership::default(), data: Bytes::from("ignored") };
+    let snapshot = Snapshot { meta, membership: Default::default(), data: Bytes::from("ignored") };
     let restored = Restored::new(HardState { term: Term(1), ..HardState::default() }, Vec::new())
         .with_stored_snapshot(snapshot, digest);
     let mut h = Harness::with(small_config(1), restored);

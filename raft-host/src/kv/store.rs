@@ -387,6 +387,11 @@ impl StateMachine for KvStore {
         KvStore::write_snapshot(self, out)
     }
 
+    fn snapshot_writer(&self) -> Option<crate::state_machine::SnapshotWriter> {
+        let copy = self.clone();
+        Some(Box::new(move |out: &mut dyn io::Write| copy.write_snapshot(out)))
+    }
+
     fn restore_from(&mut self, input: &mut dyn io::Read) -> Result<(), RestoreError> {
         *self = KvStore::restore_from(input)?;
         Ok(())

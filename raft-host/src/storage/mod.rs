@@ -184,7 +184,7 @@ mod tests;
 pub use error::StorageError;
 pub use meta::NodeMeta;
 pub use repair::{Damage, Repaired};
-pub use snapshot_file::{CHUNK as SNAPSHOT_CHUNK, SnapshotFile, SnapshotFileWriter};
+pub use snapshot_file::{CHUNK as SNAPSHOT_CHUNK, SealedSnapshotFile, SnapshotFile, SnapshotFileWriter};
 
 use fs::{Fs, LockGuard, RealFs};
 use record::Change;
@@ -609,7 +609,7 @@ impl DiskLog {
             self.pending_hard_state = Some(hs);
         }
         if let (Some(_), Some(s), None) = (plan.snapshot, &write.snapshot, write.snapshot_digest) {
-            self.pending_snapshot = Some(s.clone());
+            self.pending_snapshot = Some(Snapshot::clone(s));
         }
         Ok(())
     }

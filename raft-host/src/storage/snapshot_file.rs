@@ -66,7 +66,7 @@ pub(super) fn read(fs: &dyn Fs, dir: &Path) -> Result<Option<Snapshot>, StorageE
         at += n;
     }
     let (meta, membership) = (file.meta, file.membership);
-    Ok(Some(Snapshot { meta, membership, data: Bytes::from(data) }))
+    Ok(Some(Snapshot { meta, membership: membership.into(), data: Bytes::from(data) }))
 }
 
 /// Checks the stored snapshot without reading its data into memory: the
@@ -76,7 +76,7 @@ pub(super) fn read_digest(fs: &dyn Fs, dir: &Path) -> Result<Option<(Snapshot, S
     remove_leftovers(fs, dir)?;
     Ok(SnapshotFile::open(fs, dir)?.map(|f| {
         let digest = SnapshotDigest { len: f.data_len, checksum: f.data_crc };
-        (Snapshot { meta: f.meta, membership: f.membership, data: Bytes::default() }, digest)
+        (Snapshot { meta: f.meta, membership: f.membership.into(), data: Bytes::default() }, digest)
     }))
 }
 
@@ -203,7 +203,15 @@ impl SnapshotFileWriter {
 
     /// Writes the header, makes the file durable and renames it into place
     /// (then makes the rename durable): the directory's snapshot is now this one.
-    pub fn finish(mut self) -> Result<(), StorageError> {
+    pub fn finish(self) -> Result<(), StorageError> {
+        self.seal()?.put_in_place()
+    }
+
+    /// Writes the header and makes the file durable, still under its
+    /// temporary name: [`SealedSnapshotFile::put_in_place`] makes it the
+    /// directory's snapshot, or [`SealedSnapshotFile::discard`] removes it.
+    /// (The slow part of [`finish`](Self::finish), for a thread of its own.)
+    pub fn seal(mut self) -> Result<SealedSnapshotFile, StorageError> {
         self.flush_buf()?;
         let mut h = [0u8; HEADER];
         h[..8].copy_from_slice(SNAPSHOT_MAGIC);
@@ -217,9 +225,7 @@ impl SnapshotFileWriter {
         h[36..].copy_from_slice(&crc.finalize().to_le_bytes());
         self.file.write_at(0, &h).map_err(StorageError::io("write", &self.tmp))?;
         self.file.sync_all().map_err(StorageError::io("fsync", &self.tmp))?;
-        let target = path(&self.dir);
-        self.fs.rename(&self.tmp, &target).map_err(StorageError::io("rename into place", &target))?;
-        files::sync_dir(&*self.fs, &self.dir)
+        Ok(SealedSnapshotFile { fs: self.fs, dir: self.dir, tmp: self.tmp, meta: self.meta })
     }
 
     fn flush_buf(&mut self) -> Result<(), StorageError> {
@@ -250,6 +256,36 @@ impl io::Write for SnapshotFileWriter {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// A complete, durable snapshot file under its temporary name (see
+/// [`SnapshotFileWriter::seal`]).
+#[derive(Debug)]
+pub struct SealedSnapshotFile {
+    fs: Arc<dyn Fs>,
+    dir: PathBuf,
+    tmp: PathBuf,
+    meta: SnapshotMeta,
+}
+
+impl SealedSnapshotFile {
+    /// The snapshot it holds.
+    pub fn meta(&self) -> SnapshotMeta {
+        self.meta
+    }
+
+    /// Renames it over the directory's snapshot file and makes the rename
+    /// durable: the directory's snapshot is now this one.
+    pub fn put_in_place(self) -> Result<(), StorageError> {
+        let target = path(&self.dir);
+        self.fs.rename(&self.tmp, &target).map_err(StorageError::io("rename into place", &target))?;
+        files::sync_dir(&*self.fs, &self.dir)
+    }
+
+    /// Removes it (a newer snapshot is in place already).
+    pub fn discard(self) -> Result<(), StorageError> {
+        self.fs.remove_file(&self.tmp).map_err(StorageError::io("remove", &self.tmp))
     }
 }
 
@@ -411,7 +447,7 @@ mod tests {
     fn snapshot(len: usize) -> Snapshot {
         let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
         let meta = SnapshotMeta { index: LogIndex(90), term: Term(4) };
-        Snapshot { meta, membership: Membership::with_voters([NodeId(1), NodeId(2)]), data: Bytes::from(data) }
+        Snapshot { meta, membership: Membership::with_voters([NodeId(1), NodeId(2)]).into(), data: Bytes::from(data) }
     }
 
     fn sim_fs() -> (SimFs, Arc<dyn Fs>) {
@@ -448,7 +484,7 @@ mod tests {
         let s = snapshot(2 * CHUNK + 9);
         write(&fs, dir, &s).unwrap();
         let mut f = SnapshotFile::open(&*fs, dir).unwrap().unwrap();
-        assert_eq!((f.meta(), f.membership(), f.data_len()), (s.meta, &s.membership, s.data.len() as u64));
+        assert_eq!((f.meta(), f.membership(), f.data_len()), (s.meta, &*s.membership, s.data.len() as u64));
         assert_eq!(f.data_checksum(), crc32fast::hash(&s.data));
         let mut buf = vec![0u8; 1000];
         for offset in [0, 1, CHUNK as u64 - 3, s.data.len() as u64 - 10] {

@@ -79,6 +79,17 @@ async fn write_loop<R: Runtime>(
 ) {
     let mut batch = Vec::new();
     let Some(established) = sessions.established(peer.id) else { return };
+    // Set up the session as the writer starts, not with the first message:
+    // a peer that still holds a session of this node's previous incarnation
+    // drops a frame sealed under neither (and only then offers a new
+    // session). Followers send each other nothing until an election, so the
+    // first message after a restart was often a vote request, and Raft
+    // sends that again only an election timeout later. (No session is
+    // needed to seal nothing: this only starts the handshake.)
+    let mut initiation = Vec::new();
+    if sessions.seal(peer.id, &[], &mut OsEntropy, &mut initiation).is_ok() && !initiation.is_empty() {
+        let _ = R::udp_send_to(&socket, &initiation, peer.addr()).await;
+    }
     loop {
         match or_stop(&shared.stop, peer.next_batch(&mut batch, BATCH_BYTES)).await {
             Some(true) => {}

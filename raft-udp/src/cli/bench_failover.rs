@@ -4,10 +4,18 @@
 //! and again until one exits 0. The time from the kill to that success is
 //! the round's result; the killed node is restarted and caught up before
 //! the next round. One JSON line per round, then a summary line.
+//!
+//! Each round writes once before the kill. By default the kill then comes
+//! after a random delay shorter than a heartbeat interval, so that it falls
+//! at any point of the heartbeat cycle, as a crash does; followers restart
+//! their election timers at every heartbeat, so the phase is worth up to a
+//! heartbeat (half of one on average) of election time. `--kill-phase
+//! after-write` kills right after the write (every follower's timer has
+//! just restarted): the worst phase.
 
-use super::args;
 use super::cluster::{Nodes, free_addrs, load_or_make_key};
 use super::kv::print_line;
+use super::{DEFAULT_HEARTBEAT_MS, args};
 use crate::client::query_status;
 use crate::packet::NodeStatus;
 use clap::Args;
@@ -38,6 +46,18 @@ pub(crate) struct BenchFailoverArgs {
     /// one), to compare builds back to back.
     #[arg(long, value_name = "FILE")]
     exe: Option<PathBuf>,
+    /// When the leader is killed after the round's write.
+    #[arg(long, value_enum, default_value_t = KillPhase::Random)]
+    kill_phase: KillPhase,
+}
+
+/// `--kill-phase`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum KillPhase {
+    /// After a random delay in [0, heartbeat interval).
+    Random,
+    /// At once.
+    AfterWrite,
 }
 
 /// What one round measured.
@@ -86,6 +106,11 @@ fn rounds(a: &BenchFailoverArgs, nodes: &mut Nodes, key: &ClusterKey) -> Result<
         // Every node up, one leader, everyone caught up with it.
         let leader = runtime.block_on(settled(&nodes.addrs, key))?;
         put(&nodes.exe, &nodes.key_file, &servers, a.put_timeout_ms, &format!("warm-{round}"))?;
+        let delay = match a.kill_phase {
+            KillPhase::Random => Duration::from_micros(crate::random_u64() % (DEFAULT_HEARTBEAT_MS * 1000)),
+            KillPhase::AfterWrite => Duration::ZERO,
+        };
+        std::thread::sleep(delay);
         let i = usize::try_from(leader - 1).map_err(|e| e.to_string())?;
         let killed_at = Instant::now();
         nodes.kill9(i);
@@ -114,6 +139,7 @@ fn rounds(a: &BenchFailoverArgs, nodes: &mut Nodes, key: &ClusterKey) -> Result<
             &json!({
                 "round": round,
                 "killed": r.killed,
+                "delay_ms": ms(delay),
                 "ms": ms(r.elapsed),
                 "elected_ms": r.elected.map(ms),
                 "puts": r.puts,

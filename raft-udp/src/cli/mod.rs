@@ -124,7 +124,7 @@ struct NodeArgs {
     #[arg(long, value_name = "FILE")]
     key_file: PathBuf,
     /// Leader heartbeat interval in milliseconds.
-    #[arg(long, default_value = "110", value_parser = args::positive)]
+    #[arg(long, default_value_t = DEFAULT_HEARTBEAT_MS, value_parser = args::positive)]
     heartbeat_ms: u64,
     /// Election timeout range in milliseconds, MIN-MAX.
     #[arg(long, default_value = "300-600", value_name = "MIN-MAX", value_parser = args::ms_range)]
@@ -154,9 +154,37 @@ struct NodeArgs {
     /// crash would be cut as a torn write).
     #[arg(long, value_enum, default_value_t = WatermarkArg::BeforeAck)]
     watermark: WatermarkArg,
+    /// How the leader confirms it still leads before answering a get.
+    /// safe: ReadIndex, a heartbeat round a majority acknowledges (assumes
+    /// nothing about clocks). lease: at once while its lease holds
+    /// (`election timeout min - --max-clock-drift-ms` from the latest
+    /// heartbeat round a majority acknowledged), which assumes no two
+    /// nodes' clocks drift apart by more than the drift bound over one
+    /// minimum election timeout.
+    #[arg(long, value_enum, default_value_t = ReadModeArg::Safe)]
+    read_mode: ReadModeArg,
+    /// With `--read-mode lease`: the bound on clock drift between nodes over
+    /// one minimum election timeout, in milliseconds, below the minimum
+    /// election timeout [default: 50].
+    #[arg(long, value_name = "MS")]
+    max_clock_drift_ms: Option<u64>,
     #[command(flatten)]
     limits: LimitArgs,
 }
+
+/// `--max-clock-drift-ms` unless told otherwise: a sixth of the default
+/// minimum election timeout.
+const DEFAULT_MAX_CLOCK_DRIFT_MS: u64 = 50;
+
+/// `--read-mode`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadModeArg {
+    Safe,
+    Lease,
+}
+
+/// `node --heartbeat-ms` unless told otherwise (MIT 6.5840's ~110 ms).
+pub(crate) const DEFAULT_HEARTBEAT_MS: u64 = 110;
 
 /// `--watermark`.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -305,6 +333,15 @@ fn node(a: NodeArgs) -> Result<u8, String> {
         repair: a.repair,
         metrics_listen: a.metrics_listen,
         watermark: a.watermark.into(),
+        read_mode: match (a.read_mode, a.max_clock_drift_ms) {
+            (ReadModeArg::Safe, None) => raft_core::ReadMode::Safe,
+            (ReadModeArg::Safe, Some(_)) => {
+                return Err("--max-clock-drift-ms applies to --read-mode lease only".into());
+            }
+            (ReadModeArg::Lease, drift) => raft_core::ReadMode::Lease {
+                max_clock_drift: raft_core::Duration::from_millis(drift.unwrap_or(DEFAULT_MAX_CLOCK_DRIFT_MS)),
+            },
+        },
         limits: server::ServiceLimits {
             sessions: raft_host::SessionLimits {
                 idle_timeout_ms: a.limits.session_timeout.as_millis() as u64,

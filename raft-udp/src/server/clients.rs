@@ -32,7 +32,7 @@ use raft_net::udp::AppDatagram;
 use raft_net::{AppGauge, Handle, ProposeError, Status, UdpApp};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Most requests waiting for their outcome; beyond it clients are told to retry.
 pub(crate) const MAX_PENDING: usize = 65_536;
@@ -62,6 +62,14 @@ async fn session_table(handle: &Handle<KvStore>) -> Option<[u64; 3]> {
         .local_read(|kv: &KvStore| [kv.session_count() as u64, kv.session_bytes(), kv.session_limits().max_bytes])
         .await
         .ok()
+}
+
+/// Waits up to `within` until the node knows a leader (itself or another);
+/// false if it does not by then, or stopped.
+async fn leader_known(handle: &Handle<KvStore>, within: Duration) -> bool {
+    let mut role = handle.role_watch();
+    let known = role.wait_for(|r| r.leader.is_some());
+    tokio::time::timeout(within, known).await.is_ok_and(|r| r.is_some())
 }
 
 /// Where to send the answer to a client's command in flight.
@@ -99,6 +107,9 @@ pub(crate) struct Service {
     /// `raft_kv_sessions`, `raft_kv_session_bytes`, `raft_kv_session_limit_bytes`
     /// in the node's metrics, refreshed by [`Service::refresh_session_gauges`].
     session_gauges: [AppGauge; 3],
+    /// How long a request that reaches this node during an election waits
+    /// for its outcome (the longest election timeout).
+    wait_for_leader: Duration,
     done: tokio::sync::mpsc::UnboundedSender<Finished>,
 }
 
@@ -108,6 +119,7 @@ impl Service {
         app: UdpApp,
         peers: HashMap<u64, SocketAddr>,
         limits: ServiceLimits,
+        wait_for_leader: Duration,
     ) -> (Service, tokio::sync::mpsc::UnboundedReceiver<Finished>) {
         let (done, finished) = tokio::sync::mpsc::unbounded_channel();
         let gauge = |name, help| handle.app_gauge(name, help).expect("a valid metric name of our own");
@@ -128,6 +140,7 @@ impl Service {
             registrations: Registrations::new(COOKIE_LIFETIME),
             unproven: 0,
             session_gauges,
+            wait_for_leader,
             done,
         };
         (service, finished)
@@ -231,10 +244,14 @@ impl Service {
         // The leader proposes; a follower that knows the leader forwards the
         // command to it (`Config::forward_proposals`) or asks it for a read
         // index, and answers when it has applied the outcome. With no leader
-        // known (or contact lost: a candidate) the client is answered at once.
+        // known (an election is under way) the request waits for one, up to
+        // `wait_for_leader`: turned away, the client would only ask again a
+        // little later, and the command can go the moment the election ends.
+        // Any other node (a learner) names the leader at once.
         let me = self.handle.id();
         let following = status.role.role == Role::Follower && status.role.leader.is_some_and(|l| l != me);
-        if status.role.role != Role::Leader && !following {
+        let electing = status.role.leader.is_none();
+        if status.role.role != Role::Leader && !following && !electing {
             return answer(self, self.not_leader(status.role.leader.map(|l| l.0)));
         }
         if let ClientOp::Kv(KvOp::Put { value: v, .. } | KvOp::Cas { new: v, .. }) = &op
@@ -276,13 +293,22 @@ impl Service {
         self.in_flight.insert(key, Waiter { seq, nonce, addr: from });
         self.pending += 1;
         self.uncommitted += bytes;
-        self.spawn(key, seq, bytes, work);
+        self.spawn(key, seq, bytes, work, electing.then_some(self.wait_for_leader));
     }
 
-    fn spawn(&self, key: Key, seq: u64, bytes: u64, work: Work) {
+    /// Runs `work` on its own task, first waiting up to `wait_for_leader`
+    /// (if given) for a leader to be known.
+    fn spawn(&self, key: Key, seq: u64, bytes: u64, work: Work, wait_for_leader: Option<Duration>) {
         let (handle, done) = (self.handle.clone(), self.done.clone());
         tokio::spawn(async move {
-            let result = work.run(&handle).await;
+            let elected = match wait_for_leader {
+                Some(within) => leader_known(&handle, within).await,
+                None => true,
+            };
+            let result = match elected {
+                true => work.run(&handle).await,
+                false => Err(ProposeError::NotLeader { leader_hint: None }),
+            };
             let _ = done.send(Finished { key, seq, bytes, result });
         });
     }

@@ -96,6 +96,8 @@ pub struct NodeOptions {
     pub metrics_listen: Option<SocketAddr>,
     /// When the disk log moves its synced watermark ([`raft_host::Watermark`]).
     pub watermark: raft_host::Watermark,
+    /// How the leader confirms its leadership for a get (`Config::read_mode`).
+    pub read_mode: raft_core::ReadMode,
     /// Client sessions and the leader's uncommitted bytes.
     pub limits: ServiceLimits,
 }
@@ -247,6 +249,7 @@ pub fn config(opts: &NodeOptions) -> Result<Config, OptionsError> {
     config.snapshot_after_entries = Some(opts.snapshot_after_entries.unwrap_or(SNAPSHOT_AFTER_ENTRIES));
     // A client reaching any live follower is served: its command goes to the leader.
     config.forward_proposals = true;
+    config.read_mode = opts.read_mode;
     config.validate().map_err(OptionsError::Invalid)?;
     Ok(config)
 }
@@ -307,7 +310,13 @@ pub fn run(opts: NodeOptions, stop: impl Future<Output = ()>) -> Result<(), Node
         } else if opts.join {
             tracing::info!("joining: waiting for a leader to add this node");
         }
-        let service = clients::Service::new(handle.clone(), app, opts.peers.into_iter().collect(), opts.limits);
+        let service = clients::Service::new(
+            handle.clone(),
+            app,
+            opts.peers.into_iter().collect(),
+            opts.limits,
+            opts.election_timeout.1,
+        );
         let stop = async move {
             tokio::select! {
                 () = stop => {}

@@ -7,6 +7,7 @@
 //! property test binary over many seeds on every core (see
 //! [`raft_tests::soak`]): `cargo run -p raft-tests --bin sim -- soak --seeds 10000`.
 
+use clap::{Parser, Subcommand};
 use raft_core::{Duration, LogIndex, NodeId, Role, Term};
 use raft_tests::sim::trace::{MsgSummary, fmt_instant};
 use raft_tests::sim::{Cluster, MsgKind, SimConfig, TraceEvent, TraceKind};
@@ -15,40 +16,34 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::rc::Rc;
 
-const USAGE: &str = "usage: sim [--nodes N (1..=15, default 5)] [--seed S (default 7)] [--duration-ms D (default 20000)] \
-     | sim soak --help";
-
-#[derive(Debug)]
-struct Args {
-    nodes: usize,
-    seed: u64,
-    duration_ms: u64,
+/// `sim`: one simulated run printed as a timeline, or `sim soak`.
+#[derive(Debug, Parser)]
+#[command(name = "sim", about = "The deterministic simulator: one run as a timeline, or a soak over many seeds")]
+struct Cli {
+    #[command(subcommand)]
+    soak: Option<Command>,
+    #[command(flatten)]
+    run: Args,
 }
 
-fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
-    let mut args = Args { nodes: 5, seed: 7, duration_ms: 20_000 };
-    while let Some(flag) = it.next() {
-        if flag == "--help" || flag == "-h" {
-            return Ok(None);
-        }
-        let (name, inline) = match flag.split_once('=') {
-            Some((n, v)) => (n.to_string(), Some(v.to_string())),
-            None => (flag.clone(), None),
-        };
-        if !matches!(name.as_str(), "--nodes" | "--seed" | "--duration-ms") {
-            return Err(format!("unknown flag {flag:?}"));
-        }
-        let value = inline.or_else(|| it.next()).ok_or_else(|| format!("{name} needs a value"))?;
-        let number: u64 = value.parse().map_err(|_| format!("{name}: {value:?} is not a non-negative integer"))?;
-        match name.as_str() {
-            "--nodes" if (1..=15).contains(&number) => args.nodes = number as usize,
-            "--nodes" => return Err(format!("--nodes must be between 1 and 15, got {number}")),
-            "--seed" => args.seed = number,
-            _ if number == 0 => return Err("--duration-ms must be positive".to_string()),
-            _ => args.duration_ms = number,
-        }
-    }
-    Ok(Some(args))
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Every scenario and property test binary over many seeds, on every core.
+    Soak(raft_tests::soak::SoakArgs),
+}
+
+/// The simulated run.
+#[derive(Debug, clap::Args)]
+struct Args {
+    /// Cluster size.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=15))]
+    nodes: u64,
+    /// The run's seed: the same seed replays the same run.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Simulated time to run, in milliseconds.
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
+    duration_ms: u64,
 }
 
 /// What the timeline printer remembers between events.
@@ -144,7 +139,8 @@ fn commit(c: &mut Cluster, cmd: &str) -> Option<LogIndex> {
 fn run(args: &Args) {
     println!("simulating {} nodes, seed {}, {} ms of virtual time", args.nodes, args.seed, args.duration_ms);
     println!("(election timeout 300-600 ms, heartbeat 110 ms, network 1-5 ms, disk 0-2 ms)\n");
-    let mut c = Cluster::new(SimConfig::new(args.nodes, args.seed));
+    let nodes = usize::try_from(args.nodes).expect("at most 15 nodes");
+    let mut c = Cluster::new(SimConfig::new(nodes, args.seed));
     let view = Rc::new(RefCell::new(View::default()));
     c.set_trace_observer(Some(timeline(&view)));
 
@@ -227,30 +223,9 @@ fn summary(c: &Cluster) {
 }
 
 fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1).peekable();
-    if args.peek().is_some_and(|a| a == "soak") {
-        return soak(args.skip(1));
-    }
-    match parse_args(args) {
-        Ok(Some(args)) => {
-            run(&args);
-            ExitCode::SUCCESS
-        }
-        Ok(None) => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("sim: {e} ({USAGE})");
-            ExitCode::from(2)
-        }
-    }
-}
-
-fn soak(args: impl Iterator<Item = String>) -> ExitCode {
-    use raft_tests::soak::{SoakArgs, USAGE, run};
-    match SoakArgs::parse(args) {
-        Ok(Some(a)) => match run(&a) {
+    let cli = Cli::parse();
+    match cli.soak {
+        Some(Command::Soak(a)) => match raft_tests::soak::run(&a) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(1),
             Err(e) => {
@@ -258,13 +233,9 @@ fn soak(args: impl Iterator<Item = String>) -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Ok(None) => {
-            println!("{USAGE}");
+        None => {
+            run(&cli.run);
             ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("sim soak: {e} ({USAGE})");
-            ExitCode::from(2)
         }
     }
 }
@@ -273,19 +244,19 @@ fn soak(args: impl Iterator<Item = String>) -> ExitCode {
 mod tests {
     use super::*;
 
-    fn parse(v: &[&str]) -> Result<Option<Args>, String> {
-        parse_args(v.iter().map(|s| s.to_string()))
+    fn parse(v: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("sim").chain(v.iter().copied()))
     }
 
     #[test]
     fn flags() {
-        let a = parse(&["--nodes", "7", "--seed=3", "--duration-ms", "100"]).unwrap().unwrap();
+        let a = parse(&["--nodes", "7", "--seed=3", "--duration-ms", "100"]).unwrap().run;
         assert_eq!((a.nodes, a.seed, a.duration_ms), (7, 3, 100));
-        assert!(parse(&["--nodes", "16"]).is_err());
-        assert!(parse(&["--nodes", "0"]).is_err());
-        assert!(parse(&["--nodes"]).is_err());
-        assert!(parse(&["--seed", "x"]).is_err());
-        assert!(parse(&["--bogus"]).is_err());
-        assert!(parse(&["--help"]).unwrap().is_none());
+        for bad in [&["--nodes", "16"][..], &["--nodes", "0"], &["--nodes"], &["--seed", "x"], &["--bogus"]] {
+            assert_eq!(parse(bad).unwrap_err().exit_code(), 2, "{bad:?}");
+        }
+        let soak = parse(&["soak", "--seeds", "5"]).unwrap();
+        assert!(matches!(soak.soak, Some(Command::Soak(a)) if a.seeds == 5));
+        assert_eq!(parse(&["soak", "--seeds", "0"]).unwrap_err().exit_code(), 2);
     }
 }

@@ -852,7 +852,7 @@ impl Cluster {
                 Output::Event(Event::TransferFinished { to, outcome }) => self.transfer_finished(i, to, outcome),
                 Output::Event(Event::MembershipChanged { membership }) => {
                     let node = self.slots[i].id;
-                    self.trace.push(self.now, TraceKind::Config { node, config: (&membership).into() });
+                    self.trace.push(self.now, TraceKind::Config { node, config: (&*membership).into() });
                 }
                 Output::Event(_) => {}
                 Output::Read { id, result } => self.read_done(i, id, result),

@@ -130,7 +130,7 @@ impl Disk {
         let stored = d.snapshot_index();
         if let Some(s) = &w.snapshot {
             d.entries.retain(|e| e.index > s.meta.index);
-            d.snapshot = Some(s.clone());
+            d.snapshot = Some((**s).clone());
         }
         if let Some(t) = w.truncate_from {
             if t <= stored {

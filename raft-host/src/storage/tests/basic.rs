@@ -131,12 +131,12 @@ fn snapshot_that_the_log_holds_keeps_the_suffix() {
     let (mut log, _) = open(tmp.path());
     commit(&mut log, &appending((1..=10).map(|i| entry(i, 1 + i / 4, 4)).collect()));
     let mut w = Write::default();
-    w.snapshot = Some(snapshot(6, 2, b"state at 6"));
+    w.snapshot = Some(snapshot(6, 2, b"state at 6").into());
     commit(&mut log, &w);
     assert_eq!(log.snapshot_index(), LogIndex(6));
     // An older snapshot is ignored.
     let mut w = Write::default();
-    w.snapshot = Some(snapshot(3, 1, b"old"));
+    w.snapshot = Some(snapshot(3, 1, b"old").into());
     commit(&mut log, &w);
     drop(log);
     let (log, rec) = open(tmp.path());
@@ -155,7 +155,7 @@ fn installed_snapshot_that_conflicts_drops_the_log() {
     // As the core emits it: truncate at the snapshot index, then the snapshot.
     let mut w = Write::default();
     w.truncate_from = Some(LogIndex(20));
-    w.snapshot = Some(snapshot(20, 3, &[7; 1000]));
+    w.snapshot = Some(snapshot(20, 3, &[7; 1000]).into());
     commit(&mut log, &w);
     assert_eq!(log.last_index(), LogIndex(20));
     commit(&mut log, &appending(vec![entry(21, 3, 2), entry(22, 4, 2)]));
@@ -167,7 +167,7 @@ fn installed_snapshot_that_conflicts_drops_the_log() {
     // The log holds 22 with term 4, the snapshot says 9: entries after it
     // belong to a history the snapshot replaced, so they go too.
     let mut w = Write::default();
-    w.snapshot = Some(snapshot(22, 9, b"x"));
+    w.snapshot = Some(snapshot(22, 9, b"x").into());
     commit(&mut log, &w);
     assert_eq!(log.last_index(), LogIndex(22));
     commit(&mut log, &appending(vec![entry(23, 9, 0)]));
@@ -222,7 +222,7 @@ fn invalid_writes_are_refused_and_change_nothing() {
         assert!(log.is_synced());
     }
     let mut w = Write::default();
-    w.snapshot = Some(snapshot(u64::MAX, 1, b"")); // index out of range
+    w.snapshot = Some(snapshot(u64::MAX, 1, b"").into()); // index out of range
     assert!(matches!(log.write(&w), Err(StorageError::InvalidWrite { .. })));
     let mut w = appending(vec![entry(1, 3, 1)]);
     w.truncate_from = Some(LogIndex(1));

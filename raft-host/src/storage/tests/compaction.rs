@@ -24,7 +24,7 @@ fn copy_dir(from: &Path) -> tempfile::TempDir {
 
 fn snapshot_at(index: u64, term: u64) -> Write {
     let mut w = Write::default();
-    w.snapshot = Some(snapshot(index, term, format!("state at {index}").as_bytes()));
+    w.snapshot = Some(snapshot(index, term, format!("state at {index}").as_bytes()).into());
     w
 }
 
@@ -79,7 +79,7 @@ fn run_bounded(n: u64, segment_bytes: u64, max_segments: usize, max_bytes: u64) 
             // end (a write stores its snapshot before its entries).
             let index = last - rng.below(8);
             let s = snapshot(index, all[index as usize].term.0, &rng.bytes(200));
-            w.snapshot = Some(s.clone());
+            w.snapshot = Some(s.clone().into());
             last_snapshot = Some(s);
             next_snapshot += 100;
         }

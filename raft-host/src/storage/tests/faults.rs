@@ -292,7 +292,7 @@ fn damaged_small_files_are_corruption() {
     w.snapshot = None;
     commit(&mut log, &w);
     let mut w = Write::default();
-    w.snapshot = Some(snapshot(1, 1, b"snap"));
+    w.snapshot = Some(snapshot(1, 1, b"snap").into());
     commit(&mut log, &w);
     drop(log);
     for name in ["hardstate", "meta", "snapshot"] {
@@ -322,7 +322,7 @@ fn leftover_temp_files_are_removed_and_the_old_files_stay() {
     w.hard_state = Some(hard_state(4, Some(1)));
     commit(&mut log, &w);
     let mut w = Write::default();
-    w.snapshot = Some(snapshot(1, 1, b"s"));
+    w.snapshot = Some(snapshot(1, 1, b"s").into());
     commit(&mut log, &w);
     drop(log);
     for name in ["hardstate.tmp", "snapshot.tmp", "meta.tmp"] {
@@ -342,7 +342,7 @@ fn snapshot_record_without_a_snapshot_file_is_corruption() {
     let (mut log, _) = open(tmp.path());
     commit(&mut log, &appending(vec![entry(1, 1, 1), entry(2, 1, 1)]));
     let mut w = Write::default();
-    w.snapshot = Some(snapshot(2, 1, b"s"));
+    w.snapshot = Some(snapshot(2, 1, b"s").into());
     commit(&mut log, &w);
     drop(log);
     let path = tmp.path().join("snapshot");

@@ -81,7 +81,11 @@ fn hard_state(term: u64, vote: Option<u64>) -> HardState {
 
 fn snapshot(index: u64, term: u64, data: &[u8]) -> Snapshot {
     let membership = raft_core::Membership::with_voters([NodeId(1), NodeId(term)]);
-    Snapshot { meta: SnapshotMeta { index: LogIndex(index), term: Term(term) }, membership, data: Bytes::from(data) }
+    Snapshot {
+        meta: SnapshotMeta { index: LogIndex(index), term: Term(term) },
+        membership: membership.into(),
+        data: Bytes::from(data),
+    }
 }
 
 /// Options without preallocation, so that a segment's file ends where its

@@ -189,9 +189,9 @@ impl Op {
     /// log's sync returned).
     fn run(&self, log: &mut DiskLog, store: &mut SnapshotStore) -> Result<(), StorageError> {
         let record = |log: &mut DiskLog, meta: SnapshotMeta, data: &[u8]| {
-            let snapshot = Snapshot { meta, membership: membership(), data: Bytes::default() };
+            let snapshot = Snapshot { meta, membership: membership().into(), data: Bytes::default() };
             let mut write = Write::default();
-            write.snapshot = Some(snapshot);
+            write.snapshot = Some(snapshot.into());
             write.snapshot_digest = Some(digest(data));
             log.write(&write)?;
             log.sync()
@@ -220,7 +220,7 @@ impl Op {
                         total_len: data.len() as u64,
                         data: Bytes::from(data[offset..offset + n].to_vec()),
                         checksum: crc32fast::hash(data),
-                        membership: membership(),
+                        membership: membership().into(),
                         round: 0,
                     };
                     store.save_chunk(&chunk)?;
@@ -262,7 +262,7 @@ fn check(rec: &Recovered, store: &mut SnapshotStore, want: &State) -> Result<(),
         return Ok(());
     };
     let s = rec.snapshot.as_ref().expect("compared above");
-    if s.membership != membership() || !s.data.is_empty() || rec.snapshot_digest != Some(digest(data)) {
+    if *s.membership != membership() || !s.data.is_empty() || rec.snapshot_digest != Some(digest(data)) {
         return Err(format!("snapshot {s:?} with digest {:?}, wrote {:?}", rec.snapshot_digest, digest(data)));
     }
     let mut sm = Blob { data: Vec::new(), applied: LogIndex(0), piece: 1 };

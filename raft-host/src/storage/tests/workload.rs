@@ -111,7 +111,7 @@ impl Model {
         if let Some(s) = &w.snapshot
             && s.meta.index > self.log.base.index
         {
-            self.pending_snapshot = Some(s.clone());
+            self.pending_snapshot = Some((**s).clone());
             self.ops.push(Op::Snapshot(s.meta));
         }
         if let Some(from) = w.truncate_from {
@@ -200,11 +200,14 @@ pub(super) fn random_write(rng: &mut Rng, m: &Model) -> Write {
         let index = base + 1 + rng.below(last - base);
         let term = log.term_at(index).unwrap();
         let data = rng.bytes(300);
-        w.snapshot = Some(Snapshot {
-            meta: SnapshotMeta { index: LogIndex(index), term },
-            membership: raft_core::Membership::with_voters([raft_core::NodeId(index % 3 + 1)]),
-            data: Bytes::from(data),
-        });
+        w.snapshot = Some(
+            Snapshot {
+                meta: SnapshotMeta { index: LogIndex(index), term },
+                membership: raft_core::Membership::with_voters([raft_core::NodeId(index % 3 + 1)]).into(),
+                data: Bytes::from(data),
+            }
+            .into(),
+        );
     } else if roll < 11 {
         // A leader's snapshot, possibly beyond or disagreeing with the log.
         let index = base + 1 + rng.below(last - base + 10);
@@ -213,11 +216,14 @@ pub(super) fn random_write(rng: &mut Rng, m: &Model) -> Write {
             w.truncate_from = Some(LogIndex(index));
         }
         let data = rng.bytes(300);
-        w.snapshot = Some(Snapshot {
-            meta: SnapshotMeta { index: LogIndex(index), term },
-            membership: raft_core::Membership::with_voters([raft_core::NodeId(index % 3 + 1)]),
-            data: Bytes::from(data),
-        });
+        w.snapshot = Some(
+            Snapshot {
+                meta: SnapshotMeta { index: LogIndex(index), term },
+                membership: raft_core::Membership::with_voters([raft_core::NodeId(index % 3 + 1)]).into(),
+                data: Bytes::from(data),
+            }
+            .into(),
+        );
     } else if roll < 25 && last > base {
         w.truncate_from = Some(LogIndex(base + 1 + rng.below(last - base)));
     }
