@@ -438,7 +438,7 @@ fn damage_outside_the_log_is_not_repaired() {
     w.hard_state = Some(hard_state(3, Some(2)));
     commit(&mut log, &w);
     let mut w = Write::default();
-    w.snapshot = Some(snapshot(3, 1, b"the state at 3"));
+    w.snapshot = Some(Box::new(snapshot(3, 1, b"the state at 3")));
     commit(&mut log, &w);
     drop(log);
     let path = tmp.path().join("snapshot");
