@@ -321,9 +321,8 @@ fn a_command_sent_during_an_election_waits_for_the_leader_then_is_applied() {
         let v = status_of(&c, node);
         if v["leader"].is_null() { Ok(()) } else { Err(v.to_string()) }
     });
-    let asked = Instant::now();
     let nonce = client.request(session, 2, ClientOp::Kv(KvOp::put("k", "w")));
+    assert_eq!(client.answer(nonce, ELECTION_MAX / 2), None, "a node without a leader answered at once");
     let late = client.answer(nonce, ELECTION);
     assert_eq!(late, Some(ClientResult::NotLeader { leader: None, addr: None }));
-    assert!(asked.elapsed() >= ELECTION_MAX, "answered after {:?}", asked.elapsed());
 }
