@@ -276,6 +276,78 @@ mod tests {
         }
     }
 
+    /// A message asking for `len` bytes at `offset` of the snapshot `meta`,
+    /// as the core hands it over (`Output::SendSnapshotChunk`), data empty.
+    fn chunk_request(meta: SnapshotMeta, offset: u64) -> Message {
+        let chunk = InstallSnapshot {
+            index: meta.index,
+            snapshot_term: meta.term,
+            offset,
+            total_len: 0,
+            data: Bytes::default(),
+            checksum: 0,
+            membership: Membership::with_voters([NodeId(1)]).into(),
+            round: 0,
+        };
+        Message { term: Term(3), body: raft_core::Body::InstallSnapshot(chunk) }
+    }
+
+    fn chunk_data(message: &Message) -> &[u8] {
+        match &message.body {
+            raft_core::Body::InstallSnapshot(chunk) => &chunk.data,
+            other => panic!("not a snapshot chunk: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn chunks_are_read_from_the_snapshot_they_name_also_after_a_received_one_replaced_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]);
+        let mut store = SnapshotStore::new(Arc::new(RealFs), dir.path().to_path_buf(), None);
+        let ours = b"our own state at 10";
+        let writer: SnapshotWriter = Box::new(move |out| out.write_all(ours));
+        let mut t = store.start_take(writer, meta(10), &m).unwrap();
+        let (sealed, _) = written(&mut t).unwrap();
+        assert!(store.finish_take(sealed).unwrap());
+
+        // The store opens the snapshot file for the first chunk and keeps it.
+        let mut request = chunk_request(meta(10), 4);
+        assert!(store.fill_chunk(&mut request, 9));
+        assert_eq!(chunk_data(&request), b"own state");
+
+        // This node follows another leader for a while and installs its
+        // snapshot: a later chunk must come from that file, not the one
+        // held open, and a chunk of the old snapshot is dropped.
+        let theirs = b"a leader's state at 30";
+        let received = InstallSnapshot {
+            index: LogIndex(30),
+            snapshot_term: Term(2),
+            offset: 0,
+            total_len: theirs.len() as u64,
+            data: Bytes::from(theirs.to_vec()),
+            checksum: crc32fast::hash(theirs),
+            membership: m.clone().into(),
+            round: 0,
+        };
+        store.save_chunk(&received).unwrap();
+        store.install(meta(30), None).unwrap();
+        let mut request = chunk_request(meta(30), 0);
+        assert!(store.fill_chunk(&mut request, theirs.len() as u64), "the installed snapshot's chunk was dropped");
+        assert_eq!(chunk_data(&request), theirs);
+        let mut stale = chunk_request(meta(10), 0);
+        assert!(!store.fill_chunk(&mut stale, 4), "a chunk of a replaced snapshot was sent");
+        assert_eq!(chunk_data(&stale), b"");
+
+        // Bytes past the end of the data are no chunk: the message is
+        // dropped (the core never asks for them; a request that does must
+        // not hang the node, nor go out short).
+        let end = theirs.len() as u64;
+        for (offset, len) in [(end, 1), (end + 5, 10), (end - 2, 5)] {
+            let mut request = chunk_request(meta(30), offset);
+            assert!(!store.fill_chunk(&mut request, len), "{len} bytes at {offset} of {end}");
+        }
+    }
+
     #[test]
     fn a_snapshot_written_on_its_own_thread_goes_in_place_unless_a_newer_one_arrived() {
         let dir = tempfile::tempdir().unwrap();
