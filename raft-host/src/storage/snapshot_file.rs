@@ -477,6 +477,45 @@ mod tests {
     }
 
     #[test]
+    fn a_writer_holds_at_most_a_chunk_unwritten_and_writes_small_pieces_a_chunk_at_a_time() {
+        let (sim, fs) = sim_fs();
+        let dir = Path::new("/d");
+        let s = snapshot(20 * CHUNK);
+        let tmp = dir.join(format!("{SNAPSHOT_FILE}{TMP_SUFFIX}"));
+        let mut w = SnapshotFileWriter::create(fs.clone(), dir, s.meta, &s.membership).unwrap();
+        let ops = sim.ops();
+        let check = |w: &SnapshotFileWriter, what: &str| {
+            let in_file = sim.contents(&tmp).unwrap().len() as u64 - HEADER as u64 - w.data_start;
+            assert!(
+                w.data_len() - in_file <= CHUNK as u64,
+                "{what}: {} of {} bytes unwritten",
+                w.data_len() - in_file,
+                w.data_len()
+            );
+        };
+        // Pieces larger than a chunk, alone and after a buffered one, go out at once.
+        let (big, rest) = s.data.split_at(3 * CHUNK);
+        w.write_data(big).unwrap();
+        check(&w, "a first piece of 3 chunks");
+        let (small, rest) = rest.split_at(10);
+        w.write_data(small).unwrap();
+        let (big, rest) = rest.split_at(2 * CHUNK);
+        w.write_data(big).unwrap();
+        check(&w, "a piece of 2 chunks after 10 bytes");
+        // Small pieces are gathered into writes of nearly a chunk.
+        let writes_before = sim.ops() - ops;
+        for piece in rest.chunks(1000) {
+            w.write_data(piece).unwrap();
+            check(&w, "pieces of 1000 bytes");
+        }
+        let writes = sim.ops() - ops - writes_before;
+        let most = rest.len() as u64 / (CHUNK as u64 - 1000) + 1;
+        assert!(writes <= most, "{} bytes in pieces of 1000 took {writes} writes, expected at most {most}", rest.len());
+        w.finish().unwrap();
+        assert_eq!(read(&*fs, dir).unwrap(), Some(s));
+    }
+
+    #[test]
     fn a_stored_snapshot_reads_in_ranges_and_as_a_stream() {
         let (_, fs) = sim_fs();
         let dir = Path::new("/d");
@@ -515,6 +554,110 @@ mod tests {
             let err = SnapshotFile::open(&*fs, dir).unwrap_err();
             assert!(matches!(err, StorageError::Corrupt { offset: 36, .. }), "byte {at}: {err}");
         }
+    }
+
+    /// A snapshot file of version 2 for `index` with this `body`
+    /// (configuration length, configuration, data) and a correct checksum.
+    fn file_with(index: u64, body: &[u8]) -> Vec<u8> {
+        let mut h = SNAPSHOT_MAGIC.to_vec();
+        h.extend_from_slice(&VERSION.to_le_bytes());
+        h.extend_from_slice(&index.to_le_bytes());
+        h.extend_from_slice(&4u64.to_le_bytes());
+        h.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&h);
+        crc.update(body);
+        h.extend_from_slice(&crc.finalize().to_le_bytes());
+        h.extend_from_slice(body);
+        h
+    }
+
+    #[test]
+    fn a_checksummed_file_with_a_bad_configuration_or_index_is_refused_at_the_field() {
+        let (sim, fs) = sim_fs();
+        let dir = Path::new("/d");
+        write(&fs, dir, &snapshot(10)).unwrap();
+        let config = raft_core::codec::encode_value(&*snapshot(0).membership).unwrap();
+        let body = |m_len: u32, m: &[u8], data: &[u8]| [&m_len.to_le_bytes()[..], m, data].concat();
+        let good = body(config.len() as u32, &config, b"data");
+        let cases = [
+            // The control: well formed.
+            (file_with(90, &good), None),
+            // Shorter than a configuration length.
+            (file_with(90, &[1, 0]), Some(HEADER as u64)),
+            // A configuration longer than the file (but within the codec's bound).
+            (file_with(90, &body(config.len() as u32 + 5, &config, b"data")), Some(HEADER as u64)),
+            // A configuration that does not decode (at the configuration, after its length).
+            (file_with(90, &body(3, &[0xff; 3], b"data")), Some(HEADER as u64 + 4)),
+            // The first index out of range; the last one in it.
+            (file_with(MAX_INDEX, &good), Some(12)),
+            (file_with(MAX_INDEX - 1, &good), None),
+        ];
+        for (i, (bytes, refused_at)) in cases.into_iter().enumerate() {
+            sim.set_contents(&path(dir), &bytes);
+            match (SnapshotFile::open(&*fs, dir), refused_at) {
+                (Ok(Some(f)), None) => assert_eq!((f.membership(), f.data_len()), (&*snapshot(0).membership, 4)),
+                (Err(StorageError::Corrupt { offset, .. }), Some(at)) => assert_eq!(offset, at, "case {i}"),
+                (other, _) => panic!("case {i}: {other:?}, expected a refusal at {refused_at:?}"),
+            }
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_snapshot_file_that_cannot_be_opened_is_an_error_never_no_snapshot() {
+        let tmp = tempfile::tempdir().unwrap();
+        // A name that exists but cannot be opened: a link to itself.
+        std::os::unix::fs::symlink("snapshot", path(tmp.path())).unwrap();
+        match SnapshotFile::open(&crate::storage::fs::RealFs, tmp.path()) {
+            Err(StorageError::Io { path: p, .. }) => assert_eq!(p, path(tmp.path())),
+            other => panic!("expected an I/O error, got {other:?}"),
+        }
+    }
+
+    /// A reader that answers each read with the next scripted step: `Ok(n)`
+    /// gives the next `n` bytes of `data`, `Err(kind)` fails once.
+    #[derive(Debug)]
+    struct Scripted {
+        data: Vec<u8>,
+        at: usize,
+        steps: std::collections::VecDeque<Result<usize, ErrorKind>>,
+    }
+
+    impl io::Read for Scripted {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            match self.steps.pop_front() {
+                Some(Err(kind)) => Err(io::Error::new(kind, "scripted")),
+                Some(Ok(n)) => {
+                    let n = n.min(buf.len()).min(self.data.len() - self.at);
+                    buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+                    self.at += n;
+                    Ok(n)
+                }
+                None => Ok(0),
+            }
+        }
+    }
+
+    impl io::Seek for Scripted {
+        fn seek(&mut self, _: SeekFrom) -> io::Result<u64> {
+            unimplemented!("read_full does not seek")
+        }
+    }
+
+    #[test]
+    fn a_full_read_goes_on_after_short_and_interrupted_reads_and_stops_at_the_end_or_an_error() {
+        let script =
+            |steps: Vec<Result<usize, ErrorKind>>| Scripted { data: (1..=10).collect(), at: 0, steps: steps.into() };
+        let mut buf = [0u8; 8];
+        let mut r = script(vec![Ok(3), Err(ErrorKind::Interrupted), Ok(1), Ok(9)]);
+        assert_eq!(read_full(&mut r, &mut buf).unwrap(), 8);
+        assert_eq!(buf, [1, 2, 3, 4, 5, 6, 7, 8]);
+        let mut r = script(vec![Ok(2), Ok(0), Ok(5)]);
+        assert_eq!(read_full(&mut r, &mut buf).unwrap(), 2, "a read of 0 is the end of the file");
+        let mut r = script(vec![Ok(2), Err(ErrorKind::PermissionDenied), Ok(5)]);
+        let err = read_full(&mut r, &mut buf).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::PermissionDenied);
     }
 
     #[test]
