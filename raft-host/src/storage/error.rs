@@ -161,3 +161,19 @@ impl std::error::Error for StorageError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn an_io_error_is_the_source_of_its_storage_error_and_no_other_kind_has_one() {
+        let e = StorageError::io("fsync", "/data/log")(io::Error::new(io::ErrorKind::StorageFull, "disk full"));
+        let source = e.source().expect("an I/O error has a source");
+        let io = source.downcast_ref::<io::Error>().expect("the io::Error itself");
+        assert_eq!((io.kind(), io.to_string()), (io::ErrorKind::StorageFull, "disk full".to_string()));
+        let corrupt = StorageError::corrupt("/data/log/snapshot", 36, "checksum mismatch");
+        assert!(corrupt.source().is_none());
+    }
+}
