@@ -348,6 +348,56 @@ mod tests {
         }
     }
 
+    /// A state machine that is its snapshot's bytes.
+    #[derive(Default)]
+    struct Blob(Vec<u8>);
+
+    impl StateMachine for Blob {
+        type Command = u64;
+        type Output = ();
+
+        fn apply(&mut self, _: LogIndex, _: u64) {}
+
+        fn skip(&mut self, _: LogIndex) {}
+
+        fn snapshot(&self) -> Vec<u8> {
+            self.0.clone()
+        }
+
+        fn restore(&mut self, snapshot: &[u8]) -> Result<(), raft_core::codec::DecodeError> {
+            self.0 = snapshot.to_vec();
+            Ok(())
+        }
+
+        fn last_applied(&self) -> LogIndex {
+            LogIndex(0)
+        }
+    }
+
+    #[test]
+    fn a_restore_reads_only_the_snapshot_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Membership::with_voters([NodeId(1)]);
+        let fs: Arc<dyn Fs> = Arc::new(RealFs);
+        let mut w = SnapshotFileWriter::create(fs.clone(), dir.path(), meta(20), &m).unwrap();
+        w.write_data(b"state at 20").unwrap();
+        w.finish().unwrap();
+        let mut sm = Blob::default();
+        SnapshotStore::new(fs.clone(), dir.path().to_path_buf(), Some(meta(20))).restore(&mut sm, meta(20)).unwrap();
+        assert_eq!(sm.0, b"state at 20");
+
+        // A store whose idea of the snapshot in place is stale (a take whose
+        // rename went through but whose directory sync then failed leaves
+        // the new file under the old `in_place`, say) refuses, and the state
+        // machine keeps its state: another snapshot's data restored under
+        // this one's index would silently diverge from the cluster.
+        let mut sm = Blob(b"old state".to_vec());
+        let mut store = SnapshotStore::new(fs, dir.path().to_path_buf(), Some(meta(10)));
+        let err = store.restore(&mut sm, meta(10)).unwrap_err();
+        assert!(err.contains("not"), "{err}");
+        assert_eq!(sm.0, b"old state");
+    }
+
     #[test]
     fn a_snapshot_written_on_its_own_thread_goes_in_place_unless_a_newer_one_arrived() {
         let dir = tempfile::tempdir().unwrap();
