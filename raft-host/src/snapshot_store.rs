@@ -419,6 +419,13 @@ mod tests {
         assert!(store.finish_take(sealed).unwrap());
         assert_eq!(stored(dir.path()), (meta(10), b"state at 10".to_vec()));
 
+        // A later one goes in place over it.
+        let writer: SnapshotWriter = Box::new(|out| out.write_all(b"state at 15"));
+        let mut t = store.start_take(writer, meta(15), &m).unwrap();
+        let (sealed, _) = written(&mut t).unwrap();
+        assert!(store.finish_take(sealed).unwrap(), "a newer snapshot was discarded");
+        assert_eq!(stored(dir.path()), (meta(15), b"state at 15".to_vec()));
+
         // A snapshot received while another is written wins if it is newer:
         // the one written meanwhile is removed, not renamed over it.
         let writer: SnapshotWriter = Box::new(|out| out.write_all(b"state at 20"));
