@@ -16,7 +16,7 @@ impl Node {
     /// is committed, as [`Node::membership`] and `Event::MembershipChanged`
     /// tell. One change at a time.
     pub fn change_membership(&mut self, now: Instant, change: MembershipChange) -> Result<LogIndex, ChangeError> {
-        self.last_now = now;
+        self.input(now);
         let RoleState::Leader(l) = &self.role else {
             return Err(ChangeError::NotLeader { leader_hint: self.leader });
         };
