@@ -104,23 +104,32 @@ impl Durability {
     }
 
     /// Ends a step: issues the gathered write (if any) with the log's last
-    /// index after it, and binds held messages to the right token.
+    /// index after it, and binds held messages to the right token. Inline:
+    /// most steps of a busy node end with nothing to issue or bind.
+    #[inline]
     pub(super) fn issue(&mut self, last_index: LogIndex) -> Option<(PersistToken, Write)> {
-        let out = if self.pending.is_empty() {
-            None
-        } else {
-            self.issued += 1;
-            self.in_flight.push_back((self.issued, last_index));
-            Some((PersistToken(self.issued), core::mem::take(&mut self.pending)))
-        };
+        let out = if self.pending.is_empty() { None } else { Some(self.take_pending(last_index)) };
         // The messages held during this step are the newest, at the back.
+        if self.held.back().is_some_and(|h| h.0 == CURRENT) {
+            self.bind_current();
+        }
+        out
+    }
+
+    fn take_pending(&mut self, last_index: LogIndex) -> (PersistToken, Write) {
+        self.issued += 1;
+        self.in_flight.push_back((self.issued, last_index));
+        (PersistToken(self.issued), core::mem::take(&mut self.pending))
+    }
+
+    /// Binds the messages held during this step to the last token issued.
+    fn bind_current(&mut self) {
         for h in self.held.iter_mut().rev() {
             if h.0 != CURRENT {
                 break;
             }
             h.0 = self.issued;
         }
-        out
     }
 
     /// Reports writes up to `token` durable. Returns false for a token never
@@ -141,7 +150,14 @@ impl Durability {
     }
 
     /// Removes and yields the held messages whose writes are now durable.
-    pub(super) fn release(&mut self, mut send: impl FnMut(Outgoing)) {
+    #[inline]
+    pub(super) fn release(&mut self, send: impl FnMut(Outgoing)) {
+        if self.held.front().is_some_and(|h| h.0 <= self.durable) {
+            self.release_durable(send);
+        }
+    }
+
+    fn release_durable(&mut self, mut send: impl FnMut(Outgoing)) {
         // Tokens never decrease from front to back (CURRENT ones are the newest).
         while self.held.front().is_some_and(|h| h.0 <= self.durable) {
             if let Some((_, m)) = self.held.pop_front() {
