@@ -133,11 +133,17 @@ impl Log {
     /// Appends entries continuing the log.
     pub(crate) fn extend_from_slice(&mut self, entries: &[Entry]) {
         debug_assert!(entries.first().is_none_or(|e| e.index == self.last_index().next()));
-        self.bytes += entries.iter().map(Entry::size_bound).sum::<usize>();
-        self.entries.extend_from_slice(entries);
+        // One pass: sized while cloned.
+        let mut bytes = 0;
+        self.entries.extend(entries.iter().map(|e| {
+            bytes += e.size_bound();
+            e.clone()
+        }));
+        self.bytes += bytes;
     }
 
     /// Appends an entry whose index is `last_index() + 1`.
+    #[inline]
     pub(crate) fn push(&mut self, entry: Entry) {
         debug_assert_eq!(entry.index, self.last_index().next());
         self.bytes += entry.size_bound();

@@ -142,7 +142,7 @@ impl<'de> Deserialize<'de> for Bytes {
 }
 
 /// What an entry carries.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Payload {
     /// Appended by every new leader at the start of its term (paper §8); the host skips it.
@@ -156,6 +156,26 @@ pub enum Payload {
     /// log's hot paths (core-bench: 2.4x raft-rs's throughput before the
     /// variant existed, 0.9x with it inline). The encoding is the same.
     Membership(alloc::boxed::Box<crate::Membership>),
+}
+
+/// Cloned for every copy of an entry (the log, each AppendEntries, each
+/// apply): kept small enough to inline everywhere, with the rare
+/// configuration's deep copy out of line.
+impl Clone for Payload {
+    #[inline]
+    fn clone(&self) -> Payload {
+        match self {
+            Payload::Noop => Payload::Noop,
+            Payload::Command(b) => Payload::Command(b.clone()),
+            Payload::Membership(m) => Payload::Membership(clone_membership(m)),
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn clone_membership(m: &crate::Membership) -> alloc::boxed::Box<crate::Membership> {
+    alloc::boxed::Box::new(m.clone())
 }
 
 /// One log entry.

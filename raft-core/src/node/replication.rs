@@ -23,7 +23,7 @@ impl Node {
         // Every follower, always: a set as large as `peers` may still miss
         // one, as it can hold a removed member being told of its removal.
         if let RoleState::Leader(l) = &mut self.role {
-            l.dirty.insert_sorted(&self.peers);
+            l.mark_all_dirty();
         }
         // A single-node cluster commits once its own write is durable.
         index
@@ -104,6 +104,7 @@ impl Node {
         let RoleState::Leader(l) = &mut self.role else {
             return;
         };
+        l.take_dirty_all(&self.peers);
         if l.dirty.is_empty() {
             return;
         }
@@ -241,7 +242,7 @@ impl Node {
             self.commit = idx;
             // Followers learn it at the next flush, not a heartbeat later.
             if let RoleState::Leader(l) = &mut self.role {
-                l.dirty.insert_sorted(&self.peers);
+                l.mark_all_dirty();
             }
             self.admit_early_reads();
             self.advance_membership();
@@ -256,7 +257,10 @@ impl Node {
             return;
         }
         let AppendEntries { prev_log_index, prev_log_term, entries, leader_commit, round } = req;
-        if !well_formed(self.hard.term, prev_log_index, prev_log_term, &entries) || leader_commit > MAX_INDEX {
+        let Some(last_config) = check_entries(self.hard.term, prev_log_index, prev_log_term, &entries) else {
+            return;
+        };
+        if leader_commit > MAX_INDEX {
             return;
         }
         let reply = |node: &mut Node, result| {
@@ -301,10 +305,12 @@ impl Node {
         let mut entries = entries;
         let new = if skip == 0 { entries } else { entries.split_off(skip) };
         let first_new = new.first().map(|e| e.index);
-        let config = new.iter().any(|e| matches!(e.payload, Payload::Membership(_)));
         self.log.extend_from_slice(&new);
         self.durability.append_all(new);
-        if let (true, Some(first)) = (config, first_new) {
+        // The new entries hold a configuration if the last one of the message is among them.
+        if let (Some(config), Some(first)) = (last_config, first_new)
+            && config >= first
+        {
             self.note_configs_from(first);
         }
         let new_commit = leader_commit.min(match_index);
@@ -316,20 +322,26 @@ impl Node {
 }
 
 /// Entries must be contiguous from `prev + 1` with non-decreasing terms no
-/// later than the message's term, and end at or below [`MAX_INDEX`].
-fn well_formed(term: Term, prev_index: LogIndex, prev_term: Term, entries: &[Entry]) -> bool {
+/// later than the message's term, and end at or below [`MAX_INDEX`]. `None`
+/// if they are not; else the index of the last configuration entry among
+/// them, if any (found in the same pass, which every entry received takes).
+fn check_entries(term: Term, prev_index: LogIndex, prev_term: Term, entries: &[Entry]) -> Option<Option<LogIndex>> {
     let end = prev_index.0.checked_add(entries.len() as u64);
     if prev_term > term || end.is_none_or(|end| end > MAX_INDEX.0) {
-        return false;
+        return None;
     }
     let mut last_term = prev_term;
+    let mut last_config = None;
     for (k, e) in entries.iter().enumerate() {
         if e.index.0 != prev_index.0 + 1 + k as u64 || e.term < last_term || e.term > term {
-            return false;
+            return None;
         }
         last_term = e.term;
+        if matches!(e.payload, Payload::Membership(_)) {
+            last_config = Some(e.index);
+        }
     }
-    true
+    Some(last_config)
 }
 
 #[cfg(test)]
