@@ -345,6 +345,7 @@ impl Node {
     /// The next thing for the host to do, or `None` when there is nothing
     /// left. Call until `None` after every input.
     #[must_use]
+    #[inline]
     pub fn poll_output(&mut self) -> Option<Output> {
         if self.out.is_empty() && self.flush_due {
             self.flush_due = false;
@@ -546,6 +547,9 @@ impl Node {
 
     /// Ends a step: issues the gathered write, sends what the leader can,
     /// releases held messages, delivers committed entries, reports changes.
+    /// Out of line, so that `poll_output` inlines into the host's loop
+    /// and most of its calls (an output is queued) stay a `pop_front`.
+    #[inline(never)]
     fn flush(&mut self) {
         self.maybe_finish_catching_up();
         if let Some((token, write)) = self.durability.issue(self.log.last_index()) {
