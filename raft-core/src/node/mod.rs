@@ -552,9 +552,10 @@ impl Node {
     #[inline(never)]
     fn flush(&mut self) {
         self.maybe_finish_catching_up();
-        if let Some((token, write)) = self.durability.issue(self.log.last_index()) {
-            self.out.push_back(Output::Persist(crate::output::Persist { token, write }));
-        }
+        let out = &mut self.out;
+        self.durability.issue(self.log.last_index(), |token, write| {
+            out.push_back(Output::Persist(crate::output::Persist { token, write }));
+        });
         self.start_wanted_round();
         self.send_dirty_appends();
         let out = &mut self.out;
