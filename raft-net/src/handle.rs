@@ -1,7 +1,7 @@
 //! The public [`Handle`] to a running node. It does not name the runtime:
 //! its channels are runtime-neutral and its timeouts use the node's timers.
 
-use crate::api::{MembershipError, ProposeError, RoleWatch, Status, TaskMonitor, TransferError};
+use crate::api::{MembershipError, ProposeError, RoleInfo, RoleWatch, Status, TaskMonitor, TransferError};
 use crate::engine::{ChangeReply, Command, ReadFn, Reply, Shared};
 use crate::metrics::{AppGauge, AppGaugeError};
 use crate::sync::{all_stopped, timeout};
@@ -228,6 +228,13 @@ impl<S: StateMachine> Handle<S> {
     /// Where the node serves its metrics over HTTP, if it does.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.shared.metrics_addr
+    }
+
+    /// The node's role, term and leader now: what [`Handle::status`]
+    /// reports in `role`, without copying the rest of the status (cheap
+    /// enough to ask on every request).
+    pub fn role(&self) -> RoleInfo {
+        self.shared.role.with(|r| *r)
     }
 
     /// Follows role, term and leader changes.

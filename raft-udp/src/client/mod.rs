@@ -80,6 +80,9 @@ struct Reply {
     /// The attempt it answers.
     nonce: u64,
     result: ClientResult,
+    /// The leader that a follower served it through, and the leader's
+    /// configured address.
+    leader: Option<(u64, String)>,
 }
 
 /// The longest one attempt at one server waits (the first command's
@@ -243,7 +246,7 @@ impl Client {
                 self.route.no_answer(Instant::now());
                 continue;
             };
-            let Reply { node, from, nonce: answered, result } = match answer {
+            let Reply { node, from, nonce: answered, result, leader } = match answer {
                 // A first cookie, or a fresh one for an expired cookie: the
                 // request was not acted on. Send it again at once.
                 Answer::Cookie(c) => {
@@ -261,7 +264,12 @@ impl Client {
             self.route.answered(node, from);
             redirects = if matches!(result, ClientResult::NotLeader { .. }) { redirects + 1 } else { 0 };
             let pause = match result {
-                ClientResult::Done(output) => return (CommandOutcome::Ok(output), None),
+                ClientResult::Done(output) => {
+                    if let Some((leader, addr)) = leader {
+                        self.route.follow(leader, addr.parse().ok(), Instant::now());
+                    }
+                    return (CommandOutcome::Ok(output), None);
+                }
                 ClientResult::Rejected(why) if !unanswered => return (CommandOutcome::Failed(why), None),
                 ClientResult::Rejected(_) => return (CommandOutcome::Unknown, None),
                 ClientResult::UnknownSession => return (CommandOutcome::Unknown, Some(unanswered)),
@@ -306,14 +314,14 @@ impl Client {
                 continue;
             };
             let Ok((sender, payload)) = self.key.open(&self.buf[..n]) else { continue };
-            match packet::decode(payload) {
-                Ok(Packet::SessionReply(r))
-                    if r.nonce.wrapping_sub(first) <= last.wrapping_sub(first) && r.seq == seq =>
-                {
-                    return Some(Answer::Reply(Reply { node: sender, from, nonce: r.nonce, result: r.result }));
-                }
+            let (r, leader) = match packet::decode(payload) {
+                Ok(Packet::SessionReply(r)) => (r, None),
+                Ok(Packet::SessionReplyFollowing { reply, leader, addr }) => (reply, Some((leader, addr))),
                 Ok(Packet::CookieReply { nonce: n, cookie }) if n == last => return Some(Answer::Cookie(cookie)),
-                _ => {}
+                _ => continue,
+            };
+            if r.nonce.wrapping_sub(first) <= last.wrapping_sub(first) && r.seq == seq {
+                return Some(Answer::Reply(Reply { node: sender, from, nonce: r.nonce, result: r.result, leader }));
             }
         }
     }
