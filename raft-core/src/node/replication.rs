@@ -150,7 +150,9 @@ impl Node {
                 }
             };
             let (entries, bytes) = match *last_slice {
-                Some((first, last, bytes)) if first == p.next => (self.log.range(prev_log_index, last, usize::MAX), bytes),
+                Some((first, last, bytes)) if first == p.next => {
+                    (self.log.range(prev_log_index, last, usize::MAX), bytes)
+                }
                 _ => self.log.slice_bounded(p.next, budget),
             };
             if entries.is_empty() && !probing {
