@@ -270,10 +270,7 @@ impl Node {
             return;
         }
         let AppendEntries { prev_log_index, prev_log_term, entries, leader_commit, round } = req;
-        let Some(last_config) = check_entries(self.hard.term, prev_log_index, prev_log_term, &entries) else {
-            return;
-        };
-        if leader_commit > MAX_INDEX {
+        if !well_formed(self.hard.term, prev_log_index, prev_log_term, &entries) || leader_commit > MAX_INDEX {
             return;
         }
         let reply = |node: &mut Node, result| {
@@ -318,12 +315,9 @@ impl Node {
         let mut entries = entries;
         let new = if skip == 0 { entries } else { entries.split_off(skip) };
         let first_new = new.first().map(|e| e.index);
-        self.log.extend_from_slice(&new);
+        let config = self.log.extend_from_slice(&new);
         self.durability.append_all(new);
-        // The new entries hold a configuration if the last one of the message is among them.
-        if let (Some(config), Some(first)) = (last_config, first_new)
-            && config >= first
-        {
+        if let (true, Some(first)) = (config, first_new) {
             self.note_configs_from(first);
         }
         let new_commit = leader_commit.min(match_index);
@@ -335,26 +329,20 @@ impl Node {
 }
 
 /// Entries must be contiguous from `prev + 1` with non-decreasing terms no
-/// later than the message's term, and end at or below [`MAX_INDEX`]. `None`
-/// if they are not; else the index of the last configuration entry among
-/// them, if any (found in the same pass, which every entry received takes).
-fn check_entries(term: Term, prev_index: LogIndex, prev_term: Term, entries: &[Entry]) -> Option<Option<LogIndex>> {
+/// later than the message's term, and end at or below [`MAX_INDEX`].
+fn well_formed(term: Term, prev_index: LogIndex, prev_term: Term, entries: &[Entry]) -> bool {
     let end = prev_index.0.checked_add(entries.len() as u64);
     if prev_term > term || end.is_none_or(|end| end > MAX_INDEX.0) {
-        return None;
+        return false;
     }
     let mut last_term = prev_term;
-    let mut last_config = None;
     for (k, e) in entries.iter().enumerate() {
         if e.index.0 != prev_index.0 + 1 + k as u64 || e.term < last_term || e.term > term {
-            return None;
+            return false;
         }
         last_term = e.term;
-        if matches!(e.payload, Payload::Membership(_)) {
-            last_config = Some(e.index);
-        }
     }
-    Some(last_config)
+    true
 }
 
 #[cfg(test)]
