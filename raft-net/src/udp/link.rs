@@ -191,7 +191,7 @@ impl Inbox {
                 c.bad_frame += 1;
                 return Received::Nothing;
             };
-            if packet::decode(payload).is_ok() {
+            if packet::is_peer_tagged(payload) {
                 c.bad_frame += 1;
                 return Received::Nothing;
             }
