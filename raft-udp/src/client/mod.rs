@@ -1,7 +1,9 @@
 //! A client of the replicated key-value store.
 //!
 //! [`Client::execute`] sends one command to the node it believes leads,
-//! follows redirects, moves on to the next server when one does not answer,
+//! follows redirects, moves to the leader that a follower's answer names
+//! (when that leader answered before, or is a listed server that has not
+//! timed out lately), moves on to the next server when one does not answer,
 //! and keeps resending the same (session, sequence number) until a node
 //! answers or the timeout passes. Before its first request to a node it
 //! asks that node for an address cookie; before its first write it
