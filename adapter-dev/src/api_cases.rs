@@ -126,6 +126,25 @@ pub async fn dropping_every_handle_stops_the_node<R: Runtime>(rt: R) {
     within(&rt, Duration::from_secs(5), tasks.stopped()).await.expect("the node stopped");
 }
 
+/// `propose_unless` answers from the state machine when the check does
+/// (nothing reaches the log), and proposes otherwise.
+pub async fn propose_unless_proposes_only_what_the_check_leaves<R: Runtime>(rt: R) {
+    let dir = tempfile::tempdir().unwrap();
+    let raft = Config::new(NodeId(1), [NodeId(1)]);
+    let config = NodeConfig::new(raft, dir.path(), "127.0.0.1:0".parse().unwrap(), [], key());
+    let node = Node::start(rt.clone(), config, KvStore::new()).await.unwrap();
+    node.role_watch().wait_for(|r| r.role == Role::Leader).await.unwrap();
+    // Answered when the key is there already.
+    let check = |kv: &KvStore| kv.get_local("k").map(|v| Ok(raft_host::KvOutput::get(Some(v))));
+    // The key is not there: proposed and applied (the output is apply's).
+    assert_eq!(node.propose_unless(check, put(1)).await.unwrap(), Ok(raft_host::KvOutput::Put));
+    let last = node.status().last_log_index;
+    let answer = node.propose_unless(check, put(2)).await.unwrap();
+    assert_eq!(answer, Ok(raft_host::KvOutput::get(Some("v"))));
+    assert_eq!(node.status().last_log_index, last, "answered by the check: nothing proposed");
+    node.shutdown().await;
+}
+
 /// `GET path` over HTTP/1.0 (blocking; the metrics server has a thread of
 /// its own): the status line and the body.
 fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(String, String)> {

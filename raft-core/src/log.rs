@@ -130,14 +130,22 @@ impl Log {
         }
     }
 
-    /// Appends entries continuing the log.
-    pub(crate) fn extend_from_slice(&mut self, entries: &[Entry]) {
+    /// Appends entries continuing the log. Returns whether any of them is a
+    /// configuration (found in the same pass that sizes and clones them).
+    pub(crate) fn extend_from_slice(&mut self, entries: &[Entry]) -> bool {
         debug_assert!(entries.first().is_none_or(|e| e.index == self.last_index().next()));
-        self.bytes += entries.iter().map(Entry::size_bound).sum::<usize>();
-        self.entries.extend_from_slice(entries);
+        let (mut bytes, mut config) = (0, false);
+        self.entries.extend(entries.iter().map(|e| {
+            bytes += e.size_bound();
+            config |= matches!(e.payload, crate::types::Payload::Membership(_));
+            e.clone()
+        }));
+        self.bytes += bytes;
+        config
     }
 
     /// Appends an entry whose index is `last_index() + 1`.
+    #[inline]
     pub(crate) fn push(&mut self, entry: Entry) {
         debug_assert_eq!(entry.index, self.last_index().next());
         self.bytes += entry.size_bound();

@@ -178,6 +178,12 @@ impl<S: StateMachine> Driver<S> {
     pub fn snapshots_taken(&self) -> SnapshotsTaken {
         self.snapshots
     }
+    /// True while a snapshot is being written on a thread of its own (see
+    /// [`StateMachine::snapshot_writer`]): the first [`drain`](Self::drain)
+    /// after it ends hands it to the core.
+    pub fn is_taking_snapshot(&self) -> bool {
+        self.taking.is_some()
+    }
 
     /// The node (read-only: role, term, leader, indexes).
     pub fn node(&self) -> &Node {

@@ -476,8 +476,9 @@ impl RoleWatch {
     /// its creation), and returns the value then; `None` once the node stopped.
     pub async fn changed(&mut self) -> Option<RoleInfo> {
         let seen = self.seen;
+        let mut waiting = self.watch.waiting();
         let r = poll_fn(|cx| {
-            self.watch.poll_check(cx, |v, version, closed| {
+            waiting.poll_check(cx, |v, version, closed| {
                 if version > seen {
                     Some(Some((*v, version)))
                 } else if closed {

@@ -116,8 +116,12 @@ pub(crate) const BATCH: usize = 256;
 pub(crate) type DiskResult = DiskReport;
 
 /// A request from a handle to the owning task.
+/// Answers a proposal from the state machine instead, if it returns `Some`.
+pub(crate) type Precheck<S> = Box<dyn FnOnce(&S) -> Option<<S as StateMachine>::Output> + Send>;
+
 pub(crate) enum Command<S: StateMachine> {
     Propose { command: Bytes, reply: Reply<S::Output> },
+    ProposeUnless { check: Precheck<S>, command: Bytes, reply: Reply<S::Output> },
     Read(ReadFn<S>),
     LocalRead(LocalRead<S>),
     Transfer { to: NodeId, reply: TransferReply },
@@ -128,6 +132,7 @@ impl<S: StateMachine> fmt::Debug for Command<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Command::Propose { command, .. } => write!(f, "Propose({} bytes)", command.len()),
+            Command::ProposeUnless { command, .. } => write!(f, "ProposeUnless({} bytes)", command.len()),
             Command::Read(_) => f.write_str("Read"),
             Command::LocalRead(_) => f.write_str("LocalRead"),
             Command::Transfer { to, .. } => write!(f, "Transfer({to})"),
@@ -430,38 +435,46 @@ impl<S: StateMachine> Owner<S> {
     }
 
     /// Handles a request from a handle.
-    pub(crate) fn command(&mut self, cmd: Command<S>) {
-        match cmd {
-            Command::Propose { command, reply } => {
-                let arrived = std::time::Instant::now();
-                // `forward` is `propose` on the leader; a follower with
-                // `Config::forward_proposals` hands the command to its leader.
-                match self.engine.forward(self.clock.now(), command, Waiter::Propose(reply)) {
-                    Ok(ticket) => {
-                        if let Some(Waiter::Propose(reply)) = self.engine.waiter_mut(ticket) {
-                            reply.in_log = true;
-                        }
-                        let node = self.engine.node();
-                        if node.role() == Role::Leader {
-                            self.proposed.push_back((node.last_log_index(), arrived));
-                        }
-                    }
-                    Err((why, Waiter::Propose(reply))) => {
-                        let (error, outcome) = match why {
-                            Refused::NotLeader { leader_hint } => {
-                                (ProposeError::NotLeader { leader_hint }, ProposalOutcome::NotLeader)
-                            }
-                            Refused::TooLarge { size, max } => {
-                                (ProposeError::TooLarge { size, max }, ProposalOutcome::TooLarge)
-                            }
-                            _ => (ProposeError::Shutdown, ProposalOutcome::Shutdown),
-                        };
-                        self.shared.metrics.proposal(outcome);
-                        reply.send(Err(error));
-                    }
-                    Err((_, _)) => unreachable!("a proposal's waiter"),
+    /// Proposes `command` (forwards it, on a follower that may), or
+    /// answers `reply` with why not.
+    fn propose(&mut self, command: Bytes, reply: Reply<S::Output>) {
+        let arrived = std::time::Instant::now();
+        // `forward` is `propose` on the leader; a follower with
+        // `Config::forward_proposals` hands the command to its leader.
+        match self.engine.forward(self.clock.now(), command, Waiter::Propose(reply)) {
+            Ok(ticket) => {
+                if let Some(Waiter::Propose(reply)) = self.engine.waiter_mut(ticket) {
+                    reply.in_log = true;
+                }
+                let node = self.engine.node();
+                if node.role() == Role::Leader {
+                    self.proposed.push_back((node.last_log_index(), arrived));
                 }
             }
+            Err((why, Waiter::Propose(reply))) => {
+                let (error, outcome) = match why {
+                    Refused::NotLeader { leader_hint } => {
+                        (ProposeError::NotLeader { leader_hint }, ProposalOutcome::NotLeader)
+                    }
+                    Refused::TooLarge { size, max } => {
+                        (ProposeError::TooLarge { size, max }, ProposalOutcome::TooLarge)
+                    }
+                    _ => (ProposeError::Shutdown, ProposalOutcome::Shutdown),
+                };
+                self.shared.metrics.proposal(outcome);
+                reply.send(Err(error));
+            }
+            Err((_, _)) => unreachable!("a proposal's waiter"),
+        }
+    }
+
+    pub(crate) fn command(&mut self, cmd: Command<S>) {
+        match cmd {
+            Command::Propose { command, reply } => self.propose(command, reply),
+            Command::ProposeUnless { check, command, reply } => match check(&self.engine.state_machine().inner) {
+                Some(output) => reply.send(Ok(output)),
+                None => self.propose(command, reply),
+            },
             Command::Read(f) => {
                 if let Err((why, waiter)) = self.engine.read(self.clock.now(), Waiter::Read(f)) {
                     let leader_hint = self.engine.node().leader();

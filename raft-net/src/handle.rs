@@ -1,7 +1,7 @@
 //! The public [`Handle`] to a running node. It does not name the runtime:
 //! its channels are runtime-neutral and its timeouts use the node's timers.
 
-use crate::api::{MembershipError, ProposeError, RoleWatch, Status, TaskMonitor, TransferError};
+use crate::api::{MembershipError, ProposeError, RoleInfo, RoleWatch, Status, TaskMonitor, TransferError};
 use crate::engine::{ChangeReply, Command, ReadFn, Reply, Shared};
 use crate::metrics::{AppGauge, AppGaugeError};
 use crate::sync::{all_stopped, timeout};
@@ -63,7 +63,33 @@ where
     /// [`propose`](Handle::propose) for a command already encoded: `apply`
     /// gets these bytes as they are.
     pub async fn propose_bytes(&self, command: impl Into<Bytes>) -> Result<S::Output, ProposeError> {
-        let command: Bytes = command.into();
+        self.submit(command.into(), |command, reply| Command::Propose { command, reply }).await
+    }
+
+    /// [`propose_bytes`](Handle::propose_bytes), unless `check` answers
+    /// the command first: `check` runs on this node's state machine as it is
+    /// when the command reaches the node (what
+    /// [`local_read`](Handle::local_read) would see), and if it returns
+    /// `Some(output)`, that is the answer and nothing is proposed. One trip
+    /// to the node's task instead of a local read and then a proposal: for
+    /// a state machine that can tell from its own state that a command was
+    /// applied already (a client session's retry).
+    pub async fn propose_unless(
+        &self,
+        check: impl FnOnce(&S) -> Option<S::Output> + Send + 'static,
+        command: impl Into<Bytes>,
+    ) -> Result<S::Output, ProposeError> {
+        let check = Box::new(check);
+        self.submit(command.into(), |command, reply| Command::ProposeUnless { check, command, reply }).await
+    }
+
+    /// Sends the command that `make` builds around `command` and a reply,
+    /// and waits for its answer up to `NodeConfig::propose_timeout`.
+    async fn submit(
+        &self,
+        command: Bytes,
+        make: impl FnOnce(Bytes, Reply<S::Output>) -> Command<S>,
+    ) -> Result<S::Output, ProposeError> {
         let max = self.shared.config.raft.max_entry_bytes;
         if command.len() > max {
             return Err(ProposeError::TooLarge { size: command.len(), max });
@@ -73,7 +99,7 @@ where
             let _ = tx.try_send(r);
         });
         let work = async {
-            self.cmds.send(Command::Propose { command, reply }).await.map_err(|_| ProposeError::Shutdown)?;
+            self.cmds.send(make(command, reply)).await.map_err(|_| ProposeError::Shutdown)?;
             // A reply dropped unanswered means the command was still queued
             // when the node stopped: it never reached the log.
             rx.recv().await.unwrap_or(Err(ProposeError::Shutdown))
@@ -228,6 +254,13 @@ impl<S: StateMachine> Handle<S> {
     /// Where the node serves its metrics over HTTP, if it does.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.shared.metrics_addr
+    }
+
+    /// The node's role, term and leader now: what [`Handle::status`]
+    /// reports in `role`, without copying the rest of the status (cheap
+    /// enough to ask on every request).
+    pub fn role(&self) -> RoleInfo {
+        self.shared.role.with(|r| *r)
     }
 
     /// Follows role, term and leader changes.

@@ -21,12 +21,16 @@ struct State<T> {
     value: T,
     version: u64,
     closed: bool,
-    wakers: Vec<Waker>,
+    /// One entry per waiting [`Waiting`], by its key: a future polled again
+    /// replaces its waker (some executors hand a new one on every poll), and
+    /// a dropped one removes its entry, so this holds only live waiters.
+    wakers: Vec<(u64, Waker)>,
+    next_key: u64,
 }
 
 impl<T> Watch<T> {
     pub(crate) fn new(value: T) -> Watch<T> {
-        Watch { state: Mutex::new(State { value, version: 0, closed: false, wakers: Vec::new() }) }
+        Watch { state: Mutex::new(State { value, version: 0, closed: false, wakers: Vec::new(), next_key: 0 }) }
     }
 
     fn lock(&self) -> MutexGuard<'_, State<T>> {
@@ -46,7 +50,7 @@ impl<T> Watch<T> {
             s.version += 1;
             std::mem::take(&mut s.wakers)
         };
-        wakers.into_iter().for_each(Waker::wake);
+        wakers.into_iter().for_each(|(_, w)| w.wake());
     }
 
     /// Marks the watch closed (for good) and wakes every waiter.
@@ -56,7 +60,7 @@ impl<T> Watch<T> {
             s.closed = true;
             std::mem::take(&mut s.wakers)
         };
-        wakers.into_iter().for_each(Waker::wake);
+        wakers.into_iter().for_each(|(_, w)| w.wake());
     }
 
     /// Reads the value.
@@ -69,20 +73,9 @@ impl<T> Watch<T> {
         self.lock().version
     }
 
-    /// Ready once `check(value, version, closed)` returns `Some`.
-    pub(crate) fn poll_check<R>(
-        &self,
-        cx: &mut Context<'_>,
-        check: impl FnOnce(&T, u64, bool) -> Option<R>,
-    ) -> Poll<R> {
-        let mut s = self.lock();
-        if let Some(r) = check(&s.value, s.version, s.closed) {
-            return Poll::Ready(r);
-        }
-        if !s.wakers.iter().any(|w| w.will_wake(cx.waker())) {
-            s.wakers.push(cx.waker().clone());
-        }
-        Poll::Pending
+    /// A place among the waiters, for one future to poll.
+    pub(crate) fn waiting(&self) -> Waiting<'_, T> {
+        Waiting { watch: self, key: None }
     }
 
     /// True once the watch is closed.
@@ -92,7 +85,48 @@ impl<T> Watch<T> {
 
     /// Waits until the watch is closed.
     pub(crate) async fn closed(&self) {
-        poll_fn(|cx| self.poll_check(cx, |_, _, closed| closed.then_some(()))).await
+        let mut waiting = self.waiting();
+        poll_fn(|cx| waiting.poll_check(cx, |_, _, closed| closed.then_some(()))).await
+    }
+}
+
+/// One future's registration with a [`Watch`]; its waker is removed when
+/// it is dropped.
+#[derive(Debug)]
+pub(crate) struct Waiting<'a, T> {
+    watch: &'a Watch<T>,
+    key: Option<u64>,
+}
+
+impl<T> Waiting<'_, T> {
+    /// Ready once `check(value, version, closed)` returns `Some`; otherwise
+    /// the task of `cx` is woken at the next change.
+    pub(crate) fn poll_check<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        check: impl FnOnce(&T, u64, bool) -> Option<R>,
+    ) -> Poll<R> {
+        let mut s = self.watch.lock();
+        if let Some(r) = check(&s.value, s.version, s.closed) {
+            return Poll::Ready(r);
+        }
+        let key = *self.key.get_or_insert_with(|| {
+            s.next_key += 1;
+            s.next_key
+        });
+        match s.wakers.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, w)) => w.clone_from(cx.waker()),
+            None => s.wakers.push((key, cx.waker().clone())),
+        }
+        Poll::Pending
+    }
+}
+
+impl<T> Drop for Waiting<'_, T> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key {
+            self.watch.lock().wakers.retain(|(k, _)| *k != key);
+        }
     }
 }
 
@@ -139,7 +173,8 @@ impl Drop for StopOnDrop {
 
 /// Waits until no counted task is left.
 pub(crate) async fn all_stopped(count: &TaskCount) {
-    poll_fn(|cx| count.poll_check(cx, |n, _, _| (*n == 0).then_some(()))).await
+    let mut waiting = count.waiting();
+    poll_fn(|cx| waiting.poll_check(cx, |n, _, _| (*n == 0).then_some(()))).await
 }
 
 /// The output of whichever of `a` and `b` finishes first (`a` is polled
@@ -216,27 +251,61 @@ mod tests {
         }
     }
 
+    fn waiters<T>(w: &Watch<T>) -> usize {
+        w.lock().wakers.len()
+    }
+
     #[test]
     fn waiters_are_woken_once_per_change_and_deduplicated() {
         let w = Watch::new(1u32);
         let counter = Arc::new(Counter(AtomicUsize::new(0)));
         let waker = Waker::from(counter.clone());
         let mut cx = Context::from_waker(&waker);
+        let mut waiting = w.waiting();
         for _ in 0..3 {
-            assert!(w.poll_check(&mut cx, |v, _, _| (*v == 2).then_some(())).is_pending());
+            assert!(waiting.poll_check(&mut cx, |v, _, _| (*v == 2).then_some(())).is_pending());
         }
         w.update(|v| {
             *v = 2;
             true
         });
         assert_eq!(counter.0.load(Ordering::SeqCst), 1, "one registration despite three polls");
-        assert_eq!(w.poll_check(&mut cx, |v, ver, _| (*v == 2).then_some(ver)), Poll::Ready(1));
+        assert_eq!(waiting.poll_check(&mut cx, |v, ver, _| (*v == 2).then_some(ver)), Poll::Ready(1));
         w.update(|_| false);
         assert_eq!(w.version(), 1, "an update that changes nothing bumps nothing");
-        assert!(w.poll_check(&mut cx, |_, _, closed| closed.then_some(())).is_pending());
+        assert!(waiting.poll_check(&mut cx, |_, _, closed| closed.then_some(())).is_pending());
         w.close();
-        assert_eq!(w.poll_check(&mut cx, |_, _, closed| closed.then_some(())), Poll::Ready(()));
+        assert_eq!(waiting.poll_check(&mut cx, |_, _, closed| closed.then_some(())), Poll::Ready(()));
         assert_eq!(counter.0.load(Ordering::SeqCst), 2);
+    }
+
+    /// A future polled with a new waker every time (as some executors'
+    /// `block_on` do), and a new future for every turn of a loop, leave one
+    /// waker at most: the list stays as long as the live waiters.
+    #[test]
+    fn a_new_waker_per_poll_or_a_new_future_per_turn_adds_no_waiter() {
+        let w = Watch::new(0u32);
+        let counters: Vec<_> = (0..3).map(|_| Arc::new(Counter(AtomicUsize::new(0)))).collect();
+        let mut waiting = w.waiting();
+        for c in &counters {
+            let waker = Waker::from(c.clone());
+            assert!(waiting.poll_check(&mut Context::from_waker(&waker), |_, _, _| None::<()>).is_pending());
+        }
+        assert_eq!(waiters(&w), 1);
+        for _ in 0..100 {
+            let waker = Waker::from(Arc::new(Counter(AtomicUsize::new(0))));
+            let mut turn = w.waiting();
+            assert!(turn.poll_check(&mut Context::from_waker(&waker), |_, _, _| None::<()>).is_pending());
+        }
+        assert_eq!(waiters(&w), 1, "each turn's future removed its waker when dropped");
+        w.update(|v| {
+            *v = 1;
+            true
+        });
+        let woken: Vec<usize> = counters.iter().map(|c| c.0.load(Ordering::SeqCst)).collect();
+        assert_eq!(woken, [0, 0, 1], "only the latest waker is woken");
+        drop(waiting);
+        assert_eq!(waiters(&w), 0);
     }
 
     #[test]

@@ -23,3 +23,8 @@ fn dropping_every_handle_stops_the_node() {
 fn metrics_are_served_over_http() {
     smol::block_on(cases::metrics_are_served_over_http(Smol));
 }
+
+#[test]
+fn propose_unless_proposes_only_what_the_check_leaves() {
+    smol::block_on(cases::propose_unless_proposes_only_what_the_check_leaves(Smol));
+}

@@ -23,3 +23,8 @@ async fn dropping_every_handle_stops_the_node() {
 async fn metrics_are_served_over_http() {
     cases::metrics_are_served_over_http(Tokio::current()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn propose_unless_proposes_only_what_the_check_leaves() {
+    cases::propose_unless_proposes_only_what_the_check_leaves(Tokio::current()).await;
+}

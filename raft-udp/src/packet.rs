@@ -100,6 +100,18 @@ pub enum Packet<'a> {
         /// The answer.
         result: crate::members::MemberResult,
     },
+    /// A follower answers a [`Packet::SessionRequest`] it served through
+    /// its leader (a forwarded command, or a read at the leader's read
+    /// index), and names that leader: a client that can reach it sends its
+    /// next commands there, one hop shorter.
+    SessionReplyFollowing {
+        /// The answer, as in a [`Packet::SessionReply`].
+        reply: ClientReply,
+        /// The leader this node followed when it answered.
+        leader: u64,
+        /// The leader's address as configured on this node.
+        addr: String,
+    },
 }
 
 /// How a node answers a [`Packet::TransferRequest`].
@@ -120,6 +132,17 @@ pub enum TransferResult {
     /// The transfer was refused or did not finish (the target is not a
     /// member, or did not take over in time); this node leads on.
     Failed(String),
+}
+
+impl Packet<'_> {
+    /// The answer to a session request that this packet carries, if it is
+    /// a [`Packet::SessionReply`] or a [`Packet::SessionReplyFollowing`].
+    pub fn into_session_reply(self) -> Option<ClientReply> {
+        match self {
+            Packet::SessionReply(reply) | Packet::SessionReplyFollowing { reply, .. } => Some(reply),
+            _ => None,
+        }
+    }
 }
 
 /// One command from a client.
@@ -292,6 +315,11 @@ mod tests {
             Packet::MemberReply {
                 nonce: 6,
                 result: crate::members::MemberResult::Refused { error: "no".into(), retry: true },
+            },
+            Packet::SessionReplyFollowing {
+                reply: ClientReply { nonce: 2, seq: 8, result: ClientResult::Done(KvOutput::get(Some("v"))) },
+                leader: 3,
+                addr: "127.0.0.1:9".into(),
             },
         ]
     }

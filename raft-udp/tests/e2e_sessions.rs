@@ -76,8 +76,8 @@ impl Raw {
     }
 
     fn result(&self, to: SocketAddr, frame: &[u8], nonce: u64) -> ClientResult {
-        self.ask(to, frame, |p| match p {
-            Packet::SessionReply(ClientReply { nonce: n, result, .. }) if n == nonce => Some(result),
+        self.ask(to, frame, |p| match p.into_session_reply() {
+            Some(ClientReply { nonce: n, result, .. }) if n == nonce => Some(result),
             _ => None,
         })
     }

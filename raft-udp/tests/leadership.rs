@@ -251,7 +251,7 @@ impl RawClient {
         let p = packet::decode(payload).unwrap();
         Some(match p {
             Packet::CookieReply { nonce, cookie } => Packet::CookieReply { nonce, cookie },
-            Packet::SessionReply(r) => Packet::SessionReply(r),
+            Packet::SessionReply(r) | Packet::SessionReplyFollowing { reply: r, .. } => Packet::SessionReply(r),
             other => panic!("unexpected answer {other:?}"),
         })
     }

@@ -43,11 +43,9 @@ fn value(text: &str, name: &str) -> f64 {
     sample(text, name).unwrap_or_else(|| panic!("no sample {name} in:\n{text}"))
 }
 
-#[test]
-fn scraped_values_follow_the_cluster() {
-    let mut c = Cluster::new(3);
-    c.extra.extend(["--snapshot-after-entries".to_string(), "10".to_string()]);
-    let metrics: Vec<SocketAddr> = (0..3).map(|_| free_tcp_addr()).collect();
+/// Starts every node of `c` with `--metrics-listen`; returns where each serves.
+fn start_with_metrics(c: &mut Cluster) -> Vec<SocketAddr> {
+    let metrics: Vec<SocketAddr> = (0..c.addrs.len()).map(|_| free_tcp_addr()).collect();
     for (i, m) in metrics.iter().enumerate() {
         let log = std::fs::File::create(c.dir.path().join(format!("metrics-node-{}.log", i + 1))).unwrap();
         let child = Command::new(BIN)
@@ -60,6 +58,50 @@ fn scraped_values_follow_the_cluster() {
             .expect("spawn node");
         c.nodes[i] = Some(Proc(child));
     }
+    metrics
+}
+
+const APPLIED: &str = "raft_proposals_total{outcome=\"applied\"}";
+
+/// A client given a follower first is served there once (the follower
+/// forwards the command), learns the leader from that answer, and sends
+/// every later command to the leader: the proposals are then made, and
+/// counted, on the leader.
+#[test]
+fn a_client_served_by_a_follower_sends_its_next_commands_to_the_leader() {
+    let mut c = Cluster::new(3);
+    let metrics = start_with_metrics(&mut c);
+    let leader = c.wait_leader(Duration::from_secs(15));
+    let follower = (leader + 1) % 3;
+    let applied = |i: usize| sample(&scrape(metrics[i]), APPLIED).unwrap_or(0.0);
+    let before = [applied(follower), applied(leader)];
+
+    let key = raft_host::secure::KeyFile::parse(&std::fs::read_to_string(&c.key_file).unwrap()).unwrap().key;
+    let servers = vec![c.addrs[follower], c.addrs[leader]];
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut client = raft_udp::client::Client::connect(servers, key, Duration::from_secs(5)).await.unwrap();
+        for k in 0..10 {
+            let outcome = client.execute(raft_host::KvOp::put(format!("k{k}"), "v")).await;
+            assert!(matches!(outcome, raft_udp::client::CommandOutcome::Ok(_)), "put {k}: {outcome:?}");
+        }
+    });
+
+    // The follower proposed the session's registration; the ten puts were
+    // proposed on the leader.
+    let after = [applied(follower), applied(leader)];
+    let (at_follower, at_leader) = (after[0] - before[0], after[1] - before[1]);
+    assert!(
+        at_follower <= 1.0 && at_leader >= 10.0,
+        "proposals: {at_follower} on the follower, {at_leader} on the leader"
+    );
+}
+
+#[test]
+fn scraped_values_follow_the_cluster() {
+    let mut c = Cluster::new(3);
+    c.extra.extend(["--snapshot-after-entries".to_string(), "10".to_string()]);
+    let metrics = start_with_metrics(&mut c);
     let leader = c.wait_leader(Duration::from_secs(15));
     let follower = (leader + 1) % 3;
 
@@ -68,7 +110,6 @@ fn scraped_values_follow_the_cluster() {
     // command, or asks the leader for a read index): proposals and reads are
     // counted where they were made, so these two are summed over the nodes.
     let total = |name: &str| -> f64 { (0..3).map(|j| sample(&scrape(metrics[j]), name).unwrap_or(0.0)).sum() };
-    const APPLIED: &str = "raft_proposals_total{outcome=\"applied\"}";
     const SERVED: &str = "raft_reads_total{outcome=\"served\"}";
     const COMMITTED: &str = "raft_commit_latency_seconds_count";
     let (applied_before, reads_before, timed_before) = (total(APPLIED), total(SERVED), total(COMMITTED));

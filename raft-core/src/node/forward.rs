@@ -15,7 +15,7 @@ impl Node {
     /// [`Output::Forwarded`] with `id`. An `Err` means nothing was sent or
     /// appended and no `Output::Forwarded` will follow.
     pub fn forward(&mut self, now: Instant, id: ProposalId, command: impl Into<Bytes>) -> Result<(), ProposeError> {
-        self.last_now = now;
+        self.input(now);
         let command = command.into();
         if matches!(self.role, RoleState::Leader(_)) {
             let index = self.propose(now, command)?;

@@ -48,6 +48,8 @@ pub(super) struct LeaderState {
     pub(super) progress: BTreeMap<NodeId, Progress>,
     /// Followers to send AppendEntries to at the next flush.
     pub(super) dirty: PeerSet,
+    /// Every peer is to be added to `dirty` (see [`LeaderState::mark_all_dirty`]).
+    dirty_all: bool,
     pub(super) heartbeat_deadline: Instant,
     /// The current heartbeat round (every AppendEntries carries it).
     pub(super) round: u64,
@@ -79,6 +81,7 @@ impl LeaderState {
         LeaderState {
             progress: peers.iter().map(|&p| (p, Progress::new(next))).collect(),
             dirty: PeerSet::default(),
+            dirty_all: false,
             heartbeat_deadline,
             // Round 0 is the election itself: until a majority answers a
             // later round, the leader counts on the votes that elected it.
@@ -93,6 +96,23 @@ impl LeaderState {
             // is the last contact: the voters recognised this leader then.
             contact: peers.iter().map(|&p| (p, now)).collect(),
             retiring: BTreeMap::new(),
+        }
+    }
+
+    /// Marks every peer for AppendEntries at the next flush (an entry was
+    /// appended, or the commit index moved). Only a flag: a batch of
+    /// proposals marks once, and [`LeaderState::take_dirty_all`] adds the
+    /// peers to `dirty` at flush, or before the peer set changes.
+    #[inline]
+    pub(super) fn mark_all_dirty(&mut self) {
+        self.dirty_all = true;
+    }
+
+    /// Adds `peers` (the node's peers since the marks) to `dirty` if
+    /// [`LeaderState::mark_all_dirty`] was called since the last time.
+    pub(super) fn take_dirty_all(&mut self, peers: &[NodeId]) {
+        if core::mem::take(&mut self.dirty_all) {
+            self.dirty.insert_sorted(peers);
         }
     }
 

@@ -16,7 +16,7 @@ impl Node {
     /// is committed, as [`Node::membership`] and `Event::MembershipChanged`
     /// tell. One change at a time.
     pub fn change_membership(&mut self, now: Instant, change: MembershipChange) -> Result<LogIndex, ChangeError> {
-        self.last_now = now;
+        self.input(now);
         let RoleState::Leader(l) = &self.role else {
             return Err(ChangeError::NotLeader { leader_hint: self.leader });
         };
@@ -163,6 +163,10 @@ impl Node {
         self.membership_moved = true;
         self.quorum = self.membership.quorum();
         let me = self.config.id;
+        if let RoleState::Leader(l) = &mut self.role {
+            // Marks made before the change are for the peers of then.
+            l.take_dirty_all(&self.peers);
+        }
         self.peers = self.membership.members().into_iter().filter(|&p| p != me).collect();
         let next = self.log.last_index().next();
         let config_index = self.configs.last().map_or(self.log.base_index(), |&(i, _)| i);

@@ -172,7 +172,7 @@ fn promotion_goes_through_a_joint_configuration_and_leaves_it_automatically() {
     let joint_at = net.change(1, MembershipChange::Promote { id: NodeId(4) }).unwrap();
     let joint = net.node(2).node.log_entry(joint_at).cloned().unwrap();
     let Payload::Membership(j) = joint.payload else { panic!("not a configuration: {joint:?}") };
-    assert_eq!((j.voters, j.outgoing), (set(&[1, 2, 3, 4]), set(&[1, 2, 3])));
+    assert_eq!((&j.voters, &j.outgoing), (&set(&[1, 2, 3, 4]), &set(&[1, 2, 3])));
     // After settling, the joint configuration was committed and left.
     for id in 1..=4 {
         let m = net.node(id).node.membership().clone();

@@ -116,6 +116,12 @@ pub struct Node {
     election_deadline: Instant,
     /// The `now` of the latest input (flush has no `now` of its own).
     last_now: Instant,
+    /// An input came since the last flush (or the last flush left work
+    /// over): `poll_output` flushes only then. A flush with no input since
+    /// the previous one has nothing to do, and the host's last
+    /// `poll_output` of a drain (the one that returns `None`) would
+    /// otherwise run a whole flush for nothing.
+    flush_due: bool,
     /// When this node (re)started: it does not vote for `election_timeout_min` after.
     started_at: Instant,
     durability: Durability,
@@ -201,6 +207,7 @@ impl Node {
             applied: last_applied,
             election_deadline: now,
             last_now: now,
+            flush_due: true,
             started_at: now,
             out: VecDeque::new(),
             reported: None,
@@ -237,7 +244,7 @@ impl Node {
     /// node itself, and malformed, inconsistent or out-of-range messages, are
     /// ignored.
     pub fn handle_message(&mut self, now: Instant, from: NodeId, msg: Message) {
-        self.last_now = now;
+        self.input(now);
         // Any authenticated sender is heard: a node may not yet have the
         // configuration entry that added it. Only voters' votes count.
         if from == self.config.id || msg.term > MAX_TERM {
@@ -265,7 +272,7 @@ impl Node {
     /// heartbeat and check-quorum, leadership transfer and read deadlines);
     /// a call before [`Node::poll_timeout`] is a no-op.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.last_now = now;
+        self.input(now);
         self.expire_remote_reads(now);
         self.expire_forwards(Some(now));
         self.expire_incoming(now);
@@ -286,7 +293,7 @@ impl Node {
     /// The write with `token`, and every earlier one, is durable. Unknown or
     /// repeated tokens are ignored.
     pub fn handle_persisted(&mut self, now: Instant, token: PersistToken) {
-        self.last_now = now;
+        self.input(now);
         if self.durability.persisted(token) {
             self.maybe_commit();
         }
@@ -296,7 +303,7 @@ impl Node {
     /// the index it will have if committed. A later [`Output::Apply`] of that
     /// index with a different term means the command was lost to a leader change.
     pub fn propose(&mut self, now: Instant, command: impl Into<Bytes>) -> Result<LogIndex, ProposeError> {
-        self.last_now = now;
+        self.input(now);
         let command = command.into();
         let RoleState::Leader(l) = &self.role else {
             return Err(ProposeError::NotLeader { leader_hint: self.leader });
@@ -316,7 +323,7 @@ impl Node {
     /// handed over, or timed out after `election_timeout_max` (then this node
     /// leads on as before), or leadership lost otherwise.
     pub fn transfer_leadership(&mut self, now: Instant, to: NodeId) -> Result<(), TransferError> {
-        self.last_now = now;
+        self.input(now);
         self.start_transfer(now, to)
     }
 
@@ -329,7 +336,7 @@ impl Node {
     /// never before it has committed an entry of its own term. A follower
     /// asks its leader. An `Err` means no `Output::Read` will follow.
     pub fn read_index(&mut self, now: Instant, id: ReadId) -> Result<(), crate::ReadError> {
-        self.last_now = now;
+        self.input(now);
         self.start_read(now, id)
     }
 
@@ -338,8 +345,10 @@ impl Node {
     /// The next thing for the host to do, or `None` when there is nothing
     /// left. Call until `None` after every input.
     #[must_use]
+    #[inline]
     pub fn poll_output(&mut self) -> Option<Output> {
-        if self.out.is_empty() {
+        if self.out.is_empty() && self.flush_due {
+            self.flush_due = false;
             self.flush();
         }
         self.out.pop_front()
@@ -455,6 +464,12 @@ impl Node {
 
     // ---- internals shared by the role modules ----
 
+    /// Every input starts here: records its `now` and that a flush is due.
+    fn input(&mut self, now: Instant) {
+        self.last_now = now;
+        self.flush_due = true;
+    }
+
     fn next_wire_id(&mut self) -> u64 {
         self.last_wire_id = self.last_wire_id.wrapping_add(1);
         self.last_wire_id
@@ -502,6 +517,8 @@ impl Node {
             if let Some(last) = entries.last() {
                 self.applied = last.index;
                 self.out.push_back(Output::Apply(entries));
+                // Capped at APPLY_BATCH: the next poll delivers the rest.
+                self.flush_due |= self.applied < applicable;
             }
         }
         let since = self.applied.0.saturating_sub(self.log.base_index().0);
@@ -530,11 +547,15 @@ impl Node {
 
     /// Ends a step: issues the gathered write, sends what the leader can,
     /// releases held messages, delivers committed entries, reports changes.
+    /// Out of line, so that `poll_output` inlines into the host's loop
+    /// and most of its calls (an output is queued) stay a `pop_front`.
+    #[inline(never)]
     fn flush(&mut self) {
         self.maybe_finish_catching_up();
-        if let Some((token, write)) = self.durability.issue(self.log.last_index()) {
-            self.out.push_back(Output::Persist(crate::output::Persist { token, write }));
-        }
+        let out = &mut self.out;
+        self.durability.issue(self.log.last_index(), |token, write| {
+            out.push_back(Output::Persist(crate::output::Persist { token, write }));
+        });
         self.start_wanted_round();
         self.send_dirty_appends();
         let out = &mut self.out;

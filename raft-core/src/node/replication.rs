@@ -23,7 +23,7 @@ impl Node {
         // Every follower, always: a set as large as `peers` may still miss
         // one, as it can hold a removed member being told of its removal.
         if let RoleState::Leader(l) = &mut self.role {
-            l.dirty.insert_sorted(&self.peers);
+            l.mark_all_dirty();
         }
         // A single-node cluster commits once its own write is durable.
         index
@@ -104,12 +104,14 @@ impl Node {
         let RoleState::Leader(l) = &mut self.role else {
             return;
         };
+        l.take_dirty_all(&self.peers);
         if l.dirty.is_empty() {
             return;
         }
         let mut peers = core::mem::take(&mut l.dirty);
+        let mut last_slice = None;
         for &peer in &peers.0 {
-            self.send_appends_to(peer);
+            self.send_appends_to(peer, &mut last_slice);
         }
         peers.0.clear();
         if let RoleState::Leader(l) = &mut self.role
@@ -119,7 +121,11 @@ impl Node {
         }
     }
 
-    fn send_appends_to(&mut self, peer: NodeId) {
+    /// `last_slice` is the extent of the last AppendEntries built in this
+    /// flush, `(first, last, bytes)`: a follower at the same `next` (as
+    /// followers in step usually are) gets the same entries without their
+    /// sizes being summed again. The log does not change during a flush.
+    fn send_appends_to(&mut self, peer: NodeId, last_slice: &mut Option<(LogIndex, LogIndex, usize)>) {
         let budget = self.config.max_message_bytes - APPEND_OVERHEAD_BYTES;
         let (max_msgs, max_bytes) = (self.config.max_inflight_messages, self.config.max_inflight_bytes);
         loop {
@@ -143,7 +149,12 @@ impl Node {
                     return;
                 }
             };
-            let (entries, bytes) = self.log.slice_bounded(p.next, budget);
+            let (entries, bytes) = match *last_slice {
+                Some((first, last, bytes)) if first == p.next => {
+                    (self.log.range(prev_log_index, last, usize::MAX), bytes)
+                }
+                _ => self.log.slice_bounded(p.next, budget),
+            };
             if entries.is_empty() && !probing {
                 // Nothing new to send; tell the follower if the commit index
                 // moved, once its window has drained (every ack in flight would
@@ -155,6 +166,9 @@ impl Node {
                 return;
             }
             let last = LogIndex(prev_log_index.0 + entries.len() as u64);
+            if !entries.is_empty() {
+                *last_slice = Some((p.next, last, bytes));
+            }
             p.sent(last, bytes);
             p.commit_told = p.commit_told.max(self.commit.min(last));
             let leader_commit = self.commit;
@@ -241,7 +255,7 @@ impl Node {
             self.commit = idx;
             // Followers learn it at the next flush, not a heartbeat later.
             if let RoleState::Leader(l) = &mut self.role {
-                l.dirty.insert_sorted(&self.peers);
+                l.mark_all_dirty();
             }
             self.admit_early_reads();
             self.advance_membership();
@@ -301,8 +315,7 @@ impl Node {
         let mut entries = entries;
         let new = if skip == 0 { entries } else { entries.split_off(skip) };
         let first_new = new.first().map(|e| e.index);
-        let config = new.iter().any(|e| matches!(e.payload, Payload::Membership(_)));
-        self.log.extend_from_slice(&new);
+        let config = self.log.extend_from_slice(&new);
         self.durability.append_all(new);
         if let (true, Some(first)) = (config, first_new) {
             self.note_configs_from(first);

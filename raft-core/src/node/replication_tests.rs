@@ -576,3 +576,17 @@ fn a_commit_notice_waits_until_the_followers_window_has_drained() {
     // The window drained: one notice of the new commit index.
     assert_eq!(to3(&h.take_sent()), [(first + 2, 0, first + 2)]);
 }
+
+#[test]
+fn one_input_delivers_every_committed_entry_even_beyond_one_apply_batch() {
+    // An `Output::Apply` holds at most APPLY_BATCH entries; the rest must
+    // come out of the same drain, with no further input.
+    let n = super::super::APPLY_BATCH as u64 + 10;
+    let mut h = Harness::new(2, 3);
+    h.recv(1, 1, append((0, 0), (1..=n).map(|i| e(i, 1)).collect(), n));
+    assert!(h.applied.is_empty(), "nothing is durable yet");
+    h.persist();
+    let applied: Vec<u64> = h.applied.iter().map(|e| e.index.0).collect();
+    assert_eq!(applied, (1..=n).collect::<Vec<_>>());
+    assert_eq!(h.node.last_applied(), LogIndex(n));
+}

@@ -67,6 +67,7 @@ impl Node {
         data: Bytes,
         digest: Option<SnapshotDigest>,
     ) -> Result<(), CompactError> {
+        self.flush_due = true;
         if index > self.applied {
             return Err(CompactError::NotApplied { index, applied: self.applied });
         }

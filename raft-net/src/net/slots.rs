@@ -107,7 +107,7 @@ mod tests {
 
     fn is_killed(t: &Ticket) -> bool {
         let mut cx = Context::from_waker(Waker::noop());
-        t.kill.poll_check(&mut cx, |_, _, closed| closed.then_some(())) == Poll::Ready(())
+        t.kill.waiting().poll_check(&mut cx, |_, _, closed| closed.then_some(())) == Poll::Ready(())
     }
 
     #[test]

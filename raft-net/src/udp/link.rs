@@ -122,8 +122,9 @@ async fn write_loop<R: Runtime>(
             if attempt == 0 {
                 // Wait for the session (or give up on this batch: Raft
                 // retransmits what matters).
+                let mut waiting = established.waiting();
                 let changed =
-                    poll_fn(|cx| established.poll_check(cx, |_, v, closed| (v != version || closed).then_some(())));
+                    poll_fn(|cx| waiting.poll_check(cx, |_, v, closed| (v != version || closed).then_some(())));
                 if or_stop(&shared.stop, timeout(&*shared.sleeper, HANDSHAKE_RETRY, changed)).await.is_none() {
                     return;
                 }
@@ -190,7 +191,7 @@ impl Inbox {
                 c.bad_frame += 1;
                 return Received::Nothing;
             };
-            if packet::decode(payload).is_ok() {
+            if packet::is_peer_tagged(payload) {
                 c.bad_frame += 1;
                 return Received::Nothing;
             }

@@ -76,8 +76,38 @@ pub fn encode(packet: &PeerPacket<'_>) -> Option<Vec<u8>> {
     codec::encode_value(packet).ok()
 }
 
+/// The first byte of every encoded [`PeerPacket`]: the variant tag of
+/// [`PeerPacket::Peer`]. An application's packets start with other tags.
+pub const PEER_TAG: u8 = 0;
+
+/// True if `bytes` carry peer traffic's tag, whether or not the rest
+/// decodes: a check that costs nothing, where a failed [`decode`] formats
+/// an error message.
+pub fn is_peer_tagged(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&PEER_TAG)
+}
+
 /// Decodes a peer packet that borrows from `bytes`. Never panics; any
 /// defect, trailing bytes and other variants' tags included, is an error.
 pub fn decode(bytes: &[u8]) -> Result<PeerPacket<'_>, DecodeError> {
     codec::decode_value(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoded_peer_packets_carry_the_peer_tag_and_nothing_else_decodes() {
+        let p = PeerPacket::Peer(Fragment { msg: 7, index: 0, count: 1, data: Chunk(&[1, 2]) });
+        let bytes = encode(&p).unwrap();
+        assert!(is_peer_tagged(&bytes));
+        for tag in 1..=u8::MAX {
+            let mut other = bytes.clone();
+            other[0] = tag;
+            assert!(!is_peer_tagged(&other));
+            assert!(decode(&other).is_err(), "tag {tag} decoded as peer traffic");
+        }
+        assert!(!is_peer_tagged(&[]));
+    }
 }

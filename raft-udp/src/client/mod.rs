@@ -1,7 +1,9 @@
 //! A client of the replicated key-value store.
 //!
 //! [`Client::execute`] sends one command to the node it believes leads,
-//! follows redirects, moves on to the next server when one does not answer,
+//! follows redirects, moves to the leader that a follower's answer names
+//! (when that leader answered before, or is a listed server that has not
+//! timed out lately), moves on to the next server when one does not answer,
 //! and keeps resending the same (session, sequence number) until a node
 //! answers or the timeout passes. Before its first request to a node it
 //! asks that node for an address cookie; before its first write it
@@ -80,6 +82,9 @@ struct Reply {
     /// The attempt it answers.
     nonce: u64,
     result: ClientResult,
+    /// The leader that a follower served it through, and the leader's
+    /// configured address.
+    leader: Option<(u64, String)>,
 }
 
 /// The longest one attempt at one server waits (the first command's
@@ -243,7 +248,7 @@ impl Client {
                 self.route.no_answer(Instant::now());
                 continue;
             };
-            let Reply { node, from, nonce: answered, result } = match answer {
+            let Reply { node, from, nonce: answered, result, leader } = match answer {
                 // A first cookie, or a fresh one for an expired cookie: the
                 // request was not acted on. Send it again at once.
                 Answer::Cookie(c) => {
@@ -261,7 +266,12 @@ impl Client {
             self.route.answered(node, from);
             redirects = if matches!(result, ClientResult::NotLeader { .. }) { redirects + 1 } else { 0 };
             let pause = match result {
-                ClientResult::Done(output) => return (CommandOutcome::Ok(output), None),
+                ClientResult::Done(output) => {
+                    if let Some((leader, addr)) = leader {
+                        self.route.follow(leader, addr.parse().ok(), Instant::now());
+                    }
+                    return (CommandOutcome::Ok(output), None);
+                }
                 ClientResult::Rejected(why) if !unanswered => return (CommandOutcome::Failed(why), None),
                 ClientResult::Rejected(_) => return (CommandOutcome::Unknown, None),
                 ClientResult::UnknownSession => return (CommandOutcome::Unknown, Some(unanswered)),
@@ -306,14 +316,14 @@ impl Client {
                 continue;
             };
             let Ok((sender, payload)) = self.key.open(&self.buf[..n]) else { continue };
-            match packet::decode(payload) {
-                Ok(Packet::SessionReply(r))
-                    if r.nonce.wrapping_sub(first) <= last.wrapping_sub(first) && r.seq == seq =>
-                {
-                    return Some(Answer::Reply(Reply { node: sender, from, nonce: r.nonce, result: r.result }));
-                }
+            let (r, leader) = match packet::decode(payload) {
+                Ok(Packet::SessionReply(r)) => (r, None),
+                Ok(Packet::SessionReplyFollowing { reply, leader, addr }) => (reply, Some((leader, addr))),
                 Ok(Packet::CookieReply { nonce: n, cookie }) if n == last => return Some(Answer::Cookie(cookie)),
-                _ => {}
+                _ => continue,
+            };
+            if r.nonce.wrapping_sub(first) <= last.wrapping_sub(first) && r.seq == seq {
+                return Some(Answer::Reply(Reply { node: sender, from, nonce: r.nonce, result: r.result, leader }));
             }
         }
     }

@@ -87,6 +87,23 @@ impl Route {
         }
         self.rotate(now);
     }
+
+    /// A follower served the last command through `leader`, configured
+    /// there at `addr`. The next command goes straight to the leader if
+    /// this client can count on reaching it: at the address that answered
+    /// as `leader`, or else at `addr` if it is a listed server; either way
+    /// one that answered lately. Otherwise the client stays where it is
+    /// (the follower serves it, one hop longer).
+    pub(crate) fn follow(&mut self, leader: u64, addr: Option<SocketAddr>, now: Instant) {
+        let known = self.known.get(&leader).copied();
+        let listed = addr.filter(|a| self.servers.contains(a));
+        if let Some(a) = known.or(listed).filter(|a| !self.is_silent(a, now)) {
+            if let Some(i) = self.servers.iter().position(|s| *s == a) {
+                self.next = i;
+            }
+            self.target = a;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -114,6 +131,35 @@ mod tests {
         // Later redirects to 3 go straight there.
         r.rotate(now);
         r.redirect(Some(3), None, now);
+        assert_eq!(r.target(), addr(3));
+    }
+
+    #[test]
+    fn a_client_served_by_a_follower_moves_to_a_leader_it_can_reach() {
+        let now = Instant::now();
+        let mut r = Route::new(vec![addr(1), addr(2), addr(3)], 0);
+        r.answered(1, addr(1));
+        // The leader's configured address is not one the client was given:
+        // it stays with the follower.
+        r.follow(3, Some(addr(93)), now);
+        assert_eq!(r.target(), addr(1));
+        r.follow(3, None, now);
+        assert_eq!(r.target(), addr(1));
+        // A listed address that timed out lately is not tried either.
+        r.no_answer(now);
+        assert_eq!(r.target(), addr(2));
+        r.answered(2, addr(2));
+        r.follow(1, Some(addr(1)), now);
+        assert_eq!(r.target(), addr(2));
+        // A listed one that did not: the next command goes there.
+        r.follow(3, Some(addr(3)), now);
+        assert_eq!(r.target(), addr(3));
+        // An address that answered as the leader wins over the configured one.
+        r.answered(4, addr(2));
+        r.follow(4, Some(addr(3)), now);
+        assert_eq!(r.target(), addr(2));
+        // Rotation goes on from the leader's place in the list.
+        r.rotate(now);
         assert_eq!(r.target(), addr(3));
     }
 

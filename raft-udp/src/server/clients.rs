@@ -29,7 +29,7 @@ use crate::packet::{
 use raft_core::Role;
 use raft_host::{KvError, KvOp, KvOutput, KvStore, SessionLimits};
 use raft_net::udp::AppDatagram;
-use raft_net::{AppGauge, Handle, ProposeError, Status, UdpApp};
+use raft_net::{AppGauge, Handle, ProposeError, RoleInfo, Status, UdpApp};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -111,6 +111,9 @@ pub(crate) struct Service {
     /// for its outcome (the longest election timeout).
     wait_for_leader: Duration,
     done: tokio::sync::mpsc::UnboundedSender<Finished>,
+    /// The leader this node follows and its configured address, named in
+    /// the answers it serves (see [`Service::note_role`]).
+    following: Option<(u64, String)>,
 }
 
 impl Service {
@@ -142,6 +145,7 @@ impl Service {
             session_gauges,
             wait_for_leader,
             done,
+            following: None,
         };
         (service, finished)
     }
@@ -197,7 +201,8 @@ impl Service {
             | Packet::CookieReply { .. }
             | Packet::SessionReply(_)
             | Packet::TransferReply { .. }
-            | Packet::MemberReply { .. } => self.app.count(|c| c.unexpected += 1),
+            | Packet::MemberReply { .. }
+            | Packet::SessionReplyFollowing { .. } => self.app.count(|c| c.unexpected += 1),
         }
     }
 
@@ -239,8 +244,9 @@ impl Service {
         if !self.proven(from, &cookie) {
             return self.challenge(from, nonce, size);
         }
-        let answer = |s: &Service, result| s.reply(from, &Packet::SessionReply(ClientReply { nonce, seq, result }));
-        let status = self.handle.status();
+        let answer = |s: &Service, result| s.reply_following(from, ClientReply { nonce, seq, result });
+        let role = self.handle.role();
+        self.note_role(role);
         // The leader proposes; a follower that knows the leader forwards the
         // command to it (`Config::forward_proposals`) or asks it for a read
         // index, and answers when it has applied the outcome. With no leader
@@ -249,10 +255,10 @@ impl Service {
         // little later, and the command can go the moment the election ends.
         // Any other node (a learner) names the leader at once.
         let me = self.handle.id();
-        let following = status.role.role == Role::Follower && status.role.leader.is_some_and(|l| l != me);
-        let electing = status.role.leader.is_none();
-        if status.role.role != Role::Leader && !following && !electing {
-            return answer(self, self.not_leader(status.role.leader.map(|l| l.0)));
+        let following = role.role == Role::Follower && role.leader.is_some_and(|l| l != me);
+        let electing = role.leader.is_none();
+        if role.role != Role::Leader && !following && !electing {
+            return answer(self, self.not_leader(role.leader.map(|l| l.0)));
         }
         if let ClientOp::Kv(KvOp::Put { value: v, .. } | KvOp::Cas { new: v, .. }) = &op
             && v.len() > MAX_VALUE_BYTES
@@ -331,18 +337,66 @@ impl Service {
             Err(e @ ProposeError::TooLarge { .. }) => ClientResult::Rejected(e.to_string()),
             Err(_) => ClientResult::Retry(RetryReason::Unknown),
         };
-        self.reply(w.addr, &Packet::SessionReply(ClientReply { nonce: w.nonce, seq: f.seq, result }));
+        self.note_role(self.handle.role());
+        self.reply_following(w.addr, ClientReply { nonce: w.nonce, seq: f.seq, result });
+    }
+
+    /// Sends `reply`, naming the leader if this node serves as its
+    /// follower (see [`Service::note_role`]) and the command was done.
+    fn reply_following(&self, addr: SocketAddr, reply: ClientReply) {
+        let leader = self.following.as_ref().filter(|_| matches!(reply.result, ClientResult::Done(_)));
+        let packet = match leader {
+            Some((leader, leader_addr)) => {
+                Packet::SessionReplyFollowing { reply, leader: *leader, addr: leader_addr.clone() }
+            }
+            None => Packet::SessionReply(reply),
+        };
+        match packet::encode(&packet) {
+            // A long configured address must not push a large value's
+            // answer past one datagram: then the leader goes unnamed.
+            Some(p) if p.len() + raft_host::auth::FRAME_OVERHEAD > packet::MAX_DATAGRAM => {
+                if let Packet::SessionReplyFollowing { reply, .. } = packet {
+                    self.reply(addr, &Packet::SessionReply(reply));
+                }
+            }
+            Some(p) => self.app.send(addr, &p),
+            None => {}
+        }
+    }
+
+    /// Notes the leader this node follows in `role` (none while it leads,
+    /// runs for election, or knows of no leader), looking its address up
+    /// when the leader changed. Called before every answer; the request
+    /// path reads the role anyway, and a lookup copies the node's status.
+    fn note_role(&mut self, role: RoleInfo) {
+        let leader = match (role.role, role.leader) {
+            (Role::Follower, Some(l)) if l != self.handle.id() => Some(l.0),
+            _ => None,
+        };
+        if self.following.as_ref().map(|(l, _)| *l) != leader {
+            self.following = leader.and_then(|l| self.leader_addr(l).map(|a| (l, a)));
+        }
+    }
+
+    /// Forgets the leader's address, so that the next answer looks it up
+    /// again (a configuration may have changed it).
+    pub(crate) fn forget_leader_addr(&mut self) {
+        self.following = None;
+    }
+
+    /// The address of node `leader` as configured on this node: the
+    /// configuration's first (the leader may have joined at runtime), then
+    /// the peer list's.
+    fn leader_addr(&self, leader: u64) -> Option<String> {
+        let status = self.handle.status();
+        super::members::member_addr(&status, raft_core::NodeId(leader))
+            .or_else(|| self.peers.get(&leader).map(|a| a.to_string()))
     }
 
     fn not_leader(&self, leader: Option<u64>) -> ClientResult {
         let id = self.handle.id().0;
         let leader = leader.filter(|l| *l != id);
-        // The configuration's address first: the leader may have joined at runtime.
-        let status = self.handle.status();
-        let addr = leader
-            .and_then(|l| super::members::member_addr(&status, raft_core::NodeId(l)))
-            .or_else(|| leader.and_then(|l| self.peers.get(&l)).map(|a| a.to_string()));
-        ClientResult::NotLeader { leader, addr }
+        ClientResult::NotLeader { leader, addr: leader.and_then(|l| self.leader_addr(l)) }
     }
 }
 

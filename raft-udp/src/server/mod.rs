@@ -371,11 +371,8 @@ async fn serve(
         tokio::select! {
             biased;
             () = &mut stop => return Ok(()),
-            Some(done) = done_rx.recv() => service.finished(done),
-            d = service.app.recv() => {
-                let Some(d) = d else { break };
-                service.datagram(d);
-            }
+            // Rare events before the client traffic, which can be ready
+            // on every turn under load (it would starve them).
             r = roles.changed() => match r {
                 Some(RoleInfo { role, term, leader }) => {
                     tracing::info!(?role, term = term.0, leader = ?leader.map(|l| l.0), "role changed");
@@ -384,6 +381,7 @@ async fn serve(
             },
             _ = housekeeping.tick() => {
                 service.refresh_session_gauges();
+                service.forget_leader_addr();
                 if !logged_removed && service.handle.status().removed {
                     logged_removed = true;
                     tracing::warn!("this node was removed from the cluster: it no longer campaigns; stop it");
@@ -396,6 +394,11 @@ async fn serve(
                     let counters = service.handle.status().datagrams.unwrap_or_default();
                     tracing::warn!(%counters, "dropped datagrams so far");
                 }
+            }
+            Some(done) = done_rx.recv() => service.finished(done),
+            d = service.app.recv() => {
+                let Some(d) = d else { break };
+                service.datagram(d);
             }
         }
     }

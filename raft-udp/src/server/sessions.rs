@@ -68,15 +68,18 @@ impl Work {
                     let op = op.clone();
                     move |kv: &KvStore| kv.answer_from_session(session, seq, &op, now_ms)
                 };
-                match handle.local_read(check.clone()).await? {
+                // Proposed unless the session answers it, in one trip to
+                // the node's task.
+                let entry = raft_core::Bytes::from(entry);
+                match handle.propose_unless(check.clone(), entry.clone()).await? {
                     // Unknown here: maybe registered beyond what this node
-                    // applied. A linearizable read settles it.
-                    Some(Err(KvError::UnknownSession { .. })) => match handle.read(check).await? {
+                    // applied (or, had it been proposed, where it was
+                    // applied). A linearizable read settles it.
+                    Err(KvError::UnknownSession { .. }) => match handle.read(check).await? {
                         Some(answer) => Ok(answer),
                         None => handle.propose_bytes(entry).await,
                     },
-                    Some(answer) => Ok(answer),
-                    None => handle.propose_bytes(entry).await,
+                    answer => Ok(answer),
                 }
             }
         }
