@@ -227,3 +227,25 @@ impl Shape {
         Ok(Plan { conflict_from, snapshot, truncate_from })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(index: u64, term: u64) -> SnapshotMeta {
+        SnapshotMeta { index: LogIndex(index), term: Term(term) }
+    }
+
+    /// The first entry after a snapshot (and no entries) is checked against
+    /// the snapshot's term: a log never goes back in term.
+    #[test]
+    fn an_entry_right_after_a_snapshot_may_not_have_a_lower_term() {
+        let mut shape = Shape::default();
+        assert!(!shape.compact(meta(10, 5)), "nothing held: the log starts over at the snapshot");
+        assert_eq!(shape.next_index(), 11);
+        let refused = shape.check_append(LogIndex(11), Term(4)).unwrap_err();
+        assert!(refused.contains("below the previous entry's 5"), "{refused}");
+        assert_eq!(shape.check_append(LogIndex(11), Term(5)), Ok(()));
+        assert_eq!(shape.check_append(LogIndex(12), Term(5)).map_err(|_| ()), Err(()), "not contiguous");
+    }
+}
