@@ -236,6 +236,46 @@ mod tests {
         SnapshotMeta { index: LogIndex(index), term: Term(term) }
     }
 
+    fn write(snapshot: Option<SnapshotMeta>, entries: &[(u64, u64)]) -> Write {
+        let snapshot = snapshot.map(|meta| {
+            Box::new(raft_core::Snapshot { meta, membership: Default::default(), data: Default::default() })
+        });
+        let entries = entries
+            .iter()
+            .map(|&(index, term)| raft_core::Entry {
+                term: Term(term),
+                index: LogIndex(index),
+                payload: raft_core::Payload::Noop,
+            })
+            .collect();
+        let mut w = Write::default();
+        w.snapshot = snapshot;
+        w.entries = entries;
+        w
+    }
+
+    /// A write carrying the snapshot the log already starts after plans no
+    /// snapshot record and is not an error.
+    #[test]
+    fn a_snapshot_that_is_not_newer_is_ignored() {
+        let mut shape = Shape::default();
+        shape.compact(meta(10, 5));
+        let plan = shape.plan(&write(Some(meta(10, 5)), &[(11, 5)])).unwrap();
+        assert_eq!(plan, Plan { conflict_from: None, snapshot: None, truncate_from: None });
+    }
+
+    /// Entries that follow a snapshot received in the same write are checked
+    /// against that snapshot's term, though the log does not hold its index.
+    #[test]
+    fn entries_after_a_new_snapshot_may_not_go_below_its_term() {
+        let mut shape = Shape::default();
+        shape.compact(meta(10, 5));
+        let refused = shape.plan(&write(Some(meta(20, 7)), &[(21, 6)])).unwrap_err();
+        assert!(refused.contains("below the previous entry's 7"), "{refused}");
+        let plan = shape.plan(&write(Some(meta(20, 7)), &[(21, 7)])).unwrap();
+        assert_eq!(plan.snapshot, Some(meta(20, 7)));
+    }
+
     /// The first entry after a snapshot (and no entries) is checked against
     /// the snapshot's term: a log never goes back in term.
     #[test]
