@@ -67,6 +67,14 @@ mod tests {
     }
 
     #[test]
+    fn the_median_is_the_middle_sample() {
+        let ms = |v: &[u64]| v.iter().map(|&m| Duration::from_millis(m)).collect::<Vec<_>>();
+        assert_eq!(median(ms(&[5, 1, 4, 2, 3])), Duration::from_millis(3));
+        assert_eq!(median(ms(&[9, 1, 7, 3])), Duration::from_millis(7), "the upper middle of an even count");
+        assert_eq!(median(Vec::new()), Duration::ZERO);
+    }
+
+    #[test]
     fn a_missing_directory_is_an_error_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope");
