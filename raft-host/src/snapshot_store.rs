@@ -292,6 +292,20 @@ mod tests {
         Message { term: Term(3), body: raft_core::Body::InstallSnapshot(chunk) }
     }
 
+    /// Snapshot `meta` received whole in one chunk of `data`.
+    fn whole_chunk(meta: SnapshotMeta, data: &[u8], membership: &Membership) -> InstallSnapshot {
+        InstallSnapshot {
+            index: meta.index,
+            snapshot_term: meta.term,
+            offset: 0,
+            total_len: data.len() as u64,
+            data: Bytes::from(data.to_vec()),
+            checksum: crc32fast::hash(data),
+            membership: membership.clone().into(),
+            round: 0,
+        }
+    }
+
     fn chunk_data(message: &Message) -> &[u8] {
         match &message.body {
             raft_core::Body::InstallSnapshot(chunk) => &chunk.data,
@@ -319,16 +333,7 @@ mod tests {
         // snapshot: a later chunk must come from that file, not the one
         // held open, and a chunk of the old snapshot is dropped.
         let theirs = b"a leader's state at 30";
-        let received = InstallSnapshot {
-            index: LogIndex(30),
-            snapshot_term: Term(2),
-            offset: 0,
-            total_len: theirs.len() as u64,
-            data: Bytes::from(theirs.to_vec()),
-            checksum: crc32fast::hash(theirs),
-            membership: m.clone().into(),
-            round: 0,
-        };
+        let received = whole_chunk(meta(30), theirs, &m);
         store.save_chunk(&received).unwrap();
         store.install(meta(30), None).unwrap();
         let mut request = chunk_request(meta(30), 0);
@@ -431,16 +436,7 @@ mod tests {
         let writer: SnapshotWriter = Box::new(|out| out.write_all(b"state at 20"));
         let mut t = store.start_take(writer, meta(20), &m).unwrap();
         let data = b"leader's state at 30";
-        let chunk = InstallSnapshot {
-            index: LogIndex(30),
-            snapshot_term: Term(2),
-            offset: 0,
-            total_len: data.len() as u64,
-            data: Bytes::from(data.to_vec()),
-            checksum: crc32fast::hash(data),
-            membership: m.clone().into(),
-            round: 0,
-        };
+        let chunk = whole_chunk(meta(30), data, &m);
         store.save_chunk(&chunk).unwrap();
         store.install(meta(30), None).unwrap();
         let (sealed, _) = written(&mut t).unwrap();

@@ -563,14 +563,21 @@ fn a_removed_follower_that_holds_its_removal_gets_neither_heartbeats_nor_entries
     assert!(h.take_sent().iter().all(|o| o.to != NodeId(3)), "the leader still replicates to node 3");
 }
 
-#[test]
-fn a_dead_removed_member_is_given_up_at_the_next_change() {
-    let mut net = Net::new(4, 3);
+/// `nodes` nodes (the first three voters) led by node 1, which removed
+/// node 3 while it was cut off: the removal is committed without it.
+fn node_3_removed_while_cut_off(nodes: u64) -> Net {
+    let mut net = Net::new(nodes, 3);
     net.campaign(1);
     net.cut.insert(3);
     net.change(1, MembershipChange::Remove { id: NodeId(3) }).unwrap();
     net.heartbeat(1);
     assert_eq!(net.node(1).node.membership().voters, set(&[1, 2]));
+    net
+}
+
+#[test]
+fn a_dead_removed_member_is_given_up_at_the_next_change() {
+    let mut net = node_3_removed_while_cut_off(4);
     let beat = |net: &mut Net| {
         net.advance(crate::Duration::from_millis(110));
         let h = net.node(1);
@@ -603,12 +610,7 @@ fn a_proposal_reaches_every_member_when_a_removed_one_answered_in_the_same_step(
     // Found by cargo-mutants: marking followers for sending was skipped when
     // the set of followers to send to was as large as the member list, even
     // if it held a removed member the leader still tells about its removal.
-    let mut net = Net::new(3, 3);
-    net.campaign(1);
-    net.cut.insert(3);
-    net.change(1, MembershipChange::Remove { id: NodeId(3) }).unwrap();
-    net.heartbeat(1);
-    assert_eq!(net.node(1).node.membership().voters, set(&[1, 2]));
+    let mut net = node_3_removed_while_cut_off(3);
     let h = net.node(1);
     h.take_sent();
     // One step, no poll in between: a late answer of node 3, then a proposal.
@@ -849,12 +851,7 @@ fn a_single_node_cluster_reports_no_change_when_it_logs_its_bootstrap_configurat
 
 #[test]
 fn a_removed_follower_is_not_retired_before_it_holds_its_removal() {
-    let mut net = Net::new(3, 3);
-    net.campaign(1);
-    net.cut.insert(3);
-    net.change(1, MembershipChange::Remove { id: NodeId(3) }).unwrap();
-    net.heartbeat(1);
-    assert_eq!(net.node(1).node.membership().voters, set(&[1, 2]));
+    let mut net = node_3_removed_while_cut_off(3);
     let removal = net.node(1).node.membership_index();
     assert!(net.node(3).node.last_log_index() < removal);
     // Node 3 is back, but only the heartbeats reach it (the entries are

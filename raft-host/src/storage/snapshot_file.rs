@@ -424,7 +424,7 @@ impl SnapshotFile {
 }
 
 /// Fills as much of `buf` as the file holds; the count read.
-fn read_full(file: &mut dyn FsRead, buf: &mut [u8]) -> io::Result<usize> {
+fn read_full(file: &mut dyn io::Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut got = 0;
     while got < buf.len() {
         match file.read(&mut buf[got..]) {
@@ -636,12 +636,6 @@ mod tests {
                 }
                 None => Ok(0),
             }
-        }
-    }
-
-    impl io::Seek for Scripted {
-        fn seek(&mut self, _: SeekFrom) -> io::Result<u64> {
-            unimplemented!("read_full does not seek")
         }
     }
 

@@ -184,6 +184,16 @@ impl Model {
     }
 }
 
+/// A snapshot of the log up to `index` (of `term`), with `data`.
+fn snapshot_at(index: u64, term: Term, data: Vec<u8>) -> Box<Snapshot> {
+    let membership = raft_core::Membership::with_voters([raft_core::NodeId(index % 3 + 1)]);
+    Box::new(Snapshot {
+        meta: SnapshotMeta { index: LogIndex(index), term },
+        membership: membership.into(),
+        data: Bytes::from(data),
+    })
+}
+
 pub(super) fn random_write(rng: &mut Rng, m: &Model) -> Write {
     let log = &m.log;
     let mut w = Write::default();
@@ -199,15 +209,7 @@ pub(super) fn random_write(rng: &mut Rng, m: &Model) -> Write {
         // The state machine compacts at an index the log holds.
         let index = base + 1 + rng.below(last - base);
         let term = log.term_at(index).unwrap();
-        let data = rng.bytes(300);
-        w.snapshot = Some(
-            Snapshot {
-                meta: SnapshotMeta { index: LogIndex(index), term },
-                membership: raft_core::Membership::with_voters([raft_core::NodeId(index % 3 + 1)]).into(),
-                data: Bytes::from(data),
-            }
-            .into(),
-        );
+        w.snapshot = Some(snapshot_at(index, term, rng.bytes(300)));
     } else if roll < 11 {
         // A leader's snapshot, possibly beyond or disagreeing with the log.
         let index = base + 1 + rng.below(last - base + 10);
@@ -215,15 +217,7 @@ pub(super) fn random_write(rng: &mut Rng, m: &Model) -> Write {
         if log.term_at(index) != Some(term) {
             w.truncate_from = Some(LogIndex(index));
         }
-        let data = rng.bytes(300);
-        w.snapshot = Some(
-            Snapshot {
-                meta: SnapshotMeta { index: LogIndex(index), term },
-                membership: raft_core::Membership::with_voters([raft_core::NodeId(index % 3 + 1)]).into(),
-                data: Bytes::from(data),
-            }
-            .into(),
-        );
+        w.snapshot = Some(snapshot_at(index, term, rng.bytes(300)));
     } else if roll < 25 && last > base {
         w.truncate_from = Some(LogIndex(base + 1 + rng.below(last - base)));
     }
