@@ -60,7 +60,7 @@
 //! sync is one fdatasync: it writes the records and, in the same
 //! fdatasync, moves the watermark over the records an earlier sync made
 //! durable, and [`DiskLog::settle_watermark`] (called by the disk thread
-//! whenever it runs out of work) catches the watermark up. The watermark
+//! once it has had no work for 5 ms) catches the watermark up. The watermark
 //! still never covers a byte before an fdatasync completed over it, so
 //! every rule above holds; but the last sync's records may be beyond the
 //! watermark when the node stops, and then damage to them looks torn.
@@ -244,13 +244,13 @@ pub enum Watermark {
     /// Each sync writes the records and moves the watermark over the
     /// records of the *previous* sync, with one fdatasync; the watermark
     /// catches up with [`DiskLog::settle_watermark`] (the
-    /// [`DiskThread`](crate::DiskThread) calls it whenever it runs out of
-    /// work) or the next sync. One fdatasync per group commit, and the same
+    /// [`DiskThread`](crate::DiskThread) calls it once it has had no work
+    /// for 5 ms) or the next sync. One fdatasync per group commit, and the same
     /// safety against crashes: a record is acknowledged only once durable.
     /// What is weaker: the records of the last sync before a crash may lie
     /// beyond the watermark (under steady load, always those of the last
-    /// sync; when idle, only if the crash came within one fdatasync of the
-    /// acknowledgement). If the disk *later damages* exactly those, recovery
+    /// sync; when idle, only if the crash came within 5 ms and one fdatasync
+    /// of the acknowledgement). If the disk *later damages* exactly those, recovery
     /// cannot tell the damage from a torn write and cuts them as a torn
     /// tail, without an error: acknowledged entries lost from this node,
     /// as with two faults under `BeforeAck`.
