@@ -8,7 +8,8 @@
 //! Schedules print as Rust source, so a shrunk failure can be pasted into a
 //! regression test.
 
-use super::{Applied, Cluster, NetConfig, for_each_seed, seeds, sim_addr};
+use super::trace::{MsgSummary, fmt_instant};
+use super::{Applied, Cluster, NetConfig, TraceEvent, TraceKind, for_each_seed, seeds, sim_addr};
 use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
 use raft_core::{Bytes, Duration, LogIndex, MembershipChange, NodeId, Payload, ReadId, Role};
 use std::cell::RefCell;
@@ -43,7 +44,8 @@ pub enum Op {
     Propose(u8),
     /// A quiet phase, in which the cluster can make progress: repair the
     /// network and restart crashed nodes, wait for a single leader in the
-    /// newest term, propose this many commands (as `Propose` does), wait
+    /// newest term (and, if it is transferring leadership, for the transfer
+    /// to end), propose this many commands (as `Propose` does), wait
     /// until that leader has applied its whole log (if it is deposed first,
     /// wait for the next leader and propose again; all this for at most
     /// 10 s), run this many milliseconds, then turn the loss, duplication,
@@ -329,12 +331,53 @@ pub fn node_id(n: usize, k: u8) -> NodeId {
 /// [`Op::Read`] started and [`Cluster::take_reads`] reports (none, if the
 /// test installed a read hook): a read index below the largest index any
 /// node had applied when the read started is a stale read, and fails the run.
+///
+/// Under `RAFT_SCHEDULE_TRACE=1` it prints the operations as Rust source,
+/// then each operation as it starts and the trace as it happens, without
+/// log replication messages and disk writes (`RAFT_SCHEDULE_TRACE=all`
+/// prints those too), until the cluster is dropped: see [`trace_run`].
 pub fn run_ops(c: &mut Cluster, ops: &[Op], mut propose: impl FnMut(&mut Cluster, u8)) {
     let mut reads = Reads::default();
+    let traced = trace_run(c, ops);
     for op in ops {
+        if traced {
+            println!("t={} == {op:?}", fmt_instant(c.now()));
+        }
         run_op(c, op, &mut propose, &mut reads);
         reads.check(c);
     }
+}
+
+/// The environment variable that turns on [`trace_run`].
+pub const TRACE_VAR: &str = "RAFT_SCHEDULE_TRACE";
+
+/// Under `RAFT_SCHEDULE_TRACE` (not `0`), prints `ops` and installs a trace
+/// observer on `c` that prints its events: with `all`, every event; else
+/// all but replication messages (appends, snapshots and their answers) and
+/// disk writes. True if it did. For replaying one seed (`RAFT_SEED`).
+pub fn trace_run(c: &mut Cluster, ops: &[Op]) -> bool {
+    if !tracing() {
+        return false;
+    }
+    let all = std::env::var_os(TRACE_VAR).is_some_and(|v| v == "all");
+    println!("schedule ops: vec!{ops:?}");
+    c.set_trace_observer(Some(Box::new(move |e: &TraceEvent| {
+        let replication = |m: &MsgSummary| !matches!(m, MsgSummary::RequestVote { .. } | MsgSummary::Vote { .. });
+        let quiet = match &e.kind {
+            TraceKind::Deliver { msg, .. } | TraceKind::Drop { msg, .. } => replication(msg),
+            TraceKind::Persist { .. } | TraceKind::Durable { .. } => true,
+            _ => false,
+        };
+        if all || !quiet {
+            println!("{e}");
+        }
+    })));
+    true
+}
+
+/// Whether `RAFT_SCHEDULE_TRACE` is set (and not `0`).
+fn tracing() -> bool {
+    std::env::var_os(TRACE_VAR).is_some_and(|v| v != "0")
 }
 
 /// The reads [`Op::Read`] started and the least read index each may get.
@@ -419,24 +462,36 @@ fn run_op(c: &mut Cluster, op: &Op, propose: &mut impl FnMut(&mut Cluster, u8), 
             // deposed first (the faults before can still do that: a
             // check-quorum window spanning them, a restarted node with a
             // longer stale log) loses the commands; the next leader gets
-            // them again, as a client would retry.
+            // them again, as a client would retry. A leader in the middle
+            // of a leadership transfer (an `Op::Transfer` just before)
+            // refuses proposals and names the target: wait for the transfer
+            // to end (the target is elected, or it times out), then
+            // propose, as a client told to retry would.
             let deadline = c.now() + Duration::from_secs(10);
-            loop {
+            while c.now() < deadline {
                 c.run_until(settled, deadline.saturating_since(c.now()));
                 let Some(&(leader, term)) = c.leaders().first() else { break };
-                propose(c, *k);
-                let last = c.node(leader).map_or(LogIndex(0), |n| n.last_log_index());
                 let lifetime = c.lifetime(leader);
                 let leads = |c: &Cluster| {
                     c.lifetime(leader) == lifetime
                         && c.node(leader).is_some_and(|n| n.term() == term && n.role() == Role::Leader)
                 };
+                if c.node(leader).is_some_and(|n| n.transfer_target().is_some()) {
+                    c.note("quiet phase: the leader is transferring leadership; waiting for the transfer to end");
+                    let transferring = |c: &Cluster| c.node(leader).is_some_and(|n| n.transfer_target().is_some());
+                    c.run_until(|c| !leads(c) || !transferring(c), deadline.saturating_since(c.now()));
+                    continue;
+                }
+                propose(c, *k);
+                let last = c.node(leader).map_or(LogIndex(0), |n| n.last_log_index());
                 let applied = |c: &Cluster| c.node(leader).is_some_and(|n| n.last_applied() >= last);
                 c.run_until(|c| !leads(c) || applied(c), deadline.saturating_since(c.now()));
-                if (leads(c) && applied(c)) || c.now() >= deadline {
+                if leads(c) && applied(c) {
                     break;
                 }
-                c.note("quiet phase: the leader was deposed before applying; proposing again");
+                if c.now() < deadline {
+                    c.note("quiet phase: the leader was deposed before applying; proposing again");
+                }
             }
             c.run_for(Duration::from_millis(u64::from(*ms)));
             *c.net_config_mut() = net;
@@ -566,9 +621,13 @@ pub fn propose_at_leaders(c: &mut Cluster, k: u8, acks: &RefCell<Acks>, mut writ
     for l in leaders {
         for _ in 0..k {
             let w = write();
-            if let Ok(index) = c.propose(l, w.clone()) {
-                let lifetime = c.lifetime(l);
-                acks.borrow_mut().proposed.insert((l, lifetime, index), w);
+            match c.propose(l, w.clone()) {
+                Ok(index) => {
+                    let lifetime = c.lifetime(l);
+                    acks.borrow_mut().proposed.insert((l, lifetime, index), w);
+                }
+                Err(e) if tracing() => println!("t={} n{l} refused a proposal: {e}", fmt_instant(c.now())),
+                Err(_) => {}
             }
         }
     }
@@ -636,10 +695,17 @@ pub fn quickcheck<P: Property>(default_seed: u64, default_count: u64) -> Vec<Sum
 
 /// Checks schedule [`Property::from_seed`]`(seed)` for every seed of
 /// [`for_each_seed`]`(base, default_count)`, so `RAFT_SEED=k` replays one
-/// exactly. Returns what each schedule reported (see [`report`]).
+/// exactly. Returns what each schedule reported (see [`report`]). Under
+/// `RAFT_SCHEDULE_TRACE` it prints each schedule as Rust source first.
 pub fn seeded<P: Property>(base: u64, default_count: u64) -> Vec<Summary> {
     let mut runs = Vec::new();
-    for_each_seed(base, default_count, |seed| runs.push(P::from_seed(seed).check_or_panic()));
+    for_each_seed(base, default_count, |seed| {
+        let schedule = P::from_seed(seed);
+        if tracing() {
+            println!("RAFT_SEED={seed}: {schedule:?}");
+        }
+        runs.push(schedule.check_or_panic());
+    });
     report(&format!("{} (seeded from {base})", std::any::type_name::<P>()), &runs);
     runs
 }
