@@ -198,6 +198,50 @@ fn transfer_hands_over_within_a_few_heartbeats_and_loses_nothing() {
     for_each_seed(63_000, SEEDS, |seed| transfer(seed).unwrap_or_else(|e| panic!("{e}")));
 }
 
+/// A transfer to a caught-up follower that is down (crashed on even seeds,
+/// cut off on odd ones): `TimeoutNow` goes out at once and is lost. The
+/// target comes back within 150 ms and answers the leader again: the leader
+/// sends `TimeoutNow` again, and the target leads within three heartbeat
+/// intervals, long before the transfer would time out. (With `TimeoutNow`
+/// sent only once, the transfer timed out, and the leader refused
+/// proposals all that time: a soak's quiet phase, `RAFT_SEED=30007473` of
+/// `election_props`, committed nothing because of it.)
+#[test]
+fn a_transfer_whose_timeout_now_was_lost_hands_over_once_the_target_answers() {
+    for_each_seed(65_000, SEEDS, |seed| {
+        let mut c = cluster(seed, defaults);
+        let n = c.len();
+        let leader = c.check_one_leader();
+        c.one(cmd(1), n, true);
+        let mut rng = SimRng::stream(seed, 904);
+        let followers: Vec<NodeId> = c.ids().into_iter().filter(|&id| id != leader).collect();
+        let target = followers[rng.below(followers.len() as u64) as usize];
+        let crash = seed.is_multiple_of(2);
+        if crash {
+            c.crash(target);
+        } else {
+            c.disconnect(target);
+        }
+        c.transfer_leadership(leader, target).unwrap_or_else(|e| panic!("seed {seed}: transfer refused: {e}"));
+        c.run_for(ms(rng.between(1, 150)));
+        assert!(c.transfers().is_empty(), "seed {seed}: {:?}", c.transfers());
+        if crash {
+            c.restart(target);
+        } else {
+            c.connect(target);
+        }
+        let heartbeat = c.node(leader).map(|l| l.config().heartbeat_interval).unwrap_or_default();
+        let handed_over = |c: &Cluster| role(c, target) == Some(Role::Leader) && !c.transfers().is_empty();
+        assert!(
+            c.run_until(handed_over, heartbeat.saturating_mul(3)),
+            "seed {seed}: n{target} does not lead 3 heartbeats after it came back (transfers {:?})",
+            c.transfers()
+        );
+        assert_eq!(c.transfers()[0].outcome, TransferOutcome::HandedOver, "seed {seed}");
+        c.one(cmd(2), n, true);
+    });
+}
+
 /// A transfer to a follower that is cut off times out after an election
 /// timeout; meanwhile proposals are refused; then the leader leads on in
 /// the same term and commits again.

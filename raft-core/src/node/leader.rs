@@ -39,8 +39,9 @@ pub(super) struct PendingRead {
 pub(super) struct Transfer {
     pub(super) to: NodeId,
     pub(super) deadline: Instant,
-    /// `TimeoutNow` went out: the lease is given up.
-    pub(super) timeout_now_sent: bool,
+    /// The round in which `TimeoutNow` last went out (the lease is then
+    /// given up), if it did.
+    pub(super) timeout_now_round: Option<u64>,
 }
 
 #[derive(Debug)]

@@ -186,6 +186,35 @@ fn an_unfinished_transfer_times_out_and_the_leader_accepts_proposals_again() {
 }
 
 #[test]
+fn a_timeout_now_the_target_did_not_act_on_is_sent_again_once_per_later_round() {
+    // The target is caught up, so `TimeoutNow` goes out at once; it is lost
+    // (in the simulator: the target was down, and restarted right after).
+    let mut h = node(1, 3);
+    elect_by_pre_vote(&mut h);
+    let (term, last) = (h.node.term().0, h.node.last_log_index().0);
+    h.node.transfer_leadership(h.now, NodeId(2)).unwrap();
+    h.drain();
+    let timeout_nows =
+        |h: &mut Harness| sent_kinds(h).iter().filter(|&&(to, k, _)| to == 2 && k == "TimeoutNow").count();
+    assert_eq!(timeout_nows(&mut h), 1);
+    // Answers to the round in which it went out prove nothing: it may be on its way.
+    let sent_in = leader_round(&h);
+    h.recv(2, term, ack(sent_in, last));
+    assert_eq!(timeout_nows(&mut h), 0, "sent again before a later round");
+    // The target answers a later round in this term, holding the whole log:
+    // it never acted on `TimeoutNow`. Without this, the leader would refuse
+    // proposals until the transfer times out.
+    h.fire_timeout();
+    let round = leader_round(&h);
+    assert!(round > sent_in);
+    h.recv(2, term, ack(round, last));
+    assert_eq!(timeout_nows(&mut h), 1, "TimeoutNow not sent again");
+    h.recv(2, term, ack(round, last));
+    assert_eq!(timeout_nows(&mut h), 0, "sent twice in one round");
+    assert_eq!(h.node.transfer_target(), Some(NodeId(2)));
+}
+
+#[test]
 fn timeout_now_makes_the_target_campaign_at_once_without_pre_vote() {
     let mut h = node(2, 3);
     h.recv(1, 1, heartbeat(1, 0));

@@ -207,6 +207,7 @@ impl Node {
                     }
                     self.maybe_send_timeout_now();
                 }
+                self.resend_timeout_now(from, resp.round);
             }
             AppendResult::Reject { prev_log_index, last_log_index, conflict_term, conflict_index } => {
                 // In replicate mode the pipeline starts at `matched`, which the
