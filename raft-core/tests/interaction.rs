@@ -23,6 +23,9 @@
 //!   those to `ids`), then runs the recipients' outputs.
 //! * `stabilize`: `deliver` until no message is in flight.
 //! * `propose ID DATA`, `read ID`, `transfer FROM TO`: the node's API call.
+//! * `join ID`: a node that is not a member yet (it waits to be added);
+//!   `add-learner LEADER ID`, `promote LEADER ID`, `remove LEADER ID`: a
+//!   membership change asked of the leader.
 //! * `hold ids` / `persist ids`: writes of these nodes stay pending until
 //!   `persist` makes them durable and ends the hold (by default a write is
 //!   durable as soon as it is made).
@@ -36,8 +39,8 @@
 
 use goldenscript::{Command, Runner};
 use raft_core::{
-    AppendResult, Body, Config, Duration, Entry, Event, Instant, Message, Node, NodeId, Output, Payload, PersistToken,
-    ReadId, Restored, Write,
+    AppendResult, Body, Config, Duration, Entry, Event, Instant, Membership, MembershipChange, Message, Node, NodeId,
+    Output, Payload, PersistToken, ReadId, Restored, Write,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::error::Error;
@@ -224,6 +227,27 @@ impl Runner for Cluster {
                 writeln!(out, "{from}: transfer to {to} -> {result:?}")?;
                 self.process(from, &mut out)?;
             }
+            "join" => {
+                // A node that is not a member yet: it waits to be added.
+                for id in self.ids(command)? {
+                    let mut config = Config::new(NodeId(id), Vec::new());
+                    config.seed = id;
+                    self.nodes.insert(id, Node::new(config, Restored::fresh(), now)?);
+                    self.process(id, &mut out)?;
+                }
+            }
+            "add-learner" | "promote" | "remove" => {
+                let ids = self.ids(command)?;
+                let (leader, id) = (ids[0], NodeId(*ids.get(1).ok_or("CHANGE LEADER ID")?));
+                let change = match command.name.as_str() {
+                    "add-learner" => MembershipChange::AddLearner { id, addr: format!("addr{}", id.0).as_str().into() },
+                    "promote" => MembershipChange::Promote { id },
+                    _ => MembershipChange::Remove { id },
+                };
+                let result = self.node(leader)?.change_membership(now, change);
+                writeln!(out, "{leader}: {} {} -> {result:?}", command.name, id.0)?;
+                self.process(leader, &mut out)?;
+            }
             "hold" => {
                 for id in self.ids(command)? {
                     self.held.entry(id).or_insert(None);
@@ -274,10 +298,22 @@ fn entry(e: &Entry) -> String {
     let payload = match &e.payload {
         Payload::Noop => "noop".to_string(),
         Payload::Command(c) => String::from_utf8_lossy(c.as_ref()).into_owned(),
-        Payload::Membership(m) => format!("conf{:?}", m.voters.iter().map(|v| v.0).collect::<Vec<_>>()),
+        Payload::Membership(m) => conf(m),
         other => format!("{other:?}"),
     };
     format!("{}/{}:{payload}", e.index.0, e.term.0)
+}
+
+fn conf(m: &Membership) -> String {
+    let ids = |set: &BTreeSet<NodeId>| set.iter().map(|v| v.0.to_string()).collect::<Vec<_>>().join(",");
+    let mut conf = format!("conf(voters={}", ids(&m.voters));
+    if !m.outgoing.is_empty() {
+        conf += &format!(" outgoing={}", ids(&m.outgoing));
+    }
+    if !m.learners.is_empty() {
+        conf += &format!(" learners={}", ids(&m.learners));
+    }
+    conf + ")"
 }
 
 fn entries(list: &[Entry]) -> String {
@@ -347,6 +383,7 @@ fn event(e: &Event) -> String {
         Event::RoleChanged { role, term, leader } => {
             format!("{role:?} term={} leader={}", term.0, leader.map_or("-".into(), |l| l.0.to_string()))
         }
+        Event::MembershipChanged { membership } => format!("membership {}", conf(membership)),
         other => format!("{other:?}"),
     }
 }
@@ -364,7 +401,7 @@ macro_rules! scripts {
     };
 }
 
-scripts!(election, prevote_partition, check_quorum, transfer, durability, read_index);
+scripts!(election, prevote_partition, check_quorum, transfer, durability, read_index, membership);
 
 #[test]
 fn every_script_has_a_test() {
