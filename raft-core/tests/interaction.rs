@@ -12,8 +12,9 @@
 //! Commands (node ids are numbers; `ids` is one or more of them, none
 //! meaning every node):
 //!
-//! * `cluster n=N [pre_vote=BOOL] [check_quorum=BOOL]`: a fresh cluster of
-//!   nodes 1..=N, every one a voter, at time 0.
+//! * `cluster n=N [pre_vote=BOOL] [check_quorum=BOOL] [forward=BOOL]`: a
+//!   fresh cluster of nodes 1..=N, every one a voter, at time 0 (pre-vote
+//!   and check-quorum on, forwarding off unless told).
 //! * `campaign ID`: moves the clock to node ID's election deadline and fires
 //!   its timeout (no other node's timer fires).
 //! * `tick ms=N`: moves the clock N ms, firing each timer at its deadline
@@ -22,7 +23,8 @@
 //! * `deliver [ids]`: hands every message in flight to its recipient (only
 //!   those to `ids`), then runs the recipients' outputs.
 //! * `stabilize`: `deliver` until no message is in flight.
-//! * `propose ID DATA`, `read ID`, `transfer FROM TO`: the node's API call.
+//! * `propose ID DATA`, `forward ID DATA`, `read ID`, `transfer FROM TO`,
+//!   `compact ID INDEX` (a snapshot of `state@INDEX`): the node's API call.
 //! * `join ID`: a node that is not a member yet (it waits to be added);
 //!   `add-learner LEADER ID`, `promote LEADER ID`, `remove LEADER ID`: a
 //!   membership change asked of the leader.
@@ -39,8 +41,8 @@
 
 use goldenscript::{Command, Runner};
 use raft_core::{
-    AppendResult, Body, Config, Duration, Entry, Event, Instant, Membership, MembershipChange, Message, Node, NodeId,
-    Output, Payload, PersistToken, ReadId, Restored, Write,
+    AppendResult, Body, Config, Duration, Entry, Event, Instant, LogIndex, Membership, MembershipChange, Message, Node,
+    NodeId, Output, Payload, PersistToken, ProposalId, ReadId, Restored, Write,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::error::Error;
@@ -99,6 +101,16 @@ impl Cluster {
                     writeln!(out, "{id}: apply {}", list.join(" "))?;
                 }
                 Output::Read { id: read, result } => writeln!(out, "{id}: read {} {result:?}", read.0)?,
+                Output::Forwarded { id: proposal, result } => {
+                    writeln!(out, "{id}: forwarded {} {result:?}", proposal.0)?
+                }
+                Output::RestoreSnapshot(snap) => writeln!(
+                    out,
+                    "{id}: restore snapshot {}/{} {:?}",
+                    snap.meta.index.0,
+                    snap.meta.term.0,
+                    String::from_utf8_lossy(snap.data.as_ref())
+                )?,
                 Output::Event(e) => writeln!(out, "{id}: event {}", event(&e))?,
                 other => writeln!(out, "{id}: {other:?}")?,
             }
@@ -170,6 +182,7 @@ impl Runner for Cluster {
                 let n: u64 = args.lookup_parse("n")?.ok_or("cluster needs n=N")?;
                 let pre_vote = args.lookup_parse("pre_vote")?.unwrap_or(true);
                 let check_quorum = args.lookup_parse("check_quorum")?.unwrap_or(true);
+                let forward = args.lookup_parse("forward")?.unwrap_or(false);
                 args.reject_rest()?;
                 *self = Cluster::default();
                 let members: Vec<NodeId> = (1..=n).map(NodeId).collect();
@@ -178,6 +191,7 @@ impl Runner for Cluster {
                     config.seed = id;
                     config.pre_vote = pre_vote;
                     config.check_quorum = check_quorum;
+                    config.forward_proposals = forward;
                     let node = Node::new(config, Restored::fresh(), Instant::ZERO)?;
                     self.nodes.insert(id, node);
                 }
@@ -210,6 +224,24 @@ impl Runner for Cluster {
                 let data = args.next_pos().ok_or("propose ID DATA")?.value.clone();
                 let result = self.node(id)?.propose(now, data.into_bytes());
                 writeln!(out, "{id}: propose -> {result:?}")?;
+                self.process(id, &mut out)?;
+            }
+            "forward" => {
+                let mut args = command.consume_args();
+                let id: u64 = args.next_pos().ok_or("forward ID DATA")?.parse()?;
+                let data = args.next_pos().ok_or("forward ID DATA")?.value.clone();
+                self.next_read += 1;
+                let proposal = ProposalId(self.next_read);
+                let result = self.node(id)?.forward(now, proposal, data.into_bytes());
+                writeln!(out, "{id}: forward {} -> {result:?}", proposal.0)?;
+                self.process(id, &mut out)?;
+            }
+            "compact" => {
+                let ids = self.ids(command)?;
+                let (id, index) = (ids[0], LogIndex(*ids.get(1).ok_or("compact ID INDEX")?));
+                let data = format!("state@{}", index.0);
+                let result = self.node(id)?.compact(now, index, data.into_bytes());
+                writeln!(out, "{id}: compact {} -> {result:?}", index.0)?;
                 self.process(id, &mut out)?;
             }
             "read" => {
@@ -370,11 +402,28 @@ fn message(m: &Message) -> String {
             ),
         },
         Body::TimeoutNow => format!("TimeoutNow term={t}"),
+        Body::InstallSnapshot(i) => format!(
+            "InstallSnapshot term={t} snapshot={}/{} bytes {}..{} of {}",
+            i.index.0,
+            i.snapshot_term.0,
+            i.offset,
+            i.offset + i.data.len() as u64,
+            i.total_len
+        ),
+        Body::InstallSnapshotResponse(r) => format!(
+            "InstallSnapshotResponse term={t} snapshot={} next={}{}",
+            r.index.0,
+            r.next_offset,
+            if r.done { " done" } else { "" }
+        ),
+        Body::Forward(f) => {
+            format!("Forward term={t} id={} {:?}", f.id, String::from_utf8_lossy(f.command.as_ref()))
+        }
+        Body::ForwardResponse(r) => format!("ForwardResponse term={t} id={} {:?}", r.id, r.outcome),
         Body::ReadIndex(r) => format!("ReadIndex term={t} id={}", r.id),
         Body::ReadIndexResponse(r) => {
             format!("ReadIndexResponse term={t} id={} index={}", r.id, r.index.map_or("-".into(), |i| i.0.to_string()))
         }
-        other => format!("{other:?} term={t}"),
     }
 }
 
@@ -401,7 +450,7 @@ macro_rules! scripts {
     };
 }
 
-scripts!(election, prevote_partition, check_quorum, transfer, durability, read_index, membership);
+scripts!(election, prevote_partition, check_quorum, transfer, durability, read_index, membership, snapshot, forwarding);
 
 #[test]
 fn every_script_has_a_test() {
