@@ -12,9 +12,10 @@
 //! Commands (node ids are numbers; `ids` is one or more of them, none
 //! meaning every node):
 //!
-//! * `cluster n=N [pre_vote=BOOL] [check_quorum=BOOL] [forward=BOOL]`: a
-//!   fresh cluster of nodes 1..=N, every one a voter, at time 0 (pre-vote
-//!   and check-quorum on, forwarding off unless told).
+//! * `cluster n=N [pre_vote=BOOL] [check_quorum=BOOL] [forward=BOOL]
+//!   [lease_drift_ms=MS]`: a fresh cluster of nodes 1..=N, every one a
+//!   voter, at time 0 (pre-vote and check-quorum on, forwarding off, and
+//!   ReadIndex reads unless a lease's drift bound is given).
 //! * `campaign ID`: moves the clock to node ID's election deadline and fires
 //!   its timeout (no other node's timer fires).
 //! * `tick ms=N`: moves the clock N ms, firing each timer at its deadline
@@ -42,7 +43,7 @@
 use goldenscript::{Command, Runner};
 use raft_core::{
     AppendResult, Body, Config, Duration, Entry, Event, Instant, LogIndex, Membership, MembershipChange, Message, Node,
-    NodeId, Output, Payload, PersistToken, ProposalId, ReadId, Restored, Write,
+    NodeId, Output, Payload, PersistToken, ProposalId, ReadId, ReadMode, Restored, Write,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::error::Error;
@@ -183,6 +184,7 @@ impl Runner for Cluster {
                 let pre_vote = args.lookup_parse("pre_vote")?.unwrap_or(true);
                 let check_quorum = args.lookup_parse("check_quorum")?.unwrap_or(true);
                 let forward = args.lookup_parse("forward")?.unwrap_or(false);
+                let lease_ms: Option<u64> = args.lookup_parse("lease_drift_ms")?;
                 args.reject_rest()?;
                 *self = Cluster::default();
                 let members: Vec<NodeId> = (1..=n).map(NodeId).collect();
@@ -192,6 +194,9 @@ impl Runner for Cluster {
                     config.pre_vote = pre_vote;
                     config.check_quorum = check_quorum;
                     config.forward_proposals = forward;
+                    if let Some(ms) = lease_ms {
+                        config.read_mode = ReadMode::Lease { max_clock_drift: Duration::from_millis(ms) };
+                    }
                     let node = Node::new(config, Restored::fresh(), Instant::ZERO)?;
                     self.nodes.insert(id, node);
                 }
@@ -450,7 +455,18 @@ macro_rules! scripts {
     };
 }
 
-scripts!(election, prevote_partition, check_quorum, transfer, durability, read_index, membership, snapshot, forwarding);
+scripts!(
+    election,
+    prevote_partition,
+    check_quorum,
+    transfer,
+    durability,
+    read_index,
+    lease_read,
+    membership,
+    snapshot,
+    forwarding,
+);
 
 #[test]
 fn every_script_has_a_test() {
