@@ -460,6 +460,7 @@ scripts!(
     prevote_partition,
     check_quorum,
     transfer,
+    transfer_lost,
     durability,
     read_index,
     lease_read,
