@@ -64,7 +64,7 @@
 //! the next leader when its leader is deposed before applying (as a client
 //! retries), and on that tree both schedules then commit (0 of 1000); so
 //! did 30,000 seeded schedules before the leadership operations came. With
-//! them, and the wait for a transfer to end, so do 20,000 seeded schedules
+//! them, and the wait for a transfer to end, so do 100,000 seeded schedules
 //! from `RAFT_SEED_OFFSET=30000000`.
 
 use quickcheck::{Arbitrary, Gen};

@@ -45,7 +45,7 @@
 //! proposes, as a client told to retry would: it used to propose once,
 //! be refused, and acknowledge nothing (2 of the 1000 seeded schedules and
 //! 2 of the quickcheck ones; a soak found `RAFT_SEED=30061568` and
-//! `30061570` in one chunk of 100). None of 20,000 seeded schedules from
+//! `30061570` in one chunk of 100). None of 100,000 seeded schedules from
 //! `RAFT_SEED_OFFSET=30000000` acknowledges nothing now.
 //!
 //! Before quiet phases: 527 of the 1000 seeded schedules (532 of the
