@@ -52,13 +52,14 @@ impl Node {
     /// rather than refuse proposals until the transfer times out. A copy
     /// that comes late finds the target in a newer term and is dropped.
     pub(super) fn resend_timeout_now(&mut self, from: NodeId, round: u64) {
-        let last = self.log.last_index();
+        // Runs for every acknowledgement: the transfer check comes first.
         let RoleState::Leader(l) = &mut self.role else {
             return;
         };
         let Some(t) = l.transfer.as_mut().filter(|t| t.to == from) else {
             return;
         };
+        let last = self.log.last_index();
         let unheeded = t.timeout_now_round.is_some_and(|sent| round > sent);
         if unheeded && l.progress.get(&from).is_some_and(|p| p.matched >= last) {
             t.timeout_now_round = Some(l.round);
