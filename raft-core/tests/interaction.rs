@@ -58,7 +58,8 @@ struct Cluster {
     /// Nodes whose writes wait for `persist`, and the newest pending token.
     held: BTreeMap<u64, Option<PersistToken>>,
     isolated: BTreeSet<u64>,
-    next_read: u64,
+    /// The last read or forwarded proposal id given out.
+    next_id: u64,
 }
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
@@ -137,9 +138,7 @@ impl Cluster {
         }
         Ok(delivered)
     }
-}
 
-impl Cluster {
     /// Delivers until no message is in flight.
     fn stabilize(&mut self, out: &mut String) -> Result<()> {
         let all: BTreeSet<u64> = self.nodes.keys().copied().collect();
@@ -161,16 +160,37 @@ impl Cluster {
                 self.now = until;
                 return Ok(());
             };
-            self.now = deadline.max(self.now);
-            let at = self.now;
-            self.node(id)?.handle_timeout(at);
-            self.process(id, out)?;
+            self.fire(id, deadline, out)?;
             if settle {
                 self.stabilize(out)?;
             }
         }
         Err("more than 10,000 timers in one advance".into())
     }
+
+    /// Moves the clock to `deadline` (if later) and fires node `id`'s timer.
+    fn fire(&mut self, id: u64, deadline: Instant, out: &mut String) -> Result<()> {
+        self.now = deadline.max(self.now);
+        let at = self.now;
+        self.node(id)?.handle_timeout(at);
+        self.process(id, out)
+    }
+
+    /// The first two numbers of `command` (`usage` if there are fewer).
+    fn pair(&self, command: &Command, usage: &str) -> Result<(u64, u64)> {
+        match self.ids(command)?[..] {
+            [a, b, ..] => Ok((a, b)),
+            _ => Err(usage.into()),
+        }
+    }
+}
+
+/// `ID DATA` from `command`.
+fn id_and_data(command: &Command, usage: &str) -> Result<(u64, Vec<u8>)> {
+    let mut args = command.consume_args();
+    let id = args.next_pos().ok_or(usage)?.parse()?;
+    let data = args.next_pos().ok_or(usage)?.value.clone().into_bytes();
+    Ok((id, data))
 }
 
 impl Runner for Cluster {
@@ -208,10 +228,7 @@ impl Runner for Cluster {
                 let id = self.ids(command)?[0];
                 let deadline = self.node(id)?.poll_timeout().ok_or("no timer")?;
                 writeln!(out, "(time {} ms)", deadline.as_micros() / 1000)?;
-                self.now = deadline.max(now);
-                let at = self.now;
-                self.node(id)?.handle_timeout(at);
-                self.process(id, &mut out)?;
+                self.fire(id, deadline, &mut out)?;
             }
             "tick" | "run" => {
                 let ms: u64 = command.consume_args().lookup_parse("ms")?.ok_or("tick and run need ms=N")?;
@@ -224,26 +241,22 @@ impl Runner for Cluster {
             }
             "stabilize" => self.stabilize(&mut out)?,
             "propose" => {
-                let mut args = command.consume_args();
-                let id: u64 = args.next_pos().ok_or("propose ID DATA")?.parse()?;
-                let data = args.next_pos().ok_or("propose ID DATA")?.value.clone();
-                let result = self.node(id)?.propose(now, data.into_bytes());
+                let (id, data) = id_and_data(command, "propose ID DATA")?;
+                let result = self.node(id)?.propose(now, data);
                 writeln!(out, "{id}: propose -> {result:?}")?;
                 self.process(id, &mut out)?;
             }
             "forward" => {
-                let mut args = command.consume_args();
-                let id: u64 = args.next_pos().ok_or("forward ID DATA")?.parse()?;
-                let data = args.next_pos().ok_or("forward ID DATA")?.value.clone();
-                self.next_read += 1;
-                let proposal = ProposalId(self.next_read);
-                let result = self.node(id)?.forward(now, proposal, data.into_bytes());
+                let (id, data) = id_and_data(command, "forward ID DATA")?;
+                self.next_id += 1;
+                let proposal = ProposalId(self.next_id);
+                let result = self.node(id)?.forward(now, proposal, data);
                 writeln!(out, "{id}: forward {} -> {result:?}", proposal.0)?;
                 self.process(id, &mut out)?;
             }
             "compact" => {
-                let ids = self.ids(command)?;
-                let (id, index) = (ids[0], LogIndex(*ids.get(1).ok_or("compact ID INDEX")?));
+                let (id, index) = self.pair(command, "compact ID INDEX")?;
+                let index = LogIndex(index);
                 let data = format!("state@{}", index.0);
                 let result = self.node(id)?.compact(now, index, data.into_bytes());
                 writeln!(out, "{id}: compact {} -> {result:?}", index.0)?;
@@ -251,15 +264,14 @@ impl Runner for Cluster {
             }
             "read" => {
                 let id = self.ids(command)?[0];
-                self.next_read += 1;
-                let read = ReadId(self.next_read);
+                self.next_id += 1;
+                let read = ReadId(self.next_id);
                 let result = self.node(id)?.read_index(now, read);
                 writeln!(out, "{id}: read {} -> {result:?}", read.0)?;
                 self.process(id, &mut out)?;
             }
             "transfer" => {
-                let ids = self.ids(command)?;
-                let (from, to) = (ids[0], *ids.get(1).ok_or("transfer FROM TO")?);
+                let (from, to) = self.pair(command, "transfer FROM TO")?;
                 let result = self.node(from)?.transfer_leadership(now, NodeId(to));
                 writeln!(out, "{from}: transfer to {to} -> {result:?}")?;
                 self.process(from, &mut out)?;
@@ -274,8 +286,8 @@ impl Runner for Cluster {
                 }
             }
             "add-learner" | "promote" | "remove" => {
-                let ids = self.ids(command)?;
-                let (leader, id) = (ids[0], NodeId(*ids.get(1).ok_or("CHANGE LEADER ID")?));
+                let (leader, id) = self.pair(command, "CHANGE LEADER ID")?;
+                let id = NodeId(id);
                 let change = match command.name.as_str() {
                     "add-learner" => MembershipChange::AddLearner { id, addr: format!("addr{}", id.0).as_str().into() },
                     "promote" => MembershipChange::Promote { id },
@@ -292,12 +304,11 @@ impl Runner for Cluster {
             }
             "persist" => {
                 for id in self.ids(command)? {
-                    if let Some(Some(token)) = self.held.insert(id, None) {
+                    if let Some(Some(token)) = self.held.remove(&id) {
                         writeln!(out, "{id}: durable")?;
                         self.node(id)?.handle_persisted(now, token);
                         self.process(id, &mut out)?;
                     }
-                    self.held.remove(&id);
                 }
             }
             "isolate" => {

@@ -137,7 +137,11 @@ mod tests {
     const ME: NodeMeta = NodeMeta { node_id: NodeId(1), cluster_id: 7 };
 
     fn open(sim: &SimFs) -> (DiskLog, crate::storage::Recovered) {
-        DiskLog::open_on(Arc::new(sim.clone()), Path::new("/data"), ME, DiskLogOptions::default()).unwrap()
+        open_with(sim, DiskLogOptions::default()).unwrap()
+    }
+
+    fn open_with(sim: &SimFs, options: DiskLogOptions) -> Result<(DiskLog, crate::storage::Recovered), StorageError> {
+        DiskLog::open_on(Arc::new(sim.clone()), Path::new("/data"), ME, options)
     }
 
     /// The writes of a one-node cluster that elects itself and takes
@@ -216,8 +220,7 @@ mod tests {
     fn an_idle_thread_settles_a_deferred_watermark_by_itself() {
         use crate::Watermark;
         use crate::storage::fs::Fs;
-        let deferred = || DiskLogOptions::default().watermark(Watermark::Deferred);
-        let open_deferred = |sim: &SimFs| DiskLog::open_on(Arc::new(sim.clone()), Path::new("/data"), ME, deferred());
+        let open_deferred = |sim: &SimFs| open_with(sim, DiskLogOptions::default().watermark(Watermark::Deferred));
         let sim = SimFs::new();
         let (log, _) = open_deferred(&sim).unwrap();
         let (writes, last_index) = writes(5);

@@ -38,6 +38,12 @@ fn cluster(seed: u64, configure: fn(&mut Config)) -> Cluster {
     Cluster::new(cfg)
 }
 
+/// A follower of `leader`, picked by `rng`.
+fn random_follower(c: &Cluster, leader: NodeId, rng: &mut SimRng) -> NodeId {
+    let followers: Vec<NodeId> = c.ids().into_iter().filter(|&id| id != leader).collect();
+    followers[rng.below(followers.len() as u64) as usize]
+}
+
 fn role(c: &Cluster, id: NodeId) -> Option<Role> {
     c.node(id).map(|n| n.role())
 }
@@ -52,8 +58,7 @@ fn returning_follower(seed: u64, configure: fn(&mut Config)) -> Result<(), Strin
     let term = c.node(leader).map(|l| l.term()).unwrap_or_default();
     let elections = c.elections().len();
     let mut rng = SimRng::stream(seed, 900);
-    let followers: Vec<NodeId> = c.ids().into_iter().filter(|&id| id != leader).collect();
-    let f = followers[rng.below(followers.len() as u64) as usize];
+    let f = random_follower(&c, leader, &mut rng);
     c.disconnect(f);
     c.run_for(ms(rng.between(3_000, 8_000)));
     c.one(cmd(2), n - 1, true);
@@ -151,8 +156,7 @@ fn transfer(seed: u64) -> Result<(), String> {
         let index = c.propose(leader, cmd(x)).map_err(|e| format!("seed {seed}: propose: {e}"))?;
         written.push((index, x));
     }
-    let followers: Vec<NodeId> = c.ids().into_iter().filter(|&id| id != leader).collect();
-    let target = followers[rng.below(followers.len() as u64) as usize];
+    let target = random_follower(&c, leader, &mut rng);
     c.run_for(ms(rng.between(0, 3)));
     c.transfer_leadership(leader, target).map_err(|e| format!("seed {seed}: transfer refused: {e}"))?;
     if c.node(leader).and_then(|l| l.transfer_target()) == Some(target) {
@@ -214,8 +218,7 @@ fn a_transfer_whose_timeout_now_was_lost_hands_over_once_the_target_answers() {
         let leader = c.check_one_leader();
         c.one(cmd(1), n, true);
         let mut rng = SimRng::stream(seed, 904);
-        let followers: Vec<NodeId> = c.ids().into_iter().filter(|&id| id != leader).collect();
-        let target = followers[rng.below(followers.len() as u64) as usize];
+        let target = random_follower(&c, leader, &mut rng);
         let crash = seed.is_multiple_of(2);
         if crash {
             c.crash(target);
@@ -254,8 +257,7 @@ fn aborted_transfer_leaves_a_working_leader() {
         c.one(cmd(1), n, true);
         let term = c.node(leader).map(|l| l.term());
         let mut rng = SimRng::stream(seed, 903);
-        let followers: Vec<NodeId> = c.ids().into_iter().filter(|&id| id != leader).collect();
-        let target = followers[rng.below(followers.len() as u64) as usize];
+        let target = random_follower(&c, leader, &mut rng);
         assert_eq!(c.transfer_leadership(leader, leader), Err(TransferError::NotAVoter(leader)), "seed {seed}");
         let r = c.transfer_leadership(target, leader);
         assert_eq!(r, Err(TransferError::NotLeader { leader_hint: Some(leader) }), "seed {seed}");
